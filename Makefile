@@ -1,0 +1,138 @@
+# ddbkit — `make` builds everything; `make test` runs every test; `make run`
+# runs the demo against a local DynamoDB; `make bench` measures.
+
+CC       ?= gcc
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+B        := build
+
+WARN     := -Wall -Wextra -Werror
+CSTD     := -std=c11 -D_GNU_SOURCE
+OPT      ?= -O2 -g
+CFLAGS_ALL = $(CSTD) $(OPT) $(WARN) -fPIC $(CFLAGS)
+ENGINE_LIBS := -lcurl -lssl -lcrypto -lyajl -lpthread -lm
+
+LUA54_INC  := $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+LUAJIT_INC := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
+
+ENGINE_SRC := $(wildcard engine/*.c)
+CORE_SRC   := $(wildcard bindings/core/*.c)
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(B)/obj/%.o)
+UT_OBJ     := $(ENGINE_SRC:%.c=$(B)/ut/%.o)
+ASAN_OBJ   := $(ENGINE_SRC:%.c=$(B)/asan/%.o)
+CTESTS     := $(patsubst tests/c/%.c,%,$(wildcard tests/c/test_*.c))
+HEADERS    := $(wildcard engine/*.h bindings/core/*.h)
+
+LIB_A   := $(B)/libddbkit.a
+LIB_SO  := $(B)/libddbkit.so
+CORE54  := $(B)/lua54/ddbkit/core.so
+COREJIT := $(B)/luajit/ddbkit/core.so
+SHIM    := $(B)/loopback_bind.so
+
+.PHONY: all deps test run bench install clean fuzz ctest
+all: $(LIB_A) $(LIB_SO) $(CORE54) $(COREJIT) $(SHIM)
+
+deps:
+	@tests/harness/deps.sh
+
+$(B)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Iengine -c $< -o $@
+
+$(B)/ut/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DDDBK_UNITTEST -Iengine -c $< -o $@
+
+$(B)/asan/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
+	  -DDDBK_UNITTEST -Iengine -c $< -o $@
+
+$(LIB_A): $(ENGINE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(LIB_SO): $(ENGINE_OBJ)
+	$(CC) -shared -o $@ $^ $(ENGINE_LIBS) $(LDFLAGS)
+
+# ddbkit.core: the engine linked in statically, built once per Lua flavour.
+$(B)/core54/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LUA54_INC) -Iengine -Ibindings/core -c $< -o $@
+
+$(B)/corejit/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LUAJIT_INC) -Iengine -Ibindings/core -c $< -o $@
+
+$(CORE54): $(CORE_SRC:%.c=$(B)/core54/%.o) $(ENGINE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $^ $(ENGINE_LIBS) $(LDFLAGS)
+
+$(COREJIT): $(CORE_SRC:%.c=$(B)/corejit/%.o) $(ENGINE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $^ $(ENGINE_LIBS) $(LDFLAGS)
+
+$(SHIM): tests/harness/loopback_bind.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) -O2 $(WARN) -shared -fPIC -o $@ $< -ldl
+
+# C unit tests: each tests/c/test_X.c links the engine built with
+# -DDDBK_UNITTEST (so `UNITTEST` helpers are reachable), plain and sanitized.
+$(B)/tests/%: tests/c/%.c $(UT_OBJ) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DDDBK_UNITTEST -Iengine -o $@ $< $(UT_OBJ) -lcmocka $(ENGINE_LIBS)
+
+$(B)/tests-asan/%: tests/c/%.c $(ASAN_OBJ) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
+	  -DDDBK_UNITTEST -Iengine -o $@ $< $(ASAN_OBJ) -lcmocka $(ENGINE_LIBS)
+
+ctest: $(CTESTS:%=$(B)/tests/%) $(CTESTS:%=$(B)/tests-asan/%)
+
+test: deps
+	@$(MAKE) --no-print-directory all ctest
+	@tests/run.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@tests/harness/run_demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@tests/bench/run.sh
+
+# Fuzz targets need clang's libFuzzer; `make fuzz` runs each briefly.
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzz: $(FUZZ_TARGETS)
+	@for f in $(FUZZ_TARGETS); do echo "== $$f"; $$f -runs=$${FUZZ_RUNS:-200000} -max_len=4096 || exit 1; done
+
+$(B)/fuzz/fuzz_ini: tests/fuzz/fuzz_ini.c engine/ini.c
+	@mkdir -p $(dir $@)
+	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -DDDBK_UNITTEST -Iengine -o $@ $^
+
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRC) engine/buf.c
+	@mkdir -p $(dir $@)
+	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(LUA54_INC) -Iengine -Ibindings/core \
+	  -o $@ $^ -llua5.4 -lyajl -lcrypto -lm
+
+LUA54_CMOD  := $(PREFIX)/lib/lua/5.4
+LUA54_LMOD  := $(PREFIX)/share/lua/5.4
+LUAJIT_CMOD := $(PREFIX)/lib/lua/5.1
+LUAJIT_LMOD := $(PREFIX)/share/lua/5.1
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 engine/ddbkit.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define DDBK_VERSION "\(.*\)"/\1/p' engine/ddbkit.h)|' \
+	  ddbkit.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ddbkit.pc
+	install -d $(DESTDIR)$(LUA54_CMOD)/ddbkit $(DESTDIR)$(LUAJIT_CMOD)/ddbkit
+	install -m 755 $(CORE54) $(DESTDIR)$(LUA54_CMOD)/ddbkit/core.so
+	install -m 755 $(COREJIT) $(DESTDIR)$(LUAJIT_CMOD)/ddbkit/core.so
+	for d in $(LUA54_LMOD) $(LUAJIT_LMOD); do \
+	  (cd lua && find ddbkit -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$$d/{} \;); \
+	done
+
+clean:
+	rm -rf $(B)

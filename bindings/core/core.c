@@ -1,0 +1,539 @@
+/*
+ * ddbkit.core — the engine's Lua face. A client userdata owns the engine
+ * client and the scratch buffers of its requests and responses, so a Lua
+ * error raised mid-call can never leak them (they are freed by __gc).
+ *
+ * Misuse (wrong argument types) raises; failures of the world return
+ * nil, err where err is a table {code, message, status, retryable,
+ * request_id, item?, cancellation_reasons?} whose tostring is "code: message".
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "compat.h"
+#include "ddbkit.h"
+#include "marshal.h"
+
+#define CLIENT_MT "ddbkit.client"
+#define ERROR_MT "ddbkit.error"
+
+typedef struct lclient {
+    ddbk_client *c;
+    ddbk_buf req;          /* request JSON, reused between calls */
+    ddbk_response resp;    /* response body, reused between calls */
+} lclient;
+
+static const char MISSING_TABLE_FMT[] =
+    "DynamoDB table \"%s\" was not found. Create the table using your "
+    "infrastructure before using DynamoDB stores.";
+
+/* ------------------------------------------------------------- helpers */
+
+static lclient *check_client(lua_State *L)
+{
+    lclient *lc = luaL_checkudata(L, 1, CLIENT_MT);
+    if (!lc->c)
+        luaL_error(L, "client is closed");
+    return lc;
+}
+
+static void set_str(lua_State *L, const char *k, const char *v)
+{
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_num(lua_State *L, const char *k, double v)
+{
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_int(lua_State *L, const char *k, lua_Integer v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+/* Pushes an error value built from e (and returns 2 with nil below it when
+ * used as `return push_error(...)`). */
+static void push_error_table(lua_State *L, const ddbk_error *e)
+{
+    lua_createtable(L, 0, 8);
+    set_str(L, "code", e->code);
+    set_str(L, "message", e->message);
+    set_int(L, "status", e->status);
+    lua_pushboolean(L, e->retryable);
+    lua_setfield(L, -2, "retryable");
+    if (e->request_id[0])
+        set_str(L, "request_id", e->request_id);
+    luaL_getmetatable(L, ERROR_MT);
+    lua_setmetatable(L, -2);
+}
+
+static int return_error(lua_State *L, const ddbk_error *e)
+{
+    lua_pushnil(L);
+    push_error_table(L, e);
+    return 2;
+}
+
+static int return_simple_error(lua_State *L, const char *code, const char *msg)
+{
+    ddbk_error e;
+    ddbk_error_set(&e, code, 0, "%s", msg);
+    return return_error(L, &e);
+}
+
+/* The extra fields DynamoDB sends with some errors: the old item of a failed
+ * condition (ReturnValuesOnConditionCheckFailure = ALL_OLD) and the reasons
+ * of a cancelled transaction. Expects the error table on top. */
+static void add_error_details(lua_State *L, const ddbk_buf *body)
+{
+    char msg[256];
+    if (body->len == 0)
+        return;
+    if (ddbk_lua_decode_response(L, body->data, body->len, msg, sizeof msg) != 0)
+        return;
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "Item");
+        lua_setfield(L, -3, "item");
+        lua_getfield(L, -1, "CancellationReasons");
+        lua_setfield(L, -3, "cancellation_reasons");
+    }
+    lua_pop(L, 1);
+}
+
+/* Replaces DynamoDB's message for a missing table with the exact text the
+ * Node stores give, so both kinds of service log the same line. */
+static void missing_table_message(lua_State *L, int params, ddbk_error *e)
+{
+    if (strcmp(e->code, "ResourceNotFoundException") != 0)
+        return;
+    lua_getfield(L, params, "TableName");
+    if (lua_type(L, -1) == LUA_TSTRING)
+        snprintf(e->message, sizeof e->message, MISSING_TABLE_FMT, lua_tostring(L, -1));
+    lua_pop(L, 1);
+}
+
+static int encode_params(lua_State *L, lclient *lc, int idx)
+{
+    char msg[320];
+    ddbk_buf_reset(&lc->req);
+    if (ddbk_lua_encode_request(L, idx, &lc->req, msg, sizeof msg) != 0) {
+        ddbk_error e;
+        ddbk_error_set(&e, "ValidationException", 0, "%s", msg);
+        return return_error(L, &e);
+    }
+    return 0;
+}
+
+static int decode_result(lua_State *L, const ddbk_buf *body)
+{
+    char msg[256];
+    if (ddbk_lua_decode_response(L, body->len ? body->data : "{}",
+                                 body->len ? body->len : 2, msg, sizeof msg) != 0)
+        return return_simple_error(L, "MalformedResponse", msg);
+    return 1;
+}
+
+/* ------------------------------------------------------------- methods */
+
+static void opt_string(lua_State *L, int t, const char *k, const char **out)
+{
+    lua_getfield(L, t, k);
+    if (!lua_isnil(L, -1))
+        *out = lua_tostring(L, -1); /* stays valid: the table keeps it alive */
+    lua_pop(L, 1);
+}
+
+static void opt_long(lua_State *L, int t, const char *k, long *out)
+{
+    lua_getfield(L, t, k);
+    if (!lua_isnil(L, -1))
+        *out = (long)lua_tonumber(L, -1);
+    lua_pop(L, 1);
+}
+
+/* core.new_client(opts): the Lua wrapper has already checked every option's
+ * type and range; this only copies them. */
+static int l_new_client(lua_State *L)
+{
+    ddbk_config cfg;
+    ddbk_error err;
+    long v;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    ddbk_config_init(&cfg);
+    opt_string(L, 1, "region", &cfg.region);
+    opt_string(L, 1, "endpoint", &cfg.endpoint);
+    opt_string(L, 1, "profile", &cfg.profile);
+    lua_getfield(L, 1, "credentials");
+    if (lua_istable(L, -1)) {
+        int ct = lua_gettop(L);
+        opt_string(L, ct, "access_key_id", &cfg.access_key_id);
+        opt_string(L, ct, "secret_access_key", &cfg.secret_access_key);
+        opt_string(L, ct, "session_token", &cfg.session_token);
+    }
+    opt_long(L, 1, "timeout_ms", &cfg.timeout_ms);
+    opt_long(L, 1, "connect_timeout_ms", &cfg.connect_timeout_ms);
+    v = cfg.max_attempts;
+    opt_long(L, 1, "max_attempts", &v);
+    cfg.max_attempts = (int)v;
+    opt_long(L, 1, "base_delay_ms", &cfg.base_delay_ms);
+    opt_long(L, 1, "max_backoff_ms", &cfg.max_backoff_ms);
+    v = cfg.retry_quota;
+    opt_long(L, 1, "retry_quota", &v);
+    cfg.retry_quota = (int)v;
+    lua_getfield(L, 1, "verify_tls");
+    if (!lua_isnil(L, -1))
+        cfg.verify_tls = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    v = (long)cfg.max_response_bytes;
+    opt_long(L, 1, "max_response_bytes", &v);
+    cfg.max_response_bytes = (size_t)v;
+
+    lclient *lc = lua_newuserdata(L, sizeof *lc);
+    memset(lc, 0, sizeof *lc);
+    ddbk_buf_init(&lc->req, 0);
+    ddbk_response_init(&lc->resp);
+    luaL_getmetatable(L, CLIENT_MT);
+    lua_setmetatable(L, -2);
+    lc->c = ddbk_client_new(&cfg, &err);
+    if (!lc->c)
+        return return_error(L, &err);
+    return 1;
+}
+
+/* client:call(op, params) -> result | nil, err. Blocking; retries inside. */
+static int l_call(lua_State *L)
+{
+    lclient *lc = check_client(L);
+    const char *op = luaL_checkstring(L, 2);
+    ddbk_error err;
+    int n;
+
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if ((n = encode_params(L, lc, 3)) != 0)
+        return n;
+    if (ddbk_call(lc->c, op, lc->req.data, lc->req.len, &lc->resp, &err) != 0) {
+        missing_table_message(L, 3, &err);
+        lua_pushnil(L);
+        push_error_table(L, &err);
+        add_error_details(L, &lc->resp.body);
+        return 2;
+    }
+    return decode_result(L, &lc->resp.body);
+}
+
+/* client:prepare(op, params, time_s?) -> {method, url, headers, body} */
+static int l_prepare(lua_State *L)
+{
+    lclient *lc = check_client(L);
+    const char *op = luaL_checkstring(L, 2);
+    lua_Number t = luaL_optnumber(L, 4, 0);
+    ddbk_request req;
+    ddbk_error err;
+    int n;
+
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if ((n = encode_params(L, lc, 3)) != 0)
+        return n;
+    if (ddbk_prepare(lc->c, op, lc->req.data, lc->req.len, (int64_t)t, &req, &err) != 0)
+        return return_error(L, &err);
+    lua_createtable(L, 0, 5);
+    set_str(L, "method", req.method);
+    set_str(L, "url", req.url);
+    lua_pushlstring(L, req.body, req.body_len);
+    lua_setfield(L, -2, "body");
+    lua_createtable(L, 0, req.nheaders);
+    for (int i = 0; i < req.nheaders; i++)
+        set_str(L, req.headers[i].name, req.headers[i].value);
+    lua_setfield(L, -2, "headers");
+    return 1;
+}
+
+/* client:parse(status, body, request_id?, params?) -> result | nil, err.
+ * For hosts that send prepared requests themselves. */
+static int l_parse(lua_State *L)
+{
+    lclient *lc = check_client(L);
+    long status = (long)luaL_checknumber(L, 2);
+    size_t len;
+    const char *body = luaL_optlstring(L, 3, "", &len);
+    const char *rid = luaL_optstring(L, 4, NULL);
+    ddbk_error err;
+
+    ddbk_buf_reset(&lc->resp.body);
+    if (ddbk_buf_append(&lc->resp.body, body, len) != 0)
+        return return_simple_error(L, "ResponseTooLarge", "response body too large");
+    if (ddbk_parse(status, rid, body, len, &err) != 0) {
+        if (lua_istable(L, 5))
+            missing_table_message(L, 5, &err);
+        lua_pushnil(L);
+        push_error_table(L, &err);
+        add_error_details(L, &lc->resp.body);
+        return 2;
+    }
+    return decode_result(L, &lc->resp.body);
+}
+
+/* client:retry_delay(err, attempt) -> ms | nil: the standard-mode decision
+ * (takes from the retry quota when it says retry). */
+static int l_retry_delay(lua_State *L)
+{
+    lclient *lc = check_client(L);
+    ddbk_error e;
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int attempt = (int)luaL_checkinteger(L, 3);
+    ddbk_error_clear(&e);
+    lua_getfield(L, 2, "code");
+    snprintf(e.code, sizeof e.code, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+    lua_getfield(L, 2, "retryable");
+    e.retryable = lua_toboolean(L, -1);
+    e.timeout = strcmp(e.code, "Timeout") == 0;
+    lua_pop(L, 2);
+    long d = ddbk_retry_decide(lc->c, &e, attempt, ddbk_random());
+    if (d < 0)
+        lua_pushnil(L);
+    else
+        lua_pushinteger(L, d);
+    return 1;
+}
+
+static int l_stats(lua_State *L)
+{
+    lclient *lc = check_client(L);
+    ddbk_stats s;
+
+    ddbk_stats_get(lc->c, &s);
+    lua_createtable(L, 0, 12);
+    set_int(L, "requests", (lua_Integer)s.requests);
+    set_int(L, "retries", (lua_Integer)s.retries);
+    set_int(L, "errors", (lua_Integer)s.errors);
+    set_int(L, "bytes_out", (lua_Integer)s.bytes_out);
+    set_int(L, "bytes_in", (lua_Integer)s.bytes_in);
+    set_int(L, "retry_delay_ms_total", (lua_Integer)s.retry_delay_ms_total);
+    set_int(L, "quota_exhausted", (lua_Integer)s.quota_exhausted);
+
+    lua_createtable(L, 0, s.nops);
+    for (int i = 0; i < s.nops; i++) {
+        lua_createtable(L, 0, 4);
+        set_int(L, "calls", (lua_Integer)s.ops[i].calls);
+        set_int(L, "requests", (lua_Integer)s.ops[i].requests);
+        set_int(L, "retries", (lua_Integer)s.ops[i].retries);
+        set_int(L, "errors", (lua_Integer)s.ops[i].errors);
+        lua_setfield(L, -2, s.ops[i].op);
+    }
+    lua_setfield(L, -2, "operations");
+
+    lua_createtable(L, 0, s.ncodes);
+    for (int i = 0; i < s.ncodes; i++)
+        set_int(L, s.codes[i].code, (lua_Integer)s.codes[i].count);
+    lua_setfield(L, -2, "error_codes");
+
+    lua_createtable(L, 0, 7);
+    set_int(L, "count", (lua_Integer)s.latency_count);
+    set_num(L, "min", s.latency_min_us);
+    set_num(L, "max", s.latency_max_us);
+    set_num(L, "mean", s.latency_mean_us);
+    set_num(L, "p50", s.latency_p50_us);
+    set_num(L, "p90", s.latency_p90_us);
+    set_num(L, "p99", s.latency_p99_us);
+    lua_setfield(L, -2, "latency_us");
+    return 1;
+}
+
+static int l_reset_stats(lua_State *L)
+{
+    ddbk_stats_reset(check_client(L)->c);
+    return 0;
+}
+
+/* client:record(op, out_bytes, in_bytes, latency_us) and
+ * client:record_call(op, retries, err?): stats for hosts doing their own I/O. */
+static int l_record(lua_State *L)
+{
+    lclient *lc = check_client(L);
+    ddbk_stats_record_attempt(lc->c, luaL_checkstring(L, 2),
+                              (size_t)luaL_checkinteger(L, 3),
+                              (size_t)luaL_checkinteger(L, 4), luaL_checknumber(L, 5));
+    return 0;
+}
+
+static int l_record_call(lua_State *L)
+{
+    lclient *lc = check_client(L);
+    const char *op = luaL_checkstring(L, 2);
+    int retries = (int)luaL_checkinteger(L, 3);
+    ddbk_error e;
+    if (lua_istable(L, 4)) {
+        lua_getfield(L, 4, "code");
+        ddbk_error_set(&e, lua_isstring(L, -1) ? lua_tostring(L, -1) : "UnknownError", 0, "-");
+        lua_pop(L, 1);
+    }
+    ddbk_stats_record_call(lc->c, op, retries, lua_istable(L, 4) ? &e : NULL);
+    return 0;
+}
+
+static int l_region(lua_State *L)
+{
+    lua_pushstring(L, ddbk_client_region(check_client(L)->c));
+    return 1;
+}
+
+static int l_endpoint(lua_State *L)
+{
+    lua_pushstring(L, ddbk_client_endpoint(check_client(L)->c));
+    return 1;
+}
+
+static int l_close(lua_State *L)
+{
+    lclient *lc = luaL_checkudata(L, 1, CLIENT_MT);
+    if (lc->c) {
+        ddbk_client_free(lc->c);
+        lc->c = NULL;
+    }
+    ddbk_buf_free(&lc->req);
+    ddbk_response_free(&lc->resp);
+    return 0;
+}
+
+static int l_client_tostring(lua_State *L)
+{
+    lclient *lc = luaL_checkudata(L, 1, CLIENT_MT);
+    if (lc->c)
+        lua_pushfstring(L, "ddbkit.client(%s)", ddbk_client_endpoint(lc->c));
+    else
+        lua_pushliteral(L, "ddbkit.client(closed)");
+    return 1;
+}
+
+/* ------------------------------------------------- module-level functions */
+
+static int l_encode(lua_State *L)
+{
+    char msg[320];
+    ddbk_buf b;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    ddbk_buf_init(&b, 0);
+    /* The buffer is not owned by a userdata here: encode only raises on
+     * memory errors, and this is a test and debugging entry point. */
+    if (ddbk_lua_encode_request(L, 1, &b, msg, sizeof msg) != 0) {
+        ddbk_buf_free(&b);
+        lua_pushnil(L);
+        lua_pushstring(L, msg);
+        return 2;
+    }
+    lua_pushlstring(L, b.data ? b.data : "", b.len);
+    ddbk_buf_free(&b);
+    return 1;
+}
+
+static int l_decode(lua_State *L)
+{
+    char msg[256];
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    if (ddbk_lua_decode_response(L, s, len, msg, sizeof msg) != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, msg);
+        return 2;
+    }
+    return 1;
+}
+
+static int l_now_ms(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000 + (lua_Number)(ts.tv_nsec / 1000000));
+    return 1;
+}
+
+static int l_mono_ms(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000 + (lua_Number)ts.tv_nsec / 1e6);
+    return 1;
+}
+
+static int l_sleep_ms(lua_State *L)
+{
+    lua_Number ms = luaL_checknumber(L, 1);
+    if (ms <= 0)
+        return 0;
+    struct timespec ts = { (time_t)(ms / 1000), (long)((ms - (lua_Number)(time_t)(ms / 1000) * 1000) * 1e6) };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
+static int l_error_tostring(lua_State *L)
+{
+    lua_getfield(L, 1, "code");
+    lua_getfield(L, 1, "message");
+    lua_pushfstring(L, "%s: %s", luaL_optstring(L, -2, "?"), luaL_optstring(L, -1, ""));
+    return 1;
+}
+
+static const luaL_Reg client_methods[] = {
+    { "call", l_call },
+    { "prepare", l_prepare },
+    { "parse", l_parse },
+    { "retry_delay", l_retry_delay },
+    { "stats", l_stats },
+    { "reset_stats", l_reset_stats },
+    { "record", l_record },
+    { "record_call", l_record_call },
+    { "region", l_region },
+    { "endpoint", l_endpoint },
+    { "close", l_close },
+    { NULL, NULL },
+};
+
+static const luaL_Reg module_funcs[] = {
+    { "new_client", l_new_client },
+    { "encode", l_encode },
+    { "decode", l_decode },
+    { "now_ms", l_now_ms },
+    { "mono_ms", l_mono_ms },
+    { "sleep_ms", l_sleep_ms },
+    { NULL, NULL },
+};
+
+int luaopen_ddbkit_core(lua_State *L);
+int luaopen_ddbkit_core(lua_State *L)
+{
+    luaL_newmetatable(L, CLIENT_MT);
+    lua_createtable(L, 0, 12);
+    luaL_setfuncs(L, client_methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_client_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, ERROR_MT);
+    lua_pushcfunction(L, l_error_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+
+    lua_createtable(L, 0, 24);
+    luaL_setfuncs(L, module_funcs, 0);
+    luaL_getmetatable(L, ERROR_MT);
+    lua_setfield(L, -2, "error_mt");
+    set_str(L, "version", DDBK_VERSION);
+    ddbk_lua_values_open(L, lua_gettop(L));
+    return 1;
+}

@@ -1,0 +1,218 @@
+/*
+ * The client: resolved configuration, credentials, the cached signing key,
+ * the connection pool, the retry quota and the stats, and ddbk_call, which
+ * strings prepare, transport, parse and the retry decision together.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "internal.h"
+
+void ddbk_config_init(ddbk_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->connect_timeout_ms = 1000;
+    cfg->timeout_ms = 3000;
+    cfg->max_attempts = 3;
+    cfg->base_delay_ms = 50;
+    cfg->max_backoff_ms = 20000;
+    cfg->retry_quota = 500;
+    cfg->verify_tls = 1;
+    cfg->max_response_bytes = DDBK_BUF_DEFAULT_MAX;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+static void init_curl(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+static const char *first_env(const char *a, const char *b)
+{
+    const char *v = getenv(a);
+    if (v && *v)
+        return v;
+    v = b ? getenv(b) : NULL;
+    return v && *v ? v : NULL;
+}
+
+/* Accepts scheme://host[:port][/] and derives the Host header: the port is
+ * kept only when it is not the scheme's default, as SigV4 signs it. */
+static int set_endpoint(ddbk_client *c, const char *ep, ddbk_error *err)
+{
+    const char *rest;
+    int https;
+
+    if (strncmp(ep, "https://", 8) == 0) {
+        https = 1;
+        rest = ep + 8;
+    } else if (strncmp(ep, "http://", 7) == 0) {
+        https = 0;
+        rest = ep + 7;
+    } else {
+        ddbk_error_set(err, "InvalidArgument", 0,
+                       "endpoint must start with http:// or https:// (got \"%.64s\")", ep);
+        return -1;
+    }
+    size_t hl = strcspn(rest, "/?#");
+    if (hl == 0 || hl >= sizeof c->host || strspn(rest + hl, "/") != strlen(rest + hl) ||
+        strchr(rest, '@') || strpbrk(rest, " \t\r\n")) {
+        ddbk_error_set(err, "InvalidArgument", 0,
+                       "endpoint must be scheme://host[:port] with no path (got \"%.64s\")", ep);
+        return -1;
+    }
+    memcpy(c->host, rest, hl);
+    c->host[hl] = '\0';
+    size_t n = strlen(c->host);
+    if ((https && n > 4 && strcmp(c->host + n - 4, ":443") == 0) ||
+        (!https && n > 3 && strcmp(c->host + n - 3, ":80") == 0))
+        c->host[n - (https ? 4 : 3)] = '\0';
+    snprintf(c->endpoint, sizeof c->endpoint, "%s://%.*s", https ? "https" : "http",
+             (int)hl, rest);
+    snprintf(c->url, sizeof c->url, "%s/", c->endpoint);
+    return 0;
+}
+
+ddbk_client *ddbk_client_new(const ddbk_config *cfg_in, ddbk_error *err)
+{
+    ddbk_config defaults;
+    const ddbk_config *cfg = cfg_in;
+    char ep[400];
+
+    ddbk_error_clear(err);
+    if (!cfg) {
+        ddbk_config_init(&defaults);
+        cfg = &defaults;
+    }
+    if (cfg->max_attempts < 1 || cfg->timeout_ms <= 0 || cfg->connect_timeout_ms <= 0 ||
+        cfg->base_delay_ms < 0 || cfg->max_backoff_ms < 0 || cfg->retry_quota < 0) {
+        ddbk_error_set(err, "InvalidArgument", 0,
+                       "max_attempts must be >= 1, timeouts > 0, delays and quota >= 0");
+        return NULL;
+    }
+    pthread_once(&curl_once, init_curl);
+    if (curl_init_rc != CURLE_OK) {
+        ddbk_error_set(err, "ConnectionError", 0, "libcurl failed to initialise");
+        return NULL;
+    }
+
+    ddbk_client *c = calloc(1, sizeof *c);
+    if (!c) {
+        ddbk_error_set(err, "OutOfMemory", 0, "out of memory creating the client");
+        return NULL;
+    }
+    c->connect_timeout_ms = cfg->connect_timeout_ms;
+    c->timeout_ms = cfg->timeout_ms;
+    c->max_attempts = cfg->max_attempts;
+    c->base_delay_ms = cfg->base_delay_ms;
+    c->max_backoff_ms = cfg->max_backoff_ms;
+    c->quota_max = c->quota = cfg->retry_quota;
+    c->verify_tls = cfg->verify_tls;
+    c->max_response_bytes = cfg->max_response_bytes ? cfg->max_response_bytes
+                                                     : DDBK_BUF_DEFAULT_MAX;
+
+    const char *endpoint = cfg->endpoint && *cfg->endpoint
+                               ? cfg->endpoint
+                               : first_env("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL");
+    if (ddbk__region_resolve(cfg, c->region, sizeof c->region) != 0) {
+        if (!endpoint) {
+            ddbk_error_set(err, "MissingRegion", 0,
+                           "no region: set region, AWS_REGION, AWS_DEFAULT_REGION or "
+                           "the profile's region");
+            goto fail;
+        }
+        /* A custom endpoint (DynamoDB Local) still signs with some region. */
+        snprintf(c->region, sizeof c->region, "us-east-1");
+    }
+    if (strspn(c->region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(c->region)) {
+        ddbk_error_set(err, "InvalidArgument", 0,
+                       "region must be lowercase letters, digits and dashes (got \"%.32s\")",
+                       c->region);
+        goto fail;
+    }
+    if (!endpoint) {
+        snprintf(ep, sizeof ep, "https://dynamodb.%s.amazonaws.com", c->region);
+        endpoint = ep;
+    }
+    if (set_endpoint(c, endpoint, err) != 0)
+        goto fail;
+    if (ddbk__credentials_resolve(cfg, &c->creds, err) != 0)
+        goto fail;
+    if (ddbk__transport_open(c, err) != 0)
+        goto fail;
+    return c;
+
+fail:
+    ddbk_client_free(c);
+    return NULL;
+}
+
+void ddbk_client_free(ddbk_client *c)
+{
+    if (!c)
+        return;
+    ddbk__transport_close(c);
+    ddbk__credentials_wipe(&c->creds);
+    ddbk__sigv4_key_wipe(&c->key);
+    /* The Authorization line of the last request is in hdr_lines. */
+    OPENSSL_cleanse(c->hdr_lines, sizeof c->hdr_lines);
+    free(c);
+}
+
+const char *ddbk_client_region(const ddbk_client *c) { return c->region; }
+const char *ddbk_client_endpoint(const ddbk_client *c) { return c->endpoint; }
+
+void ddbk_response_init(ddbk_response *r)
+{
+    memset(r, 0, sizeof *r);
+    ddbk_buf_init(&r->body, 0);
+}
+
+void ddbk_response_free(ddbk_response *r)
+{
+    ddbk_buf_free(&r->body);
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+int ddbk_call(ddbk_client *c, const char *op, const char *body,
+              size_t body_len, ddbk_response *resp, ddbk_error *err)
+{
+    ddbk_request req;
+    int retries = 0, last_timeout = 0;
+
+    ddbk_error_clear(err);
+    resp->body.max = c->max_response_bytes;
+    resp->attempts = 0;
+    for (int attempt = 1;; attempt++) {
+        /* Re-signed each attempt: a long backoff must not outlive the
+         * signature's five-minute validity. */
+        if (ddbk_prepare(c, op, body, body_len, 0, &req, err) != 0)
+            break;
+        resp->attempts = attempt;
+        if (ddbk__transport_send(c, op, &req, resp, err) == 0 &&
+            ddbk_parse(resp->status, resp->request_id, resp->body.data,
+                       resp->body.len, err) == 0) {
+            ddbk_retry_success(c, retries > 0, last_timeout);
+            ddbk_stats_record_call(c, op, retries, NULL);
+            return 0;
+        }
+        long delay = ddbk_retry_decide(c, err, attempt, ddbk_random());
+        if (delay < 0)
+            break;
+        last_timeout = err->timeout;
+        retries++;
+        sleep_ms(delay);
+    }
+    ddbk_stats_record_call(c, op, retries, err);
+    return -1;
+}

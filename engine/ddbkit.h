@@ -1,0 +1,226 @@
+/*
+ * ddbkit — a small, fast DynamoDB engine.
+ *
+ * Public C API. Everything here is prefixed ddbk_. A client is not
+ * thread-safe: use one per thread (they are cheap), or guard it.
+ *
+ * Requests and responses are DynamoDB's own JSON wire format (AttributeValues
+ * included): the engine signs, sends, retries and classifies; it does not
+ * reinterpret your items. The Lua binding marshals Lua values to and from that
+ * format in C.
+ *
+ * Every step of a call is also available on its own (the "sans-I/O" split):
+ *   ddbk_prepare()       build and sign a request
+ *   ddbk_parse()         classify a status + body into success or an error
+ *   ddbk_retry_decide()  given an error and the attempt number, wait or give up
+ * so a host with its own event loop can do the network I/O itself.
+ */
+#ifndef DDBKIT_H
+#define DDBKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DDBK_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- buffers */
+
+/* A growable byte buffer with a hard size cap. Always NUL-terminated when
+ * data != NULL, so text can be used as a C string. */
+typedef struct ddbk_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t max; /* 0 = DDBK_BUF_DEFAULT_MAX */
+} ddbk_buf;
+
+#define DDBK_BUF_DEFAULT_MAX ((size_t)64 << 20) /* 64 MiB */
+
+void ddbk_buf_init(ddbk_buf *b, size_t max);
+void ddbk_buf_free(ddbk_buf *b);
+void ddbk_buf_reset(ddbk_buf *b); /* len = 0, keeps memory */
+/* Each returns 0, or -1 (nothing appended) when memory or the cap runs out. */
+int ddbk_buf_reserve(ddbk_buf *b, size_t extra);
+int ddbk_buf_append(ddbk_buf *b, const void *p, size_t n);
+int ddbk_buf_putc(ddbk_buf *b, char c);
+int ddbk_buf_puts(ddbk_buf *b, const char *s);
+int ddbk_buf_printf(ddbk_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ----------------------------------------------------------------- errors */
+
+/* What went wrong, as a value. `code` is DynamoDB's error name without its
+ * namespace ("ConditionalCheckFailedException"), or one of the engine's own:
+ *   "Timeout", "ConnectionError", "InvalidArgument", "MissingCredentials",
+ *   "ResponseTooLarge", "MalformedResponse", "RetryQuotaExceeded",
+ *   "OutOfMemory", "RequestEntityTooLarge" (HTTP 413 without a __type),
+ *   "UnknownError" (any other non-2xx without a __type).
+ * `message` never contains credentials. */
+typedef struct ddbk_error {
+    char code[96];
+    char message[512];
+    long status;        /* HTTP status, 0 when no response arrived */
+    int retryable;      /* 1 when the standard retry mode would retry it */
+    int throttling;     /* 1 for throttling errors (affects backoff only) */
+    int timeout;        /* 1 for a transport timeout (retry quota costs 10) */
+    char request_id[96];
+} ddbk_error;
+
+void ddbk_error_clear(ddbk_error *e);
+void ddbk_error_set(ddbk_error *e, const char *code, long status,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* ----------------------------------------------------------------- config */
+
+typedef struct ddbk_config {
+    const char *region;            /* else AWS_REGION, AWS_DEFAULT_REGION, profile */
+    const char *endpoint;          /* else AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL,
+                                      https://dynamodb.<region>.amazonaws.com */
+    const char *profile;           /* else AWS_PROFILE, "default" */
+    const char *access_key_id;     /* explicit credentials win over the chain */
+    const char *secret_access_key;
+    const char *session_token;
+    long connect_timeout_ms;       /* default 1000 */
+    long timeout_ms;               /* whole attempt, default 3000 */
+    int max_attempts;              /* default 3 (1 = no retries) */
+    long base_delay_ms;            /* backoff base, default 50 */
+    long max_backoff_ms;           /* default 20000 */
+    int retry_quota;               /* default 500 tokens; 0 disables the quota */
+    int verify_tls;                /* default 1 */
+    size_t max_response_bytes;     /* default 64 MiB */
+} ddbk_config;
+
+void ddbk_config_init(ddbk_config *cfg);
+
+/* --------------------------------------------------------------- the client */
+
+typedef struct ddbk_client ddbk_client;
+
+/* Resolves region, endpoint and credentials now; the secret is copied and
+ * wiped on free. Returns NULL and fills err on failure. */
+ddbk_client *ddbk_client_new(const ddbk_config *cfg, ddbk_error *err);
+void ddbk_client_free(ddbk_client *c);
+const char *ddbk_client_region(const ddbk_client *c);
+const char *ddbk_client_endpoint(const ddbk_client *c);
+
+/* ------------------------------------------------------------------ prepare */
+
+#define DDBK_MAX_HEADERS 8
+
+typedef struct ddbk_header {
+    char name[32];
+    char value[2048];               /* STS session tokens run past 1 KB */
+} ddbk_header;
+
+typedef struct ddbk_request {
+    const char *method;            /* "POST" */
+    char url[512];
+    char host[256];
+    ddbk_header headers[DDBK_MAX_HEADERS];
+    int nheaders;
+    const char *body;              /* borrowed: the caller's body */
+    size_t body_len;
+} ddbk_request;
+
+/* Builds and signs a DynamoDB request for operation `op` ("GetItem") with the
+ * JSON `body`. `time_s` is the signing time in epoch seconds, or 0 for now.
+ * Does no I/O; costs one SHA-256 of the body and one HMAC (the signing key is
+ * cached per day, region and service). */
+int ddbk_prepare(ddbk_client *c, const char *op, const char *body,
+                 size_t body_len, int64_t time_s, ddbk_request *out,
+                 ddbk_error *err);
+
+/* -------------------------------------------------------------------- parse */
+
+/* Classifies a response. Returns 0 for a 2xx status; otherwise -1 with err
+ * filled: code from __type (namespace stripped) and message from "message" or
+ * "Message"; a 413 or a body without __type gets an engine code. The caller
+ * keeps the body for the extra fields (Item, CancellationReasons). */
+int ddbk_parse(long status, const char *request_id, const char *body,
+               size_t body_len, ddbk_error *err);
+
+/* Fills err for a transport failure (what curl or a socket reported). */
+void ddbk_error_transport(ddbk_error *err, int timed_out, const char *what);
+
+/* ---------------------------------------------------------------- retries */
+
+/* AWS "standard" retry mode. attempt is 1 for the first try. Returns the
+ * delay in ms before the next attempt, or -1 to give up (not retryable,
+ * attempts spent, or the client's retry quota is empty). On a retry it takes
+ * tokens from the quota (5, or 10 for a timeout). `rnd` in [0, 1) draws the
+ * full jitter; pass ddbk_random() outside tests. */
+long ddbk_retry_decide(ddbk_client *c, const ddbk_error *err, int attempt,
+                       double rnd);
+/* Report a successful attempt: refunds the quota (1 token, or what the
+ * retry of this call took). */
+void ddbk_retry_success(ddbk_client *c, int retried, int last_was_timeout);
+double ddbk_random(void);
+
+/* ------------------------------------------------------------------ a call */
+
+typedef struct ddbk_response {
+    long status;
+    ddbk_buf body;                 /* the response JSON (success or error) */
+    char request_id[96];
+    int attempts;
+} ddbk_response;
+
+void ddbk_response_init(ddbk_response *r);
+void ddbk_response_free(ddbk_response *r);
+
+/* Does the whole call: prepare, send (libcurl, keep-alive), parse, and retry
+ * with backoff (blocking sleep). Returns 0 on success with resp->body holding
+ * the result; -1 with err filled, resp->body holding the error body if any. */
+int ddbk_call(ddbk_client *c, const char *op, const char *body,
+              size_t body_len, ddbk_response *resp, ddbk_error *err);
+
+/* -------------------------------------------------------------------- stats */
+
+/* Counts kept per client, for every call made through it (and for the
+ * attempts a host reports with ddbk_stats_record when it does its own I/O). */
+#define DDBK_STATS_MAX_OPS 32
+#define DDBK_STATS_MAX_CODES 32
+
+typedef struct ddbk_op_stats {
+    char op[40];
+    uint64_t calls;      /* logical calls */
+    uint64_t requests;   /* HTTP attempts sent */
+    uint64_t retries;
+    uint64_t errors;     /* calls that ended in an error */
+} ddbk_op_stats;
+
+typedef struct ddbk_code_stats {
+    char code[96];
+    uint64_t count;
+} ddbk_code_stats;
+
+typedef struct ddbk_stats {
+    ddbk_op_stats ops[DDBK_STATS_MAX_OPS];
+    int nops;
+    ddbk_code_stats codes[DDBK_STATS_MAX_CODES];
+    int ncodes;
+    uint64_t requests, retries, errors, bytes_out, bytes_in;
+    uint64_t retry_delay_ms_total; /* sum of backoff delays chosen */
+    uint64_t quota_exhausted;
+    /* latency of every HTTP attempt, microseconds */
+    uint64_t latency_count;
+    double latency_min_us, latency_max_us, latency_mean_us;
+    double latency_p50_us, latency_p90_us, latency_p99_us;
+} ddbk_stats;
+
+void ddbk_stats_get(const ddbk_client *c, ddbk_stats *out);
+void ddbk_stats_reset(ddbk_client *c);
+/* For hosts doing their own I/O: record one attempt of `op`. */
+void ddbk_stats_record_attempt(ddbk_client *c, const char *op, size_t out_bytes,
+                               size_t in_bytes, double latency_us);
+void ddbk_stats_record_call(ddbk_client *c, const char *op, int retries,
+                            const ddbk_error *final_err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,171 @@
+/*
+ * Engine-private declarations shared between engine files. Nothing here is
+ * part of the public API: symbols use the ddbk__ prefix (two underscores) and
+ * hidden visibility, so they never leak out of libddbkit.so.
+ */
+#ifndef DDBKIT_INTERNAL_H
+#define DDBKIT_INTERNAL_H
+
+#include "ddbkit.h"
+
+#define DDBK_HIDDEN __attribute__((visibility("hidden")))
+
+/* UNITTEST marks a function `static` in the library but visible to the C
+ * unit tests, which compile the engine with -DDDBK_UNITTEST. */
+#ifdef DDBK_UNITTEST
+#define UNITTEST
+#else
+#define UNITTEST static
+#endif
+
+/* ------------------------------------------------------------- sigv4.c */
+
+/* One header as sent (name and value not yet canonicalised). */
+typedef struct ddbk_kv {
+    const char *name;
+    const char *value;
+} ddbk_kv;
+
+typedef struct ddbk_sigv4_request {
+    const char *method;       /* "POST" */
+    const char *path;         /* as in the request line, without the query */
+    const char *query;        /* after '?', or NULL */
+    const ddbk_kv *headers;   /* every header to sign, including host and x-amz-date */
+    int nheaders;
+    const char *body;
+    size_t body_len;
+    int normalize_path;       /* 1 except for S3 */
+} ddbk_sigv4_request;
+
+/* The signing key for one (date, region, service), cached so a client derives
+ * it once a day instead of four HMACs per request. Wiped when replaced. */
+typedef struct ddbk_sigv4_key {
+    char date[9];             /* YYYYMMDD */
+    char region[64];
+    char service[64];
+    unsigned char key[32];
+    int valid;
+} ddbk_sigv4_key;
+
+typedef struct ddbk_sigv4_out {
+    char signature[65];       /* lowercase hex */
+    char authorization[512];  /* the whole Authorization header value */
+} ddbk_sigv4_out;
+
+/* Signs `req` at `amz_date` ("20150830T123600Z"). When canonical or sts is
+ * non-NULL they are reset and receive the canonical request and the string
+ * to sign (for tests and debugging). Returns 0, or -1 with err filled. */
+DDBK_HIDDEN int ddbk__sigv4_sign(const ddbk_sigv4_request *req,
+                                 const char *access_key_id,
+                                 const char *secret_access_key,
+                                 const char *region, const char *service,
+                                 const char *amz_date, ddbk_sigv4_key *cache,
+                                 ddbk_buf *canonical, ddbk_buf *sts,
+                                 ddbk_sigv4_out *out, ddbk_error *err);
+/* The cache is keyed by date, region and service only: a client signs with
+ * one set of credentials for its life, so it never needs the key id too. */
+DDBK_HIDDEN void ddbk__sigv4_key_wipe(ddbk_sigv4_key *k);
+/* "20150830T123600Z" from epoch seconds. */
+DDBK_HIDDEN void ddbk__amz_date(int64_t t, char out[17]);
+/* Lowercase hex SHA-256 of data. */
+DDBK_HIDDEN void ddbk__sha256_hex(const void *data, size_t len, char out[65]);
+
+/* -------------------------------------------------------- credentials.c */
+
+typedef struct ddbk_credentials {
+    char *access_key_id;      /* heap; wiped and freed by ddbk__credentials_wipe */
+    char *secret_access_key;
+    char *session_token;      /* NULL when none */
+    char source[32];          /* "config", "environment", "profile:<name>" (truncated) */
+} ddbk_credentials;
+
+/* Resolves credentials: explicit config, then AWS_ACCESS_KEY_ID /
+ * AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, then the shared credentials file
+ * (AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials) and config file
+ * (AWS_CONFIG_FILE or ~/.aws/config) for the profile (cfg->profile,
+ * AWS_PROFILE, or "default"). Fails with code "MissingCredentials". */
+DDBK_HIDDEN int ddbk__credentials_resolve(const ddbk_config *cfg,
+                                          ddbk_credentials *out,
+                                          ddbk_error *err);
+DDBK_HIDDEN void ddbk__credentials_wipe(ddbk_credentials *c);
+
+/* Resolves the region: cfg->region, AWS_REGION, AWS_DEFAULT_REGION, then the
+ * profile's `region` in the config file. Returns 0, or -1 (nothing found, out
+ * left empty; not an error by itself: the client decides). */
+DDBK_HIDDEN int ddbk__region_resolve(const ddbk_config *cfg, char *out,
+                                     size_t outlen);
+
+/* ---------------------------------------------------------------- ini.c */
+
+/* Looks up `key` in section `section` of an AWS shared config/credentials
+ * file held in memory. Section names are matched as written between the
+ * brackets after trimming ("default", "profile dev"). Comments start with #
+ * or ; at line start; keys and values are trimmed; a nested (indented)
+ * sub-section line is skipped. Returns 1 and copies the value (NUL-terminated,
+ * truncated to outlen-1) when found, 0 when not. With key == NULL it returns
+ * 1 when the section exists at all. Never reads past len. */
+DDBK_HIDDEN int ddbk__ini_lookup(const char *text, size_t len,
+                                 const char *section, const char *key,
+                                 char *out, size_t outlen);
+
+#endif
+
+/* ------------------------------------------------------------- client */
+
+#include <curl/curl.h>
+
+/* Latency histogram: 8 buckets per power of two of microseconds, so a
+ * percentile read from it is within 9% of the truth, in constant memory. */
+#define DDBK_LAT_SUB 8
+#define DDBK_LAT_BUCKETS (32 * DDBK_LAT_SUB)
+
+typedef struct ddbk_stats_state {
+    ddbk_stats pub;               /* counters; latency fields filled on read */
+    uint64_t lat_hist[DDBK_LAT_BUCKETS];
+    double lat_sum_us;
+} ddbk_stats_state;
+
+/* The headers of one DynamoDB request, in curl's list type but in memory the
+ * client owns, so sending costs no allocation. */
+#define DDBK_HDR_LINES 8
+#define DDBK_HDR_LINE_MAX 2112
+
+struct ddbk_client {
+    char region[64];
+    char endpoint[400];           /* scheme://host[:port], no trailing slash */
+    char url[420];                /* endpoint + "/" */
+    char host[256];               /* Host header value */
+    ddbk_credentials creds;
+    ddbk_sigv4_key key;           /* cached signing key */
+
+    long connect_timeout_ms, timeout_ms;
+    int max_attempts;
+    long base_delay_ms, max_backoff_ms;
+    int quota_max, quota;         /* retry quota, standard mode */
+    int verify_tls;
+    size_t max_response_bytes;
+
+    CURL *curl;                   /* one easy handle: its connection cache is the pool */
+    char curl_errbuf[CURL_ERROR_SIZE];
+    struct curl_slist hdr_nodes[DDBK_HDR_LINES];
+    char hdr_lines[DDBK_HDR_LINES][DDBK_HDR_LINE_MAX];
+
+    ddbk_stats_state stats;
+};
+
+/* transport.c: one HTTP attempt of a prepared request (two when a stale
+ * pooled connection must be replaced), each recorded in the stats. Returns 0
+ * when a response arrived (any status) with status and body filled; -1 with
+ * a transport error otherwise. */
+DDBK_HIDDEN int ddbk__transport_send(ddbk_client *c, const char *op,
+                                     const ddbk_request *req,
+                                     ddbk_response *resp, ddbk_error *err);
+DDBK_HIDDEN int ddbk__transport_open(ddbk_client *c, ddbk_error *err);
+DDBK_HIDDEN void ddbk__transport_close(ddbk_client *c);
+
+/* stats.c */
+DDBK_HIDDEN void ddbk__stats_retry_delay(ddbk_client *c, long delay_ms);
+DDBK_HIDDEN void ddbk__stats_quota_exhausted(ddbk_client *c);
+
+/* Monotonic clock in microseconds. */
+DDBK_HIDDEN double ddbk__mono_us(void);

@@ -1,0 +1,160 @@
+/*
+ * parse: an HTTP status and body become success or a classified error.
+ * Error bodies are small; we stream them through yajl and keep only the
+ * top-level __type and message, never building a tree.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <yajl/yajl_parse.h>
+
+#include "internal.h"
+
+typedef struct scan {
+    int depth;
+    int want;          /* 0 none, 1 __type, 2 message */
+    char type[128];
+    char message[512];
+    int have_type, have_message;
+} scan;
+
+static int on_start_map(void *ctx)
+{
+    ((scan *)ctx)->depth++;
+    return 1;
+}
+
+static int on_end_map(void *ctx)
+{
+    ((scan *)ctx)->depth--;
+    return 1;
+}
+
+static int on_key(void *ctx, const unsigned char *k, size_t n)
+{
+    scan *s = ctx;
+    s->want = 0;
+    if (s->depth != 1)
+        return 1;
+    if (n == 6 && memcmp(k, "__type", 6) == 0)
+        s->want = 1;
+    /* DynamoDB says "message"; some errors (and other AWS services) say
+     * "Message". Accept both, first one wins. */
+    else if (n == 7 && (memcmp(k, "message", 7) == 0 || memcmp(k, "Message", 7) == 0))
+        s->want = 2;
+    return 1;
+}
+
+static void copy_text(char *dst, size_t cap, const unsigned char *v, size_t n)
+{
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, v, n);
+    dst[n] = '\0';
+}
+
+static int on_string(void *ctx, const unsigned char *v, size_t n)
+{
+    scan *s = ctx;
+    if (s->want == 1 && !s->have_type) {
+        copy_text(s->type, sizeof s->type, v, n);
+        s->have_type = 1;
+    } else if (s->want == 2 && !s->have_message) {
+        copy_text(s->message, sizeof s->message, v, n);
+        s->have_message = 1;
+    }
+    s->want = 0;
+    return 1;
+}
+
+static int on_other(void *ctx)
+{
+    ((scan *)ctx)->want = 0;
+    return 1;
+}
+static int on_bool(void *ctx, int b) { (void)b; return on_other(ctx); }
+static int on_number(void *ctx, const char *v, size_t n) { (void)v; (void)n; return on_other(ctx); }
+static int on_array(void *ctx) { return on_other(ctx); }
+
+static const yajl_callbacks scan_callbacks = {
+    .yajl_null = on_other,
+    .yajl_boolean = on_bool,
+    .yajl_number = on_number,
+    .yajl_string = on_string,
+    .yajl_start_map = on_start_map,
+    .yajl_map_key = on_key,
+    .yajl_end_map = on_end_map,
+    .yajl_start_array = on_array,
+    .yajl_end_array = on_array,
+};
+
+/* Codes the standard retry mode treats as throttling or transient. */
+static const char *const throttling_codes[] = {
+    "Throttling", "ThrottlingException", "ThrottledException",
+    "RequestThrottledException", "TooManyRequestsException",
+    "ProvisionedThroughputExceededException", "TransactionInProgressException",
+    "RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException",
+    "RequestThrottled", "SlowDown", "PriorRequestNotComplete",
+    "EC2ThrottledException", NULL,
+};
+static const char *const transient_codes[] = {
+    "RequestTimeout", "RequestTimeoutException", "InternalServerError",
+    "InternalFailure", "ServiceUnavailable", NULL,
+};
+
+static int in_list(const char *const *list, const char *code)
+{
+    for (; *list; list++)
+        if (strcmp(*list, code) == 0)
+            return 1;
+    return 0;
+}
+
+static void classify(ddbk_error *err)
+{
+    err->throttling = in_list(throttling_codes, err->code);
+    err->retryable = err->throttling || in_list(transient_codes, err->code) ||
+                     err->status == 500 || err->status == 502 ||
+                     err->status == 503 || err->status == 504;
+}
+
+int ddbk_parse(long status, const char *request_id, const char *body,
+               size_t body_len, ddbk_error *err)
+{
+    scan s;
+
+    if (status >= 200 && status < 300)
+        return 0;
+
+    ddbk_error_clear(err);
+    err->status = status;
+    if (request_id)
+        snprintf(err->request_id, sizeof err->request_id, "%s", request_id);
+
+    memset(&s, 0, sizeof s);
+    if (body && body_len) {
+        yajl_handle h = yajl_alloc(&scan_callbacks, NULL, &s);
+        if (h) {
+            /* A parse error just leaves what was found so far. */
+            if (yajl_parse(h, (const unsigned char *)body, body_len) == yajl_status_ok)
+                yajl_complete_parse(h);
+            yajl_free(h);
+        }
+    }
+
+    if (s.have_type) {
+        const char *hash = strrchr(s.type, '#');
+        snprintf(err->code, sizeof err->code, "%.95s", hash ? hash + 1 : s.type);
+        snprintf(err->message, sizeof err->message, "%s",
+                 s.have_message ? s.message : err->code);
+    } else if (status == 413) {
+        snprintf(err->code, sizeof err->code, "RequestEntityTooLarge");
+        snprintf(err->message, sizeof err->message,
+                 "request is too large for DynamoDB (HTTP 413)");
+    } else {
+        snprintf(err->code, sizeof err->code, "UnknownError");
+        snprintf(err->message, sizeof err->message, "HTTP %ld%s%.480s", status,
+                 s.have_message ? ": " : "", s.have_message ? s.message : "");
+    }
+    classify(err);
+    return -1;
+}

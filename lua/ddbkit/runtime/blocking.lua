@@ -1,0 +1,18 @@
+-- The blocking runtime: the engine does the whole call (libcurl keep-alive
+-- pool, retries with nanosleep backoff). For the REPL, scripts and hosts
+-- that may block. Every store does its I/O, sleeps and clock reads through
+-- a runtime object of this shape, so the same store code runs elsewhere.
+local core = require "ddbkit.core"
+
+local _M = { _VERSION = "0.1.0", name = "blocking" }
+
+-- send(core_client, op, params) -> result | nil, err
+function _M.send(cc, op, params)
+  return cc:call(op, params)
+end
+
+_M.sleep = core.sleep_ms   -- sleep(ms)
+_M.now_ms = core.now_ms    -- wall clock, epoch milliseconds (TTLs, stored times)
+_M.mono_ms = core.mono_ms  -- monotonic milliseconds (intervals, waits)
+
+return _M

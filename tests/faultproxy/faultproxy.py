@@ -1,0 +1,646 @@
+#!/usr/bin/env python3
+"""faultproxy: a fault-injecting HTTP/1.1 proxy for ddbkit's retry tests.
+
+    faultproxy.py --listen PORT --upstream 127.0.0.1:UPORT
+                  [--port-file F] [--max-seconds N] [--verbose]
+
+Listens on 127.0.0.1:PORT (0 = any free port, written to --port-file) and
+forwards every request to the upstream (DynamoDB Local), relaying the
+response, unless a fault is armed.  Client connections are keep-alive (many
+requests per connection); each client connection has its own upstream
+connection.
+
+Control API on the same port (never proxied, never counted, never consumes
+a fault):
+
+    POST   /__proxy/faults       body: JSON list of faults (or one object);
+                                 appended to the FIFO queue
+    GET    /__proxy/faults       the pending queue
+    DELETE /__proxy/faults       clear the queue
+    GET    /__proxy/stats        {"requests": n, "forwarded": n,
+                                  "connections": n, "faults_applied": {kind: n},
+                                  "faults_pending": n, "upstream_errors": n}
+    POST   /__proxy/reset-stats  zero the counters
+
+A fault is {"kind": K, ...options}.  Common options:
+    "count": n     apply to n consecutive (matching) requests (default 1)
+    "match": "s"   apply only to requests whose X-Amz-Target contains s;
+                   other requests pass by without consuming it
+
+Each proxied request consumes one application of the first queued fault
+that matches it (queue order).  Kinds:
+
+    throttle       400 ThrottlingException (JSON, x-amzn-RequestId)
+    provisioned    400 ProvisionedThroughputExceededException
+    status         answer "status" (default 500) with "body" (a string or
+                   a JSON value; default: JSON InternalServerError for 500,
+                   ServiceUnavailable for 503, other 5xx InternalServerError,
+                   empty otherwise; "body": "" gives an empty body).
+                   Optional "content_type", "headers" {name: value}.
+    reset          read the request, then abort the client connection (RST,
+                   SO_LINGER 0), no response
+    drop_response  forward the request upstream (it takes effect), read the
+                   upstream response, close the client connection with no
+                   response
+    delay          sleep "ms" milliseconds (interruptible), then forward
+                   normally ("forward": false: answer nothing and close
+                   instead of forwarding)
+    close_after    forward and relay normally (no "Connection: close"),
+                   then close the client connection
+
+Stats: "requests" counts every proxied (non-control) request received,
+"forwarded" every request sent upstream, "connections" the client
+connections that carried at least one proxied request, "faults_applied" per
+kind.  Counters are updated before the response (or the close) goes out.
+
+Exits cleanly on SIGTERM/SIGINT, and by itself after --max-seconds.
+Standard library only.
+"""
+
+import argparse
+import http.client
+import http.server
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import uuid
+import zlib
+
+CONTROL_PREFIX = "/__proxy/"
+MAX_BODY = 64 * 1024 * 1024
+DDB_ERR = "com.amazonaws.dynamodb.v20120810#"
+JSON_CT = "application/x-amz-json-1.0"
+
+KINDS = ("throttle", "provisioned", "status", "reset", "drop_response",
+         "delay", "close_after")
+
+HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+    "proxy-authorization", "te", "trailer", "trailers", "transfer-encoding",
+    "upgrade", "expect", "content-length",
+}
+
+
+class BadRequest(Exception):
+    pass
+
+
+class State:
+    """Fault queue and counters, shared by all connection threads."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.faults = []          # list of dicts, each with "remaining"
+        self.stopping = threading.Event()
+        self.reset_stats()
+
+    def reset_stats(self):
+        with self.lock:
+            self.requests = 0
+            self.forwarded = 0
+            self.connections = 0
+            self.upstream_errors = 0
+            self.applied = {}
+
+    def stats(self):
+        with self.lock:
+            return {
+                "requests": self.requests,
+                "forwarded": self.forwarded,
+                "connections": self.connections,
+                "faults_applied": dict(self.applied),
+                "faults_pending": sum(f["remaining"] for f in self.faults),
+                "upstream_errors": self.upstream_errors,
+            }
+
+    def add_faults(self, faults):
+        with self.lock:
+            self.faults.extend(faults)
+            return len(self.faults)
+
+    def clear_faults(self):
+        with self.lock:
+            n = len(self.faults)
+            self.faults = []
+            return n
+
+    def pending(self):
+        with self.lock:
+            return [dict(f) for f in self.faults]
+
+    def take_fault(self, target):
+        """Count one proxied request; return the fault to apply, or None."""
+        with self.lock:
+            self.requests += 1
+            for i, f in enumerate(self.faults):
+                m = f.get("match")
+                if m is not None and m not in (target or ""):
+                    continue
+                f["remaining"] -= 1
+                if f["remaining"] <= 0:
+                    del self.faults[i]
+                kind = f["kind"]
+                self.applied[kind] = self.applied.get(kind, 0) + 1
+                return dict(f)
+            return None
+
+    def count(self, attr):
+        with self.lock:
+            setattr(self, attr, getattr(self, attr) + 1)
+
+
+def validate_fault(obj):
+    if not isinstance(obj, dict):
+        raise ValueError("a fault must be a JSON object")
+    kind = obj.get("kind")
+    if kind not in KINDS:
+        raise ValueError("unknown fault kind %r (one of %s)" % (kind, ", ".join(KINDS)))
+    f = dict(obj)
+    count = f.get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError("count must be a positive integer")
+    f["remaining"] = count
+    if "match" in f and not isinstance(f["match"], str):
+        raise ValueError("match must be a string")
+    if kind == "status":
+        st = f.get("status", 500)
+        if not isinstance(st, int) or isinstance(st, bool) or not 200 <= st <= 599:
+            raise ValueError("status must be an integer 200..599")
+        f["status"] = st
+        if "headers" in f and not isinstance(f["headers"], dict):
+            raise ValueError("headers must be an object")
+    if kind == "delay":
+        ms = f.get("ms", 1000)
+        if not isinstance(ms, (int, float)) or isinstance(ms, bool) or ms < 0:
+            raise ValueError("ms must be a non-negative number")
+        f["ms"] = ms
+    return f
+
+
+def ddb_error_body(short, message):
+    return json.dumps({"__type": DDB_ERR + short, "message": message},
+                      separators=(",", ":")).encode()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 300                 # idle client connections are closed
+
+    # -- connection lifecycle ---------------------------------------------
+
+    def setup(self):
+        super().setup()
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        self.upstream = None
+        self.counted = False
+        self.aborted = False
+
+    def finish(self):
+        try:
+            if not self.aborted:
+                super().finish()
+        except OSError:
+            pass
+        self._close_upstream()
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        except BadRequest as e:
+            if not self.aborted:
+                self._send_plain_error(400, str(e))
+            self.close_connection = True
+        except (OSError, ValueError):
+            # client went away, timed out, or we closed the socket ourselves
+            # (a fault) and the base class touched the closed file after.
+            self.close_connection = True
+
+    def version_string(self):
+        return "faultproxy"
+
+    def send_error(self, code, message=None, explain=None):
+        # The base class's errors (bad request line, unsupported method,
+        # over-long line...): a short plain-text answer and a close, always
+        # with an HTTP/1.1 status line (never the HTTP/0.9 bare body).
+        self.request_version = "HTTP/1.1"
+        if not hasattr(self, "command") or self.command is None:
+            self.command = "GET"
+        try:
+            short = self.responses.get(code, ("Error",))[0]
+        except AttributeError:
+            short = "Error"
+        msg = message or short
+        msg = msg.encode("ascii", "backslashreplace").decode("ascii")
+        self._send_plain_error(code, msg, reason=short)
+
+    def log_message(self, fmt, *args):
+        if self.server.verbose:
+            sys.stderr.write("faultproxy: %s %s\n" % (self.address_string(), fmt % args))
+
+    def log_request(self, code="-", size="-"):
+        if self.server.verbose:
+            super().log_request(code, size)
+
+    # -- entry points ------------------------------------------------------
+
+    def do_GET(self):
+        self._dispatch()
+
+    do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = do_GET
+
+    def _dispatch(self):
+        # A header line without a colon makes the header parser stop there
+        # and treat the rest as a "payload": refuse that request.
+        if self.headers.defects or self.headers.get_payload():
+            raise BadRequest("malformed header section")
+        body = self._read_body()
+        path = self.path
+        if path.startswith(CONTROL_PREFIX) or path.rstrip("/") == CONTROL_PREFIX.rstrip("/"):
+            self._control(path, body)
+        else:
+            self._proxy(body)
+
+    # -- request body ------------------------------------------------------
+
+    def _read_body(self):
+        te = self.headers.get("Transfer-Encoding")
+        cl = self.headers.get_all("Content-Length") or []
+        if te is not None:
+            if te.strip().lower() != "chunked":
+                raise BadRequest("unsupported Transfer-Encoding")
+            if cl:
+                raise BadRequest("both Transfer-Encoding and Content-Length")
+            return self._read_chunked()
+        if not cl:
+            return b""
+        if len(set(v.strip() for v in cl)) != 1:
+            raise BadRequest("conflicting Content-Length headers")
+        v = cl[0].strip()
+        if not v.isdigit():
+            raise BadRequest("bad Content-Length")
+        n = int(v)
+        if n > MAX_BODY:
+            raise BadRequest("body too large")
+        data = self.rfile.read(n)
+        if len(data) != n:
+            raise ConnectionError("client closed mid-body")
+        return data
+
+    def _read_chunked(self):
+        out = bytearray()
+        while True:
+            line = self.rfile.readline(1024)
+            if not line:
+                raise ConnectionError("client closed mid-body")
+            size_s = line.split(b";", 1)[0].strip()
+            try:
+                size = int(size_s, 16)
+            except ValueError:
+                raise BadRequest("bad chunk size")
+            if size < 0 or len(out) + size > MAX_BODY:
+                raise BadRequest("bad chunk size")
+            if size == 0:
+                while True:       # trailers
+                    t = self.rfile.readline(8192)
+                    if not t:
+                        raise ConnectionError("client closed in trailers")
+                    if t in (b"\r\n", b"\n"):
+                        return bytes(out)
+            chunk = self.rfile.read(size)
+            if len(chunk) != size:
+                raise ConnectionError("client closed mid-chunk")
+            out += chunk
+            if self.rfile.readline(1024) not in (b"\r\n", b"\n"):
+                raise BadRequest("bad chunk terminator")
+
+    # -- responses ---------------------------------------------------------
+
+    def _send(self, status, body=b"", headers=(), reason=None, close=False):
+        self.send_response_only(status, reason)
+        self.send_header("Date", self.date_time_string())
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if body and self.command != "HEAD" and status >= 200 and status not in (204, 304):
+            self.wfile.write(body)
+        self.wfile.flush()
+
+    def _send_plain_error(self, status, msg, reason=None):
+        try:
+            self._send(status, (msg + "\n").encode(),
+                       [("Content-Type", "text/plain")], reason=reason, close=True)
+        except OSError:
+            pass
+        self.close_connection = True
+
+    def _send_json(self, status, obj):
+        body = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+        self._send(status, body, [("Content-Type", "application/json")])
+
+    def _send_ddb_error(self, status, short, message, extra=()):
+        body = ddb_error_body(short, message)
+        self._send(status, body, [
+            ("x-amzn-RequestId", str(uuid.uuid4())),
+            ("Content-Type", JSON_CT),
+            ("x-amz-crc32", str(zlib.crc32(body) & 0xFFFFFFFF)),
+        ] + list(extra))
+
+    # -- control API -------------------------------------------------------
+
+    def _control(self, path, body):
+        st = self.server.state
+        route = path.split("?", 1)[0].rstrip("/")
+        m = self.command
+        if route == "/__proxy/faults" and m == "POST":
+            try:
+                obj = json.loads(body.decode("utf-8") or "null")
+                if isinstance(obj, dict):
+                    obj = [obj]
+                if not isinstance(obj, list):
+                    raise ValueError("body must be a JSON list of faults")
+                faults = [validate_fault(x) for x in obj]
+            except (ValueError, UnicodeDecodeError) as e:
+                self._send_json(400, {"error": str(e)})
+                return
+            n = st.add_faults(faults)
+            self._send_json(200, {"queued": len(faults), "pending": n})
+        elif route == "/__proxy/faults" and m == "DELETE":
+            self._send_json(200, {"cleared": st.clear_faults()})
+        elif route == "/__proxy/faults" and m == "GET":
+            self._send_json(200, st.pending())
+        elif route == "/__proxy/stats" and m == "GET":
+            self._send_json(200, st.stats())
+        elif route == "/__proxy/reset-stats" and m == "POST":
+            st.reset_stats()
+            self._send_json(200, {"ok": True})
+        else:
+            self._send_json(404, {"error": "no such control endpoint: %s %s" % (m, route)})
+
+    # -- proxying ----------------------------------------------------------
+
+    def _proxy(self, body):
+        st = self.server.state
+        if not self.counted:
+            self.counted = True
+            st.count("connections")
+        fault = st.take_fault(self.headers.get("X-Amz-Target"))
+        kind = fault["kind"] if fault else None
+
+        if kind == "throttle":
+            self._send_ddb_error(400, "ThrottlingException",
+                                 "Rate of requests exceeds the allowed throughput.")
+        elif kind == "provisioned":
+            self._send_ddb_error(
+                400, "ProvisionedThroughputExceededException",
+                "The level of configured provisioned throughput for the table was "
+                "exceeded. Consider increasing your provisioning level with the "
+                "UpdateTable API.")
+        elif kind == "status":
+            self._fault_status(fault)
+        elif kind == "reset":
+            self._abort()
+        elif kind == "drop_response":
+            self._forward(body)          # takes effect upstream
+            self._hard_close(rst=False)
+        elif kind == "delay":
+            if st.stopping.wait(fault["ms"] / 1000.0):
+                self._hard_close(rst=False)
+                return
+            if fault.get("forward", True) is False:
+                self._hard_close(rst=False)
+                return
+            self._relay(self._forward(body))
+        elif kind == "close_after":
+            self._relay(self._forward(body))
+            self._hard_close(rst=False)
+        else:
+            self._relay(self._forward(body))
+
+    def _fault_status(self, f):
+        status = f["status"]
+        headers = [("x-amzn-RequestId", str(uuid.uuid4()))]
+        if "body" in f:
+            b = f["body"]
+            if isinstance(b, str):
+                body = b.encode("utf-8")
+                try:
+                    json.loads(b)
+                    ct = JSON_CT
+                except ValueError:
+                    ct = "text/plain"
+            else:
+                body = json.dumps(b, separators=(",", ":")).encode()
+                ct = JSON_CT
+        elif status == 500:
+            body, ct = ddb_error_body("InternalServerError", "Internal server error"), JSON_CT
+        elif status == 503:
+            body, ct = ddb_error_body("ServiceUnavailable", "Service unavailable"), JSON_CT
+        elif status >= 500:
+            body, ct = ddb_error_body("InternalServerError", "Internal server error"), JSON_CT
+        else:
+            body, ct = b"", None
+        ct = f.get("content_type", ct)
+        if body and ct:
+            headers.append(("Content-Type", ct))
+        for k, v in (f.get("headers") or {}).items():
+            headers.append((str(k), str(v)))
+        self._send(status, body, headers)
+
+    def _close_upstream(self):
+        if self.upstream is not None:
+            try:
+                self.upstream.close()
+            except OSError:
+                pass
+            self.upstream = None
+
+    def _upstream_conn(self):
+        c = self.upstream
+        if c is not None and c.sock is not None:
+            # An idle upstream connection that is readable was closed (or is
+            # confused): drop it rather than fail the next request on it.
+            try:
+                r, _, _ = select.select([c.sock], [], [], 0)
+            except (OSError, ValueError):
+                r = [True]
+            if r:
+                self._close_upstream()
+                c = None
+        if c is None:
+            host, port = self.server.upstream
+            c = http.client.HTTPConnection(host, port, timeout=self.server.upstream_timeout)
+            self.upstream = c
+        return c
+
+    def _forward(self, body):
+        """Send the request upstream; return (status, reason, headers, body)
+        or None on an upstream failure."""
+        st = self.server.state
+        st.count("forwarded")
+        try:
+            c = self._upstream_conn()
+            c.putrequest(self.command, self.path, skip_host=True,
+                         skip_accept_encoding=True)
+            for k, v in self.headers.items():
+                if k.lower() in HOP_BY_HOP:
+                    continue
+                c.putheader(k, v)
+            if body or self.command in ("POST", "PUT", "PATCH"):
+                c.putheader("Content-Length", str(len(body)))
+            c.endheaders(body if body else None)
+            r = c.getresponse()
+            data = r.read()
+            if r.will_close:
+                self._close_upstream()
+            return (r.status, r.reason, r.getheaders(), data)
+        except ValueError as e:
+            # http.client refused something in the request (e.g. an illegal
+            # header name): the client's fault, not the upstream's.
+            self._close_upstream()
+            raise BadRequest("unforwardable request: %s" % e)
+        except (OSError, http.client.HTTPException) as e:
+            self._close_upstream()
+            st.count("upstream_errors")
+            return ("error", str(e) or e.__class__.__name__)
+
+    def _relay(self, resp):
+        if resp is None or resp[0] == "error":
+            msg = "faultproxy: upstream error: %s" % (resp[1] if resp else "?")
+            body = json.dumps({"__type": "faultproxy#UpstreamError", "message": msg}).encode()
+            self._send(502, body, [("Content-Type", JSON_CT)])
+            return
+        status, reason, headers, data = resp
+        hdrs = [(k, v) for k, v in headers
+                if k.lower() not in HOP_BY_HOP and k.lower() != "date"]
+        self._send(status, data, hdrs, reason=reason)
+
+    def _hard_close(self, rst):
+        """Close the client connection now, with no (further) response."""
+        self.close_connection = True
+        self.aborted = True
+        s = self.connection
+        try:
+            if rst:
+                # close() with a zero linger time sends an RST.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            else:
+                try:
+                    self.wfile.flush()
+                except (OSError, ValueError):
+                    pass
+                s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        # The socket is only really closed once the rfile/wfile wrappers that
+        # reference it are closed too.
+        for f in (self.rfile, self.wfile):
+            try:
+                f.close()
+            except (OSError, ValueError):
+                pass
+        try:
+            s.close()
+        except OSError:
+            pass
+
+    def _abort(self):
+        self._hard_close(rst=True)
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def handle_error(self, request, client_address):
+        # One bad connection must never take the proxy down; say so only if
+        # asked to.
+        if self.verbose:
+            super().handle_error(request, client_address)
+
+    def shutdown_request(self, request):
+        try:
+            super().shutdown_request(request)
+        except OSError:
+            pass
+
+
+def parse_hostport(s):
+    host, sep, port = s.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError("expected HOST:PORT, got %r" % s)
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="fault-injecting HTTP/1.1 proxy")
+    ap.add_argument("--listen", type=int, required=True, help="port on 127.0.0.1 (0 = any free)")
+    ap.add_argument("--upstream", type=parse_hostport, required=True, help="HOST:PORT")
+    ap.add_argument("--port-file", help="write the listening port here")
+    ap.add_argument("--max-seconds", type=float, default=3600.0,
+                    help="exit after this long (default 3600)")
+    ap.add_argument("--upstream-timeout", type=float, default=120.0)
+    ap.add_argument("--verbose", action="store_true")
+    a = ap.parse_args(argv)
+
+    state = State()
+    server = Server(("127.0.0.1", a.listen), Handler)
+    server.state = state
+    server.upstream = a.upstream
+    server.upstream_timeout = a.upstream_timeout
+    server.verbose = a.verbose
+    port = server.server_address[1]
+
+    if a.port_file:
+        tmp = "%s.tmp.%d" % (a.port_file, os.getpid())
+        with open(tmp, "w") as fh:
+            fh.write("%d\n" % port)
+        os.replace(tmp, a.port_file)
+
+    done = threading.Event()
+
+    def on_signal(signum, frame):
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                         name="serve", daemon=True)
+    t.start()
+    sys.stderr.write("faultproxy: listening on 127.0.0.1:%d -> %s:%d (pid %d)\n"
+                     % (port, a.upstream[0], a.upstream[1], os.getpid()))
+    sys.stderr.flush()
+
+    deadline = time.monotonic() + a.max_seconds
+    while not done.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            sys.stderr.write("faultproxy: --max-seconds reached, exiting\n")
+            break
+        done.wait(min(left, 1.0))
+
+    state.stopping.set()          # wake any delay faults
+    server.shutdown()
+    server.server_close()
+    sys.stderr.write("faultproxy: stopped\n")
+    sys.stderr.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

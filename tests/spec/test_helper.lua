@@ -1,0 +1,107 @@
+-- Shared by the busted specs: a client for the DynamoDB Local the runner
+-- started, unique table names, and control of the fault-injecting proxy.
+local ddbkit = require "ddbkit"
+local cjson = require "cjson.safe"
+
+local H = {}
+
+H.endpoint = os.getenv("DDBKIT_TEST_ENDPOINT")
+  or error("DDBKIT_TEST_ENDPOINT is not set: run the suite with `make test`")
+H.proxy = os.getenv("DDBKIT_TEST_PROXY")
+
+-- DynamoDB Local rejects access key ids that are not letters and digits.
+H.credentials = { access_key_id = "ddbkittest", secret_access_key = "ddbkittestsecret" }
+
+function H.client(opts)
+  local o = { region = "us-east-1", endpoint = H.endpoint, credentials = H.credentials }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return assert(ddbkit.client(o))
+end
+
+-- A client whose requests go through the fault proxy.
+function H.proxied_client(opts)
+  assert(H.proxy, "the fault proxy is not running")
+  local o = { endpoint = H.proxy }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return H.client(o)
+end
+
+local seq = 0
+function H.unique(prefix)
+  seq = seq + 1
+  return string.format("%s-%d-%d-%d", prefix or "t", os.time(), math.random(1, 1e6), seq)
+end
+
+-- Creates a table with a string hash key `pk` and optional range key `sk`.
+function H.create_table(client, name, opts)
+  opts = opts or {}
+  local params = {
+    TableName = name,
+    AttributeDefinitions = { { AttributeName = "pk", AttributeType = "S" } },
+    KeySchema = { { AttributeName = "pk", KeyType = "HASH" } },
+    BillingMode = "PAY_PER_REQUEST",
+  }
+  if opts.range ~= false then
+    params.AttributeDefinitions[2] = { AttributeName = "sk", AttributeType = "S" }
+    params.KeySchema[2] = { AttributeName = "sk", KeyType = "RANGE" }
+  end
+  assert(client:create_table(params))
+  assert(client:wait_for_table(name, 30000))
+  return name
+end
+
+local function curl(method, path, body)
+  local cmd = string.format("curl -s -X %s %s%s", method, H.proxy, path)
+  if body then
+    cmd = cmd .. " -H 'Content-Type: application/json' --data-binary @-"
+    local tmp = os.tmpname()
+    local f = assert(io.open(tmp, "w"))
+    f:write(body)
+    f:close()
+    cmd = cmd .. " < " .. tmp
+    local p = assert(io.popen(cmd))
+    local out = p:read("*a")
+    p:close()
+    os.remove(tmp)
+    return out
+  end
+  local p = assert(io.popen(cmd))
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+-- Arms faults on the proxy, e.g. H.faults{ { kind = "throttle", count = 2 } }.
+function H.faults(list)
+  curl("DELETE", "/__proxy/faults")
+  curl("POST", "/__proxy/faults", cjson.encode(list))
+end
+
+function H.clear_faults()
+  curl("DELETE", "/__proxy/faults")
+end
+
+function H.proxy_stats()
+  return assert(cjson.decode(curl("GET", "/__proxy/stats")))
+end
+
+function H.reset_proxy_stats()
+  curl("POST", "/__proxy/reset-stats")
+end
+
+local function wrapper(v)
+  return ddbkit.is_binary(v) or ddbkit.is_set(v) or ddbkit.is_decimal(v) or v == ddbkit.null
+end
+
+-- Deep equality: lists and maps by content (a decoded list carries the array
+-- marker, a literal one need not), ddbkit's value wrappers by kind and content.
+function H.same(a, b)
+  if type(a) ~= type(b) then return false end
+  if type(a) ~= "table" then return a == b end
+  if (wrapper(a) or wrapper(b)) and getmetatable(a) ~= getmetatable(b) then return false end
+  for k, v in pairs(a) do if not H.same(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+
+return H
