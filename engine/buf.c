@@ -65,7 +65,9 @@ int ddbk_buf_append(ddbk_buf *b, const void *p, size_t n)
 
 int ddbk_buf_putc(ddbk_buf *b, char c)
 {
-    if (b->len + 1 < b->cap) { /* the common case, no call */
+    /* The common case, no call; the cap is checked too, since a caller may
+     * lower max on a buffer that already grew. */
+    if (b->len + 1 < b->cap && b->len < b->max) {
         b->data[b->len++] = c;
         b->data[b->len] = '\0';
         return 0;

@@ -153,8 +153,8 @@ struct ddbk_client {
     ddbk_stats_state stats;
 };
 
-/* transport.c: one HTTP attempt of a prepared request (two when a stale
- * pooled connection must be replaced), each recorded in the stats. Returns 0
+/* transport.c: one HTTP attempt of a prepared request, recorded in the
+ * stats. Returns 0
  * when a response arrived (any status) with status and body filled; -1 with
  * a transport error otherwise. */
 DDBK_HIDDEN int ddbk__transport_send(ddbk_client *c, const char *op,

@@ -99,18 +99,12 @@ static struct curl_slist *link_headers(ddbk_client *c, const ddbk_request *req)
     return &c->hdr_nodes[0];
 }
 
-/* A pooled connection the server has closed fails on reuse before any
- * byte of a response arrives; that attempt is repeated once at once on a
- * fresh connection, without spending a retry (every attempt is counted). */
-static int stale_reuse(CURL *h, CURLcode rc, const ddbk_response *resp)
-{
-    long fresh = 0;
-    if (rc != CURLE_SEND_ERROR && rc != CURLE_RECV_ERROR && rc != CURLE_GOT_NOTHING)
-        return 0;
-    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &fresh);
-    return fresh == 0 && resp->body.len == 0 && resp->status == 0;
-}
-
+/* A pooled connection the server closed is not our problem to retry:
+ * curl checks a connection before reusing it, and when a reused one dies
+ * before any byte of the response arrives it resends the request once on a
+ * fresh connection inside the same perform (Curl_retry_request). So a stale
+ * pool costs neither a retry nor an error; the stats count one request, as
+ * DynamoDB saw one. */
 int ddbk__transport_send(ddbk_client *c, const char *op,
                          const ddbk_request *req, ddbk_response *resp,
                          ddbk_error *err)
@@ -118,7 +112,6 @@ int ddbk__transport_send(ddbk_client *c, const char *op,
     CURL *h = c->curl;
     sink s = { resp, 0 };
     CURLcode rc;
-    int tries = 0;
 
     if (strcmp(req->url, c->url) != 0)
         curl_easy_setopt(h, CURLOPT_URL, req->url);
@@ -128,17 +121,15 @@ int ddbk__transport_send(ddbk_client *c, const char *op,
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &s);
 
-    do {
-        ddbk_buf_reset(&resp->body);
-        resp->status = 0;
-        resp->request_id[0] = '\0';
-        c->curl_errbuf[0] = '\0';
-        double t0 = ddbk__mono_us();
-        rc = curl_easy_perform(h);
-        double t1 = ddbk__mono_us();
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
-        ddbk_stats_record_attempt(c, op, req->body_len, resp->body.len, t1 - t0);
-    } while (rc != CURLE_OK && !s.overflow && tries++ == 0 && stale_reuse(h, rc, resp));
+    ddbk_buf_reset(&resp->body);
+    resp->status = 0;
+    resp->request_id[0] = '\0';
+    c->curl_errbuf[0] = '\0';
+    double t0 = ddbk__mono_us();
+    rc = curl_easy_perform(h);
+    double t1 = ddbk__mono_us();
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+    ddbk_stats_record_attempt(c, op, req->body_len, resp->body.len, t1 - t0);
 
     if (strcmp(req->url, c->url) != 0)
         curl_easy_setopt(h, CURLOPT_URL, c->url);

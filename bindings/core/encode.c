@@ -24,7 +24,13 @@
 #include "values.h"
 
 #define MAX_DEPTH 64     /* tables on one path, of any kind */
-#define MAX_AV_LEVELS 32 /* DynamoDB: an attribute nests at most 32 M/L levels */
+/* DynamoDB allows 32 levels of nesting and counts the item itself as level
+ * 1 (DynamoDB Local 3.3: an attribute holding 31 nested maps is accepted, 32
+ * is "Nesting Levels have exceeded supported limits"; the same for an
+ * ExpressionAttributeValues value). So a top-level attribute value is level
+ * 2, and a map or list at level 33 is the error. */
+#define MAX_AV_LEVELS 32
+#define TOP_AV_LEVEL 2
 
 enum tkind { K_PLAIN, K_NULL, K_ARRAY, K_BINARY, K_SET, K_DECIMAL };
 
@@ -617,7 +623,7 @@ static int enc_avmap(enc *e, int t)
     if (!lua_next(L, t)) {
         rc = PUT_LIT(e, "{}");
     } else if (lua_type(L, -2) == LUA_TSTRING) {
-        rc = put_object(e, t, OM_AV, 1, 0);
+        rc = put_object(e, t, OM_AV, TOP_AV_LEVEL, 0);
     } else {
         lua_pop(L, 1);
         rc = lua_type(L, -1) == LUA_TNUMBER
@@ -645,12 +651,12 @@ static int enc_list_of(enc *e, int t, enum lmode mode)
         rc = PUT_LIT(e, "[]");
     } else if (lua_type(L, -2) == LUA_TSTRING && kind == K_PLAIN) {
         if (mode == LM_AVMAP)
-            rc = put_object(e, t, OM_AV, 1, 0);
+            rc = put_object(e, t, OM_AV, TOP_AV_LEVEL, 0);
         else
             rc = fail(e, "expected a list of attribute values, got a table with string keys");
     } else {
         lua_pop(L, 2);
-        rc = put_list(e, t, mode, 1);
+        rc = put_list(e, t, mode, TOP_AV_LEVEL);
     }
     leave(e);
     return rc;
@@ -665,7 +671,7 @@ static int enc_field(enc *e, int v, int rule)
     if (rule == DDBK_FIELD_PLAIN)
         return enc_plain(e, v, 0);
     if (rule == DDBK_FIELD_AV)
-        return enc_av(e, v, 1);
+        return enc_av(e, v, TOP_AV_LEVEL);
     if (lua_type(L, v) != LUA_TTABLE || lua_topointer(L, v) == e->null_p)
         return enc_plain(e, v, 0);
     switch (rule) {
@@ -804,8 +810,9 @@ static int put_set(enc *e, int t)
     return PUT_LIT(e, "]}");
 }
 
-/* A table as an AttributeValue. level is this value's M/L nesting level
- * (1 for an attribute of an item). */
+/* A table as an AttributeValue. level is the nesting level this value has
+ * as an M or L, counted as DynamoDB does (TOP_AV_LEVEL for an attribute of
+ * an item). */
 static int enc_av_table(enc *e, int t, int level)
 {
     lua_State *L = e->L;

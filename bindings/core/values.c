@@ -165,7 +165,7 @@ int ddbk__num_valid(const char *s, size_t n, int *is_int)
     size_t i = 0, digits = 0;
     int dot = 0, expo = 0;
 
-    if (i < n && s[i] == '-')
+    if (i < n && (s[i] == '-' || s[i] == '+')) /* DynamoDB takes "+5" */
         i++;
     for (; i < n; i++) {
         if (is_digit(s[i]))
@@ -219,8 +219,8 @@ static void canon_of(const char *s, size_t n, canon *c)
     c->s = s;
     c->neg = 0;
     c->fpos = 0;
-    if (i < n && s[i] == '-') {
-        c->neg = 1;
+    if (i < n && (s[i] == '-' || s[i] == '+')) {
+        c->neg = s[i] == '-';
         i++;
     }
     for (; i < n && (is_digit(s[i]) || s[i] == '.'); i++) {

@@ -60,8 +60,8 @@ DDBK_LUA_HIDDEN double ddbk__strtod(lua_State *L, const char *s, size_t n,
  * not one or does not fit int64. */
 DDBK_LUA_HIDDEN int ddbk__parse_int64(const char *s, size_t n, int64_t *out);
 
-/* A number text as DynamoDB writes N: optional '-', digits with at most one
- * '.', optional exponent. Fills *is_int when there is neither '.' nor an
+/* A number text DynamoDB takes as N: optional sign, digits with at most one
+ * '.', optional exponent ("-1.5e+3", ".5", "5." and "+5" all pass). Fills *is_int when there is neither '.' nor an
  * exponent. Returns 1 when valid. */
 DDBK_LUA_HIDDEN int ddbk__num_valid(const char *s, size_t n, int *is_int);
 

@@ -93,15 +93,34 @@ describe("standard retry mode", function()
 
   it("replaces a stale keep-alive connection without spending a retry", function()
     local c = client()
-    assert(c:get_item{ TableName = T, Key = KEY })   -- warms a pooled connection
     H.reset_proxy_stats()
+    assert(c:get_item{ TableName = T, Key = KEY })   -- warms a pooled connection
     H.faults{ { kind = "close_after", count = 1 } }
     assert(c:get_item{ TableName = T, Key = KEY })   -- answered, then the proxy closes it
     local res, err = c:get_item{ TableName = T, Key = KEY } -- must not fail on the dead connection
     assert.is_nil(err)
     assert.are.equal(1, res.Item.v)
     assert.are.equal(0, c:stats().retries)
-    assert.are.equal(2, H.proxy_stats().connections)
+    local ps = H.proxy_stats()
+    assert.are.equal(3, ps.requests)
+    assert.are.equal(2, ps.connections)               -- the dead one, then a fresh one
+    c:close()
+  end)
+
+  it("resends at once when a pooled connection dies under a request", function()
+    -- The race a keep-alive pool must survive: the server drops the idle
+    -- connection just as the next request goes out on it.
+    local c = client()
+    assert(c:get_item{ TableName = T, Key = KEY })   -- warms a pooled connection
+    H.reset_proxy_stats()
+    H.faults{ { kind = "reset", count = 1 } }
+    local res, err = c:get_item{ TableName = T, Key = KEY }
+    assert.is_nil(err)
+    assert.are.equal(1, res.Item.v)
+    local s = c:stats()
+    assert.are.equal(0, s.retries)                    -- no retry, no backoff, no quota spent
+    assert.are.equal(0, s.errors)
+    assert.are.equal(2, H.proxy_stats().requests)     -- the lost send, then the resend
     c:close()
   end)
 

@@ -99,6 +99,16 @@ function H.same(a, b)
   if type(a) ~= type(b) then return false end
   if type(a) ~= "table" then return a == b end
   if (wrapper(a) or wrapper(b)) and getmetatable(a) ~= getmetatable(b) then return false end
+  if ddbkit.is_decimal(a) then return a == b end  -- by value: 1E-3 == 0.001
+  if ddbkit.is_set(a) then                        -- DynamoDB keeps no set order
+    if #a ~= #b then return false end
+    for _, x in ipairs(a) do
+      local found = false
+      for _, y in ipairs(b) do found = found or H.same(x, y) end
+      if not found then return false end
+    end
+    return true
+  end
   for k, v in pairs(a) do if not H.same(v, b[k]) then return false end end
   for k in pairs(b) do if a[k] == nil then return false end end
   return true
