@@ -40,12 +40,15 @@ static const char *first_env(const char *a, const char *b)
     return v && *v ? v : NULL;
 }
 
-/* Accepts scheme://host[:port][/] and derives the Host header: the port is
- * kept only when it is not the scheme's default, as SigV4 signs it. */
+/* Accepts scheme://host[:port][/] where host is a name, an IPv4 address or
+ * a bracketed IPv6 address. The Host header must be exactly what curl sends
+ * (SigV4 signs it), so the port is normalised: kept only when it is not the
+ * scheme's default, without leading zeros. */
 static int set_endpoint(ddbk_client *c, const char *ep, ddbk_error *err)
 {
-    const char *rest;
+    const char *rest, *p;
     int https;
+    long port = 0;
 
     if (strncmp(ep, "https://", 8) == 0) {
         https = 1;
@@ -54,27 +57,56 @@ static int set_endpoint(ddbk_client *c, const char *ep, ddbk_error *err)
         https = 0;
         rest = ep + 7;
     } else {
-        ddbk_error_set(err, "InvalidArgument", 0,
-                       "endpoint must start with http:// or https:// (got \"%.64s\")", ep);
-        return -1;
+        goto bad;
     }
     size_t hl = strcspn(rest, "/?#");
-    if (hl == 0 || hl >= sizeof c->host || strspn(rest + hl, "/") != strlen(rest + hl) ||
-        strchr(rest, '@') || strpbrk(rest, " \t\r\n")) {
-        ddbk_error_set(err, "InvalidArgument", 0,
-                       "endpoint must be scheme://host[:port] with no path (got \"%.64s\")", ep);
-        return -1;
+    if (hl == 0 || hl >= sizeof c->host - 8 || strspn(rest + hl, "/") != strlen(rest + hl))
+        goto bad;
+
+    /* Split host and port; a bracketed IPv6 literal keeps its colons. */
+    const char *host_end = rest + hl;
+    if (rest[0] == '[') {
+        p = memchr(rest, ']', hl);
+        if (!p)
+            goto bad;
+        host_end = p + 1;
+    } else {
+        p = memchr(rest, ':', hl);
+        if (p)
+            host_end = p;
     }
-    memcpy(c->host, rest, hl);
-    c->host[hl] = '\0';
-    size_t n = strlen(c->host);
-    if ((https && n > 4 && strcmp(c->host + n - 4, ":443") == 0) ||
-        (!https && n > 3 && strcmp(c->host + n - 3, ":80") == 0))
-        c->host[n - (https ? 4 : 3)] = '\0';
-    snprintf(c->endpoint, sizeof c->endpoint, "%s://%.*s", https ? "https" : "http",
-             (int)hl, rest);
+    for (p = rest; p < host_end; p++)
+        if (*p == '@' || *p == ' ' || (unsigned char)*p < 0x21 || *p == 0x7f)
+            goto bad;
+    if (host_end == rest || (rest[0] == '[' && host_end - rest < 3))
+        goto bad;
+    if (host_end < rest + hl) {
+        if (*host_end != ':' || host_end + 1 == rest + hl)
+            goto bad;
+        for (p = host_end + 1; p < rest + hl; p++) {
+            if (*p < '0' || *p > '9' || port > 65535)
+                goto bad;
+            port = port * 10 + (*p - '0');
+        }
+        if (port < 1 || port > 65535)
+            goto bad;
+    }
+    if (port == (https ? 443 : 80))
+        port = 0;
+    int n = (int)(host_end - rest);
+    if (port)
+        snprintf(c->host, sizeof c->host, "%.*s:%ld", n, rest, port);
+    else
+        snprintf(c->host, sizeof c->host, "%.*s", n, rest);
+    snprintf(c->endpoint, sizeof c->endpoint, "%s://%s", https ? "https" : "http", c->host);
     snprintf(c->url, sizeof c->url, "%s/", c->endpoint);
     return 0;
+
+bad:
+    ddbk_error_set(err, "InvalidArgument", 0,
+                   "endpoint must be http(s)://host[:port] with a port from 1 to 65535 "
+                   "and no path (got \"%.64s\")", ep);
+    return -1;
 }
 
 ddbk_client *ddbk_client_new(const ddbk_config *cfg_in, ddbk_error *err)
@@ -118,7 +150,13 @@ ddbk_client *ddbk_client_new(const ddbk_config *cfg_in, ddbk_error *err)
     const char *endpoint = cfg->endpoint && *cfg->endpoint
                                ? cfg->endpoint
                                : first_env("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL");
-    if (ddbk__region_resolve(cfg, c->region, sizeof c->region) != 0) {
+    int rr = ddbk__region_resolve(cfg, c->region, sizeof c->region);
+    if (rr == -2) {
+        ddbk_error_set(err, "InvalidArgument", 0, "region is longer than %zu bytes",
+                       sizeof c->region - 1);
+        goto fail;
+    }
+    if (rr != 0) {
         if (!endpoint) {
             ddbk_error_set(err, "MissingRegion", 0,
                            "no region: set region, AWS_REGION, AWS_DEFAULT_REGION or "
@@ -204,6 +242,7 @@ int ddbk_call(ddbk_client *c, const char *op, const char *body,
                        resp->body.len, err) == 0) {
             ddbk_retry_success(c, retries > 0, last_timeout);
             ddbk_stats_record_call(c, op, retries, NULL);
+            ddbk_error_clear(err); /* an earlier attempt's error is history */
             return 0;
         }
         long delay = ddbk_retry_decide(c, err, attempt, ddbk_random());

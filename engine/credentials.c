@@ -374,7 +374,7 @@ DDBK_HIDDEN int ddbk__region_resolve(const ddbk_config *cfg, char *out,
     if (v != NULL) {
         /* A cut region would name another endpoint: refuse instead. */
         if (strlen(v) >= outlen)
-            return -1;
+            return -2;
         memcpy(out, v, strlen(v) + 1);
         return 0;
     }
@@ -392,8 +392,10 @@ DDBK_HIDDEN int ddbk__region_resolve(const ddbk_config *cfg, char *out,
                 buf[0] != '\0';
     }
     file_wipe(&conf);
-    if (!found || strlen(buf) >= outlen || strlen(buf) >= sizeof buf - 1)
+    if (!found)
         return -1;
+    if (strlen(buf) >= outlen || strlen(buf) >= sizeof buf - 1)
+        return -2;
     memcpy(out, buf, strlen(buf) + 1);
     return 0;
 }

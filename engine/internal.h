@@ -90,8 +90,9 @@ DDBK_HIDDEN int ddbk__credentials_resolve(const ddbk_config *cfg,
 DDBK_HIDDEN void ddbk__credentials_wipe(ddbk_credentials *c);
 
 /* Resolves the region: cfg->region, AWS_REGION, AWS_DEFAULT_REGION, then the
- * profile's `region` in the config file. Returns 0, or -1 (nothing found, out
- * left empty; not an error by itself: the client decides). */
+ * profile's `region` in the config file. Returns 0; -1 when none is set (out
+ * left empty; not an error by itself: the client decides); -2 when the one
+ * found does not fit in outlen (cutting it would name another region). */
 DDBK_HIDDEN int ddbk__region_resolve(const ddbk_config *cfg, char *out,
                                      size_t outlen);
 
@@ -115,7 +116,8 @@ DDBK_HIDDEN int ddbk__ini_lookup(const char *text, size_t len,
 #include <curl/curl.h>
 
 /* Latency histogram: 8 buckets per power of two of microseconds, so a
- * percentile read from it is within 9% of the truth, in constant memory. */
+ * percentile read from a bucket's middle is within 6.25% of the truth, in
+ * constant memory. */
 #define DDBK_LAT_SUB 8
 #define DDBK_LAT_BUCKETS (32 * DDBK_LAT_SUB)
 

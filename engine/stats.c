@@ -20,8 +20,10 @@ double ddbk__mono_us(void)
 /* Named slots fill a fixed table; the last slot, named "other", collects
  * every name past the table's size, so memory stays bounded whatever the
  * host sends. */
-static ddbk_op_stats *op_slot(ddbk_stats *s, const char *op)
+static ddbk_op_stats *op_slot(ddbk_stats *s, const char *op_in)
 {
+    char op[sizeof s->ops[0].op]; /* match on the name as it is stored */
+    snprintf(op, sizeof op, "%s", op_in);
     for (int i = 0; i < s->nops; i++)
         if (strcmp(s->ops[i].op, op) == 0)
             return &s->ops[i];
@@ -30,8 +32,10 @@ static ddbk_op_stats *op_slot(ddbk_stats *s, const char *op)
     return o;
 }
 
-static void count_code(ddbk_stats *s, const char *code)
+static void count_code(ddbk_stats *s, const char *code_in)
 {
+    char code[sizeof s->codes[0].code];
+    snprintf(code, sizeof code, "%s", code_in);
     for (int i = 0; i < s->ncodes; i++)
         if (strcmp(s->codes[i].code, code) == 0) {
             s->codes[i].count++;
@@ -52,10 +56,12 @@ static int lat_bucket(double us)
     return b < DDBK_LAT_BUCKETS ? b : DDBK_LAT_BUCKETS - 1;
 }
 
-static double lat_bucket_upper(int b)
+/* The middle of a bucket: within half a bucket (at most 1/16 = 6.25%) of
+ * any value that fell in it. */
+static double lat_bucket_mid(int b)
 {
     int e = b / DDBK_LAT_SUB + 1;
-    double m = 0.5 + (double)(b % DDBK_LAT_SUB + 1) / (2.0 * DDBK_LAT_SUB);
+    double m = 0.5 + ((double)(b % DDBK_LAT_SUB) + 0.5) / (2.0 * DDBK_LAT_SUB);
     return ldexp(m, e);
 }
 
@@ -63,6 +69,8 @@ void ddbk_stats_record_attempt(ddbk_client *c, const char *op, size_t out_bytes,
                                size_t in_bytes, double latency_us)
 {
     ddbk_stats *s = &c->stats.pub;
+    if (!isfinite(latency_us) || latency_us < 0) /* from a host: NaN, inf, negative */
+        latency_us = 0;
     op_slot(s, op)->requests++;
     s->requests++;
     s->bytes_out += out_bytes;
@@ -110,9 +118,11 @@ static double percentile(const ddbk_stats_state *st, double q)
     for (int b = 0; b < DDBK_LAT_BUCKETS; b++) {
         seen += st->lat_hist[b];
         if (seen >= rank) {
-            double v = lat_bucket_upper(b);
-            /* A bucket's bound can exceed what was seen; never report that. */
-            return v > st->pub.latency_max_us ? st->pub.latency_max_us : v;
+            double v = lat_bucket_mid(b);
+            /* Never report beyond what was actually seen. */
+            if (v > st->pub.latency_max_us)
+                v = st->pub.latency_max_us;
+            return v < st->pub.latency_min_us ? st->pub.latency_min_us : v;
         }
     }
     return st->pub.latency_max_us;

@@ -473,7 +473,7 @@ static int list_len(enc *e, int t, size_t *np)
 static int put_list(enc *e, int t, enum lmode mode, int level)
 {
     lua_State *L = e->L;
-    size_t n;
+    size_t n = 0;
     if (list_len(e, t, &n) || putch(e, '['))
         return -1;
     for (size_t i = 1; i <= n; i++) {
@@ -749,7 +749,7 @@ static int put_set(enc *e, int t)
 {
     static const char *const what[] = {"strings", "numbers", "binaries"};
     lua_State *L = e->L;
-    size_t n;
+    size_t n = 0;
     int kind = -1;
 
     if (list_len(e, t, &n))

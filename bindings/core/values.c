@@ -325,10 +325,18 @@ void ddbk__push_n(lua_State *L, const char *s, size_t n, int dec_mt)
 {
     int is_int = 0;
     (void)ddbk__num_valid(s, n, &is_int);
-#if DDBK_HAS_INTEGERS
     int64_t v;
+#if DDBK_HAS_INTEGERS
     if (is_int && ddbk__parse_int64(s, n, &v)) {
         lua_pushinteger(L, (lua_Integer)v);
+        return;
+    }
+#else
+    /* LuaJIT: an integer within 2^53 is exact as a double, which is what the
+     * rule below would conclude after a strtod and a printf */
+    if (is_int && ddbk__parse_int64(s, n, &v) && v >= -9007199254740992LL &&
+        v <= 9007199254740992LL) {
+        lua_pushnumber(L, (lua_Number)v);
         return;
     }
 #endif

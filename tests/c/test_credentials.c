@@ -583,8 +583,8 @@ static void test_region_order(void **state)
     cfg.region = "";
     region_is(&cfg, "us-west-2");
 
-    /* Too long to fit: refused, not cut. */
-    assert_int_equal(ddbk__region_resolve(&cfg, small, sizeof small), -1);
+    /* Too long to fit: refused (-2), not cut. */
+    assert_int_equal(ddbk__region_resolve(&cfg, small, sizeof small), -2);
     assert_string_equal(small, "");
     assert_int_equal(ddbk__region_resolve(&cfg, small, 0), -1);
 }

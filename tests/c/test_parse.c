@@ -349,8 +349,9 @@ static void test_overlong(void **state)
     memset(body + 11, 'n', 300);
     strcpy(body + 311, "#ThrottlingException\"}");
     assert_int_equal(parse(400, body, &err), -1);
-    /* What a 128-byte scratch keeps of it is namespace only, so the code is
-     * at least safely terminated; ideally the code survives. */
+    /* The scan keeps the first 127 bytes of __type, all namespace here, so
+     * the code cannot survive (a limit, not checked); it must still be a
+     * terminated string that fits. */
     assert_true(strlen(err.code) < sizeof err.code);
     free(body);
 

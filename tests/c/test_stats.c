@@ -348,6 +348,28 @@ static void test_latency_bucket_edge(void **state)
     check_pct(st.latency_p50_us, 512, 5000, 0.09);
 }
 
+/* Latencies come from the host (the Lua binding passes any number, 0/0 and
+ * math.huge included): a non-finite one must not poison min, mean and the
+ * percentiles for the rest of the client's life (nor index the histogram
+ * through an undefined float-to-int conversion). */
+static void test_latency_non_finite(void **state)
+{
+    ddbk_client *c = *state;
+    ddbk_stats st;
+
+    ddbk_stats_record_attempt(c, "GetItem", 0, 0, NAN);
+    ddbk_stats_record_attempt(c, "GetItem", 0, 0, INFINITY);
+    ddbk_stats_record_attempt(c, "GetItem", 0, 0, 100.0);
+    ddbk_stats_record_attempt(c, "GetItem", 0, 0, 200.0);
+    ddbk_stats_get(c, &st);
+    assert_int_equal(st.requests, 4);
+    assert_true(isfinite(st.latency_min_us));
+    assert_true(isfinite(st.latency_max_us));
+    assert_true(isfinite(st.latency_mean_us));
+    assert_true(isfinite(st.latency_p50_us));
+    assert_true(st.latency_p50_us <= st.latency_max_us);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +381,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_latency_uniform, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latency_constant_and_tiny, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latency_bucket_edge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_latency_non_finite, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# `make bench`: client CPU time per GetItem and requests per second,
+# sequential, for four clients side by side against two targets:
+#
+#   targets  nginx     answers every POST / with one fixed GetItem response
+#                      (tests/bench/nginx.conf.in), so only the client costs
+#            ddblocal  DynamoDB Local (tests/harness/ddb_local.sh)
+#   clients  floor           plain libcurl keep-alive loop, pre-built request
+#            ddbkit-c        ddbk_call (signs every request)   tests/bench/bench_c.c
+#            ddbkit-lua54    client:get_item on Lua 5.4        tests/bench/bench_lua.lua
+#            ddbkit-luajit   client:get_item on LuaJIT
+#            aws-sdk-js-v3   GetCommand via DynamoDBDocumentClient  tests/bench/sdk/
+#
+# Every client prints one line
+#   RESULT target=T client=C n=N cpu_us_per_req=X req_per_s=Y
+# and this script prints them as a Markdown table (also written to
+# build/bench/results.md) with the two targets of the requirement:
+#   ddbkit from Lua <= 1.3x the floor's CPU per request,
+#   the AWS SDK >= 15x ddbkit-from-Lua's CPU per request.
+# A missed target is reported (MISS), not an error: the exit status is
+# non-zero only when something failed to run.
+#
+# Env: BENCH_N_NGINX (20000), BENCH_N_DDBLOCAL (5000), BENCH_N (sets both),
+#      BENCH_WARMUP (500, not measured), BENCH_TARGETS ("nginx ddblocal").
+# Needs `make all` first (build/libddbkit.a and the two core.so); installs
+# nginx (apt) and the SDK (`npm ci` in tests/bench/sdk) when missing.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+HERE="$ROOT/tests/bench"
+OUT="$ROOT/build/bench"
+NGX_PREFIX="$OUT/nginx"
+
+N_NGINX="${BENCH_N_NGINX:-${BENCH_N:-20000}}"
+N_DDBLOCAL="${BENCH_N_DDBLOCAL:-${BENCH_N:-5000}}"
+WARMUP="${BENCH_WARMUP:-500}"
+TARGETS="${BENCH_TARGETS:-nginx ddblocal}"
+for v in "$N_NGINX" "$N_DDBLOCAL" "$WARMUP"; do
+    case "$v" in ''|*[!0-9]*) echo "bench: counts must be whole numbers (got '$v')" >&2; exit 2 ;; esac
+done
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# --- cleanup: stop what we started, by PID ----------------------------------
+
+NGINX_PID=""
+DDB_PORT=""
+alive() { kill -0 "$1" 2>/dev/null; }
+cleanup() {
+    local rc=$? i
+    if [ -n "$NGINX_PID" ] && alive "$NGINX_PID"; then
+        kill -TERM "$NGINX_PID" 2>/dev/null || true
+        for ((i = 0; i < 100; i++)); do alive "$NGINX_PID" || break; sleep 0.1; done
+        if alive "$NGINX_PID"; then
+            say "nginx (pid $NGINX_PID) did not stop on TERM; sending KILL"
+            kill -KILL "$NGINX_PID" 2>/dev/null || true
+        fi
+        wait "$NGINX_PID" 2>/dev/null || true
+    fi
+    NGINX_PID=""
+    if [ -n "$DDB_PORT" ]; then
+        tests/harness/ddb_local.sh stop --port "$DDB_PORT" >/dev/null 2>&1 || true
+    fi
+    DDB_PORT=""
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- what the bench needs --------------------------------------------------
+
+for f in build/libddbkit.a build/lua54/ddbkit/core.so build/luajit/ddbkit/core.so; do
+    [ -f "$f" ] || die "$f is missing: run \`make bench\` (it builds everything first)"
+done
+
+NGINX_BIN="$(command -v nginx || true)"
+[ -n "$NGINX_BIN" ] || { [ -x /usr/sbin/nginx ] && NGINX_BIN=/usr/sbin/nginx; } || true
+if [ -z "$NGINX_BIN" ]; then
+    say "installing nginx (apt)"
+    [ "$(id -u)" -eq 0 ] || die "nginx is missing and this is not root: apt-get install nginx-light"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    # The package's own service must not start on port 80: we run our own.
+    # (policy-rc.d is honoured by invoke-rc.d; only ours is removed after.)
+    policy_created=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        policy_created=1
+    fi
+    apt-get install -y -qq --no-install-recommends nginx-light >&2 \
+        || apt-get install -y -qq --no-install-recommends nginx >&2 \
+        || { [ "$policy_created" = 1 ] && rm -f /usr/sbin/policy-rc.d; die "could not install nginx"; }
+    [ "$policy_created" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    NGINX_BIN="$(command -v nginx || echo /usr/sbin/nginx)"
+    [ -x "$NGINX_BIN" ] || die "nginx installed but not found"
+fi
+command -v python3 >/dev/null || die "python3 is missing: run tests/harness/deps.sh"
+command -v node >/dev/null && command -v npm >/dev/null || die "node/npm missing: run tests/harness/deps.sh"
+command -v lua5.4 >/dev/null && command -v luajit >/dev/null || die "lua5.4/luajit missing: run tests/harness/deps.sh"
+
+if [ ! -d "$HERE/sdk/node_modules/@aws-sdk/lib-dynamodb" ] \
+   || [ ! -d "$HERE/sdk/node_modules/@aws-sdk/client-dynamodb" ]; then
+    say "npm ci in tests/bench/sdk (AWS SDK for JavaScript v3)"
+    (cd "$HERE/sdk" && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
+
+# --- the two C programs ----------------------------------------------------
+
+mkdir -p "$OUT"
+CFLAGS_BENCH=(-std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror)
+gcc "${CFLAGS_BENCH[@]}" -o "$OUT/floor" "$HERE/floor.c" -lcurl
+gcc "${CFLAGS_BENCH[@]}" -Iengine -o "$OUT/bench_c" "$HERE/bench_c.c" build/libddbkit.a \
+    -lcurl -lssl -lcrypto -lyajl -lpthread -lm
+
+# --- targets ---------------------------------------------------------------
+
+free_port() {
+    python3 -c 'import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Bounded wait until a POST / on $1 gets HTTP 200 from nginx.
+wait_http_200() {
+    local url="$1" pid="$2" i code
+    for ((i = 0; i < 100; i++)); do       # up to ~10 s
+        code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 -X POST --data '{}' "$url/" || true)"
+        [ "$code" = 200 ] && return 0
+        alive "$pid" || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+start_nginx() {
+    local port conf without m
+    port="$(free_port)"
+    rm -rf "$NGX_PREFIX"
+    mkdir -p "$NGX_PREFIX/conf" "$NGX_PREFIX/logs" "$NGX_PREFIX/temp"
+    conf="$NGX_PREFIX/conf/nginx.conf"
+    sed -e "s|@PREFIX@|$NGX_PREFIX|g" -e "s|@PORT@|$port|g" "$HERE/nginx.conf.in" >"$conf"
+    # Drop the temp-path lines of modules this nginx was built without.
+    without="$("$NGINX_BIN" -V 2>&1 || true)"
+    for m in fastcgi uwsgi scgi; do
+        case "$without" in
+            *"--without-http_${m}_module"*) sed -i "/# module:${m}\$/d" "$conf" ;;
+        esac
+    done
+    "$NGINX_BIN" -t -q -p "$NGX_PREFIX" -c "$conf" -e "$NGX_PREFIX/logs/error.log" >&2 \
+        || die "nginx rejected $conf"
+    "$NGINX_BIN" -p "$NGX_PREFIX" -c "$conf" -e "$NGX_PREFIX/logs/error.log" \
+        </dev/null >>"$NGX_PREFIX/logs/stdout.log" 2>&1 &
+    NGINX_PID=$!
+    if ! wait_http_200 "http://127.0.0.1:$port" "$NGINX_PID"; then
+        tail -n 20 "$NGX_PREFIX/logs/error.log" >&2 2>/dev/null || true
+        die "nginx did not answer on 127.0.0.1:$port"
+    fi
+    say "nginx on 127.0.0.1:$port (pid $NGINX_PID)"
+    NGINX_URL="http://127.0.0.1:$port"
+}
+
+start_ddblocal() {
+    DDB_PORT="$(free_port)"
+    DDB_URL="$(tests/harness/ddb_local.sh start --port "$DDB_PORT")" \
+        || die "DynamoDB Local did not start"
+    LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;" LUA_CPATH="$ROOT/build/lua54/?.so;;" \
+        lua5.4 "$HERE/setup.lua" "$DDB_URL" || die "could not create the bench table"
+    say "DynamoDB Local on $DDB_URL, table bench ready"
+}
+
+# --- clients ---------------------------------------------------------------
+
+RESULTS="$OUT/results.txt"
+: >"$RESULTS"
+FAILED=0
+
+# run_client TARGET CLIENT CMD...: runs it, keeps its RESULT line.
+run_client() {
+    local target="$1" client="$2" line
+    shift 2
+    say "$target: $client"
+    if ! line="$("$@" | grep '^RESULT ' | tail -n 1)" || [ -z "$line" ]; then
+        say "FAILED: $client against $target"
+        FAILED=1
+        return 0
+    fi
+    printf '%s\n' "$line" >&2
+    printf '%s\n' "$line" >>"$RESULTS"
+}
+
+run_all() {
+    local target="$1" url="$2" n="$3"
+    local lpath="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
+    run_client "$target" floor "$OUT/floor" "$url" "$target" "$n" "$WARMUP"
+    run_client "$target" ddbkit-c "$OUT/bench_c" "$url" "$target" "$n" "$WARMUP"
+    run_client "$target" ddbkit-lua54 env LUA_PATH="$lpath" LUA_CPATH="$ROOT/build/lua54/?.so;;" \
+        lua5.4 "$HERE/bench_lua.lua" "$url" "$target" ddbkit-lua54 "$n" "$WARMUP"
+    run_client "$target" ddbkit-luajit env LUA_PATH="$lpath" LUA_CPATH="$ROOT/build/luajit/?.so;;" \
+        luajit "$HERE/bench_lua.lua" "$url" "$target" ddbkit-luajit "$n" "$WARMUP"
+    run_client "$target" aws-sdk-js-v3 node "$HERE/sdk/bench.mjs" "$url" "$target" "$n" "$WARMUP"
+}
+
+T0=$SECONDS
+for target in $TARGETS; do
+    case "$target" in
+        nginx)
+            start_nginx
+            run_all nginx "$NGINX_URL" "$N_NGINX"
+            ;;
+        ddblocal)
+            start_ddblocal
+            run_all ddblocal "$DDB_URL" "$N_DDBLOCAL"
+            ;;
+        *) die "unknown target '$target' (nginx, ddblocal)" ;;
+    esac
+done
+
+# Stop the servers before the report (cleanup runs again at exit, harmlessly).
+if [ -n "$NGINX_PID" ] && alive "$NGINX_PID"; then
+    kill -TERM "$NGINX_PID" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do alive "$NGINX_PID" || break; sleep 0.1; done
+    wait "$NGINX_PID" 2>/dev/null || true
+    NGINX_PID=""
+fi
+if [ -n "$DDB_PORT" ]; then
+    tests/harness/ddb_local.sh stop --port "$DDB_PORT" >/dev/null 2>&1 || true
+    DDB_PORT=""
+fi
+
+# --- report ----------------------------------------------------------------
+
+sdk_version="$(node -p 'require("./tests/bench/sdk/node_modules/@aws-sdk/client-dynamodb/package.json").version' 2>/dev/null || echo '?')"
+{
+    echo "### make bench — $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo
+    printf 'Machine: %s cores, %s. libcurl %s, %s, Lua %s, %s, node %s, @aws-sdk/client-dynamodb %s. Warm-up %s requests per client, not measured.\n' \
+        "$(nproc)" \
+        "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)" \
+        "$(curl-config --version 2>/dev/null | sed 's/^libcurl //' || echo '?')" \
+        "$("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')" \
+        "$(lua5.4 -v 2>&1 | awk '{print $2}')" \
+        "$(luajit -v 2>&1 | awk '{print $1" "$2}')" \
+        "$(node --version)" "$sdk_version" "$WARMUP"
+    echo
+    awk '
+    function kv(s,   i, a, n, p) {
+        delete F
+        n = split(s, a, " ")
+        for (i = 2; i <= n; i++) { p = index(a[i], "="); F[substr(a[i], 1, p - 1)] = substr(a[i], p + 1) }
+    }
+    function ratio_row(t, lua,   r1, r2, s1, s2) {
+        if (!((t, lua) in cpu)) return
+        r1 = ((t, "floor") in cpu) ? sprintf("%.2fx", cpu[t, lua] / cpu[t, "floor"]) : "n/a"
+        s1 = ((t, "floor") in cpu) ? (cpu[t, lua] <= 1.3 * cpu[t, "floor"] ? "PASS" : "MISS") : "n/a"
+        r2 = ((t, "aws-sdk-js-v3") in cpu) ? sprintf("%.1fx", cpu[t, "aws-sdk-js-v3"] / cpu[t, lua]) : "n/a"
+        s2 = ((t, "aws-sdk-js-v3") in cpu) ? (cpu[t, "aws-sdk-js-v3"] >= 15 * cpu[t, lua] ? "PASS" : "MISS") : "n/a"
+        printf "| %s | %s | %s | %s | %s | %s |\n", t, lua, r1, s1, r2, s2
+    }
+    {
+        kv($0)
+        t = F["target"]; c = F["client"]
+        if (!(t in seen)) { seen[t] = 1; targets[++nt] = t }
+        rows[++nr] = t SUBSEP c
+        cpu[t, c] = F["cpu_us_per_req"]; rps[t, c] = F["req_per_s"]; n[t, c] = F["n"]
+    }
+    END {
+        print "| target | client | requests | CPU µs/request | requests/s | CPU vs floor |"
+        print "| --- | --- | ---: | ---: | ---: | ---: |"
+        for (i = 1; i <= nr; i++) {
+            split(rows[i], k, SUBSEP); t = k[1]; c = k[2]
+            vs = ((t, "floor") in cpu && cpu[t, "floor"] > 0) ? sprintf("%.2fx", cpu[t, c] / cpu[t, "floor"]) : "n/a"
+            printf "| %s | %s | %d | %.1f | %d | %s |\n", t, c, n[t, c], cpu[t, c], rps[t, c], vs
+        }
+        print ""
+        print "| target | ddbkit from Lua | Lua / floor CPU | <= 1.3x | SDK / Lua CPU | >= 15x |"
+        print "| --- | --- | ---: | :---: | ---: | :---: |"
+        for (i = 1; i <= nt; i++) { ratio_row(targets[i], "ddbkit-lua54"); ratio_row(targets[i], "ddbkit-luajit") }
+    }' "$RESULTS"
+} >"$OUT/results.md"
+
+echo
+cat "$OUT/results.md"
+echo
+say "table written to build/bench/results.md; took $((SECONDS - T0))s"
+if [ "$FAILED" -ne 0 ]; then
+    die "some clients failed to run (see above)"
+fi

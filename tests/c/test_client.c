@@ -1,0 +1,905 @@
+/*
+ * engine/client.c (and the transport under ddbk_call): configuration checks,
+ * region and endpoint resolution, missing credentials, that no error message
+ * carries the secret, and whole calls against a closed port, a port that
+ * never answers, and a scripted HTTP server forked by the test.
+ *
+ * Every test runs with a fresh empty HOME and no AWS_* or proxy variables.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYzzSECRETzz"
+
+static char tmpdir[256];
+
+/* What a test that makes calls holds, released by the teardown so a failed
+ * assertion leaks nothing (and leaves no server child behind). */
+static ddbk_client *g_client;
+static ddbk_response g_resp;
+static pid_t g_server = -1;
+static int g_listen = -1;
+
+static void reap(pid_t pid);
+
+static const char *const cleared_vars[] = {
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION",
+    "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB",
+    "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+    "all_proxy", NULL,
+};
+
+static int env_setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/ddbk_client_XXXXXX");
+    if (mkdtemp(tmpdir) == NULL)
+        return -1;
+    for (int i = 0; cleared_vars[i] != NULL; i++)
+        unsetenv(cleared_vars[i]);
+    setenv("HOME", tmpdir, 1);
+    g_client = NULL;
+    ddbk_response_init(&g_resp);
+    g_server = -1;
+    g_listen = -1;
+    return 0;
+}
+
+static int env_teardown(void **state)
+{
+    char cmd[300];
+
+    (void)state;
+    if (g_server > 0)
+        reap(g_server);
+    g_server = -1;
+    if (g_listen >= 0)
+        close(g_listen);
+    g_listen = -1;
+    ddbk_client_free(g_client);
+    g_client = NULL;
+    ddbk_response_free(&g_resp);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* A config that works: explicit region and keys, no endpoint. */
+static void base_config(ddbk_config *cfg)
+{
+    ddbk_config_init(cfg);
+    cfg->region = "eu-west-1";
+    cfg->access_key_id = "AKID";
+    cfg->secret_access_key = SECRET;
+}
+
+static ddbk_client *new_ok(const ddbk_config *cfg)
+{
+    ddbk_error err;
+    ddbk_client *c = ddbk_client_new(cfg, &err);
+    if (c == NULL)
+        fail_msg("ddbk_client_new: %s: %s", err.code, err.message);
+    assert_string_equal(err.code, "");
+    return c;
+}
+
+static void new_fails(const ddbk_config *cfg, const char *code, const char *in_message)
+{
+    ddbk_error err;
+
+    memset(&err, 0, sizeof err);
+    ddbk_client *c = ddbk_client_new(cfg, &err);
+    if (c != NULL) {
+        ddbk_client_free(c);
+        fail_msg("ddbk_client_new succeeded, want %s", code);
+    }
+    assert_string_equal(err.code, code);
+    assert_true(err.message[0] != '\0');
+    if (in_message != NULL && strstr(err.message, in_message) == NULL)
+        fail_msg("message \"%s\" does not mention \"%s\"", err.message, in_message);
+    assert_null(strstr(err.message, SECRET));
+    assert_null(strstr(err.message, "wJalrXUtnFEMI"));
+}
+
+static void test_defaults(void **state)
+{
+    ddbk_config cfg;
+
+    (void)state;
+    ddbk_config_init(&cfg);
+    assert_null(cfg.region);
+    assert_null(cfg.endpoint);
+    assert_int_equal(cfg.connect_timeout_ms, 1000);
+    assert_int_equal(cfg.timeout_ms, 3000);
+    assert_int_equal(cfg.max_attempts, 3);
+    assert_int_equal(cfg.base_delay_ms, 50);
+    assert_int_equal(cfg.max_backoff_ms, 20000);
+    assert_int_equal(cfg.retry_quota, 500);
+    assert_int_equal(cfg.verify_tls, 1);
+    assert_int_equal(cfg.max_response_bytes, DDBK_BUF_DEFAULT_MAX);
+
+    /* A NULL config is the defaults, with everything from the environment. */
+    setenv("AWS_REGION", "ap-south-1", 1);
+    setenv("AWS_ACCESS_KEY_ID", "ENVID", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", SECRET, 1);
+    ddbk_client *c = new_ok(NULL);
+    assert_string_equal(ddbk_client_region(c), "ap-south-1");
+    assert_string_equal(ddbk_client_endpoint(c), "https://dynamodb.ap-south-1.amazonaws.com");
+    assert_int_equal(c->max_attempts, 3);
+    assert_int_equal(c->quota, 500);
+    assert_int_equal(c->quota_max, 500);
+    assert_string_equal(c->creds.source, "environment");
+    ddbk_client_free(c);
+}
+
+static void test_endpoint_validation(void **state)
+{
+    static const char *const bad[] = {
+        "ftp://x", "http://", "https://", "http://host/path", "http://host/path/",
+        "http://user@host", "http://user:pw@host:8000", "host:8000", "127.0.0.1",
+        "http://host?x=1", "http://host#frag", "http://ho st", "http://host\r\nX: y",
+        "//host", "",
+    };
+    ddbk_config cfg;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        base_config(&cfg);
+        cfg.endpoint = bad[i];
+        if (bad[i][0] == '\0') {
+            /* Empty means unset: the default endpoint. */
+            ddbk_client *c = new_ok(&cfg);
+            assert_string_equal(ddbk_client_endpoint(c),
+                                "https://dynamodb.eu-west-1.amazonaws.com");
+            ddbk_client_free(c);
+            continue;
+        }
+        /* The message names what was given (CR/LF case: its start). */
+        char shown[32];
+        snprintf(shown, sizeof shown, "%.*s", (int)strcspn(bad[i], "\r\n"), bad[i]);
+        new_fails(&cfg, "InvalidArgument", shown);
+    }
+
+    /* A host longer than the Host header holds. */
+    char longep[400];
+    snprintf(longep, sizeof longep, "http://");
+    memset(longep + 7, 'h', 300);
+    longep[307] = '\0';
+    base_config(&cfg);
+    cfg.endpoint = longep;
+    new_fails(&cfg, "InvalidArgument", "http://hhhh");
+
+    /* And the same checks apply to an endpoint from the environment. */
+    base_config(&cfg);
+    setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://envhost/some/path", 1);
+    new_fails(&cfg, "InvalidArgument", "http://envhost/some/path");
+}
+
+/* The port must be one: digits, 1..65535. What set_endpoint keeps as the
+ * signed Host must be what curl sends, and curl sends no port at all for
+ * "h:" or "h:080" on http (it is the default, 80), so accepting those as
+ * they are signs a Host the server never sees. */
+static void test_endpoint_bad_port(void **state)
+{
+    static const char *const cases[][2] = {
+        /* endpoint, the Host it may be accepted with (NULL: must fail) */
+        {"http://127.0.0.1:", "127.0.0.1"},
+        {"http://127.0.0.1:080", "127.0.0.1"},
+        {"https://example.com:0443", "example.com"},
+        {"http://h:abc", NULL},
+        {"http://h:8000x", NULL},
+        {"http://h:99999", NULL},
+        {"http://h:-1", NULL},
+        {"http://[::1", NULL},
+    };
+    ddbk_config cfg;
+    ddbk_error err;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        base_config(&cfg);
+        cfg.endpoint = cases[i][0];
+        ddbk_client *c = ddbk_client_new(&cfg, &err);
+        if (c == NULL) {
+            assert_string_equal(err.code, "InvalidArgument");
+            continue;
+        }
+        char host[256];
+        snprintf(host, sizeof host, "%s", c->host);
+        ddbk_client_free(c);
+        if (cases[i][1] == NULL || strcmp(host, cases[i][1]) != 0)
+            fail_msg("endpoint \"%s\" accepted, signing Host \"%s\"", cases[i][0], host);
+    }
+}
+
+static void test_endpoint_forms(void **state)
+{
+    static const char *const cases[][3] = {
+        /* given, endpoint, Host */
+        {"http://127.0.0.1:8000", "http://127.0.0.1:8000", "127.0.0.1:8000"},
+        {"http://127.0.0.1:8000/", "http://127.0.0.1:8000", "127.0.0.1:8000"},
+        {"http://localhost//", "http://localhost", "localhost"},
+        /* The scheme's default port is normalised away, as curl's Host is. */
+        {"https://example.com:443", "https://example.com", "example.com"},
+        {"http://example.com:80", "http://example.com", "example.com"},
+        {"http://127.0.0.1:080", "http://127.0.0.1", "127.0.0.1"},
+        {"http://[::1]:8000", "http://[::1]:8000", "[::1]:8000"},
+    };
+    ddbk_config cfg;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        base_config(&cfg);
+        cfg.endpoint = cases[i][0];
+        ddbk_client *c = new_ok(&cfg);
+        assert_string_equal(ddbk_client_endpoint(c), cases[i][1]);
+        assert_string_equal(c->host, cases[i][2]);
+        char url[512];
+        snprintf(url, sizeof url, "%s/", cases[i][1]);
+        assert_string_equal(c->url, url);
+        ddbk_client_free(c);
+    }
+}
+
+static void test_region_resolution(void **state)
+{
+    ddbk_config cfg;
+    ddbk_client *c;
+
+    (void)state;
+    /* Explicit. */
+    base_config(&cfg);
+    setenv("AWS_REGION", "us-west-2", 1);
+    setenv("AWS_DEFAULT_REGION", "us-west-1", 1);
+    c = new_ok(&cfg);
+    assert_string_equal(ddbk_client_region(c), "eu-west-1");
+    assert_string_equal(ddbk_client_endpoint(c), "https://dynamodb.eu-west-1.amazonaws.com");
+    ddbk_client_free(c);
+
+    /* AWS_REGION, then AWS_DEFAULT_REGION. */
+    cfg.region = NULL;
+    c = new_ok(&cfg);
+    assert_string_equal(ddbk_client_region(c), "us-west-2");
+    assert_string_equal(ddbk_client_endpoint(c), "https://dynamodb.us-west-2.amazonaws.com");
+    ddbk_client_free(c);
+    unsetenv("AWS_REGION");
+    c = new_ok(&cfg);
+    assert_string_equal(ddbk_client_region(c), "us-west-1");
+    ddbk_client_free(c);
+    cfg.region = ""; /* empty is unset */
+    c = new_ok(&cfg);
+    assert_string_equal(ddbk_client_region(c), "us-west-1");
+    ddbk_client_free(c);
+    unsetenv("AWS_DEFAULT_REGION");
+
+    /* An endpoint but no region: signs as us-east-1. */
+    cfg.region = NULL;
+    cfg.endpoint = "http://127.0.0.1:8000";
+    c = new_ok(&cfg);
+    assert_string_equal(ddbk_client_region(c), "us-east-1");
+    assert_string_equal(ddbk_client_endpoint(c), "http://127.0.0.1:8000");
+    ddbk_client_free(c);
+
+    /* Neither. */
+    cfg.endpoint = NULL;
+    new_fails(&cfg, "MissingRegion", "region");
+
+    /* The profile's region in the config file. */
+    char path[512];
+    snprintf(path, sizeof path, "%s/config", tmpdir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[default]\nregion = ca-central-1\n", f);
+    fclose(f);
+    setenv("AWS_CONFIG_FILE", path, 1);
+    c = new_ok(&cfg);
+    assert_string_equal(ddbk_client_region(c), "ca-central-1");
+    ddbk_client_free(c);
+    unsetenv("AWS_CONFIG_FILE");
+
+    /* A region that is not one. */
+    static const char *const bad[] = {"US-EAST-1", "us east 1", "us-east-1/x",
+                                      "us-east-1.evil.com#", "eu_west_1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        base_config(&cfg);
+        cfg.region = bad[i];
+        new_fails(&cfg, "InvalidArgument", "region");
+    }
+}
+
+/* A region too long to hold is refused by the region chain; the client must
+ * not take that refusal for "no region" and quietly sign as us-east-1. */
+static void test_overlong_region_not_replaced(void **state)
+{
+    ddbk_config cfg;
+    char region[100];
+    ddbk_error err;
+
+    (void)state;
+    memset(region, 'a', 80);
+    region[80] = '\0';
+    base_config(&cfg);
+    cfg.region = region;
+    cfg.endpoint = "http://127.0.0.1:8000";
+    ddbk_client *c = ddbk_client_new(&cfg, &err);
+    if (c != NULL) {
+        char got[64];
+        snprintf(got, sizeof got, "%s", ddbk_client_region(c));
+        ddbk_client_free(c);
+        fail_msg("an 80-byte region was accepted as \"%s\"", got);
+    }
+    assert_string_equal(err.code, "InvalidArgument");
+}
+
+static void test_endpoint_env(void **state)
+{
+    ddbk_config cfg;
+    ddbk_client *c;
+
+    (void)state;
+    base_config(&cfg);
+    setenv("AWS_ENDPOINT_URL", "http://generic:1111", 1);
+    c = new_ok(&cfg);
+    assert_string_equal(ddbk_client_endpoint(c), "http://generic:1111");
+    ddbk_client_free(c);
+
+    setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://ddb:2222", 1);
+    c = new_ok(&cfg);
+    assert_string_equal(ddbk_client_endpoint(c), "http://ddb:2222");
+    assert_string_equal(c->host, "ddb:2222");
+    assert_string_equal(ddbk_client_region(c), "eu-west-1");
+    ddbk_client_free(c);
+
+    /* With an env endpoint and no region: us-east-1, not MissingRegion. */
+    cfg.region = NULL;
+    c = new_ok(&cfg);
+    assert_string_equal(ddbk_client_region(c), "us-east-1");
+    ddbk_client_free(c);
+
+    /* The config's endpoint beats both. */
+    cfg.endpoint = "http://explicit:3333";
+    c = new_ok(&cfg);
+    assert_string_equal(ddbk_client_endpoint(c), "http://explicit:3333");
+    ddbk_client_free(c);
+
+    /* Empty env values count as unset. */
+    cfg.endpoint = NULL;
+    cfg.region = "eu-west-1";
+    setenv("AWS_ENDPOINT_URL_DYNAMODB", "", 1);
+    c = new_ok(&cfg);
+    assert_string_equal(ddbk_client_endpoint(c), "http://generic:1111");
+    ddbk_client_free(c);
+}
+
+static void test_bad_numbers(void **state)
+{
+    ddbk_config cfg;
+
+    (void)state;
+    for (int k = 0; k < 9; k++) {
+        base_config(&cfg);
+        switch (k) {
+        case 0: cfg.max_attempts = 0; break;
+        case 1: cfg.max_attempts = -1; break;
+        case 2: cfg.timeout_ms = 0; break;
+        case 3: cfg.timeout_ms = -5; break;
+        case 4: cfg.connect_timeout_ms = 0; break;
+        case 5: cfg.connect_timeout_ms = -1; break;
+        case 6: cfg.base_delay_ms = -1; break;
+        case 7: cfg.max_backoff_ms = -1; break;
+        case 8: cfg.retry_quota = -1; break;
+        }
+        new_fails(&cfg, "InvalidArgument", NULL);
+    }
+    /* The edges that are allowed. */
+    base_config(&cfg);
+    cfg.max_attempts = 1;
+    cfg.base_delay_ms = 0;
+    cfg.max_backoff_ms = 0;
+    cfg.retry_quota = 0;
+    cfg.timeout_ms = 1;
+    cfg.connect_timeout_ms = 1;
+    ddbk_client_free(new_ok(&cfg));
+}
+
+static void test_missing_credentials(void **state)
+{
+    ddbk_config cfg;
+
+    (void)state;
+    ddbk_config_init(&cfg);
+    cfg.region = "us-east-1";
+    new_fails(&cfg, "MissingCredentials", NULL);
+    /* Half a pair in the environment is still missing. */
+    setenv("AWS_ACCESS_KEY_ID", "ENVID", 1);
+    new_fails(&cfg, "MissingCredentials", NULL);
+    unsetenv("AWS_ACCESS_KEY_ID");
+    setenv("AWS_SECRET_ACCESS_KEY", SECRET, 1);
+    new_fails(&cfg, "MissingCredentials", NULL);
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+
+    /* Half a pair in the config is an argument error. */
+    cfg.secret_access_key = SECRET;
+    new_fails(&cfg, "InvalidArgument", NULL);
+    cfg.secret_access_key = NULL;
+    cfg.access_key_id = "AKID";
+    new_fails(&cfg, "InvalidArgument", NULL);
+}
+
+/* Every failure the client can report, with a secret configured: none of
+ * the messages carries it (new_fails checks each). */
+static void test_secret_never_in_messages(void **state)
+{
+    ddbk_config cfg;
+    char path[512];
+
+    (void)state;
+    base_config(&cfg);
+    cfg.endpoint = "ftp://x";
+    new_fails(&cfg, "InvalidArgument", NULL);
+    base_config(&cfg);
+    cfg.endpoint = "http://127.0.0.1:8000/path";
+    new_fails(&cfg, "InvalidArgument", NULL);
+    base_config(&cfg);
+    cfg.region = "BAD";
+    new_fails(&cfg, "InvalidArgument", NULL);
+    base_config(&cfg);
+    cfg.max_attempts = 0;
+    new_fails(&cfg, "InvalidArgument", NULL);
+    base_config(&cfg);
+    cfg.access_key_id = NULL;
+    new_fails(&cfg, "InvalidArgument", NULL);
+
+    /* A credentials file with the secret but no key id. */
+    snprintf(path, sizeof path, "%s/credentials", tmpdir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[default]\naws_secret_access_key = " SECRET "\n", f);
+    fclose(f);
+    setenv("AWS_SHARED_CREDENTIALS_FILE", path, 1);
+    ddbk_config_init(&cfg);
+    cfg.region = "us-east-1";
+    new_fails(&cfg, "MissingCredentials", NULL);
+    unsetenv("AWS_SHARED_CREDENTIALS_FILE");
+
+    /* A failed call. */
+    base_config(&cfg);
+    cfg.endpoint = "http://127.0.0.1:9";
+    cfg.max_attempts = 1;
+    cfg.connect_timeout_ms = 200;
+    ddbk_client *c = g_client = new_ok(&cfg);
+    ddbk_error err;
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), -1);
+    assert_null(strstr(err.message, SECRET));
+}
+
+static const ddbk_op_stats *find_op(const ddbk_stats *s, const char *op)
+{
+    for (int i = 0; i < s->nops; i++)
+        if (strcmp(s->ops[i].op, op) == 0)
+            return &s->ops[i];
+    return NULL;
+}
+
+static void test_call_closed_port(void **state)
+{
+    ddbk_config cfg;
+    ddbk_error err;
+    ddbk_stats st;
+
+    (void)state;
+    base_config(&cfg);
+    cfg.endpoint = "http://127.0.0.1:9";
+    cfg.connect_timeout_ms = 200;
+    cfg.max_attempts = 2;
+    cfg.base_delay_ms = 1;
+    ddbk_client *c = g_client = new_ok(&cfg);
+    assert_int_equal(ddbk_call(c, "GetItem", "{\"TableName\":\"t\"}", 17, &g_resp, &err), -1);
+    assert_string_equal(err.code, "ConnectionError");
+    assert_int_equal(err.retryable, 1);
+    assert_int_equal(err.timeout, 0);
+    assert_int_equal(err.status, 0);
+    assert_true(err.message[0] != '\0');
+    assert_int_equal(g_resp.attempts, 2);
+    assert_int_equal(g_resp.status, 0);
+
+    ddbk_stats_get(c, &st);
+    assert_int_equal(st.requests, 2);
+    assert_int_equal(st.retries, 1);
+    assert_int_equal(st.errors, 1);
+    assert_int_equal(st.bytes_out, 2 * 17);
+    assert_int_equal(st.bytes_in, 0);
+    assert_int_equal(st.latency_count, 2);
+    assert_true(st.retry_delay_ms_total <= 1);
+    const ddbk_op_stats *g = find_op(&st, "GetItem");
+    assert_non_null(g);
+    assert_int_equal(g->calls, 1);
+    assert_int_equal(g->requests, 2);
+    assert_int_equal(g->retries, 1);
+    assert_int_equal(g->errors, 1);
+    assert_int_equal(st.ncodes, 1);
+    assert_string_equal(st.codes[0].code, "ConnectionError");
+    assert_int_equal(st.codes[0].count, 1);
+    /* One retry took 5 tokens. */
+    assert_int_equal(c->quota, 495);
+
+    /* A second call on the same client behaves the same. */
+    assert_int_equal(ddbk_call(c, "GetItem", NULL, 0, &g_resp, &err), -1);
+    assert_string_equal(err.code, "ConnectionError");
+    assert_int_equal(g_resp.attempts, 2);
+    ddbk_stats_get(c, &st);
+    assert_int_equal(st.requests, 4);
+}
+
+static void test_call_invalid_op(void **state)
+{
+    ddbk_config cfg;
+    ddbk_error err;
+    ddbk_stats st;
+
+    (void)state;
+    base_config(&cfg);
+    cfg.endpoint = "http://127.0.0.1:9";
+    ddbk_client *c = g_client = new_ok(&cfg);
+    assert_int_equal(ddbk_call(c, "Get Item", "{}", 2, &g_resp, &err), -1);
+    assert_string_equal(err.code, "InvalidArgument");
+    assert_int_equal(g_resp.attempts, 0);
+    ddbk_stats_get(c, &st);
+    assert_int_equal(st.requests, 0); /* nothing was sent */
+}
+
+/* A listening socket nobody accepts on: the connection completes in the
+ * kernel and the response never comes, so the attempt times out. */
+static int listen_socket(int *port)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(fd >= 0);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void test_call_timeout(void **state)
+{
+    ddbk_config cfg;
+    ddbk_error err;
+    ddbk_stats st;
+    char ep[64];
+    int port;
+
+    (void)state;
+    g_listen = listen_socket(&port);
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", port);
+    base_config(&cfg);
+    cfg.endpoint = ep;
+    cfg.timeout_ms = 150;
+    cfg.max_attempts = 2;
+    cfg.base_delay_ms = 1;
+    ddbk_client *c = g_client = new_ok(&cfg);
+    assert_int_equal(ddbk_call(c, "PutItem", "{}", 2, &g_resp, &err), -1);
+    assert_string_equal(err.code, "Timeout");
+    assert_int_equal(err.timeout, 1);
+    assert_int_equal(err.retryable, 1);
+    assert_int_equal(g_resp.attempts, 2);
+    ddbk_stats_get(c, &st);
+    assert_int_equal(st.requests, 2);
+    assert_int_equal(st.retries, 1);
+    assert_true(st.latency_min_us >= 100000); /* each attempt waited it out */
+    /* The retry after a timeout costs 10 tokens. */
+    assert_int_equal(c->quota, 490);
+}
+
+/* ------------------------------------------- a scripted HTTP server */
+
+typedef struct canned {
+    int status;
+    const char *headers; /* extra header lines, each ending in \r\n */
+    const char *body;
+} canned;
+
+/* Forks a child that answers the next n connections on lfd with the canned
+ * responses, one request each (Connection: close), and appends every raw
+ * request to log_path. */
+static pid_t serve(int lfd, const canned *responses, int n, const char *log_path)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid > 0)
+        return pid;
+
+    alarm(20); /* never outlive a broken test */
+    FILE *log = fopen(log_path, "w");
+    for (int i = 0; i < n; i++) {
+        int fd = accept(lfd, NULL, NULL);
+        if (fd < 0)
+            _exit(2);
+        char req[16384];
+        size_t got = 0;
+        long want = -1;
+        for (;;) {
+            ssize_t r = read(fd, req + got, sizeof req - 1 - got);
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+            req[got] = '\0';
+            char *end = strstr(req, "\r\n\r\n");
+            if (end != NULL) {
+                if (want < 0) {
+                    char *cl = strcasestr(req, "\r\ncontent-length:");
+                    long blen = cl != NULL ? strtol(cl + 17, NULL, 10) : 0;
+                    want = (long)(end + 4 - req) + blen;
+                }
+                if ((long)got >= want)
+                    break;
+            }
+        }
+        if (log != NULL) {
+            fwrite(req, 1, got, log);
+            fputs("\n=====\n", log);
+            fflush(log);
+        }
+        char resp[70000];
+        int len = snprintf(resp, sizeof resp,
+                           "HTTP/1.1 %d X\r\nContent-Type: application/x-amz-json-1.0\r\n"
+                           "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%s",
+                           responses[i].status, strlen(responses[i].body),
+                           responses[i].headers ? responses[i].headers : "",
+                           responses[i].body);
+        ssize_t off = 0;
+        while (off < len) {
+            ssize_t w = write(fd, resp + off, (size_t)(len - off));
+            if (w <= 0)
+                break;
+            off += w;
+        }
+        shutdown(fd, SHUT_WR);
+        close(fd);
+    }
+    if (log != NULL)
+        fclose(log);
+    _exit(0);
+}
+
+static void reap(pid_t pid)
+{
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, &status, 0);
+    }
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    static char buf[65536];
+    size_t n = 0;
+
+    if (f == NULL)
+        return NULL;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static ddbk_client *server_client(int port, char *ep, size_t eplen, int max_attempts)
+{
+    ddbk_config cfg;
+
+    snprintf(ep, eplen, "http://127.0.0.1:%d", port);
+    base_config(&cfg);
+    cfg.endpoint = ep;
+    cfg.max_attempts = max_attempts;
+    cfg.base_delay_ms = 1;
+    cfg.timeout_ms = 2000;
+    return new_ok(&cfg);
+}
+
+static void test_call_success_after_retry(void **state)
+{
+    static const canned script[] = {
+        {500, "x-amzn-RequestId: REQ1\r\n",
+         "{\"__type\":\"com.amazonaws.dynamodb.v20120810#InternalServerError\","
+         "\"message\":\"Internal server error\"}"},
+        {200, "x-amzn-RequestId:   REQ2  \r\n", "{\"Item\":{\"pk\":{\"S\":\"a\"}}}"},
+    };
+    char ep[64], log_path[512], host_line[64];
+    ddbk_error err;
+    ddbk_stats st;
+    int port;
+
+    (void)state;
+    int lfd = g_listen = listen_socket(&port);
+    snprintf(log_path, sizeof log_path, "%s/requests.log", tmpdir);
+    pid_t pid = g_server = serve(lfd, script, 2, log_path);
+    ddbk_client *c = g_client = server_client(port, ep, sizeof ep, 3);
+    int rc = ddbk_call(c, "GetItem", "{\"TableName\":\"t\"}", 17, &g_resp, &err);
+    reap(pid);
+    g_server = -1;
+    if (rc != 0)
+        fail_msg("ddbk_call: %s: %s", err.code, err.message);
+    assert_int_equal(g_resp.status, 200);
+    assert_int_equal(g_resp.attempts, 2);
+    assert_string_equal(g_resp.request_id, "REQ2");
+    assert_string_equal(g_resp.body.data, "{\"Item\":{\"pk\":{\"S\":\"a\"}}}");
+
+    ddbk_stats_get(c, &st);
+    assert_int_equal(st.requests, 2);
+    assert_int_equal(st.retries, 1);
+    assert_int_equal(st.errors, 0);
+    assert_int_equal(st.ncodes, 0);
+    assert_int_equal(st.bytes_out, 34);
+    assert_true(st.bytes_in > 20);
+    /* The retry's 5 tokens came back with the success. */
+    assert_int_equal(c->quota, 500);
+
+    /* What went over the wire: the signed headers, the Host that was
+     * signed, and no "Expect: 100-continue". */
+    const char *log = slurp(log_path);
+    assert_non_null(log);
+    snprintf(host_line, sizeof host_line, "\r\nHost: 127.0.0.1:%d\r\n", port);
+    assert_non_null(strstr(log, host_line));
+    assert_non_null(strstr(log, "POST / HTTP/1.1\r\n"));
+    assert_non_null(strstr(log, "\r\nX-Amz-Target: DynamoDB_20120810.GetItem\r\n"));
+    assert_non_null(strstr(log, "\r\nContent-Type: application/x-amz-json-1.0\r\n"));
+    assert_non_null(strstr(log, "\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKID/"));
+    assert_non_null(strstr(log, "/eu-west-1/dynamodb/aws4_request"));
+    assert_null(strcasestr(log, "Expect:"));
+    assert_null(strstr(log, SECRET));
+    assert_non_null(strstr(log, "\r\n\r\n{\"TableName\":\"t\"}"));
+}
+
+/* ddbk_call clears err when it starts: a call that succeeds after a retry
+ * must not hand back the error of the attempt it retried. */
+static void test_call_success_clears_error(void **state)
+{
+    static const canned script[] = {
+        {503, NULL, ""},
+        {200, NULL, "{}"},
+    };
+    char ep[64], log_path[512];
+    ddbk_error err;
+    int port;
+
+    (void)state;
+    int lfd = g_listen = listen_socket(&port);
+    snprintf(log_path, sizeof log_path, "%s/requests.log", tmpdir);
+    pid_t pid = g_server = serve(lfd, script, 2, log_path);
+    ddbk_client *c = g_client = server_client(port, ep, sizeof ep, 3);
+    int rc = ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err);
+    reap(pid);
+    g_server = -1;
+    assert_int_equal(rc, 0);
+    assert_int_equal(g_resp.attempts, 2);
+    assert_string_equal(err.code, "");
+    assert_int_equal(err.retryable, 0);
+}
+
+static void test_call_error_response(void **state)
+{
+    static const canned script[] = {
+        {400, "x-amzn-RequestId: CCF1\r\n",
+         "{\"__type\":\"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException\","
+         "\"message\":\"The conditional request failed\",\"Item\":{\"n\":{\"N\":\"1\"}}}"},
+    };
+    char ep[64], log_path[512];
+    ddbk_error err;
+    ddbk_stats st;
+    int port;
+
+    (void)state;
+    int lfd = g_listen = listen_socket(&port);
+    snprintf(log_path, sizeof log_path, "%s/requests.log", tmpdir);
+    pid_t pid = g_server = serve(lfd, script, 1, log_path);
+    ddbk_client *c = g_client = server_client(port, ep, sizeof ep, 3);
+    int rc = ddbk_call(c, "PutItem", "{}", 2, &g_resp, &err);
+    reap(pid);
+    g_server = -1;
+    assert_int_equal(rc, -1);
+    assert_string_equal(err.code, "ConditionalCheckFailedException");
+    assert_string_equal(err.message, "The conditional request failed");
+    assert_string_equal(err.request_id, "CCF1");
+    assert_int_equal(err.status, 400);
+    assert_int_equal(err.retryable, 0);
+    assert_int_equal(g_resp.attempts, 1);
+    /* The body stays for the caller (the Item of the failed condition). */
+    assert_non_null(strstr(g_resp.body.data, "\"Item\""));
+    ddbk_stats_get(c, &st);
+    assert_int_equal(st.requests, 1);
+    assert_int_equal(st.errors, 1);
+    assert_int_equal(st.ncodes, 1);
+    assert_string_equal(st.codes[0].code, "ConditionalCheckFailedException");
+    assert_int_equal(c->quota, 500);
+}
+
+static void test_call_response_too_large(void **state)
+{
+    static char big[4001];
+    canned script[1];
+    ddbk_config cfg;
+    char ep[64], log_path[512];
+    ddbk_error err;
+    int port;
+
+    (void)state;
+    memset(big, ' ', 4000);
+    big[0] = '{';
+    big[3999] = '}';
+    script[0].status = 200;
+    script[0].headers = NULL;
+    script[0].body = big;
+    int lfd = g_listen = listen_socket(&port);
+    snprintf(log_path, sizeof log_path, "%s/requests.log", tmpdir);
+    pid_t pid = g_server = serve(lfd, script, 1, log_path);
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", port);
+    base_config(&cfg);
+    cfg.endpoint = ep;
+    cfg.max_response_bytes = 1000;
+    cfg.max_attempts = 3;
+    ddbk_client *c = g_client = new_ok(&cfg);
+    int rc = ddbk_call(c, "Scan", "{}", 2, &g_resp, &err);
+    reap(pid);
+    g_server = -1;
+    assert_int_equal(rc, -1);
+    assert_string_equal(err.code, "ResponseTooLarge");
+    assert_int_equal(err.retryable, 0);
+    assert_int_equal(g_resp.attempts, 1);
+    assert_true(g_resp.body.len <= 1000);
+    assert_non_null(strstr(err.message, "1000"));
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_defaults),
+        T(test_endpoint_validation),
+        T(test_endpoint_bad_port),
+        T(test_endpoint_forms),
+        T(test_region_resolution),
+        T(test_overlong_region_not_replaced),
+        T(test_endpoint_env),
+        T(test_bad_numbers),
+        T(test_missing_credentials),
+        T(test_secret_never_in_messages),
+        T(test_call_closed_port),
+        T(test_call_invalid_op),
+        T(test_call_timeout),
+        T(test_call_success_after_retry),
+        T(test_call_success_clears_error),
+        T(test_call_error_response),
+        T(test_call_response_too_large),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
