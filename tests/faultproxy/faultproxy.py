@@ -47,6 +47,10 @@ that matches it (queue order).  Kinds:
                    instead of forwarding)
     close_after    forward and relay normally (no "Connection: close"),
                    then close the client connection
+    unprocessed    for BatchWriteItem / BatchGetItem: forward only the first
+                   half of each table's requests and answer the rest as
+                   UnprocessedItems / UnprocessedKeys, as DynamoDB does
+                   under load
 
 Stats: "requests" counts every proxied (non-control) request received,
 "forwarded" every request sent upstream, "connections" the client
@@ -78,7 +82,7 @@ DDB_ERR = "com.amazonaws.dynamodb.v20120810#"
 JSON_CT = "application/x-amz-json-1.0"
 
 KINDS = ("throttle", "provisioned", "status", "reset", "drop_response",
-         "delay", "close_after")
+         "delay", "close_after", "unprocessed")
 
 HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
@@ -426,8 +430,47 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif kind == "close_after":
             self._relay(self._forward(body))
             self._hard_close(rst=False)
+        elif kind == "unprocessed":
+            self._partial_batch(body)
         else:
             self._relay(self._forward(body))
+
+    def _partial_batch(self, body):
+        """What DynamoDB does to a batch under load: process only the first
+        half of each table's requests and hand the rest back as
+        UnprocessedItems (BatchWriteItem) or UnprocessedKeys (BatchGetItem).
+        Any other request passes through untouched."""
+        try:
+            req = json.loads(body or b"{}")
+            items = req["RequestItems"]
+        except (ValueError, KeyError, TypeError):
+            self._relay(self._forward(body))
+            return
+        left = {}
+        for table, spec in items.items():
+            if isinstance(spec, list):           # BatchWriteItem
+                keep = (len(spec) + 1) // 2
+                if spec[keep:]:
+                    left[table] = spec[keep:]
+                items[table] = spec[:keep]
+            elif isinstance(spec, dict) and isinstance(spec.get("Keys"), list):
+                keys = spec["Keys"]                # BatchGetItem
+                keep = (len(keys) + 1) // 2
+                if keys[keep:]:
+                    rest = dict(spec)
+                    rest["Keys"] = keys[keep:]
+                    left[table] = rest
+                spec["Keys"] = keys[:keep]
+        resp = self._forward(json.dumps(req).encode())
+        if resp is None or resp[0] == "error" or resp[0] != 200:
+            self._relay(resp)
+            return
+        status, reason, headers, data = resp
+        out = json.loads(data or b"{}")
+        field = "UnprocessedKeys" if "Responses" in out else "UnprocessedItems"
+        out[field] = left
+        hdrs = [(k, v) for k, v in headers if k.lower() != "x-amz-crc32"]
+        self._relay((status, reason, hdrs, json.dumps(out).encode()))
 
     def _fault_status(self, f):
         status = f["status"]

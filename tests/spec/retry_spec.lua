@@ -192,16 +192,45 @@ describe("standard retry mode", function()
   end)
 
   it("batch_write_item resends what DynamoDB left unprocessed", function()
-    -- DynamoDB Local never leaves items unprocessed, so the loop is shown
-    -- with a throttled round: the whole batch is retried by the engine.
     local c = client()
     local puts = {}
-    for i = 1, 5 do puts[i] = { PutRequest = { Item = { pk = "bw", sk = tostring(i) } } } end
-    H.faults{ { kind = "throttle", count = 1, match = "BatchWriteItem" } }
-    assert(c:batch_write_item{ RequestItems = { [T] = puts } })
+    for i = 1, 8 do puts[i] = { PutRequest = { Item = { pk = "bw", sk = tostring(i) } } } end
+    H.reset_proxy_stats()
+    -- 8 -> 4 processed, 4 left -> 2 + 2 left -> then all.
+    H.faults{ { kind = "unprocessed", count = 2, match = "BatchWriteItem" } }
+    local res, err = c:batch_write_item{ RequestItems = { [T] = puts } }
+    assert.is_nil(err)
+    assert.is_nil(next(res.UnprocessedItems or {}))
+    assert.are.equal(3, c:stats().operations.BatchWriteItem.requests)
     local got = assert(admin:query_all{ TableName = T, KeyConditionExpression = "pk = :p",
-                                       ExpressionAttributeValues = { [":p"] = "bw" } })
-    assert.are.equal(5, #got)
+                                       ExpressionAttributeValues = { [":p"] = "bw" },
+                                       ConsistentRead = true })
+    assert.are.equal(8, #got)
+    c:close()
+  end)
+
+  it("batch_write_item gives up with what is left once its budget is spent", function()
+    local c = client{ batch_max_attempts = 2 }
+    local puts = {}
+    for i = 1, 4 do puts[i] = { PutRequest = { Item = { pk = "bw2", sk = tostring(i) } } } end
+    H.faults{ { kind = "unprocessed", count = 2, match = "BatchWriteItem" } }
+    local res, err = c:batch_write_item{ RequestItems = { [T] = puts } }
+    assert.is_nil(res)
+    assert.are.equal("UnprocessedItems", err.code)
+    assert.are.equal(1, #err.unprocessed_items[T])       -- 4 -> 2 left -> 1 left
+    assert.are.equal("4", err.unprocessed_items[T][1].PutRequest.Item.sk)
+    c:close()
+  end)
+
+  it("batch_get_item merges every round's items", function()
+    local c = client()
+    local keys = {}
+    for i = 1, 8 do keys[i] = { pk = "bw", sk = tostring(i) } end
+    H.faults{ { kind = "unprocessed", count = 3, match = "BatchGetItem" } }
+    local res, err = c:batch_get_item{ RequestItems = { [T] = { Keys = keys, ConsistentRead = true } } }
+    assert.is_nil(err)
+    assert.are.equal(8, #res.Responses[T])
+    assert.are.equal(4, c:stats().operations.BatchGetItem.requests)
     c:close()
   end)
 end)
