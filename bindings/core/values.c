@@ -455,12 +455,19 @@ static int has_mt(lua_State *L, int idx, int mt)
     return r;
 }
 
-/* Copies s into out as a quoted, escaped, truncated string for messages. */
+/* Copies s into out as a quoted, escaped, truncated string for messages.
+ * outlen must be at least 10. */
 static const char *quote(const char *s, size_t n, char *out, size_t outlen)
 {
     size_t o = 0;
     out[o++] = '"';
-    for (size_t i = 0; i < n && o + 6 < outlen; i++) {
+    for (size_t i = 0; i < n; i++) {
+        /* room for the longest escape, or for "...", the quote and the NUL */
+        if (o + 9 >= outlen) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
         unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\') {
             out[o++] = '\\';
@@ -469,11 +476,6 @@ static const char *quote(const char *s, size_t n, char *out, size_t outlen)
             o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", c);
         } else {
             out[o++] = (char)c;
-        }
-        if (i + 1 < n && o + 6 >= outlen) {
-            memcpy(out + o, "...", 3);
-            o += 3;
-            break;
         }
     }
     out[o++] = '"';
