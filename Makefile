@@ -72,6 +72,18 @@ $(COREJIT): $(CORE_SRC:%.c=$(B)/corejit/%.o) $(ENGINE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -o $@ $^ $(ENGINE_LIBS) $(LDFLAGS)
 
+# The Lua module once more under ASan/UBSan, for a sanitized run of the
+# busted suite (the interpreter preloads the sanitizer runtimes).
+COREASAN := $(B)/lua54-asan/ddbkit/core.so
+SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
+$(B)/coreasan/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -fPIC $(SAN) $(LUA54_INC) -Iengine -Ibindings/core -c $< -o $@
+
+$(COREASAN): $(CORE_SRC:%.c=$(B)/coreasan/%.o) $(ENGINE_SRC:%.c=$(B)/coreasan/%.o)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(SAN) -o $@ $^ $(ENGINE_LIBS) $(LDFLAGS)
+
 $(SHIM): tests/harness/loopback_bind.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) -O2 $(WARN) -shared -fPIC -o $@ $< -ldl
@@ -87,10 +99,10 @@ $(B)/tests-asan/%: tests/c/%.c $(ASAN_OBJ) $(HEADERS)
 	$(CC) $(CFLAGS_ALL) -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
 	  -DDDBK_UNITTEST -Iengine -o $@ $< $(ASAN_OBJ) -lcmocka $(ENGINE_LIBS)
 
-ctest: $(CTESTS:%=$(B)/tests/%) $(CTESTS:%=$(B)/tests-asan/%)
+ctest: $(CTESTS:%=$(B)/tests/%) $(CTESTS:%=$(B)/tests-asan/%) $(COREASAN)
 
 test: deps
-	@$(MAKE) --no-print-directory all ctest
+	@$(MAKE) --no-print-directory all ctest $(FUZZ_TARGETS)
 	@tests/run.sh
 
 run: deps
@@ -110,7 +122,7 @@ $(B)/fuzz/fuzz_ini: tests/fuzz/fuzz_ini.c engine/ini.c
 	@mkdir -p $(dir $@)
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -DDDBK_UNITTEST -Iengine -o $@ $^
 
-$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRC) engine/buf.c
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(filter-out bindings/core/core.c,$(CORE_SRC)) engine/buf.c
 	@mkdir -p $(dir $@)
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(LUA54_INC) -Iengine -Ibindings/core \
 	  -o $@ $^ -llua5.4 -lyajl -lcrypto -lm

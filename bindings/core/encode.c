@@ -603,6 +603,12 @@ static int enc_plain(enc *e, int v, int vav)
         return lua_toboolean(L, v) ? PUT_LIT(e, "true") : PUT_LIT(e, "false");
     case LUA_TTABLE:
         return enc_plain_table(e, v, -1, vav);
+    case LUA_TLIGHTUSERDATA:
+        /* cjson.null and ngx.null are NULL light userdata: OpenResty code
+         * passes them where it means JSON null. */
+        if (lua_touserdata(L, v) == NULL)
+            return PUT_LIT(e, "null");
+        return fail(e, "cannot encode a %s", luaL_typename(L, v));
     default:
         return fail(e, "cannot encode a %s", luaL_typename(L, v));
     }
@@ -867,6 +873,10 @@ static int enc_av(enc *e, int v, int level)
                                    : PUT_LIT(e, "{\"BOOL\":false}");
     case LUA_TTABLE:
         return enc_av_table(e, v, level);
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, v) == NULL) /* cjson.null / ngx.null */
+            return PUT_LIT(e, "{\"NULL\":true}");
+        return fail(e, "cannot encode a %s", luaL_typename(L, v));
     default:
         return fail(e, "cannot encode a %s", luaL_typename(L, v));
     }

@@ -759,3 +759,14 @@ describe("ddbkit.core decode", function()
     end)
   end)
 end)
+
+describe("OpenResty's null", function()
+  it("encodes cjson.null (a NULL light userdata) as NULL and as JSON null", function()
+    local cjson = require "cjson"
+    local json = assert(core.encode{ TableName = "t", Item = { pk = "a", n = cjson.null },
+                                     ReturnConsumedCapacity = cjson.null })
+    local back = cjson.decode(json)
+    assert.are.same({ NULL = true }, back.Item.n)
+    assert.are.equal(cjson.null, back.ReturnConsumedCapacity)
+  end)
+end)
