@@ -29,7 +29,7 @@ CORE54  := $(B)/lua54/ddbkit/core.so
 COREJIT := $(B)/luajit/ddbkit/core.so
 SHIM    := $(B)/loopback_bind.so
 
-.PHONY: all deps test run bench install clean fuzz ctest
+.PHONY: all deps test run bench install clean fuzz ctest lint
 all: $(LIB_A) $(LIB_SO) $(CORE54) $(COREJIT) $(SHIM)
 
 deps:
@@ -104,6 +104,14 @@ ctest: $(CTESTS:%=$(B)/tests/%) $(CTESTS:%=$(B)/tests-asan/%) $(COREASAN)
 test: deps
 	@$(MAKE) --no-print-directory all ctest $(FUZZ_TARGETS)
 	@tests/run.sh
+
+# clang-tidy's default checks (see .clang-tidy), warnings are errors.
+lint:
+	@rc=0; for f in $(ENGINE_SRC); do \
+	  clang-tidy -quiet $$f -- $(CSTD) -Iengine 2>/dev/null || rc=1; done; \
+	for f in $(CORE_SRC); do \
+	  clang-tidy -quiet $$f -- $(CSTD) $(LUA54_INC) -Iengine -Ibindings/core 2>/dev/null || rc=1; done; \
+	exit $$rc
 
 run: deps
 	@$(MAKE) --no-print-directory all

@@ -43,6 +43,13 @@ for bin in build/tests/test_* build/tests-asan/test_*; do
     [ -x "$bin" ] && run_cmocka "$bin"
 done
 
+note "clang-tidy (default checks)"
+if make -s lint >"$LOG/lint.log" 2>&1; then
+    passed=$((passed + 1)); printf '%-40s passed\n' "clang-tidy"
+else
+    failed=$((failed + 1)); printf '%-40s FAILED\n' "clang-tidy"; head -40 "$LOG/lint.log"
+fi
+
 note "fuzz targets (bounded runs)"
 for bin in build/fuzz/fuzz_*; do
     [ -x "$bin" ] || continue

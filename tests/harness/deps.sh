@@ -21,7 +21,7 @@ want=(
     build-essential pkg-config
     lua5.4 liblua5.4-dev luajit libluajit-5.1-dev lua-busted lua-cjson
     libyajl-dev libcmocka-dev libcurl4-openssl-dev libssl-dev libedit-dev
-    python3 clang curl
+    python3 clang clang-tidy curl
 )
 
 # A working `java` on PATH is enough (DynamoDB Local needs Java 17+, which
