@@ -122,34 +122,7 @@ static int guard_gc(lua_State *L)
 
 /* --------------------------------------------------------------- errors */
 
-static size_t add(char *dst, size_t len, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
-static size_t add(char *dst, size_t len, size_t cap, const char *fmt, ...)
-{
-    if (len + 1 >= cap)
-        return len;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(dst + len, cap - len, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return len;
-    return len + (size_t)n >= cap ? cap - 1 : len + (size_t)n;
-}
-
-static int is_ident(const char *k, size_t n)
-{
-    if (n == 0 || n > 64 || (k[0] >= '0' && k[0] <= '9'))
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = k[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '_'))
-            return 0;
-    }
-    return 1;
-}
 
 /* The path of the value being parsed, in Lua terms (Responses.T[2].a). The
  * pending keys are on the Lua stack; AV wrappers add nothing, since in Lua
@@ -161,32 +134,17 @@ static size_t path_format(dec *d, char *dst, size_t cap)
     for (int i = 0; i < d->nframes; i++) {
         const frame *f = &d->fr[i];
         if (f->kind == F_ARR) {
-            len = add(dst, len, cap, "[%d]", f->n + 1);
+            len = ddbk__path_add(dst, len, cap, "[%d]", f->n + 1);
             any = 1;
         } else if (f->kind == F_OBJ && f->haskey) {
             size_t kl;
             const char *k = lua_tolstring(d->L, f->tidx + 1, &kl);
-            if (is_ident(k, kl)) {
-                len = add(dst, len, cap, "%s%.*s", any ? "." : "", (int)kl, k);
-            } else {
-                len = add(dst, len, cap, "[\"");
-                size_t shown = kl > 40 ? 40 : kl;
-                for (size_t j = 0; j < shown; j++) {
-                    unsigned char c = (unsigned char)k[j];
-                    if (c == '"' || c == '\\')
-                        len = add(dst, len, cap, "\\%c", c);
-                    else if (c < 0x20 || c == 0x7f)
-                        len = add(dst, len, cap, "\\x%02x", c);
-                    else
-                        len = add(dst, len, cap, "%c", c);
-                }
-                len = add(dst, len, cap, "%s\"]", shown < kl ? "..." : "");
-            }
+            len = ddbk__path_key(dst, len, cap, k, kl, !any);
             any = 1;
         }
     }
     if (!any)
-        len = add(dst, len, cap, "(top level)");
+        len = ddbk__path_add(dst, len, cap, "(top level)");
     return len;
 }
 
@@ -202,9 +160,9 @@ static int fail(dec *d, const char *fmt, ...)
     va_end(ap);
     d->failed = 1;
     if (d->errlen) {
-        size_t len = add(d->err, 0, d->errlen, "malformed response: ");
+        size_t len = ddbk__path_add(d->err, 0, d->errlen, "malformed response: ");
         len += path_format(d, d->err + len, d->errlen - len);
-        add(d->err, len, d->errlen, ": %s", msg);
+        ddbk__path_add(d->err, len, d->errlen, ": %s", msg);
     }
     return 0;
 }

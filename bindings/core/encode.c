@@ -76,62 +76,18 @@ static int enc_av(enc *e, int v, int level);
 
 /* -------------------------------------------------------------- errors */
 
-static int is_ident(const char *k, size_t n)
-{
-    if (n == 0 || n > 64 || (k[0] >= '0' && k[0] <= '9'))
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = k[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '_'))
-            return 0;
-    }
-    return 1;
-}
-
-/* Appends to dst (bounded) and returns the new length. */
-static size_t add(char *dst, size_t len, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static size_t add(char *dst, size_t len, size_t cap, const char *fmt, ...)
-{
-    if (len + 1 >= cap)
-        return len;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(dst + len, cap - len, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return len;
-    return len + (size_t)n >= cap ? cap - 1 : len + (size_t)n;
-}
-
 /* Writes the path in Lua terms: Item.a["b c"][3]. */
 static size_t path_format(const enc *e, char *dst, size_t cap)
 {
     size_t len = 0;
     if (e->npath == 0)
-        return add(dst, len, cap, "request");
+        return ddbk__path_add(dst, len, cap, "request");
     for (int i = 0; i < e->npath; i++) {
         const step *s = &e->path[i];
-        if (!s->key) {
-            len = add(dst, len, cap, "[%lld]", (long long)s->index);
-        } else if (is_ident(s->key, s->klen)) {
-            len = add(dst, len, cap, "%s%.*s", i ? "." : "", (int)s->klen, s->key);
-        } else {
-            len = add(dst, len, cap, "[\"");
-            size_t shown = s->klen > 40 ? 40 : s->klen;
-            for (size_t j = 0; j < shown; j++) {
-                unsigned char c = (unsigned char)s->key[j];
-                if (c == '"' || c == '\\')
-                    len = add(dst, len, cap, "\\%c", c);
-                else if (c < 0x20 || c == 0x7f)
-                    len = add(dst, len, cap, "\\x%02x", c);
-                else
-                    len = add(dst, len, cap, "%c", c);
-            }
-            len = add(dst, len, cap, "%s\"]", shown < s->klen ? "..." : "");
-        }
+        if (!s->key)
+            len = ddbk__path_add(dst, len, cap, "[%lld]", (long long)s->index);
+        else
+            len = ddbk__path_key(dst, len, cap, s->key, s->klen, i == 0);
     }
     return len;
 }
@@ -147,7 +103,7 @@ static int fail(enc *e, const char *fmt, ...)
     va_end(ap);
     if (e->errlen) {
         size_t len = path_format(e, e->err, e->errlen);
-        add(e->err, len, e->errlen, ": %s", msg);
+        ddbk__path_add(e->err, len, e->errlen, ": %s", msg);
     }
     return -1;
 }

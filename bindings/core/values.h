@@ -111,4 +111,13 @@ DDBK_LUA_HIDDEN enum ddbk_field_rule ddbk__field_rule(const char *k, size_t n);
  * of '='. EVP_DecodeBlock alone accepts "Q===" and "QQ=A". */
 DDBK_LUA_HIDDEN int ddbk__b64_valid(const unsigned char *s, size_t n, int *pad);
 
+/* Error paths in Lua terms (Item.a["b c"][3]), shared by the encoder and
+ * the decoder. Each appends to dst (bounded by cap, always terminated) and
+ * returns the new length. A key that is an identifier is written .key (no
+ * dot when first), any other as ["key"], escaped and cut at 40 bytes. */
+size_t ddbk__path_add(char *dst, size_t len, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+size_t ddbk__path_key(char *dst, size_t len, size_t cap, const char *k, size_t kl,
+                      int first);
+
 #endif

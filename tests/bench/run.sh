@@ -109,14 +109,15 @@ if [ -z "$NGINX_BIN" ]; then
     fi
     apt-get install -y -qq --no-install-recommends nginx-light >&2 \
         || apt-get install -y -qq --no-install-recommends nginx >&2 \
-        || { [ "$policy_created" = 1 ] && rm -f /usr/sbin/policy-rc.d; die "could not install nginx"; }
-    [ "$policy_created" = 1 ] && rm -f /usr/sbin/policy-rc.d
+        || { if [ "$policy_created" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; die "could not install nginx"; }
+    if [ "$policy_created" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
     NGINX_BIN="$(command -v nginx || echo /usr/sbin/nginx)"
     [ -x "$NGINX_BIN" ] || die "nginx installed but not found"
 fi
 command -v python3 >/dev/null || die "python3 is missing: run tests/harness/deps.sh"
-command -v node >/dev/null && command -v npm >/dev/null || die "node/npm missing: run tests/harness/deps.sh"
-command -v lua5.4 >/dev/null && command -v luajit >/dev/null || die "lua5.4/luajit missing: run tests/harness/deps.sh"
+for tool in node npm lua5.4 luajit; do
+    command -v "$tool" >/dev/null || die "$tool is missing: run tests/harness/deps.sh"
+done
 
 if [ ! -d "$HERE/sdk/node_modules/@aws-sdk/lib-dynamodb" ] \
    || [ ! -d "$HERE/sdk/node_modules/@aws-sdk/client-dynamodb" ]; then
