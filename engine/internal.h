@@ -6,9 +6,32 @@
 #ifndef DDBKIT_INTERNAL_H
 #define DDBKIT_INTERNAL_H
 
+#include <string.h>
+
 #include "ddbkit.h"
 
 #define DDBK_HIDDEN __attribute__((visibility("hidden")))
+
+/* Bounded string assembly for the per-request path, where snprintf's format
+ * parsing used to cost more than the SHA-256 work itself. Each appends n
+ * bytes of src to dst[*len] if they fit below cap (keeping a terminator) and
+ * returns 0; otherwise it appends nothing and returns -1. Callers chain them
+ * with |, so one check covers a whole line. */
+static inline int ddbk__cat(char *dst, size_t cap, size_t *len, const char *src,
+                            size_t n)
+{
+    if (n >= cap - *len)
+        return -1;
+    memcpy(dst + *len, src, n);
+    *len += n;
+    dst[*len] = '\0';
+    return 0;
+}
+
+static inline int ddbk__cats(char *dst, size_t cap, size_t *len, const char *src)
+{
+    return ddbk__cat(dst, cap, len, src, strlen(src));
+}
 
 /* UNITTEST marks a function `static` in the library but visible to the C
  * unit tests, which compile the engine with -DDDBK_UNITTEST. */
@@ -62,6 +85,19 @@ DDBK_HIDDEN int ddbk__sigv4_sign(const ddbk_sigv4_request *req,
                                  const char *amz_date, ddbk_sigv4_key *cache,
                                  ddbk_buf *canonical, ddbk_buf *sts,
                                  ddbk_sigv4_out *out, ddbk_error *err);
+/* Signs a canonical request the caller built itself (ddbk_prepare does, for
+ * DynamoDB's fixed header set, which skips the generic canonicalisation);
+ * signed_headers is its "content-type;host;..." line. Same checks, same
+ * output and same key cache as ddbk__sigv4_sign, which a unit test holds
+ * both to. */
+DDBK_HIDDEN int ddbk__sigv4_sign_canonical(const char *canonical, size_t len,
+                                           const char *signed_headers,
+                                           const char *access_key_id,
+                                           const char *secret_access_key,
+                                           const char *region, const char *service,
+                                           const char *amz_date,
+                                           ddbk_sigv4_key *cache,
+                                           ddbk_sigv4_out *out, ddbk_error *err);
 /* The cache is keyed by date, region and service only: a client signs with
  * one set of credentials for its life, so it never needs the key id too. */
 DDBK_HIDDEN void ddbk__sigv4_key_wipe(ddbk_sigv4_key *k);

@@ -464,15 +464,22 @@ static int put_headers(sb *s, const ddbk_kv *h, int n, size_t *sh_off,
 
 /* -------------------------------------------------------------- hashing */
 
+/* Two hex digits per byte from one table look-up: three 32-byte hashes are
+ * hexed per request, and the nibble loop showed in profiles. */
 static void to_hex(const unsigned char *md, size_t n, char *out)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t i;
+    static const char pairs[] =
+        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+        "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+        "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+        "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+        "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+        "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+        "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+        "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
 
-    for (i = 0; i < n; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
+    for (size_t i = 0; i < n; i++)
+        memcpy(out + 2 * i, pairs + 2 * md[i], 2);
     out[2 * n] = '\0';
 }
 
@@ -657,6 +664,150 @@ static int copy_out(ddbk_buf *dst, const char *p, size_t n)
     return ddbk_buf_append(dst, p, n);
 }
 
+static int crypto_failed(ddbk_error *err)
+{
+    /* With the default provider a digest fails only when allocation does. */
+    ddbk_error_set(err, "OutOfMemory", 0, "sigv4: SHA-256 failed in libcrypto");
+    return -1;
+}
+
+#define STS_MAX 320
+
+/* From a canonical request to the Authorization value: hash it, build the
+ * string to sign into sts_text (STS_MAX bytes), refresh the cached signing
+ * key when the day, region or service changed, and HMAC. Inputs are
+ * validated by the callers. */
+static int finish(EVP_MD_CTX *md, const char *cr, size_t cr_len,
+                  const char *signed_headers, size_t sh_len,
+                  const char *access_key_id, const char *secret_access_key,
+                  const char *region, const char *service, const char *amz_date,
+                  ddbk_sigv4_key *key, char *sts_text, ddbk_sigv4_out *out,
+                  ddbk_error *err)
+{
+    char cr_hash[65];
+    unsigned char hash[32], sig[32];
+
+    if (digest2(md, cr, cr_len, "", 0, hash) != 0)
+        return crypto_failed(err);
+    to_hex(hash, sizeof hash, cr_hash);
+
+    /* The string to sign: fits easily, region and service being < 64. */
+    size_t sl = 0;
+    if (ddbk__cats(sts_text, STS_MAX, &sl, ALGORITHM "\n") |
+        ddbk__cats(sts_text, STS_MAX, &sl, amz_date) |
+        ddbk__cat(sts_text, STS_MAX, &sl, "\n", 1) |
+        ddbk__cat(sts_text, STS_MAX, &sl, amz_date, 8) |
+        ddbk__cat(sts_text, STS_MAX, &sl, "/", 1) |
+        ddbk__cats(sts_text, STS_MAX, &sl, region) |
+        ddbk__cat(sts_text, STS_MAX, &sl, "/", 1) |
+        ddbk__cats(sts_text, STS_MAX, &sl, service) |
+        ddbk__cats(sts_text, STS_MAX, &sl, "/aws4_request\n") |
+        ddbk__cat(sts_text, STS_MAX, &sl, cr_hash, 64)) {
+        ddbk_error_set(err, "InvalidArgument", 0, "sigv4: scope too long");
+        return -1;
+    }
+
+    if (!key->valid || memcmp(key->date, amz_date, 8) != 0 ||
+        strcmp(key->region, region) != 0 || strcmp(key->service, service) != 0) {
+        ddbk__sigv4_key_wipe(key);
+        if (derive_key(md, secret_access_key, amz_date, region, service,
+                       key->key) != 0) {
+            ddbk__sigv4_key_wipe(key);
+            return crypto_failed(err);
+        }
+        memcpy(key->date, amz_date, 8);
+        key->date[8] = '\0';
+        memcpy(key->region, region, strlen(region) + 1);
+        memcpy(key->service, service, strlen(service) + 1);
+        key->valid = 1;
+    }
+    if (hmac(md, key->key, sizeof key->key, sts_text, sl, sig) != 0)
+        return crypto_failed(err);
+    to_hex(sig, sizeof sig, out->signature);
+
+    char *a = out->authorization;
+    size_t al = 0, acap = sizeof out->authorization;
+    a[0] = '\0';
+    if (ddbk__cats(a, acap, &al, ALGORITHM " Credential=") |
+        ddbk__cats(a, acap, &al, access_key_id) |
+        ddbk__cat(a, acap, &al, "/", 1) |
+        ddbk__cat(a, acap, &al, amz_date, 8) |
+        ddbk__cat(a, acap, &al, "/", 1) |
+        ddbk__cats(a, acap, &al, region) |
+        ddbk__cat(a, acap, &al, "/", 1) |
+        ddbk__cats(a, acap, &al, service) |
+        ddbk__cats(a, acap, &al, "/aws4_request, SignedHeaders=") |
+        ddbk__cat(a, acap, &al, signed_headers, sh_len) |
+        ddbk__cats(a, acap, &al, ", Signature=") |
+        ddbk__cat(a, acap, &al, out->signature, 64)) {
+        out->authorization[0] = '\0';
+        ddbk_error_set(err, "InvalidArgument", 0,
+                       "sigv4: Authorization header longer than %d bytes "
+                       "(too many signed headers?)",
+                       (int)sizeof out->authorization - 1);
+        return -1;
+    }
+    return 0;
+}
+
+/* What both entry points require of the credentials, date and scope. */
+static int check_scope(const char *access_key_id, const char *secret_access_key,
+                       const char *region, const char *service,
+                       const char *amz_date, ddbk_error *err)
+{
+    size_t rlen = region != NULL ? strlen(region) : 0;
+    size_t slen = service != NULL ? strlen(service) : 0;
+
+    if (access_key_id == NULL || *access_key_id == '\0' ||
+        secret_access_key == NULL || *secret_access_key == '\0') {
+        ddbk_error_set(err, "MissingCredentials", 0,
+                       "sigv4: no access key id or secret access key");
+        return -1;
+    }
+    if (amz_date == NULL || !valid_amz_date(amz_date)) {
+        ddbk_error_set(err, "InvalidArgument", 0,
+                       "sigv4: amz_date must look like 20150830T123600Z");
+        return -1;
+    }
+    if (rlen == 0 || rlen >= sizeof ((ddbk_sigv4_key *)0)->region || slen == 0 ||
+        slen >= sizeof ((ddbk_sigv4_key *)0)->service) {
+        ddbk_error_set(err, "InvalidArgument", 0,
+                       "sigv4: region and service must be 1 to %d bytes",
+                       (int)sizeof ((ddbk_sigv4_key *)0)->region - 1);
+        return -1;
+    }
+    return 0;
+}
+
+DDBK_HIDDEN int ddbk__sigv4_sign_canonical(const char *canonical, size_t len,
+                                           const char *signed_headers,
+                                           const char *access_key_id,
+                                           const char *secret_access_key,
+                                           const char *region, const char *service,
+                                           const char *amz_date,
+                                           ddbk_sigv4_key *cache,
+                                           ddbk_sigv4_out *out, ddbk_error *err)
+{
+    char sts_text[STS_MAX];
+    ddbk_sigv4_key scratch_key, *key = cache != NULL ? cache : &scratch_key;
+    int rc;
+
+    scratch_key.valid = 0;
+    if (check_scope(access_key_id, secret_access_key, region, service, amz_date,
+                    err) != 0)
+        return -1;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (md == NULL)
+        return crypto_failed(err);
+    rc = finish(md, canonical, len, signed_headers, strlen(signed_headers),
+                access_key_id, secret_access_key, region, service, amz_date,
+                key, sts_text, out, err);
+    EVP_MD_CTX_free(md);
+    if (key == &scratch_key)
+        ddbk__sigv4_key_wipe(&scratch_key);
+    return rc;
+}
+
 DDBK_HIDDEN int ddbk__sigv4_sign(const ddbk_sigv4_request *req,
                                  const char *access_key_id,
                                  const char *secret_access_key,
@@ -667,10 +818,10 @@ DDBK_HIDDEN int ddbk__sigv4_sign(const ddbk_sigv4_request *req,
 {
     sb cr;
     EVP_MD_CTX *md = NULL;
-    char payload_hash[65], cr_hash[65], sts_text[320];
-    unsigned char hash[32], sig[32];
+    char payload_hash[65], sts_text[STS_MAX];
+    unsigned char hash[32];
     ddbk_sigv4_key scratch_key, *key = cache != NULL ? cache : &scratch_key;
-    size_t sh_off = 0, sh_len = 0, rlen, slen;
+    size_t sh_off = 0, sh_len = 0;
     int i, n, rc = -1;
 
     sb_init(&cr);
@@ -689,26 +840,9 @@ DDBK_HIDDEN int ddbk__sigv4_sign(const ddbk_sigv4_request *req,
             goto done;
         }
     }
-    if (access_key_id == NULL || *access_key_id == '\0' ||
-        secret_access_key == NULL || *secret_access_key == '\0') {
-        ddbk_error_set(err, "MissingCredentials", 0,
-                       "sigv4: no access key id or secret access key");
+    if (check_scope(access_key_id, secret_access_key, region, service, amz_date,
+                    err) != 0)
         goto done;
-    }
-    if (amz_date == NULL || !valid_amz_date(amz_date)) {
-        ddbk_error_set(err, "InvalidArgument", 0,
-                       "sigv4: amz_date must look like 20150830T123600Z");
-        goto done;
-    }
-    rlen = region != NULL ? strlen(region) : 0;
-    slen = service != NULL ? strlen(service) : 0;
-    if (rlen == 0 || rlen >= sizeof key->region || slen == 0 ||
-        slen >= sizeof key->service) {
-        ddbk_error_set(err, "InvalidArgument", 0,
-                       "sigv4: region and service must be 1 to %d bytes",
-                       (int)sizeof key->region - 1);
-        goto done;
-    }
 
     md = EVP_MD_CTX_new();
     if (md == NULL)
@@ -732,49 +866,11 @@ DDBK_HIDDEN int ddbk__sigv4_sign(const ddbk_sigv4_request *req,
     sb_add(&cr, payload_hash, 64);
     if (cr.failed)
         goto oom;
-    if (digest2(md, cr.p, cr.len, "", 0, hash) != 0)
-        goto crypto;
-    to_hex(hash, sizeof hash, cr_hash);
-
-    /* The string to sign: fits easily, region and service being < 64. */
-    n = snprintf(sts_text, sizeof sts_text, ALGORITHM "\n%s\n%.8s/%s/%s/aws4_request\n%s",
-                 amz_date, amz_date, region, service, cr_hash);
-    if (n < 0 || (size_t)n >= sizeof sts_text) {
-        ddbk_error_set(err, "InvalidArgument", 0, "sigv4: scope too long");
+    if (finish(md, cr.p, cr.len, cr.p + sh_off, sh_len, access_key_id,
+               secret_access_key, region, service, amz_date, key, sts_text,
+               out, err) != 0)
         goto done;
-    }
-
-    if (!key->valid || memcmp(key->date, amz_date, 8) != 0 ||
-        strcmp(key->region, region) != 0 || strcmp(key->service, service) != 0) {
-        ddbk__sigv4_key_wipe(key);
-        if (derive_key(md, secret_access_key, amz_date, region, service,
-                       key->key) != 0) {
-            ddbk__sigv4_key_wipe(key);
-            goto crypto;
-        }
-        memcpy(key->date, amz_date, 8);
-        key->date[8] = '\0';
-        memcpy(key->region, region, rlen + 1);
-        memcpy(key->service, service, slen + 1);
-        key->valid = 1;
-    }
-    if (hmac(md, key->key, sizeof key->key, sts_text, (size_t)n, sig) != 0)
-        goto crypto;
-    to_hex(sig, sizeof sig, out->signature);
-
-    i = snprintf(out->authorization, sizeof out->authorization,
-                 ALGORITHM " Credential=%s/%.8s/%s/%s/aws4_request, "
-                 "SignedHeaders=%.*s, Signature=%s",
-                 access_key_id, amz_date, region, service, (int)sh_len,
-                 cr.p + sh_off, out->signature);
-    if (i < 0 || (size_t)i >= sizeof out->authorization) {
-        out->authorization[0] = '\0';
-        ddbk_error_set(err, "InvalidArgument", 0,
-                       "sigv4: Authorization header longer than %d bytes "
-                       "(too many signed headers?)",
-                       (int)sizeof out->authorization - 1);
-        goto done;
-    }
+    n = (int)strlen(sts_text);
 
     if (copy_out(canonical, cr.p, cr.len) != 0 ||
         copy_out(sts, sts_text, (size_t)n) != 0)
@@ -783,8 +879,7 @@ DDBK_HIDDEN int ddbk__sigv4_sign(const ddbk_sigv4_request *req,
     goto done;
 
 crypto:
-    /* With the default provider a digest fails only when allocation does. */
-    ddbk_error_set(err, "OutOfMemory", 0, "sigv4: SHA-256 failed in libcrypto");
+    crypto_failed(err);
     goto done;
 oom:
     ddbk_error_set(err, "OutOfMemory", 0, "sigv4: out of memory building the "

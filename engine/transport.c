@@ -87,11 +87,15 @@ static struct curl_slist *link_headers(ddbk_client *c, const ddbk_request *req)
     for (int i = 0; i < req->nheaders && n < DDBK_HDR_LINES - 1; i++) {
         if (strcasecmp(req->headers[i].name, "Host") == 0)
             continue; /* curl sends Host from the URL; same value */
-        snprintf(c->hdr_lines[n], DDBK_HDR_LINE_MAX, "%s: %s",
-                 req->headers[i].name, req->headers[i].value);
+        /* A line holds any header ddbk_prepare makes (name 32 + value 2048). */
+        size_t len = 0;
+        c->hdr_lines[n][0] = '\0';
+        ddbk__cats(c->hdr_lines[n], DDBK_HDR_LINE_MAX, &len, req->headers[i].name);
+        ddbk__cat(c->hdr_lines[n], DDBK_HDR_LINE_MAX, &len, ": ", 2);
+        ddbk__cats(c->hdr_lines[n], DDBK_HDR_LINE_MAX, &len, req->headers[i].value);
         n++;
     }
-    snprintf(c->hdr_lines[n++], DDBK_HDR_LINE_MAX, "Expect:");
+    memcpy(c->hdr_lines[n++], "Expect:", sizeof "Expect:");
     for (int i = 0; i < n; i++) {
         c->hdr_nodes[i].data = c->hdr_lines[i];
         c->hdr_nodes[i].next = i + 1 < n ? &c->hdr_nodes[i + 1] : NULL;
