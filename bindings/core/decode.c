@@ -8,8 +8,16 @@
  * the same rules as the encoder (ddbk__field_rule).
  *
  * Memory: the yajl handle and a scratch buffer are owned by a userdata with
- * __gc created on the Lua stack before parsing, so when a Lua memory error
- * unwinds out of a callback they are freed by the collector, not leaked.
+ * __gc, so when a Lua memory error unwinds out of a callback they are freed
+ * by the collector, not leaked. One such userdata per lua_State (the
+ * context, held in the registry with the value metatables) keeps its handle
+ * between calls: yajl 2 has no reset, but a handle configured for multiple
+ * values takes a new top-level value once the previous one completed, which
+ * saves the handle's, the lexer's and the buffers' allocations on every
+ * call. A call reuses it only when it is provably in a clean state (see
+ * ddbk_lua_decode_response); any other outcome than one complete value
+ * discards it, and whatever is not a plain success is decoded again by a
+ * fresh single-value handle, so errors read exactly as before.
  */
 #include <limits.h>
 #include <stdarg.h>
@@ -17,7 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
+#include <stdint.h>
+
 #include <yajl/yajl_parse.h>
 
 #include <lauxlib.h>
@@ -30,6 +39,9 @@
 #define MAX_TABLES 64                   /* Lua tables on one path */
 #define MAX_FRAMES (2 * MAX_TABLES + 2) /* + one AV wrapper above each */
 #define GUARD_MT "ddbkit.decoder"
+/* A call whose input is larger gives its handle and scratch back, so that
+ * one big response does not keep big buffers for the life of the state. */
+#define KEEP_MAX ((size_t)64 * 1024)
 
 /* What the next value must be. The *_OR_PLAIN flavours apply their rule
  * only when the value has the expected shape, and read anything else as
@@ -92,6 +104,10 @@ typedef struct dec {
     size_t scratch_cap;
     int refs;               /* stack index of null; the mts follow */
     int nframes, ntables, done, failed;
+    int multi;              /* h takes many values: a second one cancels */
+    size_t end;             /* multi: bytes consumed when the value ended */
+    int busy;               /* the context: a call is using it */
+    uintptr_t owner;        /* the context: that call's frame address */
     char *err;
     size_t errlen;
     frame fr[MAX_FRAMES];
@@ -102,6 +118,8 @@ typedef struct dec {
 #define REF_BINARY(d)  ((d)->refs + 2)
 #define REF_SET(d)     ((d)->refs + 3)
 #define REF_DECIMAL(d) ((d)->refs + 4)
+#define REF_VALUEKEY(d) ((d)->refs + 5) /* the string "value" */
+#define NSLOTS (DDBK_LUA_NREFS + 1)      /* what push_context pushes above T */
 
 static void release(dec *d)
 {
@@ -190,6 +208,8 @@ static int emit(dec *d)
 {
     if (!d->nframes) {
         d->done = 1;
+        if (d->multi)
+            d->end = yajl_get_bytes_consumed(d->h);
         return 1;
     }
     frame *f = &d->fr[d->nframes - 1];
@@ -223,7 +243,7 @@ static frame *push_frame(dec *d, enum fkind kind)
 }
 
 /* A new table (with metatable mt, when nonzero) and its frame. */
-static frame *push_table(dec *d, enum fkind kind, int mt)
+static frame *push_table(dec *d, enum fkind kind, int mt, int narr, int nrec)
 {
     lua_State *L = d->L;
     if (d->ntables >= MAX_TABLES) {
@@ -239,7 +259,7 @@ static frame *push_table(dec *d, enum fkind kind, int mt)
     frame *f = push_frame(d, kind);
     if (!f)
         return NULL;
-    lua_newtable(L);
+    lua_createtable(L, narr, nrec);
     if (mt) {
         lua_pushvalue(L, mt);
         lua_setmetatable(L, -2);
@@ -267,12 +287,13 @@ static int push_binary(dec *d, const unsigned char *s, size_t n)
     lua_State *L = d->L;
     unsigned char small[768];
     unsigned char *buf = small;
-    int pad;
 
-    if (!ddbk__b64_valid(s, n, &pad))
-        return fail(d, "B is not valid base64");
-    if (n > INT_MAX)
+    if (n > INT_MAX) {
+        int pad;
+        if (!ddbk__b64_valid(s, n, &pad))
+            return fail(d, "B is not valid base64");
         return fail(d, "B is too long");
+    }
     size_t outn = n / 4 * 3;
     if (outn > sizeof small) {
         if (outn > d->scratch_cap) {
@@ -284,13 +305,13 @@ static int push_binary(dec *d, const unsigned char *s, size_t n)
         }
         buf = d->scratch;
     }
-    /* EVP_DecodeBlock counts the padding as zero bytes: take them off */
-    int r = n ? EVP_DecodeBlock(buf, s, (int)n) : 0;
-    if (r < pad)
+    long r = ddbk__b64_decode(s, n, buf);
+    if (r < 0)
         return fail(d, "B is not valid base64");
     lua_createtable(L, 0, 1);
-    lua_pushlstring(L, (const char *)buf, (size_t)(r - pad));
-    lua_setfield(L, -2, "value");
+    lua_pushvalue(L, REF_VALUEKEY(d));
+    lua_pushlstring(L, (const char *)buf, (size_t)r);
+    lua_rawset(L, -3);
     lua_pushvalue(L, REF_BINARY(d));
     lua_setmetatable(L, -2);
     return 1;
@@ -298,9 +319,16 @@ static int push_binary(dec *d, const unsigned char *s, size_t n)
 
 /* ------------------------------------------------------------ callbacks */
 
+/* A value starting after the top-level one completed: only a handle taking
+ * multiple values gets here. Cancels the parse without a message; the
+ * caller decodes the input again to report it as before. */
+#define SECOND_VALUE(d) ((d)->done && !(d)->nframes)
+
 static int cb_null(void *ctx)
 {
     dec *d = ctx;
+    if (SECOND_VALUE(d))
+        return 0;
     int c = cur_ctx(d);
     if (!lenient(c))
         return wrong_shape(d, c, "null");
@@ -311,6 +339,8 @@ static int cb_null(void *ctx)
 static int cb_boolean(void *ctx, int b)
 {
     dec *d = ctx;
+    if (SECOND_VALUE(d))
+        return 0;
     int c = cur_ctx(d);
     if (c == C_AV_NULL) {
         if (!b)
@@ -327,6 +357,8 @@ static int cb_boolean(void *ctx, int b)
 static int cb_number(void *ctx, const char *s, size_t n)
 {
     dec *d = ctx;
+    if (SECOND_VALUE(d))
+        return 0;
     int c = cur_ctx(d);
     if (!lenient(c))
         return wrong_shape(d, c, "a number");
@@ -338,6 +370,8 @@ static int cb_string(void *ctx, const unsigned char *us, size_t n)
 {
     dec *d = ctx;
     const char *s = (const char *)us;
+    if (SECOND_VALUE(d))
+        return 0;
     int c = cur_ctx(d);
     switch (c) {
     case C_AV_S:
@@ -374,6 +408,8 @@ static int cb_string(void *ctx, const unsigned char *us, size_t n)
 static int cb_start_map(void *ctx)
 {
     dec *d = ctx;
+    if (SECOND_VALUE(d))
+        return 0;
     int c = cur_ctx(d);
     frame *f;
 
@@ -383,7 +419,10 @@ static int cb_start_map(void *ctx)
     }
     if (!lenient(c) && c != C_ITEM && c != C_AV_M)
         return wrong_shape(d, c, "an object");
-    if (!(f = push_table(d, F_OBJ, 0)))
+    /* an item has a few attributes: start with room for some (measured:
+     * growing 0, 1, 2, 4 costs more than the slack) */
+    int nrec = c == C_ITEM || c == C_AVMAP || c == C_AVMAP_LIST ? 4 : 0;
+    if (!(f = push_table(d, F_OBJ, 0, 0, nrec)))
         return 0;
     switch (c) {
     case C_AVMAP:
@@ -415,6 +454,8 @@ static int cb_start_map(void *ctx)
 static int cb_start_array(void *ctx)
 {
     dec *d = ctx;
+    if (SECOND_VALUE(d))
+        return 0;
     int c = cur_ctx(d);
     int mt = 0, elem;
 
@@ -431,7 +472,7 @@ static int cb_start_array(void *ctx)
         elem = C_PLAIN;
         break;
     }
-    frame *f = push_table(d, F_ARR, mt);
+    frame *f = push_table(d, F_ARR, mt, c == C_AV_L ? 4 : 0, 0); /* as for items */
     if (!f)
         return 0;
     f->next = (unsigned char)elem;
@@ -560,64 +601,179 @@ static const yajl_callbacks callbacks = {
 
 /* ------------------------------------------------------------ the entry */
 
-int ddbk_lua_decode_response(lua_State *L, const char *json, size_t len,
-                             char *err, size_t errlen)
-{
-    int base = lua_gettop(L);
+/* registry[&context_key]: a table holding the NSLOTS values the decoder
+ * reads by stack index, then the context userdata. */
+static const char context_key = 0;
 
-    if (!lua_checkstack(L, DDBK_LUA_NREFS + 8)) {
-        if (errlen)
-            snprintf(err, errlen, "Lua stack exhausted");
-        return -1;
-    }
+/* Pushes a new dec userdata whose __gc frees its handle and scratch. */
+static dec *new_dec(lua_State *L)
+{
     dec *d = lua_newuserdata(L, sizeof *d);
     d->h = NULL;
     d->scratch = NULL;
     d->scratch_cap = 0;
+    d->multi = d->busy = 0;
+    d->owner = 0;
     if (luaL_newmetatable(L, GUARD_MT)) {
         lua_pushcfunction(L, guard_gc);
         lua_setfield(L, -2, "__gc");
     }
     lua_setmetatable(L, -2);
-    ddbk__lua_push_refs(L);
+    return d;
+}
+
+/* Pushes the context table and, above it, the NSLOTS values (null, the
+ * metatables, "value"); returns the context. Needs NSLOTS + 3 stack slots. */
+static dec *push_context(lua_State *L)
+{
+    lua_pushlightuserdata(L, (void *)&context_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    int t = lua_gettop(L);
+    if (lua_type(L, t) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, NSLOTS + 1, 0);
+        ddbk__lua_push_refs(L);
+        lua_pushliteral(L, "value");
+        for (int i = NSLOTS; i >= 1; i--)
+            lua_rawseti(L, t, i);
+        new_dec(L);
+        lua_rawseti(L, t, NSLOTS + 1);
+        lua_pushlightuserdata(L, (void *)&context_key);
+        lua_pushvalue(L, t);
+        lua_rawset(L, LUA_REGISTRYINDEX);
+    }
+    for (int i = 1; i <= NSLOTS + 1; i++)
+        lua_rawgeti(L, t, i);
+    dec *ctx = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return ctx;
+}
+
+/* JSON whitespace, as yajl's lexer skips it. */
+static int only_space(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        switch (s[i]) {
+        case ' ': case '\t': case '\n': case '\r': case '\v': case '\f':
+            break;
+        default:
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Parses json with d (its handle allocated when it has none), the decoder
+ * slots at stack index refs. Returns 0 with the value on the stack top; -1
+ * with the message in err; or -2 (d->multi only) when the input is not one
+ * complete value and a single-value handle must say why. */
+static int run(dec *d, lua_State *L, int refs, const char *json, size_t len,
+               char *err, size_t errlen)
+{
     d->L = L;
-    d->refs = base + 2;
+    d->refs = refs;
     d->nframes = d->ntables = d->done = d->failed = 0;
     d->err = err;
     d->errlen = errlen;
 
-    d->h = yajl_alloc(&callbacks, NULL, d);
     if (!d->h) {
-        if (errlen)
-            snprintf(err, errlen, "out of memory");
-        goto fail;
+        d->h = yajl_alloc(&callbacks, NULL, d);
+        if (!d->h) {
+            if (errlen)
+                snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        if (d->multi)
+            yajl_config(d->h, yajl_allow_multiple_values, 1);
     }
     yajl_status st = yajl_parse(d->h, (const unsigned char *)json, len);
     size_t at = yajl_get_bytes_consumed(d->h);
+    int done_in_text = d->done;
     if (st == yajl_status_ok) {
         st = yajl_complete_parse(d->h);
         at = len;
     }
-    if (st != yajl_status_ok || !d->done) {
-        if (!d->failed && errlen) {
-            unsigned char *m = yajl_get_error(d->h, 0, NULL, 0);
-            const char *txt = m ? (const char *)m : "parse error";
-            size_t tl = strlen(txt);
-            while (tl && (txt[tl - 1] == '\n' || txt[tl - 1] == ' '))
-                tl--;
-            snprintf(err, errlen, "malformed JSON at byte %zu: %.*s", at, (int)tl, txt);
-            if (m)
-                yajl_free_error(d->h, m);
-        }
-        goto fail;
+    if (st == yajl_status_ok && d->done) {
+        /* The handle may take the next value only if its lexer holds
+         * nothing: yajl accepts a value followed by the start of an
+         * unterminated string ("{} \"") and keeps that start buffered.
+         * Only whitespace after the value leaves the lexer empty. (A value
+         * that ended in yajl_complete_parse was a number ended by its " ".) */
+        if (d->multi && done_in_text && !only_space(json + d->end, len - d->end))
+            d->multi = 0; /* tells the caller to drop the handle */
+        return 0;
     }
-    release(d);
-    lua_replace(L, base + 1); /* the value takes the guard's slot */
-    lua_settop(L, base + 1);
-    return 0;
+    if (d->failed)
+        return -1;
+    /* A multi-value handle reads "" and "{} x" differently: from a handle
+     * that has not seen a value yet the message would not be the same. */
+    if (d->multi)
+        return -2;
+    if (errlen) {
+        unsigned char *m = yajl_get_error(d->h, 0, NULL, 0);
+        const char *txt = m ? (const char *)m : "parse error";
+        size_t tl = strlen(txt);
+        while (tl && (txt[tl - 1] == '\n' || txt[tl - 1] == ' '))
+            tl--;
+        snprintf(err, errlen, "malformed JSON at byte %zu: %.*s", at, (int)tl, txt);
+        if (m)
+            yajl_free_error(d->h, m);
+    }
+    return -1;
+}
 
-fail:
-    release(d);
+int ddbk_lua_decode_response(lua_State *L, const char *json, size_t len,
+                             char *err, size_t errlen)
+{
+    int base = lua_gettop(L);
+    int rc = -2;
+
+    if (!lua_checkstack(L, NSLOTS + 10)) {
+        if (errlen)
+            snprintf(err, errlen, "Lua stack exhausted");
+        return -1;
+    }
+    dec *ctx = push_context(L);
+
+    /* The context is busy while a call parses with it. A call finding it
+     * busy is either nested in that one (a finalizer run by an allocation
+     * in a callback decoding too), and then runs deeper on the C stack, at
+     * a lower frame address; or that call was unwound mid-parse by a memory
+     * error, which left the handle in an unknown state: certain only when
+     * this frame is not deeper, then the handle is dropped. Otherwise this
+     * call uses a handle of its own, as every call used to. */
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    if (ctx->busy && here >= ctx->owner) {
+        release(ctx);
+        ctx->busy = 0;
+    }
+    if (!ctx->busy) {
+        ctx->busy = 1;
+        ctx->owner = here;
+        ctx->multi = 1;
+        rc = run(ctx, L, base + 2, json, len, err, errlen);
+        ctx->busy = 0;
+        if ((rc != 0 || !ctx->multi || len > KEEP_MAX) && ctx->h) {
+            yajl_free(ctx->h);
+            ctx->h = NULL;
+        }
+        if (ctx->scratch_cap > KEEP_MAX) {
+            free(ctx->scratch);
+            ctx->scratch = NULL;
+            ctx->scratch_cap = 0;
+        }
+    }
+    if (rc == -2) {
+        lua_settop(L, base + 1 + NSLOTS);
+        dec *g = new_dec(L);
+        rc = run(g, L, base + 2, json, len, err, errlen);
+        release(g);
+    }
+    if (rc == 0) {
+        lua_replace(L, base + 1); /* the value takes the context's slot */
+        lua_settop(L, base + 1);
+        return 0;
+    }
     lua_settop(L, base);
     return -1;
 }

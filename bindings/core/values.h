@@ -111,6 +111,13 @@ DDBK_LUA_HIDDEN enum ddbk_field_rule ddbk__field_rule(const char *k, size_t n);
  * of '='. EVP_DecodeBlock alone accepts "Q===" and "QQ=A". */
 DDBK_LUA_HIDDEN int ddbk__b64_valid(const unsigned char *s, size_t n, int *pad);
 
+/* Decodes s (n bytes) into out, which has room for n / 4 * 3 bytes, in one
+ * pass that also validates: accepts exactly what ddbk__b64_valid accepts and
+ * gives the bytes EVP_DecodeBlock would, less the padding. Returns the
+ * decoded length, or -1 when s is not canonical padded base64. */
+DDBK_LUA_HIDDEN long ddbk__b64_decode(const unsigned char *s, size_t n,
+                                      unsigned char *out);
+
 /* Error paths in Lua terms (Item.a["b c"][3]), shared by the encoder and
  * the decoder. Each appends to dst (bounded by cap, always terminated) and
  * returns the new length. A key that is an identifier is written .key (no

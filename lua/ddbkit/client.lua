@@ -109,10 +109,11 @@ function _M:call(op, params)
   return self.runtime.send(self.core, op, params)
 end
 
+-- The per-request path: one type test inline, then straight to the runtime.
 for _, op in ipairs(OPERATIONS) do
   local name = snake(op)
   _M[name] = function(self, params)
-    check_params(name, params)
+    if type(params) ~= "table" then check_params(name, params) end
     return self.runtime.send(self.core, op, params)
   end
 end

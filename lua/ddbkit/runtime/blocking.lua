@@ -6,10 +6,8 @@ local core = require "ddbkit.core"
 
 local _M = { _VERSION = "0.1.0", name = "blocking" }
 
--- send(core_client, op, params) -> result | nil, err
-function _M.send(cc, op, params)
-  return cc:call(op, params)
-end
+-- send(core_client, op, params) -> result | nil, err: the engine's own call.
+_M.send = core.call
 
 _M.sleep = core.sleep_ms   -- sleep(ms)
 _M.now_ms = core.now_ms    -- wall clock, epoch milliseconds (TTLs, stored times)
