@@ -180,6 +180,11 @@ ddbk_client *ddbk_client_new(const ddbk_config *cfg_in, ddbk_error *err)
         goto fail;
     if (ddbk__credentials_resolve(cfg, &c->creds, err) != 0)
         goto fail;
+    c->md = EVP_MD_CTX_new();
+    if (!c->md) {
+        ddbk_error_set(err, "OutOfMemory", 0, "out of memory creating the client");
+        goto fail;
+    }
     if (ddbk__transport_open(c, err) != 0)
         goto fail;
     return c;
@@ -196,6 +201,7 @@ void ddbk_client_free(ddbk_client *c)
     ddbk__transport_close(c);
     ddbk__credentials_wipe(&c->creds);
     ddbk__sigv4_key_wipe(&c->key);
+    EVP_MD_CTX_free(c->md); /* frees its digest state, HMAC pads included */
     /* The Authorization line of the last request is in hdr_lines. */
     OPENSSL_cleanse(c->hdr_lines, sizeof c->hdr_lines);
     free(c);

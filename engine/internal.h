@@ -8,6 +8,8 @@
 
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "ddbkit.h"
 
 #define DDBK_HIDDEN __attribute__((visibility("hidden")))
@@ -87,10 +89,13 @@ DDBK_HIDDEN int ddbk__sigv4_sign(const ddbk_sigv4_request *req,
                                  ddbk_sigv4_out *out, ddbk_error *err);
 /* Signs a canonical request the caller built itself (ddbk_prepare does, for
  * DynamoDB's fixed header set, which skips the generic canonicalisation);
- * signed_headers is its "content-type;host;..." line. Same checks, same
+ * signed_headers is its "content-type;host;..." line. md is a digest context
+ * the caller keeps between requests (allocating one per request showed in
+ * profiles). Same checks, same
  * output and same key cache as ddbk__sigv4_sign, which a unit test holds
  * both to. */
-DDBK_HIDDEN int ddbk__sigv4_sign_canonical(const char *canonical, size_t len,
+DDBK_HIDDEN int ddbk__sigv4_sign_canonical(EVP_MD_CTX *md,
+                                           const char *canonical, size_t len,
                                            const char *signed_headers,
                                            const char *access_key_id,
                                            const char *secret_access_key,
@@ -103,8 +108,10 @@ DDBK_HIDDEN int ddbk__sigv4_sign_canonical(const char *canonical, size_t len,
 DDBK_HIDDEN void ddbk__sigv4_key_wipe(ddbk_sigv4_key *k);
 /* "20150830T123600Z" from epoch seconds. */
 DDBK_HIDDEN void ddbk__amz_date(int64_t t, char out[17]);
-/* Lowercase hex SHA-256 of data. */
-DDBK_HIDDEN void ddbk__sha256_hex(const void *data, size_t len, char out[65]);
+/* Lowercase hex SHA-256 of data, with the caller's digest context md, or a
+ * one-shot one when md is NULL. */
+DDBK_HIDDEN void ddbk__sha256_hex(EVP_MD_CTX *md, const void *data, size_t len,
+                                  char out[65]);
 
 /* -------------------------------------------------------- credentials.c */
 
@@ -175,6 +182,7 @@ struct ddbk_client {
     char host[256];               /* Host header value */
     ddbk_credentials creds;
     ddbk_sigv4_key key;           /* cached signing key */
+    EVP_MD_CTX *md;               /* reused by every signing */
 
     long connect_timeout_ms, timeout_ms;
     int max_attempts;

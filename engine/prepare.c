@@ -98,14 +98,14 @@ int ddbk_prepare(ddbk_client *c, const char *op, const char *body,
     target[0] = '\0';
     ddbk__cats(target, sizeof target, &tl, TARGET_PREFIX);
     ddbk__cats(target, sizeof target, &tl, op); /* op < 64 letters: fits */
-    ddbk__sha256_hex(body, body_len, payload_hash);
+    ddbk__sha256_hex(c->md, body, body_len, payload_hash);
 
     if (canonical_request(cr, sizeof cr, &crlen, c, amz_date, target, payload_hash,
                           &signed_headers) != 0) {
         ddbk_error_set(err, "InvalidArgument", 0, "request headers too long to sign");
         return -1;
     }
-    if (ddbk__sigv4_sign_canonical(cr, crlen, signed_headers, c->creds.access_key_id,
+    if (ddbk__sigv4_sign_canonical(c->md, cr, crlen, signed_headers, c->creds.access_key_id,
                                    c->creds.secret_access_key, c->region, "dynamodb",
                                    amz_date, &c->key, &sig, err) != 0)
         return -1;

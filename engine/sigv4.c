@@ -515,17 +515,20 @@ static int digest2(EVP_MD_CTX *c, const void *a, size_t an, const void *b,
     return 0;
 }
 
-DDBK_HIDDEN void ddbk__sha256_hex(const void *data, size_t len, char out[65])
+DDBK_HIDDEN void ddbk__sha256_hex(EVP_MD_CTX *md, const void *data, size_t len,
+                                  char out[65])
 {
-    unsigned char md[32];
-    unsigned int mdlen = 0;
+    unsigned char h[32];
+    unsigned int hlen = 0;
 
     /* An empty body may come as NULL; EVP wants a valid pointer. */
     if (data == NULL)
         data = "";
-    if (!EVP_Digest(data, len, md, &mdlen, sha256_md(), NULL) || mdlen != 32)
-        memset(md, 0, sizeof md); /* cannot happen short of a broken libcrypto */
-    to_hex(md, 32, out);
+    int ok = md != NULL ? digest2(md, data, len, "", 0, h) == 0
+                        : EVP_Digest(data, len, h, &hlen, sha256_md(), NULL) && hlen == 32;
+    if (!ok)
+        memset(h, 0, sizeof h); /* cannot happen short of a broken libcrypto */
+    to_hex(h, 32, out);
 }
 
 /* HMAC-SHA256 as RFC 2104 defines it, for keys of at most one block (64
@@ -779,7 +782,8 @@ static int check_scope(const char *access_key_id, const char *secret_access_key,
     return 0;
 }
 
-DDBK_HIDDEN int ddbk__sigv4_sign_canonical(const char *canonical, size_t len,
+DDBK_HIDDEN int ddbk__sigv4_sign_canonical(EVP_MD_CTX *md,
+                                           const char *canonical, size_t len,
                                            const char *signed_headers,
                                            const char *access_key_id,
                                            const char *secret_access_key,
@@ -796,13 +800,9 @@ DDBK_HIDDEN int ddbk__sigv4_sign_canonical(const char *canonical, size_t len,
     if (check_scope(access_key_id, secret_access_key, region, service, amz_date,
                     err) != 0)
         return -1;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (md == NULL)
-        return crypto_failed(err);
     rc = finish(md, canonical, len, signed_headers, strlen(signed_headers),
                 access_key_id, secret_access_key, region, service, amz_date,
                 key, sts_text, out, err);
-    EVP_MD_CTX_free(md);
     if (key == &scratch_key)
         ddbk__sigv4_key_wipe(&scratch_key);
     return rc;

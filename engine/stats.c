@@ -20,29 +20,40 @@ double ddbk__mono_us(void)
 /* Named slots fill a fixed table; the last slot, named "other", collects
  * every name past the table's size, so memory stays bounded whatever the
  * host sends. */
-static ddbk_op_stats *op_slot(ddbk_stats *s, const char *op_in)
+/* A stored name is the given one cut to the field's size; comparing only
+ * that much makes a long name find its own slot again (this runs on every
+ * request, so it must not copy). */
+static int same_name(const char *stored, size_t cap, const char *name)
 {
-    char op[sizeof s->ops[0].op]; /* match on the name as it is stored */
-    snprintf(op, sizeof op, "%s", op_in);
+    return strncmp(stored, name, cap - 1) == 0;
+}
+
+static void store_name(char *dst, size_t cap, const char *name)
+{
+    size_t len = 0;
+    dst[0] = '\0';
+    ddbk__cat(dst, cap, &len, name, strnlen(name, cap - 1));
+}
+
+static ddbk_op_stats *op_slot(ddbk_stats *s, const char *op)
+{
     for (int i = 0; i < s->nops; i++)
-        if (strcmp(s->ops[i].op, op) == 0)
+        if (same_name(s->ops[i].op, sizeof s->ops[i].op, op))
             return &s->ops[i];
     ddbk_op_stats *o = &s->ops[s->nops < DDBK_STATS_MAX_OPS ? s->nops++ : DDBK_STATS_MAX_OPS - 1];
-    snprintf(o->op, sizeof o->op, "%s", s->nops < DDBK_STATS_MAX_OPS ? op : "other");
+    store_name(o->op, sizeof o->op, s->nops < DDBK_STATS_MAX_OPS ? op : "other");
     return o;
 }
 
-static void count_code(ddbk_stats *s, const char *code_in)
+static void count_code(ddbk_stats *s, const char *code)
 {
-    char code[sizeof s->codes[0].code];
-    snprintf(code, sizeof code, "%s", code_in);
     for (int i = 0; i < s->ncodes; i++)
-        if (strcmp(s->codes[i].code, code) == 0) {
+        if (same_name(s->codes[i].code, sizeof s->codes[i].code, code)) {
             s->codes[i].count++;
             return;
         }
     ddbk_code_stats *k = &s->codes[s->ncodes < DDBK_STATS_MAX_CODES ? s->ncodes++ : DDBK_STATS_MAX_CODES - 1];
-    snprintf(k->code, sizeof k->code, "%s", s->ncodes < DDBK_STATS_MAX_CODES ? code : "other");
+    store_name(k->code, sizeof k->code, s->ncodes < DDBK_STATS_MAX_CODES ? code : "other");
     k->count++;
 }
 
