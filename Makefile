@@ -130,7 +130,8 @@ $(B)/fuzz/fuzz_ini: tests/fuzz/fuzz_ini.c engine/ini.c
 	@mkdir -p $(dir $@)
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -DDDBK_UNITTEST -Iengine -o $@ $^
 
-$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(filter-out bindings/core/core.c,$(CORE_SRC)) engine/buf.c
+MARSHAL_SRC := bindings/core/values.c bindings/core/encode.c bindings/core/decode.c
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(MARSHAL_SRC) engine/buf.c
 	@mkdir -p $(dir $@)
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(LUA54_INC) -Iengine -Ibindings/core \
 	  -o $@ $^ -llua5.4 -lyajl -lcrypto -lm

@@ -220,6 +220,68 @@ void ddbk_stats_record_attempt(ddbk_client *c, const char *op, size_t out_bytes,
 void ddbk_stats_record_call(ddbk_client *c, const char *op, int retries,
                             const ddbk_error *final_err);
 
+/* ------------------------------------------------------------------ locks */
+
+/*
+ * Leases on one DynamoDB item that only their owner can renew or release,
+ * with a fencing token that grows on every acquire. Every operation is one
+ * conditional UpdateItem; an outcome the network hid (a timeout, a lost
+ * response) is resolved by reading the item back and looking for our own
+ * record version, never by guessing. The item stays readable by the Node
+ * idempotency adapter: expiresAt is epoch seconds, and a released lock has
+ * expiresAt = 0, so its `expiresAt < :nowSec` sees it free.
+ *
+ * Failures carry ddbk_error codes "busy" (held by someone else when the wait
+ * ran out), "lost" (renew found another holder), "not_owner" (the item is not
+ * ours to renew or release), or the engine's own codes. These calls block
+ * (waits use nanosleep): one lock per thread of a blocking host.
+ */
+typedef struct ddbk_lock_key {
+    const char *table;
+    const char *pk_name, *pk_value;  /* string-valued partition key */
+    const char *sk_name, *sk_value;  /* sort key, or both NULL */
+} ddbk_lock_key;
+
+typedef struct ddbk_lock_opts {
+    long lease_ms;             /* > 0 */
+    long wait_ms;              /* 0: a single try */
+    long max_clock_skew_ms;    /* margin when judging expiry by wall clock */
+} ddbk_lock_opts;
+
+/* The holder of a lock as the item last showed it. */
+typedef struct ddbk_lock_holder {
+    int known;
+    char owner[96];
+    char rvn[40];
+    int64_t fence;
+    int64_t expires_at;        /* epoch seconds */
+    long lease_ms;
+} ddbk_lock_holder;
+
+typedef struct ddbk_lock {
+    ddbk_buf target;           /* "TableName":...,"Key":{...} as JSON, reused by each call */
+    char pk_name[256];
+    char owner[96];            /* unique per process and handle */
+    char rvn[40];              /* record version of the current lease */
+    int64_t fence;
+    int64_t expires_at;        /* epoch seconds */
+    long lease_ms, skew_ms;
+    double lease_start_mono_ms;  /* when the current lease's request was sent */
+    int held;
+} ddbk_lock;
+
+int ddbk_lock_acquire(ddbk_client *c, const ddbk_lock_key *key,
+                      const ddbk_lock_opts *opts, ddbk_lock *out,
+                      ddbk_lock_holder *holder, ddbk_error *err);
+/* lease_ms 0 keeps the current lease length. */
+int ddbk_lock_renew(ddbk_client *c, ddbk_lock *l, long lease_ms, ddbk_error *err);
+int ddbk_lock_release(ddbk_client *c, ddbk_lock *l, ddbk_error *err);
+/* How long the lease is safely ours: its length, minus the time since its
+ * request was sent (monotonic clock), minus the skew margin; 0 when not held. */
+long ddbk_lock_valid_ms(const ddbk_lock *l);
+/* Frees the handle's memory; does not release the lock. */
+void ddbk_lock_free(ddbk_lock *l);
+
 #ifdef __cplusplus
 }
 #endif

@@ -15,8 +15,10 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "client.h"
 #include "compat.h"
 #include "ddbkit.h"
+#include "lock.h"
 #include "marshal.h"
 
 #define CLIENT_MT "ddbkit.client"
@@ -74,6 +76,19 @@ static void push_error_table(lua_State *L, const ddbk_error *e)
         set_str(L, "request_id", e->request_id);
     luaL_getmetatable(L, ERROR_MT);
     lua_setmetatable(L, -2);
+}
+
+void ddbk_lua_push_error(lua_State *L, const ddbk_error *e)
+{
+    push_error_table(L, e);
+}
+
+ddbk_client *ddbk_lua_check_client(lua_State *L, int idx)
+{
+    lclient *lc = luaL_checkudata(L, idx, CLIENT_MT);
+    if (!lc->c)
+        luaL_error(L, "client is closed");
+    return lc->c;
 }
 
 static int return_error(lua_State *L, const ddbk_error *e)
@@ -539,5 +554,6 @@ int luaopen_ddbkit_core(lua_State *L)
     lua_setfield(L, -2, "error_mt");
     set_str(L, "version", DDBK_VERSION);
     ddbk_lua_values_open(L, lua_gettop(L));
+    ddbk_lua_lock_open(L, lua_gettop(L));
     return 1;
 }

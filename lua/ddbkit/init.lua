@@ -6,10 +6,12 @@
 local core = require "ddbkit.core"
 local client = require "ddbkit.client"
 local schema = require "ddbkit.schema"
+local lock = require "ddbkit.lock"
 
 local _M = {
   _VERSION = core.version,
   client = client.new,
+  lock = lock,
 
   -- Values that plain Lua cannot say on its own.
   null = core.null,          -- DynamoDB NULL

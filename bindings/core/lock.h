@@ -1,0 +1,11 @@
+/* The Lua face of the engine's conditional locks (lock.c). */
+#ifndef DDBKIT_LUA_LOCK_H
+#define DDBKIT_LUA_LOCK_H
+
+#include <lua.h>
+
+/* Registers lock_acquire, lock_renew, lock_release in the module table at
+ * module_idx; the handle userdata's metatable lives in the registry. */
+void ddbk_lua_lock_open(lua_State *L, int module_idx);
+
+#endif

@@ -1,0 +1,164 @@
+-- ddbkit.lock: leases on one DynamoDB item that only their owner can renew
+-- or release, with a fencing token that grows on every acquire. The
+-- protocol lives in the engine (engine/lock.c); this module checks options,
+-- names the key, and gives handles their methods.
+--
+--   local locks = ddbkit.lock.new{ client = client, table_name = "t",
+--                                  key = { pk = "LOCK#world-7", sk = "LOCK#world-7" } }
+--   local h, err = locks:acquire{ lease_ms = 10000, wait_ms = 2000 }
+--   if h then ... h:renew() ... h:release() end
+--
+-- This release runs on the blocking runtime (the engine sends and waits);
+-- non-blocking runtimes come with the runtimes work.
+local core = require "ddbkit.core"
+
+local type, pairs, error, setmetatable, tostring, floor =
+      type, pairs, error, setmetatable, tostring, math.floor
+
+local _M = { _VERSION = "0.1.0" }
+local mt = { __index = _M }
+
+local handle = {}
+local handle_mt = { __index = handle }
+
+local DEFAULT_SKEW_MS = 1000
+
+local function opt_error(field, want, got)
+  error("ddbkit.lock: opts." .. field .. " must be " .. want .. ", got " .. tostring(got), 3)
+end
+
+local function check_ms(opts, field, min, default)
+  local v = opts[field]
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= v or v < min or v ~= floor(v) then
+    opt_error(field, "an integer >= " .. min, v)
+  end
+  return v
+end
+
+--- ddbkit.lock.node_key(key) -> the key of the Node idempotency adapter's
+-- lock item for `key`: { cacheKey = "lock:" .. key }.
+function _M.node_key(key)
+  if type(key) ~= "string" or key == "" then
+    error("ddbkit.lock.node_key: key must be a non-empty string", 2)
+  end
+  return { cacheKey = "lock:" .. key }
+end
+
+--- ddbkit.lock.new{ client, table_name, key, max_clock_skew_ms? } -> locks
+function _M.new(opts)
+  if type(opts) ~= "table" then error("ddbkit.lock.new: opts must be a table", 2) end
+  for k in pairs(opts) do
+    if k ~= "client" and k ~= "table_name" and k ~= "key" and k ~= "max_clock_skew_ms" then
+      error("ddbkit.lock.new: unknown option opts." .. tostring(k), 2)
+    end
+  end
+  if type(opts.client) ~= "table" or not opts.client.core then
+    error("ddbkit.lock.new: opts.client must be a ddbkit.client", 2)
+  end
+  if type(opts.table_name) ~= "string" or opts.table_name == "" then
+    error("ddbkit.lock.new: opts.table_name must be a non-empty string", 2)
+  end
+  local key = opts.key
+  if type(key) ~= "table" then error("ddbkit.lock.new: opts.key must be a table", 2) end
+  local names = {}
+  for name, value in pairs(key) do
+    if type(name) ~= "string" or type(value) ~= "string" or value == "" then
+      error("ddbkit.lock.new: opts.key must map attribute names to non-empty strings", 2)
+    end
+    names[#names + 1] = name
+  end
+  if #names < 1 or #names > 2 then
+    error("ddbkit.lock.new: opts.key must have one or two attributes", 2)
+  end
+  -- Which attribute is the partition key only matters for the condition
+  -- attribute_not_exists(...); either key attribute exists exactly when the
+  -- item does, so the choice is free: take the first name in sorted order.
+  table.sort(names)
+  local skew = check_ms(opts, "max_clock_skew_ms", 0, DEFAULT_SKEW_MS)
+  return setmetatable({
+    client = opts.client,
+    skew = skew,
+    target = {
+      table = opts.table_name,
+      pk_name = names[1], pk_value = key[names[1]],
+      sk_name = names[2], sk_value = names[2] and key[names[2]],
+    },
+  }, mt)
+end
+
+--- locks:acquire{ lease_ms, wait_ms?, max_clock_skew_ms? } -> handle | nil, err
+function _M:acquire(opts)
+  if type(opts) ~= "table" then error("ddbkit.lock: acquire takes an options table", 2) end
+  for k in pairs(opts) do
+    if k ~= "lease_ms" and k ~= "wait_ms" and k ~= "max_clock_skew_ms" then
+      error("ddbkit.lock: unknown option opts." .. tostring(k), 2)
+    end
+  end
+  if opts.lease_ms == nil then opt_error("lease_ms", "given", nil) end
+  local o = {
+    lease_ms = check_ms(opts, "lease_ms", 1),
+    wait_ms = check_ms(opts, "wait_ms", 0, 0),
+    max_clock_skew_ms = check_ms(opts, "max_clock_skew_ms", 0, self.skew),
+  }
+  local lk, err = core.lock_acquire(self.client.core, self.target, o)
+  if not lk then return nil, err end
+  local info = lk:info()
+  return setmetatable({
+    lock = lk, client = self.client,
+    owner = info.owner, rvn = info.rvn, fence = info.fence,
+    lease_ms = info.lease_ms, expires_at = info.expires_at,
+  }, handle_mt)
+end
+
+local function refresh(h)
+  local info = h.lock:info()
+  h.rvn, h.lease_ms, h.expires_at = info.rvn, info.lease_ms, info.expires_at
+end
+
+local function check_held(h, what)
+  if h.released then
+    error("ddbkit.lock: " .. what .. " of a lock handle that was released", 3)
+  end
+end
+
+--- handle:renew(lease_ms?) -> true | nil, err ("lost" / "not_owner")
+function handle:renew(lease_ms)
+  check_held(self, "renew")
+  if lease_ms ~= nil and (type(lease_ms) ~= "number" or lease_ms < 1) then
+    error("ddbkit.lock: renew's lease_ms must be a positive number", 2)
+  end
+  local ok, err = core.lock_renew(self.client.core, self.lock, lease_ms)
+  refresh(self)
+  return ok, err
+end
+
+--- handle:release() -> true | nil, err ("not_owner")
+function handle:release()
+  check_held(self, "release")
+  local ok, err = core.lock_release(self.client.core, self.lock)
+  if ok or (err and err.code == "not_owner") then self.released = true end
+  return ok, err
+end
+
+--- handle:valid_ms() -> how long the lease is safely ours (0 when not held)
+function handle:valid_ms() return self.lock:valid_ms() end
+
+--- handle:held() -> whether this handle still holds its lease, as far as it knows
+function handle:held() return self.lock:info().held end
+
+--- handle:fence_condition(attr?) -> the condition a write on a guarded item
+-- adds to reject holders older than this one: the item's `attr` (default
+-- "fence") is absent or not above our token (equal: our own earlier write,
+-- so a holder may write more than once per lease). The write should also SET
+-- attr = our token, so later writers are held to it.
+function handle:fence_condition(attr)
+  attr = attr or "fence"
+  return {
+    ConditionExpression = "attribute_not_exists(#ddbkit_fence) OR #ddbkit_fence <= :ddbkit_fence",
+    ExpressionAttributeNames = { ["#ddbkit_fence"] = attr },
+    ExpressionAttributeValues = { [":ddbkit_fence"] = self.fence },
+  }
+end
+
+return _M
