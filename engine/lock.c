@@ -85,7 +85,7 @@ static void random_hex(char *out, size_t bytes)
 
 /* JSON string, refusing what DynamoDB would (invalid UTF-8) instead of
  * sending it: a key is user data. */
-static int put_str(ddbk_buf *b, const char *s)
+UNITTEST int put_str(ddbk_buf *b, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
     if (ddbk_buf_putc(b, '"'))
@@ -232,7 +232,7 @@ static int ambiguous(const ddbk_error *e)
 
 /* ------------------------------------------------------------ the key */
 
-static int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err)
+UNITTEST int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err)
 {
     ddbk_buf *t = &l->target;
     int rc = 0;
