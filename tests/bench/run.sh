@@ -32,6 +32,29 @@
 #      SDK gets more warm-up, which only favours it),
 #      BENCH_SERVER_WARMUP (5000 requests before a target is measured),
 #      BENCH_ROUNDS (5), BENCH_TARGETS ("nginx ddblocal").
+#
+# Then, against DynamoDB Local only (while it still runs), conditional locks
+# (ddbkit.lock, tests/bench/bench_lock.lua) on the item pk = "LOCK#bench..."
+# of the same table `bench`:
+#   uncontended  one process, N pairs of acquire{lease_ms=5000} + release,
+#                on Lua 5.4 and LuaJIT, BENCH_ROUNDS rounds (best CPU kept):
+#     RESULT target=ddblocal client=C bench=lock-pair n=N
+#            requests_per_pair=X cpu_us_per_pair=Y pairs_per_s=Z
+#   contended    BENCH_LOCK_WORKERS processes (Lua 5.4) started together, each
+#                acquire{lease_ms=5000, wait_ms=30000} + release on ONE lock
+#                until BENCH_LOCK_GRANTS grants or BENCH_LOCK_SECONDS; once:
+#     RESULT target=ddblocal client=ddbkit-lua54 bench=lock-contended
+#            workers=W grants=G busy=B requests=R wall_s=S grants_per_s=X
+#            requests_per_grant=Y fence_delta=F overlaps=K
+#   (grants_per_s = all grants / the wall time from the common start to the
+#   last worker's end; requests_per_grant = all workers' requests / all
+#   grants; fence_delta must equal grants and overlaps must be 0.)
+# Both go to build/bench/lock_results.txt and, as tables, after the GetItem
+# tables. Env: BENCH_LOCK (1; 0 skips), BENCH_LOCK_N (2000),
+# BENCH_LOCK_WARMUP (200), BENCH_LOCK_WORKERS (4), BENCH_LOCK_GRANTS (300
+# per worker), BENCH_LOCK_SECONDS (60: each worker's time limit; run.sh
+# kills a worker by PID when it is not done 90 s after that).
+#
 # Needs `make all` first (build/libddbkit.a and the two core.so); installs
 # nginx (apt) and the SDK (`npm ci` in tests/bench/sdk) when missing.
 set -euo pipefail
@@ -49,11 +72,21 @@ WARMUP_SDK="${BENCH_WARMUP_SDK:-2000}"
 SERVER_WARMUP="${BENCH_SERVER_WARMUP:-5000}"
 ROUNDS="${BENCH_ROUNDS:-5}"
 TARGETS="${BENCH_TARGETS:-nginx ddblocal}"
-for v in "$N_NGINX" "$N_DDBLOCAL" "$WARMUP" "$WARMUP_SDK" "$SERVER_WARMUP" "$ROUNDS"; do
+LOCK_BENCH="${BENCH_LOCK:-1}"
+LOCK_N="${BENCH_LOCK_N:-2000}"
+LOCK_WARMUP="${BENCH_LOCK_WARMUP:-200}"
+LOCK_WORKERS="${BENCH_LOCK_WORKERS:-4}"
+LOCK_GRANTS="${BENCH_LOCK_GRANTS:-300}"
+LOCK_SECONDS="${BENCH_LOCK_SECONDS:-60}"
+for v in "$N_NGINX" "$N_DDBLOCAL" "$WARMUP" "$WARMUP_SDK" "$SERVER_WARMUP" "$ROUNDS" \
+         "$LOCK_BENCH" "$LOCK_N" "$LOCK_WARMUP" "$LOCK_WORKERS" "$LOCK_GRANTS" "$LOCK_SECONDS"; do
     case "$v" in ''|*[!0-9]*) echo "bench: counts must be whole numbers (got '$v')" >&2; exit 2 ;; esac
 done
 if [ "$N_NGINX" -lt 1 ] || [ "$N_DDBLOCAL" -lt 1 ] || [ "$ROUNDS" -lt 1 ]; then
     echo "bench: BENCH_N_* and BENCH_ROUNDS must be at least 1" >&2; exit 2
+fi
+if [ "$LOCK_N" -lt 1 ] || [ "$LOCK_WORKERS" -lt 1 ] || [ "$LOCK_GRANTS" -lt 1 ] || [ "$LOCK_SECONDS" -lt 1 ]; then
+    echo "bench: BENCH_LOCK_N, _WORKERS, _GRANTS and _SECONDS must be at least 1" >&2; exit 2
 fi
 
 say() { printf 'bench: %s\n' "$*" >&2; }
@@ -63,9 +96,15 @@ die() { say "error: $*"; exit 1; }
 
 NGINX_PID=""
 DDB_PORT=""
+LOCK_PIDS=()        # the lock benchmark's workers while they run
 alive() { kill -0 "$1" 2>/dev/null; }
 cleanup() {
-    local rc=$? i
+    local rc=$? i p
+    for p in "${LOCK_PIDS[@]}"; do
+        if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+        wait "$p" 2>/dev/null || true
+    done
+    LOCK_PIDS=()
     if [ -n "$NGINX_PID" ] && alive "$NGINX_PID"; then
         kill -TERM "$NGINX_PID" 2>/dev/null || true
         for ((i = 0; i < 100; i++)); do alive "$NGINX_PID" || break; sleep 0.1; done
@@ -250,6 +289,139 @@ bench_target() {
     done
 }
 
+# --- conditional locks (DynamoDB Local only) ---------------------------------
+
+LOCK_RESULTS="$OUT/lock_results.txt"
+LOCK_DIR="$OUT/lock"
+: >"$LOCK_RESULTS"
+LPATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
+lua54_env=(env LUA_PATH="$LPATH" LUA_CPATH="$ROOT/build/lua54/?.so;;")
+luajit_env=(env LUA_PATH="$LPATH" LUA_CPATH="$ROOT/build/luajit/?.so;;")
+
+# Uncontended pairs on one interpreter; keeps the RESULT line.
+run_lock_pairs() {
+    local url="$1" client="$2" line
+    shift 2
+    say "ddblocal: $client, lock acquire+release"
+    if ! line="$("$@" "$HERE/bench_lock.lua" pairs "$url" bench 'LOCK#bench-pair' "$client" \
+                 "$LOCK_N" "$LOCK_WARMUP" | grep '^RESULT ' | tail -n 1)" || [ -z "$line" ]; then
+        say "FAILED: lock pairs on $client"
+        FAILED=1
+        return 0
+    fi
+    printf '%s\n' "$line" >&2
+    printf '%s\n' "$line" >>"$LOCK_RESULTS"
+}
+
+lock_fence() {
+    "${lua54_env[@]}" lua5.4 "$HERE/bench_lock.lua" fence "$1" bench "$2" | sed -n 's/^FENCE //p'
+}
+
+# LOCK_WORKERS processes on the same lock, started together; bounded wait,
+# stragglers killed by PID.
+run_lock_contention() {
+    local url="$1" key='LOCK#bench' i p rc start f0 f1 limit late=0 ok=1 check line
+    local -a holds=()
+    rm -rf "$LOCK_DIR"
+    mkdir -p "$LOCK_DIR"
+    say "ddblocal: lock contention, $LOCK_WORKERS processes x $LOCK_GRANTS grants (limit ${LOCK_SECONDS}s)"
+    f0="$(lock_fence "$url" "$key")" || f0=""
+    [ -n "$f0" ] || { say "FAILED: could not read the lock's fence"; FAILED=1; return 0; }
+    # A common start 2 s from now (epoch ms), past every worker's startup.
+    start=$(( $(date +%s%3N) + 2000 ))
+    LOCK_PIDS=()
+    for ((i = 1; i <= LOCK_WORKERS; i++)); do
+        "${lua54_env[@]}" lua5.4 "$HERE/bench_lock.lua" worker "$url" bench "$key" "$i" \
+            "$LOCK_GRANTS" "$start" "$((LOCK_SECONDS * 1000))" "$LOCK_DIR/w$i.holds" \
+            </dev/null >"$LOCK_DIR/w$i.out" 2>"$LOCK_DIR/w$i.err" &
+        LOCK_PIDS+=("$!")
+        holds+=("$LOCK_DIR/w$i.holds")
+    done
+    # A worker stops by itself after LOCK_SECONDS, or one wait_ms (30 s)
+    # after that at worst; 2 s start + 60 s margin on top.
+    limit=$((SECONDS + 2 + LOCK_SECONDS + 30 + 60))
+    for p in "${LOCK_PIDS[@]}"; do
+        while alive "$p" && [ "$SECONDS" -lt "$limit" ]; do sleep 0.2; done
+    done
+    for p in "${LOCK_PIDS[@]}"; do
+        if alive "$p"; then
+            late=1
+            say "lock worker (pid $p) still running after the time limit; sending TERM"
+            kill -TERM "$p" 2>/dev/null || true
+        fi
+    done
+    if [ "$late" = 1 ]; then
+        sleep 1
+        for p in "${LOCK_PIDS[@]}"; do
+            if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+        done
+    fi
+    i=0
+    for p in "${LOCK_PIDS[@]}"; do
+        i=$((i + 1))
+        rc=0
+        wait "$p" || rc=$?
+        if [ "$rc" -ne 0 ] || ! grep -q '^WORKER ' "$LOCK_DIR/w$i.out"; then
+            ok=0
+            say "FAILED: lock worker $i (pid $p) exit status $rc:"
+            sed 's/^/    /' "$LOCK_DIR/w$i.err" >&2 || true
+        fi
+    done
+    LOCK_PIDS=()
+    [ "$ok" = 1 ] || { FAILED=1; return 0; }
+    for ((i = 1; i <= LOCK_WORKERS; i++)); do
+        grep '^WORKER ' "$LOCK_DIR/w$i.out" | tee -a "$LOCK_RESULTS" >&2
+    done
+    f1="$(lock_fence "$url" "$key")" || f1=""
+    check="$("${lua54_env[@]}" lua5.4 "$HERE/bench_lock.lua" check "${holds[@]}" | sed -n 's/^CHECK //p')" || check=""
+    if [ -z "$f1" ] || [ -z "$check" ]; then
+        say "FAILED: the lock's fence or the overlap check"
+        FAILED=1
+        return 0
+    fi
+    line="$(cat "$LOCK_DIR"/w*.out | awk -v w="$LOCK_WORKERS" -v fd="$((f1 - f0))" -v chk="$check" '
+        function kv(s,   i, a, m, p) {
+            delete F
+            m = split(s, a, " ")
+            for (i = 2; i <= m; i++) { p = index(a[i], "="); F[substr(a[i], 1, p - 1)] = substr(a[i], p + 1) }
+        }
+        /^WORKER / {
+            kv($0)
+            g += F["grants"]; b += F["busy"]; r += F["requests"]
+            if (t0 == "" || F["t0"] + 0 < t0) t0 = F["t0"] + 0
+            if (t1 == "" || F["t1"] + 0 > t1) t1 = F["t1"] + 0
+        }
+        END {
+            split(chk, c, " "); ov = c[2]; sub(/^overlaps=/, "", ov)
+            wall = (t1 - t0) / 1000
+            printf "RESULT target=ddblocal client=ddbkit-lua54 bench=lock-contended workers=%d grants=%d busy=%d requests=%d wall_s=%.3f grants_per_s=%.0f requests_per_grant=%.3f fence_delta=%d overlaps=%d\n", \
+                w, g, b, r, wall, (wall > 0 ? g / wall : 0), (g > 0 ? r / g : 0), fd, ov
+        }')"
+    printf '%s\n' "$line" >&2
+    printf '%s\n' "$line" >>"$LOCK_RESULTS"
+    case "$line" in
+        *" overlaps=0") ;;
+        *) say "FAILED: two lock holders overlapped (see above)"; FAILED=1 ;;
+    esac
+    local g fd
+    g="$(printf '%s\n' "$line" | sed -n 's/.* grants=\([0-9]*\) .*/\1/p')"
+    fd="$(printf '%s\n' "$line" | sed -n 's/.* fence_delta=\([0-9-]*\) .*/\1/p')"
+    if [ "$g" != "$fd" ]; then
+        say "FAILED: the fence advanced by $fd for $g grants"
+        FAILED=1
+    fi
+}
+
+bench_locks() {
+    local url="$1" r
+    for ((r = 1; r <= ROUNDS; r++)); do
+        say "ddblocal: locks, round $r of $ROUNDS"
+        run_lock_pairs "$url" ddbkit-lua54 "${lua54_env[@]}" lua5.4
+        run_lock_pairs "$url" ddbkit-luajit "${luajit_env[@]}" luajit
+    done
+    run_lock_contention "$url"
+}
+
 T0=$SECONDS
 for target in $TARGETS; do
     case "$target" in
@@ -262,6 +434,7 @@ for target in $TARGETS; do
             PIN=""
             start_ddblocal
             bench_target ddblocal "$DDB_URL" "$N_DDBLOCAL"
+            if [ "$LOCK_BENCH" != 0 ]; then bench_locks "$DDB_URL"; fi
             ;;
         *) die "unknown target '$target' (nginx, ddblocal)" ;;
     esac
@@ -343,6 +516,47 @@ sdk_version="$(node -p 'require("./tests/bench/sdk/node_modules/@aws-sdk/client-
         print "| --- | --- | ---: | :---: | ---: | :---: |"
         for (i = 1; i <= nt; i++) { ratio_row(targets[i], "ddbkit-lua54"); ratio_row(targets[i], "ddbkit-luajit") }
     }' "$RESULTS"
+    if [ -s "$LOCK_RESULTS" ]; then
+        echo
+        printf 'Conditional locks (ddbkit.lock) against DynamoDB Local, lease 5000 ms. Uncontended: one process, acquire + release on one lock; best of %s rounds; warm-up %s pairs per run, not measured. Contended: %s Lua 5.4 processes on one lock (wait_ms 30000), started together, each up to %s grants or %s s; grants/s = all grants / wall time from the common start to the last worker'"'"'s end; requests = client:stats().requests.\n' \
+            "$ROUNDS" "$LOCK_WARMUP" "$LOCK_WORKERS" "$LOCK_GRANTS" "$LOCK_SECONDS"
+        echo
+        awk '
+        function kv(s,   i, a, m, p) {
+            delete F
+            m = split(s, a, " ")
+            for (i = 2; i <= m; i++) { p = index(a[i], "="); F[substr(a[i], 1, p - 1)] = substr(a[i], p + 1) }
+        }
+        /^RESULT / && / bench=lock-pair / {
+            kv($0); c = F["client"]; x = F["cpu_us_per_pair"] + 0
+            if (!(c in cpu)) order[++nc] = c
+            if (!(c in cpu) || x < cpu[c]) {
+                cpu[c] = x; n[c] = F["n"]; rq[c] = F["requests_per_pair"]; ps[c] = F["pairs_per_s"]
+            }
+        }
+        /^WORKER / { kv($0); wl[++nw] = sprintf("| worker %s | %d | %d | %d | %s |", F["id"], F["grants"], F["busy"], F["requests"], (F["grants"] > 0 ? sprintf("%.2f", F["requests"] / F["grants"]) : "n/a")) }
+        /^RESULT / && / bench=lock-contended / { kv($0); for (k in F) T[k] = F[k]; have = 1 }
+        END {
+            if (nc) {
+                print "| lock, uncontended | pairs | requests/pair | target 2 | CPU µs/pair | pairs/s |"
+                print "| --- | ---: | ---: | :---: | ---: | ---: |"
+                for (i = 1; i <= nc; i++) {
+                    c = order[i]
+                    printf "| %s | %d | %.3f | %s | %.1f | %d |\n", c, n[c], rq[c], (rq[c] + 0 <= 2 ? "PASS" : "MISS"), cpu[c], ps[c]
+                }
+            }
+            if (have) {
+                if (nc) print ""
+                print "| lock, contended | grants | waits timed out | requests | requests/grant |"
+                print "| --- | ---: | ---: | ---: | ---: |"
+                for (i = 1; i <= nw; i++) print wl[i]
+                printf "| **all %d workers** | %d | %d | %d | %.3f |\n", T["workers"], T["grants"], T["busy"], T["requests"], T["requests_per_grant"]
+                print ""
+                printf "Contended: %d grants in %.2f s = **%d grants/s**, **%.2f requests/grant**; the fence advanced by %d (one per grant), holding intervals that overlapped across processes: %d.\n", \
+                    T["grants"], T["wall_s"], T["grants_per_s"], T["requests_per_grant"], T["fence_delta"], T["overlaps"]
+            }
+        }' "$LOCK_RESULTS"
+    fi
 } >"$OUT/results.md"
 
 echo
