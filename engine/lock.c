@@ -329,7 +329,7 @@ int ddbk_lock_acquire(ddbk_client *c, const ddbk_lock_key *key,
     ddbk_response_init(&resp);
     if (ddbk_buf_puts(&names, "\"#o\":\"" A_OWNER "\",\"#r\":\"" A_RVN "\",\"#l\":\"" A_LEASE
                               "\",\"#e\":\"" A_EXPIRES "\",\"#a\":\"" A_ACQUIRED "\",\"#f\":\""
-                              A_FENCE "\",\"#x\":\"" A_RELEASED "\",\"#k\":") ||
+                              A_FENCE "\",\"#k\":") ||
         put_str(&names, l->pk_name)) {
         ddbk_error_set(err, "OutOfMemory", 0, "lock: out of memory building a request");
         goto done;
@@ -355,8 +355,10 @@ int ddbk_lock_acquire(ddbk_client *c, const ddbk_lock_key *key,
                  takeover ? watched_rvn : "", takeover ? "\"}" : "");
         double sent = mono_ms();
         int r = update(c, l, &body, &resp,
+                       /* releasedRvn stays: a release whose answer was lost
+                        * can still recognise itself after the next acquire. */
                        "SET #o = :o, #r = :r, #l = :l, #e = :e, #a = :a, "
-                       "#f = if_not_exists(#f, :zero) + :one REMOVE #x",
+                       "#f = if_not_exists(#f, :zero) + :one",
                        takeover ? "attribute_not_exists(#k) OR #e < :cut OR #r = :seen"
                                 : "attribute_not_exists(#k) OR #e < :cut",
                        names.data, values, 1, err);

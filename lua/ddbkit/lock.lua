@@ -125,8 +125,8 @@ end
 --- handle:renew(lease_ms?) -> true | nil, err ("lost" / "not_owner")
 function handle:renew(lease_ms)
   check_held(self, "renew")
-  if lease_ms ~= nil and (type(lease_ms) ~= "number" or lease_ms < 1) then
-    error("ddbkit.lock: renew's lease_ms must be a positive number", 2)
+  if lease_ms ~= nil and (type(lease_ms) ~= "number" or lease_ms < 1 or lease_ms ~= floor(lease_ms)) then
+    error("ddbkit.lock: renew's lease_ms must be an integer >= 1", 2)
   end
   local ok, err = core.lock_renew(self.client.core, self.lock, lease_ms)
   refresh(self)

@@ -292,17 +292,19 @@ describe("ddbkit.lock takeover by an unchanged record version", function()
 
   it("does not take over a holder that keeps renewing", function()
     local key = new_key()
-    local h1 = assert(locks_for(key):acquire{ lease_ms = 1500 })
+    local h1 = assert(locks_for(key):acquire{ lease_ms = 2000 })
     local B = locks_for(key, { max_clock_skew_ms = 3600000 })
     local C = locks_for(key, { max_clock_skew_ms = 0 })
-    -- Each contender waits less than the lease; between them the holder
-    -- renews, so together they span more than the original lease.
-    for _ = 1, 3 do
-      local h2, err = B:acquire{ lease_ms = 1500, wait_ms = 700 }
+    -- Each contender waits well under the lease (a 1.5 s stall inside one
+    -- acquire would be needed to see the version stand still for a whole
+    -- lease); between them the holder renews, so together the waits span
+    -- more than the original lease.
+    for _ = 1, 5 do
+      local h2, err = B:acquire{ lease_ms = 2000, wait_ms = 500 }
       assert.is_nil(h2)
       assert.are.equal("busy", err.code)
       assert.are.equal(h1.owner, err.holder.owner)
-      local h3, err3 = C:acquire{ lease_ms = 1500, wait_ms = 0 }
+      local h3, err3 = C:acquire{ lease_ms = 2000, wait_ms = 0 }
       assert.is_nil(h3)
       assert.are.equal("busy", err3.code)
       assert.is_true(h1:renew())
@@ -314,52 +316,85 @@ describe("ddbkit.lock takeover by an unchanged record version", function()
 end)
 
 describe("ddbkit.lock refuses non-owners", function()
-  it("a taken-over handle gets 'lost' from renew and 'not_owner' from release; the item is untouched", function()
-    local key = new_key()
-    local h1 = assert(locks_for(key):acquire{ lease_ms = 1000 })
+  -- Each stale handle is used for one refused call only: a handle that has
+  -- learnt it lost the lock answers later calls without asking DynamoDB, and
+  -- these tests are about what DynamoDB is asked to do.
+
+  -- Two handles whose lock was taken over from them, and the current holder.
+  local function two_stale(key)
+    local hA = assert(locks_for(key):acquire{ lease_ms = 1000 })
     lapse(key)
-    local h2 = assert(locks_for(key, { max_clock_skew_ms = 0 }):acquire{ lease_ms = 10000 })
+    local hB = assert(locks_for(key, { max_clock_skew_ms = 0 }):acquire{ lease_ms = 1000 })
+    lapse(key)
+    local hC = assert(locks_for(key, { max_clock_skew_ms = 0 }):acquire{ lease_ms = 10000 })
+    assert.is_true(hA.fence < hB.fence and hB.fence < hC.fence)
+    return hA, hB, hC
+  end
+
+  it("a taken-over handle's release is refused with 'not_owner'; the item is untouched", function()
+    local key = new_key()
+    local hA, hB, hC = two_stale(key)
     local before = read(key)
-    local ok, err = h1:renew(10000)
+    local ok, err = hA:release()
+    assert.is_falsy(ok)
+    assert.are.equal("not_owner", err.code)
+    assert.is_false(hA:held())
+    assert.is_true(H.same(before, read(key)), "a refused release changed the lock item")
+    -- and after a refused renew, release is refused too
+    ok, err = hB:renew(10000)
     assert.is_falsy(ok)
     assert.are.equal("lost", err.code)
-    assert.is_false(h1:held())
-    assert.are.equal(0, h1:valid_ms())
-    ok, err = h1:release()
+    ok, err = hB:release()
     assert.is_falsy(ok)
     assert.are.equal("not_owner", err.code)
-    assert.is_true(H.same(before, read(key)), "a refused renew/release changed the lock item")
-    -- The new holder is unaffected.
-    assert.is_true(h2:renew())
-    assert_held_by(h2, read(key))
-    assert.is_true(h2:release())
+    assert.is_true(H.same(before, read(key)), "a refused release changed the lock item")
+    -- The holder is unaffected.
+    assert.is_true(hC:renew())
+    assert_held_by(hC, read(key))
+    assert.is_true(hC:release())
   end)
 
-  it("a taken-over handle gets 'not_owner' from renew and release once the lock is free", function()
+  it("a taken-over handle's renew is refused with 'lost'; the item is untouched", function()
     local key = new_key()
-    local h1 = assert(locks_for(key):acquire{ lease_ms = 1000 })
-    lapse(key)
-    local h2 = assert(locks_for(key, { max_clock_skew_ms = 0 }):acquire{ lease_ms = 10000 })
-    assert.is_true(h2:release())
+    local hA, _, hC = two_stale(key)
     local before = read(key)
-    local ok, err = h1:renew()
+    local ok, err = hA:renew(10000)
+    assert.is_falsy(ok)
+    assert.are.equal("lost", err.code)
+    assert.is_false(hA:held())
+    assert.are.equal(0, hA:valid_ms())
+    assert.is_true(H.same(before, read(key)), "a refused renew changed the lock item")
+    assert.is_true(hC:renew())
+    assert_held_by(hC, read(key))
+    assert.is_true(hC:release())
+  end)
+
+  it("once the lock is free again, a stale handle's renew and release get 'not_owner'", function()
+    local key = new_key()
+    local hA, hB, hC = two_stale(key)
+    assert.is_true(hC:release())
+    local before = read(key)
+    local ok, err = hA:renew()
     assert.is_falsy(ok)
     assert.are.equal("not_owner", err.code)
-    ok, err = h1:release()
+    ok, err = hB:release()
     assert.is_falsy(ok)
     assert.are.equal("not_owner", err.code)
     assert.is_true(H.same(before, read(key)), "a refused renew/release changed the lock item")
-    assert_released(read(key), h2.fence)
+    assert_released(read(key), hC.fence)
   end)
 
   it("a handle whose item was deleted gets 'not_owner', and nothing is recreated", function()
     local key = new_key()
     local h = assert(locks_for(key):acquire{ lease_ms = 10000 })
     assert(admin:delete_item{ TableName = T, Key = key })
-    local ok, err = h:renew()
+    local ok, err = h:release()
     assert.is_falsy(ok)
     assert.are.equal("not_owner", err.code)
-    ok, err = h:release()
+    assert.is_nil(read(key))
+    h = assert(locks_for(key):acquire{ lease_ms = 10000 })
+    assert(admin:delete_item{ TableName = T, Key = key })
+    ok, err = h:renew()
     assert.is_falsy(ok)
     assert.are.equal("not_owner", err.code)
     assert.is_nil(read(key))
