@@ -279,6 +279,16 @@ int ddbk_lock_release(ddbk_client *c, ddbk_lock *l, ddbk_error *err);
 /* How long the lease is safely ours: its length, minus the time since its
  * request was sent (monotonic clock), minus the skew margin; 0 when not held. */
 long ddbk_lock_valid_ms(const ddbk_lock *l);
+/* Appends to out the members a write on a guarded item adds to its request
+ * so that holders older than this one are rejected:
+ *   "ConditionExpression":"attribute_not_exists(#ddbkit_fence) OR
+ *   #ddbkit_fence <= :ddbkit_fence","ExpressionAttributeNames":{...},
+ *   "ExpressionAttributeValues":{...}
+ * with attr (e.g. "fence") as the guarded attribute. The write should also
+ * SET attr = :ddbkit_fence. Returns 0, or -1 when attr is not valid UTF-8
+ * or memory runs out (out is then unchanged). */
+int ddbk_lock_fence_condition(const ddbk_lock *l, const char *attr, ddbk_buf *out);
+
 /* Frees the handle's memory; does not release the lock. */
 void ddbk_lock_free(ddbk_lock *l);
 

@@ -541,6 +541,23 @@ long ddbk_lock_valid_ms(const ddbk_lock *l)
     return left > 0 ? (long)left : 0;
 }
 
+int ddbk_lock_fence_condition(const ddbk_lock *l, const char *attr, ddbk_buf *out)
+{
+    size_t len = out->len;
+    if (ddbk_buf_puts(out, "\"ConditionExpression\":\"attribute_not_exists(#ddbkit_fence) OR "
+                           "#ddbkit_fence <= :ddbkit_fence\",\"ExpressionAttributeNames\":"
+                           "{\"#ddbkit_fence\":") ||
+        put_str(out, attr) ||
+        ddbk_buf_printf(out, "},\"ExpressionAttributeValues\":{\":ddbkit_fence\":{\"N\":"
+                             "\"%lld\"}}", (long long)l->fence)) {
+        out->len = len;
+        if (out->data)
+            out->data[len] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
 void ddbk_lock_free(ddbk_lock *l)
 {
     ddbk_buf_free(&l->target);

@@ -136,6 +136,28 @@ static void test_renew_release_of_lost_handle(void **state)
     assert_string_equal(err.code, "not_owner");
 }
 
+static void test_fence_condition(void **state)
+{
+    ddbk_lock l;
+    ddbk_buf b;
+    (void)state;
+    memset(&l, 0, sizeof l);
+    l.fence = 42;
+    ddbk_buf_init(&b, 0);
+    ddbk_buf_puts(&b, "{");
+    assert_int_equal(ddbk_lock_fence_condition(&l, "fence", &b), 0);
+    assert_string_equal(b.data,
+                        "{\"ConditionExpression\":\"attribute_not_exists(#ddbkit_fence) OR "
+                        "#ddbkit_fence <= :ddbkit_fence\",\"ExpressionAttributeNames\":"
+                        "{\"#ddbkit_fence\":\"fence\"},\"ExpressionAttributeValues\":"
+                        "{\":ddbkit_fence\":{\"N\":\"42\"}}");
+    size_t before = b.len;
+    assert_int_equal(ddbk_lock_fence_condition(&l, "\xff", &b), -1);
+    assert_int_equal(b.len, before); /* a failure appends nothing */
+    assert_int_equal(strlen(b.data), before);
+    ddbk_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +168,7 @@ int main(void)
         cmocka_unit_test(test_acquire_checks_options_before_sending),
         cmocka_unit_test(test_valid_ms),
         cmocka_unit_test(test_renew_release_of_lost_handle),
+        cmocka_unit_test(test_fence_condition),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
