@@ -230,6 +230,26 @@ static int ambiguous(const ddbk_error *e)
     return e->retryable || e->timeout;
 }
 
+/* After an operation failed: what the item says now. A failed condition
+ * brought the old item with it (ALL_OLD); a retryable failure may or may not
+ * have taken effect, so the item is read back. err keeps the operation's own
+ * error either way. Returns 0 with s filled, or -1 when nothing can be known
+ * (any other failure, or the read-back failed too). */
+static int settle(ddbk_client *c, ddbk_lock *l, ddbk_buf *body, ddbk_response *resp,
+                  ddbk_error *err, seen *s)
+{
+    if (is_ccf(err)) {
+        read_item(&resp->body, "Item", s);
+        return 0;
+    }
+    if (!ambiguous(err))
+        return -1;
+    ddbk_error first = *err;
+    int rc = read_back(c, l, body, resp, s, err);
+    *err = first;
+    return rc;
+}
+
 /* ------------------------------------------------------------ the key */
 
 UNITTEST int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err)
@@ -367,18 +387,8 @@ int ddbk_lock_acquire(ddbk_client *c, const ddbk_lock_key *key,
             rc = took(l, &s, rvn, expires_at, opts->lease_ms, sent);
             break;
         }
-        if (is_ccf(err)) {
-            read_item(&resp.body, "Item", &s);
-        } else if (ambiguous(err)) {
-            ddbk_error first = *err;
-            if (read_back(c, l, &body, &resp, &s, err) != 0) {
-                *err = first; /* outcome unknown: say what went wrong first */
-                break;
-            }
-            *err = first;
-        } else {
-            break; /* a failure of the request itself: retrying cannot help */
-        }
+        if (settle(c, l, &body, &resp, err, &s) != 0)
+            break; /* unknowable, or a failure retrying cannot help */
         if (strcmp(s.owner, l->owner) == 0 && strcmp(s.rvn, rvn) == 0) {
             /* Our own attempt took effect; its response was what got lost. */
             rc = took(l, &s, rvn, expires_at, opts->lease_ms, sent);
@@ -455,22 +465,16 @@ int ddbk_lock_renew(ddbk_client *c, ddbk_lock *l, long lease_ms, ddbk_error *err
                "\",\"#e\":\"" A_EXPIRES "\"",
                values, 0, err) == 0) {
         rc = 0;
-    } else if (is_ccf(err) || ambiguous(err)) {
-        ddbk_error first = *err;
-        if (is_ccf(err))
-            read_item(&resp.body, "Item", &s);
-        else if (read_back(c, l, &body, &resp, &s, err) != 0)
-            s.exists = -1;
-        *err = first;
-        if (s.exists >= 0 && strcmp(s.owner, l->owner) == 0 && strcmp(s.rvn, rvn) == 0) {
+    } else if (settle(c, l, &body, &resp, err, &s) == 0) {
+        if (strcmp(s.owner, l->owner) == 0 && strcmp(s.rvn, rvn) == 0) {
             rc = 0; /* our renewal landed; only its answer was lost */
             ddbk_error_clear(err);
-        } else if (s.exists >= 0 && strcmp(s.owner, l->owner) == 0 && strcmp(s.rvn, l->rvn) == 0) {
+        } else if (strcmp(s.owner, l->owner) == 0 && strcmp(s.rvn, l->rvn) == 0) {
             /* Nothing changed: the request failed; the old lease stands. */
-        } else if (s.exists >= 0 && s.owner[0]) {
+        } else if (s.owner[0]) {
             l->held = 0;
             ddbk_error_set(err, "lost", 0, "lock was taken over by %s", s.owner);
-        } else if (s.exists >= 0) {
+        } else {
             l->held = 0;
             ddbk_error_set(err, "not_owner", 0, "lock is no longer held by this handle");
         }
@@ -508,20 +512,13 @@ int ddbk_lock_release(ddbk_client *c, ddbk_lock *l, ddbk_error *err)
                "\",\"#x\":\"" A_RELEASED "\"",
                values, 0, err) == 0) {
         rc = 0;
-    } else if (is_ccf(err) || ambiguous(err)) {
-        ddbk_error first = *err;
-        if (is_ccf(err))
-            read_item(&resp.body, "Item", &s);
-        else if (read_back(c, l, &body, &resp, &s, err) != 0)
-            s.exists = -1;
-        *err = first;
-        if (s.exists >= 0 && strcmp(s.released, l->rvn) == 0) {
+    } else if (settle(c, l, &body, &resp, err, &s) == 0) {
+        if (strcmp(s.released, l->rvn) == 0) {
             rc = 0; /* our release landed; only its answer was lost */
             ddbk_error_clear(err);
-        } else if (s.exists >= 0 && strcmp(s.owner, l->owner) == 0 &&
-                   strcmp(s.rvn, l->rvn) == 0) {
+        } else if (strcmp(s.owner, l->owner) == 0 && strcmp(s.rvn, l->rvn) == 0) {
             /* Nothing changed: the request failed; we still hold it. */
-        } else if (s.exists >= 0) {
+        } else {
             l->held = 0;
             ddbk_error_set(err, "not_owner", 0, "lock is not held by this handle");
         }

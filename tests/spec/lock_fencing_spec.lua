@@ -6,36 +6,8 @@ local ddbkit = require "ddbkit"
 local core = require "ddbkit.core"
 local H = require "test_helper"
 
-local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function spec_dir()
-  local src = debug.getinfo(1, "S").source
-  return src:match("^@(.*)/[^/]*$") or "tests/spec"
-end
-
-local function interpreter()
-  local env = os.getenv("LUA_INTERP")
-  if env and env ~= "" then return env end
-  if type(arg) == "table" and type(arg[-1]) == "string" and arg[-1] ~= "" then return arg[-1] end
-  return jit and "luajit" or "lua5.4"
-end
-
-local function bounded(cmd, seconds)
-  local preload = os.getenv("LD_PRELOAD")
-  local prefix = string.format("env -u LD_PRELOAD timeout -k 5 %d ", seconds)
-  if preload and preload ~= "" then
-    prefix = prefix .. "env LD_PRELOAD=" .. shell_quote(preload) .. " "
-  end
-  return prefix .. cmd
-end
-
-local function mktemp_dir()
-  local p = assert(io.popen("env -u LD_PRELOAD mktemp -d"))
-  local d = p:read("*l")
-  p:close()
-  assert(d and d ~= "", "mktemp -d failed")
-  return d
-end
+local shell_quote, spec_dir, interpreter, bounded, mktemp_dir =
+  H.shell_quote, H.spec_dir, H.interpreter, H.bounded, H.mktemp_dir
 
 local function slurp(path)
   local f = io.open(path, "r")

@@ -115,4 +115,42 @@ function H.same(a, b)
   return true
 end
 
+-- For specs that start worker processes -------------------------------
+
+function H.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- The folder of the calling spec file.
+function H.spec_dir()
+  local src = debug.getinfo(2, "S").source
+  return src:match("^@(.*)/[^/]*$") or "tests/spec"
+end
+
+-- The interpreter the suite runs under, so a worker loads the same build of
+-- ddbkit.core (LUA_CPATH is set for it).
+function H.interpreter()
+  local env = os.getenv("LUA_INTERP")
+  if env and env ~= "" then return env end
+  if type(arg) == "table" and type(arg[-1]) == "string" and arg[-1] ~= "" then return arg[-1] end
+  return jit and "luajit" or "lua5.4"
+end
+
+-- `cmd` bounded by `timeout`; a sanitized run's LD_PRELOAD reaches only the
+-- interpreter, not the coreutils around it.
+function H.bounded(cmd, seconds)
+  local preload = os.getenv("LD_PRELOAD")
+  local prefix = string.format("env -u LD_PRELOAD timeout -k 5 %d ", seconds)
+  if preload and preload ~= "" then
+    prefix = prefix .. "env LD_PRELOAD=" .. H.shell_quote(preload) .. " "
+  end
+  return prefix .. cmd
+end
+
+function H.mktemp_dir()
+  local p = assert(io.popen("env -u LD_PRELOAD mktemp -d"))
+  local d = p:read("*l")
+  p:close()
+  assert(d and d ~= "", "mktemp -d failed")
+  return d
+end
+
 return H
