@@ -153,6 +153,8 @@ install: all
 	install -m 755 $(COREJIT) $(DESTDIR)$(LUAJIT_CMOD)/ddbkit/core.so
 	for d in $(LUA54_LMOD) $(LUAJIT_LMOD); do \
 	  (cd lua && find ddbkit -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$$d/{} \;); \
+	  (cd scripts && find policies strategies examples -name '*.lua' 2>/dev/null \
+	    -exec install -D -m 644 {} $(DESTDIR)$$d/ddbkit/scripts/{} \;); \
 	done
 
 clean:

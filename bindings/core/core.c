@@ -14,6 +14,8 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <openssl/evp.h>
+#include <sys/random.h>
 
 #include "client.h"
 #include "compat.h"
@@ -493,6 +495,46 @@ static int l_sleep_ms(lua_State *L)
     return 0;
 }
 
+/* core.sha256_hex(s): request hashing (ddbkit.hash) and idempotency keys. */
+static int l_sha256_hex(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    char hex[65];
+    static const char digits[] = "0123456789abcdef";
+    if (!EVP_Digest(s, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+        return luaL_error(L, "sha256: libcrypto failed");
+    for (int i = 0; i < 32; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    lua_pushlstring(L, hex, 64);
+    return 1;
+}
+
+/* core.uuid(): a random (version 4) UUID from the kernel's generator, for
+ * job ids and log item keys that many processes mint at once. */
+static int l_uuid(lua_State *L)
+{
+    unsigned char r[16];
+    char out[37];
+    static const char digits[] = "0123456789abcdef";
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+        return luaL_error(L, "uuid: no randomness available");
+    r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
+    r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
+    for (int i = 0, o = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = digits[r[i] >> 4];
+        out[o++] = digits[r[i] & 15];
+    }
+    lua_pushlstring(L, out, 36);
+    return 1;
+}
+
 static int l_error_tostring(lua_State *L)
 {
     lua_getfield(L, 1, "code");
@@ -527,6 +569,8 @@ static const luaL_Reg module_funcs[] = {
     { "now_ms", l_now_ms },
     { "mono_ms", l_mono_ms },
     { "sleep_ms", l_sleep_ms },
+    { "sha256_hex", l_sha256_hex },
+    { "uuid", l_uuid },
     { NULL, NULL },
 };
 

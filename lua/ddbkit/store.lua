@@ -1,0 +1,169 @@
+-- What every store shares: options checking, key-part validation (the
+-- Node package's rules and messages), the key-prefix policy, value
+-- encoding, error values, and time through the client's runtime.
+local core = require "ddbkit.core"
+local cjson = require "cjson.safe"
+
+local type, pairs, ipairs, error, setmetatable, tostring, pcall, floor =
+      type, pairs, ipairs, error, setmetatable, tostring, pcall, math.floor
+
+local _M = { _VERSION = "0.1.0" }
+
+local DEFAULT_POLICY = "policies.key_prefix"
+local MAX_PART = 512
+
+--- store.err(code, message) -> an error value like the engine's
+function _M.err(code, message)
+  return setmetatable({ code = code, message = message, status = 0, retryable = false },
+                      core.error_mt)
+end
+
+--- store.check_part(name, value) -> nil | err
+-- A key part (hash, resource, tag, origin): not empty, no control
+-- characters, at most 512 UTF-8 bytes; the Node package's messages.
+function _M.check_part(name, value)
+  if type(value) ~= "string" then
+    return _M.err("InvalidArgument", name .. " must be a string")
+  end
+  if value == "" then return _M.err("InvalidArgument", name .. " must not be empty") end
+  if value:find("[%z\1-\31\127]") then
+    return _M.err("InvalidArgument", name .. " contains unsupported control characters")
+  end
+  if #value > MAX_PART then
+    return _M.err("InvalidArgument", name .. " exceeds maximum length of " .. MAX_PART .. " bytes")
+  end
+end
+
+-- Where the shipped scripts live: scripts/ beside lua/ in a source tree,
+-- ddbkit/scripts/ beside this file once installed.
+local HERE = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".")
+local SCRIPT_DIRS = { HERE .. "/scripts/", HERE .. "/../../scripts/" }
+
+local function find_script(module)
+  local rel = module:gsub("%.", "/") .. ".lua"
+  for _, dir in ipairs(SCRIPT_DIRS) do
+    local f = io.open(dir .. rel, "r")
+    if f then
+      f:close()
+      return dir .. rel
+    end
+  end
+end
+
+-- Loads a policy or strategy: nil (the default module), a table (used as
+-- is), a module name ("policies.key_prefix": package.path first, then the
+-- shipped scripts/ folder), or a file path (anything with a "/" or ending
+-- in ".lua"). Loaded afresh each time, so a reload picks up edits. Returns
+-- the table and a name for messages.
+function _M.load_script(spec, default, what)
+  spec = spec or default
+  if type(spec) == "table" then return spec, spec.name or ("(" .. what .. " table)") end
+  if type(spec) ~= "string" then
+    error("ddbkit: the " .. what .. " must be a module name, a file path or a table", 3)
+  end
+  local ok, mod
+  local path = (spec:find("/") or spec:match("%.lua$")) and spec
+  if not path then
+    path = package.searchpath and package.searchpath(spec, package.path) or find_script(spec)
+    path = path or find_script(spec)
+  end
+  if not path then
+    error("ddbkit: cannot find " .. what .. " " .. spec .. " (a module name on package.path "
+          .. "or in scripts/, or a file path)", 3)
+  end
+  ok, mod = pcall(dofile, path)
+  if not ok then error("ddbkit: cannot load " .. what .. " " .. spec .. ": " .. tostring(mod), 3) end
+  if type(mod) ~= "table" then error("ddbkit: " .. what .. " " .. spec .. " did not return a table", 3) end
+  return mod, spec
+end
+
+--- store.policy(spec) -> a policy object with prefix(kind) and table(store, configured)
+-- whose answers are checked; a bad answer is a PolicyError naming the script.
+function _M.policy(spec)
+  local mod, name = _M.load_script(spec, DEFAULT_POLICY, "key-prefix policy")
+  if type(mod.prefix) ~= "function" then
+    error("ddbkit: key-prefix policy " .. name .. " has no prefix(kind) function", 3)
+  end
+  local p = { name = name }
+  function p.prefix(kind)
+    local ok, v = pcall(mod.prefix, kind)
+    if not ok then
+      return nil, _M.err("PolicyError", "key-prefix policy " .. name .. " failed: " .. tostring(v))
+    end
+    if type(v) ~= "string" or v == "" or v:find("[%z\1-\31\127]") then
+      return nil, _M.err("PolicyError", "key-prefix policy " .. name .. " returned "
+        .. tostring(v) .. " for " .. kind .. " (a non-empty string without control characters)")
+    end
+    return v
+  end
+  function p.table(store, configured)
+    if type(mod.table_name) ~= "function" then return configured end
+    local ok, v = pcall(mod.table_name, store, configured)
+    if not ok or type(v) ~= "string" or v == "" then
+      return nil, _M.err("PolicyError", "key-prefix policy " .. name .. " gave no table for "
+        .. store .. ": " .. tostring(v))
+    end
+    return v
+  end
+  return p
+end
+
+--- store.key(policy, kind, part) -> "PREFIX<part>" | nil, err
+function _M.key(policy, kind, part)
+  local prefix, err = policy.prefix(kind)
+  if not prefix then return nil, err end
+  return prefix .. part
+end
+
+-- Values are stored as the JSON text of the value, as the Node package
+-- does; nil is the literal __UNDEFINED__.
+_M.UNDEFINED = "__UNDEFINED__"
+
+function _M.encode_value(v)
+  if v == nil then return _M.UNDEFINED end
+  local s, err = cjson.encode(v)
+  if not s then return nil, _M.err("SerializationError", "value is not JSON-encodable: " .. tostring(err)) end
+  return s
+end
+
+--- store.decode_value(s) -> ok, value: ok false when the text is not JSON.
+function _M.decode_value(s)
+  if s == _M.UNDEFINED then return true, nil end
+  if type(s) ~= "string" then return false end
+  local v, err = cjson.decode(s)
+  if v == nil and err then return false end
+  return true, v
+end
+
+--- store.options(name, opts, spec): checks opts against spec = { field = checker }
+-- (checker returns an error text or nil) and raises naming the field.
+function _M.options(name, opts, spec)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then error(name .. ": opts must be a table", 3) end
+  for k, v in pairs(opts) do
+    local check = spec[k]
+    if not check then error(name .. ": unknown option opts." .. tostring(k), 3) end
+    local want = check(v)
+    if want then error(name .. ": opts." .. k .. " must be " .. want, 3) end
+  end
+  return opts
+end
+
+-- Checkers for store.options.
+function _M.is_client(v)
+  if type(v) ~= "table" or not v.core or not v.runtime then return "a ddbkit.client" end
+end
+function _M.is_string(v) if type(v) ~= "string" or v == "" then return "a non-empty string" end end
+function _M.is_positive(v)
+  if type(v) ~= "number" or v ~= v or v <= 0 then return "a positive number" end
+end
+function _M.is_non_negative(v)
+  if type(v) ~= "number" or v ~= v or v < 0 then return "a non-negative number" end
+end
+function _M.is_table(v) if type(v) ~= "table" then return "a table" end end
+function _M.is_any() end
+
+--- store.seconds(ms) -> whole epoch seconds (floor), for ttl attributes.
+function _M.seconds(ms) return floor(ms / 1000) end
+
+return _M

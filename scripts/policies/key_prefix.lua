@@ -1,0 +1,28 @@
+-- The default key-prefix policy: the Node store package's layout, exactly,
+-- so a Node service and ddbkit see each other's items on one table.
+--
+-- Contract (what a replacement must provide):
+--   policy.name                      a string used in error messages
+--   policy.prefix(kind) -> string    the key prefix for one kind of item;
+--     kind is one of "cache", "tag", "dedupe", "ratelimit",
+--     "ratelimit_slot", "cooldown". Non-empty, no control characters.
+--   policy.table_name(store, configured) -> string   (optional)
+--     the table a store ("cache", "dedupe", "rate_limit",
+--     "adaptive_rate_limit") uses; `configured` is the store's table_name.
+-- Both must be pure: stores call them on every operation and cache nothing.
+-- A policy that raises or returns anything else makes the store fail with
+-- code "PolicyError" naming this script, before anything is written.
+local PREFIX = {
+  cache = "CACHE#",
+  tag = "TAG#",
+  dedupe = "DEDUPE#",
+  ratelimit = "RATELIMIT#",
+  ratelimit_slot = "RATELIMIT_SLOT#",
+  cooldown = "COOLDOWN#",
+}
+
+return {
+  name = "node-layout",
+  prefix = function(kind) return PREFIX[kind] end,
+  table_name = function(_, configured) return configured end,
+}
