@@ -30,4 +30,51 @@ local _M = {
   IDEMPOTENCY_TABLE_NAME = schema.IDEMPOTENCY_TABLE_NAME,
 }
 
+-- The stores load on first use: ddbkit.cache, ddbkit.dedupe,
+-- ddbkit.ratelimit, ddbkit.adaptive (and ddbkit.hash_request).
+local LAZY = { cache = "ddbkit.cache", dedupe = "ddbkit.dedupe",
+               ratelimit = "ddbkit.ratelimit", adaptive = "ddbkit.adaptive", hash = "ddbkit.hash" }
+setmetatable(_M, { __index = function(t, k)
+  local name = LAZY[k]
+  if name then
+    local mod = require(name)
+    rawset(t, k, mod)
+    return mod
+  end
+  if k == "hash_request" then
+    local f = require("ddbkit.hash").hash_request
+    rawset(t, k, f)
+    return f
+  end
+end })
+
+local STORES = {
+  cache = "ddbkit.cache", dedupe = "ddbkit.dedupe",
+  rate_limit = "ddbkit.ratelimit", adaptive_rate_limit = "ddbkit.adaptive",
+}
+
+--- ddbkit.create_stores{ client, table_name?, policy?, cache?, dedupe?,
+--    rate_limit?, adaptive_rate_limit? } -> stores
+-- Every store on one table (and one key-prefix policy); each store's own
+-- table of options may override table_name and policy. stores:close()
+-- closes them all.
+function _M.create_stores(opts)
+  if type(opts) ~= "table" then error("ddbkit.create_stores: opts must be a table", 2) end
+  for k in pairs(opts) do
+    if k ~= "client" and k ~= "table_name" and k ~= "policy" and not STORES[k] then
+      error("ddbkit.create_stores: unknown option opts." .. tostring(k), 2)
+    end
+  end
+  local stores = {}
+  for field, module in pairs(STORES) do
+    local o = { client = opts.client, table_name = opts.table_name, policy = opts.policy }
+    for k, v in pairs(opts[field] or {}) do o[k] = v end
+    stores[field] = require(module).new(o)
+  end
+  function stores.close(self)
+    for field in pairs(STORES) do self[field]:close() end
+  end
+  return stores
+end
+
 return _M
