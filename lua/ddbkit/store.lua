@@ -126,13 +126,28 @@ function _M.encode_value(v)
   return s
 end
 
+-- lua-cjson reads every JSON number as a float; on Lua 5.4 that turns a
+-- stored 1 into 1.0. JSON written by JavaScript (or by us) never spells an
+-- integer with a fraction, so integral numbers become integers again.
+local tointeger = math.tointeger
+local function integers(v)
+  if type(v) == "number" then return tointeger(v) or v end
+  if type(v) == "table" then
+    for k, x in pairs(v) do
+      if type(x) == "number" or type(x) == "table" then v[k] = integers(x) end
+    end
+  end
+  return v
+end
+if not tointeger then integers = function(v) return v end end -- LuaJIT: one number type
+
 --- store.decode_value(s) -> ok, value: ok false when the text is not JSON.
 function _M.decode_value(s)
   if s == _M.UNDEFINED then return true, nil end
   if type(s) ~= "string" then return false end
   local v, err = cjson.decode(s)
   if v == nil and err then return false end
-  return true, v
+  return true, integers(v)
 end
 
 --- store.options(name, opts, spec): checks opts against spec = { field = checker }

@@ -1,0 +1,399 @@
+-- ddbkit.cache: the Node store package's response cache (compat.md A.1) on
+-- the shared table, item for item, so a Node service and ddbkit read each
+-- other's entries.
+--
+--   local cache = ddbkit.cache.new{ client = client }
+--   cache:set_with_tags(hash, { body = "..." }, 300, { "user:7" })
+--   local v, err = cache:get(hash)          -- nil, nil on a miss
+--   local n = cache:invalidate_by_tag("user:7")
+--
+-- Items (names with the default key-prefix policy):
+--   entry  pk = sk = "CACHE#<hash>", value (S: JSON text or "__UNDEFINED__"),
+--          ttl (N s; 0 = never), createdAt (N ms); set_with_tags also writes
+--          ddbkitTagKeys (L of the tag item pks), which Node ignores.
+--   tag    pk = "TAG#<tag>", sk = "CACHE#<hash>", ttl (the entry's), plus
+--          gsi1pk = "CACHE#<hash>", gsi1sk = "TAG#<tag>" (ddbkit only).
+--
+-- Where the Node package scans the whole table (delete, set_with_tags) this
+-- module finds a hash's tag items by key instead:
+--   1. the write of the entry (DeleteItem / PutItem with ReturnValues
+--      ALL_OLD, no extra request) returns the old entry; when it carries
+--      ddbkitTagKeys, those are exactly the tag items ddbkit wrote for it
+--      (a strongly consistent answer, since it comes from the base table);
+--   2. when the old entry has no such list (written by `set`, by Node, or
+--      gone), one Query of the gsi1 index by gsi1pk finds the tag items
+--      ddbkit wrote. A GSI is eventually consistent: a tag item written a
+--      moment ago (typically well under a second) may not be listed yet and
+--      would then survive the delete. A surviving tag item is harmless
+--      beyond cost: it expires with the entry's ttl, and a later
+--      invalidate_by_tag of that tag deletes the (re-set) entry early --
+--      over-invalidation, never a stale read.
+-- Why both: the list alone would miss tag items once a plain `set` (or a
+-- Node write) replaced the entry, since Node's `set` keeps them; the GSI
+-- alone would cost a Query on every delete and miss just-written ones.
+-- ALL_OLD costs no extra request or read capacity, but it does carry the
+-- old value back over the wire (up to ~400 KB for a large entry).
+-- Tag items written by the Node package have no gsi1 attributes and cannot
+-- be found without a Scan; they behave like (2)'s survivors. The Node
+-- package itself finds ddbkit's tag items with its Scan, as before.
+local store = require "ddbkit.store"
+local core = require "ddbkit.core"
+
+local type, pairs, ipairs, error, setmetatable, tostring, floor, ceil, huge =
+      type, pairs, ipairs, error, setmetatable, tostring, math.floor, math.ceil, math.huge
+local array = core.array
+
+local _M = { _VERSION = "0.1.0" }
+local mt = { __index = _M }
+
+local DEFAULT_TABLE = "http-client-toolkit"
+local DEFAULT_MAX_ENTRY = 399360  -- 390 KiB, the Node default
+local BATCH = 25                  -- BatchWriteItem's limit
+local TAGS_ATTR = "ddbkitTagKeys"
+
+local OPTIONS = {
+  client = store.is_client,
+  table_name = store.is_string,
+  policy = function(v)
+    if v ~= nil and type(v) ~= "string" and type(v) ~= "table" then
+      return "a module name, a file path or a table"
+    end
+  end,
+  max_entry_size_bytes = store.is_positive,
+}
+
+--- ddbkit.cache.new{ client, table_name?, policy?, max_entry_size_bytes? } -> cache
+function _M.new(opts)
+  opts = store.options("ddbkit.cache.new", opts, OPTIONS)
+  if opts.client == nil then error("ddbkit.cache.new: opts.client must be a ddbkit.client", 2) end
+  return setmetatable({
+    client = opts.client,
+    runtime = opts.client.runtime,
+    table_name = opts.table_name or DEFAULT_TABLE,
+    policy = store.policy(opts.policy),
+    max_entry_size_bytes = opts.max_entry_size_bytes or DEFAULT_MAX_ENTRY,
+  }, mt)
+end
+
+-- The table and the two prefixes for this operation (the policy is asked
+-- every time, so a reloaded policy takes effect), or nil, err.
+local function names(self)
+  local t, err = self.policy.table("cache", self.table_name)
+  if not t then return nil, err end
+  local cp, terr = self.policy.prefix("cache")
+  if not cp then return nil, terr end
+  local tp, perr = self.policy.prefix("tag")
+  if not tp then return nil, perr end
+  return t, cp, tp
+end
+
+local function now_s(self) return floor(self.runtime.now_ms() / 1000) end
+
+local function check_ttl(ttl_seconds, name)
+  if type(ttl_seconds) ~= "number" or ttl_seconds ~= ttl_seconds
+     or ttl_seconds == huge or ttl_seconds == -huge then
+    error("bad argument #2 to '" .. name .. "' (ttl_seconds must be a finite number, got "
+          .. tostring(ttl_seconds) .. ")", 3)
+  end
+end
+
+-- ttl attribute for ttl_seconds: 0 never, negative already expired (now),
+-- else now + ttl_seconds rounded up to whole seconds (never early).
+local function ttl_of(self, ttl_seconds)
+  if ttl_seconds == 0 then return 0 end
+  local now = now_s(self)
+  if ttl_seconds < 0 then return now end
+  return now + ceil(ttl_seconds)
+end
+
+-- Deletes keys (a list of { pk =, sk = }) in batches of 25, then writes
+-- puts (a list of items) likewise; the client resends unprocessed items.
+local function batch(self, tname, deletes, puts)
+  local reqs = {}
+  for _, k in ipairs(deletes or {}) do reqs[#reqs + 1] = { DeleteRequest = { Key = k } } end
+  for _, it in ipairs(puts or {}) do reqs[#reqs + 1] = { PutRequest = { Item = it } } end
+  for i = 1, #reqs, BATCH do
+    local chunk = {}
+    for j = i, math.min(i + BATCH - 1, #reqs) do chunk[#chunk + 1] = reqs[j] end
+    local ok, err = self.client:batch_write_item{ RequestItems = { [tname] = chunk } }
+    if not ok then return nil, err end
+  end
+  return true
+end
+
+-- The pks of the tag items ddbkit wrote for entry key `ck`: from the old
+-- entry's list when it has one, else one gsi1 Query (eventually consistent,
+-- see the header).
+local function old_tag_keys(self, tname, ck, old)
+  local listed = old and old[TAGS_ATTR]
+  if type(listed) == "table" then
+    local out = {}
+    for _, pk in ipairs(listed) do if type(pk) == "string" then out[#out + 1] = pk end end
+    return out
+  end
+  local items, err = self.client:query_all{
+    TableName = tname, IndexName = "gsi1",
+    KeyConditionExpression = "gsi1pk = :k",
+    ExpressionAttributeValues = { [":k"] = ck },
+    ProjectionExpression = "pk, sk",
+  }
+  if not items then return nil, err end
+  local out = {}
+  for _, it in ipairs(items) do
+    -- only tag items of this entry (sk names it), whatever else shares gsi1pk
+    if it.sk == ck and it.pk ~= ck then out[#out + 1] = it.pk end
+  end
+  return out
+end
+
+-- Deletes the entry only if it is still the one we read (same ttl and
+-- createdAt), so a fresh set racing with us is not lost. A failed
+-- condition means someone else already replaced or removed it.
+local function delete_seen(self, tname, ck, item)
+  local cond, vals = {}, {}
+  if item.ttl ~= nil then
+    cond[#cond + 1] = "#ttl = :ttl"
+    vals[":ttl"] = item.ttl
+  end
+  if item.createdAt ~= nil then
+    cond[#cond + 1] = "createdAt = :c"
+    vals[":c"] = item.createdAt
+  end
+  local params = { TableName = tname, Key = { pk = ck, sk = ck } }
+  if #cond > 0 then
+    params.ConditionExpression = table.concat(cond, " AND ")
+    params.ExpressionAttributeValues = vals
+    if item.ttl ~= nil then params.ExpressionAttributeNames = { ["#ttl"] = "ttl" } end
+  end
+  local ok, err = self.client:delete_item(params)
+  if not ok and err.code ~= "ConditionalCheckFailedException" then return nil, err end
+  return true
+end
+
+--- cache:get(hash) -> value | nil (miss) | nil, err
+-- Cost: 1 GetItem, hit or miss. An expired entry (ttl > 0 and now >= ttl)
+-- or one whose value is not JSON is a miss and costs 1 more request, a
+-- conditional DeleteItem of that entry (its tag items, which share its
+-- ttl, are left to DynamoDB's TTL). The read is eventually consistent, as
+-- in the Node package. A stored "__UNDEFINED__" reads back as nil.
+function _M:get(hash)
+  local perr = store.check_part("hash", hash)
+  if perr then return nil, perr end
+  local tname, ck = names(self)
+  if not tname then return nil, ck end
+  ck = ck .. hash
+  local res, err = self.client:get_item{ TableName = tname, Key = { pk = ck, sk = ck } }
+  if not res then return nil, err end
+  local item = res.Item
+  if not item then return nil end
+  local ttl = item.ttl
+  if type(ttl) == "number" and ttl > 0 and now_s(self) >= ttl then
+    local ok, derr = delete_seen(self, tname, ck, item)
+    if not ok then return nil, derr end
+    return nil
+  end
+  local good, value = store.decode_value(item.value)
+  if not good then
+    local ok, derr = delete_seen(self, tname, ck, item)
+    if not ok then return nil, derr end
+    return nil
+  end
+  return value
+end
+
+-- The entry item for set / set_with_tags, or nil when the value is too
+-- large (silently not stored), or nil, err.
+local function entry(self, ck, value, ttl_seconds)
+  local text, err = store.encode_value(value)
+  if not text then return nil, err end
+  if #text > self.max_entry_size_bytes then return nil end
+  return { pk = ck, sk = ck, value = text, ttl = ttl_of(self, ttl_seconds),
+           createdAt = floor(self.runtime.now_ms()) }
+end
+
+--- cache:set(hash, value, ttl_seconds) -> true | nil, err
+-- Cost: 1 PutItem (none when the serialized value exceeds
+-- max_entry_size_bytes: silently not stored, still true). Tag items of an
+-- earlier set_with_tags stay, as in the Node package.
+function _M:set(hash, value, ttl_seconds)
+  check_ttl(ttl_seconds, "set")
+  local perr = store.check_part("hash", hash)
+  if perr then return nil, perr end
+  local tname, ck = names(self)
+  if not tname then return nil, ck end
+  ck = ck .. hash
+  local item, err = entry(self, ck, value, ttl_seconds)
+  if not item then
+    if err then return nil, err end
+    return true
+  end
+  local ok, perr2 = self.client:put_item{ TableName = tname, Item = item }
+  if not ok then return nil, perr2 end
+  return true
+end
+
+--- cache:delete(hash) -> true | nil, err
+-- Deletes the entry and its tag items. Cost: 1 DeleteItem (returning the
+-- old entry), plus 1 gsi1 Query when the old entry does not list its tags,
+-- plus ceil(tags / 25) BatchWriteItem. No Scan, whatever the table size.
+function _M:delete(hash)
+  local perr = store.check_part("hash", hash)
+  if perr then return nil, perr end
+  local tname, ck = names(self)
+  if not tname then return nil, ck end
+  ck = ck .. hash
+  local res, err = self.client:delete_item{ TableName = tname, Key = { pk = ck, sk = ck },
+                                            ReturnValues = "ALL_OLD" }
+  if not res then return nil, err end
+  local keys, qerr = old_tag_keys(self, tname, ck, res.Attributes)
+  if not keys then return nil, qerr end
+  local dels = {}
+  for _, pk in ipairs(keys) do dels[#dels + 1] = { pk = pk, sk = ck } end
+  return batch(self, tname, dels)
+end
+
+--- cache:set_with_tags(hash, value, ttl_seconds, tags) -> true | nil, err
+-- Writes the entry, removes the hash's old tag items that are not in
+-- `tags`, writes one tag item per tag. Cost: 1 PutItem (returning the old
+-- entry), plus 1 gsi1 Query when the old entry did not list its tags, plus
+-- ceil((stale + new tags) / 25) BatchWriteItem. No Scan.
+-- Known race: two set_with_tags of one hash at the same moment can leave
+-- the union of both tag sets (over-invalidation later, never a stale read).
+function _M:set_with_tags(hash, value, ttl_seconds, tags)
+  check_ttl(ttl_seconds, "set_with_tags")
+  if type(tags) ~= "table" then
+    error("bad argument #4 to 'set_with_tags' (table expected, got " .. type(tags) .. ")", 2)
+  end
+  local perr = store.check_part("hash", hash)
+  if perr then return nil, perr end
+  for _, tag in ipairs(tags) do
+    local terr = store.check_part("tag", tag)
+    if terr then return nil, terr end
+  end
+  local tname, ck, tp = names(self)
+  if not tname then return nil, ck end
+  ck = ck .. hash
+  local item, err = entry(self, ck, value, ttl_seconds)
+  if not item then
+    if err then return nil, err end
+    return true
+  end
+  local new, seen = {}, {}
+  for _, tag in ipairs(tags) do
+    local pk = tp .. tag
+    if not seen[pk] then
+      seen[pk] = true
+      new[#new + 1] = pk
+    end
+  end
+  item[TAGS_ATTR] = array(new)
+  local res, perr2 = self.client:put_item{ TableName = tname, Item = item, ReturnValues = "ALL_OLD" }
+  if not res then return nil, perr2 end
+  local old, qerr = old_tag_keys(self, tname, ck, res.Attributes)
+  if not old then return nil, qerr end
+  local dels, puts = {}, {}
+  for _, pk in ipairs(old) do
+    if not seen[pk] then
+      seen[pk] = true  -- also drops duplicates: one batch may not name a key twice
+      dels[#dels + 1] = { pk = pk, sk = ck }
+    end
+  end
+  for _, pk in ipairs(new) do
+    puts[#puts + 1] = { pk = pk, sk = ck, ttl = item.ttl, gsi1pk = ck, gsi1sk = pk }
+  end
+  return batch(self, tname, dels, puts)
+end
+
+-- Invalidates every entry named by the tag partitions `tags` (a list).
+local function invalidate(self, tags)
+  for _, tag in ipairs(tags) do
+    local terr = store.check_part("tag", tag)
+    if terr then return nil, terr end
+  end
+  local tname, cp, tp = names(self)
+  if not tname then return nil, cp end
+  local dels, entries, count, done = {}, {}, 0, {}
+  for _, tag in ipairs(tags) do
+    local pk = tp .. tag
+    if not done[pk] then
+      done[pk] = true
+      local items, err = self.client:query_all{
+        TableName = tname, ConsistentRead = true,
+        KeyConditionExpression = "pk = :p",
+        ExpressionAttributeValues = { [":p"] = pk },
+        ProjectionExpression = "pk, sk",
+      }
+      if not items then return nil, err end
+      for _, it in ipairs(items) do
+        dels[#dels + 1] = { pk = it.pk, sk = it.sk }
+        if not entries[it.sk] then
+          entries[it.sk] = true
+          count = count + 1
+          dels[#dels + 1] = { pk = it.sk, sk = it.sk }
+        end
+      end
+    end
+  end
+  local ok, err = batch(self, tname, dels)
+  if not ok then return nil, err end
+  return count
+end
+
+--- cache:invalidate_by_tag(tag) -> count | nil, err
+-- Queries TAG#<tag> (strongly consistent), deletes its tag items and each
+-- distinct entry they name once; count = the distinct entries named (as in
+-- the Node package, an entry already gone still counts). The entries'
+-- other tag items are left (they expire with the entry; a later
+-- set_with_tags of the hash removes them). Cost: 1 Query per 1 MB page +
+-- ceil((tag items + entries) / 25) BatchWriteItem.
+function _M:invalidate_by_tag(tag)
+  return invalidate(self, { tag })
+end
+
+--- cache:invalidate_by_tags(tags) -> count | nil, err
+-- The same for several tags; an entry named by more than one counts once.
+function _M:invalidate_by_tags(tags)
+  if type(tags) ~= "table" then
+    error("bad argument #1 to 'invalidate_by_tags' (table expected, got " .. type(tags) .. ")", 2)
+  end
+  return invalidate(self, tags)
+end
+
+--- cache:clear(scope?) -> count | nil, err
+-- Removes CACHE#<scope>* entries, or, with no scope, every CACHE# and TAG#
+-- item (the Node behaviour). Expensive like the Node package's: a Scan of
+-- the whole table plus ceil(matches / 25) BatchWriteItem. count = items
+-- deleted.
+function _M:clear(scope)
+  if scope ~= nil and type(scope) ~= "string" then
+    error("bad argument #1 to 'clear' (string expected, got " .. type(scope) .. ")", 2)
+  end
+  local tname, cp, tp = names(self)
+  if not tname then return nil, cp end
+  local params = { TableName = tname, ProjectionExpression = "pk, sk" }
+  if scope and scope ~= "" then
+    params.FilterExpression = "begins_with(pk, :c)"
+    params.ExpressionAttributeValues = { [":c"] = cp .. scope }
+  else
+    params.FilterExpression = "begins_with(pk, :c) OR begins_with(pk, :t)"
+    params.ExpressionAttributeValues = { [":c"] = cp, [":t"] = tp }
+  end
+  local dels, n = {}, 0
+  for it, err in self.client:scan_items(params) do
+    if it == false then return nil, err end
+    dels[#dels + 1] = { pk = it.pk, sk = it.sk }
+    if #dels >= BATCH * 40 then  -- bounded memory on a large table
+      local ok, berr = batch(self, tname, dels)
+      if not ok then return nil, berr end
+      n, dels = n + #dels, {}
+    end
+  end
+  local ok, err = batch(self, tname, dels)
+  if not ok then return nil, err end
+  return n + #dels
+end
+
+--- cache:close() -- holds nothing of its own (the client is the caller's).
+function _M:close() return true end
+
+return _M
