@@ -116,38 +116,118 @@ function _M.key(policy, kind, part)
 end
 
 -- Values are stored as the JSON text of the value, as the Node package
--- does; nil is the literal __UNDEFINED__.
+-- does (JSON.stringify / JSON.parse); nil is the literal __UNDEFINED__.
+-- lua-cjson does the parsing and printing; what it gets wrong for that
+-- contract is corrected around it, in one place for every store:
+--   ddbkit.null <-> JSON null; ddbkit.array() -> [] (lua-cjson 2.1.0 writes
+--   an empty table as {}; an empty list read back is an empty table: a
+--   lua-cjson limit); numbers in the shortest of %.14g..%.17g that reads
+--   back to the same double, Lua 5.4 integers as integers (lua-cjson prints
+--   %.14g, losing digits) and read back as integers (it makes every number
+--   a float).
 _M.UNDEFINED = "__UNDEFINED__"
 
-function _M.encode_value(v)
-  if v == nil then return _M.UNDEFINED end
-  local s, err = cjson.encode(v)
-  if not s then return nil, _M.err("SerializationError", "value is not JSON-encodable: " .. tostring(err)) end
+local cjson_codec = cjson.new()   -- our own instance: settings stay ours
+local json_null = cjson_codec.null
+local null, is_array, uuid = core.null, core.is_array, core.uuid
+local format, tonumber, next = string.format, tonumber, next
+local mtype = math.type   -- nil on LuaJIT
+local MAX_DEPTH = 1000
+
+-- Numbers: the shortest %.Ng (14..17) that reads back to the same double;
+-- Lua 5.4 integers as integers (lua-cjson would print them as %.14g doubles).
+local function number_text(x)
+  if mtype and mtype(x) == "integer" then return format("%d", x) end
+  if x ~= x or x == math.huge or x == -math.huge then return nil end
+  for p = 14, 17 do
+    local s = format("%." .. p .. "g", x)
+    if tonumber(s) == x then return s end
+  end
+  return format("%.17g", x)
+end
+
+-- Copies v into what lua-cjson can encode: ddbkit.null -> JSON null, and
+-- the parts lua-cjson would get wrong (empty ddbkit.array, numbers it would
+-- round) replaced by placeholder strings that encode() swaps for their text.
+local function prepare(v, ctx, depth)
+  local t = type(v)
+  if t == "number" then
+    local s = number_text(v)
+    if not s then return nil, "a NaN or infinite number" end
+    if s == format("%.14g", v) then return v end
+    ctx.n = ctx.n + 1
+    ctx.subs[ctx.n] = s
+    return "\0" .. ctx.token .. ":" .. ctx.n .. "\0"
+  end
+  if t ~= "table" then
+    if t == "string" or t == "boolean" or v == json_null then return v end
+    return nil, "a " .. t
+  end
+  if v == null then return json_null end
+  if depth > MAX_DEPTH then return nil, "nested deeper than " .. MAX_DEPTH .. " levels (a cycle?)" end
+  if next(v) == nil and is_array(v) then
+    ctx.n = ctx.n + 1
+    ctx.subs[ctx.n] = "[]"
+    return "\0" .. ctx.token .. ":" .. ctx.n .. "\0"
+  end
+  local copy = {}
+  for k, x in pairs(v) do
+    local y, why = prepare(x, ctx, depth + 1)
+    if why then return nil, why end
+    copy[k] = y
+  end
+  return copy
+end
+
+--- store.json_encode(v, what?) -> JSON text | nil, err (SerializationError)
+function _M.json_encode(v, what)
+  if v == null then return "null" end
+  local ctx = { n = 0, subs = {}, token = uuid() }
+  local p, why = prepare(v, ctx, 1)
+  local s, cerr
+  if not why then s, cerr = cjson_codec.encode(p) end
+  if not s then
+    return nil, _M.err("SerializationError", (what or "value") .. " is not JSON-encodable: "
+                       .. tostring(why or cerr))
+  end
+  if ctx.n > 0 then
+    s = s:gsub('"\\u0000' .. ctx.token:gsub("%-", "%%-") .. ':(%d+)\\u0000"',
+               function(i) return ctx.subs[tonumber(i)] end)
+  end
   return s
 end
 
--- lua-cjson reads every JSON number as a float; on Lua 5.4 that turns a
--- stored 1 into 1.0. JSON written by JavaScript (or by us) never spells an
--- integer with a fraction, so integral numbers become integers again.
+-- What lua-cjson decoded, in ddbkit's terms: JSON null -> ddbkit.null, and
+-- on Lua 5.4 integral numbers (lua-cjson 2.1.0 makes every number a float)
+-- back to integers, so 42 reads back as 42, not 42.0.
 local tointeger = math.tointeger
-local function integers(v)
-  if type(v) == "number" then return tointeger(v) or v end
+local function normalize(v)
+  if v == json_null then return null end
+  if tointeger and type(v) == "number" then return tointeger(v) or v end
   if type(v) == "table" then
-    for k, x in pairs(v) do
-      if type(x) == "number" or type(x) == "table" then v[k] = integers(x) end
-    end
+    for k, x in pairs(v) do v[k] = normalize(x) end
   end
   return v
 end
-if not tointeger then integers = function(v) return v end end -- LuaJIT: one number type
+
+--- store.json_decode(s) -> ok, value: ok false when the text is not JSON.
+function _M.json_decode(s)
+  if type(s) ~= "string" then return false end
+  local v = cjson_codec.decode(s)
+  if v == nil then return false end
+  return true, normalize(v)
+end
+
+--- store.encode_value(v) -> the stored text of a value (nil: __UNDEFINED__)
+function _M.encode_value(v)
+  if v == nil then return _M.UNDEFINED end
+  return _M.json_encode(v)
+end
 
 --- store.decode_value(s) -> ok, value: ok false when the text is not JSON.
 function _M.decode_value(s)
   if s == _M.UNDEFINED then return true, nil end
-  if type(s) ~= "string" then return false end
-  local v, err = cjson.decode(s)
-  if v == nil and err then return false end
-  return true, integers(v)
+  return _M.json_decode(s)
 end
 
 --- store.options(name, opts, spec): checks opts against spec = { field = checker }

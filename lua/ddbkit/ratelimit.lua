@@ -1,0 +1,548 @@
+-- ddbkit.ratelimit: a sliding-window rate limit on the shared store table,
+-- in the Node store package's layout (compat.md A.3), so Node services and
+-- ddbkit processes acquiring on one resource count against the same limit.
+--
+--   local rl = ddbkit.ratelimit.new{ client = client,
+--     default_config = { limit = 60, window_ms = 60000 },
+--     resource_configs = { ["slow-api"] = { limit = 10, window_ms = 60000 } } }
+--   local ok, err = rl:acquire("slow-api")      -- true: go; false: limited
+--   if ok == false then wait(rl:get_wait_time("slow-api")) end
+--
+-- Items (prefixes from the key-prefix policy; these are the defaults):
+--   log   pk = "RATELIMIT#<resource>", sk = "TS#<nowMs>#<uuid>", timestamp (ms),
+--         ttl (s) -- one per granted request
+--   slot  pk = "RATELIMIT_SLOT#<resource>", sk = "SLOT#<n>", timestamp, ttl,
+--         n in [0, limit) -- what makes acquire atomic
+--   cooldown pk = sk = "COOLDOWN#<origin>", cooldownUntil (ms), ttl (s)
+-- ttl is rounded up (ceil((now + window_ms) / 1000); Node floors): an item
+-- must never be removed by DynamoDB's TTL while it still counts, or a slot
+-- would come free early. Nothing of the Node package reads these ttls.
+--
+-- acquire (the Node package tries up to `limit` slot transactions, one by
+-- one, before answering false). Here: one strongly consistent Query of the
+-- slot partition returns every slot with its timestamp; a slot is free when
+-- it is missing or its timestamp is before now - window_ms. None free:
+-- false after 1 request. Otherwise one TransactWriteItems (the Node
+-- package's exact transaction: Put slot with condition
+-- `attribute_not_exists(pk) OR #timestamp < :windowStart`, Put log item) on
+-- a randomly chosen free slot: true after 2 requests. When another acquirer
+-- (ddbkit or Node) took that slot first, the cancellation returns the slot's
+-- new timestamp (ALL_OLD), so the slot is marked busy and another free slot
+-- of the same Query is tried (+1 request each); when none is left the slot
+-- partition is queried again. A call stops after MAX_REQUESTS (6) requests
+-- and answers false: under that much contention the window is as good as
+-- full, and false is always safe (the caller waits; nothing is over-granted).
+--
+-- Why this never grants more than `limit` in any window: a grant on slot n
+-- at time t needs n's previous grant before t - window_ms (the condition is
+-- checked atomically by DynamoDB), so any window_ms-long interval holds at
+-- most one grant per slot. That holds across processes and machines; it
+-- assumes their clocks agree (a clock running ahead takes slots early).
+--
+-- Costs (requests): acquire 2 (capacity), 1 (full: false), +1 per slot lost
+-- to a concurrent acquirer, at most 6; can_proceed 1, record 1, get_status
+-- 1, get_wait_time 1 (the count and the oldest grant in one Query),
+-- set/clear_cooldown 1, get_cooldown 1 (+1 deleting a passed cooldown),
+-- reset 2 Queries + 1 BatchWriteItem per 25 items, clear 1 Scan page + 1
+-- BatchWriteItem per 25 items. Queries of a partition holding more than
+-- 1 MB of projected items (tens of thousands of slots) take more pages.
+--
+-- record() writes a log item without a slot, as Node does: it counts for
+-- can_proceed / get_status / get_wait_time but not for acquire.
+--
+-- Time: timestamps from client.runtime.now_ms (wall clock, shared with the
+-- Node services); no sleeping anywhere.
+local ddbkit_core = require "ddbkit.core"
+local store = require "ddbkit.store"
+
+local type, pairs, ipairs, error, setmetatable, tostring, tonumber =
+      type, pairs, ipairs, error, setmetatable, tostring, tonumber
+local floor, ceil, max, format = math.floor, math.ceil, math.max, string.format
+local uuid = ddbkit_core.uuid
+
+local _M = { _VERSION = "0.1.0" }
+local mt = { __index = _M }
+
+local NAME = "ddbkit.ratelimit"
+local DEFAULT_TABLE = "http-client-toolkit"
+local STORE_NAME = "rate_limit"          -- for policy.table_name
+local MAX_REQUESTS = 6
+local BATCH = 25
+local MISSING_TABLE = 'DynamoDB table "%s" was not found. Create the table using your '
+                      .. "infrastructure before using DynamoDB stores."
+
+_M.MAX_REQUESTS = MAX_REQUESTS
+
+-- Randomness for the choice of slot: contenders must choose differently, so
+-- it is seeded per process from the kernel (LuaJIT's math.random starts
+-- every process on the same sequence) and kept apart from math.random.
+-- Park-Miller: exact in doubles on Lua 5.4 and LuaJIT alike.
+local seed = tonumber(uuid():gsub("-", ""):sub(1, 8), 16) % 2147483646 + 1
+local function random_index(n)
+  seed = (seed * 16807) % 2147483647
+  return floor(seed / 2147483647 * n) + 1
+end
+
+-- Options and configs ----------------------------------------------------
+
+local function config_error(cfg)
+  if type(cfg) ~= "table" then return "a table { limit, window_ms }" end
+  for k in pairs(cfg) do
+    if k ~= "limit" and k ~= "window_ms" then
+      return "a table { limit, window_ms } (unknown field " .. tostring(k) .. ")"
+    end
+  end
+  local l, w = cfg.limit, cfg.window_ms
+  if type(l) ~= "number" or l < 0 or l ~= floor(l) then
+    return "a table whose limit is an integer >= 0"
+  end
+  if type(w) ~= "number" or w ~= w or w <= 0 or w == math.huge then
+    return "a table whose window_ms is a positive number"
+  end
+end
+
+local function copy_config(cfg) return { limit = cfg.limit, window_ms = cfg.window_ms } end
+
+local function check_resource_configs(v)
+  if type(v) ~= "table" then return "a table mapping resources to { limit, window_ms }" end
+  for res, cfg in pairs(v) do
+    if type(res) ~= "string" or store.check_part("resource", res) then
+      return "a table mapping resources (valid key parts) to { limit, window_ms }"
+    end
+    local want = config_error(cfg)
+    if want then return "a table whose [" .. res .. "] is " .. want end
+  end
+end
+
+_M.config_error = config_error
+_M.check_resource_configs = check_resource_configs
+
+--- The fields every rate limit store shares (ddbkit.adaptive uses it too).
+function _M.init(self, name, opts, default_config)
+  self.name = name
+  self.client = opts.client
+  self.runtime = opts.client.runtime
+  self.table_name = opts.table_name or DEFAULT_TABLE
+  self.policy = store.policy(opts.policy)
+  self.default_config = copy_config(opts.default_config or default_config)
+  self.configs = {}
+  for res, cfg in pairs(opts.resource_configs or {}) do self.configs[res] = copy_config(cfg) end
+  return self
+end
+
+--- ddbkit.ratelimit.new{ client, table_name?, policy?, default_config?
+--- ({ limit = 60, window_ms = 60000 }), resource_configs? } -> store.
+--- Raises on a bad option.
+function _M.new(opts)
+  opts = store.options(NAME .. ".new", opts, {
+    client = store.is_client, table_name = store.is_string, policy = store.is_any,
+    default_config = config_error, resource_configs = check_resource_configs,
+  })
+  if opts.client == nil then error(NAME .. ".new: opts.client must be a ddbkit.client", 2) end
+  local self = _M.init(setmetatable({}, mt), NAME, opts, { limit = 60, window_ms = 60000 })
+  self.store_name = STORE_NAME
+  return self
+end
+
+-- Helpers shared with ddbkit.adaptive --------------------------------------
+
+local function check_open(self)
+  if self.closed then error(self.name .. ": the store is closed", 3) end
+end
+_M.check_open = check_open
+
+function _M.config_for(self, resource)
+  return self.configs[resource] or self.default_config
+end
+
+-- The table of this operation (asked of the policy every time).
+function _M.table_of(self)
+  return self.policy.table(self.store_name, self.table_name)
+end
+
+-- A transaction names its tables inside TransactItems, so the client
+-- cannot put the compat message on a missing table; this does.
+local function missing_table(err, tbl)
+  if err and err.code == "ResourceNotFoundException" then
+    err.message = format(MISSING_TABLE, tbl)
+  end
+  return err
+end
+
+local function ms_text(ms) return format("%.0f", ms) end
+_M.ms_text = ms_text
+
+-- ttl for an item that counts until `until_ms`: never before it.
+local function ttl_of(until_ms) return ceil(until_ms / 1000) end
+_M.ttl_of = ttl_of
+
+-- Reads the slot partition: { [n] = timestamp } (a slot without a number
+-- timestamp reads as busy forever: Node's condition cannot free it either),
+-- and the number of requests spent.
+local function read_slots(client, tbl, slot_pk)
+  local slots, pages = {}, 0
+  for page, err in client:query_pages{
+      TableName = tbl, ConsistentRead = true,
+      KeyConditionExpression = "pk = :pk",
+      ProjectionExpression = "sk, #ts",
+      ExpressionAttributeNames = { ["#ts"] = "timestamp" },
+      ExpressionAttributeValues = { [":pk"] = slot_pk } } do
+    pages = pages + 1
+    if page == false then return nil, pages, err end
+    for _, item in ipairs(page.Items or {}) do
+      local n = tonumber(type(item.sk) == "string" and item.sk:match("^SLOT#(%d+)$"))
+      if n then
+        local ts = item.timestamp
+        slots[n] = type(ts) == "number" and ts or math.huge
+      end
+    end
+  end
+  return slots, pages
+end
+
+--- acquire_slot(self, a) -> true | false | nil, err: the slot acquire of
+-- both stores. a = { table, slot_pk, share, window_ms, log_item(now, id) ->
+-- the log item to write with the slot }. Grants when fewer than `share`
+-- slots of the partition are busy (slots at n >= share, left by a larger
+-- share, count as busy too) and a slot in [0, share) is free.
+-- On a grant, a.granted_ms is set to the timestamp stored.
+function _M.acquire_slot(self, a)
+  local client, tbl, share, window = self.client, a.table, a.share, a.window_ms
+  if share <= 0 then return false end
+  local requests, slots, stale = 0, nil, false
+  while true do
+    if not slots then
+      -- a Query that leaves no request for the transaction is not worth it
+      if requests > MAX_REQUESTS - 2 then return false end
+      local got, pages, err = read_slots(client, tbl, a.slot_pk)
+      requests = requests + pages
+      if not got then return nil, err end
+      slots, stale = got, false
+    end
+    local now = floor(self.runtime.now_ms())
+    local window_start = now - window
+    local free, nfree, busy = {}, 0, 0
+    for _, ts in pairs(slots) do
+      if ts >= window_start then busy = busy + 1 end
+    end
+    if busy < share then
+      for n = 0, share - 1 do
+        local ts = slots[n]
+        if ts == nil or ts < window_start then
+          nfree = nfree + 1
+          free[nfree] = n
+        end
+      end
+    end
+    if nfree == 0 then
+      -- As read by this call's last Query: full. A view we changed after
+      -- lost races is read again (slots may have come free since).
+      if not stale then return false end
+      slots = nil
+    else
+      if requests >= MAX_REQUESTS then return false end
+      local n = free[random_index(nfree)]
+      local id = uuid()
+      local res, err = client:transact_write_items{
+        ClientRequestToken = id,   -- a resent attempt after a lost response is not a 2nd grant
+        TransactItems = {
+          { Put = {
+              TableName = tbl,
+              Item = { pk = a.slot_pk, sk = "SLOT#" .. n, timestamp = now,
+                       ttl = ttl_of(now + window) },
+              ConditionExpression = "attribute_not_exists(pk) OR #timestamp < :windowStart",
+              ExpressionAttributeNames = { ["#timestamp"] = "timestamp" },
+              ExpressionAttributeValues = { [":windowStart"] = window_start },
+              ReturnValuesOnConditionCheckFailure = "ALL_OLD" } },
+          { Put = { TableName = tbl, Item = a.log_item(now, id) } },
+        },
+      }
+      requests = requests + 1
+      if res then
+        a.granted_ms = now
+        return true
+      end
+      local reason = err.code == "TransactionCanceledException" and err.cancellation_reasons
+                     and err.cancellation_reasons[1]
+      if not reason or (reason.Code ~= "ConditionalCheckFailed"
+                        and reason.Code ~= "TransactionConflict") then
+        return nil, missing_table(err, tbl)
+      end
+      -- Another acquirer holds slot n now: its timestamp when DynamoDB sent
+      -- the item, else (a conflicting transaction in flight) as of now.
+      local ts = reason.Item and reason.Item.timestamp
+      slots[n] = type(ts) == "number" and ts or now
+      stale = true
+    end
+  end
+end
+
+-- Counts a partition's (or index partition's) items with sort key >= from,
+-- stopping at `limit`; with want_oldest, also returns the first item's
+-- timestamp. One request unless more than 1 MB of items qualify.
+function _M.count_in_window(self, q, limit, want_oldest)
+  local count, oldest, start = 0, nil, nil
+  repeat
+    local params = {
+      TableName = q.table, IndexName = q.index, ConsistentRead = not q.index or nil,
+      KeyConditionExpression = q.key .. " = :pk AND " .. q.range .. " >= :from",
+      ExpressionAttributeValues = { [":pk"] = q.pk, [":from"] = q.from },
+      Limit = limit - count, ExclusiveStartKey = start,
+    }
+    if want_oldest then
+      params.ProjectionExpression = "#ts"
+      params.ExpressionAttributeNames = { ["#ts"] = "timestamp" }
+      params.ScanIndexForward = true
+    else
+      params.Select = "COUNT"
+    end
+    local page, err = self.client:query(params)
+    if not page then return nil, nil, err end
+    if want_oldest and not oldest and page.Items and page.Items[1] then
+      oldest = page.Items[1].timestamp
+    end
+    count = count + (page.Count or 0)
+    start = page.LastEvaluatedKey
+  until not start or count >= limit
+  return count, oldest
+end
+
+-- Deletes the given keys, 25 per BatchWriteItem.
+local function delete_keys(client, tbl, keys)
+  for i = 1, #keys, BATCH do
+    local reqs = {}
+    for j = i, math.min(i + BATCH - 1, #keys) do
+      reqs[#reqs + 1] = { DeleteRequest = { Key = { pk = keys[j].pk, sk = keys[j].sk } } }
+    end
+    local ok, err = client:batch_write_item{ RequestItems = { [tbl] = reqs } }
+    if not ok then return nil, err end
+  end
+  return true
+end
+
+--- delete_partitions(self, tbl, pks) -> true | nil, err
+function _M.delete_partitions(self, tbl, pks)
+  for _, pk in ipairs(pks) do
+    local keys, err = self.client:query_all{
+      TableName = tbl, KeyConditionExpression = "pk = :pk",
+      ProjectionExpression = "pk, sk", ExpressionAttributeValues = { [":pk"] = pk } }
+    if not keys then return nil, err end
+    local ok, derr = delete_keys(self.client, tbl, keys)
+    if not ok then return nil, derr end
+  end
+  return true
+end
+
+-- Resolves key prefixes, or nil, err (a PolicyError).
+function _M.keys(self, resource)
+  local log_pk, err = store.key(self.policy, "ratelimit", resource)
+  if not log_pk then return nil, err end
+  local slot_pk, serr = store.key(self.policy, "ratelimit_slot", resource)
+  if not slot_pk then return nil, serr end
+  return log_pk, slot_pk
+end
+
+local function prepare(self, resource)
+  check_open(self)
+  local bad = store.check_part("resource", resource)
+  if bad then return nil, bad end
+  local tbl, terr = _M.table_of(self)
+  if not tbl then return nil, terr end
+  local log_pk, slot_pk = _M.keys(self, resource)
+  if not log_pk then return nil, slot_pk end
+  return tbl, log_pk, slot_pk
+end
+_M.prepare = prepare
+
+-- Methods ----------------------------------------------------------------
+
+--- store:acquire(resource) -> true | false | nil, err
+function _M:acquire(resource)
+  local tbl, log_pk, slot_pk = prepare(self, resource)
+  if not tbl then return nil, log_pk end
+  local cfg = _M.config_for(self, resource)
+  return _M.acquire_slot(self, {
+    table = tbl, slot_pk = slot_pk, share = cfg.limit, window_ms = cfg.window_ms,
+    log_item = function(now, id)
+      return { pk = log_pk, sk = "TS#" .. ms_text(now) .. "#" .. id, timestamp = now,
+               ttl = ttl_of(now + cfg.window_ms) }
+    end,
+  })
+end
+
+--- store:can_proceed(resource) -> boolean | nil, err: fewer than `limit`
+-- log items in the window (1 Query COUNT, bounded by limit).
+function _M:can_proceed(resource)
+  local tbl, log_pk = prepare(self, resource)
+  if not tbl then return nil, log_pk end
+  local cfg = _M.config_for(self, resource)
+  if cfg.limit <= 0 then return false end
+  local now = floor(self.runtime.now_ms())
+  local count, _, err = _M.count_in_window(self, { table = tbl, key = "pk", range = "sk",
+    pk = log_pk, from = "TS#" .. ms_text(now - cfg.window_ms) }, cfg.limit)
+  if not count then return nil, err end
+  return count < cfg.limit
+end
+
+--- store:record(resource) -> true | nil, err: one log item, no slot.
+function _M:record(resource)
+  local tbl, log_pk = prepare(self, resource)
+  if not tbl then return nil, log_pk end
+  local cfg = _M.config_for(self, resource)
+  local now = floor(self.runtime.now_ms())
+  local ok, err = self.client:put_item{ TableName = tbl, Item = {
+    pk = log_pk, sk = "TS#" .. ms_text(now) .. "#" .. uuid(), timestamp = now,
+    ttl = ttl_of(now + cfg.window_ms) } }
+  if not ok then return nil, err end
+  return true
+end
+
+--- store:get_status(resource) -> { remaining, reset_time, limit } | nil, err
+-- reset_time: epoch ms, now + window_ms (as the Node package says).
+function _M:get_status(resource)
+  local tbl, log_pk = prepare(self, resource)
+  if not tbl then return nil, log_pk end
+  local cfg = _M.config_for(self, resource)
+  local now = floor(self.runtime.now_ms())
+  local count = 0
+  if cfg.limit > 0 then
+    local c, _, err = _M.count_in_window(self, { table = tbl, key = "pk", range = "sk",
+      pk = log_pk, from = "TS#" .. ms_text(now - cfg.window_ms) }, cfg.limit)
+    if not c then return nil, err end
+    count = c
+  end
+  return { remaining = max(0, cfg.limit - count), reset_time = now + cfg.window_ms,
+           limit = cfg.limit }
+end
+
+--- store:get_wait_time(resource) -> ms | nil, err: 0 with capacity,
+-- window_ms when the limit is 0, else until the oldest grant in the window
+-- leaves it. One Query: the first `limit` log items of the window, oldest
+-- first (their count and the oldest timestamp).
+function _M:get_wait_time(resource)
+  local tbl, log_pk = prepare(self, resource)
+  if not tbl then return nil, log_pk end
+  local cfg = _M.config_for(self, resource)
+  if cfg.limit <= 0 then return cfg.window_ms end
+  local now = floor(self.runtime.now_ms())
+  local count, oldest, err = _M.count_in_window(self, { table = tbl, key = "pk", range = "sk",
+    pk = log_pk, from = "TS#" .. ms_text(now - cfg.window_ms) }, cfg.limit, true)
+  if not count then return nil, err end
+  if count < cfg.limit or type(oldest) ~= "number" then return 0 end
+  return max(0, oldest + cfg.window_ms - now)
+end
+
+--- store:reset(resource) -> true | nil, err: deletes the log and slot partitions.
+function _M:reset(resource)
+  local tbl, log_pk, slot_pk = prepare(self, resource)
+  if not tbl then return nil, log_pk end
+  return _M.delete_partitions(self, tbl, { log_pk, slot_pk })
+end
+
+--- store:set_resource_config(resource, { limit, window_ms }) -> true | nil, err
+function _M:set_resource_config(resource, cfg)
+  check_open(self)
+  local bad = store.check_part("resource", resource)
+  if bad then return nil, bad end
+  local want = config_error(cfg)
+  if want then error(self.name .. ": set_resource_config's config must be " .. want, 2) end
+  self.configs[resource] = copy_config(cfg)
+  if self.on_config then self:on_config(resource) end
+  return true
+end
+
+--- store:get_resource_config(resource) -> { limit, window_ms } | nil, err
+function _M:get_resource_config(resource)
+  local bad = store.check_part("resource", resource)
+  if bad then return nil, bad end
+  return copy_config(_M.config_for(self, resource))
+end
+
+-- Cooldowns ----------------------------------------------------------------
+
+local function cooldown_key(self, origin)
+  check_open(self)
+  local bad = store.check_part("origin", origin)
+  if bad then return nil, bad end
+  local tbl, terr = _M.table_of(self)
+  if not tbl then return nil, terr end
+  local pk, err = store.key(self.policy, "cooldown", origin)
+  if not pk then return nil, err end
+  return tbl, pk
+end
+
+--- store:set_cooldown(origin, until_ms) -> true | nil, err
+function _M:set_cooldown(origin, until_ms)
+  if type(until_ms) ~= "number" or until_ms ~= until_ms then
+    error("bad argument #2 to 'set_cooldown' (epoch ms expected, got " .. type(until_ms) .. ")", 2)
+  end
+  local tbl, pk = cooldown_key(self, origin)
+  if not tbl then return nil, pk end
+  local ok, err = self.client:put_item{ TableName = tbl, Item = {
+    pk = pk, sk = pk, cooldownUntil = until_ms, ttl = ttl_of(until_ms) } }
+  if not ok then return nil, err end
+  return true
+end
+
+--- store:get_cooldown(origin) -> until_ms | nil (none, or passed: then it
+-- is deleted, unless someone set a new one meanwhile) | nil, err
+function _M:get_cooldown(origin)
+  local tbl, pk = cooldown_key(self, origin)
+  if not tbl then return nil, pk end
+  local res, err = self.client:get_item{ TableName = tbl, Key = { pk = pk, sk = pk },
+                                         ConsistentRead = true }
+  if not res then return nil, err end
+  local item = res.Item
+  if not item then return nil end
+  local until_ms = item.cooldownUntil
+  if type(until_ms) == "number" and self.runtime.now_ms() < until_ms then return until_ms end
+  local params = { TableName = tbl, Key = { pk = pk, sk = pk } }
+  if until_ms ~= nil then
+    params.ConditionExpression = "cooldownUntil = :u"
+    params.ExpressionAttributeValues = { [":u"] = until_ms }
+  end
+  local ok, derr = self.client:delete_item(params)
+  if not ok and derr.code ~= "ConditionalCheckFailedException" then return nil, derr end
+  return nil
+end
+
+--- store:clear_cooldown(origin) -> true | nil, err
+function _M:clear_cooldown(origin)
+  local tbl, pk = cooldown_key(self, origin)
+  if not tbl then return nil, pk end
+  local ok, err = self.client:delete_item{ TableName = tbl, Key = { pk = pk, sk = pk } }
+  if not ok then return nil, err end
+  return true
+end
+
+--- store:clear() -> true | nil, err: every rate limit log, slot and
+-- cooldown item of the table (Scan; the Node package's clear), adaptive
+-- stores' items included (they share the prefixes).
+function _M:clear()
+  check_open(self)
+  local tbl, terr = _M.table_of(self)
+  if not tbl then return nil, terr end
+  local values, ors = {}, {}
+  for i, kind in ipairs({ "ratelimit", "ratelimit_slot", "cooldown" }) do
+    local p, err = self.policy.prefix(kind)
+    if not p then return nil, err end
+    values[":p" .. i] = p
+    ors[i] = "begins_with(pk, :p" .. i .. ")"
+  end
+  for page, err in self.client:scan_pages{ TableName = tbl, ProjectionExpression = "pk, sk",
+      FilterExpression = table.concat(ors, " OR "), ExpressionAttributeValues = values } do
+    if page == false then return nil, err end
+    local ok, derr = delete_keys(self.client, tbl, page.Items or {})
+    if not ok then return nil, derr end
+  end
+  if self.on_clear then self:on_clear() end
+  return true
+end
+
+--- store:close(): the store holds nothing but its client (not closed
+-- here: it may be shared); later calls raise.
+function _M:close()
+  self.closed = true
+end
+
+return _M

@@ -1,0 +1,475 @@
+-- ddbkit.ratelimit against DynamoDB Local: every method, per-resource
+-- configs, cooldowns, TTL semantics, request budgets (client:stats()), the
+-- Node package's messages for bad resources, and interop both ways with
+-- items written exactly as the Node package writes them.
+local H = require "test_helper"
+local ddbkit = require "ddbkit"
+local schema = require "ddbkit.schema"
+local blocking = require "ddbkit.runtime.blocking"
+local ratelimit = require "ddbkit.ratelimit"
+
+local function make_table(c)
+  local name = H.unique("rl")
+  assert(c:create_table(schema.create_table_params(ddbkit.TABLE_SCHEMA, name)))
+  assert(c:wait_for_table(name, 30000))
+  return name
+end
+
+-- A client whose wall clock is T (and monotonic clock T too), and whose
+-- sends may be intercepted: hooks[op](params) runs before op is sent.
+local function fake_client(state)
+  return H.client{ runtime = {
+    send = function(core, op, params)
+      local hook = state.hooks and state.hooks[op]
+      if hook then hook(params) end
+      return blocking.send(core, op, params)
+    end,
+    sleep = function() end,
+    now_ms = function() return state.T end,
+    mono_ms = function() return state.T end,
+  } }
+end
+
+local function requests(c, f)
+  c:reset_stats()
+  local a, b = f()
+  return c:stats().requests, a, b
+end
+
+-- Node: Query COUNT of the log partition from TS#<windowStart>.
+local function node_count(c, T, res, from)
+  local n = 0
+  for page in c:query_pages{ TableName = T, Select = "COUNT",
+      KeyConditionExpression = "pk = :pk AND sk >= :s",
+      ExpressionAttributeValues = { [":pk"] = "RATELIMIT#" .. res, [":s"] = "TS#" .. string.format("%.0f", from) } } do
+    assert(page, "query failed")
+    n = n + page.Count
+  end
+  return n
+end
+
+local function node_log(c, T, res, ts, id)
+  assert(c:put_item{ TableName = T, Item = { pk = "RATELIMIT#" .. res,
+    sk = "TS#" .. string.format("%.0f", ts) .. "#" .. (id or H.unique("node")),
+    timestamp = ts, ttl = math.floor((ts + 60000) / 1000) } })
+end
+
+local function node_slot(c, T, res, n, ts)
+  assert(c:put_item{ TableName = T, Item = { pk = "RATELIMIT_SLOT#" .. res, sk = "SLOT#" .. n,
+    timestamp = ts, ttl = math.floor((ts + 60000) / 1000) } })
+end
+
+describe("ddbkit.ratelimit", function()
+  local admin, T
+
+  setup(function()
+    admin = H.client()
+    T = make_table(admin)
+  end)
+
+  teardown(function()
+    admin:delete_table{ TableName = T }
+    admin:close()
+  end)
+
+  describe("new", function()
+    it("checks its options and names the field", function()
+      assert.has_error(function() ratelimit.new{} end, "ddbkit.ratelimit.new: opts.client must be a ddbkit.client")
+      assert.has_error(function() ratelimit.new{ client = admin, bogus = 1 } end,
+        "ddbkit.ratelimit.new: unknown option opts.bogus")
+      assert.has_error(function() ratelimit.new{ client = admin, default_config = { limit = -1, window_ms = 1 } } end,
+        "ddbkit.ratelimit.new: opts.default_config must be a table whose limit is an integer >= 0")
+      assert.has_error(function() ratelimit.new{ client = admin, default_config = { limit = 1, window_ms = 0 } } end,
+        "ddbkit.ratelimit.new: opts.default_config must be a table whose window_ms is a positive number")
+      assert.has_error(function() ratelimit.new{ client = admin, resource_configs = { [""] = { limit = 1, window_ms = 1 } } } end)
+      assert.has_error(function() ratelimit.new{ client = admin, table_name = "" } end,
+        "ddbkit.ratelimit.new: opts.table_name must be a non-empty string")
+    end)
+
+    it("defaults to { limit = 60, window_ms = 60000 } and the Node table name", function()
+      local rl = ratelimit.new{ client = admin }
+      assert.same({ limit = 60, window_ms = 60000 }, rl:get_resource_config("any"))
+      assert.equals("http-client-toolkit", rl.table_name)
+    end)
+
+    it("is reachable as ddbkit.ratelimit and from create_stores", function()
+      assert.equals(ratelimit, ddbkit.ratelimit)
+      local stores = ddbkit.create_stores{ client = admin, table_name = T,
+        rate_limit = { default_config = { limit = 2, window_ms = 1000 } } }
+      assert.same({ limit = 2, window_ms = 1000 }, stores.rate_limit:get_resource_config("x"))
+    end)
+  end)
+
+  describe("acquire", function()
+    it("grants up to the limit with 2 requests each, then answers false with 1", function()
+      local rl = ratelimit.new{ client = admin, table_name = T, default_config = { limit = 5, window_ms = 60000 } }
+      local res = H.unique("cap")
+      for i = 1, 5 do
+        local n, ok, err = requests(admin, function() return rl:acquire(res) end)
+        assert.is_nil(err)
+        assert.is_true(ok, "grant " .. i)
+        assert.is_true(n <= 2, "grant " .. i .. " took " .. n .. " requests")
+      end
+      for _ = 1, 3 do
+        local n, ok, err = requests(admin, function() return rl:acquire(res) end)
+        assert.is_nil(err)
+        assert.is_false(ok)
+        assert.is_true(n <= 2, "a full window took " .. n .. " requests")
+      end
+      assert.equals(5, node_count(admin, T, res, admin.runtime.now_ms() - 60000))
+    end)
+
+    it("a limit of 0 never grants and sends nothing", function()
+      local rl = ratelimit.new{ client = admin, table_name = T, default_config = { limit = 0, window_ms = 1000 } }
+      local n, ok = requests(admin, function() return rl:acquire(H.unique("zero")) end)
+      assert.is_false(ok)
+      assert.equals(0, n)
+    end)
+
+    it("frees a slot once its grant leaves the window (fake clock)", function()
+      local state = { T = 1700000000000 }
+      local c = fake_client(state)
+      local rl = ratelimit.new{ client = c, table_name = T, default_config = { limit = 2, window_ms = 1000 } }
+      local res = H.unique("slide")
+      assert.is_true(rl:acquire(res))
+      state.T = state.T + 500
+      assert.is_true(rl:acquire(res))
+      assert.is_false(rl:acquire(res))
+      state.T = state.T + 500          -- first grant at exactly windowStart: still in
+      assert.is_false(rl:acquire(res))
+      -- compat's formula, oldest + window_ms - now, says 0 at this very ms
+      -- (the Node package's; the slot frees 1 ms later)
+      assert.equals(0, rl:get_wait_time(res))
+      state.T = state.T + 1            -- now strictly older than the window
+      assert.is_true(rl:acquire(res))
+      assert.is_false(rl:acquire(res))
+    end)
+
+    it("takes another free slot when a concurrent acquirer wins the chosen one", function()
+      local state = { T = 1700000100000, hooks = {} }
+      local c = fake_client(state)
+      local rl = ratelimit.new{ client = c, table_name = T, default_config = { limit = 3, window_ms = 60000 } }
+      local res = H.unique("race")
+      local stolen = 0
+      state.hooks.TransactWriteItems = function(params)
+        if stolen < 1 then  -- a Node acquirer takes exactly the slot we chose
+          stolen = stolen + 1
+          local slot = params.TransactItems[1].Put.Item
+          node_slot(admin, T, res, slot.sk:match("%d+"), state.T)
+        end
+      end
+      local n, ok, err = requests(c, function() return rl:acquire(res) end)
+      assert.is_nil(err)
+      assert.is_true(ok)
+      assert.equals(3, n)   -- Query, lost transaction, winning transaction (no re-Query)
+      state.hooks.TransactWriteItems = nil
+      assert.is_true(rl:acquire(res))
+      local n2, ok2 = requests(c, function() return rl:acquire(res) end)
+      assert.is_false(ok2)
+      assert.equals(1, n2)
+    end)
+
+    it("re-reads the slots when every known free slot was lost, and stops at 6 requests", function()
+      local state = { T = 1700000200000, hooks = {} }
+      local c = fake_client(state)
+      local rl = ratelimit.new{ client = c, table_name = T, default_config = { limit = 50, window_ms = 60000 } }
+      local res = H.unique("storm")
+      state.hooks.TransactWriteItems = function(params)   -- every attempt loses
+        node_slot(admin, T, res, params.TransactItems[1].Put.Item.sk:match("%d+"), state.T)
+      end
+      local n, ok, err = requests(c, function() return rl:acquire(res) end)
+      assert.is_nil(err)
+      assert.is_false(ok)
+      assert.equals(ratelimit.MAX_REQUESTS, n)
+    end)
+  end)
+
+  describe("can_proceed, record, get_status, get_wait_time", function()
+    it("count log items in the window, recorded ones too, 1 request each", function()
+      local state = { T = 1700001000000 }
+      local c = fake_client(state)
+      local rl = ratelimit.new{ client = c, table_name = T, default_config = { limit = 3, window_ms = 10000 } }
+      local res = H.unique("count")
+      local n, ok = requests(c, function() return rl:can_proceed(res) end)
+      assert.is_true(ok)
+      assert.equals(1, n)
+      assert.equals(0, rl:get_wait_time(res))
+      n = requests(c, function() return rl:record(res) end)
+      assert.equals(1, n)
+      state.T = state.T + 100
+      assert.is_true(rl:acquire(res))
+      local st
+      n, st = requests(c, function() return rl:get_status(res) end)
+      assert.equals(1, n)
+      assert.same({ remaining = 1, reset_time = state.T + 10000, limit = 3 }, st)
+      state.T = state.T + 100
+      assert.is_true(rl:record(res))
+      assert.is_false(rl:can_proceed(res))
+      assert.equals(0, rl:get_status(res).remaining)
+      local wait
+      n, wait = requests(c, function() return rl:get_wait_time(res) end)
+      assert.equals(1, n)
+      assert.equals(10000 - 200, wait)   -- the oldest (recorded) grant leaves first
+      state.T = state.T + 9801
+      assert.is_true(rl:can_proceed(res))
+      assert.equals(0, rl:get_wait_time(res))
+    end)
+
+    it("get_wait_time is window_ms for a limit of 0", function()
+      local rl = ratelimit.new{ client = admin, table_name = T, default_config = { limit = 0, window_ms = 4321 } }
+      assert.equals(4321, rl:get_wait_time(H.unique("z")))
+      assert.is_false(rl:can_proceed(H.unique("z")))
+      assert.same({ remaining = 0, limit = 0 },
+        (function(s) return { remaining = s.remaining, limit = s.limit } end)(rl:get_status(H.unique("z"))))
+    end)
+  end)
+
+  describe("configs per resource", function()
+    it("resource_configs, set_resource_config and get_resource_config", function()
+      local a, b = H.unique("a"), H.unique("b")
+      local rl = ratelimit.new{ client = admin, table_name = T, default_config = { limit = 1, window_ms = 60000 },
+        resource_configs = { [a] = { limit = 2, window_ms = 60000 } } }
+      assert.same({ limit = 2, window_ms = 60000 }, rl:get_resource_config(a))
+      assert.same({ limit = 1, window_ms = 60000 }, rl:get_resource_config(b))
+      assert.is_true(rl:acquire(a))
+      assert.is_true(rl:acquire(a))
+      assert.is_false(rl:acquire(a))
+      assert.is_true(rl:acquire(b))
+      assert.is_false(rl:acquire(b))
+      assert.is_true(rl:set_resource_config(b, { limit = 3, window_ms = 60000 }))
+      assert.same({ limit = 3, window_ms = 60000 }, rl:get_resource_config(b))
+      assert.is_true(rl:acquire(b))
+      assert.is_true(rl:acquire(b))
+      assert.is_false(rl:acquire(b))
+      assert.has_error(function() rl:set_resource_config(b, { limit = 1 }) end)
+      local got = rl:get_resource_config(b)
+      got.limit = 99   -- a copy: the store's config does not change
+      assert.equals(3, rl:get_resource_config(b).limit)
+    end)
+  end)
+
+  describe("reset and clear", function()
+    it("reset deletes the resource's log and slots only", function()
+      local rl = ratelimit.new{ client = admin, table_name = T, default_config = { limit = 1, window_ms = 60000 } }
+      local a, b = H.unique("ra"), H.unique("rb")
+      assert.is_true(rl:acquire(a))
+      assert.is_true(rl:acquire(b))
+      assert.is_true(rl:reset(a))
+      assert.is_true(rl:acquire(a))
+      assert.is_false(rl:acquire(b))
+    end)
+
+    it("clear removes every log, slot and cooldown item and nothing else", function()
+      local T2 = make_table(admin)
+      local rl = ratelimit.new{ client = admin, table_name = T2, default_config = { limit = 1, window_ms = 60000 } }
+      assert.is_true(rl:acquire("x"))
+      assert.is_true(rl:set_cooldown("example.com", admin.runtime.now_ms() + 60000))
+      assert(admin:put_item{ TableName = T2, Item = { pk = "CACHE#k", sk = "CACHE#k", value = "1" } })
+      assert.is_true(rl:clear())
+      local left = assert(admin:scan_all{ TableName = T2 })
+      assert.equals(1, #left)
+      assert.equals("CACHE#k", left[1].pk)
+      assert.is_true(rl:acquire("x"))
+      admin:delete_table{ TableName = T2 }
+    end)
+  end)
+
+  describe("cooldowns", function()
+    it("set, get, clear; Node's item layout", function()
+      local state = { T = 1700002000000 }
+      local c = fake_client(state)
+      local rl = ratelimit.new{ client = c, table_name = T }
+      local origin = H.unique("api.example.com")
+      assert.is_nil(rl:get_cooldown(origin))
+      assert.is_true(rl:set_cooldown(origin, state.T + 5000))
+      local raw = assert(admin:get_item{ TableName = T, Key = { pk = "COOLDOWN#" .. origin, sk = "COOLDOWN#" .. origin } }).Item
+      assert.equals(state.T + 5000, raw.cooldownUntil)
+      assert.equals(math.ceil((state.T + 5000) / 1000), raw.ttl)
+      assert.equals(state.T + 5000, rl:get_cooldown(origin))
+      assert.is_true(rl:clear_cooldown(origin))
+      assert.is_nil(rl:get_cooldown(origin))
+    end)
+
+    it("a passed cooldown reads as none and is deleted", function()
+      local state = { T = 1700003000000 }
+      local c = fake_client(state)
+      local rl = ratelimit.new{ client = c, table_name = T }
+      local origin = H.unique("o")
+      assert.is_true(rl:set_cooldown(origin, state.T + 1000))
+      state.T = state.T + 1000
+      local n, v, err = requests(c, function() return rl:get_cooldown(origin) end)
+      assert.is_nil(v)
+      assert.is_nil(err)
+      assert.equals(2, n)
+      assert.is_nil(admin:get_item{ TableName = T, Key = { pk = "COOLDOWN#" .. origin, sk = "COOLDOWN#" .. origin } }.Item)
+    end)
+
+    it("reads a cooldown the Node package wrote", function()
+      local rl = ratelimit.new{ client = admin, table_name = T }
+      local origin, untilms = H.unique("n"), math.floor(admin.runtime.now_ms()) + 60000
+      assert(admin:put_item{ TableName = T, Item = { pk = "COOLDOWN#" .. origin, sk = "COOLDOWN#" .. origin,
+        cooldownUntil = untilms, ttl = math.floor(untilms / 1000) } })
+      assert.equals(untilms, rl:get_cooldown(origin))
+    end)
+  end)
+
+  describe("bad input", function()
+    local rl
+    before_each(function() rl = ratelimit.new{ client = admin, table_name = T } end)
+
+    it("returns the Node package's messages for invalid resources, sending nothing", function()
+      local cases = {
+        { "", "resource must not be empty" },
+        { "a\nb", "resource contains unsupported control characters" },
+        { string.rep("x", 513), "resource exceeds maximum length of 512 bytes" },
+      }
+      for _, case in ipairs(cases) do
+        for _, m in ipairs({ "acquire", "can_proceed", "record", "get_status", "reset", "get_wait_time",
+                             "get_resource_config" }) do
+          local n, v, err = requests(admin, function() return rl[m](rl, case[1]) end)
+          assert.is_nil(v, m)
+          assert.equals(case[2], err.message, m)
+          assert.equals(0, n, m)
+        end
+        local v, err = rl:set_resource_config(case[1], { limit = 1, window_ms = 1 })
+        assert.is_nil(v)
+        assert.equals(case[2], err.message)
+      end
+      local v, err = rl:get_cooldown("")
+      assert.is_nil(v)
+      assert.equals("origin must not be empty", err.message)
+    end)
+
+    it("raises on misuse", function()
+      assert.has_error(function() rl:set_cooldown("o", "soon") end)
+      assert.has_error(function() rl:set_resource_config("r", "x") end)
+    end)
+
+    it("a missing table gives the compat message", function()
+      local missing = ratelimit.new{ client = admin, table_name = "no-such-table-rl" }
+      local ok, err = missing:acquire("x")
+      assert.is_nil(ok)
+      assert.equals('DynamoDB table "no-such-table-rl" was not found. Create the table using your '
+        .. "infrastructure before using DynamoDB stores.", err.message)
+      local _, err2 = missing:can_proceed("x")
+      assert.equals(err.message, err2.message)
+    end)
+
+    it("a closed store raises", function()
+      rl:close()
+      assert.has_error(function() rl:acquire("x") end, "ddbkit.ratelimit: the store is closed")
+    end)
+  end)
+
+  describe("TTL semantics", function()
+    it("log and slot items older than the window do not count, whatever their ttl", function()
+      local state = { T = 1700004000000 }
+      local c = fake_client(state)
+      local rl = ratelimit.new{ client = c, table_name = T, default_config = { limit = 2, window_ms = 1000 } }
+      local res = H.unique("old")
+      -- expired (ttl passed) and still present, as DynamoDB's TTL lags
+      for i = 0, 1 do
+        node_log(admin, T, res, state.T - 5000 - i)
+        node_slot(admin, T, res, i, state.T - 5000)
+      end
+      assert.is_true(rl:can_proceed(res))
+      assert.equals(2, rl:get_status(res).remaining)
+      assert.is_true(rl:acquire(res))
+      assert.is_true(rl:acquire(res))
+      assert.is_false(rl:acquire(res))
+    end)
+
+    it("ddbkit's items carry a ttl no earlier than the end of their window", function()
+      local state = { T = 1700005000500 }
+      local c = fake_client(state)
+      local rl = ratelimit.new{ client = c, table_name = T, default_config = { limit = 1, window_ms = 1000 } }
+      local res = H.unique("ttl")
+      assert.is_true(rl:acquire(res))
+      local log = assert(admin:query_all{ TableName = T, KeyConditionExpression = "pk = :p",
+        ExpressionAttributeValues = { [":p"] = "RATELIMIT#" .. res } })
+      local slots = assert(admin:query_all{ TableName = T, KeyConditionExpression = "pk = :p",
+        ExpressionAttributeValues = { [":p"] = "RATELIMIT_SLOT#" .. res } })
+      assert.equals(1, #log)
+      assert.equals(1, #slots)
+      assert.equals(1700005002, log[1].ttl)      -- ceil(1700005001.5)
+      assert.equals(1700005002, slots[1].ttl)
+    end)
+  end)
+
+  describe("interop with the Node package", function()
+    it("Node-style log items count for can_proceed, get_status and get_wait_time", function()
+      local rl = ratelimit.new{ client = admin, table_name = T, default_config = { limit = 3, window_ms = 60000 } }
+      local res = H.unique("nlog")
+      local now = math.floor(admin.runtime.now_ms())
+      node_log(admin, T, res, now - 3000)
+      node_log(admin, T, res, now - 2000)
+      assert.equals(1, rl:get_status(res).remaining)
+      assert.is_true(rl:can_proceed(res))
+      node_log(admin, T, res, now - 1000)
+      assert.is_false(rl:can_proceed(res))
+      local wait = rl:get_wait_time(res)
+      assert.is_true(wait > 50000 and wait <= 57000, "wait " .. wait)
+    end)
+
+    it("Node-style slots count for acquire", function()
+      local rl = ratelimit.new{ client = admin, table_name = T, default_config = { limit = 3, window_ms = 60000 } }
+      local res = H.unique("nslot")
+      local now = math.floor(admin.runtime.now_ms())
+      node_slot(admin, T, res, 0, now - 100)
+      node_slot(admin, T, res, 2, now - 100)
+      assert.is_true(rl:acquire(res))      -- only slot 1 is free
+      local slot1 = assert(admin:get_item{ TableName = T, Key = { pk = "RATELIMIT_SLOT#" .. res, sk = "SLOT#1" } }).Item
+      assert.is_truthy(slot1, "ddbkit took slot 1")
+      assert.is_false(rl:acquire(res))
+    end)
+
+    it("ddbkit's grants are what the Node package reads", function()
+      local rl = ratelimit.new{ client = admin, table_name = T, default_config = { limit = 4, window_ms = 60000 } }
+      local res = H.unique("dlog")
+      local before = math.floor(admin.runtime.now_ms())
+      assert.is_true(rl:acquire(res))
+      assert.is_true(rl:acquire(res))
+      assert.is_true(rl:record(res))
+      assert.equals(3, node_count(admin, T, res, before - 60000))
+      local log = assert(admin:query_all{ TableName = T, KeyConditionExpression = "pk = :p",
+        ExpressionAttributeValues = { [":p"] = "RATELIMIT#" .. res } })
+      for _, item in ipairs(log) do
+        local ts, id = item.sk:match("^TS#(%d+)#(.+)$")
+        assert.equals(item.timestamp, tonumber(ts))
+        assert.is_truthy(id:match("^%x+%-%x+%-4%x+%-%x+%-%x+$"), item.sk)
+        assert.is_true(item.timestamp >= before)
+        assert.equals(math.ceil((item.timestamp + 60000) / 1000), item.ttl)
+      end
+      local slots = assert(admin:query_all{ TableName = T, KeyConditionExpression = "pk = :p",
+        ExpressionAttributeValues = { [":p"] = "RATELIMIT_SLOT#" .. res } })
+      assert.equals(2, #slots)
+      for _, s in ipairs(slots) do
+        local n = tonumber(s.sk:match("^SLOT#(%d+)$"))
+        assert.is_true(n >= 0 and n < 4)
+        assert.is_number(s.timestamp)
+        assert.is_number(s.ttl)
+      end
+      -- a Node acquirer's slot condition sees ddbkit's slots as busy
+      for _, s in ipairs(slots) do
+        local ok, err = admin:put_item{ TableName = T, Item = { pk = s.pk, sk = s.sk, timestamp = before, ttl = 1 },
+          ConditionExpression = "attribute_not_exists(pk) OR #timestamp < :windowStart",
+          ExpressionAttributeNames = { ["#timestamp"] = "timestamp" },
+          ExpressionAttributeValues = { [":windowStart"] = before + 1 - 60000 } }
+        assert.is_nil(ok)
+        assert.equals("ConditionalCheckFailedException", err.code)
+      end
+    end)
+  end)
+
+  describe("key-prefix policy", function()
+    it("a policy that raises is a PolicyError naming it; nothing is written", function()
+      local rl = ratelimit.new{ client = admin, table_name = T,
+        policy = { name = "broken", prefix = function() error("boom") end } }
+      local n, ok, err = requests(admin, function() return rl:acquire("x") end)
+      assert.is_nil(ok)
+      assert.equals("PolicyError", err.code)
+      assert.is_truthy(err.message:find("broken", 1, true))
+      assert.equals(0, n)
+    end)
+  end)
+end)

@@ -1,0 +1,71 @@
+-- One acquirer of ratelimit_contention_spec.lua, run as its own OS process:
+--
+--   lua ratelimit_worker.lua ENDPOINT TABLE RESOURCE OUTFILE RUN_MS LIMIT WINDOW_MS
+--
+-- Calls acquire(RESOURCE) in a loop for RUN_MS (monotonic clock) and writes
+-- one line per call to OUTFILE:
+--   "G <granted_ms> <requests>"   a grant: the wall-clock ms stored with it
+--   "D <requests>"                a denial
+-- and, last, "R <first_call_wall_ms> <last_return_wall_ms>".
+-- <granted_ms> is the runtime's now_ms that acquire read for the winning
+-- transaction (the slot's and log item's timestamp), caught by wrapping the
+-- runtime's now_ms; <requests> is client:stats().requests for that call.
+-- After a denial it pauses a random 0..5 ms (through the runtime), as a
+-- polite caller would, so six hot loops do not starve DynamoDB Local.
+-- Exits 0 when done; on any failure prints why on stderr and exits 1.
+local endpoint, table_name, resource, outfile = arg[1], arg[2], arg[3], arg[4]
+local run_ms, limit, window_ms = tonumber(arg[5]), tonumber(arg[6]), tonumber(arg[7])
+if not (endpoint and table_name and resource and outfile and run_ms and limit and window_ms) then
+  io.stderr:write("usage: ratelimit_worker.lua ENDPOINT TABLE RESOURCE OUTFILE RUN_MS LIMIT WINDOW_MS\n")
+  os.exit(2)
+end
+
+local ddbkit = require "ddbkit"
+local blocking = require "ddbkit.runtime.blocking"
+
+local function fail(what, err)
+  io.stderr:write(string.format("ratelimit_worker: %s: %s\n", what, tostring(err)))
+  os.exit(1)
+end
+
+local last_now
+local runtime = {
+  send = blocking.send, sleep = blocking.sleep, mono_ms = blocking.mono_ms,
+  now_ms = function()
+    last_now = blocking.now_ms()
+    return last_now
+  end,
+}
+
+local client, cerr = ddbkit.client{
+  region = "us-east-1", endpoint = endpoint, timeout_ms = 5000, runtime = runtime,
+  credentials = { access_key_id = "ddbkittest", secret_access_key = "ddbkittestsecret" },
+}
+if not client then fail("client", cerr) end
+
+local rl = ddbkit.ratelimit.new{ client = client, table_name = table_name,
+                                 default_config = { limit = limit, window_ms = window_ms } }
+local out = io.open(outfile, "w") or fail("open", outfile)
+
+local lines = {}
+local first_call = blocking.now_ms()
+local deadline = blocking.mono_ms() + run_ms
+-- LuaJIT starts every process on the same random sequence
+math.randomseed(tonumber(require("ddbkit.core").uuid():sub(1, 8), 16))
+while blocking.mono_ms() < deadline do
+  client:reset_stats()
+  local ok, err = rl:acquire(resource)
+  local n = client:stats().requests
+  if ok == nil then fail("acquire", err) end
+  if ok then
+    lines[#lines + 1] = string.format("G %.0f %d", last_now, n)
+  else
+    lines[#lines + 1] = string.format("D %d", n)
+    runtime.sleep(math.random(0, 5))
+  end
+end
+lines[#lines + 1] = string.format("R %.0f %.0f", first_call, blocking.now_ms())
+out:write(table.concat(lines, "\n"), "\n")
+out:close()
+client:close()
+os.exit(0)
