@@ -85,7 +85,12 @@ function _M.policy(spec)
     error("ddbkit: key-prefix policy " .. name .. " has no prefix(kind) function", 3)
   end
   local p = { name = name }
+  -- Policies are pure by contract, so a good answer is kept; a failing one
+  -- is asked again next time (and fails the operation each time).
+  local known = {}
   function p.prefix(kind)
+    local hit = known[kind]
+    if hit then return hit end
     local ok, v = pcall(mod.prefix, kind)
     if not ok then
       return nil, _M.err("PolicyError", "key-prefix policy " .. name .. " failed: " .. tostring(v))
@@ -94,15 +99,20 @@ function _M.policy(spec)
       return nil, _M.err("PolicyError", "key-prefix policy " .. name .. " returned "
         .. tostring(v) .. " for " .. kind .. " (a non-empty string without control characters)")
     end
+    known[kind] = v
     return v
   end
+  local tables = {}
   function p.table(store, configured)
     if type(mod.table_name) ~= "function" then return configured end
+    local memo = tables[store]
+    if memo and memo[1] == configured then return memo[2] end
     local ok, v = pcall(mod.table_name, store, configured)
     if not ok or type(v) ~= "string" or v == "" then
       return nil, _M.err("PolicyError", "key-prefix policy " .. name .. " gave no table for "
         .. store .. ": " .. tostring(v))
     end
+    tables[store] = { configured, v }
     return v
   end
   return p
@@ -201,11 +211,22 @@ end
 -- on Lua 5.4 integral numbers (lua-cjson 2.1.0 makes every number a float)
 -- back to integers, so 42 reads back as 42, not 42.0.
 local tointeger = math.tointeger
+-- Only numbers, nulls and tables are touched: this runs on every cache
+-- hit, and writing every field back was most of a small value's decode.
 local function normalize(v)
   if v == json_null then return null end
-  if tointeger and type(v) == "number" then return tointeger(v) or v end
-  if type(v) == "table" then
-    for k, x in pairs(v) do v[k] = normalize(x) end
+  local t = type(v)
+  if t == "number" then return tointeger and tointeger(v) or v end
+  if t == "table" then
+    for k, x in pairs(v) do
+      local tx = type(x)
+      if tx == "number" then
+        local i = tointeger and tointeger(x)
+        if i then v[k] = i end
+      elseif tx == "table" or x == json_null then
+        v[k] = normalize(x)
+      end
+    end
   end
   return v
 end

@@ -9,7 +9,8 @@
 --   policy.table_name(store, configured) -> string   (optional)
 --     the table a store ("cache", "dedupe", "rate_limit",
 --     "adaptive_rate_limit") uses; `configured` is the store's table_name.
--- Both must be pure: stores call them on every operation and cache nothing.
+-- Both must be pure (same answer for the same arguments): a store keeps
+-- the answers it got, so a policy is re-read only by reloading it.
 -- A policy that raises or returns anything else makes the store fail with
 -- code "PolicyError" naming this script, before anything is written.
 local PREFIX = {

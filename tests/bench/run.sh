@@ -55,6 +55,30 @@
 # per worker), BENCH_LOCK_SECONDS (60: each worker's time limit; run.sh
 # kills a worker by PID when it is not done 90 s after that).
 #
+# Against nginx, also the response cache (ddbkit.cache, bench_cache.lua):
+# a second nginx server ("nginx-cache", same config file, another port)
+# answers every GetItem with a cache entry in the Node layout, and
+# cache:get("h1") runs N times on Lua 5.4 and LuaJIT, every call a hit whose
+# value is checked, next to the floor program against the same server, all
+# pinned like the other nginx rounds, BENCH_ROUNDS rounds, best CPU kept:
+#     RESULT target=nginx-cache client=C bench=cache-get n=N cpu_us_per_req=X req_per_s=Y
+# Target: CPU per get <= 1.5x the floor's CPU per request against that
+# server. Lines in build/bench/cache_results.txt. Env: BENCH_CACHE (1; 0
+# skips).
+#
+# Against DynamoDB Local, last, requests per store operation for every row
+# of the budget table (tests/bench/budgets.lua, run once, table
+# bench_stores with the store schema; client:stats() around each call):
+# cache get hit / miss, cache delete and set_with_tags on a table holding
+# BENCH_BUDGET_FILL (10000) other items, rate_limit acquire with capacity
+# and on a full window, dedupe register_or_join joining a job, adaptive
+# acquire (first call with the once-per-process load, then steady); and
+# rate_limit acquire under load: BENCH_BUDGET_WORKERS (6) processes of
+# tests/spec/ratelimit_worker.lua on one resource (limit 20 per 2000 ms) for
+# BENCH_BUDGET_LOAD_MS (6000) ms, average and maximum requests per acquire.
+# Lines in build/bench/budget_results.txt, worker files in
+# build/bench/budgets/. Env: BENCH_BUDGETS (1; 0 skips).
+#
 # Needs `make all` first (build/libddbkit.a and the two core.so); installs
 # nginx (apt) and the SDK (`npm ci` in tests/bench/sdk) when missing.
 set -euo pipefail
@@ -78,8 +102,14 @@ LOCK_WARMUP="${BENCH_LOCK_WARMUP:-200}"
 LOCK_WORKERS="${BENCH_LOCK_WORKERS:-4}"
 LOCK_GRANTS="${BENCH_LOCK_GRANTS:-300}"
 LOCK_SECONDS="${BENCH_LOCK_SECONDS:-60}"
+CACHE_BENCH="${BENCH_CACHE:-1}"
+BUDGETS="${BENCH_BUDGETS:-1}"
+BUDGET_FILL="${BENCH_BUDGET_FILL:-10000}"
+BUDGET_WORKERS="${BENCH_BUDGET_WORKERS:-6}"
+BUDGET_LOAD_MS="${BENCH_BUDGET_LOAD_MS:-6000}"
 for v in "$N_NGINX" "$N_DDBLOCAL" "$WARMUP" "$WARMUP_SDK" "$SERVER_WARMUP" "$ROUNDS" \
-         "$LOCK_BENCH" "$LOCK_N" "$LOCK_WARMUP" "$LOCK_WORKERS" "$LOCK_GRANTS" "$LOCK_SECONDS"; do
+         "$LOCK_BENCH" "$LOCK_N" "$LOCK_WARMUP" "$LOCK_WORKERS" "$LOCK_GRANTS" "$LOCK_SECONDS" \
+         "$CACHE_BENCH" "$BUDGETS" "$BUDGET_FILL" "$BUDGET_WORKERS" "$BUDGET_LOAD_MS"; do
     case "$v" in ''|*[!0-9]*) echo "bench: counts must be whole numbers (got '$v')" >&2; exit 2 ;; esac
 done
 if [ "$N_NGINX" -lt 1 ] || [ "$N_DDBLOCAL" -lt 1 ] || [ "$ROUNDS" -lt 1 ]; then
@@ -87,6 +117,9 @@ if [ "$N_NGINX" -lt 1 ] || [ "$N_DDBLOCAL" -lt 1 ] || [ "$ROUNDS" -lt 1 ]; then
 fi
 if [ "$LOCK_N" -lt 1 ] || [ "$LOCK_WORKERS" -lt 1 ] || [ "$LOCK_GRANTS" -lt 1 ] || [ "$LOCK_SECONDS" -lt 1 ]; then
     echo "bench: BENCH_LOCK_N, _WORKERS, _GRANTS and _SECONDS must be at least 1" >&2; exit 2
+fi
+if [ "$BUDGET_WORKERS" -lt 1 ] || [ "$BUDGET_LOAD_MS" -lt 1 ] || [ "$BUDGET_FILL" -gt 1000000 ]; then
+    echo "bench: BENCH_BUDGET_WORKERS and _LOAD_MS must be at least 1, BENCH_BUDGET_FILL at most 1000000" >&2; exit 2
 fi
 
 say() { printf 'bench: %s\n' "$*" >&2; }
@@ -97,14 +130,16 @@ die() { say "error: $*"; exit 1; }
 NGINX_PID=""
 DDB_PORT=""
 LOCK_PIDS=()        # the lock benchmark's workers while they run
+BUDGET_PIDS=()      # the rate limit load's workers while they run
 alive() { kill -0 "$1" 2>/dev/null; }
 cleanup() {
     local rc=$? i p
-    for p in "${LOCK_PIDS[@]}"; do
+    for p in "${LOCK_PIDS[@]}" "${BUDGET_PIDS[@]}"; do
         if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
         wait "$p" 2>/dev/null || true
     done
     LOCK_PIDS=()
+    BUDGET_PIDS=()
     if [ -n "$NGINX_PID" ] && alive "$NGINX_PID"; then
         kill -TERM "$NGINX_PID" 2>/dev/null || true
         for ((i = 0; i < 100; i++)); do alive "$NGINX_PID" || break; sleep 0.1; done
@@ -192,12 +227,15 @@ wait_http_200() {
 }
 
 start_nginx() {
-    local port conf without m
+    local port cport conf without m p
     port="$(free_port)"
+    cport="$(free_port)"
+    while [ "$cport" = "$port" ]; do cport="$(free_port)"; done
     rm -rf "$NGX_PREFIX"
     mkdir -p "$NGX_PREFIX/conf" "$NGX_PREFIX/logs" "$NGX_PREFIX/temp"
     conf="$NGX_PREFIX/conf/nginx.conf"
-    sed -e "s|@PREFIX@|$NGX_PREFIX|g" -e "s|@PORT@|$port|g" "$HERE/nginx.conf.in" >"$conf"
+    sed -e "s|@PREFIX@|$NGX_PREFIX|g" -e "s|@PORT@|$port|g" -e "s|@CACHE_PORT@|$cport|g" \
+        "$HERE/nginx.conf.in" >"$conf"
     # Drop the temp-path lines of modules this nginx was built without.
     without="$("$NGINX_BIN" -V 2>&1 || true)"
     for m in fastcgi uwsgi scgi; do
@@ -211,12 +249,15 @@ start_nginx() {
     $PIN "$NGINX_BIN" -p "$NGX_PREFIX" -c "$conf" -e "$NGX_PREFIX/logs/error.log" \
         </dev/null >>"$NGX_PREFIX/logs/stdout.log" 2>&1 &
     NGINX_PID=$!
-    if ! wait_http_200 "http://127.0.0.1:$port" "$NGINX_PID"; then
-        tail -n 20 "$NGX_PREFIX/logs/error.log" >&2 2>/dev/null || true
-        die "nginx did not answer on 127.0.0.1:$port"
-    fi
-    say "nginx on 127.0.0.1:$port (pid $NGINX_PID)"
+    for p in "$port" "$cport"; do
+        if ! wait_http_200 "http://127.0.0.1:$p" "$NGINX_PID"; then
+            tail -n 20 "$NGX_PREFIX/logs/error.log" >&2 2>/dev/null || true
+            die "nginx did not answer on 127.0.0.1:$p"
+        fi
+    done
+    say "nginx on 127.0.0.1:$port, cache entry server on 127.0.0.1:$cport (pid $NGINX_PID)"
     NGINX_URL="http://127.0.0.1:$port"
+    NGINX_CACHE_URL="http://127.0.0.1:$cport"
 }
 
 start_ddblocal() {
@@ -248,10 +289,11 @@ if [ "${BENCH_PIN:-1}" != 0 ] && command -v taskset >/dev/null && [ "$(nproc)" -
     PIN_CPU=$(($(nproc) - 1))
 fi
 
-# run_client TARGET CLIENT CMD...: runs it, keeps its RESULT line.
-run_client() {
-    local target="$1" client="$2" line
-    shift 2
+# run_client_into FILE TARGET CLIENT CMD...: runs it, keeps its RESULT line
+# in FILE.
+run_client_into() {
+    local file="$1" target="$2" client="$3" line
+    shift 3
     say "$target: $client"
     if ! line="$($PIN "$@" | grep '^RESULT ' | tail -n 1)" || [ -z "$line" ]; then
         say "FAILED: $client against $target"
@@ -259,8 +301,10 @@ run_client() {
         return 0
     fi
     printf '%s\n' "$line" >&2
-    printf '%s\n' "$line" >>"$RESULTS"
+    printf '%s\n' "$line" >>"$file"
 }
+# run_client TARGET CLIENT CMD...: the same, into results.txt.
+run_client() { run_client_into "$RESULTS" "$@"; }
 
 run_all() {
     local target="$1" url="$2" n="$3"
@@ -286,6 +330,29 @@ bench_target() {
     for ((r = 1; r <= ROUNDS; r++)); do
         say "$target: round $r of $ROUNDS"
         run_all "$target" "$url" "$n"
+    done
+}
+
+# --- cache:get hits against nginx-cache (pinned like the nginx rounds) ------
+
+CACHE_RESULTS="$OUT/cache_results.txt"
+: >"$CACHE_RESULTS"
+
+bench_cache() {
+    local url="$1" n="$2" r target=nginx-cache
+    local lpath="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
+    if [ "$SERVER_WARMUP" -gt 0 ]; then
+        say "$target: warming the server up ($SERVER_WARMUP requests)"
+        $PIN "$OUT/floor" "$url" "$target" "$SERVER_WARMUP" 0 'CACHE#h1' >/dev/null \
+            || die "the server warm-up against $target failed"
+    fi
+    for ((r = 1; r <= ROUNDS; r++)); do
+        say "$target: round $r of $ROUNDS"
+        run_client_into "$CACHE_RESULTS" "$target" floor "$OUT/floor" "$url" "$target" "$n" "$WARMUP" 'CACHE#h1'
+        run_client_into "$CACHE_RESULTS" "$target" ddbkit-lua54 env LUA_PATH="$lpath" LUA_CPATH="$ROOT/build/lua54/?.so;;" \
+            lua5.4 "$HERE/bench_cache.lua" "$url" "$target" ddbkit-lua54 "$n" "$WARMUP"
+        run_client_into "$CACHE_RESULTS" "$target" ddbkit-luajit env LUA_PATH="$lpath" LUA_CPATH="$ROOT/build/luajit/?.so;;" \
+            luajit "$HERE/bench_cache.lua" "$url" "$target" ddbkit-luajit "$n" "$WARMUP"
     done
 }
 
@@ -422,6 +489,79 @@ bench_locks() {
     run_lock_contention "$url"
 }
 
+# --- requests per store operation: the budget table (DynamoDB Local) ---------
+
+BUDGET_RESULTS="$OUT/budget_results.txt"
+BUDGET_DIR="$OUT/budgets"
+BUDGET_TABLE=bench_stores
+: >"$BUDGET_RESULTS"
+
+# The single-process rows, then BUDGET_WORKERS processes of
+# tests/spec/ratelimit_worker.lua on one resource; bounded wait, stragglers
+# killed by PID.
+run_budgets() {
+    local url="$1" i p rc limit late=0 ok=1 out
+    local -a files=()
+    say "ddblocal: requests per store operation (budgets.lua, $BUDGET_FILL other items)"
+    if ! out="$("${lua54_env[@]}" lua5.4 "$HERE/budgets.lua" single "$url" "$BUDGET_TABLE" "$BUDGET_FILL")"; then
+        printf '%s\n' "$out" >&2
+        say "FAILED: budgets.lua single"
+        FAILED=1
+        return 0
+    fi
+    printf '%s\n' "$out" | grep '^ROW ' | tee -a "$BUDGET_RESULTS" >&2 || true
+    rm -rf "$BUDGET_DIR"
+    mkdir -p "$BUDGET_DIR"
+    say "ddblocal: rate_limit load, $BUDGET_WORKERS processes x ${BUDGET_LOAD_MS} ms (limit 20 per 2000 ms)"
+    BUDGET_PIDS=()
+    for ((i = 1; i <= BUDGET_WORKERS; i++)); do
+        "${lua54_env[@]}" lua5.4 "$ROOT/tests/spec/ratelimit_worker.lua" "$url" "$BUDGET_TABLE" \
+            budget-load "$BUDGET_DIR/w$i.txt" "$BUDGET_LOAD_MS" 20 2000 \
+            </dev/null >"$BUDGET_DIR/w$i.out" 2>"$BUDGET_DIR/w$i.err" &
+        BUDGET_PIDS+=("$!")
+        files+=("$BUDGET_DIR/w$i.txt")
+    done
+    # A worker stops by itself after BUDGET_LOAD_MS plus its last call (at
+    # most 6 requests of at most 5 s each); 60 s margin on top.
+    limit=$((SECONDS + BUDGET_LOAD_MS / 1000 + 30 + 60))
+    for p in "${BUDGET_PIDS[@]}"; do
+        while alive "$p" && [ "$SECONDS" -lt "$limit" ]; do sleep 0.2; done
+    done
+    for p in "${BUDGET_PIDS[@]}"; do
+        if alive "$p"; then
+            late=1
+            say "rate limit worker (pid $p) still running after the time limit; sending TERM"
+            kill -TERM "$p" 2>/dev/null || true
+        fi
+    done
+    if [ "$late" = 1 ]; then
+        sleep 1
+        for p in "${BUDGET_PIDS[@]}"; do
+            if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+        done
+    fi
+    i=0
+    for p in "${BUDGET_PIDS[@]}"; do
+        i=$((i + 1))
+        rc=0
+        wait "$p" || rc=$?
+        if [ "$rc" -ne 0 ]; then
+            ok=0
+            say "FAILED: rate limit worker $i (pid $p) exit status $rc:"
+            sed 's/^/    /' "$BUDGET_DIR/w$i.err" >&2 || true
+        fi
+    done
+    BUDGET_PIDS=()
+    [ "$ok" = 1 ] || { FAILED=1; return 0; }
+    if ! out="$("${lua54_env[@]}" lua5.4 "$HERE/budgets.lua" load 20 2000 "${files[@]}")"; then
+        printf '%s\n' "$out" >&2
+        say "FAILED: budgets.lua load"
+        FAILED=1
+        return 0
+    fi
+    printf '%s\n' "$out" | grep -E '^(ROW|LOAD) ' | tee -a "$BUDGET_RESULTS" >&2 || true
+}
+
 T0=$SECONDS
 for target in $TARGETS; do
     case "$target" in
@@ -429,12 +569,14 @@ for target in $TARGETS; do
             PIN="${PIN_CPU:+taskset -c $PIN_CPU}"
             start_nginx
             bench_target nginx "$NGINX_URL" "$N_NGINX"
+            if [ "$CACHE_BENCH" != 0 ]; then bench_cache "$NGINX_CACHE_URL" "$N_NGINX"; fi
             ;;
         ddblocal)
             PIN=""
             start_ddblocal
             bench_target ddblocal "$DDB_URL" "$N_DDBLOCAL"
             if [ "$LOCK_BENCH" != 0 ]; then bench_locks "$DDB_URL"; fi
+            if [ "$BUDGETS" != 0 ]; then run_budgets "$DDB_URL"; fi
             ;;
         *) die "unknown target '$target' (nginx, ddblocal)" ;;
     esac
@@ -556,6 +698,47 @@ sdk_version="$(node -p 'require("./tests/bench/sdk/node_modules/@aws-sdk/client-
                     T["grants"], T["wall_s"], T["grants_per_s"], T["requests_per_grant"], T["fence_delta"], T["overlaps"]
             }
         }' "$LOCK_RESULTS"
+    fi
+    if [ -s "$CACHE_RESULTS" ]; then
+        echo
+        # shellcheck disable=SC2016  # the backticks are Markdown
+        printf 'Response cache (ddbkit.cache) against nginx-cache, a second nginx server answering every GetItem with one cache entry in the Node layout (ttl 0; value the JSON text of {"user":"ada","n":42,"tags":["a","b"]}): `cache:get("h1")`, every call a hit, the value decoded and checked; the floor posts its fixed request to the same server. Pinned to the same CPU as the other nginx rounds; best of %s rounds. Target: CPU per get within 1.5x the floor.\n' "$ROUNDS"
+        echo
+        awk '
+        function kv(s,   i, a, m, p) {
+            delete F
+            m = split(s, a, " ")
+            for (i = 2; i <= m; i++) { p = index(a[i], "="); F[substr(a[i], 1, p - 1)] = substr(a[i], p + 1) }
+        }
+        /^RESULT / {
+            kv($0); c = F["client"]; x = F["cpu_us_per_req"] + 0
+            if (!(c in cpu)) order[++nc] = c
+            if (!(c in cpu) || x < cpu[c]) { cpu[c] = x; rps[c] = F["req_per_s"] + 0; n[c] = F["n"] + 0 }
+        }
+        END {
+            print "| client | gets | CPU µs/get | gets/s | vs floor | target 1.5x |"
+            print "| --- | ---: | ---: | ---: | ---: | :---: |"
+            fl = ("floor" in cpu) ? cpu["floor"] : 0
+            for (i = 1; i <= nc; i++) {
+                c = order[i]
+                if (c == "floor") {
+                    printf "| floor (libcurl, fixed request) | %d | %.1f | %d | 1.00x | |\n", n[c], cpu[c], rps[c]
+                    continue
+                }
+                vs = fl > 0 ? sprintf("%.2fx", cpu[c] / fl) : "n/a"
+                st = fl > 0 ? (cpu[c] <= 1.5 * fl ? "PASS" : "MISS") : "n/a"
+                printf "| %s `cache:get` | %d | %.1f | %d | %s | %s |\n", c, n[c], cpu[c], rps[c], vs, st
+            }
+        }' "$CACHE_RESULTS"
+    fi
+    if [ -s "$BUDGET_RESULTS" ]; then
+        echo
+        printf 'Requests per store operation against DynamoDB Local (client:stats(): reset before the call, read after; exact counts, one run; table %s with the store schema, %s other items written before the delete and set_with_tags rows). The Node column is what the Node store package does for the same call.\n' \
+            "$BUDGET_TABLE" "$BUDGET_FILL"
+        echo
+        echo "| operation | ddbkit requests | budget | met | Node package |"
+        echo "| --- | --- | --- | :---: | --- |"
+        sed -n 's/^ROW //p' "$BUDGET_RESULTS"
     fi
 } >"$OUT/results.md"
 
