@@ -87,6 +87,16 @@ local function names(self)
   return t, cp, tp
 end
 
+-- The table and the entry's key for `hash` (checked as the Node package
+-- checks it), or nil, err.
+local function entry_key(self, hash)
+  local perr = store.check_part("hash", hash)
+  if perr then return nil, perr end
+  local tname, cp = names(self)
+  if not tname then return nil, cp end
+  return tname, cp .. hash
+end
+
 local function now_s(self) return floor(self.runtime.now_ms() / 1000) end
 
 local function check_ttl(ttl_seconds, name)
@@ -177,11 +187,8 @@ end
 -- ttl, are left to DynamoDB's TTL). The read is eventually consistent, as
 -- in the Node package. A stored "__UNDEFINED__" reads back as nil.
 function _M:get(hash)
-  local perr = store.check_part("hash", hash)
-  if perr then return nil, perr end
-  local tname, ck = names(self)
+  local tname, ck = entry_key(self, hash)
   if not tname then return nil, ck end
-  ck = ck .. hash
   local res, err = self.client:get_item{ TableName = tname, Key = { pk = ck, sk = ck } }
   if not res then return nil, err end
   local item = res.Item
@@ -217,11 +224,8 @@ end
 -- earlier set_with_tags stay, as in the Node package.
 function _M:set(hash, value, ttl_seconds)
   check_ttl(ttl_seconds, "set")
-  local perr = store.check_part("hash", hash)
-  if perr then return nil, perr end
-  local tname, ck = names(self)
+  local tname, ck = entry_key(self, hash)
   if not tname then return nil, ck end
-  ck = ck .. hash
   local item, err = entry(self, ck, value, ttl_seconds)
   if not item then
     if err then return nil, err end
@@ -237,11 +241,8 @@ end
 -- old entry), plus 1 gsi1 Query when the old entry does not list its tags,
 -- plus ceil(tags / 25) BatchWriteItem. No Scan, whatever the table size.
 function _M:delete(hash)
-  local perr = store.check_part("hash", hash)
-  if perr then return nil, perr end
-  local tname, ck = names(self)
+  local tname, ck = entry_key(self, hash)
   if not tname then return nil, ck end
-  ck = ck .. hash
   local res, err = self.client:delete_item{ TableName = tname, Key = { pk = ck, sk = ck },
                                             ReturnValues = "ALL_OLD" }
   if not res then return nil, err end
