@@ -35,6 +35,15 @@ static inline int ddbk__cats(char *dst, size_t cap, size_t *len, const char *src
     return ddbk__cat(dst, cap, len, src, strlen(src));
 }
 
+/* dst = src cut to what fits in cap (NULL copies as ""). */
+static inline void ddbk__copy(char *dst, size_t cap, const char *src)
+{
+    size_t len = 0;
+    dst[0] = '\0';
+    if (src)
+        ddbk__cat(dst, cap, &len, src, strnlen(src, cap - 1));
+}
+
 /* UNITTEST marks a function `static` in the library but visible to the C
  * unit tests, which compile the engine with -DDDBK_UNITTEST. */
 #ifdef DDBK_UNITTEST

@@ -128,14 +128,6 @@ static const char *tree_str(yajl_val item, const char *attr, const char *type)
     return v ? YAJL_GET_STRING(v) : NULL;
 }
 
-static void copy(char *dst, size_t cap, const char *src)
-{
-    size_t len = 0;
-    dst[0] = '\0';
-    if (src)
-        ddbk__cat(dst, cap, &len, src, strnlen(src, cap - 1));
-}
-
 /* Reads the lock attributes of the item under `field` ("Attributes" of a
  * success, "Item" of a failed condition or of GetItem) from a response. */
 static void read_item(const ddbk_buf *body, const char *field, seen *out)
@@ -153,9 +145,9 @@ static void read_item(const ddbk_buf *body, const char *field, seen *out)
     if (item) {
         const char *n;
         out->exists = 1;
-        copy(out->owner, sizeof out->owner, tree_str(item, A_OWNER, "S"));
-        copy(out->rvn, sizeof out->rvn, tree_str(item, A_RVN, "S"));
-        copy(out->released, sizeof out->released, tree_str(item, A_RELEASED, "S"));
+        ddbk__copy(out->owner, sizeof out->owner, tree_str(item, A_OWNER, "S"));
+        ddbk__copy(out->rvn, sizeof out->rvn, tree_str(item, A_RVN, "S"));
+        ddbk__copy(out->released, sizeof out->released, tree_str(item, A_RELEASED, "S"));
         if ((n = tree_str(item, A_FENCE, "N")))
             out->fence = strtoll(n, NULL, 10);
         if ((n = tree_str(item, A_EXPIRES, "N")))
@@ -172,8 +164,8 @@ static void to_holder(const seen *s, ddbk_lock_holder *h)
         return;
     memset(h, 0, sizeof *h);
     h->known = s->exists;
-    copy(h->owner, sizeof h->owner, s->owner);
-    copy(h->rvn, sizeof h->rvn, s->rvn);
+    ddbk__copy(h->owner, sizeof h->owner, s->owner);
+    ddbk__copy(h->rvn, sizeof h->rvn, s->rvn);
     h->fence = s->fence;
     h->expires_at = s->expires_at;
     h->lease_ms = s->lease_ms;
@@ -268,7 +260,7 @@ UNITTEST int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err)
         ddbk_error_set(err, "InvalidArgument", 0, "lock key: attribute name too long");
         return -1;
     }
-    copy(l->pk_name, sizeof l->pk_name, k->pk_name);
+    ddbk__copy(l->pk_name, sizeof l->pk_name, k->pk_name);
     ddbk_buf_reset(t);
     rc |= ddbk_buf_puts(t, "\"TableName\":");
     rc |= put_str(t, k->table);
@@ -298,7 +290,7 @@ UNITTEST int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err)
 static int took(ddbk_lock *l, const seen *s, const char *rvn, int64_t expires_at, long lease_ms,
                 double sent)
 {
-    copy(l->rvn, sizeof l->rvn, rvn);
+    ddbk__copy(l->rvn, sizeof l->rvn, rvn);
     l->fence = s->fence;
     l->expires_at = expires_at;
     l->lease_ms = lease_ms;
@@ -397,7 +389,7 @@ int ddbk_lock_acquire(ddbk_client *c, const ddbk_lock_key *key,
         }
         to_holder(&s, holder);
         if (s.rvn[0] && strcmp(s.rvn, watched_rvn) != 0) {
-            copy(watched_rvn, sizeof watched_rvn, s.rvn);
+            ddbk__copy(watched_rvn, sizeof watched_rvn, s.rvn);
             watched_since = mono_ms();
             watched_lease = (double)s.lease_ms;
         }
@@ -480,7 +472,7 @@ int ddbk_lock_renew(ddbk_client *c, ddbk_lock *l, long lease_ms, ddbk_error *err
         }
     }
     if (rc == 0) {
-        copy(l->rvn, sizeof l->rvn, rvn);
+        ddbk__copy(l->rvn, sizeof l->rvn, rvn);
         l->lease_ms = lease_ms;
         l->expires_at = expires_at;
         l->lease_start_mono_ms = sent;

@@ -33,9 +33,8 @@ static int valid_op(const char *op)
 static void add_header(ddbk_request *out, const char *name, const char *value)
 {
     ddbk_header *h = &out->headers[out->nheaders++];
-    size_t nl = 0, vl = 0;
-    ddbk__cats(h->name, sizeof h->name, &nl, name);
-    ddbk__cats(h->value, sizeof h->value, &vl, value);
+    ddbk__copy(h->name, sizeof h->name, name);
+    ddbk__copy(h->value, sizeof h->value, value);
 }
 
 /* The canonical request of a DynamoDB call has a fixed shape: POST to "/",

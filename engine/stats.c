@@ -28,20 +28,13 @@ static int same_name(const char *stored, size_t cap, const char *name)
     return strncmp(stored, name, cap - 1) == 0;
 }
 
-static void store_name(char *dst, size_t cap, const char *name)
-{
-    size_t len = 0;
-    dst[0] = '\0';
-    ddbk__cat(dst, cap, &len, name, strnlen(name, cap - 1));
-}
-
 static ddbk_op_stats *op_slot(ddbk_stats *s, const char *op)
 {
     for (int i = 0; i < s->nops; i++)
         if (same_name(s->ops[i].op, sizeof s->ops[i].op, op))
             return &s->ops[i];
     ddbk_op_stats *o = &s->ops[s->nops < DDBK_STATS_MAX_OPS ? s->nops++ : DDBK_STATS_MAX_OPS - 1];
-    store_name(o->op, sizeof o->op, s->nops < DDBK_STATS_MAX_OPS ? op : "other");
+    ddbk__copy(o->op, sizeof o->op, s->nops < DDBK_STATS_MAX_OPS ? op : "other");
     return o;
 }
 
@@ -53,7 +46,7 @@ static void count_code(ddbk_stats *s, const char *code)
             return;
         }
     ddbk_code_stats *k = &s->codes[s->ncodes < DDBK_STATS_MAX_CODES ? s->ncodes++ : DDBK_STATS_MAX_CODES - 1];
-    store_name(k->code, sizeof k->code, s->ncodes < DDBK_STATS_MAX_CODES ? code : "other");
+    ddbk__copy(k->code, sizeof k->code, s->ncodes < DDBK_STATS_MAX_CODES ? code : "other");
     k->count++;
 }
 

@@ -7,22 +7,11 @@
 local H = require "test_helper"
 local ddbkit = require "ddbkit"
 local schema = require "ddbkit.schema"
-local blocking = require "ddbkit.runtime.blocking"
 local adaptive = require "ddbkit.adaptive"
 
-local function fake_client(state)
-  return H.client{ runtime = {
-    send = blocking.send, sleep = function() end,
-    now_ms = function() return state.T end,
-    mono_ms = function() return state.T end,
-  } }
-end
+local fake_client = H.clock_client
 
-local function requests(c, f)
-  c:reset_stats()
-  local a, b = f()
-  return c:stats().requests, a, b
-end
+local requests = H.requests
 
 local function writes(c)
   local ops = c:stats().operations or {}

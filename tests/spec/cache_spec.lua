@@ -3,19 +3,13 @@
 -- with client:stats(), and the Node item layout both ways.
 local H = require "test_helper"
 local ddbkit = require "ddbkit"
-local schema = require "ddbkit.schema"
 local blocking = require "ddbkit.runtime.blocking"
 local cjson = require "cjson.safe"
 
 local NOW_MS = 1700000000000  -- the fake wall clock starts here
 local NOW_S = NOW_MS / 1000
 
-local function new_table(c)
-  local name = H.unique("cache")
-  assert(c:create_table(schema.create_table_params(ddbkit.TABLE_SCHEMA, name)))
-  assert(c:wait_for_table(name, 30000))
-  return name
-end
+local function new_table(c) return H.store_table(c, "cache") end
 
 local function raw(c, tname, pk, sk)
   local res = assert(c:get_item{ TableName = tname, Key = { pk = pk, sk = sk or pk },

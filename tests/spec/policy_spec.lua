@@ -4,18 +4,12 @@
 -- script before anything is written.
 local H = require "test_helper"
 local ddbkit = require "ddbkit"
-local schema = require "ddbkit.schema"
 
 local ROOT = H.spec_dir() .. "/../.."
 local TENANT_SCRIPT = ROOT .. "/scripts/examples/tenant_prefix.lua"
 local BASE = dofile(ROOT .. "/scripts/policies/key_prefix.lua")
 
-local function new_table(c)
-  local name = H.unique("policy")
-  assert(c:create_table(schema.create_table_params(ddbkit.TABLE_SCHEMA, name)))
-  assert(c:wait_for_table(name, 30000))
-  return name
-end
+local function new_table(c) return H.store_table(c, "policy") end
 
 local function keys_of(c, tname)
   local out = {}

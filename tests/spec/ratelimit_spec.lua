@@ -4,37 +4,13 @@
 -- items written exactly as the Node package writes them.
 local H = require "test_helper"
 local ddbkit = require "ddbkit"
-local schema = require "ddbkit.schema"
-local blocking = require "ddbkit.runtime.blocking"
 local ratelimit = require "ddbkit.ratelimit"
 
-local function make_table(c)
-  local name = H.unique("rl")
-  assert(c:create_table(schema.create_table_params(ddbkit.TABLE_SCHEMA, name)))
-  assert(c:wait_for_table(name, 30000))
-  return name
-end
+local function make_table(c) return H.store_table(c, "rl") end
 
--- A client whose wall clock is T (and monotonic clock T too), and whose
--- sends may be intercepted: hooks[op](params) runs before op is sent.
-local function fake_client(state)
-  return H.client{ runtime = {
-    send = function(core, op, params)
-      local hook = state.hooks and state.hooks[op]
-      if hook then hook(params) end
-      return blocking.send(core, op, params)
-    end,
-    sleep = function() end,
-    now_ms = function() return state.T end,
-    mono_ms = function() return state.T end,
-  } }
-end
+local fake_client = H.clock_client
 
-local function requests(c, f)
-  c:reset_stats()
-  local a, b = f()
-  return c:stats().requests, a, b
-end
+local requests = H.requests
 
 -- Node: Query COUNT of the log partition from TS#<windowStart>.
 local function node_count(c, T, res, from)

@@ -115,6 +115,41 @@ function H.same(a, b)
   return true
 end
 
+-- For the store specs ----------------------------------------------------
+
+-- A new table with the store schema (TABLE_SCHEMA), ready to use.
+function H.store_table(client, prefix)
+  local schema = require "ddbkit.schema"
+  local name = H.unique(prefix or "store")
+  assert(client:create_table(schema.create_table_params(ddbkit.TABLE_SCHEMA, name)))
+  assert(client:wait_for_table(name, 30000))
+  return name
+end
+
+-- A client whose wall and monotonic clocks both read state.T, whose sleep
+-- returns at once, and whose sends may be intercepted: state.hooks[op]
+-- (params) runs before op is sent.
+function H.clock_client(state)
+  local blocking = require "ddbkit.runtime.blocking"
+  return H.client{ runtime = {
+    send = function(core, op, params)
+      local hook = state.hooks and state.hooks[op]
+      if hook then hook(params) end
+      return blocking.send(core, op, params)
+    end,
+    sleep = function() end,
+    now_ms = function() return state.T end,
+    mono_ms = function() return state.T end,
+  } }
+end
+
+-- Runs f and returns how many DynamoDB requests it made, then f's results.
+function H.requests(c, f)
+  c:reset_stats()
+  local a, b = f()
+  return c:stats().requests, a, b
+end
+
 -- For specs that start worker processes -------------------------------
 
 function H.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
