@@ -194,6 +194,52 @@ fail:
     return NULL;
 }
 
+ddbk_client *ddbk_client_clone(const ddbk_client *src, ddbk_error *err)
+{
+    ddbk_error_clear(err);
+    if (!src) {
+        ddbk_error_set(err, "InvalidArgument", 0, "clone: no client given");
+        return NULL;
+    }
+    ddbk_client *c = calloc(1, sizeof *c);
+    if (!c) {
+        ddbk_error_set(err, "OutOfMemory", 0, "out of memory cloning the client");
+        return NULL;
+    }
+    /* Settings only, field by field: a struct copy would share the curl
+     * handle, the digest context and the credential strings, and carry over
+     * the stats, the spent quota and the last request's Authorization line. */
+    memcpy(c->region, src->region, sizeof c->region);
+    memcpy(c->endpoint, src->endpoint, sizeof c->endpoint);
+    memcpy(c->url, src->url, sizeof c->url);
+    memcpy(c->host, src->host, sizeof c->host);
+    c->connect_timeout_ms = src->connect_timeout_ms;
+    c->timeout_ms = src->timeout_ms;
+    c->max_attempts = src->max_attempts;
+    c->base_delay_ms = src->base_delay_ms;
+    c->max_backoff_ms = src->max_backoff_ms;
+    c->quota_max = c->quota = src->quota_max;
+    c->verify_tls = src->verify_tls;
+    c->max_response_bytes = src->max_response_bytes;
+    if (ddbk__credentials_copy(&src->creds, &c->creds) != 0) {
+        ddbk_error_set(err, "OutOfMemory", 0, "out of memory cloning the client");
+        goto fail;
+    }
+    c->md = EVP_MD_CTX_new();
+    if (!c->md) {
+        ddbk_error_set(err, "OutOfMemory", 0, "out of memory cloning the client");
+        goto fail;
+    }
+    /* curl_global_init already ran: src exists. */
+    if (ddbk__transport_open(c, err) != 0)
+        goto fail;
+    return c;
+
+fail:
+    ddbk_client_free(c);
+    return NULL;
+}
+
 void ddbk_client_free(ddbk_client *c)
 {
     if (!c)

@@ -198,6 +198,15 @@ static int take(ddbk_credentials *out, const char *id, const char *secret,
     return 0;
 }
 
+DDBK_HIDDEN int ddbk__credentials_copy(const ddbk_credentials *src, ddbk_credentials *out)
+{
+    memset(out, 0, sizeof *out);
+    if (src->access_key_id == NULL || src->secret_access_key == NULL)
+        return -1;
+    return take(out, src->access_key_id, src->secret_access_key, src->session_token,
+                src->source);
+}
+
 /* Looks in one file's section. 1 found (out filled), 0 not there, -1 OOM. */
 static int from_file(const file_text *f, const char *section,
                      const char *profile, ddbk_credentials *out)

@@ -103,6 +103,13 @@ typedef struct ddbk_client ddbk_client;
 /* Resolves region, endpoint and credentials now; the secret is copied and
  * wiped on free. Returns NULL and fills err on failure. */
 ddbk_client *ddbk_client_new(const ddbk_config *cfg, ddbk_error *err);
+/* A new client with c's region, endpoint, credentials (copied), timeouts,
+ * retry settings, TLS verification and response cap, but its own connection
+ * pool and signing state, fresh stats and a full retry quota: what a second
+ * thread uses while the first keeps c (a client is not thread-safe). c must
+ * not be in use by another thread during the call. Free with
+ * ddbk_client_free. Returns NULL and fills err on failure. */
+ddbk_client *ddbk_client_clone(const ddbk_client *c, ddbk_error *err);
 void ddbk_client_free(ddbk_client *c);
 const char *ddbk_client_region(const ddbk_client *c);
 const char *ddbk_client_endpoint(const ddbk_client *c);
@@ -234,7 +241,8 @@ void ddbk_stats_record_call(ddbk_client *c, const char *op, int retries,
  * Failures carry ddbk_error codes "busy" (held by someone else when the wait
  * ran out), "lost" (renew found another holder), "not_owner" (the item is not
  * ours to renew or release), or the engine's own codes. These calls block
- * (waits use nanosleep): one lock per thread of a blocking host.
+ * (waits use nanosleep): one lock per thread of a blocking host, or a keeper
+ * (below) to renew it from a thread of its own.
  */
 typedef struct ddbk_lock_key {
     const char *table;
@@ -246,6 +254,13 @@ typedef struct ddbk_lock_opts {
     long lease_ms;             /* > 0 */
     long wait_ms;              /* 0: a single try */
     long max_clock_skew_ms;    /* margin when judging expiry by wall clock */
+    /* NULL, or a buffer that a failed acquire fills with the raw response
+     * body (DynamoDB JSON with an "Item" object) in which it last saw the
+     * item: the failed condition's old item, or the read-back after an
+     * ambiguous failure. Reset on entry; left empty when the item was not
+     * seen (or did not fit under the buffer's cap) and on success. Last, so
+     * that {lease, wait, skew} initialisers leave it NULL. */
+    ddbk_buf *busy_item;
 } ddbk_lock_opts;
 
 /* The holder of a lock as the item last showed it. */
@@ -289,8 +304,39 @@ long ddbk_lock_valid_ms(const ddbk_lock *l);
  * or memory runs out (out is then unchanged). */
 int ddbk_lock_fence_condition(const ddbk_lock *l, const char *attr, ddbk_buf *out);
 
+/* The caller's own write ended the lease (for example a TransactWriteItems
+ * that released the lock item together with other writes): the handle stops
+ * claiming it, so renew and release answer without a request. */
+void ddbk_lock_mark_released(ddbk_lock *l);
+
 /* Frees the handle's memory; does not release the lock. */
 void ddbk_lock_free(ddbk_lock *l);
+
+/*
+ * A keeper renews a lock from a thread of its own, so a lease outlives a slow
+ * piece of work in a host that blocks (the work cannot stop to renew). The
+ * thread renews on a clone of the client (ddbk_client_clone): the caller
+ * keeps using its own client meanwhile.
+ */
+typedef struct ddbk_lock_keeper ddbk_lock_keeper;
+
+/* Starts a thread that renews l (ddbk_lock_renew with lease_ms 0) every
+ * period_ms on a clone of c, so a lease outlives a slow piece of work in a
+ * host that blocks. Until ddbk_lock_keep_stop returns, the lock belongs to
+ * the keeper: the caller must not touch l. period_ms must be > 0 and l held,
+ * else NULL with err code "InvalidArgument". Choose a period well inside the
+ * lease, so that a failed renewal can be retried before it runs out. */
+ddbk_lock_keeper *ddbk_lock_keep(const ddbk_client *c, ddbk_lock *l, long period_ms,
+                                 ddbk_error *err);
+/* Stops the thread (promptly: it waits on a condition variable, not a sleep;
+ * a renewal already in flight is let finish, so l is whole again), joins it
+ * and frees the keeper. Returns 0 when the last renewal it tried succeeded
+ * (or none was due), else -1 with err = that renewal's failure: "lost" and
+ * "not_owner" end the keeping at once; transient failures (timeouts, 5xx,
+ * connection errors) are retried at the next period, and if a later renewal
+ * succeeds the return is 0 again. *renewals (may be NULL) = successful
+ * renewals. */
+int ddbk_lock_keep_stop(ddbk_lock_keeper *k, long *renewals, ddbk_error *err);
 
 #ifdef __cplusplus
 }

@@ -140,6 +140,10 @@ DDBK_HIDDEN int ddbk__credentials_resolve(const ddbk_config *cfg,
                                           ddbk_credentials *out,
                                           ddbk_error *err);
 DDBK_HIDDEN void ddbk__credentials_wipe(ddbk_credentials *c);
+/* Deep copy of resolved credentials (for ddbk_client_clone): out holds heap
+ * copies of its own. -1 when memory runs out (out then holds nothing). */
+DDBK_HIDDEN int ddbk__credentials_copy(const ddbk_credentials *src,
+                                       ddbk_credentials *out);
 
 /* Resolves the region: cfg->region, AWS_REGION, AWS_DEFAULT_REGION, then the
  * profile's `region` in the config file. Returns 0; -1 when none is set (out

@@ -287,6 +287,18 @@ UNITTEST int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err)
 
 /* ------------------------------------------------------------ acquire */
 
+/* Keeps the body the item was last seen in for a caller that asked for it
+ * (opts->busy_item), or empties it when this look found no item. A body over
+ * the caller's cap is dropped whole: half a JSON text is no item. */
+static void keep_seen(ddbk_buf *out, const ddbk_response *resp, const seen *s)
+{
+    if (!out)
+        return;
+    ddbk_buf_reset(out);
+    if (s->exists && ddbk_buf_append(out, resp->body.data, resp->body.len) != 0)
+        ddbk_buf_reset(out);
+}
+
 static int took(ddbk_lock *l, const seen *s, const char *rvn, int64_t expires_at, long lease_ms,
                 double sent)
 {
@@ -317,6 +329,8 @@ int ddbk_lock_acquire(ddbk_client *c, const ddbk_lock_key *key,
     ddbk_buf_init(&l->target, 0);
     if (holder)
         memset(holder, 0, sizeof *holder);
+    if (opts && opts->busy_item)
+        ddbk_buf_reset(opts->busy_item);
     if (!opts || opts->lease_ms <= 0 || opts->wait_ms < 0 || opts->max_clock_skew_ms < 0) {
         ddbk_error_set(err, "InvalidArgument", 0,
                        "lock: lease_ms must be > 0, wait_ms and max_clock_skew_ms >= 0");
@@ -388,6 +402,7 @@ int ddbk_lock_acquire(ddbk_client *c, const ddbk_lock_key *key,
             break;
         }
         to_holder(&s, holder);
+        keep_seen(opts->busy_item, &resp, &s);
         if (s.rvn[0] && strcmp(s.rvn, watched_rvn) != 0) {
             ddbk__copy(watched_rvn, sizeof watched_rvn, s.rvn);
             watched_since = mono_ms();
@@ -416,6 +431,8 @@ done:
     ddbk_response_free(&resp);
     if (rc != 0)
         ddbk_lock_free(l);
+    else if (opts->busy_item) /* an earlier look may have seen another holder */
+        ddbk_buf_reset(opts->busy_item);
     return rc;
 }
 
@@ -546,6 +563,10 @@ int ddbk_lock_fence_condition(const ddbk_lock *l, const char *attr, ddbk_buf *ou
     }
     return 0;
 }
+
+/* Nothing to send: the write that ended the lease was the caller's own, and
+ * its outcome is known to the caller, not to us. */
+void ddbk_lock_mark_released(ddbk_lock *l) { l->held = 0; }
 
 void ddbk_lock_free(ddbk_lock *l)
 {

@@ -4,6 +4,12 @@
  * release the lock: a lease ends by release or by expiry, never by the
  * garbage collector's timing). The Lua module ddbkit.lock checks options and
  * shapes the API; these functions only carry values across.
+ *
+ * A keeper userdata owns a running ddbk_lock_keeper. While it runs, its
+ * thread writes the lock, so the handle refuses every other use (reading it
+ * too would race), the keeper holds a registry reference to the handle so the
+ * collector cannot free the lock under the thread, and whichever of the two
+ * is finalized first stops the thread: none outlives its Lua state.
  */
 #include <string.h>
 
@@ -14,12 +20,43 @@
 #include "compat.h"
 #include "ddbkit.h"
 #include "lock.h"
+#include "marshal.h"
 
 #define LOCK_MT "ddbkit.lockhandle"
+#define KEEPER_MT "ddbkit.lockkeeper"
 
-static ddbk_lock *check_lock(lua_State *L, int idx)
+struct lkeeper;
+
+typedef struct lhandle {
+    ddbk_lock lk;
+    /* The busy holder's item of a failed acquire (with_item). Owned here,
+     * so a Lua error raised while it is decoded cannot leak it. */
+    ddbk_buf busy;
+    struct lkeeper *keeper;    /* the running keeper, or NULL */
+} lhandle;
+
+typedef struct lkeeper {
+    ddbk_lock_keeper *k;       /* NULL once stopped (or never started) */
+    lhandle *lh;
+    int ref;                   /* registry reference to the handle, or LUA_NOREF */
+    /* The first stop's result, answered again by later stops. */
+    int rc;
+    long renewals;
+    ddbk_error err;
+} lkeeper;
+
+static lhandle *check_handle(lua_State *L, int idx)
 {
     return luaL_checkudata(L, idx, LOCK_MT);
+}
+
+/* The lock of a handle that is the caller's to use (not kept). */
+static ddbk_lock *check_lock(lua_State *L, int idx)
+{
+    lhandle *lh = check_handle(L, idx);
+    if (lh->keeper)
+        luaL_error(L, "ddbkit.lock: the handle is being kept by a keeper; stop it first");
+    return &lh->lk;
 }
 
 static const char *opt_field(lua_State *L, int t, const char *k)
@@ -60,9 +97,24 @@ static void push_holder(lua_State *L, const ddbk_lock_holder *h)
     lua_setfield(L, -2, "lease_ms");
 }
 
+/* Sets err.item (err on top) to the "Item" of the raw response body. */
+static void set_err_item(lua_State *L, const ddbk_buf *body)
+{
+    char msg[256];
+    if (ddbk_lua_decode_response(L, body->data, body->len, msg, sizeof msg) != 0)
+        return; /* not JSON after all: no item rather than a failed call */
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "Item");
+        lua_setfield(L, -3, "item");
+    }
+    lua_pop(L, 1);
+}
+
 /* core.lock_acquire(client, key, opts) -> handle | nil, err
  * key = { table, pk_name, pk_value, sk_name?, sk_value? }
- * opts = { lease_ms, wait_ms, max_clock_skew_ms } */
+ * opts = { lease_ms, wait_ms, max_clock_skew_ms, with_item? }
+ * With opts.with_item, a failure that saw the item carries it as err.item
+ * (plain Lua values, as core.call's errors carry theirs). */
 static int l_acquire(lua_State *L)
 {
     ddbk_client *c = ddbk_lua_check_client(L, 1);
@@ -81,19 +133,28 @@ static int l_acquire(lua_State *L)
     opts.lease_ms = num_field(L, 3, "lease_ms", 0);
     opts.wait_ms = num_field(L, 3, "wait_ms", 0);
     opts.max_clock_skew_ms = num_field(L, 3, "max_clock_skew_ms", 0);
+    lua_getfield(L, 3, "with_item");
+    int with_item = lua_toboolean(L, -1);
+    lua_pop(L, 1);
 
-    ddbk_lock *lk = lua_newuserdata(L, sizeof *lk);
-    memset(lk, 0, sizeof *lk);
+    lhandle *lh = lua_newuserdata(L, sizeof *lh);
+    memset(lh, 0, sizeof *lh);
+    ddbk_buf_init(&lh->busy, 0);
     luaL_getmetatable(L, LOCK_MT);
     lua_setmetatable(L, -2);
-    if (ddbk_lock_acquire(c, &key, &opts, lk, &holder, &err) != 0) {
+    opts.busy_item = with_item ? &lh->busy : NULL;
+    if (ddbk_lock_acquire(c, &key, &opts, &lh->lk, &holder, &err) != 0) {
         fail(L, &err);
         if (holder.known) {
             push_holder(L, &holder);
             lua_setfield(L, -2, "holder");
         }
+        if (lh->busy.len)
+            set_err_item(L, &lh->busy);
+        ddbk_buf_free(&lh->busy);
         return 2;
     }
+    ddbk_buf_free(&lh->busy);
     return 1;
 }
 
@@ -145,9 +206,98 @@ static int l_valid_ms(lua_State *L)
     return 1;
 }
 
+/* core.lock_mark_released(handle): the caller's own write (a transaction,
+ * say) released the lock item; the handle stops claiming it. */
+static int l_mark_released(lua_State *L)
+{
+    ddbk_lock_mark_released(check_lock(L, 1));
+    return 0;
+}
+
+/* ------------------------------------------------------------ keepers */
+
+/* Stops a running keeper and records its result; a no-op once stopped.
+ * Joining may wait for a renewal in flight: the lock must be whole again
+ * before Lua (or the handle's __gc) touches it. */
+static void keeper_stop(lua_State *L, lkeeper *kp)
+{
+    if (!kp->k)
+        return;
+    kp->rc = ddbk_lock_keep_stop(kp->k, &kp->renewals, &kp->err);
+    kp->k = NULL;
+    kp->lh->keeper = NULL;
+    kp->lh = NULL;
+    luaL_unref(L, LUA_REGISTRYINDEX, kp->ref);
+    kp->ref = LUA_NOREF;
+}
+
+/* core.lock_keep(client, handle, period_ms) -> keeper | nil, err
+ * Renews the handle's lease every period_ms from a thread of its own (on a
+ * clone of the client) until keeper:stop(). */
+static int l_keep(lua_State *L)
+{
+    ddbk_client *c = ddbk_lua_check_client(L, 1);
+    ddbk_lock *lk = check_lock(L, 2);
+    lua_Number period = luaL_checknumber(L, 3);
+    ddbk_error err;
+
+    /* Everything that can raise comes before the thread starts, so that a
+     * memory error leaves nothing running. */
+    lkeeper *kp = lua_newuserdata(L, sizeof *kp);
+    memset(kp, 0, sizeof *kp);
+    kp->ref = LUA_NOREF;
+    luaL_getmetatable(L, KEEPER_MT);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, 2);
+    kp->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    /* Out of range (or NaN) becomes 0, which the engine refuses: casting
+     * it to long would be undefined. */
+    long period_ms = period >= 1 && period < 1e15 ? (long)period : 0;
+    ddbk_lock_keeper *k = ddbk_lock_keep(c, lk, period_ms, &err);
+    if (!k) {
+        luaL_unref(L, LUA_REGISTRYINDEX, kp->ref);
+        kp->ref = LUA_NOREF;
+        return fail(L, &err);
+    }
+    kp->k = k;
+    kp->lh = check_handle(L, 2);
+    kp->lh->keeper = kp;
+    return 1;
+}
+
+/* keeper:stop() -> true, renewals | nil, err, renewals
+ * Again after the first: the first answer. */
+static int l_keeper_stop(lua_State *L)
+{
+    lkeeper *kp = luaL_checkudata(L, 1, KEEPER_MT);
+    keeper_stop(L, kp);
+    if (kp->rc == 0) {
+        lua_pushboolean(L, 1);
+        lua_pushinteger(L, (lua_Integer)kp->renewals);
+        return 2;
+    }
+    lua_pushnil(L);
+    ddbk_lua_push_error(L, &kp->err);
+    lua_pushinteger(L, (lua_Integer)kp->renewals);
+    return 3;
+}
+
+static int l_keeper_gc(lua_State *L)
+{
+    keeper_stop(L, luaL_checkudata(L, 1, KEEPER_MT));
+    return 0;
+}
+
 static int l_gc(lua_State *L)
 {
-    ddbk_lock_free(check_lock(L, 1));
+    lhandle *lh = check_handle(L, 1);
+    /* Only at lua_close can the handle go first (its keeper references
+     * it); the thread must still be stopped before the lock is freed. */
+    if (lh->keeper)
+        keeper_stop(L, lh->keeper);
+    ddbk_lock_free(&lh->lk);
+    ddbk_buf_free(&lh->busy);
     return 0;
 }
 
@@ -157,10 +307,17 @@ static const luaL_Reg handle_methods[] = {
     { NULL, NULL },
 };
 
+static const luaL_Reg keeper_methods[] = {
+    { "stop", l_keeper_stop },
+    { NULL, NULL },
+};
+
 static const luaL_Reg module_funcs[] = {
     { "lock_acquire", l_acquire },
     { "lock_renew", l_renew },
     { "lock_release", l_release },
+    { "lock_keep", l_keep },
+    { "lock_mark_released", l_mark_released },
     { NULL, NULL },
 };
 
@@ -171,6 +328,13 @@ void ddbk_lua_lock_open(lua_State *L, int module_idx)
     luaL_setfuncs(L, handle_methods, 0);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, KEEPER_MT);
+    lua_createtable(L, 0, 1);
+    luaL_setfuncs(L, keeper_methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_keeper_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
     lua_pushvalue(L, module_idx);

@@ -31,9 +31,11 @@ local _M = {
 }
 
 -- The stores load on first use: ddbkit.cache, ddbkit.dedupe,
--- ddbkit.ratelimit, ddbkit.adaptive (and ddbkit.hash_request).
+-- ddbkit.ratelimit, ddbkit.adaptive, ddbkit.idempotency (and
+-- ddbkit.hash_request).
 local LAZY = { cache = "ddbkit.cache", dedupe = "ddbkit.dedupe",
-               ratelimit = "ddbkit.ratelimit", adaptive = "ddbkit.adaptive", hash = "ddbkit.hash" }
+               ratelimit = "ddbkit.ratelimit", adaptive = "ddbkit.adaptive", hash = "ddbkit.hash",
+               idempotency = "ddbkit.idempotency" }
 setmetatable(_M, { __index = function(t, k)
   local name = LAZY[k]
   if name then

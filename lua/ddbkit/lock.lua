@@ -87,11 +87,13 @@ function _M.new(opts)
   }, mt)
 end
 
---- locks:acquire{ lease_ms, wait_ms?, max_clock_skew_ms? } -> handle | nil, err
+--- locks:acquire{ lease_ms, wait_ms?, max_clock_skew_ms?, with_item? } -> handle | nil, err
+-- with_item: when busy, err.item is the whole item as last seen (for items
+-- that hold more than the lock, such as an idempotency record).
 function _M:acquire(opts)
   if type(opts) ~= "table" then error("ddbkit.lock: acquire takes an options table", 2) end
   for k in pairs(opts) do
-    if k ~= "lease_ms" and k ~= "wait_ms" and k ~= "max_clock_skew_ms" then
+    if k ~= "lease_ms" and k ~= "wait_ms" and k ~= "max_clock_skew_ms" and k ~= "with_item" then
       error("ddbkit.lock: unknown option opts." .. tostring(k), 2)
     end
   end
@@ -100,6 +102,7 @@ function _M:acquire(opts)
     lease_ms = check_ms(opts, "lease_ms", 1),
     wait_ms = check_ms(opts, "wait_ms", 0, 0),
     max_clock_skew_ms = check_ms(opts, "max_clock_skew_ms", 0, self.skew),
+    with_item = opts.with_item and true or nil,
   }
   local lk, err = core.lock_acquire(self.client.core, self.target, o)
   if not lk then return nil, err end
@@ -119,6 +122,9 @@ end
 local function check_held(h, what)
   if h.released then
     error("ddbkit.lock: " .. what .. " of a lock handle that was released", 3)
+  end
+  if h.keeper then
+    error("ddbkit.lock: " .. what .. " while a keeper renews the lock (stop it first)", 3)
   end
 end
 
@@ -142,10 +148,85 @@ function handle:release()
 end
 
 --- handle:valid_ms() -> how long the lease is safely ours (0 when not held)
-function handle:valid_ms() return self.lock:valid_ms() end
+function handle:valid_ms()
+  if self.keeper then error("ddbkit.lock: valid_ms while a keeper renews the lock (stop it first)", 2) end
+  return self.lock:valid_ms()
+end
 
 --- handle:held() -> whether this handle still holds its lease, as far as it knows
-function handle:held() return self.lock:info().held end
+function handle:held()
+  if self.keeper then return true end  -- as far as it knows: the keeper reports at stop()
+  return self.lock:info().held
+end
+
+--- handle:info() -> { owner, rvn, fence, expires_at, lease_ms, held } as the engine has it now
+function handle:info()
+  check_held(self, "info")
+  return self.lock:info()
+end
+
+--- handle:keep(period_ms) -> keeper: renews the lease every period_ms while
+-- a slow piece of work runs (in the blocking runtime, on an engine thread
+-- with its own connection). keeper:stop() -> true | nil, err: the last
+-- renewal's failure ("lost", "not_owner" end the keeping; a transient one
+-- only matters if no later renewal succeeded: check valid_ms()). Until
+-- stop, the handle's other methods raise.
+function handle:keep(period_ms)
+  check_held(self, "keep")
+  if type(period_ms) ~= "number" or period_ms < 1 or period_ms ~= floor(period_ms) then
+    error("ddbkit.lock: keep's period_ms must be an integer >= 1", 2)
+  end
+  local keep_lease = self.client.runtime.keep_lease
+  if not keep_lease then error("ddbkit.lock: this runtime cannot keep a lease", 2) end
+  local k, err = keep_lease(self.client.core, self.lock, period_ms)
+  local h = self
+  local stopped
+  if k then
+    self.keeper = k
+  end
+  return {
+    stop = function()
+      if stopped then return stopped[1], stopped[2] end
+      local ok, serr = true, nil
+      if k then ok, serr = k:stop() else ok, serr = nil, err end
+      h.keeper = nil
+      refresh(h)
+      stopped = { ok, serr }
+      return ok, serr
+    end,
+  }
+end
+
+--- handle:owner_condition() -> the condition that this handle's lease is
+-- still the item's current one, for a write of the caller's own on the lock
+-- item (a write that also ends the lease, say):
+--   { ConditionExpression, ExpressionAttributeNames, ExpressionAttributeValues,
+--     set_released = "releasedRvn = :ddbkit_r",   -- for the SET clause
+--     remove_owner = "#ddbkit_o, #ddbkit_r",      -- for the REMOVE clause
+--     rvn = the record version }
+-- A write that ends the lease with both clauses is read by waiters as a
+-- release; call mark_released() once it succeeded.
+function handle:owner_condition()
+  check_held(self, "owner_condition")
+  local info = self.lock:info()
+  return {
+    ConditionExpression = "#ddbkit_o = :ddbkit_o AND #ddbkit_r = :ddbkit_r",
+    ExpressionAttributeNames = { ["#ddbkit_o"] = "lockOwner", ["#ddbkit_r"] = "lockRvn",
+                                 ["#ddbkit_x"] = "releasedRvn" },
+    ExpressionAttributeValues = { [":ddbkit_o"] = info.owner, [":ddbkit_r"] = info.rvn },
+    set_released = "#ddbkit_x = :ddbkit_r",
+    remove_owner = "#ddbkit_o, #ddbkit_r",
+    rvn = info.rvn,
+  }
+end
+
+--- handle:mark_released(): the caller's own write (see owner_condition)
+-- ended the lease, or showed it was lost; the handle stops claiming it.
+function handle:mark_released()
+  check_held(self, "mark_released")
+  core.lock_mark_released(self.lock)
+  self.released = true
+end
 
 --- handle:fence_condition(attr?) -> the condition a write on a guarded item
 -- adds to reject holders older than this one: the item's `attr` (default

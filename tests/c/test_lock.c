@@ -89,7 +89,9 @@ static void test_acquire_checks_options_before_sending(void **state)
     ddbk_error err;
     ddbk_lock l;
     ddbk_lock_key k = { "t", "pk", "v", NULL, NULL };
-    static const ddbk_lock_opts bad[] = { { 0, 0, 0 }, { -5, 0, 0 }, { 100, -1, 0 }, { 100, 0, -1 } };
+    static const ddbk_lock_opts bad[] = {
+        { 0, 0, 0, NULL }, { -5, 0, 0, NULL }, { 100, -1, 0, NULL }, { 100, 0, -1, NULL },
+    };
     (void)state;
     ddbk_config_init(&cfg);
     cfg.endpoint = "http://127.0.0.1:9"; /* never contacted: the options fail first */

@@ -13,4 +13,9 @@ _M.sleep = core.sleep_ms   -- sleep(ms)
 _M.now_ms = core.now_ms    -- wall clock, epoch milliseconds (TTLs, stored times)
 _M.mono_ms = core.mono_ms  -- monotonic milliseconds (intervals, waits)
 
+-- keep_lease(core_client, lock, period_ms) -> keeper (keeper:stop()) | nil, err:
+-- renews a lock while the caller's own code blocks, on an engine thread
+-- with its own connection.
+_M.keep_lease = core.lock_keep
+
 return _M
