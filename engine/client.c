@@ -109,6 +109,18 @@ bad:
     return -1;
 }
 
+/* What a client owns for doing requests: its digest context and its curl
+ * handle (the connection pool). */
+static int open_io(ddbk_client *c, ddbk_error *err)
+{
+    c->md = EVP_MD_CTX_new();
+    if (!c->md) {
+        ddbk_error_set(err, "OutOfMemory", 0, "out of memory creating the client");
+        return -1;
+    }
+    return ddbk__transport_open(c, err);
+}
+
 ddbk_client *ddbk_client_new(const ddbk_config *cfg_in, ddbk_error *err)
 {
     ddbk_config defaults;
@@ -180,12 +192,7 @@ ddbk_client *ddbk_client_new(const ddbk_config *cfg_in, ddbk_error *err)
         goto fail;
     if (ddbk__credentials_resolve(cfg, &c->creds, err) != 0)
         goto fail;
-    c->md = EVP_MD_CTX_new();
-    if (!c->md) {
-        ddbk_error_set(err, "OutOfMemory", 0, "out of memory creating the client");
-        goto fail;
-    }
-    if (ddbk__transport_open(c, err) != 0)
+    if (open_io(c, err) != 0)
         goto fail;
     return c;
 
@@ -225,13 +232,8 @@ ddbk_client *ddbk_client_clone(const ddbk_client *src, ddbk_error *err)
         ddbk_error_set(err, "OutOfMemory", 0, "out of memory cloning the client");
         goto fail;
     }
-    c->md = EVP_MD_CTX_new();
-    if (!c->md) {
-        ddbk_error_set(err, "OutOfMemory", 0, "out of memory cloning the client");
-        goto fail;
-    }
     /* curl_global_init already ran: src exists. */
-    if (ddbk__transport_open(c, err) != 0)
+    if (open_io(c, err) != 0)
         goto fail;
     return c;
 

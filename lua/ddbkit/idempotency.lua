@@ -39,6 +39,10 @@
 -- long) gets LOST back and nothing is stored: someone else may be running
 -- it by then.
 --
+-- A handler's error is kept for min(lock_ttl_ms, ttl_ms), as the Node
+-- middleware does: long enough for the callers racing the first one to get
+-- it, short enough that a later retry runs the handler again.
+--
 -- Errors: nil, err with err.code and err.status: KEY_REQUIRED 400,
 -- LOCK_TIMEOUT 409, CONFLICT 409, STORAGE_ERROR 503 (err.cause: the
 -- DynamoDB error), SERIALIZATION_ERROR 500, LOST 500. A handler's own error
@@ -396,6 +400,18 @@ end
 
 -- Stores the record and releases the lock in one transaction that only
 -- goes through while the lock is ours.
+local TRANSACT_ATTEMPTS = 4
+
+local function conflicted(err)
+  if err.code == "TransactionConflictException" then return true end
+  local reasons = err.cancellation_reasons
+  if type(reasons) ~= "table" then return false end
+  for _, r in ipairs(reasons) do
+    if r.Code == "TransactionConflict" then return true end
+  end
+  return false
+end
+
 local function merged(a, b)
   local t = {}
   for k, v in pairs(a) do t[k] = v end
@@ -420,7 +436,15 @@ local function store_compat(self, h, ck, item)
     -- lost its answer is not applied twice, it just reports success.
     ClientRequestToken = cond.rvn,
   }
-  local res, err = self.client:transact_write_items(req)
+  local res, err
+  for attempt = 1, TRANSACT_ATTEMPTS do
+    res, err = self.client:transact_write_items(req)
+    if res or not conflicted(err) or attempt == TRANSACT_ATTEMPTS then break end
+    -- Another transaction (or a waiter's acquire) touched the lock item at
+    -- the same moment: nothing was applied, and the same token makes a
+    -- repeat safe.
+    self.runtime.sleep(attempt * 20)
+  end
   if res then
     h:mark_released()
     return true
@@ -491,6 +515,9 @@ local function acquire(self, ck)
   local h, err = locks:acquire{ lease_ms = self.lock_ttl_ms, with_item = self.fast }
   if h then return h end
   if err.code == "busy" then return nil, nil, err.item or false end
+  -- The holder's storing transaction was on the item at that moment: it is
+  -- as good as busy, and the next look will likely find the record.
+  if err.code == "TransactionConflictException" then return nil, nil, false end
   return nil, storage_error(err, "acquiring the lock")
 end
 
