@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# `make run`: start DynamoDB Local, create the store table, run the demo,
+# `make run`: start DynamoDB Local, create the demo's two tables (the store
+# table and the idempotency table; an existing table is fine), run the demo,
 # and stop the server again (by its PID) however the demo ends.
+#
+#   tests/harness/run_demo.sh [STORE_TABLE [IDEMPOTENCY_TABLE]]
+# Port: $DDB_LOCAL_PORT, else 8000. Table names default to
+# http-client-toolkit and idempotency-cache.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 PORT="${DDB_LOCAL_PORT:-8000}"
-export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
+# lua/ for ddbkit, scripts/ for its policies and strategies; the demo
+# starts a second process with these same paths (section 3).
+export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$ROOT/scripts/?.lua;;"
 export LUA_CPATH="$ROOT/build/lua54/?.so;;"
 
 ENDPOINT="$(tests/harness/ddb_local.sh start --port "$PORT")"
 trap 'tests/harness/ddb_local.sh stop --port "$PORT" >/dev/null 2>&1' EXIT
 echo "DynamoDB Local at $ENDPOINT"
-lua5.4 scripts/setup_tables.lua "$ENDPOINT"
-lua5.4 scripts/demo.lua "$ENDPOINT"
+lua5.4 scripts/setup_tables.lua "$ENDPOINT" "$@"
+lua5.4 scripts/demo.lua "$ENDPOINT" "$@"
