@@ -55,6 +55,22 @@
 # per worker), BENCH_LOCK_SECONDS (60: each worker's time limit; run.sh
 # kills a worker by PID when it is not done 90 s after that).
 #
+# Then, against DynamoDB Local only, idempotency (ddbkit.idempotency,
+# tests/bench/bench_idem.lua) on table bench-idem (created with
+# ddbkit.schema.IDEMPOTENCY_TABLE_SCHEMA when missing, left in place like
+# bench and bench_stores): on Lua 5.4 and LuaJIT, in mode compat, fast, and
+# fast with lru_size 1000, one process each, BENCH_IDEM_ROUNDS rounds (best
+# CPU kept): BENCH_IDEM_WARMUP keys unmeasured (first call and replay), then
+# idem:execute on N new keys (phase first: the handler runs, the result is
+# stored) and on the same N keys again (phase replay: the stored result):
+#     RESULT target=ddblocal client=C bench=idem mode=M lru=L phase=P n=N
+#            requests_per_call=X cpu_us_per_call=Y calls_per_s=Z
+# Lines in build/bench/idem_results.txt, shown as a table after the lock
+# tables, with the requests each mode should need (compat 4 / 1, fast 2 / 1,
+# fast with the LRU 2 / 0) and, for comparison, the Node adapter's 5 / 1.
+# Env: BENCH_IDEM (1; 0 skips), BENCH_IDEM_N (1000: at most the LRU's 1000,
+# or its replay misses), BENCH_IDEM_WARMUP (200), BENCH_IDEM_ROUNDS (2).
+#
 # Against nginx, also the response cache (ddbkit.cache, bench_cache.lua):
 # a second nginx server ("nginx-cache", same config file, another port)
 # answers every GetItem with a cache entry in the Node layout, and
@@ -102,6 +118,11 @@ LOCK_WARMUP="${BENCH_LOCK_WARMUP:-200}"
 LOCK_WORKERS="${BENCH_LOCK_WORKERS:-4}"
 LOCK_GRANTS="${BENCH_LOCK_GRANTS:-300}"
 LOCK_SECONDS="${BENCH_LOCK_SECONDS:-60}"
+IDEM_BENCH="${BENCH_IDEM:-1}"
+IDEM_N="${BENCH_IDEM_N:-1000}"
+IDEM_WARMUP="${BENCH_IDEM_WARMUP:-200}"
+IDEM_ROUNDS="${BENCH_IDEM_ROUNDS:-2}"
+IDEM_LRU=1000       # lru_size of the third mode
 CACHE_BENCH="${BENCH_CACHE:-1}"
 BUDGETS="${BENCH_BUDGETS:-1}"
 BUDGET_FILL="${BENCH_BUDGET_FILL:-10000}"
@@ -109,6 +130,7 @@ BUDGET_WORKERS="${BENCH_BUDGET_WORKERS:-6}"
 BUDGET_LOAD_MS="${BENCH_BUDGET_LOAD_MS:-6000}"
 for v in "$N_NGINX" "$N_DDBLOCAL" "$WARMUP" "$WARMUP_SDK" "$SERVER_WARMUP" "$ROUNDS" \
          "$LOCK_BENCH" "$LOCK_N" "$LOCK_WARMUP" "$LOCK_WORKERS" "$LOCK_GRANTS" "$LOCK_SECONDS" \
+         "$IDEM_BENCH" "$IDEM_N" "$IDEM_WARMUP" "$IDEM_ROUNDS" \
          "$CACHE_BENCH" "$BUDGETS" "$BUDGET_FILL" "$BUDGET_WORKERS" "$BUDGET_LOAD_MS"; do
     case "$v" in ''|*[!0-9]*) echo "bench: counts must be whole numbers (got '$v')" >&2; exit 2 ;; esac
 done
@@ -117,6 +139,9 @@ if [ "$N_NGINX" -lt 1 ] || [ "$N_DDBLOCAL" -lt 1 ] || [ "$ROUNDS" -lt 1 ]; then
 fi
 if [ "$LOCK_N" -lt 1 ] || [ "$LOCK_WORKERS" -lt 1 ] || [ "$LOCK_GRANTS" -lt 1 ] || [ "$LOCK_SECONDS" -lt 1 ]; then
     echo "bench: BENCH_LOCK_N, _WORKERS, _GRANTS and _SECONDS must be at least 1" >&2; exit 2
+fi
+if [ "$IDEM_N" -lt 1 ] || [ "$IDEM_ROUNDS" -lt 1 ]; then
+    echo "bench: BENCH_IDEM_N and BENCH_IDEM_ROUNDS must be at least 1" >&2; exit 2
 fi
 if [ "$BUDGET_WORKERS" -lt 1 ] || [ "$BUDGET_LOAD_MS" -lt 1 ] || [ "$BUDGET_FILL" -gt 1000000 ]; then
     echo "bench: BENCH_BUDGET_WORKERS and _LOAD_MS must be at least 1, BENCH_BUDGET_FILL at most 1000000" >&2; exit 2
@@ -489,6 +514,47 @@ bench_locks() {
     run_lock_contention "$url"
 }
 
+# --- idempotency (DynamoDB Local only) ---------------------------------------
+
+IDEM_RESULTS="$OUT/idem_results.txt"
+IDEM_TABLE=bench-idem
+: >"$IDEM_RESULTS"
+
+# One process: MODE with lru_size LRU on one interpreter; keeps its two
+# RESULT lines (first, replay).
+run_idem() {
+    local url="$1" client="$2" mode="$3" lru="$4" lines
+    shift 4
+    say "ddblocal: $client, idempotency $mode${lru:+ lru_size $lru}"
+    if ! lines="$("$@" "$HERE/bench_idem.lua" run "$url" "$IDEM_TABLE" "$client" "$mode" "${lru:-0}" \
+                  "$IDEM_N" "$IDEM_WARMUP" | grep '^RESULT ')" \
+       || [ "$(printf '%s\n' "$lines" | grep -c ' phase=')" -ne 2 ]; then
+        say "FAILED: idempotency $mode${lru:+ lru_size $lru} on $client"
+        FAILED=1
+        return 0
+    fi
+    printf '%s\n' "$lines" >&2
+    printf '%s\n' "$lines" >>"$IDEM_RESULTS"
+}
+
+bench_idem() {
+    local url="$1" r
+    if ! "${lua54_env[@]}" lua5.4 "$HERE/bench_idem.lua" setup "$url" "$IDEM_TABLE"; then
+        say "FAILED: could not create table $IDEM_TABLE"
+        FAILED=1
+        return 0
+    fi
+    for ((r = 1; r <= IDEM_ROUNDS; r++)); do
+        say "ddblocal: idempotency, round $r of $IDEM_ROUNDS"
+        run_idem "$url" ddbkit-lua54 compat "" "${lua54_env[@]}" lua5.4
+        run_idem "$url" ddbkit-luajit compat "" "${luajit_env[@]}" luajit
+        run_idem "$url" ddbkit-lua54 fast "" "${lua54_env[@]}" lua5.4
+        run_idem "$url" ddbkit-luajit fast "" "${luajit_env[@]}" luajit
+        run_idem "$url" ddbkit-lua54 fast "$IDEM_LRU" "${lua54_env[@]}" lua5.4
+        run_idem "$url" ddbkit-luajit fast "$IDEM_LRU" "${luajit_env[@]}" luajit
+    done
+}
+
 # --- requests per store operation: the budget table (DynamoDB Local) ---------
 
 BUDGET_RESULTS="$OUT/budget_results.txt"
@@ -576,6 +642,7 @@ for target in $TARGETS; do
             start_ddblocal
             bench_target ddblocal "$DDB_URL" "$N_DDBLOCAL"
             if [ "$LOCK_BENCH" != 0 ]; then bench_locks "$DDB_URL"; fi
+            if [ "$IDEM_BENCH" != 0 ]; then bench_idem "$DDB_URL"; fi
             if [ "$BUDGETS" != 0 ]; then run_budgets "$DDB_URL"; fi
             ;;
         *) die "unknown target '$target' (nginx, ddblocal)" ;;
@@ -698,6 +765,39 @@ sdk_version="$(node -p 'require("./tests/bench/sdk/node_modules/@aws-sdk/client-
                     T["grants"], T["wall_s"], T["grants_per_s"], T["requests_per_grant"], T["fence_delta"], T["overlaps"]
             }
         }' "$LOCK_RESULTS"
+    fi
+    if [ -s "$IDEM_RESULTS" ]; then
+        echo
+        printf 'Idempotency (ddbkit.idempotency) against DynamoDB Local, table %s: idem:execute(key, { method = "POST", path = "/orders", body = '"'"'{"sku":"abc","qty":1}'"'"' }, handler), the handler returning { id = i, status = "created" }; first = %s calls on new keys (the handler runs, the result is stored), replay = the same keys again in the same order (stored result, handler not run). Best of %s rounds; warm-up %s keys per run, not measured; requests = client:stats().requests.\n' \
+            "$IDEM_TABLE" "$IDEM_N" "$IDEM_ROUNDS" "$IDEM_WARMUP"
+        echo
+        awk '
+        function kv(s,   i, a, m, p) {
+            delete F
+            m = split(s, a, " ")
+            for (i = 2; i <= m; i++) { p = index(a[i], "="); F[substr(a[i], 1, p - 1)] = substr(a[i], p + 1) }
+        }
+        /^RESULT / && / bench=idem / {
+            kv($0); k = F["client"] SUBSEP F["mode"] SUBSEP F["lru"] SUBSEP F["phase"]
+            x = F["cpu_us_per_call"] + 0
+            if (!(k in cpu)) order[++nk] = k
+            if (!(k in cpu) || x < cpu[k]) {
+                cpu[k] = x; n[k] = F["n"]; rq[k] = F["requests_per_call"]; cps[k] = F["calls_per_s"]
+            }
+        }
+        END {
+            print "| idempotency | mode | phase | calls | requests/call | expected | met | CPU µs/call | calls/s |"
+            print "| --- | --- | --- | ---: | ---: | ---: | :---: | ---: | ---: |"
+            for (i = 1; i <= nk; i++) {
+                split(order[i], p, SUBSEP); c = p[1]; m = p[2]; l = p[3] + 0; ph = p[4]; k = order[i]
+                label = l > 0 ? m ", lru_size " l : m
+                if (m == "compat") e = (ph == "first") ? 4 : 1
+                else e = (ph == "first") ? 2 : ((l > 0 && n[k] + 0 <= l) ? 0 : 1)
+                printf "| %s | %s | %s | %d | %.3f | %d | %s | %.1f | %d |\n", c, label, ph, n[k], rq[k], e, (rq[k] + 0 <= e ? "PASS" : "MISS"), cpu[k], cps[k]
+            }
+        }' "$IDEM_RESULTS"
+        echo
+        echo 'For comparison, the Node adapter (@reaatech/idempotency-middleware-adapter-dynamodb, compat.md B) on the same table layout pays 5 requests per first call (GetItem record, PutItem lock, GetItem record, PutItem record, DeleteItem lock) and 1 per replay (GetItem record); compat mode needs 4 and 1 on the same items, fast mode (ddbkit-only tables) 2 and 1, and 0 for a replay of a record still in the in-process LRU.'
     fi
     if [ -s "$CACHE_RESULTS" ]; then
         echo
