@@ -14,23 +14,27 @@ ENGINE_LIBS := -lcurl -lssl -lcrypto -lyajl -lpthread -lm
 
 LUA54_INC  := $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
 LUAJIT_INC := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
+LUA54_LIBS := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
+EDIT_LIBS  := $(shell pkg-config --libs libedit 2>/dev/null || echo -ledit)
 
 ENGINE_SRC := $(wildcard engine/*.c)
 CORE_SRC   := $(wildcard bindings/core/*.c)
+CLI_SRC    := $(wildcard bindings/cli/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(B)/obj/%.o)
 UT_OBJ     := $(ENGINE_SRC:%.c=$(B)/ut/%.o)
 ASAN_OBJ   := $(ENGINE_SRC:%.c=$(B)/asan/%.o)
 CTESTS     := $(patsubst tests/c/%.c,%,$(wildcard tests/c/test_*.c))
-HEADERS    := $(wildcard engine/*.h bindings/core/*.h)
+HEADERS    := $(wildcard engine/*.h bindings/core/*.h bindings/cli/*.h)
 
 LIB_A   := $(B)/libddbkit.a
 LIB_SO  := $(B)/libddbkit.so
 CORE54  := $(B)/lua54/ddbkit/core.so
 COREJIT := $(B)/luajit/ddbkit/core.so
 SHIM    := $(B)/loopback_bind.so
+CLI     := $(B)/ddbkit
 
-.PHONY: all deps test run bench install clean fuzz ctest lint
-all: $(LIB_A) $(LIB_SO) $(CORE54) $(COREJIT) $(SHIM)
+.PHONY: all deps test run bench install clean fuzz ctest lint FORCE
+all: $(LIB_A) $(LIB_SO) $(CORE54) $(COREJIT) $(SHIM) $(CLI)
 
 deps:
 	@tests/harness/deps.sh
@@ -84,6 +88,37 @@ $(COREASAN): $(CORE_SRC:%.c=$(B)/coreasan/%.o) $(ENGINE_SRC:%.c=$(B)/coreasan/%.
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(SAN) -o $@ $^ $(ENGINE_LIBS) $(LDFLAGS)
 
+# The `ddbkit` command: Lua 5.4 embedded, with ddbkit.core's objects and the
+# engine linked in. Where the installed Lua files and harness live is
+# compiled in from PREFIX; the stamp changes only when PREFIX does, so that
+# `make install PREFIX=...` rebuilds main.o and nothing else.
+CLI_DEFS = -DDDBKIT_SHARE_DIR='"$(PREFIX)/share/ddbkit"' -DDDBKIT_LUA_DIR='"$(LUA54_LMOD)"'
+CLI_STAMP := $(B)/cli/prefix.stamp
+
+$(CLI_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(PREFIX)' | cmp -s - $@ || echo '$(PREFIX)' > $@
+
+$(B)/cli/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LUA54_INC) $(CLI_DEFS) -Iengine -Ibindings/cli -c $< -o $@
+
+$(B)/cli/bindings/cli/main.o: $(CLI_STAMP)
+
+$(CLI): $(CLI_SRC:%.c=$(B)/cli/%.o) $(CORE_SRC:%.c=$(B)/core54/%.o) $(LIB_A)
+	$(CC) -o $@ $^ $(LUA54_LIBS) $(EDIT_LIBS) $(ENGINE_LIBS) $(LDFLAGS)
+
+# The command once more under ASan/UBSan, on the sanitized objects above.
+CLIASAN := $(B)/ddbkit-asan
+$(B)/cliasan/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(SAN) $(LUA54_INC) $(CLI_DEFS) -Iengine -Ibindings/cli -c $< -o $@
+
+$(B)/cliasan/bindings/cli/main.o: $(CLI_STAMP)
+
+$(CLIASAN): $(CLI_SRC:%.c=$(B)/cliasan/%.o) $(CORE_SRC:%.c=$(B)/coreasan/%.o) $(ENGINE_SRC:%.c=$(B)/coreasan/%.o)
+	$(CC) $(SAN) -o $@ $^ $(LUA54_LIBS) $(EDIT_LIBS) $(ENGINE_LIBS) $(LDFLAGS)
+
 $(SHIM): tests/harness/loopback_bind.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) -O2 $(WARN) -shared -fPIC -o $@ $< -ldl
@@ -99,7 +134,7 @@ $(B)/tests-asan/%: tests/c/%.c $(ASAN_OBJ) $(HEADERS)
 	$(CC) $(CFLAGS_ALL) -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
 	  -DDDBK_UNITTEST -Iengine -o $@ $< $(ASAN_OBJ) -lcmocka $(ENGINE_LIBS)
 
-ctest: $(CTESTS:%=$(B)/tests/%) $(CTESTS:%=$(B)/tests-asan/%) $(COREASAN)
+ctest: $(CTESTS:%=$(B)/tests/%) $(CTESTS:%=$(B)/tests-asan/%) $(COREASAN) $(CLIASAN)
 
 test: deps
 	@$(MAKE) --no-print-directory all ctest $(FUZZ_TARGETS)
@@ -111,6 +146,8 @@ lint:
 	  clang-tidy -quiet $$f -- $(CSTD) -Iengine 2>/dev/null || rc=1; done; \
 	for f in $(CORE_SRC); do \
 	  clang-tidy -quiet $$f -- $(CSTD) $(LUA54_INC) -Iengine -Ibindings/core 2>/dev/null || rc=1; done; \
+	for f in $(CLI_SRC); do \
+	  clang-tidy -quiet $$f -- $(CSTD) $(LUA54_INC) $(CLI_DEFS) -Iengine -Ibindings/cli 2>/dev/null || rc=1; done; \
 	exit $$rc
 
 run: deps
@@ -140,6 +177,7 @@ LUA54_CMOD  := $(PREFIX)/lib/lua/5.4
 LUA54_LMOD  := $(PREFIX)/share/lua/5.4
 LUAJIT_CMOD := $(PREFIX)/lib/lua/5.1
 LUAJIT_LMOD := $(PREFIX)/share/lua/5.1
+HARNESS_DIR := $(PREFIX)/share/ddbkit/harness
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
@@ -156,6 +194,11 @@ install: all
 	  (cd scripts && find policies strategies examples -name '*.lua' 2>/dev/null \
 	    -exec install -D -m 644 {} $(DESTDIR)$$d/ddbkit/scripts/{} \;); \
 	done
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(HARNESS_DIR)
+	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/ddbkit
+	install -m 755 tests/harness/ddb_local.sh tests/harness/deps.sh $(DESTDIR)$(HARNESS_DIR)/
+	install -m 755 $(SHIM) $(DESTDIR)$(HARNESS_DIR)/
+	install -m 644 tests/harness/package.json tests/harness/package-lock.json $(DESTDIR)$(HARNESS_DIR)/
 
 clean:
 	rm -rf $(B)

@@ -9,13 +9,19 @@
 #   tests/harness/ddb_local.sh wait   [--port P]   wait until it answers
 #
 # Port: --port P, else $DDB_LOCAL_PORT, else 8000.
-# Files: build/ddb-local/<port>.pid and build/ddb-local/<port>.log.
+# Files: build/ddb-local/<port>.pid and build/ddb-local/<port>.log; when
+#        installed (below), $XDG_STATE_HOME/ddbkit/ddb-local/ instead.
 # Env:   DDB_LOCAL_START_TIMEOUT (seconds, default 60),
 #        DDB_LOCAL_JAVA_OPTS (extra JVM options, appended).
 #
 # DynamoDB Local has no listen-address option, so java runs with the
 # LD_PRELOAD shim build/loopback_bind.so (tests/harness/loopback_bind.c),
 # which turns wildcard binds into loopback binds.
+#
+# `make install` copies this script, deps.sh, the built shim and the npm
+# manifests to $PREFIX/share/ddbkit/harness for `ddbkit local`: there the
+# shim sits next to the script and, the prefix being usually read-only for
+# the user, state goes to the user's state directory.
 #
 # Only the endpoint URL goes to stdout (on start); messages go to stderr.
 set -euo pipefail
@@ -25,6 +31,10 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 STATE_DIR="$ROOT/build/ddb-local"
 SHIM="$ROOT/build/loopback_bind.so"
 SHIM_SRC="$HERE/loopback_bind.c"
+if [ -f "$HERE/loopback_bind.so" ]; then
+    SHIM="$HERE/loopback_bind.so"
+    STATE_DIR="${XDG_STATE_HOME:-$HOME/.local/state}/ddbkit/ddb-local"
+fi
 
 say() { printf 'ddb_local: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }

@@ -3,7 +3,8 @@
 #
 #   tests/harness/deps.sh            (from any directory)
 #
-# 1. Debian packages (plus curl, which the harness scripts probe with):
+# 1. Debian packages (plus curl, which the harness scripts probe with,
+#    and tmux, the terminal the CLI spec drives the REPL through):
 #    asks dpkg-query which are missing and apt-get installs only those
 #    (one `apt-get update` first, and only if something is missing).
 #    Silent when nothing is missing.
@@ -22,6 +23,7 @@ want=(
     lua5.4 liblua5.4-dev luajit libluajit-5.1-dev lua-busted lua-cjson
     libyajl-dev libcmocka-dev libcurl4-openssl-dev libssl-dev libedit-dev
     python3 clang clang-tidy curl
+    tmux
 )
 
 # A working `java` on PATH is enough (DynamoDB Local needs Java 17+, which

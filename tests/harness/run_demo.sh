@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make run`: start DynamoDB Local, create the demo's two tables (the store
-# table and the idempotency table; an existing table is fine), run the demo,
-# and stop the server again (by its PID) however the demo ends.
+# `make run`: start DynamoDB Local, create the two tables (the store table
+# and the idempotency table; an existing table is fine), then open the
+# `ddbkit` REPL on them when stdin is a terminal, else run the demo; stop the
+# server again (by its PID) however that ends.
 #
 #   tests/harness/run_demo.sh [STORE_TABLE [IDEMPOTENCY_TABLE]]
 # Port: $DDB_LOCAL_PORT, else 8000. Table names default to
@@ -19,4 +20,10 @@ ENDPOINT="$(tests/harness/ddb_local.sh start --port "$PORT")"
 trap 'tests/harness/ddb_local.sh stop --port "$PORT" >/dev/null 2>&1' EXIT
 echo "DynamoDB Local at $ENDPOINT"
 lua5.4 scripts/setup_tables.lua "$ENDPOINT" "$@"
-lua5.4 scripts/demo.lua "$ENDPOINT" "$@"
+if [ -t 0 ] && [ -z "${DDBKIT_DEMO:-}" ]; then
+    echo "The ddbkit REPL on $ENDPOINT (:help for help, Ctrl-D to leave; DDBKIT_DEMO=1 make run for the demo)"
+    DDBKIT_IDEMPOTENCY_TABLE="${2:-idempotency-cache}" \
+        build/ddbkit --endpoint "$ENDPOINT" --table "${1:-http-client-toolkit}"
+else
+    lua5.4 scripts/demo.lua "$ENDPOINT" "$@"
+fi
