@@ -19,6 +19,12 @@
  *   a response is lost and the engine's retry meets a failed condition, the
  *   old item it returns (ALL_OLD) says whether the first attempt took effect.
  *   A failure with no item to look at is settled by reading the item back.
+ *
+ * The protocol is a machine without I/O (ddbk_lock_op): it says what to do
+ * next (send this request, sleep this long, stop) and is fed each request's
+ * outcome, so an event loop or a Lua runtime can run it; it reads the clocks
+ * and the random generator itself. ddbk_lock_acquire, _renew and _release
+ * drive it with ddbk_call and nanosleep.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -55,11 +61,11 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(double ms)
+static void sleep_ms(long ms)
 {
     if (ms <= 0)
         return;
-    struct timespec ts = { (time_t)(ms / 1000), (long)((ms - (double)(time_t)(ms / 1000) * 1000) * 1e6) };
+    struct timespec ts = { (time_t)(ms / 1000), (ms % 1000) * 1000000L };
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }
@@ -171,77 +177,6 @@ static void to_holder(const seen *s, ddbk_lock_holder *h)
     h->lease_ms = s->lease_ms;
 }
 
-/* ------------------------------------------------------ the requests */
-
-static int is_ccf(const ddbk_error *e)
-{
-    return strcmp(e->code, "ConditionalCheckFailedException") == 0;
-}
-
-/* One UpdateItem on the lock item. `names` and `values` are the inner text
- * of ExpressionAttributeNames / Values, without braces. */
-static int update(ddbk_client *c, ddbk_lock *l, ddbk_buf *body, ddbk_response *resp,
-                  const char *update_expr, const char *condition,
-                  const char *names, const char *values, int return_new,
-                  ddbk_error *err)
-{
-    ddbk_buf_reset(body);
-    if (ddbk_buf_putc(body, '{') || ddbk_buf_append(body, l->target.data, l->target.len) ||
-        ddbk_buf_printf(body,
-                        ",\"UpdateExpression\":\"%s\",\"ConditionExpression\":\"%s\","
-                        "\"ExpressionAttributeNames\":{%s},\"ExpressionAttributeValues\":{%s},"
-                        "\"ReturnValues\":\"%s\",\"ReturnValuesOnConditionCheckFailure\":\"ALL_OLD\"}",
-                        update_expr, condition, names, values,
-                        return_new ? "ALL_NEW" : "NONE")) {
-        ddbk_error_set(err, "OutOfMemory", 0, "lock: out of memory building a request");
-        return -1;
-    }
-    return ddbk_call(c, "UpdateItem", body->data, body->len, resp, err);
-}
-
-/* The item as it is now (a strongly consistent read). */
-static int read_back(ddbk_client *c, ddbk_lock *l, ddbk_buf *body, ddbk_response *resp,
-                     seen *out, ddbk_error *err)
-{
-    ddbk_buf_reset(body);
-    if (ddbk_buf_putc(body, '{') || ddbk_buf_append(body, l->target.data, l->target.len) ||
-        ddbk_buf_puts(body, ",\"ConsistentRead\":true}")) {
-        ddbk_error_set(err, "OutOfMemory", 0, "lock: out of memory building a request");
-        return -1;
-    }
-    if (ddbk_call(c, "GetItem", body->data, body->len, resp, err) != 0)
-        return -1;
-    read_item(&resp->body, "Item", out);
-    return 0;
-}
-
-/* The engine gave up on a retryable failure (a timeout, a reset): the write
- * may or may not have happened. */
-static int ambiguous(const ddbk_error *e)
-{
-    return e->retryable || e->timeout;
-}
-
-/* After an operation failed: what the item says now. A failed condition
- * brought the old item with it (ALL_OLD); a retryable failure may or may not
- * have taken effect, so the item is read back. err keeps the operation's own
- * error either way. Returns 0 with s filled, or -1 when nothing can be known
- * (any other failure, or the read-back failed too). */
-static int settle(ddbk_client *c, ddbk_lock *l, ddbk_buf *body, ddbk_response *resp,
-                  ddbk_error *err, seen *s)
-{
-    if (is_ccf(err)) {
-        read_item(&resp->body, "Item", s);
-        return 0;
-    }
-    if (!ambiguous(err))
-        return -1;
-    ddbk_error first = *err;
-    int rc = read_back(c, l, body, resp, s, err);
-    *err = first;
-    return rc;
-}
-
 /* ------------------------------------------------------------ the key */
 
 UNITTEST int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err)
@@ -285,155 +220,290 @@ UNITTEST int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err)
     return 0;
 }
 
-/* ------------------------------------------------------------ acquire */
+/* ------------------------------------------------------ the machine */
+
+enum { OP_ACQUIRE, OP_RENEW, OP_RELEASE };
+
+/* What an operation waits for. */
+enum {
+    ST_START,  /* its first step */
+    ST_WRITE,  /* the outcome of its UpdateItem */
+    ST_READ,   /* the outcome of the read-back after an ambiguous write */
+    ST_SLEEP,  /* the end of a wait between contended attempts (acquire) */
+    ST_DONE
+};
+
+struct ddbk_lock_op {
+    int kind, state, rc;
+    ddbk_lock *l;              /* the caller's, borrowed */
+    ddbk_buf body;             /* the request of the current step */
+    ddbk_buf resp;             /* the response body being read, NUL-terminated */
+    ddbk_error err;            /* the outcome; over a read-back, the write's own failure */
+    char rvn[40];              /* the record version the current write sends */
+    int64_t expires_at;
+    long lease_ms;
+    double sent;               /* monotonic ms when the current write was built */
+    /* acquire only */
+    ddbk_lock_opts opts;       /* busy_item borrowed */
+    ddbk_lock_holder holder;   /* as the item last showed it */
+    ddbk_buf names;            /* ExpressionAttributeNames, the same for every attempt */
+    char watched_rvn[40];
+    double watched_since, watched_lease, deadline;
+    int attempt;
+};
+
+static int is_ccf(const ddbk_error *e)
+{
+    return strcmp(e->code, "ConditionalCheckFailedException") == 0;
+}
+
+/* The engine gave up on a retryable failure (a timeout, a reset): the write
+ * may or may not have happened. */
+static int ambiguous(const ddbk_error *e)
+{
+    return e->retryable || e->timeout;
+}
+
+static ddbk_lock_op *new_op(int kind, ddbk_lock *l, ddbk_error *err)
+{
+    ddbk_lock_op *op = calloc(1, sizeof *op);
+    if (!op) {
+        ddbk_error_set(err, "OutOfMemory", 0, "lock: out of memory");
+        return NULL;
+    }
+    op->kind = kind;
+    op->l = l;
+    ddbk_buf_init(&op->body, 0);
+    ddbk_buf_init(&op->resp, 0);
+    ddbk_buf_init(&op->names, 0);
+    (void)ddbk_buf_reserve(&op->body, 1024); /* room for any write at once; failing is fine */
+    return op;
+}
+
+/* Copies a response body so it can be parsed as a C string whatever the
+ * caller's buffer; a body that does not fit reads as no item. */
+static void take_body(ddbk_lock_op *op, const char *body, size_t len)
+{
+    ddbk_buf_reset(&op->resp);
+    if (body && len && ddbk_buf_append(&op->resp, body, len) != 0)
+        ddbk_buf_reset(&op->resp);
+}
+
+static int step_send(ddbk_lock_op *op, const char *name, int state, ddbk_lock_next *next)
+{
+    op->state = state;
+    next->what = DDBK_LOCK_SEND;
+    next->op = name;
+    next->body = op->body.data;
+    next->body_len = op->body.len;
+    next->sleep_ms = 0;
+    return DDBK_LOCK_SEND;
+}
+
+static int step_sleep(ddbk_lock_op *op, double ms, ddbk_lock_next *next)
+{
+    /* Rounded up: waking early would find the takeover rule not yet met. */
+    long whole = ms > 0 ? (long)ms : 0;
+    if ((double)whole < ms)
+        whole++;
+    op->state = ST_SLEEP;
+    memset(next, 0, sizeof *next);
+    next->what = DDBK_LOCK_SLEEP;
+    next->sleep_ms = whole;
+    return DDBK_LOCK_SLEEP;
+}
+
+/* The end: what each kind leaves in the caller's lock. */
+static int step_done(ddbk_lock_op *op, int rc, ddbk_lock_next *next)
+{
+    ddbk_lock *l = op->l;
+
+    op->state = ST_DONE;
+    op->rc = rc;
+    if (rc == 0)
+        ddbk_error_clear(&op->err); /* an earlier attempt's failure is history */
+    switch (op->kind) {
+    case OP_ACQUIRE:
+        if (rc != 0)
+            ddbk_lock_free(l);
+        else if (op->opts.busy_item) /* an earlier look may have seen another holder */
+            ddbk_buf_reset(op->opts.busy_item);
+        break;
+    case OP_RENEW:
+        if (rc == 0) {
+            ddbk__copy(l->rvn, sizeof l->rvn, op->rvn);
+            l->lease_ms = op->lease_ms;
+            l->expires_at = op->expires_at;
+            l->lease_start_mono_ms = op->sent;
+        }
+        break;
+    case OP_RELEASE:
+        if (rc == 0)
+            l->held = 0;
+        break;
+    }
+    memset(next, 0, sizeof *next);
+    next->what = DDBK_LOCK_DONE;
+    return DDBK_LOCK_DONE;
+}
+
+/* One UpdateItem on the lock item into op->body. `names` and `values` are
+ * the inner text of ExpressionAttributeNames / Values, without braces. */
+static int build_update(ddbk_lock_op *op, const char *update_expr, const char *condition,
+                        const char *names, const char *values, int return_new)
+{
+    ddbk_buf *body = &op->body;
+    ddbk_buf_reset(body);
+    if (ddbk_buf_putc(body, '{') || ddbk_buf_append(body, op->l->target.data, op->l->target.len) ||
+        ddbk_buf_printf(body,
+                        ",\"UpdateExpression\":\"%s\",\"ConditionExpression\":\"%s\","
+                        "\"ExpressionAttributeNames\":{%s},\"ExpressionAttributeValues\":{%s},"
+                        "\"ReturnValues\":\"%s\",\"ReturnValuesOnConditionCheckFailure\":\"ALL_OLD\"}",
+                        update_expr, condition, names, values,
+                        return_new ? "ALL_NEW" : "NONE")) {
+        ddbk_error_set(&op->err, "OutOfMemory", 0, "lock: out of memory building a request");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------- acquire */
 
 /* Keeps the body the item was last seen in for a caller that asked for it
- * (opts->busy_item), or empties it when this look found no item. A body over
+ * (opts.busy_item), or empties it when this look found no item. A body over
  * the caller's cap is dropped whole: half a JSON text is no item. */
-static void keep_seen(ddbk_buf *out, const ddbk_response *resp, const seen *s)
+static void keep_seen(ddbk_buf *out, const ddbk_buf *resp, const seen *s)
 {
     if (!out)
         return;
     ddbk_buf_reset(out);
-    if (s->exists && ddbk_buf_append(out, resp->body.data, resp->body.len) != 0)
+    if (s->exists && ddbk_buf_append(out, resp->data, resp->len) != 0)
         ddbk_buf_reset(out);
 }
 
-static int took(ddbk_lock *l, const seen *s, const char *rvn, int64_t expires_at, long lease_ms,
-                double sent)
+static void took(ddbk_lock_op *op, const seen *s)
 {
-    ddbk__copy(l->rvn, sizeof l->rvn, rvn);
+    ddbk_lock *l = op->l;
+    ddbk__copy(l->rvn, sizeof l->rvn, op->rvn);
     l->fence = s->fence;
-    l->expires_at = expires_at;
-    l->lease_ms = lease_ms;
-    l->lease_start_mono_ms = sent;
+    l->expires_at = op->expires_at;
+    l->lease_ms = op->lease_ms;
+    l->lease_start_mono_ms = op->sent;
     l->held = 1;
-    return 0;
 }
 
-int ddbk_lock_acquire(ddbk_client *c, const ddbk_lock_key *key,
-                      const ddbk_lock_opts *opts, ddbk_lock *l,
-                      ddbk_lock_holder *holder, ddbk_error *err)
+static int acquire_write(ddbk_lock_op *op, ddbk_lock_next *next)
+{
+    ddbk_lock *l = op->l;
+    char values[1024];
+    int64_t now = wall_ms();
+    int64_t cutoff = (now - op->opts.max_clock_skew_ms) / 1000;
+    double t = mono_ms();
+    /* The clock-free takeover: this record version has stood still for a
+     * whole lease of its holder, as we measured it ourselves. */
+    int takeover = op->watched_rvn[0] && op->watched_lease > 0 &&
+                   t - op->watched_since >= op->watched_lease;
+
+    op->lease_ms = op->opts.lease_ms;
+    op->expires_at = (now + op->lease_ms + 999) / 1000;
+    random_hex(op->rvn, 16);
+    snprintf(values, sizeof values,
+             "\":o\":{\"S\":\"%s\"},\":r\":{\"S\":\"%s\"},\":l\":{\"N\":\"%ld\"},"
+             "\":e\":{\"N\":\"%lld\"},\":a\":{\"N\":\"%lld\"},\":zero\":{\"N\":\"0\"},"
+             "\":one\":{\"N\":\"1\"},\":cut\":{\"N\":\"%lld\"}%s%s%s",
+             l->owner, op->rvn, op->lease_ms, (long long)op->expires_at, (long long)now,
+             (long long)cutoff, takeover ? ",\":seen\":{\"S\":\"" : "",
+             takeover ? op->watched_rvn : "", takeover ? "\"}" : "");
+    op->sent = mono_ms();
+    if (build_update(op,
+                     /* releasedRvn stays: a release whose answer was lost can
+                      * still recognise itself after the next acquire. */
+                     "SET #o = :o, #r = :r, #l = :l, #e = :e, #a = :a, "
+                     "#f = if_not_exists(#f, :zero) + :one",
+                     takeover ? "attribute_not_exists(#k) OR #e < :cut OR #r = :seen"
+                              : "attribute_not_exists(#k) OR #e < :cut",
+                     op->names.data, values, 1) != 0)
+        return step_done(op, -1, next);
+    return step_send(op, "UpdateItem", ST_WRITE, next);
+}
+
+/* After a look at the item (the failed condition's old item, or the
+ * read-back): ours, or wait and try again, or give up. */
+static int acquire_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
+{
+    if (strcmp(s->owner, op->l->owner) == 0 && strcmp(s->rvn, op->rvn) == 0) {
+        /* Our own attempt took effect; its response was what got lost. */
+        took(op, s);
+        return step_done(op, 0, next);
+    }
+    to_holder(s, &op->holder);
+    keep_seen(op->opts.busy_item, &op->resp, s);
+    if (s->rvn[0] && strcmp(s->rvn, op->watched_rvn) != 0) {
+        ddbk__copy(op->watched_rvn, sizeof op->watched_rvn, s->rvn);
+        op->watched_since = mono_ms();
+        op->watched_lease = (double)s->lease_ms;
+    }
+    double left = op->deadline - mono_ms();
+    if (left <= 0) {
+        if (is_ccf(&op->err))
+            ddbk_error_set(&op->err, "busy", 0, "lock is held by %s until %lld (epoch s)",
+                           s->owner[0] ? s->owner : "another process",
+                           (long long)s->expires_at);
+        return step_done(op, -1, next);
+    }
+    int a = op->attempt++;
+    double ceiling = WAIT_BASE_MS * (double)(1 << (a < 5 ? a : 5));
+    double pause = ddbk_random() * (ceiling < WAIT_CAP_MS ? ceiling : WAIT_CAP_MS);
+    if (op->watched_rvn[0] && op->watched_lease > 0) {
+        double due = op->watched_since + op->watched_lease - mono_ms();
+        if (due > 0 && due < pause)
+            pause = due; /* be there when the takeover rule allows it */
+    }
+    return step_sleep(op, pause < left ? pause : left, next);
+}
+
+ddbk_lock_op *ddbk_lock_op_acquire(const ddbk_lock_key *key, const ddbk_lock_opts *opts,
+                                   ddbk_lock *l, ddbk_error *err)
 {
     static unsigned long handles;
-    char host[64] = "host", rvn[40], values[1024];
-    char watched_rvn[40] = "";
-    double watched_since = 0, watched_lease = 0;
-    ddbk_buf body, names;
-    ddbk_response resp;
-    seen s;
-    int rc = -1;
+    char host[64] = "host", tag[17];
+    ddbk_lock_op *op = NULL;
 
     ddbk_error_clear(err);
     memset(l, 0, sizeof *l);
     ddbk_buf_init(&l->target, 0);
-    if (holder)
-        memset(holder, 0, sizeof *holder);
     if (opts && opts->busy_item)
         ddbk_buf_reset(opts->busy_item);
     if (!opts || opts->lease_ms <= 0 || opts->wait_ms < 0 || opts->max_clock_skew_ms < 0) {
         ddbk_error_set(err, "InvalidArgument", 0,
                        "lock: lease_ms must be > 0, wait_ms and max_clock_skew_ms >= 0");
-        return -1;
+        return NULL;
     }
-    if (build_target(l, key, err) != 0)
-        return -1;
+    if (build_target(l, key, err) != 0 || !(op = new_op(OP_ACQUIRE, l, err))) {
+        ddbk_lock_free(l);
+        return NULL;
+    }
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';
     for (char *h = host; *h; h++) /* the owner goes into JSON text as is */
         if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') ||
               (*h >= '0' && *h <= '9') || *h == '.' || *h == '-'))
             *h = '_';
-    char tag[17];
     random_hex(tag, 8);
     snprintf(l->owner, sizeof l->owner, "%.40s:%ld:%s:%lu", host, (long)getpid(), tag,
              __atomic_add_fetch(&handles, 1, __ATOMIC_RELAXED));
     l->skew_ms = opts->max_clock_skew_ms;
-
-    ddbk_buf_init(&body, 0);
-    ddbk_buf_init(&names, 0);
-    ddbk_response_init(&resp);
-    if (ddbk_buf_puts(&names, "\"#o\":\"" A_OWNER "\",\"#r\":\"" A_RVN "\",\"#l\":\"" A_LEASE
-                              "\",\"#e\":\"" A_EXPIRES "\",\"#a\":\"" A_ACQUIRED "\",\"#f\":\""
-                              A_FENCE "\",\"#k\":") ||
-        put_str(&names, l->pk_name)) {
+    op->opts = *opts;
+    if (ddbk_buf_puts(&op->names, "\"#o\":\"" A_OWNER "\",\"#r\":\"" A_RVN "\",\"#l\":\"" A_LEASE
+                                  "\",\"#e\":\"" A_EXPIRES "\",\"#a\":\"" A_ACQUIRED "\",\"#f\":\""
+                                  A_FENCE "\",\"#k\":") ||
+        put_str(&op->names, l->pk_name)) {
         ddbk_error_set(err, "OutOfMemory", 0, "lock: out of memory building a request");
-        goto done;
+        ddbk_lock_op_free(op); /* unfinished: frees l too */
+        return NULL;
     }
-
-    double deadline = mono_ms() + (double)opts->wait_ms;
-    for (int attempt = 0;; attempt++) {
-        int64_t now = wall_ms();
-        int64_t expires_at = (now + opts->lease_ms + 999) / 1000;
-        int64_t cutoff = (now - opts->max_clock_skew_ms) / 1000;
-        double t = mono_ms();
-        /* The clock-free takeover: this record version has stood still for
-         * a whole lease of its holder, as we measured it ourselves. */
-        int takeover = watched_rvn[0] && watched_lease > 0 && t - watched_since >= watched_lease;
-
-        random_hex(rvn, 16);
-        snprintf(values, sizeof values,
-                 "\":o\":{\"S\":\"%s\"},\":r\":{\"S\":\"%s\"},\":l\":{\"N\":\"%ld\"},"
-                 "\":e\":{\"N\":\"%lld\"},\":a\":{\"N\":\"%lld\"},\":zero\":{\"N\":\"0\"},"
-                 "\":one\":{\"N\":\"1\"},\":cut\":{\"N\":\"%lld\"}%s%s%s",
-                 l->owner, rvn, opts->lease_ms, (long long)expires_at, (long long)now,
-                 (long long)cutoff, takeover ? ",\":seen\":{\"S\":\"" : "",
-                 takeover ? watched_rvn : "", takeover ? "\"}" : "");
-        double sent = mono_ms();
-        int r = update(c, l, &body, &resp,
-                       /* releasedRvn stays: a release whose answer was lost
-                        * can still recognise itself after the next acquire. */
-                       "SET #o = :o, #r = :r, #l = :l, #e = :e, #a = :a, "
-                       "#f = if_not_exists(#f, :zero) + :one",
-                       takeover ? "attribute_not_exists(#k) OR #e < :cut OR #r = :seen"
-                                : "attribute_not_exists(#k) OR #e < :cut",
-                       names.data, values, 1, err);
-        if (r == 0) {
-            read_item(&resp.body, "Attributes", &s);
-            rc = took(l, &s, rvn, expires_at, opts->lease_ms, sent);
-            break;
-        }
-        if (settle(c, l, &body, &resp, err, &s) != 0)
-            break; /* unknowable, or a failure retrying cannot help */
-        if (strcmp(s.owner, l->owner) == 0 && strcmp(s.rvn, rvn) == 0) {
-            /* Our own attempt took effect; its response was what got lost. */
-            rc = took(l, &s, rvn, expires_at, opts->lease_ms, sent);
-            ddbk_error_clear(err);
-            break;
-        }
-        to_holder(&s, holder);
-        keep_seen(opts->busy_item, &resp, &s);
-        if (s.rvn[0] && strcmp(s.rvn, watched_rvn) != 0) {
-            ddbk__copy(watched_rvn, sizeof watched_rvn, s.rvn);
-            watched_since = mono_ms();
-            watched_lease = (double)s.lease_ms;
-        }
-        double left = deadline - mono_ms();
-        if (left <= 0) {
-            if (is_ccf(err))
-                ddbk_error_set(err, "busy", 0, "lock is held by %s until %lld (epoch s)",
-                               s.owner[0] ? s.owner : "another process",
-                               (long long)s.expires_at);
-            break;
-        }
-        double ceiling = WAIT_BASE_MS * (double)(1 << (attempt < 5 ? attempt : 5));
-        double pause = ddbk_random() * (ceiling < WAIT_CAP_MS ? ceiling : WAIT_CAP_MS);
-        if (watched_rvn[0] && watched_lease > 0) {
-            double due = watched_since + watched_lease - mono_ms();
-            if (due > 0 && due < pause)
-                pause = due; /* be there when the takeover rule allows it */
-        }
-        sleep_ms(pause < left ? pause : left);
-    }
-done:
-    ddbk_buf_free(&body);
-    ddbk_buf_free(&names);
-    ddbk_response_free(&resp);
-    if (rc != 0)
-        ddbk_lock_free(l);
-    else if (opts->busy_item) /* an earlier look may have seen another holder */
-        ddbk_buf_reset(opts->busy_item);
-    return rc;
+    op->deadline = mono_ms() + (double)opts->wait_ms;
+    return op;
 }
 
 /* ----------------------------------------------------- renew / release */
@@ -444,99 +514,255 @@ static int owner_values(const ddbk_lock *l, char *out, size_t cap, const char *e
                     extra) >= (int)cap ? -1 : 0;
 }
 
-int ddbk_lock_renew(ddbk_client *c, ddbk_lock *l, long lease_ms, ddbk_error *err)
+static int renew_write(ddbk_lock_op *op, ddbk_lock_next *next)
 {
-    char rvn[40], extra[256], values[512];
-    ddbk_buf body;
-    ddbk_response resp;
-    seen s;
-    int rc = -1;
+    char extra[256], values[512];
 
+    op->expires_at = (wall_ms() + op->lease_ms + 999) / 1000;
+    random_hex(op->rvn, 16);
+    snprintf(extra, sizeof extra,
+             ",\":new\":{\"S\":\"%s\"},\":l\":{\"N\":\"%ld\"},\":e\":{\"N\":\"%lld\"}", op->rvn,
+             op->lease_ms, (long long)op->expires_at);
+    owner_values(op->l, values, sizeof values, extra);
+    op->sent = mono_ms();
+    if (build_update(op, "SET #r = :new, #l = :l, #e = :e", "#o = :o AND #r = :r",
+                     "\"#o\":\"" A_OWNER "\",\"#r\":\"" A_RVN "\",\"#l\":\"" A_LEASE
+                     "\",\"#e\":\"" A_EXPIRES "\"",
+                     values, 0) != 0)
+        return step_done(op, -1, next);
+    return step_send(op, "UpdateItem", ST_WRITE, next);
+}
+
+static int renew_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
+{
+    ddbk_lock *l = op->l;
+    if (strcmp(s->owner, l->owner) == 0 && strcmp(s->rvn, op->rvn) == 0)
+        return step_done(op, 0, next); /* our renewal landed; only its answer was lost */
+    if (strcmp(s->owner, l->owner) == 0 && strcmp(s->rvn, l->rvn) == 0)
+        return step_done(op, -1, next); /* nothing changed: the old lease stands */
+    l->held = 0;
+    if (s->owner[0])
+        ddbk_error_set(&op->err, "lost", 0, "lock was taken over by %s", s->owner);
+    else
+        ddbk_error_set(&op->err, "not_owner", 0, "lock is no longer held by this handle");
+    return step_done(op, -1, next);
+}
+
+static int release_write(ddbk_lock_op *op, ddbk_lock_next *next)
+{
+    char values[512];
+
+    owner_values(op->l, values, sizeof values, ",\":zero\":{\"N\":\"0\"}");
+    if (build_update(op, "SET #e = :zero, #x = :r REMOVE #o, #r", "#o = :o AND #r = :r",
+                     "\"#o\":\"" A_OWNER "\",\"#r\":\"" A_RVN "\",\"#e\":\"" A_EXPIRES
+                     "\",\"#x\":\"" A_RELEASED "\"",
+                     values, 0) != 0)
+        return step_done(op, -1, next);
+    return step_send(op, "UpdateItem", ST_WRITE, next);
+}
+
+static int release_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
+{
+    ddbk_lock *l = op->l;
+    if (strcmp(s->released, l->rvn) == 0)
+        return step_done(op, 0, next); /* our release landed; only its answer was lost */
+    if (strcmp(s->owner, l->owner) == 0 && strcmp(s->rvn, l->rvn) == 0)
+        return step_done(op, -1, next); /* nothing changed: we still hold it */
+    l->held = 0;
+    ddbk_error_set(&op->err, "not_owner", 0, "lock is not held by this handle");
+    return step_done(op, -1, next);
+}
+
+ddbk_lock_op *ddbk_lock_op_renew(ddbk_lock *l, long lease_ms, ddbk_error *err)
+{
     ddbk_error_clear(err);
     if (!l->held) { /* an earlier renew or release found it gone */
         ddbk_error_set(err, "lost", 0, "lock is no longer held by this handle");
+        return NULL;
+    }
+    ddbk_lock_op *op = new_op(OP_RENEW, l, err);
+    if (op)
+        op->lease_ms = lease_ms > 0 ? lease_ms : l->lease_ms;
+    return op;
+}
+
+ddbk_lock_op *ddbk_lock_op_release(ddbk_lock *l, ddbk_error *err)
+{
+    ddbk_error_clear(err);
+    if (!l->held) {
+        ddbk_error_set(err, "not_owner", 0, "lock is not held by this handle");
+        return NULL;
+    }
+    return new_op(OP_RELEASE, l, err);
+}
+
+/* ----------------------------------------------------- the steps */
+
+static int write_step(ddbk_lock_op *op, ddbk_lock_next *next)
+{
+    switch (op->kind) {
+    case OP_ACQUIRE:
+        return acquire_write(op, next);
+    case OP_RENEW:
+        return renew_write(op, next);
+    default:
+        return release_write(op, next);
+    }
+}
+
+static int judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
+{
+    switch (op->kind) {
+    case OP_ACQUIRE:
+        return acquire_judge(op, s, next);
+    case OP_RENEW:
+        return renew_judge(op, s, next);
+    default:
+        return release_judge(op, s, next);
+    }
+}
+
+/* The outcome of the write. A failed condition brought the old item with
+ * it (ALL_OLD); a retryable failure may or may not have taken effect, so
+ * the item is read back (strongly consistent); any other failure ends the
+ * operation with it. */
+static int on_write(ddbk_lock_op *op, const char *body, size_t len, const ddbk_error *call_err,
+                    ddbk_lock_next *next)
+{
+    seen s;
+
+    if (!call_err) {
+        if (op->kind == OP_ACQUIRE) {
+            take_body(op, body, len);
+            read_item(&op->resp, "Attributes", &s);
+            took(op, &s);
+        }
+        return step_done(op, 0, next);
+    }
+    op->err = *call_err;
+    if (is_ccf(&op->err)) {
+        take_body(op, body, len);
+        read_item(&op->resp, "Item", &s);
+        return judge(op, &s, next);
+    }
+    if (!ambiguous(&op->err))
+        return step_done(op, -1, next); /* a failure retrying cannot help */
+    ddbk_buf_reset(&op->body);
+    if (ddbk_buf_putc(&op->body, '{') ||
+        ddbk_buf_append(&op->body, op->l->target.data, op->l->target.len) ||
+        ddbk_buf_puts(&op->body, ",\"ConsistentRead\":true}"))
+        return step_done(op, -1, next); /* unknowable: err stays the write's */
+    return step_send(op, "GetItem", ST_READ, next);
+}
+
+/* The outcome of the read-back. When it fails too, nothing can be known:
+ * the operation ends with the write's own failure. */
+static int on_read(ddbk_lock_op *op, const char *body, size_t len, const ddbk_error *call_err,
+                   ddbk_lock_next *next)
+{
+    seen s;
+
+    if (call_err)
+        return step_done(op, -1, next);
+    take_body(op, body, len);
+    read_item(&op->resp, "Item", &s);
+    return judge(op, &s, next);
+}
+
+int ddbk_lock_op_next(ddbk_lock_op *op, const char *body, size_t body_len,
+                      const ddbk_error *call_err, ddbk_lock_next *next)
+{
+    switch (op->state) {
+    case ST_START:
+    case ST_SLEEP:
+        return write_step(op, next);
+    case ST_WRITE:
+        return on_write(op, body, body_len, call_err, next);
+    case ST_READ:
+        return on_read(op, body, body_len, call_err, next);
+    default:
+        memset(next, 0, sizeof *next);
+        next->what = DDBK_LOCK_DONE;
+        return DDBK_LOCK_DONE;
+    }
+}
+
+int ddbk_lock_op_result(const ddbk_lock_op *op, ddbk_lock_holder *holder, ddbk_error *err)
+{
+    if (holder)
+        *holder = op->holder;
+    if (op->state != ST_DONE) {
+        ddbk_error_set(err, "InvalidArgument", 0, "lock: the operation has not finished");
         return -1;
     }
-    if (lease_ms <= 0)
-        lease_ms = l->lease_ms;
-    int64_t expires_at = (wall_ms() + lease_ms + 999) / 1000;
-    random_hex(rvn, 16);
-    snprintf(extra, sizeof extra,
-             ",\":new\":{\"S\":\"%s\"},\":l\":{\"N\":\"%ld\"},\":e\":{\"N\":\"%lld\"}", rvn,
-             lease_ms, (long long)expires_at);
-    owner_values(l, values, sizeof values, extra);
+    *err = op->err;
+    return op->rc;
+}
 
-    ddbk_buf_init(&body, 0);
+void ddbk_lock_op_free(ddbk_lock_op *op)
+{
+    if (!op)
+        return;
+    if (op->kind == OP_ACQUIRE && op->state != ST_DONE)
+        ddbk_lock_free(op->l); /* abandoned: the handle never held anything */
+    ddbk_buf_free(&op->body);
+    ddbk_buf_free(&op->resp);
+    ddbk_buf_free(&op->names);
+    free(op);
+}
+
+/* ------------------------------------------------- the blocking drivers */
+
+/* Runs op to its end: each SEND through ddbk_call (which retries on its
+ * own), each SLEEP as nanosleep. */
+static void drive(ddbk_client *c, ddbk_lock_op *op)
+{
+    ddbk_response resp;
+    ddbk_error call_err;
+    ddbk_lock_next next;
+
     ddbk_response_init(&resp);
-    double sent = mono_ms();
-    if (update(c, l, &body, &resp, "SET #r = :new, #l = :l, #e = :e", "#o = :o AND #r = :r",
-               "\"#o\":\"" A_OWNER "\",\"#r\":\"" A_RVN "\",\"#l\":\"" A_LEASE
-               "\",\"#e\":\"" A_EXPIRES "\"",
-               values, 0, err) == 0) {
-        rc = 0;
-    } else if (settle(c, l, &body, &resp, err, &s) == 0) {
-        if (strcmp(s.owner, l->owner) == 0 && strcmp(s.rvn, rvn) == 0) {
-            rc = 0; /* our renewal landed; only its answer was lost */
-            ddbk_error_clear(err);
-        } else if (strcmp(s.owner, l->owner) == 0 && strcmp(s.rvn, l->rvn) == 0) {
-            /* Nothing changed: the request failed; the old lease stands. */
-        } else if (s.owner[0]) {
-            l->held = 0;
-            ddbk_error_set(err, "lost", 0, "lock was taken over by %s", s.owner);
+    int what = ddbk_lock_op_next(op, NULL, 0, NULL, &next);
+    while (what != DDBK_LOCK_DONE) {
+        if (what == DDBK_LOCK_SEND) {
+            int r = ddbk_call(c, next.op, next.body, next.body_len, &resp, &call_err);
+            what = ddbk_lock_op_next(op, resp.body.data, resp.body.len, r == 0 ? NULL : &call_err,
+                                     &next);
         } else {
-            l->held = 0;
-            ddbk_error_set(err, "not_owner", 0, "lock is no longer held by this handle");
+            sleep_ms(next.sleep_ms);
+            what = ddbk_lock_op_next(op, NULL, 0, NULL, &next);
         }
     }
-    if (rc == 0) {
-        ddbk__copy(l->rvn, sizeof l->rvn, rvn);
-        l->lease_ms = lease_ms;
-        l->expires_at = expires_at;
-        l->lease_start_mono_ms = sent;
-    }
-    ddbk_buf_free(&body);
     ddbk_response_free(&resp);
+}
+
+static int run(ddbk_client *c, ddbk_lock_op *op, ddbk_lock_holder *holder, ddbk_error *err)
+{
+    if (!op)
+        return -1;
+    drive(c, op);
+    int rc = ddbk_lock_op_result(op, holder, err);
+    ddbk_lock_op_free(op);
     return rc;
+}
+
+int ddbk_lock_acquire(ddbk_client *c, const ddbk_lock_key *key,
+                      const ddbk_lock_opts *opts, ddbk_lock *l,
+                      ddbk_lock_holder *holder, ddbk_error *err)
+{
+    if (holder)
+        memset(holder, 0, sizeof *holder);
+    return run(c, ddbk_lock_op_acquire(key, opts, l, err), holder, err);
+}
+
+int ddbk_lock_renew(ddbk_client *c, ddbk_lock *l, long lease_ms, ddbk_error *err)
+{
+    return run(c, ddbk_lock_op_renew(l, lease_ms, err), NULL, err);
 }
 
 int ddbk_lock_release(ddbk_client *c, ddbk_lock *l, ddbk_error *err)
 {
-    char values[512];
-    ddbk_buf body;
-    ddbk_response resp;
-    seen s;
-    int rc = -1;
-
-    ddbk_error_clear(err);
-    if (!l->held) {
-        ddbk_error_set(err, "not_owner", 0, "lock is not held by this handle");
-        return -1;
-    }
-    owner_values(l, values, sizeof values, ",\":zero\":{\"N\":\"0\"}");
-    ddbk_buf_init(&body, 0);
-    ddbk_response_init(&resp);
-    if (update(c, l, &body, &resp, "SET #e = :zero, #x = :r REMOVE #o, #r",
-               "#o = :o AND #r = :r",
-               "\"#o\":\"" A_OWNER "\",\"#r\":\"" A_RVN "\",\"#e\":\"" A_EXPIRES
-               "\",\"#x\":\"" A_RELEASED "\"",
-               values, 0, err) == 0) {
-        rc = 0;
-    } else if (settle(c, l, &body, &resp, err, &s) == 0) {
-        if (strcmp(s.released, l->rvn) == 0) {
-            rc = 0; /* our release landed; only its answer was lost */
-            ddbk_error_clear(err);
-        } else if (strcmp(s.owner, l->owner) == 0 && strcmp(s.rvn, l->rvn) == 0) {
-            /* Nothing changed: the request failed; we still hold it. */
-        } else {
-            l->held = 0;
-            ddbk_error_set(err, "not_owner", 0, "lock is not held by this handle");
-        }
-    }
-    if (rc == 0)
-        l->held = 0;
-    ddbk_buf_free(&body);
-    ddbk_response_free(&resp);
-    return rc;
+    return run(c, ddbk_lock_op_release(l, err), NULL, err);
 }
 
 long ddbk_lock_valid_ms(const ddbk_lock *l)

@@ -5,12 +5,19 @@
  * garbage collector's timing). The Lua module ddbkit.lock checks options and
  * shapes the API; these functions only carry values across.
  *
+ * Operations run as the engine's lock machine (ddbk_lock_op): a lock op
+ * userdata says what to do next ("send" a request, "sleep", "done") and the
+ * Lua side does it through its runtime, so the same protocol runs blocking,
+ * in coroutines or in OpenResty. An op keeps a registry reference to the
+ * handle it writes, so the collector cannot free the lock under it.
+ *
  * A keeper userdata owns a running ddbk_lock_keeper. While it runs, its
  * thread writes the lock, so the handle refuses every other use (reading it
  * too would race), the keeper holds a registry reference to the handle so the
  * collector cannot free the lock under the thread, and whichever of the two
  * is finalized first stops the thread: none outlives its Lua state.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -24,6 +31,7 @@
 
 #define LOCK_MT "ddbkit.lockhandle"
 #define KEEPER_MT "ddbkit.lockkeeper"
+#define OP_MT "ddbkit.lockop"
 
 struct lkeeper;
 
@@ -75,13 +83,6 @@ static long num_field(lua_State *L, int t, const char *k, long dflt)
     return v;
 }
 
-static int fail(lua_State *L, const ddbk_error *e)
-{
-    lua_pushnil(L);
-    ddbk_lua_push_error(L, e);
-    return 2;
-}
-
 static void push_holder(lua_State *L, const ddbk_lock_holder *h)
 {
     lua_createtable(L, 0, 5);
@@ -110,74 +111,222 @@ static void set_err_item(lua_State *L, const ddbk_buf *body)
     lua_pop(L, 1);
 }
 
-/* core.lock_acquire(client, key, opts) -> handle | nil, err
- * key = { table, pk_name, pk_value, sk_name?, sk_value? }
- * opts = { lease_ms, wait_ms, max_clock_skew_ms, with_item? }
- * With opts.with_item, a failure that saw the item carries it as err.item
- * (plain Lua values, as core.call's errors carry theirs). */
-static int l_acquire(lua_State *L)
+/* ------------------------------------------------------- operations */
+
+enum { K_ACQUIRE, K_RENEW, K_RELEASE };
+
+typedef struct lop {
+    ddbk_lock_op *op;          /* NULL once its result was taken */
+    lhandle *lh;               /* the handle it writes */
+    int ref;                   /* registry reference to that handle, or LUA_NOREF */
+    int kind;
+    int sent;                  /* the last step was "send": next wants its outcome */
+    int done;
+} lop;
+
+static lop *check_op(lua_State *L)
 {
-    ddbk_client *c = ddbk_lua_check_client(L, 1);
-    ddbk_lock_key key;
-    ddbk_lock_opts opts;
+    return luaL_checkudata(L, 1, OP_MT);
+}
+
+/* A new op userdata on the stack for the handle at idx, without an engine
+ * op yet (made after everything that can raise). */
+static lop *new_op(lua_State *L, int kind, int handle_idx)
+{
+    lop *o = lua_newuserdata(L, sizeof *o);
+    memset(o, 0, sizeof *o);
+    o->ref = LUA_NOREF;
+    o->kind = kind;
+    luaL_getmetatable(L, OP_MT);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, handle_idx);
+    o->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    o->lh = check_handle(L, handle_idx);
+    return o;
+}
+
+static void copy_field(lua_State *L, int t, const char *k, char *out, size_t cap)
+{
+    lua_getfield(L, t, k);
+    snprintf(out, cap, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+    lua_pop(L, 1);
+}
+
+/* The failure of a call as the machine wants it, from the error table at
+ * idx (core.call's shape): code, message, status, retryable, request_id;
+ * a timeout is told by its code. */
+static void to_error(lua_State *L, int idx, ddbk_error *e)
+{
+    ddbk_error_clear(e);
+    copy_field(L, idx, "code", e->code, sizeof e->code);
+    copy_field(L, idx, "message", e->message, sizeof e->message);
+    copy_field(L, idx, "request_id", e->request_id, sizeof e->request_id);
+    lua_getfield(L, idx, "status");
+    e->status = lua_isnumber(L, -1) ? (long)lua_tonumber(L, -1) : 0;
+    lua_getfield(L, idx, "retryable");
+    e->retryable = lua_toboolean(L, -1);
+    lua_getfield(L, idx, "timeout");
+    e->timeout = lua_toboolean(L, -1) || strcmp(e->code, "Timeout") == 0;
+    lua_pop(L, 3);
+}
+
+/* core.lock_op(kind, ...) -> op | nil, err
+ *   "acquire", key, opts: key = { table, pk_name, pk_value, sk_name?, sk_value? },
+ *       opts = { lease_ms, wait_ms, max_clock_skew_ms, with_item? }
+ *   "renew", handle, lease_ms?
+ *   "release", handle
+ * nil, err when the outcome is known before any request (a bad key, a
+ * handle no longer held). */
+static int l_lock_op(lua_State *L)
+{
+    static const char *const kinds[] = { "acquire", "renew", "release", NULL };
+    int kind = luaL_checkoption(L, 1, NULL, kinds);
+    ddbk_error err;
+    lop *o;
+
+    if (kind == K_ACQUIRE) {
+        ddbk_lock_key key;
+        ddbk_lock_opts opts;
+        luaL_checktype(L, 2, LUA_TTABLE);
+        luaL_checktype(L, 3, LUA_TTABLE);
+        key.table = opt_field(L, 2, "table");
+        key.pk_name = opt_field(L, 2, "pk_name");
+        key.pk_value = opt_field(L, 2, "pk_value");
+        key.sk_name = opt_field(L, 2, "sk_name");
+        key.sk_value = opt_field(L, 2, "sk_value");
+        opts.lease_ms = num_field(L, 3, "lease_ms", 0);
+        opts.wait_ms = num_field(L, 3, "wait_ms", 0);
+        opts.max_clock_skew_ms = num_field(L, 3, "max_clock_skew_ms", 0);
+        lua_getfield(L, 3, "with_item");
+        int with_item = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+
+        lhandle *lh = lua_newuserdata(L, sizeof *lh);
+        memset(lh, 0, sizeof *lh);
+        ddbk_buf_init(&lh->busy, 0);
+        ddbk_buf_init(&lh->lk.target, 0);
+        luaL_getmetatable(L, LOCK_MT);
+        lua_setmetatable(L, -2);
+        o = new_op(L, kind, lua_gettop(L));
+        opts.busy_item = with_item ? &lh->busy : NULL;
+        o->op = ddbk_lock_op_acquire(&key, &opts, &lh->lk, &err);
+    } else {
+        ddbk_lock *lk = check_lock(L, 2);
+        long lease_ms = kind == K_RENEW ? (long)luaL_optnumber(L, 3, 0) : 0;
+        o = new_op(L, kind, 2);
+        o->op = kind == K_RENEW ? ddbk_lock_op_renew(lk, lease_ms, &err)
+                                : ddbk_lock_op_release(lk, &err);
+    }
+    if (!o->op)
+        return ddbk_lua_return_error(L, &err);
+    return 1;
+}
+
+/* op:next(body?, err?, err_body?) -> "send", op, json | "sleep", ms | "done"
+ * First with nothing; after a send with that call's outcome (the body, or
+ * nil, the error table and the error body: what call_raw returns); after a
+ * sleep with nothing. After a send, anything else is a failed call. */
+static int l_op_next(lua_State *L)
+{
+    lop *o = check_op(L);
+    ddbk_lock_next nx;
+    ddbk_error call_err;
+    const ddbk_error *failed = NULL;
+    const char *body = NULL;
+    size_t len = 0;
+    int what;
+
+    if (o->done) {
+        lua_pushliteral(L, "done");
+        return 1;
+    }
+    if (o->sent) {
+        if (lua_type(L, 2) == LUA_TSTRING) {
+            body = lua_tolstring(L, 2, &len);
+        } else {
+            if (lua_istable(L, 3)) {
+                to_error(L, 3, &call_err);
+                if (lua_type(L, 4) == LUA_TSTRING)
+                    body = lua_tolstring(L, 4, &len);
+            } else {
+                /* Neither a body nor an error table: nothing is known of
+                 * the call, and nothing is assumed (least of all success). */
+                ddbk_error_set(&call_err, "UnknownError", 0,
+                               "the runtime's call_raw returned no body and no error table (%s)",
+                               luaL_typename(L, 3));
+            }
+            failed = &call_err;
+        }
+    }
+    what = ddbk_lock_op_next(o->op, body, body ? len : 0, failed, &nx);
+    o->sent = what == DDBK_LOCK_SEND;
+    switch (what) {
+    case DDBK_LOCK_SEND:
+        lua_pushliteral(L, "send");
+        lua_pushstring(L, nx.op);
+        lua_pushlstring(L, nx.body, nx.body_len);
+        return 3;
+    case DDBK_LOCK_SLEEP:
+        lua_pushliteral(L, "sleep");
+        lua_pushinteger(L, (lua_Integer)nx.sleep_ms);
+        return 2;
+    default:
+        o->done = 1;
+        lua_pushliteral(L, "done");
+        return 1;
+    }
+}
+
+/* op:result() -> (acquire) handle | (renew, release) true; or nil, err.
+ * Once, after "done". An acquire's err carries err.holder (the holder as
+ * last seen) and, with opts.with_item, err.item (the whole item as last
+ * seen). */
+static int l_op_result(lua_State *L)
+{
+    lop *o = check_op(L);
     ddbk_lock_holder holder;
     ddbk_error err;
 
-    luaL_checktype(L, 2, LUA_TTABLE);
-    luaL_checktype(L, 3, LUA_TTABLE);
-    key.table = opt_field(L, 2, "table");
-    key.pk_name = opt_field(L, 2, "pk_name");
-    key.pk_value = opt_field(L, 2, "pk_value");
-    key.sk_name = opt_field(L, 2, "sk_name");
-    key.sk_value = opt_field(L, 2, "sk_value");
-    opts.lease_ms = num_field(L, 3, "lease_ms", 0);
-    opts.wait_ms = num_field(L, 3, "wait_ms", 0);
-    opts.max_clock_skew_ms = num_field(L, 3, "max_clock_skew_ms", 0);
-    lua_getfield(L, 3, "with_item");
-    int with_item = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-
-    lhandle *lh = lua_newuserdata(L, sizeof *lh);
-    memset(lh, 0, sizeof *lh);
-    ddbk_buf_init(&lh->busy, 0);
-    luaL_getmetatable(L, LOCK_MT);
-    lua_setmetatable(L, -2);
-    opts.busy_item = with_item ? &lh->busy : NULL;
-    if (ddbk_lock_acquire(c, &key, &opts, &lh->lk, &holder, &err) != 0) {
-        fail(L, &err);
-        if (holder.known) {
-            push_holder(L, &holder);
-            lua_setfield(L, -2, "holder");
+    if (!o->done)
+        return luaL_error(L, "ddbkit.lock: the operation has not finished (call next until \"done\")");
+    if (!o->op)
+        return luaL_error(L, "ddbkit.lock: the operation's result was already taken");
+    int rc = ddbk_lock_op_result(o->op, &holder, &err);
+    /* The engine's memory goes back now, not whenever the collector comes by. */
+    ddbk_lock_op_free(o->op);
+    o->op = NULL;
+    if (rc != 0) {
+        ddbk_lua_return_error(L, &err);
+        if (o->kind == K_ACQUIRE) {
+            if (holder.known) {
+                push_holder(L, &holder);
+                lua_setfield(L, -2, "holder");
+            }
+            if (o->lh->busy.len)
+                set_err_item(L, &o->lh->busy);
+            ddbk_buf_free(&o->lh->busy);
         }
-        if (lh->busy.len)
-            set_err_item(L, &lh->busy);
-        ddbk_buf_free(&lh->busy);
         return 2;
     }
-    ddbk_buf_free(&lh->busy);
+    if (o->kind == K_ACQUIRE) {
+        ddbk_buf_free(&o->lh->busy);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, o->ref);
+    } else {
+        lua_pushboolean(L, 1);
+    }
     return 1;
 }
 
-static int l_renew(lua_State *L)
+static int l_op_gc(lua_State *L)
 {
-    ddbk_client *c = ddbk_lua_check_client(L, 1);
-    ddbk_lock *lk = check_lock(L, 2);
-    ddbk_error err;
-    if (ddbk_lock_renew(c, lk, (long)luaL_optnumber(L, 3, 0), &err) != 0)
-        return fail(L, &err);
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static int l_release(lua_State *L)
-{
-    ddbk_client *c = ddbk_lua_check_client(L, 1);
-    ddbk_lock *lk = check_lock(L, 2);
-    ddbk_error err;
-    if (ddbk_lock_release(c, lk, &err) != 0)
-        return fail(L, &err);
-    lua_pushboolean(L, 1);
-    return 1;
+    lop *o = check_op(L);
+    /* Abandoned mid-way: an acquire's handle is left empty, a renew's or a
+     * release's as it was (see ddbk_lock_op_free). */
+    ddbk_lock_op_free(o->op);
+    o->op = NULL;
+    luaL_unref(L, LUA_REGISTRYINDEX, o->ref);
+    o->ref = LUA_NOREF;
+    return 0;
 }
 
 /* handle:info() -> { owner, rvn, fence, expires_at, lease_ms, held } */
@@ -258,7 +407,7 @@ static int l_keep(lua_State *L)
     if (!k) {
         luaL_unref(L, LUA_REGISTRYINDEX, kp->ref);
         kp->ref = LUA_NOREF;
-        return fail(L, &err);
+        return ddbk_lua_return_error(L, &err);
     }
     kp->k = k;
     kp->lh = check_handle(L, 2);
@@ -312,10 +461,14 @@ static const luaL_Reg keeper_methods[] = {
     { NULL, NULL },
 };
 
+static const luaL_Reg op_methods[] = {
+    { "next", l_op_next },
+    { "result", l_op_result },
+    { NULL, NULL },
+};
+
 static const luaL_Reg module_funcs[] = {
-    { "lock_acquire", l_acquire },
-    { "lock_renew", l_renew },
-    { "lock_release", l_release },
+    { "lock_op", l_lock_op },
     { "lock_keep", l_keep },
     { "lock_mark_released", l_mark_released },
     { NULL, NULL },
@@ -323,20 +476,9 @@ static const luaL_Reg module_funcs[] = {
 
 void ddbk_lua_lock_open(lua_State *L, int module_idx)
 {
-    luaL_newmetatable(L, LOCK_MT);
-    lua_createtable(L, 0, 2);
-    luaL_setfuncs(L, handle_methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, KEEPER_MT);
-    lua_createtable(L, 0, 1);
-    luaL_setfuncs(L, keeper_methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_keeper_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
+    ddbk_lua_new_metatable(L, LOCK_MT, handle_methods, l_gc, NULL);
+    ddbk_lua_new_metatable(L, KEEPER_MT, keeper_methods, l_keeper_gc, NULL);
+    ddbk_lua_new_metatable(L, OP_MT, op_methods, l_op_gc, NULL);
     lua_pushvalue(L, module_idx);
     luaL_setfuncs(L, module_funcs, 0);
     lua_pop(L, 1);

@@ -4,9 +4,9 @@
 
 #include <lua.h>
 
-/* Registers lock_acquire, lock_renew, lock_release, lock_keep and
- * lock_mark_released in the module table at module_idx; the metatables of
- * the handle and keeper userdata live in the registry. */
+/* Registers lock_op, lock_keep and lock_mark_released in the module table
+ * at module_idx; the metatables of the handle, op and keeper userdata live
+ * in the registry. */
 void ddbk_lua_lock_open(lua_State *L, int module_idx);
 
 #endif

@@ -1,19 +1,23 @@
 -- ddbkit.lock: leases on one DynamoDB item that only their owner can renew
 -- or release, with a fencing token that grows on every acquire. The
--- protocol lives in the engine (engine/lock.c); this module checks options,
--- names the key, and gives handles their methods.
+-- protocol lives in the engine (engine/lock.c) as a machine without I/O;
+-- this module checks options, names the key, gives handles their methods,
+-- and drives the machine through the client's runtime, so a lock waits and
+-- sends the way every other call of that runtime does (blocking, or yielding
+-- in a coroutine runtime or OpenResty).
 --
 --   local locks = ddbkit.lock.new{ client = client, table_name = "t",
 --                                  key = { pk = "LOCK#world-7", sk = "LOCK#world-7" } }
 --   local h, err = locks:acquire{ lease_ms = 10000, wait_ms = 2000 }
 --   if h then ... h:renew() ... h:release() end
 --
--- This release runs on the blocking runtime (the engine sends and waits);
--- non-blocking runtimes come with the runtimes work.
+-- A handle is for one task at a time: two operations on it at once (from two
+-- coroutines) would race for its record version.
 local core = require "ddbkit.core"
 
 local type, pairs, error, setmetatable, tostring, floor =
       type, pairs, error, setmetatable, tostring, math.floor
+local lock_op, call_raw_blocking = core.lock_op, core.call_raw
 
 local _M = { _VERSION = "0.1.0" }
 local mt = { __index = _M }
@@ -22,6 +26,25 @@ local handle = {}
 local handle_mt = { __index = handle }
 
 local DEFAULT_SKEW_MS = 1000
+
+-- Runs one operation of the engine's lock machine to its end through the
+-- client's runtime: each "send" is runtime.call_raw (a runtime without one,
+-- an older custom table, gets the engine's blocking call), each "sleep" is
+-- runtime.sleep. Returns what the operation returns.
+local function drive(client, op)
+  local runtime = client.runtime
+  local call_raw, cc = runtime.call_raw or call_raw_blocking, client.core
+  local what, a, b = op:next()
+  while what ~= "done" do
+    if what == "send" then
+      what, a, b = op:next(call_raw(cc, a, b))
+    else
+      runtime.sleep(a)
+      what, a, b = op:next()
+    end
+  end
+  return op:result()
+end
 
 local function opt_error(field, want, got)
   error("ddbkit.lock: opts." .. field .. " must be " .. want .. ", got " .. tostring(got), 3)
@@ -104,7 +127,10 @@ function _M:acquire(opts)
     max_clock_skew_ms = check_ms(opts, "max_clock_skew_ms", 0, self.skew),
     with_item = opts.with_item and true or nil,
   }
-  local lk, err = core.lock_acquire(self.client.core, self.target, o)
+  local op, err = lock_op("acquire", self.target, o)
+  if not op then return nil, err end
+  local lk
+  lk, err = drive(self.client, op)
   if not lk then return nil, err end
   local info = lk:info()
   return setmetatable({
@@ -117,6 +143,21 @@ end
 local function refresh(h)
   local info = h.lock:info()
   h.rvn, h.lease_ms, h.expires_at = info.rvn, info.lease_ms, info.expires_at
+end
+
+-- One renewal through the machine (lease_ms nil: the current length).
+local function renew(h, lease_ms)
+  local op, err = lock_op("renew", h.lock, lease_ms)
+  local ok
+  if op then ok, err = drive(h.client, op) end
+  refresh(h)
+  return ok, err
+end
+
+-- The lease is the item's, not ours, once someone else holds it or it is
+-- gone: renewing again cannot bring it back.
+local function final(err)
+  return err.code == "lost" or err.code == "not_owner"
 end
 
 local function check_held(h, what)
@@ -134,15 +175,15 @@ function handle:renew(lease_ms)
   if lease_ms ~= nil and (type(lease_ms) ~= "number" or lease_ms < 1 or lease_ms ~= floor(lease_ms)) then
     error("ddbkit.lock: renew's lease_ms must be an integer >= 1", 2)
   end
-  local ok, err = core.lock_renew(self.client.core, self.lock, lease_ms)
-  refresh(self)
-  return ok, err
+  return renew(self, lease_ms)
 end
 
 --- handle:release() -> true | nil, err ("not_owner")
 function handle:release()
   check_held(self, "release")
-  local ok, err = core.lock_release(self.client.core, self.lock)
+  local op, err = lock_op("release", self.lock)
+  local ok
+  if op then ok, err = drive(self.client, op) end
   if ok or (err and err.code == "not_owner") then self.released = true end
   return ok, err
 end
@@ -165,19 +206,85 @@ function handle:info()
   return self.lock:info()
 end
 
+-- While a renewal of a task keeper is in flight, stop() checks back this
+-- often for it to end.
+local STOP_POLL_MS = 5
+
+-- A keeper as a task of the runtime (runtime.spawn): it sleeps a period,
+-- renews through the machine, and so on, on a grid of the monotonic clock
+-- (beats a slow renewal overran are skipped, not fired back to back), until
+-- stopped or the lease is lost. Reports like the engine's keeper thread.
+local function task_keeper(h, runtime, period_ms)
+  local mono, sleep = runtime.mono_ms, runtime.sleep
+  local st = { renewing = false, stopping = false, err = nil }
+  local task = runtime.spawn(function()
+    local due = mono() + period_ms
+    while true do
+      local wait = due - mono()
+      if wait > 0 then sleep(wait) end
+      if st.stopping then return end
+      st.renewing = true
+      local ok, err = renew(h, nil)
+      st.renewing = false
+      if ok then
+        st.err = nil   -- a later success makes up for a transient failure
+      else
+        st.err = err
+        if final(err) then return end
+      end
+      if st.stopping then return end
+      local now = mono()
+      repeat due = due + period_ms until due > now
+    end
+  end)
+  h.keeper = st
+  local stopped
+  return {
+    stop = function()
+      if stopped then return stopped[1], stopped[2] end
+      st.stopping = true
+      -- A renewal in flight is let finish (as the engine's keeper lets it),
+      -- so the handle is left with the record version the item has.
+      while st.renewing and not task:done() do sleep(STOP_POLL_MS) end
+      local ok, err = true, nil
+      if task:done() then
+        local fine, raised = task:result()
+        if fine == false then   -- the task raised: no renewal can be vouched for
+          err = type(raised) == "table" and raised
+            or setmetatable({ code = "KeeperFailed", message = tostring(raised) }, core.error_mt)
+        end
+      else
+        task:cancel()
+      end
+      err = err or st.err
+      if err then ok = nil end
+      h.keeper = nil
+      refresh(h)
+      stopped = { ok, err }
+      return ok, err
+    end,
+  }
+end
+
 --- handle:keep(period_ms) -> keeper: renews the lease every period_ms while
--- a slow piece of work runs (in the blocking runtime, on an engine thread
--- with its own connection). keeper:stop() -> true | nil, err: the last
+-- a slow piece of work runs: in the blocking runtime on an engine thread with
+-- its own connection (runtime.keep_lease), in the others as a task of the
+-- runtime (runtime.spawn). keeper:stop() -> true | nil, err: the last
 -- renewal's failure ("lost", "not_owner" end the keeping; a transient one
--- only matters if no later renewal succeeded: check valid_ms()). Until
--- stop, the handle's other methods raise.
+-- only matters if no later renewal succeeded: check valid_ms()). A renewal
+-- in flight when stop() is called is let finish. Until stop, the handle's
+-- other methods raise.
 function handle:keep(period_ms)
   check_held(self, "keep")
   if type(period_ms) ~= "number" or period_ms < 1 or period_ms ~= floor(period_ms) then
     error("ddbkit.lock: keep's period_ms must be an integer >= 1", 2)
   end
-  local keep_lease = self.client.runtime.keep_lease
-  if not keep_lease then error("ddbkit.lock: this runtime cannot keep a lease", 2) end
+  local runtime = self.client.runtime
+  local keep_lease = runtime.keep_lease
+  if not keep_lease then
+    if runtime.spawn then return task_keeper(self, runtime, period_ms) end
+    error("ddbkit.lock: this runtime cannot keep a lease (it has neither keep_lease nor spawn)", 2)
+  end
   local k, err = keep_lease(self.client.core, self.lock, period_ms)
   local h = self
   local stopped

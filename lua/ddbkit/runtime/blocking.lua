@@ -9,6 +9,10 @@ local _M = { _VERSION = "0.1.0", name = "blocking" }
 -- send(core_client, op, params) -> result | nil, err: the engine's own call.
 _M.send = core.call
 
+-- call_raw(core_client, op, json) -> body | nil, err, err_body: the same
+-- call with a JSON body and the response body as is (the lock machine).
+_M.call_raw = core.call_raw
+
 _M.sleep = core.sleep_ms   -- sleep(ms)
 _M.now_ms = core.now_ms    -- wall clock, epoch milliseconds (TTLs, stored times)
 _M.mono_ms = core.mono_ms  -- monotonic milliseconds (intervals, waits)
