@@ -31,6 +31,16 @@ static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
 static void init_curl(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
 
+int ddbk__curl_init(ddbk_error *err)
+{
+    pthread_once(&curl_once, init_curl);
+    if (curl_init_rc != CURLE_OK) {
+        ddbk_error_set(err, "ConnectionError", 0, "libcurl failed to initialise");
+        return -1;
+    }
+    return 0;
+}
+
 static const char *first_env(const char *a, const char *b)
 {
     const char *v = getenv(a);
@@ -138,11 +148,8 @@ ddbk_client *ddbk_client_new(const ddbk_config *cfg_in, ddbk_error *err)
                        "max_attempts must be >= 1, timeouts > 0, delays and quota >= 0");
         return NULL;
     }
-    pthread_once(&curl_once, init_curl);
-    if (curl_init_rc != CURLE_OK) {
-        ddbk_error_set(err, "ConnectionError", 0, "libcurl failed to initialise");
+    if (ddbk__curl_init(err) != 0)
         return NULL;
-    }
 
     ddbk_client *c = calloc(1, sizeof *c);
     if (!c) {
@@ -276,11 +283,32 @@ static void sleep_ms(long ms)
         ;
 }
 
+long ddbk__attempt_settle(ddbk_client *c, const char *op, int attempt,
+                          int responded, const ddbk_response *resp,
+                          ddbk__retries *r, ddbk_error *err)
+{
+    if (responded && ddbk_parse(resp->status, resp->request_id, resp->body.data,
+                                resp->body.len, err) == 0) {
+        ddbk_retry_success(c, r->retries > 0, r->last_timeout);
+        ddbk_stats_record_call(c, op, r->retries, NULL);
+        ddbk_error_clear(err); /* an earlier attempt's error is history */
+        return DDBK__CALL_SUCCEEDED;
+    }
+    long delay = ddbk_retry_decide(c, err, attempt, ddbk_random());
+    if (delay < 0) {
+        ddbk_stats_record_call(c, op, r->retries, err);
+        return DDBK__CALL_FAILED;
+    }
+    r->last_timeout = err->timeout;
+    r->retries++;
+    return delay;
+}
+
 int ddbk_call(ddbk_client *c, const char *op, const char *body,
               size_t body_len, ddbk_response *resp, ddbk_error *err)
 {
     ddbk_request req;
-    int retries = 0, last_timeout = 0;
+    ddbk__retries r = { 0, 0 };
 
     ddbk_error_clear(err);
     resp->body.max = c->max_response_bytes;
@@ -291,21 +319,14 @@ int ddbk_call(ddbk_client *c, const char *op, const char *body,
         if (ddbk_prepare(c, op, body, body_len, 0, &req, err) != 0)
             break;
         resp->attempts = attempt;
-        if (ddbk__transport_send(c, op, &req, resp, err) == 0 &&
-            ddbk_parse(resp->status, resp->request_id, resp->body.data,
-                       resp->body.len, err) == 0) {
-            ddbk_retry_success(c, retries > 0, last_timeout);
-            ddbk_stats_record_call(c, op, retries, NULL);
-            ddbk_error_clear(err); /* an earlier attempt's error is history */
+        int responded = ddbk__transport_send(c, op, &req, resp, err) == 0;
+        long delay = ddbk__attempt_settle(c, op, attempt, responded, resp, &r, err);
+        if (delay == DDBK__CALL_SUCCEEDED)
             return 0;
-        }
-        long delay = ddbk_retry_decide(c, err, attempt, ddbk_random());
-        if (delay < 0)
-            break;
-        last_timeout = err->timeout;
-        retries++;
+        if (delay == DDBK__CALL_FAILED)
+            return -1;
         sleep_ms(delay);
     }
-    ddbk_stats_record_call(c, op, retries, err);
+    ddbk_stats_record_call(c, op, r.retries, err);
     return -1;
 }

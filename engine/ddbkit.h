@@ -13,7 +13,8 @@
  *   ddbk_prepare()       build and sign a request
  *   ddbk_parse()         classify a status + body into success or an error
  *   ddbk_retry_decide()  given an error and the attempt number, wait or give up
- * so a host with its own event loop can do the network I/O itself.
+ * so a host with its own event loop can do the network I/O itself; or it
+ * lets the engine's event loop (ddbk_loop_*) run many calls at once.
  */
 #ifndef DDBKIT_H
 #define DDBKIT_H
@@ -58,7 +59,8 @@ int ddbk_buf_printf(ddbk_buf *b, const char *fmt, ...)
  *   "Timeout", "ConnectionError", "InvalidArgument", "MissingCredentials",
  *   "ResponseTooLarge", "MalformedResponse", "RetryQuotaExceeded",
  *   "OutOfMemory", "RequestEntityTooLarge" (HTTP 413 without a __type),
- *   "UnknownError" (any other non-2xx without a __type).
+ *   "UnknownError" (any other non-2xx without a __type), "Cancelled" (a call
+ *   of an event loop freed before the call ended).
  * `message` never contains credentials. */
 typedef struct ddbk_error {
     char code[96];
@@ -185,6 +187,86 @@ void ddbk_response_free(ddbk_response *r);
 int ddbk_call(ddbk_client *c, const char *op, const char *body,
               size_t body_len, ddbk_response *resp, ddbk_error *err);
 
+/* ---------------------------------------------------------- the event loop */
+
+/*
+ * Many calls in flight at once on one thread, for a host with its own event
+ * loop (a game server, a coroutine scheduler). Each call is ddbk_call's
+ * call: the same request, the same retries (standard mode, the client's
+ * quota), the same errors and the same stats; only the waiting differs. A
+ * transfer is a socket of the loop's curl multi handle, whose connection
+ * cache is the keep-alive pool of all its calls; a backoff is a timer of the
+ * loop, never a sleep; each attempt is signed afresh when it starts.
+ *
+ * A loop is single-threaded: every function below, and every client a call
+ * uses, belongs to the thread that drives the loop. Nothing happens between
+ * steps: the host calls ddbk_loop_step, either with its own timeout or, from
+ * its own poll/epoll, with 0 whenever a descriptor of ddbk_loop_fds is ready
+ * or its timeout has run out.
+ */
+typedef struct ddbk_loop ddbk_loop;
+struct pollfd; /* <poll.h> */
+
+/* A loop with nothing in flight. NULL with err ("OutOfMemory",
+ * "ConnectionError" when libcurl cannot start) on failure. */
+ddbk_loop *ddbk_loop_new(ddbk_error *err);
+
+/* Cancels every call in flight, then frees the loop: each of their callbacks
+ * runs once, here, with resp NULL and err code "Cancelled" (counted in the
+ * client's stats as a failed call). Such a callback may not use the loop
+ * (a submit fails). Called from a callback of ddbk_loop_step, the loop is
+ * freed when that step ends. NULL is a no-op. */
+void ddbk_loop_free(ddbk_loop *loop);
+
+/* How a call ends; runs exactly once per submitted call.
+ *   err: NULL on success (a 2xx); else the failure exactly as ddbk_call
+ *        would report it (code, message, status, retryable, timeout,
+ *        request_id), or code "Cancelled" from ddbk_loop_free.
+ *   resp: the last attempt's response (status, body, request_id, attempts),
+ *        valid during the callback only; NULL when that attempt got no whole
+ *        response (a transport error, "ResponseTooLarge", a cancel). The body
+ *        of an error response is there: ConditionalCheckFailedException's
+ *        ALL_OLD Item, a transaction's CancellationReasons.
+ * A callback may submit new calls on its loop (sent from the next step on)
+ * and may free its loop; it must not call ddbk_loop_step. */
+typedef void (*ddbk_done_fn)(void *ud, const ddbk_response *resp, const ddbk_error *err);
+
+/* Submits one call of operation op (as ddbk_call: "GetItem") with the JSON
+ * body (len bytes, copied; NULL means "{}") for client c. The first attempt
+ * is signed now and handed to curl; it is sent during the next step. cb(ud,
+ * ...) runs exactly once, from inside ddbk_loop_step or ddbk_loop_free.
+ * Returns 0; or -1 with err when nothing was submitted (cb will not run):
+ * "InvalidArgument" (a bad op, counted in the stats as ddbk_call counts it,
+ * or a missing argument) or "OutOfMemory". c must outlive its calls in
+ * flight; a client may have calls in several loops, not in several threads. */
+int ddbk_loop_submit(ddbk_loop *loop, ddbk_client *c, const char *op, const char *body,
+                     size_t len, ddbk_done_fn cb, void *ud, ddbk_error *err);
+
+/* Waits at most timeout_ms (0: not at all; < 0: until something happens,
+ * but not at all when nothing is in flight) for a socket or a timer of the
+ * loop, then does everything ready: reads and writes, retries whose backoff
+ * ran out, and the callbacks of the calls that finished, in the order they
+ * finished. Waits even with nothing in flight, so a host's timers can sleep
+ * here. Returns the number of calls still in flight (backoffs included), or
+ * -1 with err ("UnknownError", "OutOfMemory": the loop itself failed; the
+ * callbacks of calls that finished have still run), or -1 with
+ * "InvalidArgument" when called from one of the loop's callbacks. */
+int ddbk_loop_step(ddbk_loop *loop, long timeout_ms, ddbk_error *err);
+
+/* For a host that polls itself: fills fds[0..max) with the sockets the loop
+ * waits on (fd and events POLLIN / POLLOUT; revents 0) and *timeout_ms
+ * (may be NULL) with how long the host may wait before calling
+ * ddbk_loop_step(loop, 0) even if no socket is ready: -1 when nothing is in
+ * flight, 0 when now; retry backoffs and curl's own timeouts included.
+ * Returns the number of sockets (when it is more than max, only max were
+ * written: call again with more room), or -1 (bad arguments, or the loop
+ * failed to track a socket). The set changes at every step: ask again after
+ * each. Costs a copy of the set, no system call. */
+int ddbk_loop_fds(ddbk_loop *loop, struct pollfd *fds, int max, long *timeout_ms);
+
+/* Calls in flight: submitted and not yet called back (0 for NULL). */
+int ddbk_loop_pending(const ddbk_loop *loop);
+
 /* -------------------------------------------------------------------- stats */
 
 /* Counts kept per client, for every call made through it (and for the
@@ -242,7 +324,8 @@ void ddbk_stats_record_call(ddbk_client *c, const char *op, int retries,
  * ran out), "lost" (renew found another holder), "not_owner" (the item is not
  * ours to renew or release), or the engine's own codes. These calls block
  * (waits use nanosleep): one lock per thread of a blocking host, or a keeper
- * (below) to renew it from a thread of its own.
+ * (below) to renew it from a thread of its own. A host with an event loop
+ * runs the same protocol without blocking through ddbk_lock_op (below).
  */
 typedef struct ddbk_lock_key {
     const char *table;
@@ -311,6 +394,75 @@ void ddbk_lock_mark_released(ddbk_lock *l);
 
 /* Frees the handle's memory; does not release the lock. */
 void ddbk_lock_free(ddbk_lock *l);
+
+/*
+ * The same operations without I/O, for a host with its own event loop: an
+ * operation says what to do next (send one request, sleep, or stop) and is
+ * fed each request's outcome. The three calls above are drivers over it
+ * (ddbk_call and nanosleep), so both ways behave alike, request for request.
+ * An operation reads the wall and monotonic clocks and draws random record
+ * versions itself. Its requests go to the client's own retry loop (ddbk_call
+ * or an event loop's equivalent): the machine only adds the read-back after
+ * an ambiguous failure and, for acquire, the waits between contended tries.
+ *
+ *   ddbk_lock_op *op = ddbk_lock_op_acquire(&key, &opts, &lock, &err);
+ *   if (!op) return -1;
+ *   int what = ddbk_lock_op_next(op, NULL, 0, NULL, &nx);
+ *   while (what != DDBK_LOCK_DONE) {
+ *       if (what == DDBK_LOCK_SEND) {      (an event loop: submit, return, resume here)
+ *           int r = ddbk_call(c, nx.op, nx.body, nx.body_len, &resp, &cerr);
+ *           what = ddbk_lock_op_next(op, resp.body.data, resp.body.len, r ? &cerr : NULL, &nx);
+ *       } else {                           (an event loop: a timer of nx.sleep_ms)
+ *           nap(nx.sleep_ms);
+ *           what = ddbk_lock_op_next(op, NULL, 0, NULL, &nx);
+ *       }
+ *   }
+ *   int rc = ddbk_lock_op_result(op, &holder, &err);
+ *   ddbk_lock_op_free(op);
+ */
+typedef struct ddbk_lock_op ddbk_lock_op;
+
+enum { DDBK_LOCK_SEND = 1, DDBK_LOCK_SLEEP, DDBK_LOCK_DONE };
+
+typedef struct ddbk_lock_next {
+    int what;                  /* DDBK_LOCK_SEND, DDBK_LOCK_SLEEP or DDBK_LOCK_DONE */
+    const char *op;            /* SEND: "UpdateItem" or "GetItem" */
+    const char *body;          /* SEND: the JSON body, the op's own until its next step */
+    size_t body_len;
+    long sleep_ms;             /* SLEEP: how long (>= 0, rounded up to whole ms) */
+} ddbk_lock_next;
+
+/* Each returns a new operation, or NULL with err when it is decided before
+ * any request: a bad option or key ("InvalidArgument"), a handle no longer
+ * held (renew: "lost", release: "not_owner"), "OutOfMemory". out / l are
+ * borrowed and written by the operation, as is opts->busy_item (both must
+ * outlive it); opts itself is copied. Acquire prepares out at once (on NULL
+ * it holds nothing). lease_ms 0 keeps the current lease length. */
+ddbk_lock_op *ddbk_lock_op_acquire(const ddbk_lock_key *key, const ddbk_lock_opts *opts,
+                                   ddbk_lock *out, ddbk_error *err);
+ddbk_lock_op *ddbk_lock_op_renew(ddbk_lock *l, long lease_ms, ddbk_error *err);
+ddbk_lock_op *ddbk_lock_op_release(ddbk_lock *l, ddbk_error *err);
+
+/* The next step, also returned as next->what. Call it first with body NULL
+ * and call_err NULL; after a SEND with that request's outcome exactly as
+ * ddbk_call reports it: call_err NULL and the success body, or call_err and
+ * the error response's body (NULL / 0 when no response arrived); after a
+ * SLEEP with both NULL once the time has passed. After DONE it answers DONE
+ * again. Costs a JSON parse of a response at most; no I/O, no waiting. */
+int ddbk_lock_op_next(ddbk_lock_op *op, const char *body, size_t body_len,
+                      const ddbk_error *call_err, ddbk_lock_next *next);
+
+/* After DONE: 0, or -1 with err as the blocking calls report it; holder
+ * (may be NULL) as the item last showed it (acquire; zeroed otherwise).
+ * Before DONE: -1, "InvalidArgument". */
+int ddbk_lock_op_result(const ddbk_lock_op *op, ddbk_lock_holder *holder, ddbk_error *err);
+
+/* Frees the operation (NULL is a no-op). One abandoned before DONE leaves
+ * its lock as it was (renew, release: l keeps the lease it had, though the
+ * write in flight may have landed, so the lease's state is then unknown) or
+ * empty (acquire: out holds nothing; a lease the write may have taken runs
+ * out by itself). */
+void ddbk_lock_op_free(ddbk_lock_op *op);
 
 /*
  * A keeper renews a lock from a thread of its own, so a lease outlives a slow

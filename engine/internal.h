@@ -207,10 +207,34 @@ struct ddbk_client {
     CURL *curl;                   /* one easy handle: its connection cache is the pool */
     char curl_errbuf[CURL_ERROR_SIZE];
     struct curl_slist hdr_nodes[DDBK_HDR_LINES];
-    char hdr_lines[DDBK_HDR_LINES][DDBK_HDR_LINE_MAX];
+    char hdr_lines[DDBK_HDR_LINES * DDBK_HDR_LINE_MAX]; /* see ddbk__link_headers */
 
     ddbk_stats_state stats;
 };
+
+/* client.c: curl_global_init, once per process. 0, or -1 with err. */
+DDBK_HIDDEN int ddbk__curl_init(ddbk_error *err);
+
+/* client.c: how a call stands between its attempts (ddbk_call and each call
+ * of the event loop keep one). */
+typedef struct ddbk__retries {
+    int retries;
+    int last_timeout;         /* the last retried attempt had timed out */
+} ddbk__retries;
+
+#define DDBK__CALL_SUCCEEDED (-2)
+#define DDBK__CALL_FAILED (-1)
+
+/* client.c: the end of attempt `attempt` of a call of op, the one place that
+ * decides what comes next for ddbk_call and the event loop alike. responded:
+ * a response arrived (it is classified with ddbk_parse, filling err), else err
+ * already holds the transport failure. Returns DDBK__CALL_SUCCEEDED (quota
+ * refunded, call recorded in the stats, err cleared), DDBK__CALL_FAILED (err
+ * is the call's final error, recorded), or the backoff in ms before the next
+ * attempt (quota taken, r->retries counted). Does not wait. */
+DDBK_HIDDEN long ddbk__attempt_settle(ddbk_client *c, const char *op, int attempt,
+                                      int responded, const ddbk_response *resp,
+                                      ddbk__retries *r, ddbk_error *err);
 
 /* transport.c: one HTTP attempt of a prepared request, recorded in the
  * stats. Returns 0
@@ -221,6 +245,40 @@ DDBK_HIDDEN int ddbk__transport_send(ddbk_client *c, const char *op,
                                      ddbk_response *resp, ddbk_error *err);
 DDBK_HIDDEN int ddbk__transport_open(ddbk_client *c, ddbk_error *err);
 DDBK_HIDDEN void ddbk__transport_close(ddbk_client *c);
+
+/* transport.c: the pieces of one attempt, shared by ddbk__transport_send and
+ * the event loop (loop.c), so both send the same request the same way. */
+
+/* Where curl's callbacks put a response; overflow: it passed body.max. */
+typedef struct ddbk__sink {
+    ddbk_response *resp;
+    int overflow;
+} ddbk__sink;
+
+/* Sets every option a request of c needs on h: no signals, TCP options, c's
+ * timeouts and TLS verification, the body and header callbacks, c's URL,
+ * POST, http(s) only, and errbuf (CURL_ERROR_SIZE bytes) for curl's
+ * messages. Overwrites what an earlier user of h set. */
+DDBK_HIDDEN void ddbk__easy_config(CURL *h, const ddbk_client *c, char *errbuf);
+/* Writes req's headers as curl header lines (Host left to curl, which sends
+ * the same value; then "Expect:") one after another into lines, and links
+ * them through nodes. Returns the bytes the lines take: when that is more
+ * than cap, nothing was written (call again with that much room). */
+DDBK_HIDDEN size_t ddbk__link_headers(const ddbk_request *req, char *lines, size_t cap,
+                                      struct curl_slist nodes[DDBK_HDR_LINES]);
+/* Points h at req's body (borrowed: it must outlive the transfer), the
+ * linked headers and the sink, and empties the sink's response and errbuf. */
+DDBK_HIDDEN void ddbk__easy_start(CURL *h, const ddbk_request *req,
+                                  struct curl_slist *headers, ddbk__sink *s,
+                                  char *errbuf);
+/* After h's transfer ended with rc: reads the status into the sink's
+ * response, records the attempt in c's stats, and maps a failure to err
+ * ("ResponseTooLarge", "Timeout", "ConnectionError"). Returns 0 when a
+ * response arrived, -1 otherwise. */
+DDBK_HIDDEN int ddbk__easy_finish(ddbk_client *c, CURL *h, const char *op,
+                                  size_t out_bytes, double latency_us, CURLcode rc,
+                                  const ddbk__sink *s, const char *errbuf,
+                                  ddbk_error *err);
 
 /* stats.c */
 DDBK_HIDDEN void ddbk__stats_retry_delay(ddbk_client *c, long delay_ms);

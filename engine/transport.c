@@ -2,6 +2,10 @@
  * transport: one HTTP attempt over libcurl. The client keeps one easy handle
  * for its life; curl's per-handle connection cache is the keep-alive pool, so
  * sequential calls reuse a warm TCP (and TLS) connection.
+ *
+ * The pieces of an attempt (the handle's options, the header lines, the
+ * response sink, the error mapping) are shared with the event loop (loop.c),
+ * which runs many attempts at once on a curl multi handle.
  */
 #include <stdio.h>
 #include <string.h>
@@ -9,14 +13,9 @@
 
 #include "internal.h"
 
-typedef struct sink {
-    ddbk_response *resp;
-    int overflow;
-} sink;
-
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
-    sink *s = ud;
+    ddbk__sink *s = ud;
     size_t len = size * n;
     if (ddbk_buf_append(&s->resp->body, p, len) != 0) {
         s->overflow = 1;
@@ -27,7 +26,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
-    sink *s = ud;
+    ddbk__sink *s = ud;
     size_t len = size * n;
     static const char name[] = "x-amzn-requestid:";
     if (len > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
@@ -46,14 +45,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-int ddbk__transport_open(ddbk_client *c, ddbk_error *err)
+void ddbk__easy_config(CURL *h, const ddbk_client *c, char *errbuf)
 {
-    c->curl = curl_easy_init();
-    if (!c->curl) {
-        ddbk_error_set(err, "OutOfMemory", 0, "could not create a libcurl handle");
-        return -1;
-    }
-    CURL *h = c->curl;
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* no SIGALRM in a host's process */
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -61,13 +54,23 @@ int ddbk__transport_open(ddbk_client *c, ddbk_error *err)
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, c->verify_tls ? 1L : 0L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, c->verify_tls ? 2L : 0L);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->curl_errbuf);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_URL, c->url);
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_MAXCONNECTS, 4L);
+    curl_easy_setopt(h, CURLOPT_MAXCONNECTS, 4L); /* a multi handle ignores it */
+}
+
+int ddbk__transport_open(ddbk_client *c, ddbk_error *err)
+{
+    c->curl = curl_easy_init();
+    if (!c->curl) {
+        ddbk_error_set(err, "OutOfMemory", 0, "could not create a libcurl handle");
+        return -1;
+    }
+    ddbk__easy_config(c->curl, c, c->curl_errbuf);
     return 0;
 }
 
@@ -78,29 +81,79 @@ void ddbk__transport_close(ddbk_client *c)
     c->curl = NULL;
 }
 
-/* Links the prepared headers into the client's own curl_slist nodes: curl
- * only reads the list, so no per-request allocation is needed. The Expect
- * line keeps curl from waiting for "100 Continue" on large bodies. */
-static struct curl_slist *link_headers(ddbk_client *c, const ddbk_request *req)
+/* curl only reads the list, so its nodes and lines can live in the caller's
+ * memory and sending costs no allocation. The Expect line keeps curl from
+ * waiting for "100 Continue" on large bodies. */
+size_t ddbk__link_headers(const ddbk_request *req, char *lines, size_t cap,
+                          struct curl_slist nodes[DDBK_HDR_LINES])
 {
+    static const char expect[] = "Expect:";
+    size_t need = sizeof expect, len = 0;
     int n = 0;
+
     for (int i = 0; i < req->nheaders && n < DDBK_HDR_LINES - 1; i++) {
         if (strcasecmp(req->headers[i].name, "Host") == 0)
             continue; /* curl sends Host from the URL; same value */
-        /* A line holds any header ddbk_prepare makes (name 32 + value 2048). */
-        size_t len = 0;
-        c->hdr_lines[n][0] = '\0';
-        ddbk__cats(c->hdr_lines[n], DDBK_HDR_LINE_MAX, &len, req->headers[i].name);
-        ddbk__cat(c->hdr_lines[n], DDBK_HDR_LINE_MAX, &len, ": ", 2);
-        ddbk__cats(c->hdr_lines[n], DDBK_HDR_LINE_MAX, &len, req->headers[i].value);
+        need += strlen(req->headers[i].name) + 2 + strlen(req->headers[i].value) + 1;
         n++;
     }
-    memcpy(c->hdr_lines[n++], "Expect:", sizeof "Expect:");
-    for (int i = 0; i < n; i++) {
-        c->hdr_nodes[i].data = c->hdr_lines[i];
-        c->hdr_nodes[i].next = i + 1 < n ? &c->hdr_nodes[i + 1] : NULL;
+    if (need > cap)
+        return need;
+
+    n = 0;
+    for (int i = 0; i < req->nheaders && n < DDBK_HDR_LINES - 1; i++) {
+        if (strcasecmp(req->headers[i].name, "Host") == 0)
+            continue;
+        nodes[n++].data = lines + len;
+        /* Each fits: need counted every byte. */
+        ddbk__cats(lines, cap, &len, req->headers[i].name);
+        ddbk__cat(lines, cap, &len, ": ", 2);
+        ddbk__cats(lines, cap, &len, req->headers[i].value);
+        len++; /* past the line's terminator */
     }
-    return &c->hdr_nodes[0];
+    nodes[n++].data = lines + len;
+    memcpy(lines + len, expect, sizeof expect);
+    for (int i = 0; i < n; i++)
+        nodes[i].next = i + 1 < n ? &nodes[i + 1] : NULL;
+    return need;
+}
+
+void ddbk__easy_start(CURL *h, const ddbk_request *req, struct curl_slist *headers,
+                      ddbk__sink *s, char *errbuf)
+{
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, s);
+    s->overflow = 0;
+    ddbk_buf_reset(&s->resp->body);
+    s->resp->status = 0;
+    s->resp->request_id[0] = '\0';
+    errbuf[0] = '\0';
+}
+
+int ddbk__easy_finish(ddbk_client *c, CURL *h, const char *op, size_t out_bytes,
+                      double latency_us, CURLcode rc, const ddbk__sink *s,
+                      const char *errbuf, ddbk_error *err)
+{
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &s->resp->status);
+    ddbk_stats_record_attempt(c, op, out_bytes, s->resp->body.len, latency_us);
+    if (rc == CURLE_OK)
+        return 0;
+    if (s->overflow) {
+        ddbk_error_set(err, "ResponseTooLarge", 0,
+                       "response exceeds max_response_bytes (%zu)",
+                       s->resp->body.max);
+        return -1;
+    }
+    /* curl's message names the host and what failed; it never holds a
+     * header, so no credential can reach it. */
+    char what[CURL_ERROR_SIZE + 64];
+    snprintf(what, sizeof what, "%s%s%s", curl_easy_strerror(rc),
+             errbuf[0] ? ": " : "", errbuf);
+    ddbk_error_transport(err, rc == CURLE_OPERATION_TIMEDOUT, what);
+    return -1;
 }
 
 /* A pooled connection the server closed is not our problem to retry:
@@ -114,41 +167,21 @@ int ddbk__transport_send(ddbk_client *c, const char *op,
                          ddbk_error *err)
 {
     CURL *h = c->curl;
-    sink s = { resp, 0 };
-    CURLcode rc;
+    ddbk__sink s = { resp, 0 };
 
-    if (strcmp(req->url, c->url) != 0)
-        curl_easy_setopt(h, CURLOPT_URL, req->url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, link_headers(c, req));
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &s);
-
-    ddbk_buf_reset(&resp->body);
-    resp->status = 0;
-    resp->request_id[0] = '\0';
-    c->curl_errbuf[0] = '\0';
-    double t0 = ddbk__mono_us();
-    rc = curl_easy_perform(h);
-    double t1 = ddbk__mono_us();
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
-    ddbk_stats_record_attempt(c, op, req->body_len, resp->body.len, t1 - t0);
-
-    if (strcmp(req->url, c->url) != 0)
-        curl_easy_setopt(h, CURLOPT_URL, c->url);
-
-    if (rc == CURLE_OK)
-        return 0;
-    if (s.overflow) {
-        ddbk_error_set(err, "ResponseTooLarge", 0,
-                       "response exceeds max_response_bytes (%zu)",
-                       resp->body.max);
+    if (ddbk__link_headers(req, c->hdr_lines, sizeof c->hdr_lines, c->hdr_nodes) >
+        sizeof c->hdr_lines) {
+        /* Cannot happen: the lines hold DDBK_HDR_LINES of the longest header. */
+        ddbk_error_set(err, "InvalidArgument", 0, "request headers too long to send");
         return -1;
     }
-    char what[CURL_ERROR_SIZE + 64];
-    snprintf(what, sizeof what, "%s%s%s", curl_easy_strerror(rc),
-             c->curl_errbuf[0] ? ": " : "", c->curl_errbuf);
-    ddbk_error_transport(err, rc == CURLE_OPERATION_TIMEDOUT, what);
-    return -1;
+    if (strcmp(req->url, c->url) != 0)
+        curl_easy_setopt(h, CURLOPT_URL, req->url);
+    ddbk__easy_start(h, req, &c->hdr_nodes[0], &s, c->curl_errbuf);
+    double t0 = ddbk__mono_us();
+    CURLcode rc = curl_easy_perform(h);
+    double t1 = ddbk__mono_us();
+    if (strcmp(req->url, c->url) != 0)
+        curl_easy_setopt(h, CURLOPT_URL, c->url);
+    return ddbk__easy_finish(c, h, op, req->body_len, t1 - t0, rc, &s, c->curl_errbuf, err);
 }

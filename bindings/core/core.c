@@ -21,16 +21,22 @@
 #include "compat.h"
 #include "ddbkit.h"
 #include "lock.h"
+#include "loop.h"
 #include "marshal.h"
 
 #define CLIENT_MT "ddbkit.client"
 #define ERROR_MT "ddbkit.error"
 
-typedef struct lclient {
-    ddbk_client *c;
+/* The engine client stays until the userdata is closed (or collected) and
+ * no call in flight holds it (ddbk_lua_client_hold). */
+struct ddbk_lua_client {
+    ddbk_client *c;        /* NULL once freed */
+    int closed;            /* closed by Lua: every use raises */
+    int holds;             /* calls in flight on an event loop */
     ddbk_buf req;          /* request JSON, reused between calls */
     ddbk_response resp;    /* response body, reused between calls */
-} lclient;
+};
+typedef struct ddbk_lua_client lclient;
 
 static const char MISSING_TABLE_FMT[] =
     "DynamoDB table \"%s\" was not found. Create the table using your "
@@ -38,12 +44,17 @@ static const char MISSING_TABLE_FMT[] =
 
 /* ------------------------------------------------------------- helpers */
 
-static lclient *check_client(lua_State *L)
+static lclient *check_client_at(lua_State *L, int idx)
 {
-    lclient *lc = luaL_checkudata(L, 1, CLIENT_MT);
-    if (!lc->c)
+    lclient *lc = luaL_checkudata(L, idx, CLIENT_MT);
+    if (lc->closed)
         luaL_error(L, "client is closed");
     return lc;
+}
+
+static lclient *check_client(lua_State *L)
+{
+    return check_client_at(L, 1);
 }
 
 static void set_str(lua_State *L, const char *k, const char *v)
@@ -87,24 +98,60 @@ void ddbk_lua_push_error(lua_State *L, const ddbk_error *e)
 
 ddbk_client *ddbk_lua_check_client(lua_State *L, int idx)
 {
-    lclient *lc = luaL_checkudata(L, idx, CLIENT_MT);
-    if (!lc->c)
-        luaL_error(L, "client is closed");
+    return check_client_at(L, idx)->c;
+}
+
+ddbk_lua_client *ddbk_lua_client_hold(lua_State *L, int idx)
+{
+    lclient *lc = check_client_at(L, idx);
+    lc->holds++;
+    return lc;
+}
+
+ddbk_client *ddbk_lua_client_engine(ddbk_lua_client *lc)
+{
     return lc->c;
 }
 
-static int return_error(lua_State *L, const ddbk_error *e)
+void ddbk_lua_client_release(ddbk_lua_client *lc)
+{
+    if (--lc->holds == 0 && lc->closed && lc->c) {
+        ddbk_client_free(lc->c);
+        lc->c = NULL;
+    }
+}
+
+int ddbk_lua_return_error(lua_State *L, const ddbk_error *e)
 {
     lua_pushnil(L);
     push_error_table(L, e);
     return 2;
 }
 
+void ddbk_lua_new_metatable(lua_State *L, const char *name, const luaL_Reg *methods,
+                            lua_CFunction gc, lua_CFunction tostring)
+{
+    int n = 0;
+    while (methods[n].name)
+        n++;
+    luaL_newmetatable(L, name);
+    lua_createtable(L, 0, n);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+    if (tostring) {
+        lua_pushcfunction(L, tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
+}
+
 static int return_simple_error(lua_State *L, const char *code, const char *msg)
 {
     ddbk_error e;
     ddbk_error_set(&e, code, 0, "%s", msg);
-    return return_error(L, &e);
+    return ddbk_lua_return_error(L, &e);
 }
 
 /* The extra fields DynamoDB sends with some errors: the old item of a failed
@@ -126,37 +173,57 @@ static void add_error_details(lua_State *L, const ddbk_buf *body)
     lua_pop(L, 1);
 }
 
+void ddbk_lua_missing_table(ddbk_error *e, const char *table)
+{
+    if (table && table[0] && strcmp(e->code, "ResourceNotFoundException") == 0)
+        snprintf(e->message, sizeof e->message, MISSING_TABLE_FMT, table);
+}
+
 /* Replaces DynamoDB's message for a missing table with the exact text the
  * Node stores give, so both kinds of service log the same line. */
 static void missing_table_message(lua_State *L, int params, ddbk_error *e)
 {
-    if (strcmp(e->code, "ResourceNotFoundException") != 0)
-        return;
     lua_getfield(L, params, "TableName");
     if (lua_type(L, -1) == LUA_TSTRING)
-        snprintf(e->message, sizeof e->message, MISSING_TABLE_FMT, lua_tostring(L, -1));
+        ddbk_lua_missing_table(e, lua_tostring(L, -1));
     lua_pop(L, 1);
 }
 
-static int encode_params(lua_State *L, lclient *lc, int idx)
+int ddbk_lua_encode_params(lua_State *L, int idx, ddbk_buf *out)
 {
     char msg[320];
-    ddbk_buf_reset(&lc->req);
-    if (ddbk_lua_encode_request(L, idx, &lc->req, msg, sizeof msg) != 0) {
+    ddbk_buf_reset(out);
+    if (ddbk_lua_encode_request(L, idx, out, msg, sizeof msg) != 0) {
         ddbk_error e;
         ddbk_error_set(&e, "ValidationException", 0, "%s", msg);
-        return return_error(L, &e);
+        return ddbk_lua_return_error(L, &e);
     }
     return 0;
 }
 
-static int decode_result(lua_State *L, const ddbk_buf *body)
+static int encode_params(lua_State *L, lclient *lc, int idx)
+{
+    return ddbk_lua_encode_params(L, idx, &lc->req);
+}
+
+int ddbk_lua_push_result(lua_State *L, const ddbk_buf *body)
 {
     char msg[256];
     if (ddbk_lua_decode_response(L, body->len ? body->data : "{}",
                                  body->len ? body->len : 2, msg, sizeof msg) != 0)
         return return_simple_error(L, "MalformedResponse", msg);
     return 1;
+}
+
+static int decode_result(lua_State *L, const ddbk_buf *body)
+{
+    return ddbk_lua_push_result(L, body);
+}
+
+void ddbk_lua_push_call_error(lua_State *L, const ddbk_error *e, const ddbk_buf *body)
+{
+    push_error_table(L, e);
+    add_error_details(L, body);
 }
 
 /* ------------------------------------------------------------- methods */
@@ -222,8 +289,10 @@ static int l_new_client(lua_State *L)
     luaL_getmetatable(L, CLIENT_MT);
     lua_setmetatable(L, -2);
     lc->c = ddbk_client_new(&cfg, &err);
-    if (!lc->c)
-        return return_error(L, &err);
+    if (!lc->c) {
+        lc->closed = 1;
+        return ddbk_lua_return_error(L, &err);
+    }
     return 1;
 }
 
@@ -241,14 +310,43 @@ static int l_call(lua_State *L)
     if (ddbk_call(lc->c, op, lc->req.data, lc->req.len, &lc->resp, &err) != 0) {
         missing_table_message(L, 3, &err);
         lua_pushnil(L);
-        push_error_table(L, &err);
-        add_error_details(L, &lc->resp.body);
+        ddbk_lua_push_call_error(L, &err, &lc->resp.body);
         return 2;
     }
     return decode_result(L, &lc->resp.body);
 }
 
-/* client:prepare(op, params, time_s?) -> {method, url, headers, body} */
+/* core.call_raw(client, op, json) -> body | nil, err, err_body: ddbk_call
+ * with a JSON body sent as is and the response body returned as is, for
+ * callers that write and read DynamoDB JSON themselves (the lock machine).
+ * err is core.call's error table without what decoding the body adds
+ * (item, cancellation_reasons, the compat missing-table message); err_body
+ * is the error response's body, nil when no response arrived. */
+static int l_call_raw(lua_State *L)
+{
+    lclient *lc = check_client(L);
+    const char *op = luaL_checkstring(L, 2);
+    size_t len;
+    const char *body = luaL_checklstring(L, 3, &len);
+    const ddbk_buf *rb = &lc->resp.body;
+    ddbk_error err;
+
+    if (ddbk_call(lc->c, op, body, len, &lc->resp, &err) != 0) {
+        lua_pushnil(L);
+        ddbk_lua_push_error(L, &err);
+        if (lc->resp.status && rb->len)
+            lua_pushlstring(L, rb->data, rb->len);
+        else
+            lua_pushnil(L);
+        return 3;
+    }
+    lua_pushlstring(L, rb->len ? rb->data : "", rb->len);
+    return 1;
+}
+
+/* client:prepare(op, params, time_s?) -> {method, url, headers, body}
+ * params is the request as a Lua table, or its JSON text as is (what a
+ * runtime's call_raw sends for the lock machine). */
 static int l_prepare(lua_State *L)
 {
     lclient *lc = check_client(L);
@@ -256,13 +354,21 @@ static int l_prepare(lua_State *L)
     lua_Number t = luaL_optnumber(L, 4, 0);
     ddbk_request req;
     ddbk_error err;
+    const char *body;
+    size_t len;
     int n;
 
-    luaL_checktype(L, 3, LUA_TTABLE);
-    if ((n = encode_params(L, lc, 3)) != 0)
-        return n;
-    if (ddbk_prepare(lc->c, op, lc->req.data, lc->req.len, (int64_t)t, &req, &err) != 0)
-        return return_error(L, &err);
+    if (lua_type(L, 3) == LUA_TSTRING) {
+        body = lua_tolstring(L, 3, &len);
+    } else {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        if ((n = encode_params(L, lc, 3)) != 0)
+            return n;
+        body = lc->req.data;
+        len = lc->req.len;
+    }
+    if (ddbk_prepare(lc->c, op, body, len, (int64_t)t, &req, &err) != 0)
+        return ddbk_lua_return_error(L, &err);
     lua_createtable(L, 0, 5);
     set_str(L, "method", req.method);
     set_str(L, "url", req.url);
@@ -293,11 +399,20 @@ static int l_parse(lua_State *L)
         if (lua_istable(L, 5))
             missing_table_message(L, 5, &err);
         lua_pushnil(L);
-        push_error_table(L, &err);
-        add_error_details(L, &lc->resp.body);
+        ddbk_lua_push_call_error(L, &err, &lc->resp.body);
         return 2;
     }
     return decode_result(L, &lc->resp.body);
+}
+
+/* client:retry_success(retried, last_was_timeout): a call that succeeded
+ * gives back to the retry quota what standard mode says (for hosts that run
+ * the retry loop themselves: OpenResty). */
+static int l_retry_success(lua_State *L)
+{
+    lclient *lc = check_client(L);
+    ddbk_retry_success(lc->c, lua_toboolean(L, 2), lua_toboolean(L, 3));
+    return 0;
 }
 
 /* client:retry_delay(err, attempt) -> ms | nil: the standard-mode decision
@@ -411,10 +526,13 @@ static int l_endpoint(lua_State *L)
     return 1;
 }
 
+/* client:close() and __gc. With calls in flight on an event loop, the
+ * engine client is freed by the last one's completion instead. */
 static int l_close(lua_State *L)
 {
     lclient *lc = luaL_checkudata(L, 1, CLIENT_MT);
-    if (lc->c) {
+    lc->closed = 1;
+    if (lc->c && lc->holds == 0) {
         ddbk_client_free(lc->c);
         lc->c = NULL;
     }
@@ -426,7 +544,7 @@ static int l_close(lua_State *L)
 static int l_client_tostring(lua_State *L)
 {
     lclient *lc = luaL_checkudata(L, 1, CLIENT_MT);
-    if (lc->c)
+    if (!lc->closed)
         lua_pushfstring(L, "ddbkit.client(%s)", ddbk_client_endpoint(lc->c));
     else
         lua_pushliteral(L, "ddbkit.client(closed)");
@@ -548,6 +666,7 @@ static const luaL_Reg client_methods[] = {
     { "prepare", l_prepare },
     { "parse", l_parse },
     { "retry_delay", l_retry_delay },
+    { "retry_success", l_retry_success },
     { "stats", l_stats },
     { "reset_stats", l_reset_stats },
     { "record", l_record },
@@ -564,6 +683,7 @@ static const luaL_Reg module_funcs[] = {
      * blocking runtime's send is this C function itself, one frame fewer on
      * every request. */
     { "call", l_call },
+    { "call_raw", l_call_raw },
     { "encode", l_encode },
     { "decode", l_decode },
     { "now_ms", l_now_ms },
@@ -577,15 +697,7 @@ static const luaL_Reg module_funcs[] = {
 int luaopen_ddbkit_core(lua_State *L);
 int luaopen_ddbkit_core(lua_State *L)
 {
-    luaL_newmetatable(L, CLIENT_MT);
-    lua_createtable(L, 0, 12);
-    luaL_setfuncs(L, client_methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_client_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    ddbk_lua_new_metatable(L, CLIENT_MT, client_methods, l_close, l_client_tostring);
 
     luaL_newmetatable(L, ERROR_MT);
     lua_pushcfunction(L, l_error_tostring);
@@ -599,5 +711,6 @@ int luaopen_ddbkit_core(lua_State *L)
     set_str(L, "version", DDBK_VERSION);
     ddbk_lua_values_open(L, lua_gettop(L));
     ddbk_lua_lock_open(L, lua_gettop(L));
+    ddbk_lua_loop_open(L, lua_gettop(L));
     return 1;
 }

@@ -121,6 +121,13 @@ function _M.new(opts)
     error(NAME .. ".new: opts.lru_size needs mode = \"fast\" (a compat record may be "
           .. "deleted by a Node service at any time)", 2)
   end
+  local skew, ttl = opts.max_clock_skew_ms or 1000, opts.lock_ttl_ms or opts.lock_timeout_ms
+  if ttl and ttl > 0 and ttl <= skew then
+    -- A lease is only trusted for lock_ttl_ms minus the skew margin: none
+    -- would be left, and every handler would end LOST.
+    error(NAME .. ".new: opts.lock_ttl_ms (" .. ttl .. ") must be larger than "
+          .. "opts.max_clock_skew_ms (" .. skew .. ")", 2)
+  end
   local vary = {}
   for i, h in ipairs(opts.vary_headers or {}) do vary[i] = h:lower() end
   sort(vary)

@@ -7,6 +7,7 @@ local core = require "ddbkit.core"
 local client = require "ddbkit.client"
 local schema = require "ddbkit.schema"
 local lock = require "ddbkit.lock"
+local scheduler = require "ddbkit.scheduler"
 
 local _M = {
   _VERSION = core.version,
@@ -23,6 +24,18 @@ local _M = {
   is_set = core.is_set,
   is_decimal = core.is_decimal,
   is_array = core.is_array,
+
+  -- Tasks on the default scheduler (for clients with the coroutine
+  -- runtime, ddbkit.runtime.coroutine): spawn(fn, ...) -> task,
+  -- step(timeout_ms?) -> live tasks, fds() -> fds, timeout_ms (for a host's
+  -- poll, then step(0)), run(fn, ...) -> true, fn's results | false, err,
+  -- register(co) -> task.
+  spawn = scheduler.spawn,
+  step = scheduler.step,
+  fds = scheduler.fds,
+  run = scheduler.run,
+  register = scheduler.register,
+  scheduler = scheduler,   -- on_error, stats
 
   TABLE_SCHEMA = schema.TABLE_SCHEMA,
   DEFAULT_TABLE_NAME = schema.DEFAULT_TABLE_NAME,

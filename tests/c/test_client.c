@@ -12,21 +12,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
-
-#define SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYzzSECRETzz"
+#include "responder.h"
 
 static char tmpdir[256];
 
@@ -34,10 +28,6 @@ static char tmpdir[256];
  * assertion leaks nothing (and leaves no server child behind). */
 static ddbk_client *g_client;
 static ddbk_response g_resp;
-static pid_t g_server = -1;
-static int g_listen = -1;
-
-static void reap(pid_t pid);
 
 static const char *const cleared_vars[] = {
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
@@ -59,8 +49,7 @@ static int env_setup(void **state)
     setenv("HOME", tmpdir, 1);
     g_client = NULL;
     ddbk_response_init(&g_resp);
-    g_server = -1;
-    g_listen = -1;
+    responder_setup();
     return 0;
 }
 
@@ -69,12 +58,7 @@ static int env_teardown(void **state)
     char cmd[300];
 
     (void)state;
-    if (g_server > 0)
-        reap(g_server);
-    g_server = -1;
-    if (g_listen >= 0)
-        close(g_listen);
-    g_listen = -1;
+    responder_stop();
     ddbk_client_free(g_client);
     g_client = NULL;
     ddbk_response_free(&g_resp);
@@ -82,21 +66,10 @@ static int env_teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-/* A config that works: explicit region and keys, no endpoint. */
-static void base_config(ddbk_config *cfg)
-{
-    ddbk_config_init(cfg);
-    cfg->region = "eu-west-1";
-    cfg->access_key_id = "AKID";
-    cfg->secret_access_key = SECRET;
-}
-
 static ddbk_client *new_ok(const ddbk_config *cfg)
 {
     ddbk_error err;
-    ddbk_client *c = ddbk_client_new(cfg, &err);
-    if (c == NULL)
-        fail_msg("ddbk_client_new: %s: %s", err.code, err.message);
+    ddbk_client *c = new_client(cfg, &err);
     assert_string_equal(err.code, "");
     return c;
 }
@@ -491,14 +464,6 @@ static void test_secret_never_in_messages(void **state)
     assert_null(strstr(err.message, SECRET));
 }
 
-static const ddbk_op_stats *find_op(const ddbk_stats *s, const char *op)
-{
-    for (int i = 0; i < s->nops; i++)
-        if (strcmp(s->ops[i].op, op) == 0)
-            return &s->ops[i];
-    return NULL;
-}
-
 static void test_call_closed_port(void **state)
 {
     ddbk_config cfg;
@@ -568,26 +533,6 @@ static void test_call_invalid_op(void **state)
 
 /* A listening socket nobody accepts on: the connection completes in the
  * kernel and the response never comes, so the attempt times out. */
-static int listen_socket(int *port)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    int one = 1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    assert_true(fd >= 0);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(fd, 16), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
 static void test_call_timeout(void **state)
 {
     ddbk_config cfg;
@@ -598,9 +543,7 @@ static void test_call_timeout(void **state)
 
     (void)state;
     g_listen = listen_socket(&port);
-    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", port);
-    base_config(&cfg);
-    cfg.endpoint = ep;
+    local_config(&cfg, ep, sizeof ep, port);
     cfg.timeout_ms = 150;
     cfg.max_attempts = 2;
     cfg.base_delay_ms = 1;
@@ -626,76 +569,42 @@ typedef struct canned {
     const char *body;
 } canned;
 
-/* Forks a child that answers the next n connections on lfd with the canned
- * responses, one request each (Connection: close), and appends every raw
- * request to log_path. */
-static pid_t serve(int lfd, const canned *responses, int n, const char *log_path)
+/* Where the server appends every raw request. */
+static const char *log_path(void)
 {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid > 0)
-        return pid;
+    static char path[512];
+    snprintf(path, sizeof path, "%s/requests.log", tmpdir);
+    return path;
+}
 
-    alarm(20); /* never outlive a broken test */
-    FILE *log = fopen(log_path, "w");
+/* The server child: answers the next n connections with the canned
+ * responses, one request each (Connection: close), appends every raw request
+ * to log_path(), and exits. */
+static void respond(int lfd, int notes, const void *arg, int n)
+{
+    static char req[16384];
+    const canned *responses = arg;
+    FILE *log = fopen(log_path(), "w");
+    size_t got;
+
+    (void)notes;
     for (int i = 0; i < n; i++) {
-        int fd = accept(lfd, NULL, NULL);
-        if (fd < 0)
-            _exit(2);
-        char req[16384];
-        size_t got = 0;
-        long want = -1;
-        for (;;) {
-            ssize_t r = read(fd, req + got, sizeof req - 1 - got);
-            if (r <= 0)
-                break;
-            got += (size_t)r;
-            req[got] = '\0';
-            char *end = strstr(req, "\r\n\r\n");
-            if (end != NULL) {
-                if (want < 0) {
-                    char *cl = strcasestr(req, "\r\ncontent-length:");
-                    long blen = cl != NULL ? strtol(cl + 17, NULL, 10) : 0;
-                    want = (long)(end + 4 - req) + blen;
-                }
-                if ((long)got >= want)
-                    break;
-            }
-        }
+        int fd = accept_request(lfd, req, sizeof req, &got);
         if (log != NULL) {
             fwrite(req, 1, got, log);
             fputs("\n=====\n", log);
             fflush(log);
         }
-        char resp[70000];
-        int len = snprintf(resp, sizeof resp,
-                           "HTTP/1.1 %d X\r\nContent-Type: application/x-amz-json-1.0\r\n"
-                           "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%s",
-                           responses[i].status, strlen(responses[i].body),
-                           responses[i].headers ? responses[i].headers : "",
-                           responses[i].body);
-        ssize_t off = 0;
-        while (off < len) {
-            ssize_t w = write(fd, resp + off, (size_t)(len - off));
-            if (w <= 0)
-                break;
-            off += w;
-        }
-        shutdown(fd, SHUT_WR);
-        close(fd);
+        answer_and_close(fd, responses[i].status, responses[i].headers, responses[i].body);
     }
     if (log != NULL)
         fclose(log);
-    _exit(0);
 }
 
-static void reap(pid_t pid)
+/* Forks the server; returns its port. */
+static int serve(const canned *responses, int n)
 {
-    int status;
-    if (waitpid(pid, &status, WNOHANG) == 0) {
-        kill(pid, SIGTERM);
-        waitpid(pid, &status, 0);
-    }
+    return responder_start(respond, responses, n);
 }
 
 static char *slurp(const char *path)
@@ -712,13 +621,12 @@ static char *slurp(const char *path)
     return buf;
 }
 
-static ddbk_client *server_client(int port, char *ep, size_t eplen, int max_attempts)
+static ddbk_client *server_client(int port, int max_attempts)
 {
     ddbk_config cfg;
+    char ep[64];
 
-    snprintf(ep, eplen, "http://127.0.0.1:%d", port);
-    base_config(&cfg);
-    cfg.endpoint = ep;
+    local_config(&cfg, ep, sizeof ep, port);
     cfg.max_attempts = max_attempts;
     cfg.base_delay_ms = 1;
     cfg.timeout_ms = 2000;
@@ -728,24 +636,18 @@ static ddbk_client *server_client(int port, char *ep, size_t eplen, int max_atte
 static void test_call_success_after_retry(void **state)
 {
     static const canned script[] = {
-        {500, "x-amzn-RequestId: REQ1\r\n",
-         "{\"__type\":\"com.amazonaws.dynamodb.v20120810#InternalServerError\","
-         "\"message\":\"Internal server error\"}"},
+        {500, "x-amzn-RequestId: REQ1\r\n", ISE_BODY},
         {200, "x-amzn-RequestId:   REQ2  \r\n", "{\"Item\":{\"pk\":{\"S\":\"a\"}}}"},
     };
-    char ep[64], log_path[512], host_line[64];
+    char host_line[64];
     ddbk_error err;
     ddbk_stats st;
-    int port;
 
     (void)state;
-    int lfd = g_listen = listen_socket(&port);
-    snprintf(log_path, sizeof log_path, "%s/requests.log", tmpdir);
-    pid_t pid = g_server = serve(lfd, script, 2, log_path);
-    ddbk_client *c = g_client = server_client(port, ep, sizeof ep, 3);
+    int port = serve(script, 2);
+    ddbk_client *c = g_client = server_client(port, 3);
     int rc = ddbk_call(c, "GetItem", "{\"TableName\":\"t\"}", 17, &g_resp, &err);
-    reap(pid);
-    g_server = -1;
+    responder_stop();
     if (rc != 0)
         fail_msg("ddbk_call: %s: %s", err.code, err.message);
     assert_int_equal(g_resp.status, 200);
@@ -765,7 +667,7 @@ static void test_call_success_after_retry(void **state)
 
     /* What went over the wire: the signed headers, the Host that was
      * signed, and no "Expect: 100-continue". */
-    const char *log = slurp(log_path);
+    const char *log = slurp(log_path());
     assert_non_null(log);
     snprintf(host_line, sizeof host_line, "\r\nHost: 127.0.0.1:%d\r\n", port);
     assert_non_null(strstr(log, host_line));
@@ -787,18 +689,12 @@ static void test_call_success_clears_error(void **state)
         {503, NULL, ""},
         {200, NULL, "{}"},
     };
-    char ep[64], log_path[512];
     ddbk_error err;
-    int port;
 
     (void)state;
-    int lfd = g_listen = listen_socket(&port);
-    snprintf(log_path, sizeof log_path, "%s/requests.log", tmpdir);
-    pid_t pid = g_server = serve(lfd, script, 2, log_path);
-    ddbk_client *c = g_client = server_client(port, ep, sizeof ep, 3);
+    ddbk_client *c = g_client = server_client(serve(script, 2), 3);
     int rc = ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err);
-    reap(pid);
-    g_server = -1;
+    responder_stop();
     assert_int_equal(rc, 0);
     assert_int_equal(g_resp.attempts, 2);
     assert_string_equal(err.code, "");
@@ -809,22 +705,16 @@ static void test_call_error_response(void **state)
 {
     static const canned script[] = {
         {400, "x-amzn-RequestId: CCF1\r\n",
-         "{\"__type\":\"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException\","
-         "\"message\":\"The conditional request failed\",\"Item\":{\"n\":{\"N\":\"1\"}}}"},
+         "{" CCF_TYPE ",\"message\":\"The conditional request failed\","
+         "\"Item\":{\"n\":{\"N\":\"1\"}}}"},
     };
-    char ep[64], log_path[512];
     ddbk_error err;
     ddbk_stats st;
-    int port;
 
     (void)state;
-    int lfd = g_listen = listen_socket(&port);
-    snprintf(log_path, sizeof log_path, "%s/requests.log", tmpdir);
-    pid_t pid = g_server = serve(lfd, script, 1, log_path);
-    ddbk_client *c = g_client = server_client(port, ep, sizeof ep, 3);
+    ddbk_client *c = g_client = server_client(serve(script, 1), 3);
     int rc = ddbk_call(c, "PutItem", "{}", 2, &g_resp, &err);
-    reap(pid);
-    g_server = -1;
+    responder_stop();
     assert_int_equal(rc, -1);
     assert_string_equal(err.code, "ConditionalCheckFailedException");
     assert_string_equal(err.message, "The conditional request failed");
@@ -847,9 +737,8 @@ static void test_call_response_too_large(void **state)
     static char big[4001];
     canned script[1];
     ddbk_config cfg;
-    char ep[64], log_path[512];
+    char ep[64];
     ddbk_error err;
-    int port;
 
     (void)state;
     memset(big, ' ', 4000);
@@ -858,18 +747,12 @@ static void test_call_response_too_large(void **state)
     script[0].status = 200;
     script[0].headers = NULL;
     script[0].body = big;
-    int lfd = g_listen = listen_socket(&port);
-    snprintf(log_path, sizeof log_path, "%s/requests.log", tmpdir);
-    pid_t pid = g_server = serve(lfd, script, 1, log_path);
-    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", port);
-    base_config(&cfg);
-    cfg.endpoint = ep;
+    local_config(&cfg, ep, sizeof ep, serve(script, 1));
     cfg.max_response_bytes = 1000;
     cfg.max_attempts = 3;
     ddbk_client *c = g_client = new_ok(&cfg);
     int rc = ddbk_call(c, "Scan", "{}", 2, &g_resp, &err);
-    reap(pid);
-    g_server = -1;
+    responder_stop();
     assert_int_equal(rc, -1);
     assert_string_equal(err.code, "ResponseTooLarge");
     assert_int_equal(err.retryable, 0);

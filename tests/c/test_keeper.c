@@ -1,10 +1,10 @@
 /*
  * engine/keeper.c, ddbk_client_clone and the busy_item of ddbk_lock_acquire,
- * against a scripted HTTP responder forked by the test (as test_client.c
- * does): it answers every connection with the next canned response (the
- * last one again once the script runs out) and, before answering, reports
- * the operation on a pipe. The test waits on that pipe, never on a sleep,
- * to know how many requests a keeper's thread has made.
+ * against a scripted HTTP responder forked by the test (responder.h): it
+ * answers every connection with the next canned response (the last one
+ * again once the script runs out) and, before answering, reports the
+ * operation on a pipe. The test waits on that pipe, never on a sleep, to
+ * know how many requests a keeper's thread has made.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,25 +12,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
+#include "responder.h"
 
-#define SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYzzSECRETzz"
-
-#define CCF_TYPE "\"__type\":\"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException\""
-#define ISE_BODY "{\"__type\":\"com.amazonaws.dynamodb.v20120810#InternalServerError\"," \
-                 "\"message\":\"Internal server error\"}"
 #define OTHERS_ITEM "\"Item\":{\"pk\":{\"S\":\"k\"},\"lockOwner\":{\"S\":\"other:1\"}," \
                     "\"lockRvn\":{\"S\":\"r1\"},\"fence\":{\"N\":\"9\"},"        \
                     "\"expiresAt\":{\"N\":\"4102444800\"},\"leaseMs\":{\"N\":\"5000\"}}"
@@ -45,131 +34,42 @@ typedef struct canned {
 /* What a test holds, released by the teardown so a failed assertion leaks
  * nothing and leaves no responder behind. */
 static ddbk_client *g_client;
-static pid_t g_server = -1;
-static int g_listen = -1, g_notes = -1;
 
 static int setup(void **state)
 {
     (void)state;
-    unsetenv("http_proxy");
-    unsetenv("HTTP_PROXY");
-    unsetenv("ALL_PROXY");
-    unsetenv("all_proxy");
+    responder_setup();
     g_client = NULL;
-    g_server = -1;
-    g_listen = g_notes = -1;
     return 0;
-}
-
-static void reap(pid_t pid)
-{
-    int status;
-    if (waitpid(pid, &status, WNOHANG) == 0) {
-        kill(pid, SIGTERM);
-        waitpid(pid, &status, 0);
-    }
 }
 
 static int teardown(void **state)
 {
-    (void)state;
-    if (g_server > 0)
-        reap(g_server);
-    if (g_listen >= 0)
-        close(g_listen);
-    if (g_notes >= 0)
-        close(g_notes);
+    responder_stop();
     ddbk_client_free(g_client);
     return setup(state);
 }
 
-static int listen_socket(int *port)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    int one = 1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    assert_true(fd >= 0);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(fd, 16), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
-/* Reads one request from fd; returns its operation's first letter ('U' for
- * UpdateItem, 'G' for GetItem, '?' otherwise). */
-static char read_request(int fd)
+/* One connection at a time: each request's operation is reported before
+ * its answer, so once the client has its response, the note is already in
+ * the pipe. */
+static void respond(int lfd, int notes, const void *arg, int n)
 {
     static char req[16384];
-    size_t got = 0;
-    long want = -1;
-    for (;;) {
-        ssize_t r = read(fd, req + got, sizeof req - 1 - got);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-        req[got] = '\0';
-        char *end = strstr(req, "\r\n\r\n");
-        if (end != NULL) {
-            if (want < 0) {
-                char *cl = strcasestr(req, "\r\ncontent-length:");
-                want = (long)(end + 4 - req) + (cl != NULL ? strtol(cl + 17, NULL, 10) : 0);
-            }
-            if ((long)got >= want)
-                break;
-        }
+    const canned *script = arg;
+    size_t got;
+    for (int i = 0;; i++) {
+        int fd = accept_request(lfd, req, sizeof req, &got);
+        note(notes, op_letter(req));
+        const canned *c = &script[i < n ? i : n - 1];
+        answer_and_close(fd, c->status, NULL, c->body);
     }
-    req[got] = '\0';
-    if (strstr(req, "DynamoDB_20120810.UpdateItem") != NULL)
-        return 'U';
-    if (strstr(req, "DynamoDB_20120810.GetItem") != NULL)
-        return 'G';
-    return '?';
 }
 
 /* Forks the responder; the test reads one byte per request from g_notes. */
 static int serve(const canned *script, int n)
 {
-    int port, fds[2];
-    g_listen = listen_socket(&port);
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid > 0) {
-        close(fds[1]);
-        g_notes = fds[0];
-        g_server = pid;
-        return port;
-    }
-    close(fds[0]);
-    alarm(30); /* never outlive a broken test */
-    for (int i = 0;; i++) {
-        int fd = accept(g_listen, NULL, NULL);
-        if (fd < 0)
-            _exit(2);
-        char op = read_request(fd);
-        /* Reported before the answer: once the client has its response,
-         * the note is already in the pipe. */
-        if (write(fds[1], &op, 1) != 1)
-            _exit(3);
-        const canned *c = &script[i < n ? i : n - 1];
-        char resp[8192];
-        int len = snprintf(resp, sizeof resp,
-                           "HTTP/1.1 %d X\r\nContent-Type: application/x-amz-json-1.0\r\n"
-                           "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                           c->status, strlen(c->body), c->body);
-        for (ssize_t off = 0, w; off < len; off += w)
-            if ((w = write(fd, resp + off, (size_t)(len - off))) <= 0)
-                break;
-        shutdown(fd, SHUT_WR);
-        close(fd);
-    }
+    return responder_start(respond, script, n);
 }
 
 /* Blocks until the responder has reported n more requests; returns them. */
@@ -188,43 +88,18 @@ static const char *await(int n)
     return ops;
 }
 
-/* The requests reported so far and not yet awaited (after a keeper stopped:
- * every request it made, since each note precedes its answer). */
-static int drain(char *ops, int cap)
-{
-    int n = 0, fl = fcntl(g_notes, F_GETFL);
-    fcntl(g_notes, F_SETFL, fl | O_NONBLOCK);
-    while (n < cap - 1 && read(g_notes, &ops[n], 1) == 1)
-        n++;
-    ops[n] = '\0';
-    return n;
-}
-
-static ddbk_client *client_for(const char *ep, int max_attempts)
+/* A client of the responder on port (9: nothing listens there). */
+static ddbk_client *responder_client(int port, int max_attempts)
 {
     ddbk_config cfg;
-    ddbk_error err;
+    char ep[64];
 
-    ddbk_config_init(&cfg);
-    cfg.region = "eu-west-1";
-    cfg.endpoint = ep;
-    cfg.access_key_id = "AKID";
-    cfg.secret_access_key = SECRET;
+    local_config(&cfg, ep, sizeof ep, port);
     cfg.session_token = "TOKEN";
     cfg.max_attempts = max_attempts;
     cfg.base_delay_ms = 1;
     cfg.timeout_ms = 2000;
-    ddbk_client *c = ddbk_client_new(&cfg, &err);
-    if (c == NULL)
-        fail_msg("ddbk_client_new: %s: %s", err.code, err.message);
-    return c;
-}
-
-static ddbk_client *responder_client(int port, int max_attempts)
-{
-    char ep[64];
-    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", port);
-    return client_for(ep, max_attempts);
+    return new_client(&cfg, NULL);
 }
 
 static const ddbk_lock_key KEY = { "t", "pk", "k", NULL, NULL };
@@ -249,7 +124,7 @@ static void test_clone_copies_settings(void **state)
     ddbk_stats st;
     (void)state;
 
-    ddbk_client *c = g_client = client_for("http://127.0.0.1:9", 1);
+    ddbk_client *c = g_client = responder_client(9, 1);
     c->connect_timeout_ms = 321;
     c->max_backoff_ms = 4321;
     c->verify_tls = 0;
@@ -395,7 +270,7 @@ static void test_keep_refuses_bad_arguments(void **state)
     ddbk_lock l;
     ddbk_error err;
     (void)state;
-    ddbk_client *c = g_client = client_for("http://127.0.0.1:9", 1);
+    ddbk_client *c = g_client = responder_client(9, 1);
     fake_held(&l);
     static const long periods[] = { 0, -1, -1000 };
     for (size_t i = 0; i < sizeof periods / sizeof periods[0]; i++) {
@@ -427,7 +302,7 @@ static void test_keep_stops_before_first_period(void **state)
     ddbk_error err;
     long renewals = -1;
     (void)state;
-    ddbk_client *c = g_client = client_for("http://127.0.0.1:9", 1);
+    ddbk_client *c = g_client = responder_client(9, 1);
     fake_held(&l);
     ddbk_lock_keeper *k = ddbk_lock_keep(c, &l, 60000, &err);
     assert_non_null(k);

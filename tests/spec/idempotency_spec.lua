@@ -562,6 +562,9 @@ describe("ddbkit.idempotency", function()
     assert.has_error(function() idempotency.new{ client = admin, mode = "turbo" } end)
     assert.has_error(function() idempotency.new{ client = admin, ttl_ms = 0 } end)
     assert.has_error(function() idempotency.new{ client = admin, bogus = 1 } end)
+    -- a lease no longer than the skew margin would never be trusted
+    assert.has_error(function() idempotency.new{ client = admin, lock_ttl_ms = 1000 } end)
+    assert.has_error(function() idempotency.new{ client = admin, lock_timeout_ms = 500 } end)
     assert.has_error(function() idempotency.new{ table_name = T } end)
   end)
 
