@@ -36,12 +36,23 @@ local function str(v) if type(v) ~= "string" or v == "" then return "a non-empty
 local function bool(v) if type(v) ~= "boolean" then return "a boolean" end end
 local function tbl(v) if type(v) ~= "table" then return "a table" end end
 
+-- Runtimes by name (opts.runtime = "openresty").
+local RUNTIMES = {
+  blocking = "ddbkit.runtime.blocking",
+  coroutine = "ddbkit.runtime.coroutine",
+  openresty = "ddbkit.runtime.openresty",
+}
+
 local OPTIONS = {
   region = str, endpoint = str, profile = str, credentials = tbl,
   timeout_ms = positive, connect_timeout_ms = positive, max_attempts = at_least_one,
   base_delay_ms = non_negative, max_backoff_ms = non_negative, retry_quota = non_negative,
   verify_tls = bool, max_response_bytes = positive, batch_max_attempts = at_least_one,
   runtime = function(v)
+    if type(v) == "string" then
+      if not RUNTIMES[v] then return '"blocking", "coroutine", "openresty" or a runtime table' end
+      return
+    end
     if type(v) ~= "table" or type(v.send) ~= "function" or type(v.sleep) ~= "function"
        or type(v.now_ms) ~= "function" or type(v.mono_ms) ~= "function" then
       return "a runtime table with send, sleep, now_ms and mono_ms"
@@ -79,15 +90,32 @@ local function check_options(opts)
   end
 end
 
+-- The runtime of a new client: the one named or given, else OpenResty's
+-- cosockets inside nginx (an `ngx` with sockets and phases), else blocking.
+local function runtime_of(opts)
+  local rt = opts.runtime
+  if type(rt) == "table" then return rt end
+  if rt == nil then
+    local ngx = rawget(_G, "ngx")
+    rt = type(ngx) == "table" and ngx.socket and ngx.get_phase and "openresty" or "blocking"
+  end
+  return require(RUNTIMES[rt])
+end
+
 --- ddbkit.client(opts) -> client | nil, err
+-- opts.runtime: a runtime table, or "blocking" / "coroutine" / "openresty";
+-- default: "openresty" inside nginx, else "blocking".
 function _M.new(opts)
   opts = opts or {}
   check_options(opts)
+  local runtime = runtime_of(opts)
   local cc, err = core.new_client(opts)
   if not cc then return nil, err end
+  -- A runtime doing its own I/O learns the client's timeouts and TLS options.
+  if runtime.attach then runtime.attach(cc, opts) end
   return setmetatable({
     core = cc,
-    runtime = opts.runtime or require "ddbkit.runtime.blocking",
+    runtime = runtime,
     batch_max_attempts = opts.batch_max_attempts or 10,
     base_delay_ms = opts.base_delay_ms or 50,
     max_backoff_ms = opts.max_backoff_ms or 20000,

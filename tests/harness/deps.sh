@@ -20,10 +20,18 @@ log() { printf 'deps: %s\n' "$*" >&2; }
 
 want=(
     build-essential pkg-config
-    lua5.4 liblua5.4-dev luajit libluajit-5.1-dev lua-busted lua-cjson
+    lua5.4 liblua5.4-dev lua-busted lua-cjson
+    # LuaJIT: OpenResty's branch (luajit2), the one nginx's lua module runs
+    # on; Debian's luajit / libluajit-5.1-dev conflict with it (lua-resty-core
+    # depends on libluajit2-5.1-2), so both builds and tests use this one.
+    luajit2 libluajit2-5.1-dev
     libyajl-dev libcmocka-dev libcurl4-openssl-dev libssl-dev libedit-dev
     python3 clang clang-tidy curl
     tmux
+    # ddbkit inside OpenResty (tests/spec/openresty_spec.lua): Debian's nginx
+    # with lua-nginx-module (and its ndk and resty.core), loaded with
+    # load_module by tests/nginx/driver.sh.
+    nginx libnginx-mod-http-ndk libnginx-mod-http-lua lua-resty-core
 )
 
 # A working `java` on PATH is enough (DynamoDB Local needs Java 17+, which
@@ -60,8 +68,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
     log "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    # The nginx package's own service must not start (port 80): the tests
+    # run their own nginx. policy-rc.d is honoured by invoke-rc.d; only one
+    # created here is removed after.
+    policy_created=0
+    if [ ! -e /usr/sbin/policy-rc.d ] && [ "${#SUDO[@]}" -eq 0 ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        policy_created=1
+    fi
+    rc=0
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "${missing[@]}"
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" || rc=$?
+    if [ "$policy_created" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+    [ "$rc" -eq 0 ] || exit "$rc"
     # Re-check: apt-get may "succeed" while a package stays unconfigured.
     still=()
     for p in "${missing[@]}"; do

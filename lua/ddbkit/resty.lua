@@ -1,0 +1,322 @@
+-- ddbkit.resty: the stores as nginx request handlers (lua-nginx-module).
+-- Stores are made once per worker (at module level of your handler file,
+-- on a client using the OpenResty runtime, which ddbkit.client picks by
+-- itself inside nginx); these helpers run them for the current request.
+--
+--   access_by_lua_block  { resty.rate_limit{ store = limiter, resource = "api" } }
+--   content_by_lua_block { resty.cache_proxy{ cache = cache, location = "/__origin" } }
+--   content_by_lua_block { resty.idempotent{ idem = idem, location = "/__origin" } }
+--
+-- Every helper needs cosockets: access_by_lua*, content_by_lua* (and
+-- rewrite_by_lua* for rate_limit).
+local type, pairs, ipairs, tostring, error, next = type, pairs, ipairs, tostring, error, next
+local ceil, max, lower, find = math.ceil, math.max, string.lower, string.find
+local ngx = ngx
+
+local hash = require "ddbkit.hash"
+
+local _M = { _VERSION = "0.1.0" }
+
+local function check(cond, name, what)
+  if not cond then error("ddbkit.resty: " .. name .. " must be " .. what, 3) end
+end
+
+local function unknown(opts, allowed, fname)
+  for k in pairs(opts) do
+    if not allowed[k] then error("ddbkit.resty." .. fname .. ": unknown option opts." .. tostring(k), 3) end
+  end
+end
+
+-- Headers that belong to one connection, never stored or replayed; and
+-- Content-Length, which is recomputed for the body sent.
+local HOP = {
+  connection = true, ["keep-alive"] = true, ["proxy-authenticate"] = true,
+  ["proxy-authorization"] = true, te = true, trailer = true, ["transfer-encoding"] = true,
+  upgrade = true, ["content-length"] = true,
+}
+
+local function copy_headers(h)
+  local out = {}
+  for k, v in pairs(h or {}) do
+    if type(k) == "string" and not HOP[lower(k)] then out[k] = v end
+  end
+  return out
+end
+
+-- Sends a whole response from a content handler.
+local function send(status, headers, body, extra)
+  ngx.status = status
+  for k, v in pairs(headers or {}) do
+    if not HOP[lower(k)] then ngx.header[k] = v end
+  end
+  for k, v in pairs(extra or {}) do ngx.header[k] = v end
+  body = body or ""
+  if ngx.req.get_method() ~= "HEAD" then ngx.header["Content-Length"] = #body end
+  if body ~= "" then ngx.print(body) end
+end
+
+-- The request body as a string ("" when none); a body nginx buffered to a
+-- file is read back from it.
+local function request_body()
+  ngx.req.read_body()
+  local body = ngx.req.get_body_data()
+  if body then return body end
+  local path = ngx.req.get_body_file()
+  if not path then return "" end
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  body = f:read("*a") or ""
+  f:close()
+  return body
+end
+
+-- ngx.location.capture of the current request at `location` (a URI prefix
+-- put before the request's URI, or a function(uri) -> URI), same method,
+-- args and body. -> { status, headers, body } | nil, err
+local function capture(location, method, body)
+  local uri = ngx.var.uri
+  local target = type(location) == "function" and location(uri) or location .. uri
+  local m = ngx["HTTP_" .. method]
+  if not m then return nil, "method " .. method .. " cannot be passed to a subrequest" end
+  local res = ngx.location.capture(target, { method = m, args = ngx.var.args, body = body })
+  if not res then return nil, "subrequest to " .. target .. " failed" end
+  if res.truncated then return nil, "subrequest to " .. target .. " was truncated" end
+  return { status = res.status, headers = copy_headers(res.header), body = res.body or "" }
+end
+
+-- Rate limiting ----------------------------------------------------------------
+
+local RATE_OPTS = { store = true, resource = true, priority = true, status = true, on_error = true }
+
+--- resty.rate_limit(opts) -> true, or ends the request (does not return).
+-- For access_by_lua* (or rewrite_by_lua*). One store:acquire per request:
+-- granted, it returns true and the request goes on; refused, it answers
+-- opts.status (429) with Retry-After = ceil(store:get_wait_time / 1000)
+-- seconds (at least 1; one more Query).
+--   opts.store     a ddbkit.ratelimit or ddbkit.adaptive store (required)
+--   opts.resource  string, or function() -> string: the limit's resource
+--                  (required; e.g. function() return "ip:" .. ngx.var.remote_addr end)
+--   opts.priority  adaptive stores only: "user" / "background", or a
+--                  function() returning one
+--   opts.status    the refusal status (default 429)
+--   opts.on_error  "allow" (default: the request goes on, the error is
+--                  logged) or "deny" (503) when DynamoDB fails
+function _M.rate_limit(opts)
+  check(type(opts) == "table", "rate_limit's opts", "a table")
+  unknown(opts, RATE_OPTS, "rate_limit")
+  local store = opts.store
+  check(type(store) == "table" and type(store.acquire) == "function", "opts.store",
+        "a ddbkit.ratelimit or ddbkit.adaptive store")
+  local resource = opts.resource
+  if type(resource) == "function" then resource = resource() end
+  check(type(resource) == "string" and resource ~= "", "opts.resource",
+        "a non-empty string or a function returning one")
+  local priority = opts.priority
+  if type(priority) == "function" then priority = priority() end
+  local status = opts.status or 429
+  check(type(status) == "number" and status >= 400 and status <= 599, "opts.status", "an HTTP error status")
+  local on_error = opts.on_error or "allow"
+  check(on_error == "allow" or on_error == "deny", "opts.on_error", '"allow" or "deny"')
+
+  local ok, err
+  if priority ~= nil then ok, err = store:acquire(resource, priority)
+  else ok, err = store:acquire(resource) end
+  if ok then return true end
+  if ok == nil then
+    ngx.log(ngx.ERR, "ddbkit.resty.rate_limit: ", tostring(err))
+    if on_error == "allow" then return true end
+    return ngx.exit(503)
+  end
+  local wait, werr
+  if priority ~= nil then wait, werr = store:get_wait_time(resource, priority)
+  else wait, werr = store:get_wait_time(resource) end
+  if not wait then ngx.log(ngx.WARN, "ddbkit.resty.rate_limit: get_wait_time: ", tostring(werr)) end
+  ngx.header["Retry-After"] = tostring(max(1, ceil((wait or 1000) / 1000)))
+  return ngx.exit(status)
+end
+
+-- Response cache ---------------------------------------------------------------
+
+local CACHE_OPTS = { cache = true, location = true, ttl_seconds = true, key = true,
+                     methods = true, statuses = true, header = true, tags = true }
+
+local function set_of(list, default)
+  local s = {}
+  for _, v in ipairs(list or default) do s[type(v) == "string" and v:upper() or v] = true end
+  return s
+end
+
+-- May a response be kept for everyone? Not with cookies, nor when the
+-- upstream said no-store or private.
+local function shareable(headers)
+  for k, v in pairs(headers) do
+    local name = lower(k)
+    if name == "set-cookie" then return false end
+    if name == "cache-control" then
+      local cc = lower(type(v) == "table" and table.concat(v, ",") or tostring(v))
+      if find(cc, "no-store", 1, true) or find(cc, "private", 1, true) then return false end
+    end
+  end
+  return true
+end
+
+--- resty.cache_proxy(opts) -> true: a response cache in front of an
+-- upstream, for content_by_lua*. On a hit the stored status, headers and
+-- body are sent (header X-Cache: HIT; 1 GetItem); on a miss the request goes
+-- to the internal location by ngx.location.capture, the response is sent
+-- (X-Cache: MISS), then stored after the client has it (ngx.eof). Requests
+-- whose method is not cached, or that carry Authorization without a custom
+-- opts.key, go straight through (X-Cache: BYPASS). A cache error is logged
+-- and treated as a miss. Concurrent misses of one key each reach the
+-- upstream (no request coalescing here).
+--   opts.cache        a ddbkit.cache store (required)
+--   opts.location     the internal location: a URI prefix put before the
+--                     request's URI ("/__origin" -> /__origin/users/7), or
+--                     function(uri) -> URI (required). Example:
+--                       location /__origin/ { internal;
+--                         rewrite ^/__origin(/.*)$ $1 break; proxy_pass http://backend; }
+--   opts.ttl_seconds  how long an entry lives (default 60; 0 = until invalidated)
+--   opts.key          function(method, uri, args) -> hash string, or nil to
+--                     bypass; default ddbkit.hash_request(method .. " " .. uri, args)
+--                     with args from ngx.req.get_uri_args()
+--   opts.methods      methods served from the cache (default { "GET", "HEAD" })
+--   opts.statuses     statuses stored (default { 200 })
+--   opts.header       the hit/miss header's name (default "X-Cache"; false: none)
+--   opts.tags         list of tags, or function(method, uri, args) -> list,
+--                     stored with set_with_tags (for cache:invalidate_by_tag)
+-- Responses with Set-Cookie, or Cache-Control no-store / private, are not
+-- stored. Bodies are stored base64-encoded (binary-safe); an entry larger
+-- than the cache's max_entry_size_bytes is silently not stored.
+function _M.cache_proxy(opts)
+  check(type(opts) == "table", "cache_proxy's opts", "a table")
+  unknown(opts, CACHE_OPTS, "cache_proxy")
+  local cache = opts.cache
+  check(type(cache) == "table" and type(cache.get) == "function", "opts.cache", "a ddbkit.cache store")
+  local location = opts.location
+  check(type(location) == "string" or type(location) == "function", "opts.location",
+        "a URI prefix or a function(uri) -> URI")
+  local ttl = opts.ttl_seconds or 60
+  check(type(ttl) == "number" and ttl >= 0, "opts.ttl_seconds", "a number >= 0")
+  check(opts.key == nil or type(opts.key) == "function", "opts.key", "a function")
+  check(opts.tags == nil or type(opts.tags) == "table" or type(opts.tags) == "function",
+        "opts.tags", "a list or a function")
+  local header = opts.header
+  if header == nil then header = "X-Cache" end
+  check(header == false or type(header) == "string", "opts.header", "a string or false")
+
+  local method = ngx.req.get_method()
+  local uri = ngx.var.uri
+  local methods = set_of(opts.methods, { "GET", "HEAD" })
+  local key
+  if methods[method] then
+    local args = ngx.req.get_uri_args()
+    if opts.key then
+      key = opts.key(method, uri, args)
+    elseif ngx.var.http_authorization == nil then
+      key = hash.hash_request(method .. " " .. uri, args)
+    end
+  end
+
+  local function mark(v) return header and { [header] = v } or nil end
+
+  if not key then
+    local body = method ~= "GET" and method ~= "HEAD" and request_body() or nil
+    local res, err = capture(location, method, body)
+    if not res then
+      ngx.log(ngx.ERR, "ddbkit.resty.cache_proxy: ", err)
+      return ngx.exit(502)
+    end
+    send(res.status, res.headers, res.body, mark("BYPASS"))
+    return true
+  end
+
+  local hit, gerr = cache:get(key)
+  if gerr then ngx.log(ngx.ERR, "ddbkit.resty.cache_proxy: get: ", tostring(gerr)) end
+  if type(hit) == "table" and type(hit.status) == "number" and type(hit.body) == "string" then
+    local body = hit.b64 and ngx.decode_base64(hit.body) or hit.body
+    if body then
+      send(hit.status, hit.headers, body, mark("HIT"))
+      return true
+    end
+  end
+
+  local res, err = capture(location, method, nil)
+  if not res then
+    ngx.log(ngx.ERR, "ddbkit.resty.cache_proxy: ", err)
+    return ngx.exit(502)
+  end
+  send(res.status, res.headers, res.body, mark("MISS"))
+  if not set_of(opts.statuses, { 200 })[res.status] or not shareable(res.headers) then
+    return true
+  end
+  ngx.eof()  -- the client has its answer; storing is our time, not theirs
+  local value = { status = res.status, headers = res.headers, body = ngx.encode_base64(res.body),
+                  b64 = true }
+  if next(value.headers) == nil then value.headers = nil end
+  local tags = opts.tags
+  if type(tags) == "function" then tags = tags(method, uri, ngx.req.get_uri_args()) end
+  local ok, serr
+  if tags and #tags > 0 then
+    ok, serr = cache:set_with_tags(key, value, ttl, tags)
+  else
+    ok, serr = cache:set(key, value, ttl)
+  end
+  if not ok then ngx.log(ngx.ERR, "ddbkit.resty.cache_proxy: set: ", tostring(serr)) end
+  return true
+end
+
+-- Idempotency ----------------------------------------------------------------
+
+local IDEM_OPTS = { idem = true, location = true, handler = true }
+
+--- resty.idempotent(opts) -> true: idempotent request handling for
+-- content_by_lua* (idem:handle with this request). A request whose method
+-- is one of the store's methods (POST, PUT, PATCH) and that carries the
+-- key header (Idempotency-Key) runs the handler once per key and request
+-- across every worker and machine; every other request with that key gets
+-- the first one's status, headers and body back (plus Idempotent-Replayed:
+-- true), also while the first one still runs (it waits, up to the store's
+-- lock_timeout_ms). Other requests go straight to the handler. Failures
+-- are JSON error responses with the store's statuses (400, 409, 500, 503).
+--   opts.idem      a ddbkit.idempotency store (required)
+--   opts.location  the internal location that does the work, reached by
+--                  ngx.location.capture with the same method, args and body:
+--                  a URI prefix put before the request's URI, or
+--                  function(uri) -> URI
+--   opts.handler   instead of location: function(req) -> { status,
+--                  headers, body } | nil, err, with req = { method, path,
+--                  headers, body }
+-- The request body is read whole (ngx.req.read_body; a body nginx spooled
+-- to a file is read back from it). Stored bodies must be UTF-8 text
+-- (DynamoDB strings): a binary response is refused (500, SERIALIZATION_ERROR).
+function _M.idempotent(opts)
+  check(type(opts) == "table", "idempotent's opts", "a table")
+  unknown(opts, IDEM_OPTS, "idempotent")
+  local idem = opts.idem
+  check(type(idem) == "table" and type(idem.handle) == "function", "opts.idem",
+        "a ddbkit.idempotency store")
+  local location, handler = opts.location, opts.handler
+  check((location == nil) ~= (handler == nil), "opts.location or opts.handler", "given (one of them)")
+  check(location == nil or type(location) == "string" or type(location) == "function",
+        "opts.location", "a URI prefix or a function(uri) -> URI")
+  check(handler == nil or type(handler) == "function", "opts.handler", "a function")
+
+  local req = {
+    method = ngx.req.get_method(),
+    path = ngx.var.uri,
+    headers = ngx.req.get_headers(),
+    body = request_body(),
+  }
+  if not handler then
+    handler = function(r)
+      local res, err = capture(location, r.method, r.body)
+      if not res then return nil, { name = "UpstreamError", message = err, status = 502 } end
+      return res
+    end
+  end
+  local resp = idem:handle(req, handler)
+  send(resp.status, resp.headers, resp.body)
+  return true
+end
+
+return _M

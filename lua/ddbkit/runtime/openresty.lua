@@ -1,0 +1,438 @@
+-- The OpenResty runtime: inside nginx (lua-nginx-module, LuaJIT) a call
+-- must never block the worker, so the engine only prepares (builds and
+-- signs) requests and parses responses, and this file does the I/O with
+-- cosockets (ngx.socket.tcp): HTTP/1.1, TLS with SNI and verification,
+-- keep-alive through the cosocket pool, retries with ngx.sleep backoff.
+-- While a call waits on DynamoDB, the worker serves other requests.
+--
+--   local client = ddbkit.client{ region = "eu-west-1" }   -- chosen by itself inside nginx
+--   local client = ddbkit.client{ runtime = "openresty" }  -- or by name
+--
+-- Cosockets exist only in some phases (rewrite, access, content, timers,
+-- some ssl_* phases). A call from anywhere else (init, init_worker, set,
+-- header_filter, body_filter, log, balancer) raises
+--   "ddbkit: cosockets are not available in the <phase> phase; run this
+--    from a timer: ngx.timer.at(0, fn)".
+--
+-- What it needs from nginx.conf: a `resolver` for a DynamoDB host name
+-- (cosockets do not read /etc/resolv.conf), and `lua_ssl_trusted_certificate`
+-- for https endpoints (verification is on unless the client says
+-- verify_tls = false).
+--
+-- One attempt, as the engine's transport does it: connect (or take a
+-- pooled connection), send the request with Content-Length, read the status
+-- line, the headers and a Content-Length or chunked body (or up to the close
+-- when there is neither), then return the connection to the pool when the
+-- response allows it. A pooled connection that turns out to be dead before
+-- any byte of the response came back is replaced by a fresh one once, inside
+-- the same attempt (DynamoDB never saw the request), as curl does.
+-- Stats go to the engine's counters (client:record per attempt,
+-- client:record_call per call), so client:stats() reads the same as with the
+-- blocking runtime.
+local core = require "ddbkit.core"
+
+local type, pairs, tonumber, tostring, error, setmetatable, select, pcall =
+      type, pairs, tonumber, tostring, error, setmetatable, select, pcall
+local lower, find, match, sub, fmt = string.lower, string.find, string.match, string.sub, string.format
+local concat = table.concat
+local unpack = table.unpack or unpack
+local mono_ms = core.mono_ms
+local error_mt = core.error_mt
+
+local _M = { _VERSION = "0.1.0", name = "openresty" }
+
+local DEFAULT_CONNECT_MS = 1000     -- the engine's defaults
+local DEFAULT_TIMEOUT_MS = 3000
+local DEFAULT_MAX_BODY = 64 * 1024 * 1024
+local POOL_IDLE_MS = 60000          -- how long an idle connection stays pooled
+local POOL_SIZE = 64                -- connections kept per endpoint and worker
+
+-- Phases whose handlers may use cosockets and ngx.sleep (lua-nginx-module's
+-- ngx.socket.tcp context list).
+local COSOCKET_PHASES = {
+  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
+
+-- Per-client settings, from the options ddbkit.client was given (attach).
+-- Weak keys: a closed and collected client takes its entry with it.
+local settings = setmetatable({}, { __mode = "k" })
+local DEFAULTS = { connect_ms = DEFAULT_CONNECT_MS, timeout_ms = DEFAULT_TIMEOUT_MS,
+                   max_body = DEFAULT_MAX_BODY, verify = true }
+
+--- attach(core_client, opts): called by ddbkit.client.new with the client's
+-- options; keeps the ones the I/O needs (timeout_ms, connect_timeout_ms,
+-- verify_tls, max_response_bytes). A core client never attached gets the
+-- engine's defaults.
+function _M.attach(cc, opts)
+  settings[cc] = {
+    connect_ms = opts.connect_timeout_ms or DEFAULT_CONNECT_MS,
+    timeout_ms = opts.timeout_ms or DEFAULT_TIMEOUT_MS,
+    max_body = opts.max_response_bytes or DEFAULT_MAX_BODY,
+    verify = opts.verify_tls ~= false,
+  }
+end
+
+local function phase_error(level)
+  local ngx = ngx
+  if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then
+    error("ddbkit: the openresty runtime runs only inside OpenResty (lua-nginx-module)", level + 1)
+  end
+  local phase = ngx.get_phase()
+  if not COSOCKET_PHASES[phase] then
+    error("ddbkit: cosockets are not available in the " .. tostring(phase)
+          .. " phase; run this from a timer: ngx.timer.at(0, fn)", level + 1)
+  end
+  return ngx
+end
+
+local function fail(code, message, retryable, status)
+  return setmetatable({ code = code, message = message, status = status or 0,
+                        retryable = retryable and true or false }, error_mt)
+end
+
+-- URLs ---------------------------------------------------------------------
+
+-- scheme://host[:port]/path -> { https, host, port, path, pool }; the engine
+-- hands out the same few URLs again and again, so they are parsed once.
+local urls = {}
+local nurls = 0
+
+local function parse_url(url)
+  local u = urls[url]
+  if u then return u end
+  local scheme, rest = match(url, "^(https?)://(.*)$")
+  if not scheme then return nil, "unsupported URL " .. url end
+  local hostport, path = match(rest, "^([^/]*)(.*)$")
+  local host, port
+  if sub(hostport, 1, 1) == "[" then
+    host, port = match(hostport, "^(%[[^%]]+%]):?(%d*)$")
+  else
+    host, port = match(hostport, "^([^:]+):?(%d*)$")
+  end
+  if not host then return nil, "unsupported URL " .. url end
+  u = {
+    https = scheme == "https",
+    host = host,
+    port = tonumber(port) or (scheme == "https" and 443 or 80),
+    path = path ~= "" and path or "/",
+  }
+  u.pool = fmt("ddbkit:%s:%s:%d", scheme, host, u.port)
+  if nurls >= 64 then urls, nurls = {}, 0 end  -- a bound, not a cache policy
+  nurls = nurls + 1
+  urls[url] = u
+  return u
+end
+
+-- One HTTP exchange ----------------------------------------------------------
+
+local function transport_error(err, what)
+  if err == "timeout" then return fail("Timeout", what .. ": timed out", true) end
+  return fail("ConnectionError", what .. ": " .. tostring(err), true)
+end
+
+-- The time left until deadline, at least 1 ms (0 would mean "no timeout").
+local function left(deadline)
+  local ms = deadline - mono_ms()
+  if ms < 1 then return 1 end
+  return ms
+end
+
+-- Reads a chunked body; nil, err, what on failure.
+local function read_chunked(sock, deadline, max)
+  local parts, n, total = {}, 0, 0
+  while true do
+    sock:settimeout(left(deadline))
+    local line, err = sock:receive("*l")
+    if not line then return nil, err, "reading a chunk size" end
+    local size = tonumber(match(line, "^%s*(%x+)"), 16)
+    if not size then return nil, "bad chunk size line", "reading the body" end
+    if size == 0 then
+      repeat  -- trailers, up to the empty line
+        sock:settimeout(left(deadline))
+        line, err = sock:receive("*l")
+        if not line then return nil, err, "reading the trailers" end
+      until line == ""
+      return concat(parts, "", 1, n), total
+    end
+    total = total + size
+    if total > max then return nil, "too large", "reading the body" end
+    sock:settimeout(left(deadline))
+    local data
+    data, err = sock:receive(size)
+    if not data then return nil, err, "reading the body" end
+    n = n + 1
+    parts[n] = data
+    sock:settimeout(left(deadline))
+    line, err = sock:receive("*l")   -- the CRLF after the chunk
+    if not line then return nil, err, "reading the body" end
+  end
+end
+
+-- Sends req on a connection to u and reads the response. Returns status,
+-- body, request_id; or nil, err and `fresh_retry` = true when a pooled
+-- connection was dead before the response began (the request can be sent
+-- again on a new connection: nothing reached DynamoDB's handler).
+local function exchange(ngx, conf, u, req, lines)
+  local deadline = mono_ms() + conf.timeout_ms
+  local sock = ngx.socket.tcp()
+  local connect_ms = conf.connect_ms
+  if connect_ms > conf.timeout_ms then connect_ms = conf.timeout_ms end
+  sock:settimeouts(connect_ms, left(deadline), left(deadline))
+  local ok, err = sock:connect(u.host, u.port, { pool = u.pool, pool_size = POOL_SIZE })
+  if not ok then return nil, transport_error(err, "connecting to " .. u.host) end
+  local reused = sock:getreusedtimes() > 0
+  if u.https and not reused then
+    ok, err = sock:sslhandshake(false, u.host, conf.verify)
+    if not ok then
+      sock:close()
+      return nil, transport_error(err, "TLS handshake with " .. u.host)
+    end
+  end
+  sock:settimeout(left(deadline))
+  ok, err = sock:send(lines)
+  if not ok then
+    sock:close()
+    return nil, transport_error(err, "sending the request"), reused and err ~= "timeout"
+  end
+
+  sock:settimeout(left(deadline))
+  local line
+  line, err = sock:receive("*l")
+  if not line then
+    sock:close()
+    return nil, transport_error(err, "reading the status line"), reused and err ~= "timeout"
+  end
+  local version, status = match(line, "^HTTP/(%d%.%d) (%d%d%d)")
+  status = tonumber(status)
+  if not status then
+    sock:close()
+    return nil, fail("ConnectionError", "not an HTTP response: " .. sub(line, 1, 80), true)
+  end
+
+  local length, chunked, rid
+  local keep = version == "1.1"
+  while true do
+    sock:settimeout(left(deadline))
+    line, err = sock:receive("*l")
+    if not line then
+      sock:close()
+      return nil, transport_error(err, "reading the response headers")
+    end
+    if line == "" then break end
+    local name, value = match(line, "^([^:]+):%s*(.-)%s*$")
+    if name then
+      name = lower(name)
+      if name == "content-length" then
+        length = tonumber(value)
+      elseif name == "transfer-encoding" then
+        chunked = find(lower(value), "chunked", 1, true) ~= nil
+      elseif name == "connection" then
+        local v = lower(value)
+        if find(v, "close", 1, true) then keep = false
+        elseif find(v, "keep-alive", 1, true) then keep = true end
+      elseif name == "x-amzn-requestid" then
+        rid = value
+      end
+    end
+  end
+
+  local body, what
+  if chunked then
+    body, err, what = read_chunked(sock, deadline, conf.max_body)
+  elseif length then
+    if length > conf.max_body then
+      err, what = "too large", "reading the body"
+    elseif length == 0 then
+      body = ""
+    else
+      sock:settimeout(left(deadline))
+      body, err = sock:receive(length)
+      what = "reading the body"
+    end
+  else
+    -- No length: the body runs to the close (never from DynamoDB, but legal).
+    keep = false
+    sock:settimeout(left(deadline))
+    body, err = sock:receive("*a")
+    what = "reading the body"
+    if body and #body > conf.max_body then body, err = nil, "too large" end
+  end
+  if not body then
+    sock:close()
+    if err == "too large" then
+      return nil, fail("ResponseTooLarge", "response exceeds max_response_bytes ("
+                       .. conf.max_body .. ")", false)
+    end
+    return nil, transport_error(err, what)
+  end
+  if keep then
+    sock:setkeepalive(POOL_IDLE_MS)
+  else
+    sock:close()
+  end
+  return status, body, rid
+end
+
+-- The request as the list of pieces sock:send writes in one go.
+local function request_lines(u, req)
+  local lines, n = { req.method or "POST", " ", u.path, " HTTP/1.1\r\n" }, 4
+  for name, value in pairs(req.headers) do
+    lines[n + 1], lines[n + 2], lines[n + 3], lines[n + 4] = name, ": ", value, "\r\n"
+    n = n + 4
+  end
+  lines[n + 1] = "Content-Length: "
+  lines[n + 2] = tostring(#req.body)
+  lines[n + 3] = "\r\n\r\n"
+  lines[n + 4] = req.body
+  return lines
+end
+
+-- One attempt: returns status, body, request_id or nil, err.
+local function attempt(ngx, cc, op, req)
+  local u, uerr = parse_url(req.url)
+  if not u then return nil, fail("InvalidArgument", uerr, false) end
+  local conf = settings[cc] or DEFAULTS
+  local lines = request_lines(u, req)
+  local t0 = mono_ms()
+  local status, body, rid = exchange(ngx, conf, u, req, lines)
+  if not status and rid == true then
+    -- a dead pooled connection: once more on a new one (same attempt)
+    status, body, rid = exchange(ngx, conf, u, req, lines)
+  end
+  cc:record(op, #req.body, status and #body or 0, (mono_ms() - t0) * 1000)
+  if not status then return nil, body end
+  return status, body, rid
+end
+
+-- The call loop shared by send and call_raw. `params` is the Lua table
+-- (send) or the JSON text (call_raw); finish(status, body, rid) turns a
+-- response into result | nil, err, err_body.
+local function run(cc, op, params, finish)
+  local ngx = phase_error(3)
+  local retries, last_timeout = 0, false
+  local attempt_no = 1
+  while true do
+    -- Signed afresh each attempt: a long backoff must not outlive the
+    -- signature's five-minute validity.
+    local req, perr = cc:prepare(op, params)
+    if not req then return nil, perr end
+    local status, body, rid = attempt(ngx, cc, op, req)
+    local res, err, err_body
+    if status then
+      res, err, err_body = finish(cc, status, body, rid, params)
+    else
+      err = body
+    end
+    if res ~= nil then
+      cc:retry_success(retries > 0, last_timeout)
+      cc:record_call(op, retries)
+      return res
+    end
+    local delay = cc:retry_delay(err, attempt_no)
+    if not delay then
+      cc:record_call(op, retries, err)
+      return nil, err, err_body
+    end
+    last_timeout = err.code == "Timeout"
+    retries = retries + 1
+    attempt_no = attempt_no + 1
+    if delay > 0 then ngx.sleep(delay / 1000) end
+  end
+end
+
+local function finish_decoded(cc, status, body, rid, params)
+  return cc:parse(status, body, rid, params)
+end
+
+local function finish_raw(cc, status, body, rid)
+  if status >= 200 and status < 300 then return body end
+  local _, err = cc:parse(status, body, rid)
+  return nil, err, body
+end
+
+--- send(core_client, op, params) -> result | nil, err: one DynamoDB call
+-- over cosockets, retried by the engine's policy (standard mode, quota).
+-- Raises outside the phases where cosockets work.
+function _M.send(cc, op, params)
+  return run(cc, op, params, finish_decoded)
+end
+
+--- call_raw(core_client, op, json) -> body | nil, err, err_body: the same
+-- with a JSON request body and the raw JSON response (for the lock
+-- machine).
+function _M.call_raw(cc, op, json)
+  if type(json) ~= "string" then
+    error("bad argument #3 to 'call_raw' (string expected, got " .. type(json) .. ")", 2)
+  end
+  return run(cc, op, json, finish_raw)
+end
+
+--- sleep(ms): ngx.sleep; the worker serves others meanwhile.
+function _M.sleep(ms)
+  local ngx = phase_error(2)
+  if ms > 0 then ngx.sleep(ms / 1000) end
+end
+
+-- Clocks: the engine's, not ngx.now() (cached per event-loop turn, and
+-- only millisecond-rounded wall time).
+_M.now_ms = core.now_ms
+_M.mono_ms = core.mono_ms
+
+-- Tasks (keepers) ------------------------------------------------------------
+
+local task = {}
+local task_mt = { __index = task }
+
+--- spawn(fn, ...) -> task: fn runs in an ngx light thread of the current
+-- request (or timer). nginx does not finish the request while one runs:
+-- cancel it (task:cancel()) when it is no longer needed. Only the
+-- coroutine that spawned a task may cancel it (an ngx.thread rule).
+function _M.spawn(fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local ngx = phase_error(2)
+  local t = setmetatable({ finished = false }, task_mt)
+  local function body(...)
+    local out = { n = 0 }
+    local function keep(ok, ...)
+      out.n = select("#", ...) + 1
+      out[1] = ok
+      for i = 2, out.n do out[i] = (select(i - 1, ...)) end
+    end
+    keep(pcall(fn, ...))
+    t.finished, t.out = true, out
+    if not out[1] then
+      ngx.log(ngx.ERR, "ddbkit: task failed: ", tostring(out[2]))
+    end
+  end
+  local co, err = ngx.thread.spawn(body, ...)
+  if not co then return nil, err end
+  t.co = co
+  return t
+end
+
+--- task:done() -> bool
+function task:done() return self.finished or self.cancelled or false end
+
+--- task:result() -> ok, ...: the function's returns (true, ...) or false, err;
+-- nil, "running" while it runs, false, "cancelled" after cancel.
+function task:result()
+  if self.cancelled then return false, "cancelled" end
+  if not self.finished then return nil, "running" end
+  return unpack(self.out, 1, self.out.n)
+end
+
+--- task:cancel() -> true: stops the light thread (if still running), even
+-- while it waits inside a DynamoDB call (lua-nginx-module cleans up the
+-- pending cosocket; an outcome DynamoDB may already have applied is the
+-- caller's to resolve, as for any lost response).
+function task:cancel()
+  if self.finished or self.cancelled then return true end
+  self.cancelled = true
+  ngx.thread.kill(self.co)
+  return true
+end
+
+return _M

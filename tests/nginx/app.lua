@@ -1,0 +1,183 @@
+-- The handlers of tests/nginx/nginx.conf.in (ddbkit inside OpenResty), one
+-- function per location. Clients and stores are made once per worker, on
+-- first use; ddbkit.client picks the OpenResty runtime by itself here.
+local ddbkit = require "ddbkit"
+local resty = require "ddbkit.resty"
+local cjson = require "cjson.safe"
+
+local ngx = ngx
+local env = os.getenv
+local dict = ngx.shared.ddbkit_test
+
+local _M = {}
+
+local CREDENTIALS = { access_key_id = "ddbkittest", secret_access_key = "ddbkittestsecret" }
+
+local W  -- this worker's clients and stores
+
+local function worker()
+  if W then return W end
+  local function client(endpoint, extra)
+    local o = { region = "us-east-1", endpoint = endpoint, credentials = CREDENTIALS }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return assert(ddbkit.client(o))
+  end
+  local direct = client(env("DDBKIT_TEST_ENDPOINT"))
+  -- Through the fault proxy, where the spec makes GetItem slow.
+  local proxied = client(env("DDBKIT_TEST_PROXY"), { timeout_ms = 20000 })
+  -- Through the proxy too, with a short timeout and quick retries.
+  local short = client(env("DDBKIT_TEST_PROXY"), { timeout_ms = 300, max_attempts = 2,
+                                                    base_delay_ms = 10, max_backoff_ms = 20 })
+  local store_table = env("DDBKIT_NGX_STORE_TABLE")
+  W = {
+    direct = direct,
+    proxied = proxied,
+    short = short,
+    store_table = store_table,
+    run = env("DDBKIT_NGX_RUN"),
+    limiter = ddbkit.ratelimit.new{ client = direct, table_name = store_table,
+                                    default_config = { limit = 10, window_ms = 600000 } },
+    cache = ddbkit.cache.new{ client = direct, table_name = store_table },
+    idem = ddbkit.idempotency.new{ client = direct, table_name = env("DDBKIT_NGX_IDEM_TABLE"),
+                                   lock_ttl_ms = 10000, lock_timeout_ms = 20000 },
+  }
+  return W
+end
+
+local function json(status, v)
+  ngx.status = status
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(cjson.encode(v))
+end
+
+-- init_worker: a call right here is refused (cosockets do not exist in
+-- this phase) and the error is logged; the same call from a timer works.
+function _M.init_worker()
+  local w = worker()
+  local ok, err = pcall(w.direct.list_tables, w.direct, { Limit = 1 })
+  if ok then
+    ngx.log(ngx.ERR, "ddbkit call in init_worker unexpectedly ran")
+  else
+    ngx.log(ngx.ERR, "ddbkit call in init_worker refused: ", tostring(err))
+  end
+  ngx.timer.at(0, function(premature)
+    if premature then return end
+    local res, terr = w.direct:list_tables{ Limit = 1 }
+    dict:set("timer:" .. ngx.worker.pid(), res and "ok" or tostring(terr))
+  end)
+end
+
+function _M.init_worker_report()
+  local out = {}
+  for _, k in ipairs(dict:get_keys(0)) do
+    if k:sub(1, 6) == "timer:" then out[k:sub(7)] = dict:get(k) end
+  end
+  json(200, out)
+end
+
+function _M.plain()
+  ngx.say("plain")
+end
+
+-- One GetItem through the proxy (made slow by the spec's delay fault).
+function _M.slow()
+  local w = worker()
+  local res, err = w.proxied:get_item{ TableName = w.store_table, Key = { pk = "slow", sk = "slow" } }
+  if not res then return json(500, { error = tostring(err) }) end
+  json(200, { ok = true, worker = ngx.worker.pid() })
+end
+
+-- A DynamoDB call of another operation through the same proxy (not delayed).
+function _M.fast()
+  local w = worker()
+  local res, err = w.proxied:describe_table{ TableName = w.store_table }
+  if not res then return json(500, { error = tostring(err) }) end
+  json(200, { status = res.Table.TableStatus })
+end
+
+-- /calls?client=proxied|short&op=DescribeTable|GetItem&n=N: N calls in a
+-- row in this request; each call's outcome ("ok" or the error code) and the
+-- requests and retries they cost (the client's stats before and after).
+function _M.calls()
+  local w = worker()
+  local c = w[ngx.var.arg_client or "proxied"]
+  local op = ngx.var.arg_op or "DescribeTable"
+  local params = op == "GetItem" and { TableName = w.store_table, Key = { pk = "slow", sk = "slow" } }
+                 or { TableName = w.store_table }
+  local before = c:stats()
+  local out = {}
+  for i = 1, tonumber(ngx.var.arg_n or 1) do
+    local res, err = c:call(op, params)
+    out[i] = res and "ok" or err.code
+  end
+  local after = c:stats()
+  json(200, { results = out, requests = after.requests - before.requests,
+              retries = after.retries - before.retries })
+end
+
+-- runtime.spawn: a light thread that finishes, and one cancelled mid-sleep.
+function _M.spawn()
+  local runtime = worker().direct.runtime
+  local key = "spawned:" .. ngx.var.request_id
+  local finished = runtime.spawn(function(a, b) return a + b, "sum" end, 1, 2)
+  local sleeper = runtime.spawn(function()
+    dict:incr(key, 1, 0)
+    runtime.sleep(5000)
+    dict:incr(key, 1, 0)   -- never: cancelled first
+  end)
+  runtime.sleep(100)
+  local running = not sleeper:done()
+  sleeper:cancel()
+  runtime.sleep(50)
+  json(200, { finished = { finished:result() }, running_before_cancel = running,
+              cancelled = { sleeper:result() }, done = sleeper:done(), count = dict:get(key) })
+end
+
+-- This worker's proxied client stats (engine counters fed by the runtime).
+function _M.stats()
+  local s = worker().proxied:stats()
+  json(200, { worker = ngx.worker.pid(), requests = s.requests, retries = s.retries,
+              getitem_calls = s.operations.GetItem and s.operations.GetItem.calls or 0,
+              latency_count = s.latency_us.count })
+end
+
+function _M.counter()
+  json(200, { n = dict:get(ngx.var.arg_name or "") or 0 })
+end
+
+function _M.limit()
+  ngx.header["X-Worker"] = tostring(ngx.worker.pid())
+  resty.rate_limit{ store = worker().limiter, resource = worker().run .. "-api" }
+end
+
+function _M.granted()
+  ngx.say("granted")
+end
+
+function _M.orders()
+  resty.idempotent{ idem = worker().idem, location = "/__work" }
+end
+
+-- The work behind /orders: counts its runs (all workers share the dict)
+-- and takes a moment, so concurrent requests overlap it.
+function _M.work()
+  local n = dict:incr("upstream", 1, 0)
+  ngx.sleep(0.3)
+  ngx.req.read_body()
+  ngx.header["X-Order-Run"] = tostring(n)
+  json(201, { run = n, token = ddbkit.hash_request("token", { t = ngx.now(), p = ngx.worker.pid() }),
+              request = ngx.req.get_body_data() })
+end
+
+function _M.cached()
+  resty.cache_proxy{ cache = worker().cache, location = "/__origin", ttl_seconds = 300 }
+end
+
+function _M.origin()
+  local n = dict:incr("origin", 1, 0)
+  ngx.header["X-Origin-Run"] = tostring(n)
+  ngx.header["Content-Type"] = "text/plain"
+  ngx.say("origin body for ", ngx.var.uri, "?", ngx.var.args or "", " run ", n)
+end
+
+return _M
