@@ -24,6 +24,11 @@ ENGINE_OBJ := $(ENGINE_SRC:%.c=$(B)/obj/%.o)
 UT_OBJ     := $(ENGINE_SRC:%.c=$(B)/ut/%.o)
 ASAN_OBJ   := $(ENGINE_SRC:%.c=$(B)/asan/%.o)
 CTESTS     := $(patsubst tests/c/%.c,%,$(wildcard tests/c/test_*.c))
+# Test support (tests/c/*.c but test_*.c): linked into every test binary.
+CTSUP_SRC  := $(filter-out $(wildcard tests/c/test_*.c),$(wildcard tests/c/*.c))
+CTSUP_HDR  := $(wildcard tests/c/*.h)
+CTSUP_UT   := $(CTSUP_SRC:%.c=$(B)/ut/%.o)
+CTSUP_ASAN := $(CTSUP_SRC:%.c=$(B)/asan/%.o)
 HEADERS    := $(wildcard engine/*.h bindings/core/*.h bindings/cli/*.h)
 
 LIB_A   := $(B)/libddbkit.a
@@ -32,9 +37,10 @@ CORE54  := $(B)/lua54/ddbkit/core.so
 COREJIT := $(B)/luajit/ddbkit/core.so
 SHIM    := $(B)/loopback_bind.so
 CLI     := $(B)/ddbkit
+GAMEHOST := $(B)/gamehost
 
 .PHONY: all deps test run bench install clean fuzz ctest lint FORCE
-all: $(LIB_A) $(LIB_SO) $(CORE54) $(COREJIT) $(SHIM) $(CLI)
+all: $(LIB_A) $(LIB_SO) $(CORE54) $(COREJIT) $(SHIM) $(CLI) $(GAMEHOST)
 
 deps:
 	@tests/harness/deps.sh
@@ -108,6 +114,12 @@ $(B)/cli/bindings/cli/main.o: $(CLI_STAMP)
 $(CLI): $(CLI_SRC:%.c=$(B)/cli/%.o) $(CORE_SRC:%.c=$(B)/core54/%.o) $(LIB_A)
 	$(CC) -o $@ $^ $(LUA54_LIBS) $(EDIT_LIBS) $(ENGINE_LIBS) $(LDFLAGS)
 
+# The example game-server host (tests/gamehost): Lua 5.4 and its own loop;
+# ddbkit.core comes in as the Lua module, through LUA_CPATH.
+$(GAMEHOST): tests/gamehost/gamehost.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LUA54_INC) -o $@ $< $(LUA54_LIBS) $(LDFLAGS)
+
 # The command once more under ASan/UBSan, on the sanitized objects above.
 CLIASAN := $(B)/ddbkit-asan
 $(B)/cliasan/%.o: %.c $(HEADERS)
@@ -124,15 +136,18 @@ $(SHIM): tests/harness/loopback_bind.c
 	$(CC) $(CSTD) -O2 $(WARN) -shared -fPIC -o $@ $< -ldl
 
 # C unit tests: each tests/c/test_X.c links the engine built with
-# -DDDBK_UNITTEST (so `UNITTEST` helpers are reachable), plain and sanitized.
-$(B)/tests/%: tests/c/%.c $(UT_OBJ) $(HEADERS)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -DDDBK_UNITTEST -Iengine -o $@ $< $(UT_OBJ) -lcmocka $(ENGINE_LIBS)
+# -DDDBK_UNITTEST (so `UNITTEST` helpers are reachable) and the test support,
+# plain and sanitized.
+$(CTSUP_UT) $(CTSUP_ASAN): $(CTSUP_HDR)
 
-$(B)/tests-asan/%: tests/c/%.c $(ASAN_OBJ) $(HEADERS)
+$(B)/tests/%: tests/c/%.c $(CTSUP_UT) $(UT_OBJ) $(HEADERS) $(CTSUP_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DDDBK_UNITTEST -Iengine -o $@ $< $(CTSUP_UT) $(UT_OBJ) -lcmocka $(ENGINE_LIBS)
+
+$(B)/tests-asan/%: tests/c/%.c $(CTSUP_ASAN) $(ASAN_OBJ) $(HEADERS) $(CTSUP_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
-	  -DDDBK_UNITTEST -Iengine -o $@ $< $(ASAN_OBJ) -lcmocka $(ENGINE_LIBS)
+	  -DDDBK_UNITTEST -Iengine -o $@ $< $(CTSUP_ASAN) $(ASAN_OBJ) -lcmocka $(ENGINE_LIBS)
 
 ctest: $(CTESTS:%=$(B)/tests/%) $(CTESTS:%=$(B)/tests-asan/%) $(COREASAN) $(CLIASAN)
 
@@ -146,6 +161,7 @@ lint:
 	  clang-tidy -quiet $$f -- $(CSTD) -Iengine 2>/dev/null || rc=1; done; \
 	for f in $(CORE_SRC); do \
 	  clang-tidy -quiet $$f -- $(CSTD) $(LUA54_INC) -Iengine -Ibindings/core 2>/dev/null || rc=1; done; \
+	clang-tidy -quiet tests/gamehost/gamehost.c -- $(CSTD) $(LUA54_INC) 2>/dev/null || rc=1; \
 	for f in $(CLI_SRC); do \
 	  clang-tidy -quiet $$f -- $(CSTD) $(LUA54_INC) $(CLI_DEFS) -Iengine -Ibindings/cli 2>/dev/null || rc=1; done; \
 	exit $$rc
