@@ -31,7 +31,9 @@
 #      BENCH_WARMUP_SDK (2000: V8 needs longer to reach steady state, so the
 #      SDK gets more warm-up, which only favours it),
 #      BENCH_SERVER_WARMUP (5000 requests before a target is measured),
-#      BENCH_ROUNDS (5), BENCH_TARGETS ("nginx ddblocal").
+#      BENCH_ROUNDS (5), BENCH_TARGETS ("nginx ddblocal"),
+#      BENCH_SEQ (1; 0 skips these sequential rounds, not the server
+#      warm-up, to run only the parts below).
 #
 # Then, against DynamoDB Local only (while it still runs), conditional locks
 # (ddbkit.lock, tests/bench/bench_lock.lua) on the item pk = "LOCK#bench..."
@@ -95,6 +97,30 @@
 # Lines in build/bench/budget_results.txt, worker files in
 # build/bench/budgets/. Env: BENCH_BUDGETS (1; 0 skips).
 #
+# Concurrency (issue 7), against both targets right after their GetItem
+# rounds (bench_conc.lua, sdk/conc.mjs): for each level C of
+# BENCH_CONC_LEVELS ("16 64"), C requests in flight in one process, N
+# GetItems in all after an unmeasured warm-up:
+#   ddbkit-lua54, ddbkit-luajit  C tasks (ddbkit.spawn) looping
+#                                client:get_item on a client with the
+#                                coroutine runtime, driven by ddbkit.step
+#   aws-sdk-js-v3                C async loops awaiting GetCommand (the
+#                                bench.mjs client; agent maxSockets >= C)
+#     RESULT target=T client=C bench=conc conc=C n=N cpu_us_per_req=X
+#            req_per_s=Y req_per_cpu_s=Z max_in_flight=M ...
+# Pinned against nginx like the other nginx rounds; BENCH_CONC_ROUNDS rounds
+# (clients interleaved), best CPU kept. Target: ddbkit's requests per client
+# CPU-second >= 10x the SDK's at the same target and level. Lines in
+# build/bench/conc_results.txt. nginx's worker_connections is raised from
+# the 64 of nginx.conf.in to 512 here (64 client connections plus its
+# listening sockets would not fit). Env: BENCH_CONC (1; 0 skips),
+# BENCH_CONC_LEVELS ("16 64"), BENCH_CONC_N_NGINX (10000),
+# BENCH_CONC_N_DDBLOCAL (3000), BENCH_CONC_ROUNDS (2), BENCH_CONC_WARMUP
+# (1000 requests per run; the SDK gets BENCH_WARMUP_SDK if larger),
+# BENCH_CONC_SDK_LOW (0; 1 adds rows aws-sdk-js-v3-low: GetItemCommand on
+# the plain DynamoDBClient, shown for comparison; the ratio stays against
+# GetCommand).
+#
 # Needs `make all` first (build/libddbkit.a and the two core.so); installs
 # nginx (apt) and the SDK (`npm ci` in tests/bench/sdk) when missing.
 set -euo pipefail
@@ -125,13 +151,22 @@ IDEM_ROUNDS="${BENCH_IDEM_ROUNDS:-2}"
 IDEM_LRU=1000       # lru_size of the third mode
 CACHE_BENCH="${BENCH_CACHE:-1}"
 BUDGETS="${BENCH_BUDGETS:-1}"
+SEQ_BENCH="${BENCH_SEQ:-1}"
+CONC_BENCH="${BENCH_CONC:-1}"
+CONC_LEVELS="${BENCH_CONC_LEVELS:-16 64}"
+CONC_N_NGINX="${BENCH_CONC_N_NGINX:-10000}"
+CONC_N_DDBLOCAL="${BENCH_CONC_N_DDBLOCAL:-3000}"
+CONC_ROUNDS="${BENCH_CONC_ROUNDS:-2}"
+CONC_WARMUP="${BENCH_CONC_WARMUP:-1000}"
+CONC_SDK_LOW="${BENCH_CONC_SDK_LOW:-0}"
 BUDGET_FILL="${BENCH_BUDGET_FILL:-10000}"
 BUDGET_WORKERS="${BENCH_BUDGET_WORKERS:-6}"
 BUDGET_LOAD_MS="${BENCH_BUDGET_LOAD_MS:-6000}"
 for v in "$N_NGINX" "$N_DDBLOCAL" "$WARMUP" "$WARMUP_SDK" "$SERVER_WARMUP" "$ROUNDS" \
          "$LOCK_BENCH" "$LOCK_N" "$LOCK_WARMUP" "$LOCK_WORKERS" "$LOCK_GRANTS" "$LOCK_SECONDS" \
          "$IDEM_BENCH" "$IDEM_N" "$IDEM_WARMUP" "$IDEM_ROUNDS" \
-         "$CACHE_BENCH" "$BUDGETS" "$BUDGET_FILL" "$BUDGET_WORKERS" "$BUDGET_LOAD_MS"; do
+         "$CACHE_BENCH" "$BUDGETS" "$BUDGET_FILL" "$BUDGET_WORKERS" "$BUDGET_LOAD_MS" \
+         "$SEQ_BENCH" "$CONC_BENCH" "$CONC_N_NGINX" "$CONC_N_DDBLOCAL" "$CONC_ROUNDS" "$CONC_WARMUP" "$CONC_SDK_LOW" $CONC_LEVELS; do
     case "$v" in ''|*[!0-9]*) echo "bench: counts must be whole numbers (got '$v')" >&2; exit 2 ;; esac
 done
 if [ "$N_NGINX" -lt 1 ] || [ "$N_DDBLOCAL" -lt 1 ] || [ "$ROUNDS" -lt 1 ]; then
@@ -143,6 +178,14 @@ fi
 if [ "$IDEM_N" -lt 1 ] || [ "$IDEM_ROUNDS" -lt 1 ]; then
     echo "bench: BENCH_IDEM_N and BENCH_IDEM_ROUNDS must be at least 1" >&2; exit 2
 fi
+if [ "$CONC_ROUNDS" -lt 1 ] || [ -z "${CONC_LEVELS// /}" ]; then
+    echo "bench: BENCH_CONC_ROUNDS must be at least 1, BENCH_CONC_LEVELS not empty" >&2; exit 2
+fi
+for v in $CONC_LEVELS; do
+    if [ "$v" -lt 1 ] || [ "$v" -gt 256 ] || [ "$CONC_N_NGINX" -lt "$v" ] || [ "$CONC_N_DDBLOCAL" -lt "$v" ]; then
+        echo "bench: each of BENCH_CONC_LEVELS must be 1 to 256 and at most BENCH_CONC_N_*" >&2; exit 2
+    fi
+done
 if [ "$BUDGET_WORKERS" -lt 1 ] || [ "$BUDGET_LOAD_MS" -lt 1 ] || [ "$BUDGET_FILL" -gt 1000000 ]; then
     echo "bench: BENCH_BUDGET_WORKERS and _LOAD_MS must be at least 1, BENCH_BUDGET_FILL at most 1000000" >&2; exit 2
 fi
@@ -259,8 +302,12 @@ start_nginx() {
     rm -rf "$NGX_PREFIX"
     mkdir -p "$NGX_PREFIX/conf" "$NGX_PREFIX/logs" "$NGX_PREFIX/temp"
     conf="$NGX_PREFIX/conf/nginx.conf"
+    # worker_connections: room for the concurrency part's 64 (up to 256)
+    # client connections next to nginx's own listening sockets.
     sed -e "s|@PREFIX@|$NGX_PREFIX|g" -e "s|@PORT@|$port|g" -e "s|@CACHE_PORT@|$cport|g" \
+        -e "s|^\([[:space:]]*worker_connections\)[[:space:]]*[0-9]*;|\1 512;|" \
         "$HERE/nginx.conf.in" >"$conf"
+    grep -q 'worker_connections 512;' "$conf" || die "could not set worker_connections in $conf"
     # Drop the temp-path lines of modules this nginx was built without.
     without="$("$NGINX_BIN" -V 2>&1 || true)"
     for m in fastcgi uwsgi scgi; do
@@ -352,6 +399,7 @@ bench_target() {
         $PIN "$OUT/floor" "$url" "$target" "$SERVER_WARMUP" 0 >/dev/null \
             || die "the server warm-up against $target failed"
     fi
+    [ "$SEQ_BENCH" != 0 ] || return 0
     for ((r = 1; r <= ROUNDS; r++)); do
         say "$target: round $r of $ROUNDS"
         run_all "$target" "$url" "$n"
@@ -378,6 +426,37 @@ bench_cache() {
             lua5.4 "$HERE/bench_cache.lua" "$url" "$target" ddbkit-lua54 "$n" "$WARMUP"
         run_client_into "$CACHE_RESULTS" "$target" ddbkit-luajit env LUA_PATH="$lpath" LUA_CPATH="$ROOT/build/luajit/?.so;;" \
             luajit "$HERE/bench_cache.lua" "$url" "$target" ddbkit-luajit "$n" "$WARMUP"
+    done
+}
+
+# --- concurrency: C requests in flight (both targets) -------------------------
+
+CONC_RESULTS="$OUT/conc_results.txt"
+: >"$CONC_RESULTS"
+
+# Every level: ddbkit on both interpreters, then the SDK; CONC_ROUNDS rounds,
+# pinned like the target's other rounds ($PIN).
+bench_conc() {
+    local target="$1" url="$2" n="$3" r c
+    local lpath="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
+    local wsdk="$CONC_WARMUP"
+    [ "$WARMUP_SDK" -gt "$wsdk" ] && wsdk="$WARMUP_SDK"
+    for ((r = 1; r <= CONC_ROUNDS; r++)); do
+        say "$target: concurrency, round $r of $CONC_ROUNDS"
+        for c in $CONC_LEVELS; do
+            run_client_into "$CONC_RESULTS" "$target" "ddbkit-lua54, $c in flight" \
+                env LUA_PATH="$lpath" LUA_CPATH="$ROOT/build/lua54/?.so;;" \
+                lua5.4 "$HERE/bench_conc.lua" "$url" "$target" ddbkit-lua54 "$c" "$n" "$CONC_WARMUP"
+            run_client_into "$CONC_RESULTS" "$target" "ddbkit-luajit, $c in flight" \
+                env LUA_PATH="$lpath" LUA_CPATH="$ROOT/build/luajit/?.so;;" \
+                luajit "$HERE/bench_conc.lua" "$url" "$target" ddbkit-luajit "$c" "$n" "$CONC_WARMUP"
+            run_client_into "$CONC_RESULTS" "$target" "aws-sdk-js-v3, $c in flight" \
+                env NODE_NO_WARNINGS=1 node "$HERE/sdk/conc.mjs" "$url" "$target" "$c" "$n" "$wsdk" doc
+            if [ "$CONC_SDK_LOW" != 0 ]; then
+                run_client_into "$CONC_RESULTS" "$target" "aws-sdk-js-v3-low, $c in flight" \
+                    env NODE_NO_WARNINGS=1 node "$HERE/sdk/conc.mjs" "$url" "$target" "$c" "$n" "$wsdk" low
+            fi
+        done
     done
 }
 
@@ -635,12 +714,14 @@ for target in $TARGETS; do
             PIN="${PIN_CPU:+taskset -c $PIN_CPU}"
             start_nginx
             bench_target nginx "$NGINX_URL" "$N_NGINX"
+            if [ "$CONC_BENCH" != 0 ]; then bench_conc nginx "$NGINX_URL" "$CONC_N_NGINX"; fi
             if [ "$CACHE_BENCH" != 0 ]; then bench_cache "$NGINX_CACHE_URL" "$N_NGINX"; fi
             ;;
         ddblocal)
             PIN=""
             start_ddblocal
             bench_target ddblocal "$DDB_URL" "$N_DDBLOCAL"
+            if [ "$CONC_BENCH" != 0 ]; then bench_conc ddblocal "$DDB_URL" "$CONC_N_DDBLOCAL"; fi
             if [ "$LOCK_BENCH" != 0 ]; then bench_locks "$DDB_URL"; fi
             if [ "$IDEM_BENCH" != 0 ]; then bench_idem "$DDB_URL"; fi
             if [ "$BUDGETS" != 0 ]; then run_budgets "$DDB_URL"; fi
@@ -667,18 +748,24 @@ sdk_version="$(node -p 'require("./tests/bench/sdk/node_modules/@aws-sdk/client-
 {
     echo "### make bench — $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
-    printf 'Machine: %s cores, %s. libcurl %s, %s, Lua %s, %s, node %s, @aws-sdk/client-dynamodb %s. Sequential requests; best of %s rounds per client; warm-up %s requests per client run (%s for the SDK), not measured.\n' \
+    if [ "$SEQ_BENCH" != 0 ]; then
+        seq_note="$(printf 'Sequential requests; best of %s rounds per client; warm-up %s requests per client run (%s for the SDK), not measured.' "$ROUNDS" "$WARMUP" "$WARMUP_SDK")"
+    else
+        seq_note="Sequential GetItem rounds skipped (BENCH_SEQ=0)."
+    fi
+    printf 'Machine: %s cores, %s. libcurl %s, %s, Lua %s, %s, node %s, @aws-sdk/client-dynamodb %s. %s\n' \
         "$(nproc)" \
         "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)" \
         "$(curl-config --version 2>/dev/null | sed 's/^libcurl //' || echo '?')" \
         "$("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')" \
         "$(lua5.4 -v 2>&1 | awk '{print $2}')" \
         "$(luajit -v 2>&1 | awk '{print $1" "$2}')" \
-        "$(node --version)" "$sdk_version" "$ROUNDS" "$WARMUP" "$WARMUP_SDK"
+        "$(node --version)" "$sdk_version" "$seq_note"
     if [ -n "$PIN_CPU" ]; then
         echo
         echo "nginx and the clients measured against it share CPU $PIN_CPU (taskset); against DynamoDB Local nothing is pinned."
     fi
+    if [ -s "$RESULTS" ]; then
     echo
     awk '
     # One RESULT line -> F[key] = value.
@@ -725,6 +812,43 @@ sdk_version="$(node -p 'require("./tests/bench/sdk/node_modules/@aws-sdk/client-
         print "| --- | --- | ---: | :---: | ---: | :---: |"
         for (i = 1; i <= nt; i++) { ratio_row(targets[i], "ddbkit-lua54"); ratio_row(targets[i], "ddbkit-luajit") }
     }' "$RESULTS"
+    fi
+    if [ -s "$CONC_RESULTS" ]; then
+        echo
+        printf 'Concurrency: C requests in flight in one client process, GetItem of the bench item, %s (against nginx) and %s (against DynamoDB Local) requests per run after a warm-up of %s (SDK: %s), not measured. ddbkit: C tasks (ddbkit.spawn) looping client:get_item on a client with runtime ddbkit.runtime.coroutine, driven by ddbkit.step; SDK: C async loops awaiting GetCommand (DynamoDBDocumentClient, keep-alive agent, maxSockets max(50, C)). CPU = user+sys of the client process over the measured part (os.clock(), process.cpuUsage()); best of %s rounds. Target: ddbkit requests per CPU-second >= 10x the SDK'"'"'s at the same target and C.\n' \
+            "$CONC_N_NGINX" "$CONC_N_DDBLOCAL" "$CONC_WARMUP" "$([ "$WARMUP_SDK" -gt "$CONC_WARMUP" ] && echo "$WARMUP_SDK" || echo "$CONC_WARMUP")" "$CONC_ROUNDS"
+        echo
+        awk '
+        function kv(s,   i, a, m, p) {
+            delete F
+            m = split(s, a, " ")
+            for (i = 2; i <= m; i++) { p = index(a[i], "="); F[substr(a[i], 1, p - 1)] = substr(a[i], p + 1) }
+        }
+        /^RESULT / && / bench=conc / {
+            kv($0); k = F["target"] SUBSEP F["conc"] SUBSEP F["client"]; x = F["cpu_us_per_req"] + 0
+            if (!(k in cpu)) order[++nk] = k
+            if (!(k in cpu) || x < cpu[k]) {
+                cpu[k] = x; rps[k] = F["req_per_s"] + 0; n[k] = F["n"] + 0
+            }
+        }
+        END {
+            print "| target | client | in flight | requests | requests/s | CPU µs/request | requests/CPU-s | vs SDK | >= 10x |"
+            print "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"
+            for (i = 1; i <= nk; i++) {
+                k = order[i]; split(k, p, SUBSEP); t = p[1]; c = p[2]; cl = p[3]
+                sk = t SUBSEP c SUBSEP "aws-sdk-js-v3"
+                vs = ""; st = ""
+                if (cl !~ /^aws-sdk-js-v3/) {
+                    vs = "n/a"; st = "n/a"
+                    if ((sk in cpu) && cpu[k] > 0) {
+                        vs = sprintf("%.1fx", cpu[sk] / cpu[k])
+                        st = cpu[sk] >= 10 * cpu[k] ? "PASS" : "MISS"
+                    }
+                }
+                printf "| %s | %s | %d | %d | %d | %.1f | %.0f | %s | %s |\n", t, cl, c, n[k], rps[k], cpu[k], (cpu[k] > 0 ? 1e6 / cpu[k] : 0), vs, st
+            }
+        }' "$CONC_RESULTS"
+    fi
     if [ -s "$LOCK_RESULTS" ]; then
         echo
         printf 'Conditional locks (ddbkit.lock) against DynamoDB Local, lease 5000 ms. Uncontended: one process, acquire + release on one lock; best of %s rounds; warm-up %s pairs per run, not measured. Contended: %s Lua 5.4 processes on one lock (wait_ms 30000), started together, each up to %s grants or %s s; grants/s = all grants / wall time from the common start to the last worker'"'"'s end; requests = client:stats().requests.\n' \
