@@ -125,6 +125,15 @@
 # nginx (apt) and the SDK (`npm ci` in tests/bench/sdk) when missing.
 set -euo pipefail
 
+# kv(line): splits a "RESULT k=v k=v ..." line into the array F, for the
+# awk programs that tabulate each section's results.
+AWK_KV='
+function kv(s,   i, a, m, p) {
+    delete F
+    m = split(s, a, " ")
+    for (i = 2; i <= m; i++) { p = index(a[i], "="); F[substr(a[i], 1, p - 1)] = substr(a[i], p + 1) }
+}'
+
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 HERE="$ROOT/tests/bench"
@@ -550,12 +559,7 @@ run_lock_contention() {
         FAILED=1
         return 0
     fi
-    line="$(cat "$LOCK_DIR"/w*.out | awk -v w="$LOCK_WORKERS" -v fd="$((f1 - f0))" -v chk="$check" '
-        function kv(s,   i, a, m, p) {
-            delete F
-            m = split(s, a, " ")
-            for (i = 2; i <= m; i++) { p = index(a[i], "="); F[substr(a[i], 1, p - 1)] = substr(a[i], p + 1) }
-        }
+    line="$(cat "$LOCK_DIR"/w*.out | awk -v w="$LOCK_WORKERS" -v fd="$((f1 - f0))" -v chk="$check" "$AWK_KV"'
         /^WORKER / {
             kv($0)
             g += F["grants"]; b += F["busy"]; r += F["requests"]
@@ -767,13 +771,7 @@ sdk_version="$(node -p 'require("./tests/bench/sdk/node_modules/@aws-sdk/client-
     fi
     if [ -s "$RESULTS" ]; then
     echo
-    awk '
-    # One RESULT line -> F[key] = value.
-    function kv(s,   i, a, m, p) {
-        delete F
-        m = split(s, a, " ")
-        for (i = 2; i <= m; i++) { p = index(a[i], "="); F[substr(a[i], 1, p - 1)] = substr(a[i], p + 1) }
-    }
+    awk "$AWK_KV"'
     function ratio_row(t, lua,   r1, s1, r2, s2, fl, sdk) {
         if (!((t, lua) in cpu)) return
         fl = "floor"; sdk = "aws-sdk-js-v3"
@@ -818,12 +816,7 @@ sdk_version="$(node -p 'require("./tests/bench/sdk/node_modules/@aws-sdk/client-
         printf 'Concurrency: C requests in flight in one client process, GetItem of the bench item, %s (against nginx) and %s (against DynamoDB Local) requests per run after a warm-up of %s (SDK: %s), not measured. ddbkit: C tasks (ddbkit.spawn) looping client:get_item on a client with runtime ddbkit.runtime.coroutine, driven by ddbkit.step; SDK: C async loops awaiting GetCommand (DynamoDBDocumentClient, keep-alive agent, maxSockets max(50, C)). CPU = user+sys of the client process over the measured part (os.clock(), process.cpuUsage()); best of %s rounds. Target: ddbkit requests per CPU-second >= 10x the SDK'"'"'s at the same target and C.\n' \
             "$CONC_N_NGINX" "$CONC_N_DDBLOCAL" "$CONC_WARMUP" "$([ "$WARMUP_SDK" -gt "$CONC_WARMUP" ] && echo "$WARMUP_SDK" || echo "$CONC_WARMUP")" "$CONC_ROUNDS"
         echo
-        awk '
-        function kv(s,   i, a, m, p) {
-            delete F
-            m = split(s, a, " ")
-            for (i = 2; i <= m; i++) { p = index(a[i], "="); F[substr(a[i], 1, p - 1)] = substr(a[i], p + 1) }
-        }
+        awk "$AWK_KV"'
         /^RESULT / && / bench=conc / {
             kv($0); k = F["target"] SUBSEP F["conc"] SUBSEP F["client"]; x = F["cpu_us_per_req"] + 0
             if (!(k in cpu)) order[++nk] = k
@@ -854,12 +847,7 @@ sdk_version="$(node -p 'require("./tests/bench/sdk/node_modules/@aws-sdk/client-
         printf 'Conditional locks (ddbkit.lock) against DynamoDB Local, lease 5000 ms. Uncontended: one process, acquire + release on one lock; best of %s rounds; warm-up %s pairs per run, not measured. Contended: %s Lua 5.4 processes on one lock (wait_ms 30000), started together, each up to %s grants or %s s; grants/s = all grants / wall time from the common start to the last worker'"'"'s end; requests = client:stats().requests.\n' \
             "$ROUNDS" "$LOCK_WARMUP" "$LOCK_WORKERS" "$LOCK_GRANTS" "$LOCK_SECONDS"
         echo
-        awk '
-        function kv(s,   i, a, m, p) {
-            delete F
-            m = split(s, a, " ")
-            for (i = 2; i <= m; i++) { p = index(a[i], "="); F[substr(a[i], 1, p - 1)] = substr(a[i], p + 1) }
-        }
+        awk "$AWK_KV"'
         /^RESULT / && / bench=lock-pair / {
             kv($0); c = F["client"]; x = F["cpu_us_per_pair"] + 0
             if (!(c in cpu)) order[++nc] = c
@@ -895,12 +883,7 @@ sdk_version="$(node -p 'require("./tests/bench/sdk/node_modules/@aws-sdk/client-
         printf 'Idempotency (ddbkit.idempotency) against DynamoDB Local, table %s: idem:execute(key, { method = "POST", path = "/orders", body = '"'"'{"sku":"abc","qty":1}'"'"' }, handler), the handler returning { id = i, status = "created" }; first = %s calls on new keys (the handler runs, the result is stored), replay = the same keys again in the same order (stored result, handler not run). Best of %s rounds; warm-up %s keys per run, not measured; requests = client:stats().requests.\n' \
             "$IDEM_TABLE" "$IDEM_N" "$IDEM_ROUNDS" "$IDEM_WARMUP"
         echo
-        awk '
-        function kv(s,   i, a, m, p) {
-            delete F
-            m = split(s, a, " ")
-            for (i = 2; i <= m; i++) { p = index(a[i], "="); F[substr(a[i], 1, p - 1)] = substr(a[i], p + 1) }
-        }
+        awk "$AWK_KV"'
         /^RESULT / && / bench=idem / {
             kv($0); k = F["client"] SUBSEP F["mode"] SUBSEP F["lru"] SUBSEP F["phase"]
             x = F["cpu_us_per_call"] + 0
@@ -928,12 +911,7 @@ sdk_version="$(node -p 'require("./tests/bench/sdk/node_modules/@aws-sdk/client-
         # shellcheck disable=SC2016  # the backticks are Markdown
         printf 'Response cache (ddbkit.cache) against nginx-cache, a second nginx server answering every GetItem with one cache entry in the Node layout (ttl 0; value the JSON text of {"user":"ada","n":42,"tags":["a","b"]}): `cache:get("h1")`, every call a hit, the value decoded and checked; the floor posts its fixed request to the same server. Pinned to the same CPU as the other nginx rounds; best of %s rounds. Target: CPU per get within 1.5x the floor.\n' "$ROUNDS"
         echo
-        awk '
-        function kv(s,   i, a, m, p) {
-            delete F
-            m = split(s, a, " ")
-            for (i = 2; i <= m; i++) { p = index(a[i], "="); F[substr(a[i], 1, p - 1)] = substr(a[i], p + 1) }
-        }
+        awk "$AWK_KV"'
         /^RESULT / {
             kv($0); c = F["client"]; x = F["cpu_us_per_req"] + 0
             if (!(c in cpu)) order[++nc] = c

@@ -8,6 +8,7 @@
 -- no AWS_* or DDBKIT_* of the caller) and a private HOME in a temporary
 -- directory. Waits are bounded polls, never fixed sleeps.
 local H = require "test_helper"
+local read_file, write_file = H.read_file, H.write_file
 
 local q = H.shell_quote
 
@@ -19,19 +20,7 @@ local function sh(cmd)
   return out
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
 
 -- Removes a directory made by H.mktemp_dir (mktemp -d: ".../tmp.XXXXXXXXXX").
 local function rm_rf(dir)

@@ -16,6 +16,7 @@
 -- every worker runs under `timeout` and is reaped by reading its pipe to EOF
 -- (or, for the killed ones, by its `timeout` parent).
 local H = require "test_helper"
+local slurp = H.read_file
 local core = require "ddbkit.core"
 local idempotency = require "ddbkit.idempotency"
 local schema = require "ddbkit.schema"
@@ -27,13 +28,6 @@ local EVENT_WAIT_MS = 60000
 local shell_quote, spec_dir, interpreter, bounded, mktemp_dir =
   H.shell_quote, H.spec_dir, H.interpreter, H.bounded, H.mktemp_dir
 
-local function slurp(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
 local function lines_of(path)
   local s = slurp(path)

@@ -5,17 +5,11 @@
 local ddbkit = require "ddbkit"
 local core = require "ddbkit.core"
 local H = require "test_helper"
+local slurp = H.read_file
 
 local shell_quote, spec_dir, interpreter, bounded, mktemp_dir =
   H.shell_quote, H.spec_dir, H.interpreter, H.bounded, H.mktemp_dir
 
-local function slurp(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
 -- Waits for the worker to publish `path` (an event), up to `ms`.
 local function wait_for_file(path, ms, log)

@@ -6,6 +6,7 @@
 -- where a call has to be slow. This file only drives nginx from outside
 -- (curl), so it runs the same under Lua 5.4 and LuaJIT.
 local H = require "test_helper"
+local read_file = H.read_file
 local ddbkit = require "ddbkit"
 local cjson = require "cjson.safe"
 local schema = require "ddbkit.schema"
@@ -21,13 +22,6 @@ local function sh(cmd)
   return out, false
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
 local function lines_of(path)
   local out = {}

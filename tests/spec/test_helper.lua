@@ -180,6 +180,21 @@ function H.bounded(cmd, seconds)
   return prefix .. cmd
 end
 
+-- A whole file's text, or nil when it cannot be read.
+function H.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+function H.write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
 function H.mktemp_dir()
   local p = assert(io.popen("env -u LD_PRELOAD mktemp -d"))
   local d = p:read("*l")
