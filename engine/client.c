@@ -120,15 +120,15 @@ bad:
 }
 
 /* What a client owns for doing requests: its digest context and its curl
- * handle (the connection pool). */
+ * handle (the connection pool). Makes only what is missing, so a failed
+ * call can simply be repeated. */
 static int open_io(ddbk_client *c, ddbk_error *err)
 {
-    c->md = EVP_MD_CTX_new();
-    if (!c->md) {
+    if (!c->md && !(c->md = EVP_MD_CTX_new())) {
         ddbk_error_set(err, "OutOfMemory", 0, "out of memory creating the client");
         return -1;
     }
-    return ddbk__transport_open(c, err);
+    return c->curl ? 0 : ddbk__transport_open(c, err);
 }
 
 ddbk_client *ddbk_client_new(const ddbk_config *cfg_in, ddbk_error *err)
@@ -210,6 +210,16 @@ fail:
 
 ddbk_client *ddbk_client_clone(const ddbk_client *src, ddbk_error *err)
 {
+    ddbk_client *c = ddbk__client_copy_settings(src, err);
+    if (c && ddbk__client_open_io(c, err) != 0) {
+        ddbk_client_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+ddbk_client *ddbk__client_copy_settings(const ddbk_client *src, ddbk_error *err)
+{
     ddbk_error_clear(err);
     if (!src) {
         ddbk_error_set(err, "InvalidArgument", 0, "clone: no client given");
@@ -237,16 +247,15 @@ ddbk_client *ddbk_client_clone(const ddbk_client *src, ddbk_error *err)
     c->max_response_bytes = src->max_response_bytes;
     if (ddbk__credentials_copy(&src->creds, &c->creds) != 0) {
         ddbk_error_set(err, "OutOfMemory", 0, "out of memory cloning the client");
-        goto fail;
+        ddbk_client_free(c);
+        return NULL;
     }
-    /* curl_global_init already ran: src exists. */
-    if (open_io(c, err) != 0)
-        goto fail;
     return c;
+}
 
-fail:
-    ddbk_client_free(c);
-    return NULL;
+int ddbk__client_open_io(ddbk_client *c, ddbk_error *err)
+{
+    return open_io(c, err); /* curl_global_init already ran: a client exists */
 }
 
 void ddbk_client_free(ddbk_client *c)

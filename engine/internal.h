@@ -140,6 +140,13 @@ DDBK_HIDDEN int ddbk__credentials_resolve(const ddbk_config *cfg,
                                           ddbk_credentials *out,
                                           ddbk_error *err);
 DDBK_HIDDEN void ddbk__credentials_wipe(ddbk_credentials *c);
+/* ddbk_client_clone in two steps, for a keeper thread that may never need
+ * its clone's connection: the settings and credentials (cheap, and
+ * independent of src afterwards), then the digest context and the curl
+ * handle. A client whose I/O is not open yet may only be freed. */
+DDBK_HIDDEN ddbk_client *ddbk__client_copy_settings(const ddbk_client *src, ddbk_error *err);
+DDBK_HIDDEN int ddbk__client_open_io(ddbk_client *c, ddbk_error *err);
+
 /* Deep copy of resolved credentials (for ddbk_client_clone): out holds heap
  * copies of its own. -1 when memory runs out (out then holds nothing). */
 DDBK_HIDDEN int ddbk__credentials_copy(const ddbk_credentials *src,

@@ -4,7 +4,11 @@
  * work itself).
  *
  * The thread renews on a clone of the caller's client, because a client (a
- * curl easy handle above all) must not be used by two threads at once. It
+ * curl easy handle above all) must not be used by two threads at once. The
+ * clone's settings are copied when the keeper starts; its connection and
+ * digest context are made by the thread at its first renewal, since most
+ * kept work ends before one falls due (and they are most of a keeper's
+ * cost). It
  * waits on a condition variable against the monotonic clock rather than
  * sleeping, so a stop is answered at once and a wall clock step neither
  * hurries nor stalls the renewals. It holds its mutex while renewing: a stop
@@ -70,7 +74,12 @@ static void *run(void *arg)
         if (rc != ETIMEDOUT && before(&now, &due))
             continue; /* a spurious wakeup */
         ddbk_error e;
-        if (ddbk_lock_renew(k->c, k->l, 0, &e) == 0) {
+        int renewed = 0;
+        /* A clone that cannot open its connection counts as a failed
+         * renewal: it is tried again at the next beat. */
+        if (ddbk__client_open_io(k->c, &e) == 0)
+            renewed = ddbk_lock_renew(k->c, k->l, 0, &e) == 0;
+        if (renewed) {
             k->renewals++;
             k->failed = 0;
         } else {
@@ -108,7 +117,7 @@ ddbk_lock_keeper *ddbk_lock_keep(const ddbk_client *c, ddbk_lock *l, long period
     }
     k->l = l;
     k->period_ms = period_ms;
-    k->c = ddbk_client_clone(c, err);
+    k->c = ddbk__client_copy_settings(c, err);
     if (!k->c) {
         free(k);
         return NULL;
