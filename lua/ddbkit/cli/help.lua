@@ -1,0 +1,159 @@
+-- ddbkit.cli.help: the texts of `ddbkit --help` and `ddbkit COMMAND --help`,
+-- by command ("main" for the command itself). Kept apart from the code so
+-- that a change of wording touches one file; the options they list are
+-- the ones ddbkit.cli's OPTIONS and COMMANDS accept.
+-- The options every command takes, at the end of each command's text.
+local CONNECTION_HELP = [[
+Connection options (every command):
+  --endpoint URL   the DynamoDB endpoint, e.g. http://127.0.0.1:8000
+                   (default: https://dynamodb.<region>.amazonaws.com)
+  --region R       the AWS region (default: the profile's region; us-east-1
+                   when only an endpoint is given)
+  --profile P      the AWS profile to take credentials and region from
+  --debug          show tracebacks with errors (also DDBKIT_DEBUG=1)
+  -h, --help       this help
+]]
+
+local HELP = {}
+
+HELP.main = [[
+usage: ddbkit [COMMAND] [OPTIONS]
+
+Drive ddbkit (DynamoDB for Lua) from a Lua 5.4 prompt or a script, provision
+its tables, and run a local DynamoDB to try it without AWS.
+
+Commands:
+  repl                  an interactive Lua prompt with the client and every
+                        store ready (the default command)
+  run SCRIPT [ARGS]     run a Lua script in the same environment
+  table ACTION          create | describe | delete | ttl the store table or
+                        the idempotency table
+  local ACTION          start | stop | status the local DynamoDB of the test
+                        harness
+  config                print the resolved configuration, secrets masked
+
+]] .. CONNECTION_HELP .. [[
+  --version        print the version of ddbkit and of Lua
+
+Configuration: each value comes from the first of: a flag; the environment;
+the config file; a default. Environment variables, first set wins:
+  endpoint           DDBKIT_ENDPOINT, AWS_ENDPOINT_URL_DYNAMODB,
+                     AWS_ENDPOINT_URL
+  region             DDBKIT_REGION, AWS_REGION, AWS_DEFAULT_REGION
+  profile            DDBKIT_PROFILE, AWS_PROFILE
+  table              DDBKIT_TABLE (default http-client-toolkit; flag --table)
+  idempotency_table  DDBKIT_IDEMPOTENCY_TABLE (default idempotency-cache)
+  policy             DDBKIT_POLICY (key-prefix policy: a module name or a
+                     file path; default policies.key_prefix)
+  strategy           DDBKIT_STRATEGY (adaptive rate-limit strategy; default
+                     strategies.adaptive)
+  history_size       DDBKIT_HISTORY_SIZE (REPL history lines; default 1000)
+The config file is $DDBKIT_CONFIG, else $XDG_CONFIG_HOME/ddbkit/config, else
+~/.config/ddbkit/config: lines "key = value" with the keys above; lines
+starting with # are comments.
+Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN,
+else the profile in ~/.aws/credentials and ~/.aws/config (static keys). With
+an endpoint on 127.0.0.1 or localhost and no credentials anywhere, ddbkit
+signs with placeholder keys, which DynamoDB Local accepts.
+
+Exit status: 0 success, 1 failure, 2 usage error, 130 interrupted.
+Run 'ddbkit COMMAND --help' for a command's options.
+]]
+
+HELP.repl = [[
+usage: ddbkit [repl] [--table NAME] [connection options]
+
+An interactive Lua 5.4 prompt. Ready as globals:
+  ddbkit       the ddbkit module
+  client       a ddbkit.client for the configured endpoint and region
+  cache, dedupe, rate_limit, adaptive
+               the stores on the store table (ddbkit.create_stores), with
+               the configured key-prefix policy and adaptive strategy
+  locks(name, opts?)
+               a ddbkit.lock on the item pk = sk = "LOCK#"..name of the store
+               table; opts are ddbkit.lock.new's (max_clock_skew_ms, ...)
+  idem         ddbkit.idempotency on the idempotency table
+  reload()     re-read the policy and strategy scripts and re-create the
+               stores (also :reload)
+Nothing is sent to DynamoDB until you use them.
+
+Expressions print their values (tables indented, DynamoDB items as Lua
+values, errors in red with their code); an incomplete statement continues
+on the next line. Locals last for one input: use globals to keep values.
+Commands: :help, :stats, :reload, :time EXPR, :quit.
+Keys: Tab completes globals, fields after '.', methods after ':'; Ctrl-C
+drops the current input or stops a running one; Ctrl-D exits.
+History: $XDG_STATE_HOME/ddbkit/history (else ~/.local/state/ddbkit/history).
+
+Options:
+  --table NAME     the store table (default http-client-toolkit)
+]] .. "\n" .. CONNECTION_HELP
+
+HELP.run = [[
+usage: ddbkit run [--table NAME] [connection options] SCRIPT [ARGS...]
+
+Runs the Lua script SCRIPT ("-" reads it from standard input) with the REPL's
+globals (see 'ddbkit repl --help'). The script gets its arguments as ... and
+in the global arg, as the lua command gives them: arg[0] is SCRIPT, arg[1]
+the first argument. Everything after SCRIPT goes to the script.
+An error in the script prints its message and a traceback on stderr and
+exits with status 1 (130 when interrupted by Ctrl-C).
+
+Options:
+  --table NAME     the store table (default http-client-toolkit)
+]] .. "\n" .. CONNECTION_HELP
+
+HELP.table = [[
+usage: ddbkit table create|describe|delete|ttl [--name N] [--schema KIND]
+                    [connection options]
+
+Provisions the tables ddbkit uses (the stores never create them).
+  create      create the table, wait until it is ACTIVE, enable TTL
+  describe    print its status, keys, indexes, size, item count and TTL
+  delete      delete the table and wait until it is gone
+  ttl         enable TTL on the schema's attribute if it is not, and print
+              the TTL status
+
+Options:
+  --schema KIND    store (default): HASH pk, RANGE sk, index gsi1 (gsi1pk,
+                   gsi1sk), on-demand, TTL on "ttl" -- the Node store
+                   package's table;
+                   idempotency: HASH cacheKey, on-demand, TTL on "expiresAt"
+  --name N         the table; default: for store, the configured table
+                   (else http-client-toolkit); for idempotency, the
+                   configured idempotency_table (else idempotency-cache)
+]] .. "\n" .. CONNECTION_HELP
+
+HELP["local"] = [[
+usage: ddbkit local start|stop|status [--port P]
+
+The local DynamoDB of ddbkit's test harness (DynamoDB Local, in memory,
+bound to 127.0.0.1), for trying ddbkit without AWS.
+  start       start it, wait until it answers, print its endpoint URL
+  stop        stop the one started here on that port
+  status      print running or stopped (exit status 0 or 1)
+Then: ddbkit --endpoint http://127.0.0.1:P
+
+Options:
+  --port P         the port (default $DDB_LOCAL_PORT, else 8000)
+  --debug          show tracebacks with errors (also DDBKIT_DEBUG=1)
+  -h, --help       this help
+  --endpoint, --region and --profile are accepted, as by every command, and
+  not used.
+]]
+
+HELP.config = [[
+usage: ddbkit config [--table NAME] [connection options]
+
+Prints the resolved configuration: each value and where it came from (a
+flag, an environment variable, the config file and line, or a default),
+the config and history files, and where the credentials come from, with
+secrets masked. Sends nothing to DynamoDB. See 'ddbkit --help' for the
+sources and the config file's format.
+
+Options:
+  --table NAME     the store table (default http-client-toolkit)
+
+]] .. CONNECTION_HELP
+
+return HELP
