@@ -285,9 +285,11 @@ void ddbk_response_free(ddbk_response *r)
     ddbk_buf_free(&r->body);
 }
 
-static void sleep_ms(long ms)
+void ddbk__sleep_ms(long ms)
 {
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    if (ms <= 0)
+        return;
+    struct timespec ts = { (time_t)(ms / 1000), (ms % 1000) * 1000000L };
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }
@@ -334,7 +336,7 @@ int ddbk_call(ddbk_client *c, const char *op, const char *body,
             return 0;
         if (delay == DDBK__CALL_FAILED)
             return -1;
-        sleep_ms(delay);
+        ddbk__sleep_ms(delay);
     }
     ddbk_stats_record_call(c, op, r.retries, err);
     return -1;

@@ -140,6 +140,12 @@ DDBK_HIDDEN int ddbk__credentials_resolve(const ddbk_config *cfg,
                                           ddbk_credentials *out,
                                           ddbk_error *err);
 DDBK_HIDDEN void ddbk__credentials_wipe(ddbk_credentials *c);
+/* client.c: nanosleep, resumed after signals; nothing for ms <= 0. */
+DDBK_HIDDEN void ddbk__sleep_ms(long ms);
+
+/* prepare.c: operation names are CamelCase letters, shorter than 64. */
+DDBK_HIDDEN int ddbk__valid_op(const char *op);
+
 /* ddbk_client_clone in two steps, for a keeper thread that may never need
  * its clone's connection: the settings and credentials (cheap, and
  * independent of src afterwards), then the digest context and the curl

@@ -61,15 +61,6 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(long ms)
-{
-    if (ms <= 0)
-        return;
-    struct timespec ts = { (time_t)(ms / 1000), (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 static void random_hex(char *out, size_t bytes)
 {
     unsigned char r[32];
@@ -729,7 +720,7 @@ static void drive(ddbk_client *c, ddbk_lock_op *op)
             what = ddbk_lock_op_next(op, resp.body.data, resp.body.len, r == 0 ? NULL : &call_err,
                                      &next);
         } else {
-            sleep_ms(next.sleep_ms);
+            ddbk__sleep_ms(next.sleep_ms);
             what = ddbk_lock_op_next(op, NULL, 0, NULL, &next);
         }
     }

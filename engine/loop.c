@@ -444,8 +444,9 @@ int ddbk_loop_submit(ddbk_loop *l, ddbk_client *c, const char *op, const char *b
     ddbk_error scratch;
     ddbk_error *e = err ? err : &scratch;
     int started;
-    if (l->active >= ACTIVE_MAX && strlen(op) < sizeof k->op) {
-        /* Queued, due now; ddbk_prepare checks op when it starts. */
+    if (l->active >= ACTIVE_MAX && ddbk__valid_op(op)) {
+        /* Queued, due now: signed when it starts. (An invalid op goes the
+         * other way, for ddbk_prepare to refuse now with its message.) */
         ddbk__copy(k->op, sizeof k->op, op);
         k->due_us = ddbk__mono_us();
         timer_add(l, k);
@@ -538,7 +539,10 @@ static int work(ddbk_loop *l, long timeout_ms, ddbk_error *err)
             fire_timers(l);
     }
     if (l->socks_oom && rc == 0) {
+        /* Reported once: the socket that could not be tracked ends by its
+         * transfer's timeout, and the loop goes on with the others. */
         set_err(err, "OutOfMemory", "out of memory tracking the loop's sockets");
+        l->socks_oom = 0;
         rc = -1;
     }
     return rc;
@@ -571,7 +575,7 @@ int ddbk_loop_step(ddbk_loop *l, long timeout_ms, ddbk_error *err)
 
 int ddbk_loop_fds(ddbk_loop *l, struct pollfd *fds, int max, long *timeout_ms)
 {
-    if (!l || max < 0 || (max > 0 && !fds) || l->socks_oom)
+    if (!l || max < 0 || (max > 0 && !fds))
         return -1;
     for (int i = 0; i < l->nsocks && i < max; i++) {
         fds[i].fd = l->socks[i].fd;

@@ -13,7 +13,7 @@
 
 /* Operation names are CamelCase letters; anything else would let a caller
  * smuggle text into the signed X-Amz-Target header. */
-static int valid_op(const char *op)
+int ddbk__valid_op(const char *op)
 {
     size_t n = 0;
     if (!op || !*op)
@@ -75,7 +75,7 @@ int ddbk_prepare(ddbk_client *c, const char *op, const char *body,
     size_t tl = 0, crlen;
     ddbk_sigv4_out sig;
 
-    if (!valid_op(op)) {
+    if (!ddbk__valid_op(op)) {
         ddbk_error_set(err, "InvalidArgument", 0,
                        "operation name must be letters only, like \"GetItem\"");
         return -1;

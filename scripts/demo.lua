@@ -70,7 +70,9 @@ local function requests()
     #ops > 0 and " (" .. table.concat(ops, ", ") .. ")" or "")
 end
 
-local function must(ok, err, what)
+-- must("what", call(...)): the call's first result, or the error raised
+-- with what failed (the call goes last so that its error comes along).
+local function must(what, ok, err)
   if ok == nil then error(what .. ": " .. tostring(err), 2) end
   return ok
 end
@@ -82,11 +84,10 @@ local player = {
   inventory = { "sword", "shield" }, badges = ddbkit.set("explorer", "first-blood"),
   gold = ddbkit.decimal("12345678901234567890.123456789"),
 }
-must(client:put_item{ TableName = T, Item = player }, nil, "put_item")
+must("put_item", client:put_item{ TableName = T, Item = player })
 step("put_item %s: name, level, a list, a string set, a 38-digit decimal -> ok", player.pk)
 
-local got = must(client:get_item{ TableName = T, Key = { pk = player.pk, sk = "PROFILE" } },
-                 nil, "get_item").Item
+local got = must("get_item", client:get_item{ TableName = T, Key = { pk = player.pk, sk = "PROFILE" } }).Item
 step("get_item -> name=%s level=%s (%s) inventory=%s gold=%s", got.name, got.level,
      math.type and math.type(got.level) or type(got.level), table.concat(got.inventory, "+"), tostring(got.gold))
 
@@ -99,8 +100,8 @@ step("put_item if attribute_not_exists(pk) -> %s, %s; err.item.name = %s (no ext
      tostring(ok), err.code, tostring(err.item and err.item.name))
 
 for i = 1, 12 do
-  must(client:put_item{ TableName = T, Item = { pk = "DEMO#events", sk = ("EVENT#%02d"):format(i), n = i } },
-       nil, "put_item")
+  must("put_item", client:put_item{ TableName = T,
+                                    Item = { pk = "DEMO#events", sk = ("EVENT#%02d"):format(i), n = i } })
 end
 step("put_item x12 -> events EVENT#01..EVENT#12 under DEMO#events")
 local page_no = 0
@@ -123,12 +124,12 @@ section("2. Cache with tags")
 local cache = ddbkit.cache.new{ client = client, table_name = T }
 local k1 = ddbkit.hash_request("/users", { page = 1 })
 local k2 = ddbkit.hash_request("/users", { page = 2 })
-must(cache:set_with_tags(k1, { users = { "ada", "bob" } }, 300, { "users" }), nil, "set_with_tags")
-must(cache:set_with_tags(k2, { users = { "eve" } }, 300, { "users" }), nil, "set_with_tags")
+must("set_with_tags", cache:set_with_tags(k1, { users = { "ada", "bob" } }, 300, { "users" }))
+must("set_with_tags", cache:set_with_tags(k2, { users = { "eve" } }, 300, { "users" }))
 step("set_with_tags /users?page=1 and ?page=2 (ttl 300 s, tag \"users\") -> ok, %s", requests())
 local v = cache:get(k1)
 step("get /users?page=1 -> hit: users = %s, %s", v and table.concat(v.users, ", ") or "nil", requests())
-local n = must(cache:invalidate_by_tag("users"), nil, "invalidate_by_tag")
+local n = must("invalidate_by_tag", cache:invalidate_by_tag("users"))
 step("invalidate_by_tag(\"users\") -> %d entries invalidated, %s", n, requests())
 local v1, gerr = cache:get(k1)
 step("get /users?page=1 -> %s, %s", (v1 == nil and not gerr) and "miss (nil)" or "still there?!",
@@ -144,7 +145,7 @@ section("3. Dedupe: process A owns the job, process B joins and waits")
 local dedupe = ddbkit.dedupe.new{ client = client, table_name = T }
 -- a fresh job per run (a completed job may be registered again anyway)
 local job_hash = ddbkit.hash_request("/reports/daily", { run = core.uuid() })
-local job = must(dedupe:register_or_join(job_hash), nil, "register_or_join")
+local job = must("register_or_join", dedupe:register_or_join(job_hash))
 assert(job.is_owner, "process A should own a fresh job")
 step("A: register_or_join -> owner of job %s, %s", short(job.job_id), requests())
 
@@ -171,7 +172,7 @@ if not line or not line:find("joined", 1, true) then
 end
 step("%s", line)
 client.runtime.sleep(300)   -- the "work" B is waiting for
-must(dedupe:complete(job_hash, { report = "daily", rows = 3 }), nil, "complete")
+must("complete", dedupe:complete(job_hash, { report = "daily", rows = 3 }))
 step("A: did the work (300 ms), complete(job, { report = \"daily\", rows = 3 }) -> true, %s",
      requests())
 line = child:read("l")
@@ -185,7 +186,7 @@ dedupe:close()
 section("4. Rate limit: 5 per 10 s window for \"demo-api\", until refused")
 local rl = ddbkit.ratelimit.new{ client = client, table_name = T,
   resource_configs = { ["demo-api"] = { limit = 5, window_ms = 10000 } } }
-must(rl:reset("demo-api"), nil, "reset")
+must("reset", rl:reset("demo-api"))
 requests()
 step("reset(\"demo-api\") -> a fresh window")
 for i = 1, 10 do
@@ -194,11 +195,11 @@ for i = 1, 10 do
   step("acquire #%d -> %s, %s", i, granted and "granted" or "REFUSED", requests())
   if not granted then break end
 end
-step("can_proceed -> %s, %s", tostring(must(rl:can_proceed("demo-api"), nil, "can_proceed")),
+step("can_proceed -> %s, %s", tostring(must("can_proceed", rl:can_proceed("demo-api"))),
      requests())
-local st = must(rl:get_status("demo-api"), nil, "get_status")
+local st = must("get_status", rl:get_status("demo-api"))
 step("get_status -> remaining %d of %d", st.remaining, st.limit)
-local wait = must(rl:get_wait_time("demo-api"), nil, "get_wait_time")
+local wait = must("get_wait_time", rl:get_wait_time("demo-api"))
 step("get_wait_time -> %d ms until the oldest grant leaves the window", wait)
 rl:close()
 
@@ -209,10 +210,10 @@ local arl = ddbkit.adaptive.new{ client = client, table_name = T,
   -- small thresholds and no caching of the split, so the demo shows it move
   adaptive_config = { high_activity_threshold = 5, moderate_activity_threshold = 2,
                       recalculation_interval_ms = 0 } }
-must(arl:reset("search"), nil, "reset")
+must("reset", arl:reset("search"))
 
 local function split(what)
-  local status = must(arl:get_status("search"), nil, "get_status")
+  local status = must("get_status", arl:get_status("search"))
   local a = status.adaptive
   step("%s -> user %d, background %d%s; %s", what, a.user_reserved, a.background_max,
        a.background_paused and " (PAUSED)" or "", a.reason)
@@ -220,21 +221,21 @@ end
 split("get_status, nothing recorded yet")
 local granted = 0
 for _ = 1, 3 do
-  if must(arl:acquire("search", "background"), nil, "acquire") then granted = granted + 1 end
+  if must("acquire", arl:acquire("search", "background")) then granted = granted + 1 end
 end
 step("acquire(\"search\", \"background\") x3 -> %d granted", granted)
 split("get_status")
 granted = 0
 for _ = 1, 6 do
-  if must(arl:acquire("search", "user"), nil, "acquire") then granted = granted + 1 end
+  if must("acquire", arl:acquire("search", "user")) then granted = granted + 1 end
 end
 step("acquire(\"search\", \"user\") x6 (a burst of user traffic) -> %d granted", granted)
 split("get_status")
-local bg = must(arl:acquire("search", "background"), nil, "acquire")
+local bg = must("acquire", arl:acquire("search", "background"))
 step("acquire(\"search\", \"background\") -> %s", bg and "granted" or "refused: background is paused")
 step("can_proceed(\"search\", \"background\") -> %s",
-     tostring(must(arl:can_proceed("search", "background"), nil, "can_proceed")))
-local user = must(arl:acquire("search", "user"), nil, "acquire")
+     tostring(must("can_proceed", arl:can_proceed("search", "background"))))
+local user = must("acquire", arl:acquire("search", "user"))
 step("acquire(\"search\", \"user\") -> %s", user and "granted" or "refused")
 arl:close()
 requests()
@@ -244,16 +245,16 @@ section("6. A lock with its fencing token")
 local lock_key = { pk = "LOCK#demo-world", sk = "LOCK#demo-world" }
 local locks = ddbkit.lock.new{ client = client, table_name = T, key = lock_key }
 -- wait_ms: a lease left by an interrupted earlier run runs out by itself
-local h1 = must(locks:acquire{ lease_ms = 5000, wait_ms = 7000 })
+local h1 = must("acquire", locks:acquire{ lease_ms = 5000, wait_ms = 7000 })
 step("acquire (lease 5 s) -> owner %s, fence %d, %s", h1.owner, h1.fence, requests())
 local rival = ddbkit.lock.new{ client = client, table_name = T, key = lock_key }
 local h2, berr = rival:acquire{ lease_ms = 5000 }
 assert(not h2, "a second acquire should be busy")
 step("second acquire (another owner) -> %s: held by %s with fence %d, %s", berr.code,
      tostring(berr.holder and berr.holder.owner), berr.holder and berr.holder.fence or -1, requests())
-must(h1:release(), nil, "release")
+must("release", h1:release())
 step("release -> ok, %s", requests())
-local h3 = must(locks:acquire{ lease_ms = 5000 })
+local h3 = must("acquire", locks:acquire{ lease_ms = 5000 })
 step("acquire again -> owner %s, fence %d (= %d + 1), %s", h3.owner, h3.fence, h1.fence,
      requests())
 
@@ -265,12 +266,12 @@ local function guarded_write(h, tick)
   w.ExpressionAttributeValues[":t"] = tick
   return client:update_item(w)
 end
-must(client:delete_item{ TableName = T, Key = { pk = "DEMO#world", sk = "STATE" } }, nil, "delete_item")
+must("delete_item", client:delete_item{ TableName = T, Key = { pk = "DEMO#world", sk = "STATE" } })
 local wok = guarded_write(h3, 1)
 step("write guarded by fence %d -> %s", h3.fence, wok and "ok" or "refused")
 local _, werr = guarded_write(h1, 2)
 step("stale write guarded by the old fence %d -> %s", h1.fence, werr and werr.code or "ok?!")
-must(h3:release(), nil, "release")
+must("release", h3:release())
 step("release -> ok")
 requests()
 
@@ -286,9 +287,9 @@ end
 local key = "order-" .. short(core.uuid())
 local ctx = { method = "POST", path = "/orders", body = { total = 42 } }
 client:reset_stats()
-local order = must(idem:execute(key, ctx, create_order))
+local order = must("execute", idem:execute(key, ctx, create_order))
 step("execute(%s) -> order %d, handler runs = %d, %s", key, order.order_id, runs, requests())
-order = must(idem:execute(key, ctx, create_order))
+order = must("execute", idem:execute(key, ctx, create_order))
 step("execute(%s) again -> order %d, handler runs = %d (replayed), %s", key, order.order_id, runs,
      requests())
 

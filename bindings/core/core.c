@@ -334,7 +334,9 @@ static int l_call_raw(lua_State *L)
     if (ddbk_call(lc->c, op, body, len, &lc->resp, &err) != 0) {
         lua_pushnil(L);
         ddbk_lua_push_error(L, &err);
-        if (lc->resp.status && rb->len)
+        /* Only an error response's body: a truncated success body
+         * (ResponseTooLarge) is not one. */
+        if (err.status != 0 && rb->len)
             lua_pushlstring(L, rb->data, rb->len);
         else
             lua_pushnil(L);

@@ -212,7 +212,10 @@ static int l_lock_op(lua_State *L)
         o->op = ddbk_lock_op_acquire(&key, &opts, &lh->lk, &err);
     } else {
         ddbk_lock *lk = check_lock(L, 2);
-        long lease_ms = kind == K_RENEW ? (long)luaL_optnumber(L, 3, 0) : 0;
+        lua_Number want = kind == K_RENEW ? luaL_optnumber(L, 3, 0) : 0;
+        /* Out of range (or NaN) becomes 0, "keep the lease length": casting
+         * it to long would be undefined. */
+        long lease_ms = want >= 1 && want < 1e15 ? (long)want : 0;
         o = new_op(L, kind, 2);
         o->op = kind == K_RENEW ? ddbk_lock_op_renew(lk, lease_ms, &err)
                                 : ddbk_lock_op_release(lk, &err);
@@ -240,6 +243,10 @@ static int l_op_next(lua_State *L)
         lua_pushliteral(L, "done");
         return 1;
     }
+    /* The keeper's thread writes the handle while it runs: an operation
+     * stepping it now would race it (and carry a stale record version). */
+    if (o->lh && o->lh->keeper)
+        return luaL_error(L, "ddbkit.lock: the handle is being kept by a keeper; stop it first");
     if (o->sent) {
         if (lua_type(L, 2) == LUA_TSTRING) {
             body = lua_tolstring(L, 2, &len);

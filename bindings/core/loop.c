@@ -256,7 +256,7 @@ static void finish(lua_State *L, int anchors, lloop *ll, lcall *k)
  * list of calls that finished, in completion order:
  * { token = t, result = r } or { token = t, err = e, raw = s? }, result and
  * err exactly as core.call returns them (raw calls: see submit_raw). When
- * the engine fails, calls already finished wait for the next step. */
+ * the engine fails and nothing finished, nil, err. */
 static int l_step(lua_State *L)
 {
     lloop *ll = check_loop(L);
@@ -266,19 +266,23 @@ static int l_step(lua_State *L)
     long timeout = t > 0 ? (t < 86400000 ? (long)t : 86400000) : 0;
 
     int pending = ddbk_loop_step(ll->loop, timeout, &err);
-    if (pending < 0)
+    if (pending < 0 && !ll->done_head)
         return ddbk_lua_return_error(L, &err);
+    if (pending < 0) /* what finished is delivered; the failure shows next time */
+        pending = ddbk_loop_pending(ll->loop);
     lua_settop(L, 1);
     ddbk_getuservalue(L, 1);                   /* 2: anchors */
     lua_pushinteger(L, pending);               /* 3 */
     lua_newtable(L);                           /* 4: completions */
+    /* Every completion is built before any is released: a raise (out of
+     * memory) half-way leaves them all on the done list for the next step. */
     int n = 0;
-    while (ll->done_head) {
-        lcall *k = ll->done_head;
+    for (lcall *k = ll->done_head; k; k = k->next) {
         push_completion(L, 2, k);
         lua_rawseti(L, 4, ++n);
-        finish(L, 2, ll, k);
     }
+    while (ll->done_head)
+        finish(L, 2, ll, ll->done_head);
     return 2;
 }
 

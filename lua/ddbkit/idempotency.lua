@@ -55,9 +55,9 @@ local store = require "ddbkit.store"
 local lock = require "ddbkit.lock"
 local schema = require "ddbkit.schema"
 
-local type, pairs, ipairs, error, setmetatable, tostring, tonumber, pcall, next =
-      type, pairs, ipairs, error, setmetatable, tostring, tonumber, pcall, next
-local ceil, floor, min = math.ceil, math.floor, math.min
+local type, pairs, ipairs, error, setmetatable, tostring, tonumber, pcall =
+      type, pairs, ipairs, error, setmetatable, tostring, tonumber, pcall
+local ceil, floor, min, max = math.ceil, math.floor, math.min, math.max
 local sort, concat = table.sort, table.concat
 local sha256_hex, null = core.sha256_hex, core.null
 
@@ -121,8 +121,9 @@ function _M.new(opts)
     error(NAME .. ".new: opts.lru_size needs mode = \"fast\" (a compat record may be "
           .. "deleted by a Node service at any time)", 2)
   end
-  local skew, ttl = opts.max_clock_skew_ms or 1000, opts.lock_ttl_ms or opts.lock_timeout_ms
-  if ttl and ttl > 0 and ttl <= skew then
+  local skew, timeout = opts.max_clock_skew_ms or 1000, opts.lock_timeout_ms or 30000
+  local ttl = opts.lock_ttl_ms or (timeout > 0 and timeout or 30000)
+  if ttl <= skew then
     -- A lease is only trusted for lock_ttl_ms minus the skew margin: none
     -- would be left, and every handler would end LOST.
     error(NAME .. ".new: opts.lock_ttl_ms (" .. ttl .. ") must be larger than "
@@ -133,14 +134,13 @@ function _M.new(opts)
   sort(vary)
   local methods = {}
   for _, m in ipairs(opts.methods or { "POST", "PUT", "PATCH" }) do methods[m:upper()] = true end
-  local lock_timeout = opts.lock_timeout_ms or 30000
   local self = setmetatable({
     client = opts.client,
     runtime = opts.client.runtime,
     table_name = opts.table_name or schema.IDEMPOTENCY_TABLE_NAME,
     ttl_ms = opts.ttl_ms or 86400000,
-    lock_timeout_ms = lock_timeout,
-    lock_ttl_ms = opts.lock_ttl_ms or (lock_timeout > 0 and lock_timeout or 30000),
+    lock_timeout_ms = timeout,
+    lock_ttl_ms = ttl,
     poll_ms = opts.lock_poll_interval_ms or 100,
     max_key_length = opts.max_key_length or 256,
     include_body = opts.include_body_in_key ~= false,
@@ -148,7 +148,7 @@ function _M.new(opts)
     methods = methods,
     should_cache = opts.should_cache or always,
     fast = opts.mode == "fast",
-    skew_ms = opts.max_clock_skew_ms or 1000,
+    skew_ms = skew,
     header_name = (opts.header_name or "Idempotency-Key"):lower(),
   }, mt)
   if self.fast and (opts.lru_size or 0) > 0 then self.recent = _M.lru(opts.lru_size) end
@@ -201,7 +201,11 @@ end
 -- The error value every caller gets for a stored (tagged) error.
 local function handler_error(t)
   local extras = type(t.extras) == "table" and t.extras or nil
-  local status = extras and type(extras.status) == "number" and extras.status or 500
+  -- Only an HTTP error status is one to answer with: a ddbkit error's
+  -- status (0 when nothing was sent, DynamoDB's 400 for its own faults) is
+  -- not the web request's.
+  local s = extras and extras.status
+  local status = type(s) == "number" and s >= 400 and s <= 599 and s == floor(s) and s or 500
   local name = type(t.name) == "string" and t.name or "Error"
   local message = type(t.message) == "string" and t.message or ""
   return fail(name, message, { name = name, status = status, extras = extras, handler_error = true })
@@ -211,36 +215,53 @@ end
 
 -- Deterministic JSON for a non-string body: object keys sorted, scalars as
 -- the stores write them. (Node hashes JSON.stringify's insertion order,
--- which Lua tables do not have: only string bodies match Node's keys.)
+-- which Lua tables do not have: only string bodies match Node's keys.) A
+-- table is a list when marked with ddbkit.array or when its keys are
+-- exactly 1..n; otherwise an object, whose keys must not collide as text
+-- (1 and "1"), so two different bodies never share a key.
+local function is_list(t)
+  if core.is_array(t) then return true end
+  local n = 0
+  for k in pairs(t) do
+    if type(k) ~= "number" or k < 1 or k ~= floor(k) then return false end
+    n = n + 1
+  end
+  return n > 0 and n == #t
+end
+
 local function canonical_json(v, out, depth)
   if depth > 64 then error(NAME .. ": body nested too deeply (a cycle?)", 4) end
-  if type(v) ~= "table" or v == null or core.is_array(v) and next(v) == nil then
+  if type(v) ~= "table" or v == null then
     local text, err = store.json_encode(v)
     if not text then error(NAME .. ": body is not JSON-encodable: " .. tostring(err), 4) end
     out[#out + 1] = text
     return
   end
-  local n = #v
-  if n > 0 or core.is_array(v) then
+  if is_list(v) then
     out[#out + 1] = "["
-    for i = 1, n do
+    for i = 1, #v do
       if i > 1 then out[#out + 1] = "," end
       canonical_json(v[i], out, depth + 1)
     end
     out[#out + 1] = "]"
     return
   end
-  local keys = {}
-  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+  local keys, by_text = {}, {}
+  for k, val in pairs(v) do
+    local text = tostring(k)
+    if by_text[text] ~= nil then
+      error(NAME .. ": body has two keys that read " .. text, 4)
+    end
+    by_text[text] = val
+    keys[#keys + 1] = text
+  end
   sort(keys)
   out[#out + 1] = "{"
-  for i, k in ipairs(keys) do
+  for i, text in ipairs(keys) do
     if i > 1 then out[#out + 1] = "," end
-    out[#out + 1] = store.json_encode(k)
+    out[#out + 1] = store.json_encode(text)
     out[#out + 1] = ":"
-    local val = v[k]
-    if val == nil then val = v[tonumber(k)] end
-    canonical_json(val, out, depth + 1)
+    canonical_json(by_text[text], out, depth + 1)
   end
   out[#out + 1] = "}"
 end
@@ -347,7 +368,10 @@ local plain = {
 }
 
 local http = {
-  to_record = function(r) return { response = r.body, statusCode = r.status, headers = r.headers } end,
+  -- A response without a body (a 204) is still a record: NULL, read back as "".
+  to_record = function(r)
+    return { response = r.body == nil and null or r.body, statusCode = r.status, headers = r.headers }
+  end,
   from_record = function(item)
     local headers = {}
     for k, v in pairs(type(item.headers) == "table" and item.headers or {}) do headers[k] = v end
@@ -367,7 +391,7 @@ end
 -- with the result, or false with the tagged error to store; or nil, err when
 -- there is nothing to store (the handler returned nothing).
 local function run_handler(self, h, handler, ctx)
-  local keeper = h:keep(floor(self.lock_ttl_ms / 3))
+  local keeper = h:keep(max(1, floor(self.lock_ttl_ms / 3)))
   local ok, res, herr = pcall(handler, ctx)
   local kept, kerr = keeper:stop()
   if not kept and (kerr.code == "lost" or kerr.code == "not_owner") or h:valid_ms() <= 0 then
@@ -533,6 +557,8 @@ end
 -- "again" when its lease expired (the caller takes over).
 local function await(self, ck, shape, deadline)
   while true do
+    -- The holder was just seen: a look now would find the same.
+    self.runtime.sleep(self.poll_ms)
     local item, err = get_item(self, self.fast and ck or LOCK_PREFIX .. ck)
     if item == nil then return nil, storage_error(err, "waiting for the lock") end
     local state = classify(self, item or nil, now_ms(self))
@@ -554,7 +580,6 @@ local function await(self, ck, shape, deadline)
       return "done", nil, fail("LOCK_TIMEOUT", "timed out after " .. self.lock_timeout_ms
                                .. " ms waiting for the request with this key to finish")
     end
-    self.runtime.sleep(self.poll_ms)
   end
 end
 
@@ -608,11 +633,9 @@ local function run(self, ck, handler, ctx, shape)
     if rec and classify(self, rec, now_ms(self)) == "record" then return replay(rec, shape) end
   end
   local deadline = self.runtime.mono_ms() + self.lock_timeout_ms
-  local again = false
   while true do
-    -- Taking over right after a lease looked expired can still fail for a
-    -- moment (acquire allows for clock skew): pace those attempts.
-    if again then self.runtime.sleep(self.poll_ms) end
+    -- Tries again (after await) when the holder's lease expired; await
+    -- sleeps first, which paces these tries.
     local h, err, seen = acquire(self, ck)
     if err then return nil, err end
     if h then
@@ -642,7 +665,6 @@ local function run(self, ck, handler, ctx, shape)
     local outcome, result, rerr = await(self, ck, shape, deadline)
     if outcome == nil then return nil, result end
     if outcome == "done" then return result, rerr end
-    again = true  -- the holder's lease expired: try to take over
   end
 end
 
@@ -768,8 +790,10 @@ end
 function adapter:release_lock(key)
   local h = self.held[key]
   if not h then return nil, store.err("not_owner", "this adapter does not hold the lock on " .. key) end
-  self.held[key] = nil
   local ok, err = h:release()
+  -- Forgotten once it is released or not ours any more; after a transient
+  -- failure the adapter still holds it, and a retry can release it.
+  if ok or err.code == "not_owner" then self.held[key] = nil end
   if not ok and err.code ~= "not_owner" then return nil, storage_error(err, "releasing the lock") end
   return ok, err
 end

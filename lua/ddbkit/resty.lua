@@ -240,7 +240,8 @@ function _M.cache_proxy(opts)
     end
   end
 
-  local res, err = capture(location, method, nil)
+  local res, err = capture(location, method,
+                           method ~= "GET" and method ~= "HEAD" and request_body() or nil)
   if not res then
     ngx.log(ngx.ERR, "ddbkit.resty.cache_proxy: ", err)
     return ngx.exit(502)

@@ -101,7 +101,8 @@ function game.tick()
     end)
   end
   if S.live > S.peak then S.peak = S.live end
-  ddbkit.step(0)
+  local _, err = ddbkit.step(0)
+  if err then error("ddbkit.step: " .. tostring(err)) end  -- the host reports it and stops
   return S.done < S.actions
 end
 

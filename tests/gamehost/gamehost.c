@@ -56,14 +56,29 @@ static int call_game(lua_State *L, const char *name, int nargs, int nresults)
     return 0;
 }
 
+/* Calls ddbkit.<name>(args...) protected; an error ends the host (exit 1):
+ * a loop whose engine fails cannot keep its promises. */
+static void ddbkit_call(lua_State *L, const char *name, int nargs, int nresults)
+{
+    lua_pushcfunction(L, traceback);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "ddbkit");
+    lua_call(L, 1, 1); /* loaded already by the script: cannot fail */
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+    lua_rotate(L, -(nargs + 2), 2); /* handler, function, then the arguments */
+    int base = lua_gettop(L) - nargs - 1;
+    if (lua_pcall(L, nargs, nresults, base) != LUA_OK) {
+        fprintf(stderr, "gamehost: ddbkit.%s: %s\n", name, lua_tostring(L, -1));
+        exit(1);
+    }
+    lua_remove(L, base);
+}
+
 /* ddbkit.fds() -> { {fd=, read=, write=}... }, timeout_ms: what to poll. */
 static int engine_fds(lua_State *L, struct pollfd *fds, long *timeout_ms)
 {
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "ddbkit");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "fds");
-    lua_call(L, 0, 2);
+    ddbkit_call(L, "fds", 0, 2);
     *timeout_ms = lua_isnumber(L, -1) ? (long)lua_tonumber(L, -1) : -1;
     int n = 0;
     if (lua_istable(L, -2)) {
@@ -81,20 +96,15 @@ static int engine_fds(lua_State *L, struct pollfd *fds, long *timeout_ms)
             n++;
         }
     }
-    lua_pop(L, 3);
+    lua_pop(L, 2);
     return n;
 }
 
 /* ddbkit.step(0): handle whatever is ready, never wait. */
 static void engine_step(lua_State *L)
 {
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "ddbkit");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "step");
     lua_pushinteger(L, 0);
-    lua_call(L, 1, 0);
-    lua_pop(L, 1);
+    ddbkit_call(L, "step", 1, 0);
 }
 
 /* Until the next tick is due: poll the engine's descriptors (never longer

@@ -459,6 +459,10 @@ describe("ddbkit.idempotency", function()
       local a = idem:cache_key("k", { body = { b = 1, a = { 1, 2, "x" } } })
       assert.are.equal(a, idem:cache_key("k", { body = { a = { 1, 2, "x" }, b = 1 } }))
       assert.are.equal(sha("POST:/:k:" .. sha('{"a":[1,2,"x"],"b":1}') .. ":accept-language=&x-tenant="), a)
+      -- a table that is not a plain list keeps all its keys; text collisions refuse
+      assert.are_not.equal(idem:cache_key("k", { body = { 1, 2, x = 1 } }),
+                           idem:cache_key("k", { body = { 1, 2, x = 2 } }))
+      assert.has_error(function() idem:cache_key("k", { body = { [1] = "a", ["1"] = "b" } }) end)
       local nobody = idempotency.new{ client = H.client(), include_body_in_key = false }
       assert.are.equal(nobody:cache_key("k", { body = "one" }), nobody:cache_key("k", { body = "two" }))
     end)
@@ -487,6 +491,26 @@ describe("ddbkit.idempotency", function()
       assert.is_nil(r1.headers["Idempotent-Replayed"])
       local item = raw(idem:cache_key(key, { method = "POST", path = "/orders", body = '{"sku":1}' }))
       assert.are.same({ '{"id":9}', 201 }, { item.response, item.statusCode })
+    end)
+
+    it("replays a response without a body (a 204) instead of running again", function()
+      local idem = new()
+      local runs = 0
+      local function handler() runs = runs + 1 return { status = 204 } end
+      local key = H.unique("k")
+      idem:handle(request(key, "b"), handler)
+      local r2 = idem:handle(request(key, "b"), handler)
+      assert.are.equal(1, runs)
+      assert.are.same({ 204, "" }, { r2.status, r2.body })
+    end)
+
+    it("answers 500 for a handler error whose status is not an HTTP error status", function()
+      local idem = new()
+      local r = idem:handle(request(H.unique("k"), "b"), function()
+        return nil, { code = "Timeout", message = "upstream", status = 0 }
+      end)
+      assert.are.equal(500, r.status)
+      assert.matches("Timeout", r.body)
     end)
 
     it("finds the header in any case, passes GET and keyless requests through", function()

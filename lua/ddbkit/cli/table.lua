@@ -47,7 +47,7 @@ local function progress(label, tty)
       if not tty then return end
       i = i % #frames + 1
       say(format("\r%s %s: %s (%d s)\27[K", frames[i], label, status,
-                 (core.mono_ms() - t0) // 1000))
+                 math.floor((core.mono_ms() - t0) / 1000)))
     end,
     done = function() if tty then say("\r\27[K") end end,
   }
@@ -68,7 +68,7 @@ local function wait_table(client, name, label, tty, done)
     if core.mono_ms() > deadline then
       p.done()
       fail("Timeout", label .. ": still " .. (t and t.TableStatus or "not visible")
-           .. " after " .. WAIT_LIMIT_MS // 1000 .. " s")
+           .. " after " .. math.floor(WAIT_LIMIT_MS / 1000) .. " s")
     end
     p.tick(t and t.TableStatus or "waiting")
     client.runtime.sleep(POLL_MS)
@@ -153,7 +153,7 @@ local function table_describe(client, name)
     { "table", t.TableName }, { "status", t.TableStatus }, { "endpoint", client:endpoint() },
     { "arn", t.TableArn or "-" },
     { "created", t.CreationDateTime
-                 and os.date("!%Y-%m-%d %H:%M:%S UTC", t.CreationDateTime // 1) or "-" },
+                 and os.date("!%Y-%m-%d %H:%M:%S UTC", math.floor(t.CreationDateTime)) or "-" },
     { "billing", billing }, { "keys", keys_text(t.KeySchema, types) },
   }
   for _, g in ipairs(t.GlobalSecondaryIndexes or {}) do

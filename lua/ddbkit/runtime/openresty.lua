@@ -145,7 +145,8 @@ local function read_chunked(sock, deadline, max)
     sock:settimeout(left(deadline))
     local line, err = sock:receive("*l")
     if not line then return nil, err, "reading a chunk size" end
-    local size = tonumber(match(line, "^%s*(%x+)"), 16)
+    local hex = match(line, "^%s*(%x+)")
+    local size = hex and tonumber(hex, 16)
     if not size then return nil, "bad chunk size line", "reading the body" end
     if size == 0 then
       repeat  -- trailers, up to the empty line
