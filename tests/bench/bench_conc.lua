@@ -22,6 +22,7 @@
 -- (scheduler.stats()), requests the client's HTTP requests in it
 -- (client:stats(), retries included; it must equal N).
 local ddbkit = require "ddbkit"
+local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
 local core = require "ddbkit.core"
 local scheduler = require "ddbkit.scheduler"
 local corort = require "ddbkit.runtime.coroutine"
@@ -35,14 +36,9 @@ if not (endpoint and target and name and conc and n and warmup) or conc < 1 or n
 end
 if warmup < 4 * conc then warmup = 4 * conc end
 
-local function die(fmt, ...)
-  io.stderr:write("bench_conc: " .. fmt:format(...) .. "\n")
-  os.exit(1)
-end
+local die = common.die_for("bench_conc")
 
-local c = assert(ddbkit.client{
-  region = "us-east-1", endpoint = endpoint,
-  credentials = { access_key_id = "ddbkitbench", secret_access_key = "x" },
+local c = common.client(endpoint, {
   runtime = corort,
   -- Up to CONC connects at once: DynamoDB Local's listen backlog is 50, and
   -- a dropped SYN is resent after 1 s (the default connect timeout).

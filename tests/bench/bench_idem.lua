@@ -37,7 +37,7 @@
 -- key is still in it: N must not exceed LRU for the replay to cost 0
 -- requests (the first calls put keys in order, so a replay of more than LRU
 -- keys in the same order finds each one just evicted).
-local ddbkit = require "ddbkit"
+local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
 local core = require "ddbkit.core"
 local schema = require "ddbkit.schema"
 local idempotency = require "ddbkit.idempotency"
@@ -45,10 +45,7 @@ local idempotency = require "ddbkit.idempotency"
 local mode = arg[1]
 local BODY = '{"sku":"abc","qty":1}'
 
-local function die(fmt, ...)
-  io.stderr:write("bench_idem: " .. fmt:format(...) .. "\n")
-  os.exit(1)
-end
+local die = common.die_for("bench_idem")
 
 local function usage()
   io.stderr:write([[
@@ -59,19 +56,12 @@ usage: bench_idem.lua setup ENDPOINT TABLE
 end
 
 local function new_client(endpoint)
-  local c, err = ddbkit.client{
-    region = "us-east-1", endpoint = endpoint,
-    credentials = { access_key_id = "ddbkitbench", secret_access_key = "x" },
-  }
-  if not c then die("client: %s", tostring(err)) end
+  local ok, c = pcall(common.client, endpoint)
+  if not ok then die("%s", tostring(c)) end
   return c
 end
 
-local function whole(s)
-  local n = tonumber(s)
-  if not n or n < 0 or n ~= math.floor(n) then return nil end
-  return n
-end
+local whole = common.whole
 
 -- ------------------------------------------------------------ setup
 

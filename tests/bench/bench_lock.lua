@@ -36,15 +36,13 @@
 --       Two processes' intervals must never overlap: a grant is certain
 --       from when acquire returns until release is called.
 local ddbkit = require "ddbkit"
+local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
 local core = require "ddbkit.core"
 
 local mode = arg[1]
 local LEASE_MS, WAIT_MS = 5000, 30000
 
-local function die(fmt, ...)
-  io.stderr:write("bench_lock: " .. fmt:format(...) .. "\n")
-  os.exit(1)
-end
+local die = common.die_for("bench_lock")
 
 local function usage()
   io.stderr:write([[
@@ -57,19 +55,12 @@ usage: bench_lock.lua pairs  ENDPOINT TABLE KEY CLIENT N WARMUP
 end
 
 local function new_client(endpoint)
-  local c, err = ddbkit.client{
-    region = "us-east-1", endpoint = endpoint,
-    credentials = { access_key_id = "ddbkitbench", secret_access_key = "x" },
-  }
-  if not c then die("client: %s", tostring(err)) end
+  local ok, c = pcall(common.client, endpoint)
+  if not ok then die("%s", tostring(c)) end
   return c
 end
 
-local function whole(s)
-  local n = tonumber(s)
-  if not n or n < 0 or n ~= math.floor(n) then return nil end
-  return n
-end
+local whole = common.whole
 
 -- ------------------------------------------------------------ pairs
 

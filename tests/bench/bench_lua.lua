@@ -8,7 +8,7 @@
 --   RESULT target=TARGET client=CLIENT n=N cpu_us_per_req=X req_per_s=Y
 -- CPU is os.clock() (the process's CPU time, user+sys) over the measured
 -- loop; wall time is ddbkit.core.mono_ms().
-local ddbkit = require "ddbkit"
+local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
 local core = require "ddbkit.core"
 
 local endpoint, target, name = arg[1], arg[2], arg[3]
@@ -18,10 +18,7 @@ if not (endpoint and target and name and n and warmup) or n <= 0 or warmup < 0 t
   os.exit(2)
 end
 
-local c = assert(ddbkit.client{
-  region = "us-east-1", endpoint = endpoint,
-  credentials = { access_key_id = "ddbkitbench", secret_access_key = "x" },
-})
+local c = common.client(endpoint)
 
 local params = { TableName = "bench", Key = { pk = "p1" } }
 

@@ -28,12 +28,10 @@
 -- acquire that should grant and does not, ...) is an error (exit status 1):
 -- the counts would not mean what the row says.
 local ddbkit = require "ddbkit"
+local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
 local schema = require "ddbkit.schema"
 
-local function die(fmt, ...)
-  io.stderr:write("budgets: " .. fmt:format(...) .. "\n")
-  os.exit(1)
-end
+local die = common.die_for("budgets")
 
 local function usage()
   io.stderr:write([[
@@ -43,18 +41,11 @@ usage: budgets.lua single ENDPOINT TABLE FILL
   os.exit(2)
 end
 
-local function whole(s)
-  local n = tonumber(s)
-  if not n or n < 0 or n ~= math.floor(n) then return nil end
-  return n
-end
+local whole = common.whole
 
 local function new_client(endpoint)
-  local c, err = ddbkit.client{
-    region = "us-east-1", endpoint = endpoint,
-    credentials = { access_key_id = "ddbkitbench", secret_access_key = "x" },
-  }
-  if not c then die("client: %s", tostring(err)) end
+  local ok, c = pcall(common.client, endpoint)
+  if not ok then die("%s", tostring(c)) end
   return c
 end
 

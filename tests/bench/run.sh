@@ -209,6 +209,29 @@ DDB_PORT=""
 LOCK_PIDS=()        # the lock benchmark's workers while they run
 BUDGET_PIDS=()      # the rate limit load's workers while they run
 alive() { kill -0 "$1" 2>/dev/null; }
+# reap_by LIMIT WHAT PID...: waits for the workers until $SECONDS reaches
+# LIMIT, then stops those still running (TERM, a second, KILL), so a bench
+# section ends by itself whatever its workers do. WHAT names them.
+reap_by() {
+    local limit="$1" what="$2" p late=0
+    shift 2
+    for p in "$@"; do
+        while alive "$p" && [ "$SECONDS" -lt "$limit" ]; do sleep 0.2; done
+    done
+    for p in "$@"; do
+        if alive "$p"; then
+            late=1
+            say "$what (pid $p) still running after the time limit; sending TERM"
+            kill -TERM "$p" 2>/dev/null || true
+        fi
+    done
+    if [ "$late" = 1 ]; then
+        sleep 1
+        for p in "$@"; do
+            if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+        done
+    fi
+}
 cleanup() {
     local rc=$? i p
     for p in "${LOCK_PIDS[@]}" "${BUDGET_PIDS[@]}"; do
@@ -500,7 +523,7 @@ lock_fence() {
 # LOCK_WORKERS processes on the same lock, started together; bounded wait,
 # stragglers killed by PID.
 run_lock_contention() {
-    local url="$1" key='LOCK#bench' i p rc start f0 f1 limit late=0 ok=1 check line
+    local url="$1" key='LOCK#bench' i p rc start f0 f1 limit ok=1 check line
     local -a holds=()
     rm -rf "$LOCK_DIR"
     mkdir -p "$LOCK_DIR"
@@ -520,22 +543,7 @@ run_lock_contention() {
     # A worker stops by itself after LOCK_SECONDS, or one wait_ms (30 s)
     # after that at worst; 2 s start + 60 s margin on top.
     limit=$((SECONDS + 2 + LOCK_SECONDS + 30 + 60))
-    for p in "${LOCK_PIDS[@]}"; do
-        while alive "$p" && [ "$SECONDS" -lt "$limit" ]; do sleep 0.2; done
-    done
-    for p in "${LOCK_PIDS[@]}"; do
-        if alive "$p"; then
-            late=1
-            say "lock worker (pid $p) still running after the time limit; sending TERM"
-            kill -TERM "$p" 2>/dev/null || true
-        fi
-    done
-    if [ "$late" = 1 ]; then
-        sleep 1
-        for p in "${LOCK_PIDS[@]}"; do
-            if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
-        done
-    fi
+    reap_by "$limit" "lock worker" "${LOCK_PIDS[@]}"
     i=0
     for p in "${LOCK_PIDS[@]}"; do
         i=$((i + 1))
@@ -649,7 +657,7 @@ BUDGET_TABLE=bench_stores
 # tests/spec/ratelimit_worker.lua on one resource; bounded wait, stragglers
 # killed by PID.
 run_budgets() {
-    local url="$1" i p rc limit late=0 ok=1 out
+    local url="$1" i p rc limit ok=1 out
     local -a files=()
     say "ddblocal: requests per store operation (budgets.lua, $BUDGET_FILL other items)"
     if ! out="$("${lua54_env[@]}" lua5.4 "$HERE/budgets.lua" single "$url" "$BUDGET_TABLE" "$BUDGET_FILL")"; then
@@ -673,22 +681,7 @@ run_budgets() {
     # A worker stops by itself after BUDGET_LOAD_MS plus its last call (at
     # most 6 requests of at most 5 s each); 60 s margin on top.
     limit=$((SECONDS + BUDGET_LOAD_MS / 1000 + 30 + 60))
-    for p in "${BUDGET_PIDS[@]}"; do
-        while alive "$p" && [ "$SECONDS" -lt "$limit" ]; do sleep 0.2; done
-    done
-    for p in "${BUDGET_PIDS[@]}"; do
-        if alive "$p"; then
-            late=1
-            say "rate limit worker (pid $p) still running after the time limit; sending TERM"
-            kill -TERM "$p" 2>/dev/null || true
-        fi
-    done
-    if [ "$late" = 1 ]; then
-        sleep 1
-        for p in "${BUDGET_PIDS[@]}"; do
-            if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
-        done
-    fi
+    reap_by "$limit" "rate limit worker" "${BUDGET_PIDS[@]}"
     i=0
     for p in "${BUDGET_PIDS[@]}"; do
         i=$((i + 1))

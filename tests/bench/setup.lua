@@ -4,12 +4,10 @@
 -- 200-byte blob (bytes 0..199).
 --   lua5.4 tests/bench/setup.lua ENDPOINT
 local ddbkit = require "ddbkit"
+local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
 
 local endpoint = assert(arg[1], "usage: setup.lua ENDPOINT")
-local c = assert(ddbkit.client{
-  region = "us-east-1", endpoint = endpoint,
-  credentials = { access_key_id = "ddbkitbench", secret_access_key = "x" },
-})
+local c = common.client(endpoint)
 
 local _, err = c:describe_table{ TableName = "bench" }
 if err and err.code == "ResourceNotFoundException" then
