@@ -12,7 +12,14 @@
 # Files: build/ddb-local/<port>.pid and build/ddb-local/<port>.log; when
 #        installed (below), $XDG_STATE_HOME/ddbkit/ddb-local/ instead.
 # Env:   DDB_LOCAL_START_TIMEOUT (seconds, default 60),
-#        DDB_LOCAL_JAVA_OPTS (extra JVM options, appended).
+#        DDB_LOCAL_JAVA_OPTS (extra JVM options, appended),
+#        DDB_LOCAL_NICE (the server's nice value, default 10).
+#
+# The server runs at a lower CPU priority than its clients: on a small
+# machine its JIT and GC threads would otherwise take every core from the
+# programs under test, and a client whose own loop is being tested (the
+# game-server host keeps a fixed tick) would be measured on the server's
+# scheduling instead of its own.
 #
 # DynamoDB Local has no listen-address option, so java runs with the
 # LD_PRELOAD shim build/loopback_bind.so (tests/harness/loopback_bind.c),
@@ -229,7 +236,8 @@ cmd_start() {
     local t0=$SECONDS
     (
         cd "$STATE_DIR"
-        LD_PRELOAD="$SHIM${LD_PRELOAD:+:$LD_PRELOAD}" exec java "${jopts[@]}" \
+        LD_PRELOAD="$SHIM${LD_PRELOAD:+:$LD_PRELOAD}" exec nice -n "${DDB_LOCAL_NICE:-10}" \
+            java "${jopts[@]}" \
             -jar "$lib/DynamoDBLocal.jar" \
             -inMemory -sharedDb -disableTelemetry -port "$PORT"
     ) </dev/null >"$LOGFILE" 2>&1 &
