@@ -221,7 +221,8 @@ void ddbk_loop_free(ddbk_loop *loop);
 /* How a call ends; runs exactly once per submitted call.
  *   err: NULL on success (a 2xx); else the failure exactly as ddbk_call
  *        would report it (code, message, status, retryable, timeout,
- *        request_id), or code "Cancelled" from ddbk_loop_free.
+ *        request_id), or code "Cancelled" from ddbk_loop_cancel or
+ *        ddbk_loop_free.
  *   resp: the last attempt's response (status, body, request_id, attempts),
  *        valid during the callback only; NULL when that attempt got no whole
  *        response (a transport error, "ResponseTooLarge", a cancel). The body
@@ -234,7 +235,8 @@ typedef void (*ddbk_done_fn)(void *ud, const ddbk_response *resp, const ddbk_err
 /* Submits one call of operation op (as ddbk_call: "GetItem") with the JSON
  * body (len bytes, copied; NULL means "{}") for client c. The first attempt
  * is signed now and handed to curl; it is sent during the next step. cb(ud,
- * ...) runs exactly once, from inside ddbk_loop_step or ddbk_loop_free.
+ * ...) runs exactly once, from inside ddbk_loop_step, ddbk_loop_cancel or
+ * ddbk_loop_free.
  * Returns 0; or -1 with err when nothing was submitted (cb will not run):
  * "InvalidArgument" (a bad op, counted in the stats as ddbk_call counts it,
  * or a missing argument) or "OutOfMemory". c must outlive its calls in
@@ -266,6 +268,15 @@ int ddbk_loop_fds(ddbk_loop *loop, struct pollfd *fds, int max, long *timeout_ms
 
 /* Calls in flight: submitted and not yet called back (0 for NULL). */
 int ddbk_loop_pending(const ddbk_loop *loop);
+
+/* Cancels the calls in flight submitted with ud: a transfer on the wire is
+ * stopped (its connection closed), a backoff or a queued call is dropped.
+ * Each callback runs once, here, with resp NULL and err code "Cancelled"
+ * (counted in the client's stats as a failed call), and may submit or free
+ * the loop, not step it. A request already sent may still have been carried
+ * out by DynamoDB: cancelling stops the waiting, not the write. Returns the
+ * number cancelled (0: none had ud, or loop is NULL). */
+int ddbk_loop_cancel(ddbk_loop *loop, void *ud);
 
 /* -------------------------------------------------------------------- stats */
 

@@ -140,6 +140,19 @@ static call *timer_pop(ddbk_loop *l)
     return k;
 }
 
+/* Takes k out of the heap wherever it sits. */
+static void timer_remove(ddbk_loop *l, call *k)
+{
+    int i = k->timer;
+    k->timer = -1;
+    if (--l->nheap == i)
+        return;
+    call *moved = l->heap[l->nheap];
+    heap_place(l, i, moved);
+    heap_up(l, i);
+    heap_down(l, moved->timer);
+}
+
 /* Milliseconds until curl or a backoff needs the loop (rounded up, so a
  * wait never ends just before its deadline), or -1 when nothing does. */
 static long next_deadline_ms(ddbk_loop *l)
@@ -246,9 +259,8 @@ static void call_free(call *k)
     free(k);
 }
 
-/* The call is over: out of the set in flight, onto this step's list of
- * callbacks to run. */
-static void call_done(ddbk_loop *l, call *k)
+/* Out of the set in flight. */
+static void call_unlink(ddbk_loop *l, call *k)
 {
     if (k->prev)
         k->prev->next = k->next;
@@ -258,6 +270,13 @@ static void call_done(ddbk_loop *l, call *k)
         k->next->prev = k->prev;
     k->prev = k->next = NULL;
     l->pending--;
+}
+
+/* The call is over: out of the set in flight, onto this step's list of
+ * callbacks to run. */
+static void call_done(ddbk_loop *l, call *k)
+{
+    call_unlink(l, k);
     k->done_next = NULL;
     *l->done_tail = k;
     l->done_tail = &k->done_next;
@@ -592,6 +611,55 @@ int ddbk_loop_pending(const ddbk_loop *l)
     return l ? l->pending : 0;
 }
 
+/* Stops what k has going (a transfer, which closes its connection, or a
+ * timer) and counts its end as ddbk_call counts a failure. */
+static void call_stop(ddbk_loop *l, call *k, const char *why)
+{
+    if (k->h) {
+        curl_multi_remove_handle(l->multi, k->h);
+        curl_easy_cleanup(k->h); /* not a spare: it was cut mid-transfer */
+        k->h = NULL;
+        l->active--;
+    }
+    if (k->timer >= 0)
+        timer_remove(l, k);
+    ddbk_error_set(&k->err, "Cancelled", 0, "%s", why);
+    ddbk_stats_record_call(k->c, k->op, k->retries.retries, &k->err);
+}
+
+/* Runs the callbacks of a list of stopped calls (linked by next) and frees
+ * them. Touches no loop: a callback may free it. */
+static void call_back_cancelled(call *list)
+{
+    while (list) {
+        call *next = list->next;
+        list->cb(list->ud, NULL, &list->err);
+        call_free(list);
+        list = next;
+    }
+}
+
+int ddbk_loop_cancel(ddbk_loop *l, void *ud)
+{
+    if (!l || l->closing)
+        return 0;
+    /* Every match is detached before any callback runs, as in loop_destroy. */
+    call *list = NULL, **tail = &list;
+    int n = 0;
+    for (call *k = l->calls, *next; k; k = next) {
+        next = k->next;
+        if (k->ud != ud)
+            continue;
+        call_stop(l, k, "the call was cancelled");
+        call_unlink(l, k);
+        *tail = k;
+        tail = &k->next;
+        n++;
+    }
+    call_back_cancelled(list);
+    return n;
+}
+
 /* Every call in flight is detached (its transfer stopped, its end counted in
  * the stats as ddbk_call counts a failure) before any callback runs: a
  * callback may free a client that another cancelled call used. */
@@ -600,24 +668,11 @@ static void loop_destroy(ddbk_loop *l)
     call *list = l->calls;
 
     l->closing = 1;
+    for (call *k = list; k; k = k->next)
+        call_stop(l, k, "the loop was freed with the call in flight");
     l->calls = NULL;
     l->pending = 0;
-    l->nheap = 0;
-    for (call *k = list; k; k = k->next) {
-        if (k->h) {
-            curl_multi_remove_handle(l->multi, k->h);
-            curl_easy_cleanup(k->h);
-            k->h = NULL;
-        }
-        ddbk_error_set(&k->err, "Cancelled", 0, "the loop was freed with the call in flight");
-        ddbk_stats_record_call(k->c, k->op, k->retries.retries, &k->err);
-    }
-    while (list) {
-        call *next = list->next;
-        list->cb(list->ud, NULL, &list->err);
-        call_free(list);
-        list = next;
-    }
+    call_back_cancelled(list);
     for (int i = 0; i < l->nspare; i++)
         curl_easy_cleanup(l->spare[i]);
     curl_multi_cleanup(l->multi);

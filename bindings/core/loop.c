@@ -1,6 +1,6 @@
 /*
  * The Lua face of the engine's event loop (ddbk_loop): core.loop_new() and
- * the loop's methods submit, submit_raw, step, fds and pending. The
+ * the loop's methods submit, submit_raw, step, fds, cancel and pending. The
  * coroutine scheduler (lua/ddbkit/scheduler.lua) is its one user: it submits
  * a task's call with the task as token, steps, and resumes each token's
  * coroutine from Lua with the completion's values. No coroutine is ever
@@ -43,6 +43,7 @@ struct lloop;
 typedef struct lcall {
     struct lloop *owner;
     struct lcall *next;        /* on the done list or the free list */
+    struct lcall *lprev, *lnext; /* on the live list, while in flight */
     ddbk_lua_client *client;   /* held until the completion is built */
     int token_ref;             /* in the anchor table */
     int client_ref;            /* the client userdata, in the anchor table */
@@ -55,6 +56,7 @@ typedef struct lcall {
 
 typedef struct lloop {
     ddbk_loop *loop;           /* NULL once freed */
+    lcall *live;               /* in flight: submitted, not yet called back */
     lcall *done_head, *done_tail;
     lcall *spare;
     ddbk_buf req;              /* request JSON, reused between submits */
@@ -76,6 +78,13 @@ static void on_done(void *ud, const ddbk_response *resp, const ddbk_error *err)
     lcall *k = ud;
     lloop *ll = k->owner;
 
+    if (k->lprev)
+        k->lprev->lnext = k->lnext;
+    else
+        ll->live = k->lnext;
+    if (k->lnext)
+        k->lnext->lprev = k->lprev;
+    k->lprev = k->lnext = NULL;
     k->failed = err != NULL;
     if (err)
         k->err = *err;
@@ -158,6 +167,11 @@ static int submit(lua_State *L, lloop *ll, int raw, const char *table)
         recycle(ll, k);
         return ddbk_lua_return_error(L, &err);
     }
+    k->lprev = NULL;
+    k->lnext = ll->live;
+    if (ll->live)
+        ll->live->lprev = k;
+    ll->live = k;
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -264,6 +278,8 @@ static int l_step(lua_State *L)
     ddbk_error err;
     /* NaN and negatives are 0; a huge wait is capped (a long must hold it). */
     long timeout = t > 0 ? (t < 86400000 ? (long)t : 86400000) : 0;
+    if (ll->done_head)
+        timeout = 0; /* cancelled calls' completions are waiting already */
 
     int pending = ddbk_loop_step(ll->loop, timeout, &err);
     if (pending < 0 && !ll->done_head)
@@ -326,6 +342,30 @@ static int l_fds(lua_State *L)
     }
     lua_pushinteger(L, timeout);
     return 2;
+}
+
+/* loop:cancel(token) -> n
+ * Cancels the calls in flight submitted with token (rawequal): each stops
+ * now (a request on the wire may still have been carried out) and comes
+ * back from the next step as a completion with err.code "Cancelled".
+ * Returns how many were cancelled. */
+static int l_cancel(lua_State *L)
+{
+    lloop *ll = check_loop(L);
+    luaL_argcheck(L, !lua_isnoneornil(L, 2), 2, "token expected");
+    lua_settop(L, 2);
+    ddbk_getuservalue(L, 1);                   /* 3: anchors */
+    int n = 0;
+    for (lcall *k = ll->live, *next; k; k = next) {
+        next = k->lnext; /* the cancel takes k, and only k, off the list */
+        lua_rawgeti(L, 3, k->token_ref);
+        int same = lua_rawequal(L, -1, 2);
+        lua_pop(L, 1);
+        if (same)
+            n += ddbk_loop_cancel(ll->loop, k);
+    }
+    lua_pushinteger(L, n);
+    return 1;
 }
 
 /* loop:pending() -> calls in flight (retry waits included) */
@@ -397,6 +437,7 @@ static const luaL_Reg loop_methods[] = {
     { "submit_raw", l_submit_raw },
     { "step", l_step },
     { "fds", l_fds },
+    { "cancel", l_cancel },
     { "pending", l_pending },
     { NULL, NULL },
 };

@@ -18,9 +18,7 @@
 --
 -- Limits, named where they live: a call made from a coroutine that the task
 -- itself created (a coroutine.wrap iterator, say) is outside the task and
--- raises; task:cancel() stops the task but does not abort a call already in
--- flight (DynamoDB still carries it out; its answer is dropped); a
--- registered coroutine that its host abandons while suspended stays in the
+-- raises; a registered coroutine that its host abandons while suspended stays in the
 -- scheduler's table of tasks.
 local core = require "ddbkit.core"
 
@@ -99,11 +97,14 @@ end
 
 --- task:cancel() -> true | false (already done)
 -- A cancelled task is done with result false, "cancelled"; it is never
--- resumed again. A task that cancels itself stops at its next call or
--- sleep (or ends as cancelled if it returns first).
+-- resumed again. Its call in flight is aborted (the connection is closed,
+-- a retry's backoff dropped), though a request already sent may still
+-- have been carried out by DynamoDB. A task that cancels itself stops at
+-- its next call or sleep (or ends as cancelled if it returns first).
 function Task:cancel()
   if self.state == "done" then return false end
   self.cancelled = true
+  if self.state == "call" then loop:cancel(self) end   -- comes back from step
   if self.state ~= "running" then finish(self, false, "cancelled") end
   return true
 end

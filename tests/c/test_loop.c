@@ -637,6 +637,141 @@ static void test_free_from_callback(void **state)
     assert_string_equal(g_out[1].err.code, "Cancelled");
 }
 
+/* Cancelling: a call on the wire and a call in a backoff are called back
+ * once, there, with "Cancelled" (resp NULL), and only the call with that
+ * ud; the others go on, and the connection of the one cut is not reused.
+ * A cancelled call's callback may submit. */
+static void cancelled_resubmits(void *ud, const ddbk_response *resp, const ddbk_error *err)
+{
+    record(ud, resp, err);
+    submit_ok(g_client, "PutItem", "{}", &g_out[5]);
+}
+
+static void test_cancel(void **state)
+{
+    /* A's first attempt: 500; B and C hang; D and E: 200. */
+    static const canned script[] = {
+        { 500, ISE_BODY }, { 0, NULL }, { 0, NULL }, { 200, "{\"D\":1}" }, { 200, "{}" },
+    };
+    char notes[64];
+    ddbk_stats st;
+    ddbk_error err;
+
+    (void)state;
+    int port = serve(script, 5);
+    g_client = client_for(port, 3, 100000); /* A's backoff outlives the test */
+    g_loop = new_loop();
+    submit_ok(g_client, "GetItem", "{}", &g_out[0]); /* A */
+    do {
+        assert_int_equal(ddbk_loop_step(g_loop, 100, &err), 1);
+        ddbk_stats_get(g_client, &st);
+    } while (st.requests == 0);
+    /* B and C on the wire, A's kept-alive connection idle: the one of B and
+     * C that took it is cut by its cancel, so D needs a fresh one only if
+     * B took it. */
+    submit_ok(g_client, "GetItem", "{}", &g_out[1]);
+    assert_int_equal(ddbk_loop_submit(g_loop, g_client, "GetItem", "{}", 2, cancelled_resubmits,
+                                      &g_out[2], &err), 0);
+    int seen = 0;
+    do {
+        assert_int_equal(ddbk_loop_step(g_loop, 100, &err), 3);
+        seen += new_notes('G');
+    } while (seen < 3); /* A's, B's and C's requests */
+
+    assert_int_equal(ddbk_loop_cancel(g_loop, &g_out[1]), 1);
+    assert_int_equal(g_out[1].runs, 1);
+    assert_false(g_out[1].ok);
+    assert_false(g_out[1].had_resp);
+    assert_string_equal(g_out[1].err.code, "Cancelled");
+    assert_int_equal(ddbk_loop_pending(g_loop), 2);
+    assert_int_equal(ddbk_loop_cancel(g_loop, &g_out[1]), 0); /* already over */
+    assert_int_equal(ddbk_loop_cancel(g_loop, &g_out[9]), 0); /* never submitted */
+    assert_int_equal(g_out[0].runs + g_out[2].runs, 0);
+
+    submit_ok(g_client, "GetItem", "{}", &g_out[3]); /* D */
+    while (g_out[3].runs == 0)
+        assert_true(ddbk_loop_step(g_loop, 100, &err) >= 2);
+    assert_true(g_out[3].ok);
+    assert_string_equal(g_out[3].body, "{\"D\":1}");
+
+    /* A, in its backoff: out of the timer heap, so nothing is due. */
+    assert_int_equal(ddbk_loop_cancel(g_loop, &g_out[0]), 1);
+    assert_string_equal(g_out[0].err.code, "Cancelled");
+    assert_int_equal(g_out[0].attempts, 0); /* no response kept */
+    /* C: its callback submits E. */
+    assert_int_equal(ddbk_loop_cancel(g_loop, &g_out[2]), 1);
+    assert_string_equal(g_out[2].err.code, "Cancelled");
+    assert_int_equal(ddbk_loop_pending(g_loop), 1);
+    run();
+    assert_true(g_out[5].ok);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(g_out[i].runs, i == 4 ? 0 : 1);
+
+    drain(notes, sizeof notes);
+    assert_int_equal(count(notes, 'G'), 1); /* D (A, B and C were read before) */
+    assert_int_equal(count(notes, 'P'), 1); /* E */
+    ddbk_stats_get(g_client, &st);
+    const ddbk_op_stats *g = find_op(&st, "GetItem");
+    assert_int_equal(g->calls, 4);
+    assert_int_equal(g->errors, 3);
+    assert_int_equal(st.requests, 3); /* A's 500, D, E: the cut ones never came back */
+    assert_int_equal(ddbk_loop_cancel(NULL, &g_out[0]), 0);
+}
+
+/* Cancelling calls in the middle of the timer heap keeps it a heap. With
+ * every slot on the wire taken by a hanging call, 12 more wait in the heap;
+ * every third of those is cancelled, then every hanging one (their sockets
+ * leave the set the host watches), and the 8 left start in their turn and
+ * succeed. */
+static void test_cancel_queued(void **state)
+{
+    enum { WIRE = 48, QUEUED = 12 }; /* WIRE: loop.c's ACTIVE_MAX */
+    static canned script[WIRE + 1];
+    struct pollfd fds[WIRE + 8];
+    ddbk_stats st;
+    ddbk_error err;
+    long t;
+
+    (void)state;
+    for (int i = 0; i < WIRE; i++)
+        script[i] = HANG[0];
+    script[WIRE] = (canned){ 200, "{}" };
+    int port = serve(script, WIRE + 1);
+    g_client = client_for(port, 1, 1);
+    g_loop = new_loop();
+    for (int i = 0; i < WIRE; i++)
+        submit_ok(g_client, "GetItem", "{}", &g_out[i]);
+    int seen = 0;
+    do {
+        assert_int_equal(ddbk_loop_step(g_loop, 100, &err), WIRE);
+        seen += new_notes('G');
+    } while (seen < WIRE);
+    for (int i = WIRE; i < WIRE + QUEUED; i++)
+        submit_ok(g_client, "GetItem", "{}", &g_out[i]);
+    assert_int_equal(ddbk_loop_step(g_loop, 0, &err), WIRE + QUEUED);
+    assert_int_equal(new_notes('G'), 0); /* the queued wait for a slot */
+
+    for (int i = WIRE; i < WIRE + QUEUED; i += 3)
+        assert_int_equal(ddbk_loop_cancel(g_loop, &g_out[i]), 1);
+    for (int i = 0; i < WIRE; i++)
+        assert_int_equal(ddbk_loop_cancel(g_loop, &g_out[i]), 1);
+    assert_int_equal(ddbk_loop_pending(g_loop), QUEUED - QUEUED / 3);
+    assert_int_equal(ddbk_loop_fds(g_loop, fds, WIRE + 8, &t), 0);
+    assert_int_equal(t, 0); /* the queued are due */
+    run();
+    for (int i = 0; i < WIRE + QUEUED; i++) {
+        assert_int_equal(g_out[i].runs, 1);
+        if (i < WIRE || (i - WIRE) % 3 == 0) {
+            assert_string_equal(g_out[i].err.code, "Cancelled");
+        } else {
+            assert_true(g_out[i].ok);
+        }
+    }
+    ddbk_stats_get(g_client, &st);
+    assert_int_equal(st.requests, QUEUED - QUEUED / 3);
+    assert_int_equal(new_notes('G'), QUEUED - QUEUED / 3);
+}
+
 /* Bad arguments: nothing submitted, no callback; a bad op is counted as
  * ddbk_call counts it. Steps with nothing in flight return at once or
  * after their timeout. */
@@ -712,6 +847,8 @@ int main(void)
         T(test_fds_drive_a_host_poll),
         T(test_free_cancels_in_flight),
         T(test_free_from_callback),
+        T(test_cancel),
+        T(test_cancel_queued),
         T(test_bad_arguments),
         T(test_connection_refused),
     };

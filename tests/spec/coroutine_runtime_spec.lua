@@ -414,11 +414,45 @@ describe("coroutine runtime", function()
       assert.is_false(reached)
       assert.same({ false, "cancelled" }, { sleeper:result() })
       assert.same({ false, "cancelled" }, { caller:result() })
-      -- the cancelled call is still carried out; its answer is dropped
-      local deadline = core.mono_ms() + 10000
-      while scheduler.stats().in_flight > 0 and core.mono_ms() < deadline do ddbkit.step(20) end
+      -- the call was aborted: its completion came back from the step that
+      -- ran the canceller
       assert.equal(0, scheduler.stats().in_flight)
-      assert.is_truthy(admin:get_item{ TableName = T, Key = { pk = "cancel", sk = "1" } }.Item)
+    end)
+
+    it("aborts a cancelled task's call on the wire, and its retry backoff", function()
+      if not H.proxy then pending("no fault proxy") return end
+      local proxied = H.proxied_client{ runtime = corort, base_delay_ms = 600000 }
+      finally(function() H.clear_faults() proxied:close() end)
+      -- A put that the proxy holds for a minute, then a get answered 500
+      -- whose retry waits ten minutes.
+      H.faults{ { kind = "delay", ms = 60000, forward = false, match = "PutItem" },
+                { kind = "status", status = 500, match = "GetItem" } }
+      H.reset_proxy_stats()
+      local put = ddbkit.spawn(function()
+        return proxied:put_item{ TableName = T, Item = { pk = "abort", sk = "1" } }
+      end)
+      local get = ddbkit.spawn(function()
+        return proxied:get_item{ TableName = T, Key = { pk = "abort", sk = "1" } }
+      end)
+      -- until the proxy holds the put and the get has had its 500
+      local stats = proxied:stats()
+      while H.proxy_stats().requests < 2 or stats.requests < 1 do
+        ddbkit.step(20)
+        stats = proxied:stats()
+      end
+      assert.equal(2, scheduler.stats().in_flight)
+      assert.is_true(put:cancel())
+      assert.is_true(get:cancel())
+      ddbkit.step(0)
+      assert.equal(0, scheduler.stats().in_flight)
+      assert.same({ false, "cancelled" }, { put:result() })
+      assert.same({ false, "cancelled" }, { get:result() })
+      stats = proxied:stats()
+      assert.equal(2, stats.errors)
+      assert.equal(2, stats.error_codes.Cancelled)
+      assert.equal(1, stats.requests)   -- the 500: the held put never came back
+      -- nothing of the put was carried out (the proxy never forwarded it)
+      assert.is_nil(admin:get_item{ TableName = T, Key = { pk = "abort", sk = "1" } }.Item)
     end)
 
     it("result() before the end says so", function()
