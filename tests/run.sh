@@ -61,14 +61,7 @@ for bin in build/fuzz/fuzz_*; do
     fi
 done
 
-# A free loopback port, starting from $1.
-free_port() {
-    local p="$1"
-    while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
-    echo "$p"
-}
-
-DDB_PORT="$(free_port "${DDBKIT_TEST_PORT:-18000}")"
+DDB_PORT="$(tests/harness/free_port.sh "${DDBKIT_TEST_PORT:-18000}")"
 cleanup() {
     tests/faultproxy/proxy.sh stop >/dev/null 2>&1
     tests/harness/ddb_local.sh stop --port "$DDB_PORT" >/dev/null 2>&1

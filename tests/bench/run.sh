@@ -309,11 +309,6 @@ gcc "${CFLAGS_BENCH[@]}" -Iengine -o "$OUT/bench_c" "$HERE/bench_c.c" build/libd
 
 # --- targets ---------------------------------------------------------------
 
-free_port() {
-    python3 -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 # Bounded wait until a POST / on $1 gets HTTP 200 from nginx.
 wait_http_200() {
     local url="$1" pid="$2" i code
@@ -328,9 +323,9 @@ wait_http_200() {
 
 start_nginx() {
     local port cport conf without m p
-    port="$(free_port)"
-    cport="$(free_port)"
-    while [ "$cport" = "$port" ]; do cport="$(free_port)"; done
+    port="$(tests/harness/free_port.sh)"
+    cport="$(tests/harness/free_port.sh)"
+    while [ "$cport" = "$port" ]; do cport="$(tests/harness/free_port.sh)"; done
     rm -rf "$NGX_PREFIX"
     mkdir -p "$NGX_PREFIX/conf" "$NGX_PREFIX/logs" "$NGX_PREFIX/temp"
     conf="$NGX_PREFIX/conf/nginx.conf"
@@ -365,7 +360,7 @@ start_nginx() {
 }
 
 start_ddblocal() {
-    DDB_PORT="$(free_port)"
+    DDB_PORT="$(tests/harness/free_port.sh)"
     DDB_URL="$(tests/harness/ddb_local.sh start --port "$DDB_PORT")" \
         || die "DynamoDB Local did not start"
     LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;" LUA_CPATH="$ROOT/build/lua54/?.so;;" \

@@ -39,11 +39,6 @@ alive() {
     [ "$st" != Z ] && [ "$st" != X ]
 }
 
-free_port() {
-    python3 -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 # load_module lines for ndk + http_lua, unless this nginx has lua built in.
 modules() {
     if "$NGINX_BIN" -V 2>&1 | grep -q 'lua-nginx-module'; then
@@ -64,7 +59,7 @@ cmd_start() {
     local prefix="$1" port conf mods without m pid i code
     [ -x "$NGINX_BIN" ] || die "nginx not found: run tests/harness/deps.sh"
     mods="$(modules)"
-    port="$(free_port)"
+    port="$("$ROOT/tests/harness/free_port.sh")"
     mkdir -p "$prefix/conf" "$prefix/logs" "$prefix/temp"
     conf="$prefix/conf/nginx.conf"
     python3 - "$HERE/nginx.conf.in" "$conf" "$prefix" "$port" "$ROOT" "$(id -un)" "$(id -gn)" "$mods" <<'PY'

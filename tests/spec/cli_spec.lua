@@ -124,26 +124,9 @@ local function one_line_error(r, status, needle)
   if needle then contains(r.err, needle, "stderr") end
 end
 
--- A loopback port DynamoDB Local can bind, checked by binding it. It is
--- taken below the kernel's ephemeral range: there the other tests' outgoing
--- connections hold local ports that nothing listens on (so a connect finds
--- the port free) but that a server's bind refuses.
+-- A loopback port DynamoDB Local can bind (tests/harness/free_port.sh).
 local function free_port()
-  local out = sh("python3 -c " .. q([[
-import random, socket
-low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-for _ in range(200):
-    p = random.randrange(20000, max(low, 20001))
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-    except OSError:
-        continue
-    finally:
-        s.close()
-    print(p)
-    break
-]]))
+  local out = sh(q(ROOT .. "/tests/harness/free_port.sh"))
   return assert(tonumber(out:match("%d+")), "no free port")
 end
 
