@@ -214,8 +214,9 @@ ddbk_loop *ddbk_loop_new(ddbk_error *err);
 /* Cancels every call in flight, then frees the loop: each of their callbacks
  * runs once, here, with resp NULL and err code "Cancelled" (counted in the
  * client's stats as a failed call). Such a callback may not use the loop
- * (a submit fails). Called from a callback of ddbk_loop_step, the loop is
- * freed when that step ends. NULL is a no-op. */
+ * (a submit fails). Called from a callback of ddbk_loop_step or
+ * ddbk_loop_cancel, the loop is freed when that step or cancel ends. NULL is
+ * a no-op. */
 void ddbk_loop_free(ddbk_loop *loop);
 
 /* How a call ends; runs exactly once per submitted call.
@@ -262,20 +263,26 @@ int ddbk_loop_step(ddbk_loop *loop, long timeout_ms, ddbk_error *err);
  * flight, 0 when now; retry backoffs and curl's own timeouts included.
  * Returns the number of sockets (when it is more than max, only max were
  * written: call again with more room), or -1 (bad arguments, or the loop
- * failed to track a socket). The set changes at every step: ask again after
- * each. Costs a copy of the set, no system call. */
+ * failed to track a socket). The set changes at every step and cancel: ask
+ * again after each. Costs a copy of the set, no system call. */
 int ddbk_loop_fds(ddbk_loop *loop, struct pollfd *fds, int max, long *timeout_ms);
 
 /* Calls in flight: submitted and not yet called back (0 for NULL). */
 int ddbk_loop_pending(const ddbk_loop *loop);
 
-/* Cancels the calls in flight submitted with ud: a transfer on the wire is
- * stopped (its connection closed), a backoff or a queued call is dropped.
- * Each callback runs once, here, with resp NULL and err code "Cancelled"
- * (counted in the client's stats as a failed call), and may submit or free
- * the loop, not step it. A request already sent may still have been carried
- * out by DynamoDB: cancelling stops the waiting, not the write. Returns the
- * number cancelled (0: none had ud, or loop is NULL). */
+/* Cancels the calls submitted with ud whose callbacks have not run: a
+ * transfer on the wire is stopped (its connection closed), a backoff or a
+ * queued call is dropped, and a call that finished in the step now running
+ * loses its turn. Each callback runs once, here, with resp NULL and err code
+ * "Cancelled", so ud may be freed once this returns. The stats count a
+ * stopped call as a failed call, and not the attempt it cut (requests
+ * counts the attempts that ended); a call that had finished keeps its real
+ * outcome there. A callback may
+ * submit, cancel or free the loop (freed when the cancel ends), not step it.
+ * A request already sent may still have been carried out by DynamoDB:
+ * cancelling stops the waiting, not the write. Returns the number cancelled
+ * (0: none had ud, or loop is NULL). The set of sockets changes: ask
+ * ddbk_loop_fds again. */
 int ddbk_loop_cancel(ddbk_loop *loop, void *ud);
 
 /* -------------------------------------------------------------------- stats */
@@ -288,7 +295,7 @@ int ddbk_loop_cancel(ddbk_loop *loop, void *ud);
 typedef struct ddbk_op_stats {
     char op[40];
     uint64_t calls;      /* logical calls */
-    uint64_t requests;   /* HTTP attempts sent */
+    uint64_t requests;   /* HTTP attempts that ended (a cancel's cut one is not) */
     uint64_t retries;
     uint64_t errors;     /* calls that ended in an error */
 } ddbk_op_stats;

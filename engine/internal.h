@@ -52,6 +52,12 @@ static inline void ddbk__copy(char *dst, size_t cap, const char *src)
 #define UNITTEST static
 #endif
 
+#ifdef DDBK_UNITTEST
+/* When set, what ddbk_random returns: a test fixes a backoff's jitter draw
+ * instead of working around its chance. Absent from the library. */
+extern double (*ddbk__test_random)(void);
+#endif
+
 /* ------------------------------------------------------------- sigv4.c */
 
 /* One header as sent (name and value not yet canonicalised). */

@@ -75,6 +75,7 @@ struct ddbk_loop {
     int nspare;
     ddbk_request req;             /* scratch for ddbk_prepare */
     int in_step, closing, free_deferred;
+    int in_cancel;                /* depth of cancel callbacks running */
     int active;                   /* attempts handed to curl, <= ACTIVE_MAX */
 };
 
@@ -488,19 +489,20 @@ int ddbk_loop_submit(ddbk_loop *l, ddbk_client *c, const char *op, const char *b
     return 0;
 }
 
-/* Runs the callbacks of the calls that finished, from a list no callback
- * can reach: a callback may submit (that only adds to the set in flight). */
+/* Runs the callbacks of the calls that finished. A callback may submit
+ * (that only adds to the set in flight, never to this list) or cancel. */
 static void run_callbacks(ddbk_loop *l)
 {
-    call *k = l->done;
-    l->done = NULL;
-    l->done_tail = &l->done;
-    while (k) {
-        call *next = k->done_next;
+    /* One at a time off the list, so that a callback's cancel can still
+     * reach the calls whose callbacks come after it. */
+    call *k;
+    while ((k = l->done) != NULL) {
+        l->done = k->done_next;
+        if (!l->done)
+            l->done_tail = &l->done;
         k->cb(k->ud, k->succeeded || k->responded ? &k->resp : NULL,
               k->succeeded ? NULL : &k->err);
         call_free(k);
-        k = next;
     }
 }
 
@@ -577,7 +579,7 @@ int ddbk_loop_step(ddbk_loop *l, long timeout_ms, ddbk_error *err)
         set_err(err, "InvalidArgument", "ddbk_loop_step needs a loop");
         return -1;
     }
-    if (l->in_step || l->closing) {
+    if (l->in_step || l->in_cancel || l->closing) {
         set_err(err, "InvalidArgument", "ddbk_loop_step called from one of the loop's callbacks");
         return -1;
     }
@@ -612,7 +614,9 @@ int ddbk_loop_pending(const ddbk_loop *l)
 }
 
 /* Stops what k has going (a transfer, which closes its connection, or a
- * timer) and counts its end as ddbk_call counts a failure. */
+ * timer) and counts its end as ddbk_call counts a failure. The attempt cut
+ * is not counted: curl cannot say whether its request went out (a reused
+ * handle keeps the last transfer's figures until the next one starts). */
 static void call_stop(ddbk_loop *l, call *k, const char *why)
 {
     if (k->h) {
@@ -656,7 +660,30 @@ int ddbk_loop_cancel(ddbk_loop *l, void *ud)
         tail = &k->next;
         n++;
     }
+    /* Calls that finished in the step now running, their callbacks still to
+     * come: the caller may free ud once this returns, so they are called
+     * back here too. Their stats keep how they really ended. */
+    for (call **pk = &l->done; *pk;) {
+        call *k = *pk;
+        if (k->ud != ud) {
+            pk = &k->done_next;
+            continue;
+        }
+        *pk = k->done_next;
+        if (l->done_tail == &k->done_next)
+            l->done_tail = pk;
+        ddbk_error_set(&k->err, "Cancelled", 0, "the call was cancelled");
+        *tail = k;
+        tail = &k->next;
+        n++;
+    }
+    /* Until the callbacks are done, a free waits and a step is refused, as
+     * from a step's callbacks. */
+    l->in_cancel++;
     call_back_cancelled(list);
+    l->in_cancel--;
+    if (l->free_deferred && !l->in_step && !l->in_cancel)
+        loop_destroy(l);
     return n;
 }
 
@@ -688,8 +715,8 @@ void ddbk_loop_free(ddbk_loop *l)
 {
     if (!l || l->closing)
         return;
-    if (l->in_step) {
-        l->free_deferred = 1; /* called from a callback: at the end of the step */
+    if (l->in_step || l->in_cancel) {
+        l->free_deferred = 1; /* from a callback: once the step or cancel ends */
         return;
     }
     loop_destroy(l);

@@ -53,11 +53,19 @@ void ddbk_retry_success(ddbk_client *c, int retried, int last_was_timeout)
         c->quota = c->quota_max;
 }
 
+#ifdef DDBK_UNITTEST
+double (*ddbk__test_random)(void);
+#endif
+
 /* xorshift64*, seeded once per thread from the kernel: jitter needs to
  * differ between processes, not to be unpredictable. */
 double ddbk_random(void)
 {
     static _Thread_local uint64_t state;
+#ifdef DDBK_UNITTEST
+    if (ddbk__test_random)
+        return ddbk__test_random();
+#endif
     if (state == 0) {
         if (getrandom(&state, sizeof state, 0) != sizeof state || state == 0)
             state = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull | 1;

@@ -329,6 +329,8 @@ static int l_fds(lua_State *L)
         ddbk_error_set(&err, "UnknownError", 0, "the loop could not list its sockets");
         return ddbk_lua_return_error(L, &err);
     }
+    if (ll->done_head)
+        timeout = 0; /* cancelled calls' completions wait for the next step */
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
         lua_createtable(L, 0, 3);

@@ -421,12 +421,15 @@ describe("coroutine runtime", function()
 
     it("aborts a cancelled task's call on the wire, and its retry backoff", function()
       if not H.proxy then pending("no fault proxy") return end
-      local proxied = H.proxied_client{ runtime = corort, base_delay_ms = 600000 }
+      -- Backoffs drawn under a ten-minute ceiling, and attempts enough that
+      -- an early draw only means another 500 and another backoff.
+      local proxied = H.proxied_client{ runtime = corort, base_delay_ms = 600000,
+                                        max_backoff_ms = 600000, max_attempts = 20 }
       finally(function() H.clear_faults() proxied:close() end)
-      -- A put that the proxy holds for a minute, then a get answered 500
-      -- whose retry waits ten minutes.
+      -- A put that the proxy holds for a minute; a get answered 500 every
+      -- time, so it is always in a backoff or an attempt.
       H.faults{ { kind = "delay", ms = 60000, forward = false, match = "PutItem" },
-                { kind = "status", status = 500, match = "GetItem" } }
+                { kind = "status", status = 500, match = "GetItem", count = 1000 } }
       H.reset_proxy_stats()
       local put = ddbkit.spawn(function()
         return proxied:put_item{ TableName = T, Item = { pk = "abort", sk = "1" } }
@@ -443,6 +446,9 @@ describe("coroutine runtime", function()
       assert.equal(2, scheduler.stats().in_flight)
       assert.is_true(put:cancel())
       assert.is_true(get:cancel())
+      -- a host's poll is told not to wait: the completions are there
+      local fds, timeout = ddbkit.fds()
+      assert.equal(0, timeout, "fds() after a cancel: " .. tostring(#fds) .. " fds")
       ddbkit.step(0)
       assert.equal(0, scheduler.stats().in_flight)
       assert.same({ false, "cancelled" }, { put:result() })
@@ -450,7 +456,9 @@ describe("coroutine runtime", function()
       stats = proxied:stats()
       assert.equal(2, stats.errors)
       assert.equal(2, stats.error_codes.Cancelled)
-      assert.equal(1, stats.requests)   -- the 500: the held put never came back
+      -- attempts that ended: the get's 500s; the held put was cut
+      assert.equal(0, stats.operations.PutItem.requests)
+      assert.is_true(stats.operations.GetItem.requests >= 1)
       -- nothing of the put was carried out (the proxy never forwarded it)
       assert.is_nil(admin:get_item{ TableName = T, Key = { pk = "abort", sk = "1" } }.Item)
     end)
