@@ -208,7 +208,7 @@ NGINX_PID=""
 DDB_PORT=""
 LOCK_PIDS=()        # the lock benchmark's workers while they run
 BUDGET_PIDS=()      # the rate limit load's workers while they run
-alive() { kill -0 "$1" 2>/dev/null; }
+. "$ROOT/tests/harness/proc.sh"   # alive
 # reap_by LIMIT WHAT PID...: waits for the workers until $SECONDS reaches
 # LIMIT, then stops those still running (TERM, a second, KILL), so a bench
 # section ends by itself whatever its workers do. WHAT names them.

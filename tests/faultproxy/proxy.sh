@@ -22,22 +22,13 @@ STATE_DIR="${FAULTPROXY_STATE_DIR:-$ROOT/build/faultproxy}"
 PIDFILE="$STATE_DIR/pid"
 PORTFILE="$STATE_DIR/port"
 LOGFILE="$STATE_DIR/proxy.log"
+. "$ROOT/tests/harness/proc.sh"
 
 say() { printf 'faultproxy: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 usage() {
     say "usage: proxy.sh start UPSTREAM_PORT | stop | status"
     exit 2
-}
-
-# Alive and not a zombie (an orphan's zombie can linger until init reaps it).
-alive() {
-    kill -0 "$1" 2>/dev/null || return 1
-    local st=""
-    if [ -r "/proc/$1/stat" ]; then
-        st="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1 || true)"
-    fi
-    [ "$st" != Z ] && [ "$st" != X ]
 }
 
 our_pid() {

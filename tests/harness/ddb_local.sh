@@ -25,10 +25,10 @@
 # LD_PRELOAD shim build/loopback_bind.so (tests/harness/loopback_bind.c),
 # which turns wildcard binds into loopback binds.
 #
-# `make install` copies this script, deps.sh, the built shim and the npm
-# manifests to $PREFIX/share/ddbkit/harness for `ddbkit local`: there the
-# shim sits next to the script and, the prefix being usually read-only for
-# the user, state goes to the user's state directory.
+# `make install` copies this script, deps.sh, proc.sh, the built shim and
+# the npm manifests to $PREFIX/share/ddbkit/harness for `ddbkit local`:
+# there the shim sits next to the script and, the prefix being usually
+# read-only for the user, state goes to the user's state directory.
 #
 # Only the endpoint URL goes to stdout (on start); messages go to stderr.
 set -euo pipefail
@@ -38,6 +38,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 STATE_DIR="$ROOT/build/ddb-local"
 SHIM="$ROOT/build/loopback_bind.so"
 SHIM_SRC="$HERE/loopback_bind.c"
+. "$HERE/proc.sh"
 NPM_DIR="$HERE"
 if [ -f "$HERE/loopback_bind.so" ]; then
     SHIM="$HERE/loopback_bind.so"
@@ -78,16 +79,6 @@ LOGFILE="$STATE_DIR/$PORT.log"
 TIMEOUT="${DDB_LOCAL_START_TIMEOUT:-60}"
 
 # --- helpers ---------------------------------------------------------------
-
-# Alive and not a zombie (an orphan's zombie can linger until init reaps it).
-alive() {
-    kill -0 "$1" 2>/dev/null || return 1
-    local st=""
-    if [ -r "/proc/$1/stat" ]; then
-        st="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1 || true)"
-    fi
-    [ "$st" != Z ] && [ "$st" != X ]
-}
 
 # The pid from our pid file, if that process is alive and is DynamoDB Local
 # (guards against a recycled pid).  Prints the pid; status 1 if not ours.

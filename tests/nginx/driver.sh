@@ -25,19 +25,10 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 NGINX_BIN="${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}"
+. "$ROOT/tests/harness/proc.sh"
 
 say() { printf 'nginx driver: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
-
-# Alive and not a zombie.
-alive() {
-    kill -0 "$1" 2>/dev/null || return 1
-    local st=""
-    if [ -r "/proc/$1/stat" ]; then
-        st="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1 || true)"
-    fi
-    [ "$st" != Z ] && [ "$st" != X ]
-}
 
 # load_module lines for ndk + http_lua, unless this nginx has lua built in.
 modules() {
