@@ -14,7 +14,6 @@
 -- loop; wall time is ddbkit.core.mono_ms(). The request count is checked
 -- too (client:stats(): exactly one request per get).
 local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
-local core = require "ddbkit.core"
 
 local endpoint, target, name = arg[1], arg[2], arg[3]
 local n, warmup = tonumber(arg[4]), tonumber(arg[5])
@@ -43,17 +42,12 @@ local function run(count)
 end
 
 run(warmup)
-collectgarbage()
-c:reset_stats()
-local c0, w0 = os.clock(), core.mono_ms()
-run(n)
-local c1, w1 = os.clock(), core.mono_ms()
-local requests = c:stats().requests
+local cpu_us, per_s, requests = common.measure(c, n, run, n)
 if requests ~= n then
   io.stderr:write(("bench_cache: %d gets sent %d requests (expected one each)\n"):format(n, requests))
   os.exit(1)
 end
 
 print(("RESULT target=%s client=%s bench=cache-get n=%d cpu_us_per_req=%.2f req_per_s=%.0f")
-  :format(target, name, n, (c1 - c0) * 1e6 / n, n / ((w1 - w0) / 1000)))
+  :format(target, name, n, cpu_us, per_s))
 c:close()

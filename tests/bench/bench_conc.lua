@@ -23,7 +23,6 @@
 -- (client:stats(), retries included; it must equal N).
 local ddbkit = require "ddbkit"
 local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
-local core = require "ddbkit.core"
 local scheduler = require "ddbkit.scheduler"
 local corort = require "ddbkit.runtime.coroutine"
 
@@ -87,18 +86,12 @@ end
 
 run(warmup)
 check(warmup, "warm-up")
-collectgarbage()
 scheduler.reset_stats()
-local r0 = c:stats().requests
-local c0, w0 = os.clock(), core.mono_ms()
-run(n)
-local c1, w1 = os.clock(), core.mono_ms()
-local r1 = c:stats().requests
+local cpu_us, per_s, requests = common.measure(c, n, run, n)
 check(n, "measured")
 local peak = scheduler.stats().max_in_flight
 
-local cpu_s = c1 - c0
 print(("RESULT target=%s client=%s bench=conc conc=%d n=%d cpu_us_per_req=%.2f req_per_s=%.0f req_per_cpu_s=%.0f max_in_flight=%d requests=%d")
-  :format(target, name, conc, n, cpu_s * 1e6 / n, n / ((w1 - w0) / 1000),
-          cpu_s > 0 and n / cpu_s or 0, peak, r1 - r0))
+  :format(target, name, conc, n, cpu_us, per_s, cpu_us > 0 and 1e6 / cpu_us or 0, peak,
+          requests))
 c:close()

@@ -55,18 +55,12 @@ usage: bench_idem.lua setup ENDPOINT TABLE
   os.exit(2)
 end
 
-local function new_client(endpoint)
-  local ok, c = pcall(common.client, endpoint)
-  if not ok then die("%s", tostring(c)) end
-  return c
-end
-
 local whole = common.whole
 
 -- ------------------------------------------------------------ setup
 
 local function run_setup(endpoint, tbl)
-  local c = new_client(endpoint)
+  local c = common.client(endpoint)
   local _, err = c:describe_table{ TableName = tbl }
   if err and err.code == "ResourceNotFoundException" then
     local ok, cerr = c:create_table(schema.create_table_params(schema.IDEMPOTENCY_TABLE_SCHEMA, tbl))
@@ -82,7 +76,7 @@ end
 -- -------------------------------------------------------------- run
 
 local function run_calls(endpoint, tbl, name, mode_name, lru, n, warmup)
-  local c = new_client(endpoint)
+  local c = common.client(endpoint)
   local idem = idempotency.new{
     client = c, table_name = tbl, mode = mode_name,
     lru_size = lru > 0 and lru or nil,
@@ -120,16 +114,11 @@ local function run_calls(endpoint, tbl, name, mode_name, lru, n, warmup)
   end
 
   local function measured(first, last, phase, expect_runs)
-    collectgarbage()
-    local r0 = c:stats().requests
-    local c0, w0 = os.clock(), core.mono_ms()
-    loop(first, last, phase, expect_runs)
-    local c1, w1 = os.clock(), core.mono_ms()
-    local r1 = c:stats().requests
     local count = last - first + 1
+    local cpu_us, per_s, requests = common.measure(c, count, loop, first, last, phase,
+                                                   expect_runs)
     print(("RESULT target=ddblocal client=%s bench=idem mode=%s lru=%d phase=%s n=%d requests_per_call=%.3f cpu_us_per_call=%.2f calls_per_s=%.0f")
-      :format(name, mode_name, lru, phase, count, (r1 - r0) / count, (c1 - c0) * 1e6 / count,
-              count / ((w1 - w0) / 1000)))
+      :format(name, mode_name, lru, phase, count, requests / count, cpu_us, per_s))
   end
 
   -- Warm-up keys are -warmup+1..0, measured keys 1..n.

@@ -54,18 +54,12 @@ usage: bench_lock.lua pairs  ENDPOINT TABLE KEY CLIENT N WARMUP
   os.exit(2)
 end
 
-local function new_client(endpoint)
-  local ok, c = pcall(common.client, endpoint)
-  if not ok then die("%s", tostring(c)) end
-  return c
-end
-
 local whole = common.whole
 
 -- ------------------------------------------------------------ pairs
 
 local function run_pairs(endpoint, tbl, key, name, n, warmup)
-  local c = new_client(endpoint)
+  local c = common.client(endpoint)
   local locks = ddbkit.lock.new{ client = c, table_name = tbl, key = { pk = key } }
   local opts = { lease_ms = LEASE_MS }
   local last_fence
@@ -90,22 +84,17 @@ local function run_pairs(endpoint, tbl, key, name, n, warmup)
   end
 
   loop(warmup, "warm-up")
-  collectgarbage()
-  local r0 = c:stats().requests
-  local c0, w0 = os.clock(), core.mono_ms()
-  loop(n, "measured")
-  local c1, w1 = os.clock(), core.mono_ms()
-  local r1 = c:stats().requests
+  local cpu_us, per_s, requests = common.measure(c, n, loop, n, "measured")
 
   print(("RESULT target=ddblocal client=%s bench=lock-pair n=%d requests_per_pair=%.3f cpu_us_per_pair=%.2f pairs_per_s=%.0f")
-    :format(name, n, (r1 - r0) / n, (c1 - c0) * 1e6 / n, n / ((w1 - w0) / 1000)))
+    :format(name, n, requests / n, cpu_us, per_s))
   c:close()
 end
 
 -- ----------------------------------------------------------- worker
 
 local function run_worker(endpoint, tbl, key, id, count, start_ms, duration_ms, out)
-  local c = new_client(endpoint)
+  local c = common.client(endpoint)
   local locks = ddbkit.lock.new{ client = c, table_name = tbl, key = { pk = key } }
   local opts = { lease_ms = LEASE_MS, wait_ms = WAIT_MS }
   local f, ferr = io.open(out, "w")
@@ -157,7 +146,7 @@ end
 -- ------------------------------------------------------------ fence
 
 local function run_fence(endpoint, tbl, key)
-  local c = new_client(endpoint)
+  local c = common.client(endpoint)
   local res, err = c:get_item{ TableName = tbl, Key = { pk = key }, ConsistentRead = true }
   if not res then die("fence: %s", tostring(err)) end
   local fence = res.Item and res.Item.fence or 0

@@ -9,7 +9,6 @@
 -- CPU is os.clock() (the process's CPU time, user+sys) over the measured
 -- loop; wall time is ddbkit.core.mono_ms().
 local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
-local core = require "ddbkit.core"
 
 local endpoint, target, name = arg[1], arg[2], arg[3]
 local n, warmup = tonumber(arg[4]), tonumber(arg[5])
@@ -37,11 +36,8 @@ local function run(count)
 end
 
 run(warmup)
-collectgarbage()
-local c0, w0 = os.clock(), core.mono_ms()
-run(n)
-local c1, w1 = os.clock(), core.mono_ms()
+local cpu_us, per_s = common.measure(c, n, run, n)
 
 print(("RESULT target=%s client=%s n=%d cpu_us_per_req=%.2f req_per_s=%.0f")
-  :format(target, name, n, (c1 - c0) * 1e6 / n, n / ((w1 - w0) / 1000)))
+  :format(target, name, n, cpu_us, per_s))
 c:close()
