@@ -43,12 +43,6 @@ end
 
 local whole = common.whole
 
-local function new_client(endpoint)
-  local ok, c = pcall(common.client, endpoint)
-  if not ok then die("%s", tostring(c)) end
-  return c
-end
-
 local function check(v, err, what)
   if v == nil then die("%s: %s", what, tostring(err)) end
   return v
@@ -153,7 +147,7 @@ local function thousands(n)
 end
 
 local function run_single(endpoint, tname, fill)
-  local c = new_client(endpoint)
+  local c = common.client(endpoint)
   -- Keys of this run (hashes, resources, the job) carry a run id, so that a
   -- second run against the same table measures the same situations.
   local id = require("ddbkit.core").uuid():sub(1, 8)
@@ -248,7 +242,7 @@ local function run_single(endpoint, tname, fill)
       ("limit (%d) transactions"):format(LIMIT))
 
   -- dedupe: joining a job another caller owns --------------------------------
-  local c2 = new_client(endpoint)
+  local c2 = common.client(endpoint)
   local owner = ddbkit.dedupe.new{ client = c2, table_name = tname }
   local job, jerr = owner:register_or_join(k("job"))
   check(job, jerr, "dedupe register_or_join (owner)")
