@@ -24,18 +24,13 @@ local ddbkit = require "ddbkit"
 local core = require "ddbkit.core"
 local dedupe = require "ddbkit.dedupe"
 local cjson = require "cjson.safe"
+local exists = require("worker_util").exists
 
 local SIGNAL_WAIT_MS, POLL_MS = 60000, 5
 
 local function fail(what, err)
   io.stderr:write(string.format("dedupe_worker %d: %s: %s\n", index, what, tostring(err)))
   os.exit(1)
-end
-
-local function exists(path)
-  local f = io.open(path, "r")
-  if f then f:close() return true end
-  return false
 end
 
 local function touch(path)

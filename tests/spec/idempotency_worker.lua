@@ -34,17 +34,12 @@ end
 local ddbkit = require "ddbkit"
 local core = require "ddbkit.core"
 local idempotency = require "ddbkit.idempotency"
+local W = require "worker_util"
+local exists = W.exists
 
 local SIGNAL_WAIT_MS = 60000
 
--- /proc/self is the process that opens it: this interpreter.
-local function my_pid()
-  local f = assert(io.open("/proc/self/stat", "r"))
-  local s = f:read("*l")
-  f:close()
-  return assert(s:match("^(%d+)"))
-end
-local pid = my_pid()
+local pid = W.my_pid()
 
 local function fail(what, err)
   local msg = type(err) == "table" and (tostring(err.code) .. ": " .. tostring(err.message)) or tostring(err)
@@ -70,19 +65,8 @@ end
 
 -- Files another process waits for are published by rename: never seen half written.
 local function publish(path, text)
-  local tmp = path .. ".tmp"
-  local f = io.open(tmp, "w")
-  if not f then fail("cannot write " .. tmp) end
-  f:write(text)
-  f:close()
-  local ok, err = os.rename(tmp, path)
-  if not ok then fail("rename " .. tmp, err) end
-end
-
-local function exists(path)
-  local f = io.open(path, "r")
-  if f then f:close() return true end
-  return false
+  local ok, err = W.publish(path, text)
+  if not ok then fail("publish " .. path, err) end
 end
 
 local function block_forever()

@@ -18,32 +18,16 @@ end
 
 local ddbkit = require "ddbkit"
 local core = require "ddbkit.core"
+local W = require "worker_util"
+local exists, my_pid = W.exists, W.my_pid
 
 local function publish(name, text)
-  local tmp = dir .. "/" .. name .. ".tmp"
-  local f = assert(io.open(tmp, "w"))
-  f:write(text)
-  f:close()
-  assert(os.rename(tmp, dir .. "/" .. name))
+  assert(W.publish(dir .. "/" .. name, text))
 end
 
 local function fail(what, err)
   publish("result", string.format("error %s: %s\n", what, tostring(err and (err.code or err) or "?")))
   os.exit(1)
-end
-
-local function exists(path)
-  local f = io.open(path, "r")
-  if f then f:close() return true end
-  return false
-end
-
--- /proc/self is the process that opens it: this interpreter.
-local function my_pid()
-  local f = assert(io.open("/proc/self/stat", "r"))
-  local s = f:read("*l")
-  f:close()
-  return assert(s:match("^(%d+)"))
 end
 
 local client, cerr = ddbkit.client{
