@@ -28,7 +28,6 @@ local EVENT_WAIT_MS = 60000
 local shell_quote, spec_dir, interpreter, bounded, mktemp_dir =
   H.shell_quote, H.spec_dir, H.interpreter, H.bounded, H.mktemp_dir
 
-
 local function lines_of(path)
   local s = slurp(path)
   if not s then return nil end
@@ -40,27 +39,6 @@ end
 local function touch(path)
   local f = assert(io.open(path, "w"))
   f:close()
-end
-
--- Waits for `path` to exist (an event), up to EVENT_WAIT_MS; returns its text.
-local function wait_for_file(path, log)
-  local deadline = core.mono_ms() + EVENT_WAIT_MS
-  while true do
-    local s = slurp(path)
-    if s then return s end
-    if core.mono_ms() > deadline then
-      error("timed out waiting for " .. path .. "\nworker log:\n" .. (slurp(log) or ""))
-    end
-    core.sleep_ms(5)
-  end
-end
-
--- Alive and not a zombie (the killed worker is reaped by its `timeout` parent).
-local function alive(pid)
-  local stat = slurp("/proc/" .. pid .. "/stat")
-  if not stat then return false end
-  local state = stat:match("^%d+ %b() (%S)")
-  return state ~= "Z" and state ~= "X"
 end
 
 local function options_args(opts)
@@ -87,7 +65,7 @@ describe("ddbkit.idempotency across processes", function()
 
   teardown(function()
     for pid in pairs(killable) do   -- never leave a blocked worker behind
-      if alive(pid) then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
+      if H.alive(pid) then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
     end
     admin:delete_table{ TableName = T }
     admin:close()
@@ -222,7 +200,7 @@ describe("ddbkit.idempotency across processes", function()
         o.marker = marker
         local cmd = worker_cmd(dir, dir .. "/worker.out", behaviour, prefix, n, o)
         assert.is_truthy(os.execute(cmd .. " >" .. shell_quote(log) .. " 2>&1 </dev/null &"))
-        local pid = wait_for_file(marker, log):match("^(%d+)\n$")
+        local pid = H.wait_for_file(marker, EVENT_WAIT_MS, log):match("^(%d+)\n$")
         assert.is_truthy(pid, "bad marker: " .. tostring(slurp(marker)))
         killable[pid] = true
         return pid, log
@@ -231,7 +209,7 @@ describe("ddbkit.idempotency across processes", function()
       local function kill9(pid, log)
         assert.is_truthy(os.execute("kill -KILL " .. pid))
         local deadline = core.mono_ms() + EVENT_WAIT_MS
-        while alive(pid) do
+        while H.alive(pid) do
           if core.mono_ms() > deadline then error("worker " .. pid .. " survived SIGKILL") end
           core.sleep_ms(5)
         end

@@ -5,29 +5,11 @@
 local ddbkit = require "ddbkit"
 local core = require "ddbkit.core"
 local H = require "test_helper"
-local slurp = H.read_file
 
 local shell_quote, spec_dir, interpreter, bounded, mktemp_dir =
   H.shell_quote, H.spec_dir, H.interpreter, H.bounded, H.mktemp_dir
 
-
--- Waits for the worker to publish `path` (an event), up to `ms`.
-local function wait_for_file(path, ms, log)
-  local deadline = core.mono_ms() + ms
-  while true do
-    local s = slurp(path)
-    if s then return s end
-    if core.mono_ms() > deadline then
-      error("timed out waiting for " .. path .. "\nworker log:\n" .. (slurp(log) or ""))
-    end
-    core.sleep_ms(5)
-  end
-end
-
-local function alive(pid)
-  local r = os.execute("kill -0 " .. pid .. " 2>/dev/null")
-  return r == true or r == 0   -- Lua 5.4 / LuaJIT
-end
+local wait_for_file, alive = H.wait_for_file, H.alive
 
 describe("ddbkit.lock fencing of a frozen holder", function()
   local admin, T, dir, pid

@@ -1,6 +1,7 @@
 -- Shared by the busted specs: a client for the DynamoDB Local the runner
 -- started, unique table names, and control of the fault-injecting proxy.
 local ddbkit = require "ddbkit"
+local core = require "ddbkit.core"
 local cjson = require "cjson.safe"
 
 local H = {}
@@ -193,6 +194,30 @@ function H.write_file(path, text)
   local f = assert(io.open(path, "wb"))
   f:write(text)
   f:close()
+end
+
+--- H.wait_for_file(path, ms, log) -> its text, once a worker process has
+-- published path (an event), waiting up to ms; raises with the worker's log
+-- file when it does not come.
+function H.wait_for_file(path, ms, log)
+  local deadline = core.mono_ms() + ms
+  while true do
+    local s = H.read_file(path)
+    if s then return s end
+    if core.mono_ms() > deadline then
+      error("timed out waiting for " .. path .. "\nworker log:\n" .. (H.read_file(log) or ""), 2)
+    end
+    core.sleep_ms(5)
+  end
+end
+
+--- H.alive(pid) -> whether the process exists and is not a zombie (a killed
+-- worker stays one until the `timeout` that started it reaps it).
+function H.alive(pid)
+  local stat = H.read_file("/proc/" .. pid .. "/stat")
+  if not stat then return false end
+  local state = stat:match("^%d+ %b() (%S)")
+  return state ~= "Z" and state ~= "X"
 end
 
 function H.mktemp_dir()
