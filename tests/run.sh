@@ -22,7 +22,7 @@ run_cmocka() {
     local bin="$1" name out p f
     name="$(basename "$(dirname "$bin")")/$(basename "$bin")"
     out="$LOG/${name//\//_}.log"
-    SIGV4_DIR="$ROOT/../shared/sigv4/v4" "$bin" >"$out" 2>&1
+    SIGV4_DIR="$ROOT/tests/vectors/sigv4/v4" "$bin" >"$out" 2>&1
     local rc=$?
     # A binary may run several groups: add up every group's summary.
     p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | awk '{s+=$1} END {print s+0}')

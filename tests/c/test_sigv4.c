@@ -1,6 +1,7 @@
 /*
  * engine/sigv4.c against the aws-c-auth SigV4 test suite (one folder per
- * case under $SIGV4_DIR, default ../shared/sigv4/v4), plus the parts the
+ * case under $SIGV4_DIR, default tests/vectors/sigv4/v4, the
+ * repository's copy of aws-c-auth's suite: see its NOTICE), plus the parts the
  * suite does not reach: the signing-key cache, dates, and the edges of path,
  * query and header canonicalisation.
  *
@@ -39,7 +40,7 @@ static const char *const skipped[][2] = {
 static const char *vectors_dir(void)
 {
     const char *d = getenv("SIGV4_DIR");
-    return d != NULL && *d != '\0' ? d : "../shared/sigv4/v4";
+    return d != NULL && *d != '\0' ? d : "tests/vectors/sigv4/v4";
 }
 
 static char *slurp(const char *dir, const char *name, size_t *len)
