@@ -21,6 +21,7 @@ a fault):
                                   "connections": n, "faults_applied": {kind: n},
                                   "faults_pending": n, "upstream_errors": n}
     POST   /__proxy/reset-stats  zero the counters
+    POST   /__proxy/release      let every request held by a "hold" delay go
 
 A fault is {"kind": K, ...options}.  Common options:
     "count": n     apply to n consecutive (matching) requests (default 1)
@@ -44,7 +45,10 @@ that matches it (queue order).  Kinds:
                    response
     delay          sleep "ms" milliseconds (interruptible), then forward
                    normally ("forward": false: answer nothing and close
-                   instead of forwarding)
+                   instead of forwarding).  With "hold": true the request
+                   waits for POST /__proxy/release instead ("ms" then only
+                   bounds the wait), so a test orders events without
+                   depending on how fast the machine is
     close_after    forward and relay normally (no "Connection: close"),
                    then close the client connection
     unprocessed    for BatchWriteItem / BatchGetItem: forward only the first
@@ -102,7 +106,22 @@ class State:
         self.lock = threading.Lock()
         self.faults = []          # list of dicts, each with "remaining"
         self.stopping = threading.Event()
+        self.released = threading.Event()   # replaced at each release
         self.reset_stats()
+
+    def release(self):
+        """Wakes the holds waiting now; later holds wait for the next."""
+        with self.lock:
+            ev, self.released = self.released, threading.Event()
+        ev.set()
+
+    def wait_hold(self, seconds):
+        """True when the proxy is stopping, False when released (or the
+        bound ran out).  Stopping releases every hold too."""
+        with self.lock:
+            ev = self.released
+        ev.wait(seconds)
+        return self.stopping.is_set()
 
     def reset_stats(self):
         with self.lock:
@@ -387,6 +406,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._send_json(200, st.pending())
         elif route == "/__proxy/stats" and m == "GET":
             self._send_json(200, st.stats())
+        elif route == "/__proxy/release" and m == "POST":
+            st.release()
+            self._send_json(200, {"ok": True})
         elif route == "/__proxy/reset-stats" and m == "POST":
             st.reset_stats()
             self._send_json(200, {"ok": True})
@@ -420,7 +442,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._forward(body)          # takes effect upstream
             self._hard_close(rst=False)
         elif kind == "delay":
-            if st.stopping.wait(fault["ms"] / 1000.0):
+            wait = st.wait_hold if fault.get("hold") else st.stopping.wait
+            if wait(fault["ms"] / 1000.0):
                 self._hard_close(rst=False)
                 return
             if fault.get("forward", True) is False:
@@ -678,6 +701,7 @@ def main(argv=None):
         done.wait(min(left, 1.0))
 
     state.stopping.set()          # wake any delay faults
+    state.release()               # and any held ones
     server.shutdown()
     server.server_close()
     sys.stderr.write("faultproxy: stopped\n")

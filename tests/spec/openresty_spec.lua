@@ -164,7 +164,10 @@ describe("ddbkit in nginx (2 workers)", function()
   it("serves other requests while 50 requests wait on slow DynamoDB calls", function()
     local dir = prefix .. "/slow"
     H.reset_proxy_stats()
-    H.faults{ { kind = "delay", ms = 1500, count = 50, match = "GetItem" } }
+    -- Held until released (15 s at most, under the client's 20 s timeout),
+    -- so the order below does not depend on how fast a loaded machine
+    -- serves the two quick requests (a timed 1.5 s delay failed in CI).
+    H.faults{ { kind = "delay", hold = true, ms = 15000, count = 50, match = "GetItem" } }
     sh(string.format("bash %s burst %s slow 50 %s", q(DRIVER), q(dir), q(base .. "/slow")))
     -- All 50 are inside DynamoDB calls (held by the proxy) ...
     wait_for("the proxy to hold 50 GetItems", 20, function()
@@ -175,6 +178,7 @@ describe("ddbkit in nginx (2 workers)", function()
     -- with another DynamoDB call (through the same proxy, not delayed).
     sh(string.format("bash %s one %s plain %s", q(DRIVER), q(dir), q(base .. "/plain")))
     sh(string.format("bash %s one %s fast %s", q(DRIVER), q(dir), q(base .. "/fast")))
+    H.release_held()
     local order = wait_for("the 50 slow requests to finish", 30, function()
       local l = lines_of(dir .. "/order.log")
       return #l >= 52 and l

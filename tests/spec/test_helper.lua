@@ -79,6 +79,11 @@ function H.faults(list)
   curl("POST", "/__proxy/faults", cjson.encode(list))
 end
 
+-- Lets every request held by a { kind = "delay", hold = true } fault go.
+function H.release_held()
+  curl("POST", "/__proxy/release")
+end
+
 function H.clear_faults()
   curl("DELETE", "/__proxy/faults")
 end
