@@ -282,6 +282,7 @@ end
 -- timestamp. One request unless more than 1 MB of items qualify.
 function _M.count_in_window(self, q, limit, want_oldest)
   local count, oldest, start = 0, nil, nil
+  local cursor = self.client:cursor("Query", nil)
   repeat
     local params = {
       TableName = q.table, IndexName = q.index, ConsistentRead = not q.index or nil,
@@ -302,7 +303,9 @@ function _M.count_in_window(self, q, limit, want_oldest)
       oldest = page.Items[1].timestamp
     end
     count = count + (page.Count or 0)
-    start = page.LastEvaluatedKey
+    local nerr
+    start, nerr = cursor:next(page)
+    if start == false then return nil, nil, nerr end
   until not start or count >= limit
   return count, oldest
 end
