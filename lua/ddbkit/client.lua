@@ -5,8 +5,8 @@
 -- and retries; this file only checks options and shapes the API.
 local core = require "ddbkit.core"
 
-local type, pairs, ipairs, error, setmetatable, tostring, next, getmetatable =
-      type, pairs, ipairs, error, setmetatable, tostring, next, getmetatable
+local type, pairs, ipairs, error, setmetatable, tostring, next =
+      type, pairs, ipairs, error, setmetatable, tostring, next
 local floor, min, random = math.floor, math.min, math.random
 local format, sort, concat = string.format, table.sort, table.concat
 local null, is_array = core.null, core.is_array
@@ -146,7 +146,9 @@ end
 local malformed = _M.malformed
 
 local function is_map(v) return type(v) == "table" and v ~= null and not is_array(v) end
-local function is_item(v) return is_map(v) and getmetatable(v) == nil end
+-- The decoder checks every attribute of an item; here it only has to be
+-- something a store can index without raising.
+local is_item = is_map
 local function list_of_items(v)
   if type(v) ~= "table" or v == null then return false end
   for k, x in pairs(v) do
@@ -200,6 +202,9 @@ function _M.check_result(op, res)
   end
   for k, v in pairs(res) do
     local check = SHAPE[k]
+    if type(k) ~= "string" then   -- a JSON array ([1,2]) decodes to a table too
+      return nil, malformed(op .. ": the response is a list, not a JSON object")
+    end
     if check and not check(v) then
       return nil, malformed(op .. ": the response's " .. tostring(k)
                             .. " has the wrong type (" .. type(v) .. ")")
@@ -208,6 +213,20 @@ function _M.check_result(op, res)
   return res
 end
 local check_result = _M.check_result
+
+-- An error's details (err.item, err.cancellation_reasons) come from the
+-- same untrusted body; stores read them through these two.
+
+--- client.item_of(v) -> v when it is an item (a map), else nil
+function _M.item_of(v) if is_item(v) then return v end end
+
+--- client.reason_of(err, i) -> the i-th cancellation reason (a map), or nil
+function _M.reason_of(err, i)
+  local reasons = type(err) == "table" and err.cancellation_reasons
+  if type(reasons) ~= "table" then return nil end
+  local r = reasons[i]
+  if is_map(r) then return r end
+end
 
 -- Every request of this file goes through here: send, then check the shape.
 local function send(self, op, params)

@@ -54,6 +54,7 @@
 -- Node services); no sleeping anywhere.
 local ddbkit_core = require "ddbkit.core"
 local store = require "ddbkit.store"
+local client_mod = require "ddbkit.client"
 
 local type, pairs, ipairs, error, setmetatable, tostring, tonumber =
       type, pairs, ipairs, error, setmetatable, tostring, tonumber
@@ -262,15 +263,15 @@ function _M.acquire_slot(self, a)
         a.granted_ms = now
         return true
       end
-      local reason = err.code == "TransactionCanceledException" and err.cancellation_reasons
-                     and err.cancellation_reasons[1]
+      local reason = err.code == "TransactionCanceledException" and client_mod.reason_of(err, 1)
       if not reason or (reason.Code ~= "ConditionalCheckFailed"
                         and reason.Code ~= "TransactionConflict") then
         return nil, missing_table(err, tbl)
       end
       -- Another acquirer holds slot n now: its timestamp when DynamoDB sent
       -- the item, else (a conflicting transaction in flight) as of now.
-      local ts = reason.Item and reason.Item.timestamp
+      local old = client_mod.item_of(reason.Item)
+      local ts = old and old.timestamp
       slots[n] = type(ts) == "number" and ts or now
       stale = true
     end
