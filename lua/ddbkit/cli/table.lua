@@ -9,6 +9,7 @@
 local core = require "ddbkit.core"
 local schema = require "ddbkit.schema"
 local fail = require("ddbkit.cli.errors").fail
+local escape = require("ddbkit.pretty").escape
 
 local ipairs, tostring = ipairs, tostring
 local format, concat = string.format, table.concat
@@ -46,7 +47,7 @@ local function progress(label, tty)
     tick = function(status)
       if not tty then return end
       i = i % #frames + 1
-      say(format("\r%s %s: %s (%d s)\27[K", frames[i], label, status,
+      say(format("\r%s %s: %s (%d s)\27[K", frames[i], escape(label), escape(status),
                  math.floor((core.mono_ms() - t0) / 1000)))
     end,
     done = function() if tty then say("\r\27[K") end end,
@@ -107,24 +108,29 @@ local function table_create(client, name, kind, tty)
   end
   wait_table(client, name, "creating " .. name, tty,
              function(t) return t and t.TableStatus == "ACTIVE" end)
-  out("created table ", name, " (ACTIVE); ", ensure_ttl(client, name, kind.ttl), "\n")
+  out("created table ", escape(name), " (ACTIVE); ", escape(ensure_ttl(client, name, kind.ttl)), "\n")
 end
 
 local function table_delete(client, name, _, tty)
   local res, err = client:delete_table{ TableName = name }
   if not res then table_fail(client, name, err) end
   wait_table(client, name, "deleting " .. name, tty, function(t) return t == nil end)
-  out("deleted table ", name, "\n")
+  out("deleted table ", escape(name), "\n")
 end
 
 local function table_ttl(client, name, kind)
-  out(name, ": ", ensure_ttl(client, name, kind.ttl), "\n")
+  out(escape(name), ": ", escape(ensure_ttl(client, name, kind.ttl)), "\n")
 end
 
+-- Rows of what DynamoDB said (names, statuses): escaped, since a server
+-- can put terminal escape sequences in any of them.
 local function print_rows(rows)
-  local w = 0
-  for _, r in ipairs(rows) do w = math.max(w, #r[1]) end
-  for _, r in ipairs(rows) do out(r[1], (" "):rep(w - #r[1] + 2), r[2], "\n") end
+  local w, shown = 0, {}
+  for i, r in ipairs(rows) do
+    shown[i] = { escape(r[1]), escape(r[2]) }
+    w = math.max(w, #shown[i][1])
+  end
+  for _, r in ipairs(shown) do out(r[1], (" "):rep(w - #r[1] + 2), r[2], "\n") end
 end
 
 local function size_text(bytes)
