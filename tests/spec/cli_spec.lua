@@ -713,6 +713,23 @@ print("globals=" .. type(cache) .. "," .. type(dedupe) .. "," .. type(rate_limit
       clean(r.out, "stdout")
       contains(r.out, "index i\\x1b]0;pwned", "stdout")
     end)
+
+    it("'ddbkit table describe' of an answer with wrong-typed fields does not raise", function()
+      H.faults{
+        { kind = "status", status = 200, match = "DescribeTable", body = { Table = {
+          TableName = "t", TableStatus = true, AttributeDefinitions = { 5, { AttributeName = 7 } },
+          KeySchema = "x", GlobalSecondaryIndexes = { 5, { IndexName = { a = 1 }, Projection = 3 } },
+          BillingModeSummary = 5, CreationDateTime = "yesterday", ItemCount = "many",
+          TableSizeBytes = {} } } },
+        { kind = "status", status = 200, match = "DescribeTimeToLive", body = {
+          TimeToLiveDescription = { TimeToLiveStatus = { 1 }, AttributeName = false } } },
+      }
+      local r = proxied(words("table", "describe", "--name", "x"))
+      exits(r, 0)
+      assert.equals("", r.err)
+      assert(r.out:match("^table +t\n"), "table row" .. show(r))
+      assert(r.out:match("\nitems +0 "), "items row" .. show(r))
+    end)
   end)
 
   describe("repl, in a terminal", function()

@@ -80,8 +80,8 @@ end
 local function ensure_ttl(client, name, attr)
   local res, err = client:describe_time_to_live{ TableName = name }
   if not res then table_fail(client, name, err) end
-  local d = res.TimeToLiveDescription or {}
-  local status = d.TimeToLiveStatus or "DISABLED"
+  local d = map(res.TimeToLiveDescription)
+  local status = tostring(d.TimeToLiveStatus or "DISABLED")
   if status == "ENABLED" or status == "ENABLING" then
     if d.AttributeName ~= attr then
       fail("TTLMismatch", "TTL of table " .. name .. " is on " .. tostring(d.AttributeName)
@@ -139,11 +139,18 @@ local function size_text(bytes)
   return u == 1 and format("%d bytes", n) or format("%.1f %s", n, units[u])
 end
 
+-- The description is the server's: a field of the wrong type reads as
+-- missing (maps and lists as {}, numbers as nil), so describe never raises.
+local function map(v) return type(v) == "table" and v or {} end
+local function num(v) return type(v) == "number" and v == v and v or nil end
+
 -- "pk (S) HASH, sk (S) RANGE"
 local function keys_text(key_schema, types)
   local parts = {}
-  for i, k in ipairs(key_schema or {}) do
-    parts[i] = format("%s (%s) %s", k.AttributeName, types[k.AttributeName] or "?", k.KeyType)
+  for i, k in ipairs(map(key_schema)) do
+    k = map(k)
+    parts[i] = format("%s (%s) %s", tostring(k.AttributeName),
+                      tostring(types[k.AttributeName] or "?"), tostring(k.KeyType))
   end
   return concat(parts, ", ")
 end
@@ -151,29 +158,34 @@ end
 local function table_describe(client, name)
   local res, err = client:describe_table{ TableName = name }
   if not res then table_fail(client, name, err) end
-  local t = res.Table
+  local t = map(res.Table)
   local types = {}
-  for _, a in ipairs(t.AttributeDefinitions or {}) do types[a.AttributeName] = a.AttributeType end
-  local billing = t.BillingModeSummary and t.BillingModeSummary.BillingMode or "PROVISIONED"
+  for _, a in ipairs(map(t.AttributeDefinitions)) do
+    a = map(a)
+    if a.AttributeName ~= nil then types[a.AttributeName] = a.AttributeType end
+  end
+  local billing = map(t.BillingModeSummary).BillingMode or "PROVISIONED"
+  local created = num(t.CreationDateTime)
   local rows = {
     { "table", t.TableName }, { "status", t.TableStatus }, { "endpoint", client:endpoint() },
     { "arn", t.TableArn or "-" },
-    { "created", t.CreationDateTime
-                 and os.date("!%Y-%m-%d %H:%M:%S UTC", math.floor(t.CreationDateTime)) or "-" },
+    { "created", created and os.date("!%Y-%m-%d %H:%M:%S UTC", math.floor(created)) or "-" },
     { "billing", billing }, { "keys", keys_text(t.KeySchema, types) },
   }
-  for _, g in ipairs(t.GlobalSecondaryIndexes or {}) do
-    rows[#rows + 1] = { "index " .. g.IndexName, format("%s; projection %s; %s",
-      keys_text(g.KeySchema, types), g.Projection and g.Projection.ProjectionType or "?",
-      g.IndexStatus or "?") }
+  for _, g in ipairs(map(t.GlobalSecondaryIndexes)) do
+    g = map(g)
+    rows[#rows + 1] = { "index " .. tostring(g.IndexName), format("%s; projection %s; %s",
+      keys_text(g.KeySchema, types), tostring(map(g.Projection).ProjectionType or "?"),
+      tostring(g.IndexStatus or "?")) }
   end
-  rows[#rows + 1] = { "items",
-                      format("%d (approximate, refreshed every ~6 hours)", t.ItemCount or 0) }
-  rows[#rows + 1] = { "size", size_text(t.TableSizeBytes) .. " (approximate)" }
+  rows[#rows + 1] = { "items", format("%.0f (approximate, refreshed every ~6 hours)",
+                                      num(t.ItemCount) or 0) }
+  rows[#rows + 1] = { "size", size_text(num(t.TableSizeBytes)) .. " (approximate)" }
   local ttl, terr = client:describe_time_to_live{ TableName = name }
-  local d = ttl and ttl.TimeToLiveDescription or {}
-  rows[#rows + 1] = { "ttl", ttl and ((d.TimeToLiveStatus or "DISABLED")
-    .. (d.AttributeName and " on " .. d.AttributeName or "")) or ("unknown: " .. tostring(terr)) }
+  local d = ttl and map(ttl.TimeToLiveDescription) or {}
+  rows[#rows + 1] = { "ttl", ttl and (tostring(d.TimeToLiveStatus or "DISABLED")
+    .. (d.AttributeName and " on " .. tostring(d.AttributeName) or ""))
+    or ("unknown: " .. tostring(terr)) }
   print_rows(rows)
 end
 
