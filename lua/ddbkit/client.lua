@@ -108,6 +108,8 @@ end
 --- ddbkit.client(opts) -> client | nil, err
 -- opts.runtime: a runtime table, or "blocking" / "coroutine" / "openresty";
 -- default: "openresty" inside nginx, else "blocking".
+-- opts.max_pages: the most pages one paging walk reads (default MAX_PAGES,
+-- see Paging below); opts.batch_max_attempts: see batch_write_item.
 function _M.new(opts)
   opts = opts or {}
   check_options(opts)

@@ -76,6 +76,12 @@ local function wait_table(client, name, label, tty, done)
   end
 end
 
+-- The description is the server's: a field of the wrong type reads as
+-- missing (maps and lists as {}, numbers as nil), so describe and the TTL line
+-- never raise.
+local function map(v) return type(v) == "table" and v or {} end
+local function num(v) return type(v) == "number" and v == v and v or nil end
+
 -- Enables TTL on attr unless it is on already; returns the status line.
 local function ensure_ttl(client, name, attr)
   local res, err = client:describe_time_to_live{ TableName = name }
@@ -138,11 +144,6 @@ local function size_text(bytes)
   while n >= 1024 and u < #units do n, u = n / 1024, u + 1 end
   return u == 1 and format("%d bytes", n) or format("%.1f %s", n, units[u])
 end
-
--- The description is the server's: a field of the wrong type reads as
--- missing (maps and lists as {}, numbers as nil), so describe never raises.
-local function map(v) return type(v) == "table" and v or {} end
-local function num(v) return type(v) == "number" and v == v and v or nil end
 
 -- "pk (S) HASH, sk (S) RANGE"
 local function keys_text(key_schema, types)
