@@ -25,10 +25,12 @@
 -- false after 1 request. Otherwise one TransactWriteItems (the Node
 -- package's exact transaction: Put slot with condition
 -- `attribute_not_exists(pk) OR #timestamp < :windowStart`, Put log item) on
--- a randomly chosen free slot: true after 2 requests. When another acquirer
--- (ddbkit or Node) took that slot first, the cancellation returns the slot's
--- new timestamp (ALL_OLD), so the slot is marked busy and another free slot
--- of the same Query is tried (+1 request each); when none is left the slot
+-- a free slot chosen uniformly at random (pick_free: found by walking the
+-- busy slots, so its cost follows the busy slots, never the limit): true
+-- after 2 requests. When another acquirer (ddbkit or Node) took that slot
+-- first, the cancellation returns the slot's new timestamp (ALL_OLD), so
+-- the slot is marked busy and another free slot of the same Query is tried
+-- (+1 request each); when none is left the slot
 -- partition is queried again. A call stops after MAX_REQUESTS (6) requests
 -- and answers false: under that much contention the window is as good as
 -- full, and false is always safe (the caller waits; nothing is over-granted).
@@ -46,6 +48,10 @@
 -- reset 2 Queries + 1 BatchWriteItem per 25 items, clear 1 Scan page + 1
 -- BatchWriteItem per 25 items. Queries of a partition holding more than
 -- 1 MB of projected items (tens of thousands of slots) take more pages.
+--
+-- Ranges (checked in new(), resource_configs, set_resource_config; a bad
+-- one raises naming the field): limit an integer in [0, 2^31 - 1], window_ms
+-- in (0, 10 years]; see config_error for why.
 --
 -- record() writes a log item without a slot, as Node does: it counts for
 -- can_proceed / get_status / get_wait_time but not for acquire.
