@@ -23,6 +23,9 @@ local concat = table.concat
 local usage, fail, error_text, is_interrupt =
       errors.usage, errors.fail, errors.text, errors.is_interrupt
 local getenv, connect = config.getenv, config.connect
+-- Everything printed that a server, a config file or a script said goes
+-- through this one escaping (the pretty printer's).
+local escape = require("ddbkit.pretty").escape
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -193,10 +196,10 @@ local function cmd_repl(p, cfg)
   make_history_dir(cfg.history_file)
   local ok, err = globals.install(_G, cfg, client)
   local v = cfg.value
-  out(version_text(), "  endpoint ", client:endpoint(), "  table ", v.table, "\n",
+  out(version_text(), "  endpoint ", escape(client:endpoint()), "  table ", escape(v.table), "\n",
       "Type :help for help, Ctrl-D to exit.\n")
   if not ok then
-    say("warning: the stores are not loaded: ", err, "\n",
+    say("warning: the stores are not loaded: ", escape(err), "\n",
         "         fix the script and type :reload\n")
   end
   return require("ddbkit.repl").run{
@@ -231,7 +234,7 @@ local function cmd_run(p, cfg)
   end, table.unpack(args, 1, #p.words - 1))
   if ok_run and ok_script then return 0 end
   if not ok_run then e = ok_script end   -- interrupted outside the script itself
-  say("ddbkit: ", error_text(e), trace or "", "\n")
+  say("ddbkit: ", error_text(e), escape(trace or "", true), "\n")
   return is_interrupt(e) and 130 or 1
 end
 
@@ -332,7 +335,7 @@ local function cmd_config(_, cfg)
   for _, r in ipairs(rows) do
     local line = r[1] .. (" "):rep(w - #r[1] + 2) .. r[2]
     if r[3] then line = line .. (" "):rep(vw - #r[2] + 2) .. "(" .. r[3] .. ")" end
-    out(line, "\n")
+    out(escape(line), "\n")
   end
   return 0
 end
@@ -353,15 +356,14 @@ end
 local function report(e, trace, debug_on)
   local mt = getmetatable(e)
   if mt == errors.Usage then
-    say("ddbkit: ", e.message, "; see 'ddbkit ", e.cmd and e.cmd .. " " or "", "--help'\n")
+    say("ddbkit: ", escape(e.message), "; see 'ddbkit ", e.cmd and escape(e.cmd) .. " " or "",
+        "--help'\n")
     return 2
   end
   if isatty(2) then say("\r\27[K") end   -- over a spinner line, if one was left
   if is_interrupt(e) then say("ddbkit: interrupted\n") return 130 end
-  local text = error_text(e)
-  if mt == errors.Failure then text = (e.code and e.code .. ": " or "") .. e.message end
-  say("ddbkit: ", text, "\n")
-  if debug_on and trace then say((trace:gsub("^\n", "")), "\n") end
+  say("ddbkit: ", error_text(e), "\n")
+  if debug_on and trace then say(escape((trace:gsub("^\n", "")), true), "\n") end
   return 1
 end
 

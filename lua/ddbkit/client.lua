@@ -8,6 +8,8 @@ local core = require "ddbkit.core"
 local type, pairs, ipairs, error, setmetatable, tostring, next =
       type, pairs, ipairs, error, setmetatable, tostring, next
 local floor, min, random = math.floor, math.min, math.random
+local format, sort, concat = string.format, table.sort, table.concat
+local null, is_array = core.null, core.is_array
 
 local _M = { _VERSION = "0.1.0" }
 local mt = { __index = _M }
@@ -48,6 +50,7 @@ local OPTIONS = {
   timeout_ms = positive, connect_timeout_ms = positive, max_attempts = at_least_one,
   base_delay_ms = non_negative, max_backoff_ms = non_negative, retry_quota = non_negative,
   verify_tls = bool, max_response_bytes = positive, batch_max_attempts = at_least_one,
+  max_pages = at_least_one,
   runtime = function(v)
     if type(v) == "string" then
       if not RUNTIMES[v] then return '"blocking", "coroutine", "openresty" or a runtime table' end
@@ -105,6 +108,8 @@ end
 --- ddbkit.client(opts) -> client | nil, err
 -- opts.runtime: a runtime table, or "blocking" / "coroutine" / "openresty";
 -- default: "openresty" inside nginx, else "blocking".
+-- opts.max_pages: the most pages one paging walk reads (default MAX_PAGES,
+-- see Paging below); opts.batch_max_attempts: see batch_write_item.
 function _M.new(opts)
   opts = opts or {}
   check_options(opts)
@@ -117,6 +122,7 @@ function _M.new(opts)
     core = cc,
     runtime = runtime,
     batch_max_attempts = opts.batch_max_attempts or 10,
+    max_pages = opts.max_pages or _M.MAX_PAGES,
     base_delay_ms = opts.base_delay_ms or 50,
     max_backoff_ms = opts.max_backoff_ms or 20000,
   }, mt)
@@ -128,13 +134,116 @@ local function check_params(name, params)
   end
 end
 
+-- Result shapes --------------------------------------------------------
+-- A 200 from a broken or hostile server may carry any JSON: `5`, `null`,
+-- `{"Item":true}`. The engine's decoder refuses much of it, but whatever
+-- still reaches Lua is checked here, once, for every operation, so no store
+-- or helper ever indexes a number: a wrong shape is MalformedResponse.
+
+--- client.malformed(message) -> an error value with code MalformedResponse
+function _M.malformed(message)
+  return setmetatable({ code = "MalformedResponse", message = message, status = 0,
+                        retryable = false }, core.error_mt)
+end
+local malformed = _M.malformed
+
+local function is_map(v) return type(v) == "table" and v ~= null and not is_array(v) end
+-- The decoder checks every attribute of an item; here it only has to be
+-- something a store can index without raising.
+local is_item = is_map
+local function list_of_items(v)
+  if type(v) ~= "table" or v == null then return false end
+  for k, x in pairs(v) do
+    if type(k) ~= "number" or not is_item(x) then return false end
+  end
+  return true
+end
+local function map_of(check)
+  return function(v)
+    if not is_map(v) then return false end
+    for k, x in pairs(v) do
+      if type(k) ~= "string" or not check(x) then return false end
+    end
+    return true
+  end
+end
+local function number(v) return type(v) == "number" end
+local function list_or_map(v) return type(v) == "table" and v ~= null end
+
+-- Result field -> its checker. Only fields some code here or in a store
+-- reads are listed; others pass as the decoder made them.
+local SHAPE = {
+  Item = is_item, Attributes = is_item, LastEvaluatedKey = is_item,
+  Items = list_of_items, Count = number, ScannedCount = number,
+  Responses = function(v)   -- BatchGetItem: table -> items; TransactGetItems: a list
+    if not list_or_map(v) then return false end
+    for k, x in pairs(v) do
+      if type(k) == "string" then
+        if not list_of_items(x) then return false end
+      elseif not is_map(x) or (x.Item ~= nil and not is_item(x.Item)) then
+        return false
+      end
+    end
+    return true
+  end,
+  UnprocessedItems = map_of(function(x) return type(x) == "table" and x ~= null end),
+  UnprocessedKeys = map_of(function(x) return is_map(x) and type(x.Keys) == "table" end),
+  Table = function(v) return is_map(v) end,
+  TableDescription = function(v) return is_map(v) end,
+  TableNames = function(v) return type(v) == "table" and v ~= null end,
+}
+
+--- client.check_result(op, res) -> res | nil, err (MalformedResponse)
+-- res must be a JSON object whose known fields have their DynamoDB types.
+-- Cost: one lookup per result field, plus one type test per returned item.
+function _M.check_result(op, res)
+  if not is_map(res) then
+    local what = res == null and "null" or type(res)
+    if type(res) == "table" and res ~= null then what = "a list" end
+    return nil, malformed(op .. ": the response is " .. what .. ", not a JSON object")
+  end
+  for k, v in pairs(res) do
+    local check = SHAPE[k]
+    if type(k) ~= "string" then   -- a JSON array ([1,2]) decodes to a table too
+      return nil, malformed(op .. ": the response is a list, not a JSON object")
+    end
+    if check and not check(v) then
+      return nil, malformed(op .. ": the response's " .. tostring(k)
+                            .. " has the wrong type (" .. type(v) .. ")")
+    end
+  end
+  return res
+end
+local check_result = _M.check_result
+
+-- An error's details (err.item, err.cancellation_reasons) come from the
+-- same untrusted body; stores read them through these two.
+
+--- client.item_of(v) -> v when it is an item (a map), else nil
+function _M.item_of(v) if is_item(v) then return v end end
+
+--- client.reason_of(err, i) -> the i-th cancellation reason (a map), or nil
+function _M.reason_of(err, i)
+  local reasons = type(err) == "table" and err.cancellation_reasons
+  if type(reasons) ~= "table" then return nil end
+  local r = reasons[i]
+  if is_map(r) then return r end
+end
+
+-- Every request of this file goes through here: send, then check the shape.
+local function send(self, op, params)
+  local res, err = self.runtime.send(self.core, op, params)
+  if res == nil then return nil, err end
+  return check_result(op, res)
+end
+
 --- client:call(op, params) -> result | nil, err: any DynamoDB operation.
 function _M:call(op, params)
   if type(op) ~= "string" then
     error("bad argument #1 to 'call' (string expected, got " .. type(op) .. ")", 2)
   end
   check_params("call", params)
-  return self.runtime.send(self.core, op, params)
+  return send(self, op, params)
 end
 
 -- The per-request path: one type test inline, then straight to the runtime.
@@ -142,7 +251,7 @@ for _, op in ipairs(OPERATIONS) do
   local name = snake(op)
   _M[name] = function(self, params)
     if type(params) ~= "table" then check_params(name, params) end
-    return self.runtime.send(self.core, op, params)
+    return send(self, op, params)
   end
 end
 
@@ -157,7 +266,9 @@ end
 
 --- client:parse(status, body, request_id?, params?) -> result | nil, err
 function _M:parse(status, body, request_id, params)
-  return self.core:parse(status, body, request_id, params)
+  local res, err = self.core:parse(status, body, request_id, params)
+  if res == nil then return nil, err end
+  return check_result("parse", res)
 end
 
 function _M:stats() return self.core:stats() end
@@ -198,7 +309,7 @@ function _M:batch_write_item(params)
   check_params("batch_write_item", params)
   local req, attempt = params, 1
   while true do
-    local res, err = self.runtime.send(self.core, "BatchWriteItem", req)
+    local res, err = send(self, "BatchWriteItem", req)
     if not res then return nil, err end
     local left = res.UnprocessedItems
     if not left or next(left) == nil then return res end
@@ -219,7 +330,7 @@ function _M:batch_get_item(params)
   check_params("batch_get_item", params)
   local req, attempt, merged = params, 1, {}
   while true do
-    local res, err = self.runtime.send(self.core, "BatchGetItem", req)
+    local res, err = send(self, "BatchGetItem", req)
     if not res then return nil, err end
     for tname, items in pairs(res.Responses or {}) do
       local into = merged[tname] or {}
@@ -240,22 +351,104 @@ function _M:batch_get_item(params)
   end
 end
 
+-- Paging -------------------------------------------------------------------
+-- Every paging loop of ddbkit (these iterators and the stores' own loops)
+-- follows LastEvaluatedKey through one cursor, so none can run forever: a
+-- server that answers the key it was just given (or any key seen before
+-- in the walk, e.g. two keys in turn) ends the walk with MalformedResponse,
+-- and a walk stops after client.max_pages pages (default MAX_PAGES) with
+-- code "TooManyPages". 10,000 pages is 10 GB at DynamoDB's 1 MB per page:
+-- more than a store ever reads; a caller walking a larger table raises it.
+_M.MAX_PAGES = 10000
+
+-- A key's canonical text: equal keys give equal texts whatever the table
+-- identity or pairs() order (attribute names sorted; values tagged by type,
+-- strings length-prefixed so no two keys share a text).
+local function canonical(v, out, depth)
+  if depth > 32 then out[#out + 1] = "?" return end
+  local t = type(v)
+  if t == "string" then
+    out[#out + 1] = "s" .. #v .. ":" .. v
+  elseif t == "number" then
+    out[#out + 1] = format("n%.17g", v)
+  elseif t == "boolean" then
+    out[#out + 1] = v and "T" or "F"
+  elseif t == "table" then
+    if v == null then out[#out + 1] = "0" return end
+    local names = {}
+    for k in pairs(v) do names[#names + 1] = k end
+    sort(names, function(a, b)
+      local ta, tb = type(a), type(b)
+      if ta ~= tb then return ta < tb end
+      if ta == "string" or ta == "number" then return a < b end
+      return false
+    end)
+    out[#out + 1] = "{"
+    for _, k in ipairs(names) do
+      canonical(k, out, depth + 1)
+      out[#out + 1] = "="
+      canonical(v[k], out, depth + 1)
+    end
+    out[#out + 1] = "}"
+  else
+    out[#out + 1] = t
+  end
+end
+
+local function key_text(key)
+  local out = {}
+  canonical(key, out, 0)
+  return concat(out)
+end
+
+--- client:cursor(op, start_key?) -> cursor: the paging state of one walk.
+-- cursor:next(page) -> key | nil (the walk is done) | false, err: the
+-- ExclusiveStartKey of the next request, after checking the page's
+-- LastEvaluatedKey is new and the page bound is not reached.
+local Cursor = {}
+Cursor.__index = Cursor
+
+function _M:cursor(op, start)
+  local c = setmetatable({ op = op, pages = 0, max = self.max_pages or _M.MAX_PAGES,
+                           seen = {} }, Cursor)
+  if start ~= nil then c.seen[key_text(start)] = true end
+  return c
+end
+
+function Cursor:next(page)
+  self.pages = self.pages + 1
+  local key = page.LastEvaluatedKey
+  if key == nil then return nil end
+  local text = key_text(key)
+  if self.seen[text] then
+    return false, malformed(self.op .. ": the server repeated LastEvaluatedKey (page "
+                            .. self.pages .. "), which would page forever")
+  end
+  if self.pages >= self.max then
+    return false, setmetatable({ code = "TooManyPages", status = 0, retryable = false,
+      message = self.op .. ": stopped after " .. self.pages .. " pages (client option "
+                .. "max_pages) with more to read" }, core.error_mt)
+  end
+  self.seen[text] = true
+  return key
+end
+
 -- Iterators: `for page, err in client:query_pages(params) do ... end`.
 -- On failure the loop body runs once more with page == false and err set,
 -- then the loop ends.
 local function pager(self, op, params)
-  local start, done = params.ExclusiveStartKey, false
+  local cursor, start, done = self:cursor(op, params.ExclusiveStartKey), params.ExclusiveStartKey, false
   return function()
     if done then return nil end
     local req = {}
     for k, v in pairs(params) do req[k] = v end
     req.ExclusiveStartKey = start
-    local page, err = self.runtime.send(self.core, op, req)
-    if not page then
+    local page, err = send(self, op, req)
+    if page then start, err = cursor:next(page) end
+    if not page or start == false then
       done = true
       return false, err
     end
-    start = page.LastEvaluatedKey
     done = start == nil
     return page
   end
@@ -301,6 +494,9 @@ function _M:wait_for_table(name, timeout_ms)
   local deadline = self.runtime.mono_ms() + (timeout_ms or 60000)
   while true do
     local res, err = self:describe_table{ TableName = name }
+    if res and not is_map(res.Table) then
+      return nil, malformed("DescribeTable: the response has no Table")
+    end
     if res and res.Table.TableStatus == "ACTIVE" then return res.Table end
     if not res and err.code ~= "ResourceNotFoundException" then return nil, err end
     if self.runtime.mono_ms() >= deadline then

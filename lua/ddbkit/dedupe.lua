@@ -36,6 +36,7 @@
 -- client.runtime.sleep: nothing here blocks on its own.
 local ddbkit_core = require "ddbkit.core"
 local store = require "ddbkit.store"
+local client_mod = require "ddbkit.client"
 local cjson = require "cjson.safe"   -- only for its null, which callers may pass
 
 local type, pairs, ipairs, error, setmetatable, tostring, floor =
@@ -184,7 +185,7 @@ function _M:register_or_join(hash)
     if ok then return { job_id = job_id, is_owner = true } end
     local old
     if is_ccf(err) then
-      old = err.item
+      old = client_mod.item_of(err.item)
     elseif err and (err.code == "Timeout" or err.code == "ConnectionError") then
       last_err = err   -- ambiguous: read back what happened
     else
@@ -268,7 +269,7 @@ local function time_out(self, tname, key, job_id)
     ReturnValuesOnConditionCheckFailure = "ALL_OLD",
   }
   if ok then return nil end
-  if is_ccf(err) then return err.item or false end
+  if is_ccf(err) then return client_mod.item_of(err.item) or false end
   return nil, err
 end
 

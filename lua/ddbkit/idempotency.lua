@@ -53,6 +53,7 @@
 local core = require "ddbkit.core"
 local store = require "ddbkit.store"
 local lock = require "ddbkit.lock"
+local client_mod = require "ddbkit.client"
 local schema = require "ddbkit.schema"
 
 local type, pairs, ipairs, error, setmetatable, tostring, tonumber, pcall =
@@ -331,7 +332,10 @@ local function classify(self, item, now)
     return "expired"
   end
   if item.createdAt ~= nil and item.ttl ~= nil and item.response ~= nil then
-    if now > item.createdAt + item.ttl then return "expired" end
+    -- get_item refuses undatable records; a seen item (a busy lock's)
+    -- that cannot be dated is not replayed.
+    local created, ttl = tonumber(item.createdAt), tonumber(item.ttl)
+    if not created or not ttl or now > created + ttl then return "expired" end
     return "record"
   end
   if exp == 0 then return "released" end
@@ -353,11 +357,23 @@ local function record_item(self, ck, fields, ttl)
   return item
 end
 
+local DATED = { "createdAt", "ttl", "expiresAt" }
 local function get_item(self, ck)
   local res, err = self.client:get_item{ TableName = self.table_name, Key = { cacheKey = ck },
                                          ConsistentRead = true }
   if not res then return nil, err end
-  return res.Item or false
+  local item = res.Item
+  if not item then return false end
+  -- What a server (or another writer) stored is read, never trusted: the
+  -- dates of a record are numbers, or the record is malformed.
+  for _, f in ipairs(DATED) do
+    local v = item[f]
+    if v ~= nil and not tonumber(v) then
+      return nil, client_mod.malformed("idempotency item " .. f .. " is a " .. type(v)
+                                       .. ", not a number")
+    end
+  end
+  return item
 end
 
 -- Shapes: how a result becomes record fields and back. `plain` is execute's
@@ -437,8 +453,9 @@ local function conflicted(err)
   if err.code == "TransactionConflictException" then return true end
   local reasons = err.cancellation_reasons
   if type(reasons) ~= "table" then return false end
-  for _, r in ipairs(reasons) do
-    if r.Code == "TransactionConflict" then return true end
+  for i = 1, #reasons do
+    local r = client_mod.reason_of(err, i)
+    if r and r.Code == "TransactionConflict" then return true end
   end
   return false
 end
@@ -480,8 +497,8 @@ local function store_compat(self, h, ck, item)
     h:mark_released()
     return true
   end
-  local reasons = err.cancellation_reasons
-  if type(reasons) == "table" and reasons[2] and reasons[2].Code == "ConditionalCheckFailed" then
+  local second = client_mod.reason_of(err, 2)
+  if second and second.Code == "ConditionalCheckFailed" then
     h:mark_released()
     return nil, fail("LOST", "the lock was taken over before the result was stored; not stored")
   end
@@ -528,7 +545,7 @@ local function finish_fast(self, h, ck, item)
   end
   if err.code == "ConditionalCheckFailedException" then
     h:mark_released()
-    local old = err.item
+    local old = client_mod.item_of(err.item)
     if old and old.releasedRvn == cond.rvn then return true end  -- a retry after it landed
     return nil, fail("LOST", "the lease was taken over before the result was stored; not stored")
   end
@@ -545,7 +562,7 @@ local function acquire(self, ck)
   local locks = self.fast and lease_of(self, ck) or lock_of(self, ck)
   local h, err = locks:acquire{ lease_ms = self.lock_ttl_ms, with_item = self.fast }
   if h then return h end
-  if err.code == "busy" then return nil, nil, err.item or false end
+  if err.code == "busy" then return nil, nil, client_mod.item_of(err.item) or false end
   -- The holder's storing transaction was on the item at that moment: it is
   -- as good as busy, and the next look will likely find the record.
   if err.code == "TransactionConflictException" then return nil, nil, false end

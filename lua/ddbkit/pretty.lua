@@ -13,11 +13,16 @@
 -- value runs none of its code.
 local core = require "ddbkit.core"
 local client = require "ddbkit.client"
+local is_utf8 = require("ddbkit.store").is_utf8
 
 local type, next, tostring, tonumber, rawget, rawlen, pairs, getmetatable =
       type, next, tostring, tonumber, rawget, rawlen, pairs, getmetatable
 local format, concat, sort = string.format, table.concat, table.sort
-local mtype = math.type
+-- LuaJIT (no math.type): a whole number within 2^53 shows as an integer.
+local mtype = math.type or function(x)
+  if type(x) ~= "number" then return nil end
+  return (x == math.floor(x) and x > -2^53 and x < 2^53) and "integer" or "float"
+end
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -53,15 +58,38 @@ local function cut(s, n)
   return s:sub(1, stop)
 end
 
---- pretty.quote(s, max?) -> s as a double-quoted Lua string literal, control
--- characters escaped (and every byte >= 0x80 too when s is not valid UTF-8),
--- cut after max bytes with the number of bytes left out.
+-- The one escaping of text for a terminal, under quote() and escape():
+-- the bytes of `pattern` (C0 controls, DEL, and what the caller adds) as
+-- \n, \t, \r or \xNN; C1 controls (U+0080..U+009F, which terminals may read
+-- as escape sequences: U+009B is CSI) as \u{NN}; and, when s is not valid
+-- UTF-8, every byte >= 0x80 as \xNN (a raw 0x9B is CSI to 8-bit terminals).
+local function c1_escape(c) return format("\\u{%x}", c:byte()) end
+local function escape_with(s, pattern)
+  local body = s:gsub(pattern, escape_byte)
+  if is_utf8(body) then return (body:gsub("\194([\128-\159])", c1_escape)) end
+  return (body:gsub("[\128-\255]", escape_byte))
+end
+
+local ONE_LINE = "[%z\1-\31\127]"
+local MULTI_LINE = "[%z\1-\8\11-\31\127]"   -- keeps \t and \n
+local QUOTED = '[%z\1-\31\127"\\]'
+
+--- pretty.escape(s, multiline?) -> tostring(s), safe to write to a terminal:
+-- control characters (ESC, BEL, CR, C1, ...) escaped as above, so text from
+-- a server or a stored value cannot move the cursor, retitle the window or
+-- write the clipboard. multiline keeps tabs and newlines (a traceback);
+-- otherwise they are escaped too, so the text stays one line.
+function _M.escape(s, multiline)
+  return escape_with(tostring(s), multiline and MULTI_LINE or ONE_LINE)
+end
+
+--- pretty.quote(s, max?) -> s as a double-quoted Lua string literal, escaped
+-- as pretty.escape does (plus " and \), cut after max bytes with the number
+-- of bytes left out.
 function _M.quote(s, max)
   max = max or DEFAULTS.max_string
   local shown = cut(s, max)
-  local body = shown:gsub('[%c"\\]', escape_byte)
-  if not utf8.len(shown) then body = body:gsub("[\128-\255]", escape_byte) end
-  local q = '"' .. body .. '"'
+  local q = '"' .. escape_with(shown, QUOTED) .. '"'
   if #shown < #s then q = q .. format("...(%d more bytes)", #s - #shown) end
   return q
 end
@@ -274,7 +302,8 @@ function _M.format(v, opts)
   o.cut = false
   block(v, "", "", "", 0, {}, out, o)
   if o.cut then out[#out + 1] = format("...(output cut at %d lines)", o.max_lines) end
-  return concat(out, "\n")
+  -- Strings are escaped by quote(); this catches what a __tostring said.
+  return _M.escape(concat(out, "\n"), true)
 end
 
 return _M

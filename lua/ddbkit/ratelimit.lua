@@ -25,10 +25,12 @@
 -- false after 1 request. Otherwise one TransactWriteItems (the Node
 -- package's exact transaction: Put slot with condition
 -- `attribute_not_exists(pk) OR #timestamp < :windowStart`, Put log item) on
--- a randomly chosen free slot: true after 2 requests. When another acquirer
--- (ddbkit or Node) took that slot first, the cancellation returns the slot's
--- new timestamp (ALL_OLD), so the slot is marked busy and another free slot
--- of the same Query is tried (+1 request each); when none is left the slot
+-- a free slot chosen uniformly at random (pick_free: found by walking the
+-- busy slots, so its cost follows the busy slots, never the limit): true
+-- after 2 requests. When another acquirer (ddbkit or Node) took that slot
+-- first, the cancellation returns the slot's new timestamp (ALL_OLD), so
+-- the slot is marked busy and another free slot of the same Query is tried
+-- (+1 request each); when none is left the slot
 -- partition is queried again. A call stops after MAX_REQUESTS (6) requests
 -- and answers false: under that much contention the window is as good as
 -- full, and false is always safe (the caller waits; nothing is over-granted).
@@ -47,6 +49,10 @@
 -- BatchWriteItem per 25 items. Queries of a partition holding more than
 -- 1 MB of projected items (tens of thousands of slots) take more pages.
 --
+-- Ranges (checked in new(), resource_configs, set_resource_config; a bad
+-- one raises naming the field): limit an integer in [0, 2^31 - 1], window_ms
+-- in (0, 10 years]; see config_error for why.
+--
 -- record() writes a log item without a slot, as Node does: it counts for
 -- can_proceed / get_status / get_wait_time but not for acquire.
 --
@@ -54,10 +60,11 @@
 -- Node services); no sleeping anywhere.
 local ddbkit_core = require "ddbkit.core"
 local store = require "ddbkit.store"
+local client_mod = require "ddbkit.client"
 
 local type, pairs, ipairs, error, setmetatable, tostring, tonumber =
       type, pairs, ipairs, error, setmetatable, tostring, tonumber
-local floor, ceil, max, format = math.floor, math.ceil, math.max, string.format
+local floor, ceil, max, format, sort = math.floor, math.ceil, math.max, string.format, table.sort
 local uuid = ddbkit_core.uuid
 
 local _M = { _VERSION = "0.1.0" }
@@ -85,6 +92,17 @@ end
 
 -- Options and configs ----------------------------------------------------
 
+-- The ranges the Node layout allows:
+-- limit: canProceed / getStatus (Node's and ours) count the window with a
+--   Query whose Limit is the limit, and DynamoDB's Limit is a 32-bit
+--   integer (2^31 at DynamoDB Local: InternalFailure).
+-- window_ms: log items are compared as text, sk >= "TS#<now - window_ms>",
+--   which is only right while now - window_ms has the 13 digits of every
+--   timestamp since 2001; 10 years keeps that true for centuries to come.
+local MAX_LIMIT = 2147483647
+local MAX_WINDOW_MS = 10 * 365 * 86400000
+_M.MAX_LIMIT, _M.MAX_WINDOW_MS = MAX_LIMIT, MAX_WINDOW_MS
+
 local function config_error(cfg)
   if type(cfg) ~= "table" then return "a table { limit, window_ms }" end
   for k in pairs(cfg) do
@@ -93,11 +111,12 @@ local function config_error(cfg)
     end
   end
   local l, w = cfg.limit, cfg.window_ms
-  if type(l) ~= "number" or l < 0 or l ~= floor(l) then
-    return "a table whose limit is an integer >= 0"
+  if type(l) ~= "number" or not (l >= 0 and l <= MAX_LIMIT) or l ~= floor(l) then
+    return "a table whose limit is an integer in [0, " .. MAX_LIMIT .. "], got " .. tostring(l)
   end
-  if type(w) ~= "number" or w ~= w or w <= 0 or w == math.huge then
-    return "a table whose window_ms is a positive number"
+  if type(w) ~= "number" or not (w > 0 and w <= MAX_WINDOW_MS) then
+    return "a table whose window_ms is a number in (0, " .. format("%.0f", MAX_WINDOW_MS)
+           .. "] (10 years), got " .. tostring(w)
   end
 end
 
@@ -200,6 +219,31 @@ local function read_slots(client, tbl, slot_pk)
   return slots, pages
 end
 
+-- A free slot number in [0, share), chosen uniformly among the free ones,
+-- or nil when the partition's busy slots (also those at n >= share, left by
+-- a larger share) already number share or more. Costs time and memory in
+-- the busy slots read, never in the share: the free slots are not listed;
+-- the r-th one is found by walking the sorted busy numbers below it.
+local function pick_free(slots, share, window_start)
+  local busy, below = 0, {}
+  local top = floor(share - 1)            -- a fractional share s has slots 0..ceil(s)-1
+  for n, ts in pairs(slots) do
+    if ts >= window_start then
+      busy = busy + 1
+      if n >= 0 and n <= top and n == floor(n) then below[#below + 1] = n end
+    end
+  end
+  local nfree = top + 1 - #below
+  if busy >= share or nfree <= 0 then return nil end
+  sort(below)
+  local n = random_index(nfree) - 1       -- the (n+1)-th free number
+  for _, b in ipairs(below) do
+    if b > n then break end
+    n = n + 1
+  end
+  return n
+end
+
 --- acquire_slot(self, a) -> true | false | nil, err: the slot acquire of
 -- both stores. a = { table, slot_pk, share, window_ms, log_item(now, id) ->
 -- the log item to write with the slot }. Grants when fewer than `share`
@@ -221,34 +265,21 @@ function _M.acquire_slot(self, a)
     end
     local now = floor(self.runtime.now_ms())
     local window_start = now - window
-    local free, nfree, busy = {}, 0, 0
-    for _, ts in pairs(slots) do
-      if ts >= window_start then busy = busy + 1 end
-    end
-    if busy < share then
-      for n = 0, share - 1 do
-        local ts = slots[n]
-        if ts == nil or ts < window_start then
-          nfree = nfree + 1
-          free[nfree] = n
-        end
-      end
-    end
-    if nfree == 0 then
+    local n = pick_free(slots, share, window_start)
+    if not n then
       -- As read by this call's last Query: full. A view we changed after
       -- lost races is read again (slots may have come free since).
       if not stale then return false end
       slots = nil
     else
       if requests >= MAX_REQUESTS then return false end
-      local n = free[random_index(nfree)]
       local id = uuid()
       local res, err = client:transact_write_items{
         ClientRequestToken = id,   -- a resent attempt after a lost response is not a 2nd grant
         TransactItems = {
           { Put = {
               TableName = tbl,
-              Item = { pk = a.slot_pk, sk = "SLOT#" .. n, timestamp = now,
+              Item = { pk = a.slot_pk, sk = "SLOT#" .. ms_text(n), timestamp = now,
                        ttl = ttl_of(now + window) },
               ConditionExpression = "attribute_not_exists(pk) OR #timestamp < :windowStart",
               ExpressionAttributeNames = { ["#timestamp"] = "timestamp" },
@@ -262,15 +293,15 @@ function _M.acquire_slot(self, a)
         a.granted_ms = now
         return true
       end
-      local reason = err.code == "TransactionCanceledException" and err.cancellation_reasons
-                     and err.cancellation_reasons[1]
+      local reason = err.code == "TransactionCanceledException" and client_mod.reason_of(err, 1)
       if not reason or (reason.Code ~= "ConditionalCheckFailed"
                         and reason.Code ~= "TransactionConflict") then
         return nil, missing_table(err, tbl)
       end
       -- Another acquirer holds slot n now: its timestamp when DynamoDB sent
       -- the item, else (a conflicting transaction in flight) as of now.
-      local ts = reason.Item and reason.Item.timestamp
+      local old = client_mod.item_of(reason.Item)
+      local ts = old and old.timestamp
       slots[n] = type(ts) == "number" and ts or now
       stale = true
     end
@@ -282,6 +313,7 @@ end
 -- timestamp. One request unless more than 1 MB of items qualify.
 function _M.count_in_window(self, q, limit, want_oldest)
   local count, oldest, start = 0, nil, nil
+  local cursor = self.client:cursor("Query", nil)
   repeat
     local params = {
       TableName = q.table, IndexName = q.index, ConsistentRead = not q.index or nil,
@@ -302,7 +334,9 @@ function _M.count_in_window(self, q, limit, want_oldest)
       oldest = page.Items[1].timestamp
     end
     count = count + (page.Count or 0)
-    start = page.LastEvaluatedKey
+    local nerr
+    start, nerr = cursor:next(page)
+    if start == false then return nil, nil, nerr end
   until not start or count >= limit
   return count, oldest
 end

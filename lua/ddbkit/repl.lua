@@ -11,6 +11,7 @@
 -- errors in red (when stdout is a terminal and NO_COLOR is not set).
 local core = require "ddbkit.core"
 local pretty = require "ddbkit.pretty"
+local escape = pretty.escape
 
 local type, next, getmetatable, rawget, tostring =
       type, next, getmetatable, rawget, tostring
@@ -59,7 +60,10 @@ local function is_error_value(v)
   return type(v) == "table" and getmetatable(v) == core.error_mt
 end
 
--- The headline of an error and, for a table, its other fields.
+-- The headline of an error and, for a table, its other fields. The code
+-- and message come from a server (or a script): the headline is escaped
+-- (pretty.escape) so they cannot drive the terminal; the rest is printed
+-- by pretty.format, which escapes every string.
 local function error_parts(e)
   if type(e) == "table" and type(e.code) == "string" then
     local rest
@@ -69,11 +73,11 @@ local function error_parts(e)
         rest[k] = v
       end
     end
-    return e.code .. ": " .. tostring(e.message), rest
+    return escape(e.code .. ": " .. tostring(e.message)), rest
   end
-  if type(e) == "string" then return e end
+  if type(e) == "string" then return escape(e) end
   local mt = getmetatable(e)
-  if type(mt) == "table" and mt.__tostring then return tostring(e) end
+  if type(mt) == "table" and mt.__tostring then return escape(tostring(e)) end
   return "error object: " .. pretty.format(e)
 end
 
@@ -81,7 +85,7 @@ local function show_error(s, e, trace)
   local head, rest = error_parts(e)
   write(red(s, head), "\n")
   if rest then write(pretty.format(rest), "\n") end
-  if trace then write((trace:gsub("^\n", "")), "\n") end
+  if trace then write(escape((trace:gsub("^\n", "")), true), "\n") end
 end
 
 -- Values print one per line; a ddbkit error among them (the err of
@@ -152,7 +156,7 @@ function COMMANDS.stats(s) write(pretty.format(s.client:stats()), "\n") end
 function COMMANDS.reload(s)
   local ok, r = pcall(s.reload)
   if not ok then return show_error(s, r) end
-  write(format("reloaded: policy %s, strategy %s\n", r.policy, r.strategy))
+  write(format("reloaded: policy %s, strategy %s\n", escape(r.policy), escape(r.strategy)))
 end
 
 local function duration_text(ms)

@@ -77,6 +77,67 @@ function _M.load_script(spec, default, what)
   return mod, spec
 end
 
+-- Whether s is UTF-8 as DynamoDB reads it: no overlong forms, no UTF-16
+-- surrogates, nothing above U+10FFFF. Lua 5.4's utf8.len is not in LuaJIT.
+local byte = string.byte
+local function is_utf8(s)
+  local i, n = 1, #s
+  while i <= n do
+    local c = byte(s, i)
+    local len, lo, hi = 1, 0x80, 0xBF
+    if c < 0x80 then len = 1
+    elseif c >= 0xC2 and c <= 0xDF then len = 2
+    elseif c >= 0xE0 and c <= 0xEF then
+      len = 3
+      if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
+    elseif c >= 0xF0 and c <= 0xF4 then
+      len = 4
+      if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+    else
+      return false
+    end
+    for j = 1, len - 1 do
+      local b = byte(s, i + j)
+      if not b then return false end
+      if j == 1 then
+        if b < lo or b > hi then return false end
+      elseif b < 0x80 or b > 0xBF then
+        return false
+      end
+    end
+    i = i + len
+  end
+  return true
+end
+_M.is_utf8 = is_utf8
+
+-- A prefix is followed by a key part of up to MAX_PART bytes, and the cache,
+-- dedupe and cooldown keys are their own sort keys, which DynamoDB limits to
+-- 1024 bytes (partition keys: 2048): a prefix gets the rest.
+local MAX_PREFIX = 1024 - MAX_PART
+_M.MAX_PREFIX = MAX_PREFIX
+
+-- Why a policy's prefix is unusable, or nil. Never echoes a bad value
+-- whole: it may be long or not text at all.
+local function bad_prefix(v)
+  if type(v) ~= "string" then return "a " .. type(v) end
+  if v == "" then return "an empty string" end
+  if #v > MAX_PREFIX then
+    return "a " .. #v .. "-byte string (at most " .. MAX_PREFIX .. " bytes: with a "
+           .. MAX_PART .. "-byte key part it must fit DynamoDB's 1024-byte sort key)"
+  end
+  if not is_utf8(v) then return "a string that is not valid UTF-8" end
+  if v:find("[%z\1-\31\127]") then return "a string with control characters" end
+end
+
+-- DynamoDB's table names: 3 to 255 of letters, digits, "_", "-", ".".
+local function bad_table_name(v)
+  if type(v) ~= "string" then return "a " .. type(v) end
+  if #v < 3 or #v > 255 or v:find("[^%w_%.%-]") then
+    return "an invalid table name (3 to 255 letters, digits, _ - .)"
+  end
+end
+
 --- store.policy(spec) -> a policy object with prefix(kind) and table(store, configured)
 -- whose answers are checked; a bad answer is a PolicyError naming the script.
 function _M.policy(spec)
@@ -95,9 +156,11 @@ function _M.policy(spec)
     if not ok then
       return nil, _M.err("PolicyError", "key-prefix policy " .. name .. " failed: " .. tostring(v))
     end
-    if type(v) ~= "string" or v == "" or v:find("[%z\1-\31\127]") then
-      return nil, _M.err("PolicyError", "key-prefix policy " .. name .. " returned "
-        .. tostring(v) .. " for " .. kind .. " (a non-empty string without control characters)")
+    local bad = bad_prefix(v)
+    if bad then
+      return nil, _M.err("PolicyError", "key-prefix policy " .. name .. " returned " .. bad
+        .. " for " .. tostring(kind) .. " (a non-empty UTF-8 string without control "
+        .. "characters, at most " .. MAX_PREFIX .. " bytes)")
     end
     known[kind] = v
     return v
@@ -110,7 +173,15 @@ function _M.policy(spec)
     local ok, v = pcall(mod.table_name, store, configured)
     if not ok or type(v) ~= "string" or v == "" then
       return nil, _M.err("PolicyError", "key-prefix policy " .. name .. " gave no table for "
-        .. store .. ": " .. tostring(v))
+        .. store .. ": " .. (ok and (v == "" and "an empty string" or "a " .. type(v))
+                                  or tostring(v)))
+    end
+    -- The store's own table_name is the caller's to get right; a name the
+    -- policy made up is checked here, before it is sent.
+    local bad = v ~= configured and bad_table_name(v)
+    if bad then
+      return nil, _M.err("PolicyError", "key-prefix policy " .. name .. " returned " .. bad
+        .. " for " .. store)
     end
     tables[store] = { configured, v }
     return v

@@ -5,10 +5,14 @@
 --   policy.name                      a string used in error messages
 --   policy.prefix(kind) -> string    the key prefix for one kind of item;
 --     kind is one of "cache", "tag", "dedupe", "ratelimit",
---     "ratelimit_slot", "cooldown". Non-empty, no control characters.
+--     "ratelimit_slot", "cooldown". Non-empty valid UTF-8, no control
+--     characters, at most 512 bytes (a key part of up to 512 bytes follows,
+--     and DynamoDB's sort keys hold 1024).
 --   policy.table_name(store, configured) -> string   (optional)
 --     the table a store ("cache", "dedupe", "rate_limit",
 --     "adaptive_rate_limit") uses; `configured` is the store's table_name.
+--     Any other name must be a DynamoDB table name (3 to 255 of letters,
+--     digits, "_", "-", ".").
 -- Both must be pure (same answer for the same arguments): a store keeps
 -- the answers it got, so a policy is re-read only by reloading it.
 -- A policy that raises or returns anything else makes the store fail with

@@ -50,6 +50,36 @@ describe("ddbkit.adaptive", function()
     assert.equals("strategies.adaptive", s:strategy_info())
   end)
 
+  it("refuses limits out of range, naming the field", function()
+    for _, l in ipairs{ math.huge, 2147483648, 1e15 } do
+      local ok, msg = pcall(adaptive.new, { client = admin,
+        default_config = { limit = l, window_ms = 60000 } })
+      assert.is_false(ok)
+      assert.matches("ddbkit.adaptive.new: opts.default_config must be a table whose limit is an "
+                     .. "integer in [0, 2147483647]", msg, 1, true)
+      ok, msg = pcall(adaptive.new, { client = admin,
+        resource_configs = { api = { limit = l, window_ms = 60000 } } })
+      assert.is_false(ok)
+      assert.matches("opts.resource_configs must be a table whose [api]", msg, 1, true)
+    end
+  end)
+
+  it("an acquire under the largest limit costs memory in the busy slots, not the limit", function()
+    local s = adaptive.new{ client = admin, table_name = T,
+      default_config = { limit = 2147483647, window_ms = 60000 } }
+    local res = H.unique("huge")
+    assert.is_true(s:acquire(res, "background"))   -- warm: activity, capacity, connection
+    collectgarbage("collect")
+    collectgarbage("stop")
+    local before = collectgarbage("count")
+    local ok, err = s:acquire(res, "background")
+    local used_kb = collectgarbage("count") - before
+    collectgarbage("restart")
+    assert.is_nil(err)
+    assert.is_true(ok)
+    assert.is_true(used_kb < 2048, "one acquire allocated " .. used_kb .. " KB")
+  end)
+
   it("splits the limit by the strategy and enforces each share, within budget", function()
     local state = { T = 1700100000000 }
     local c = fake_client(state)

@@ -636,6 +636,102 @@ print("globals=" .. type(cache) .. "," .. type(dedupe) .. "," .. type(rate_limit
     end)
   end)
 
+  -- A server's error code and message, and the names in its answers, may
+  -- hold terminal escape sequences (retitle the window, clear the screen,
+  -- write the clipboard with OSC 52, a C1 CSI). Whatever path prints them,
+  -- they come out escaped: no ESC, BEL, CR or C1 byte reaches the terminal.
+  describe("text from a hostile server", function()
+    local EVIL = "\27]0;pwned\7\27[2J\27]52;c;ZXZpbA==\7\194\155\r"
+    local SHOWN = "\\x1b]0;pwned\\x07\\x1b[2J\\x1b]52;c;ZXZpbA==\\x07\\u{9b}\\r"
+    local ERR = { kind = "status", status = 400, body = {
+      __type = "com.amazonaws.dynamodb.v20120810#Evil" .. EVIL, message = "says" .. EVIL } }
+
+    setup(function() assert(H.proxy, "the fault proxy is not running") end)
+    after_each(H.clear_faults)
+
+    -- No control byte but newline and tab (a traceback's), no C1 (raw or
+    -- UTF-8), and the escaped text.
+    local function clean(text, what)
+      local bad = text:find("[%z\1-\8\11-\31\127]") or text:find("\194[\128-\159]")
+                  or text:find("[\128-\159]")
+      assert(not bad, what .. " has a control byte at " .. tostring(bad) .. ": "
+                      .. string.format("%q", text))
+      contains(text, SHOWN, what)
+    end
+
+    local function proxied(args, o) return cli(home, "--endpoint " .. q(H.proxy) .. " " .. args, o) end
+
+    it("an error from 'ddbkit table' prints code and message escaped", function()
+      H.faults{ ERR }
+      local r = proxied(words("table", "describe", "--name", "x"))
+      exits(r, 1)
+      clean(r.err, "stderr")
+      contains(r.err, "ddbkit: Evil\\x1b]0;pwned", "stderr")
+      contains(r.err, "says\\x1b]0;pwned", "stderr")
+      assert.equals(1, #lines_of(r.err))
+    end)
+
+    it("--debug: the error line and the traceback are escaped", function()
+      H.faults{ ERR }
+      local r = proxied(words("--debug", "table", "describe", "--name", "x"))
+      exits(r, 1)
+      clean(r.err, "stderr")
+    end)
+
+    it("the REPL (from a pipe) prints an error value escaped", function()
+      H.faults{ ERR }
+      local r = proxied("", { stdin = 'client:get_item{ TableName = "x", Key = { pk = "a" } }\n' })
+      exits(r, 0)
+      clean(r.out, "stdout")
+      contains(r.out, "Evil\\x1b]0;pwned", "stdout")
+    end)
+
+    it("a script raising the error value: the message is escaped", function()
+      H.faults{ ERR }
+      local r = proxied(words("run", "-"), { stdin =
+        'local ok, err = client:get_item{ TableName = "x", Key = { pk = "a" } }\nerror(err)\n' })
+      exits(r, 1)
+      clean(r.err, "stderr")
+    end)
+
+    it("'ddbkit table describe' prints names from the answer escaped", function()
+      H.faults{
+        { kind = "status", status = 200, match = "DescribeTable", body = { Table = {
+          TableName = "t" .. EVIL, TableStatus = "ACTIVE" .. EVIL,
+          AttributeDefinitions = { { AttributeName = "pk" .. EVIL, AttributeType = "S" } },
+          KeySchema = { { AttributeName = "pk" .. EVIL, KeyType = "HASH" } },
+          GlobalSecondaryIndexes = { { IndexName = "i" .. EVIL,
+            KeySchema = { { AttributeName = "pk" .. EVIL, KeyType = "HASH" } },
+            Projection = { ProjectionType = "ALL" .. EVIL }, IndexStatus = "ACTIVE" } },
+          ItemCount = 0, TableSizeBytes = 0 } } },
+        { kind = "status", status = 200, match = "DescribeTimeToLive", body = {
+          TimeToLiveDescription = { TimeToLiveStatus = "ENABLED" .. EVIL,
+                                    AttributeName = "ttl" .. EVIL } } },
+      }
+      local r = proxied(words("table", "describe", "--name", "x"))
+      exits(r, 0)
+      clean(r.out, "stdout")
+      contains(r.out, "index i\\x1b]0;pwned", "stdout")
+    end)
+
+    it("'ddbkit table describe' of an answer with wrong-typed fields does not raise", function()
+      H.faults{
+        { kind = "status", status = 200, match = "DescribeTable", body = { Table = {
+          TableName = "t", TableStatus = true, AttributeDefinitions = { 5, { AttributeName = 7 } },
+          KeySchema = "x", GlobalSecondaryIndexes = { 5, { IndexName = { a = 1 }, Projection = 3 } },
+          BillingModeSummary = 5, CreationDateTime = "yesterday", ItemCount = "many",
+          TableSizeBytes = {} } } },
+        { kind = "status", status = 200, match = "DescribeTimeToLive", body = {
+          TimeToLiveDescription = { TimeToLiveStatus = { 1 }, AttributeName = false } } },
+      }
+      local r = proxied(words("table", "describe", "--name", "x"))
+      exits(r, 0)
+      assert.equals("", r.err)
+      assert(r.out:match("^table +t\n"), "table row" .. show(r))
+      assert(r.out:match("\nitems +0 "), "items row" .. show(r))
+    end)
+  end)
+
   describe("repl, in a terminal", function()
     local r
 

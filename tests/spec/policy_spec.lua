@@ -90,6 +90,14 @@ describe("key-prefix policy (through ddbkit.cache)", function()
       returns_control = 'return "acme\\n|CACHE#"',
       returns_number = "return 42",
       tag_only_bad = 'if kind == "tag" then return "" end return "CACHE#"',
+      -- these used to reach the encoder (ValidationException) or DynamoDB
+      -- (a key over its size limit) instead of naming the script
+      returns_invalid_utf8 = 'return "acme\\255|CACHE#"',
+      returns_surrogate = 'return "acme\\237\\160\\128|CACHE#"',
+      returns_overlong = 'return "\\192\\175CACHE#"',
+      returns_truncated_utf8 = 'return "CACHE#\\226\\130"',
+      returns_oversized = 'return string.rep("p", 1500)',
+      returns_just_too_long = 'return string.rep("p", 513)',
     }
 
     setup(function() dir = H.mktemp_dir() end)
@@ -123,6 +131,37 @@ describe("key-prefix policy (through ddbkit.cache)", function()
         assert.are.same({}, keys_of(c, t))
       end)
     end
+
+    it("accepts a UTF-8 prefix of exactly 512 bytes, and the longest key fits", function()
+      local prefix = string.rep("é", 255) .. "C#"          -- 512 bytes
+      local cache = ddbkit.cache.new{ client = c, table_name = tname,
+        policy = { name = "long", prefix = function() return prefix end } }
+      local hash = string.rep("h", 512)
+      assert.is_true(cache:set(hash, 1, 0))
+      assert.are.equal(1, cache:get(hash))
+      assert.is_true(cache:delete(hash))
+    end)
+
+    it("does not echo a bad prefix into the message", function()
+      local cache = ddbkit.cache.new{ client = c, table_name = tname,
+        policy = { name = "echo", prefix = function() return string.rep("z", 4000) end } }
+      local v, err = cache:set("h", 1, 60)
+      assert.is_nil(v)
+      assert.are.equal("PolicyError", err.code)
+      assert.truthy(err.message:find("4000-byte", 1, true), err.message)
+      assert.is_nil(err.message:find("zzzz", 1, true))
+    end)
+
+    it("a policy naming a table DynamoDB would refuse yields PolicyError", function()
+      for _, bad in ipairs{ "a", "bad name!", string.rep("t", 256), "t\255t" } do
+        local cache = ddbkit.cache.new{ client = c, table_name = tname, policy = {
+          name = "bad-table", prefix = BASE.prefix, table_name = function() return bad end } }
+        local v, err = cache:set("h", 1, 60)
+        assert.is_nil(v)
+        assert.are.equal("PolicyError", err.code)
+        assert.truthy(err.message:find("bad-table", 1, true))
+      end
+    end)
 
     it("a table policy is named by its name field", function()
       local cache = ddbkit.cache.new{ client = c, table_name = tname,

@@ -54,13 +54,66 @@ describe("ddbkit.ratelimit", function()
       assert.has_error(function() ratelimit.new{ client = admin, bogus = 1 } end,
         "ddbkit.ratelimit.new: unknown option opts.bogus")
       assert.has_error(function() ratelimit.new{ client = admin, default_config = { limit = -1, window_ms = 1 } } end,
-        "ddbkit.ratelimit.new: opts.default_config must be a table whose limit is an integer >= 0")
+        "ddbkit.ratelimit.new: opts.default_config must be a table whose limit is an integer in [0, 2147483647], got -1")
       assert.has_error(function() ratelimit.new{ client = admin, default_config = { limit = 1, window_ms = 0 } } end,
-        "ddbkit.ratelimit.new: opts.default_config must be a table whose window_ms is a positive number")
+        "ddbkit.ratelimit.new: opts.default_config must be a table whose window_ms is a number in (0, 315360000000] (10 years), got 0")
       assert.has_error(function() ratelimit.new{ client = admin, resource_configs = { [""] = { limit = 1, window_ms = 1 } } } end)
       assert.has_error(function() ratelimit.new{ client = admin, table_name = "" } end,
         "ddbkit.ratelimit.new: opts.table_name must be a non-empty string")
     end)
+
+    -- limit = math.huge used to be accepted, and one acquire then listed
+    -- every free slot (out of memory); 1e7 cost 274 MB.
+    it("refuses limits and windows out of range, naming the field", function()
+      for _, l in ipairs{ math.huge, -math.huge, 0/0, 2147483648, 1e15, 1.5 } do
+        assert.has_error(function()
+          ratelimit.new{ client = admin, default_config = { limit = l, window_ms = 1000 } }
+        end)
+        local ok, msg = pcall(ratelimit.new, { client = admin,
+          resource_configs = { api = { limit = l, window_ms = 1000 } } })
+        assert.is_false(ok)
+        assert.matches("opts.resource_configs must be a table whose [api] is a table whose limit",
+                       msg, 1, true)
+        local rl = ratelimit.new{ client = admin }
+        ok, msg = pcall(rl.set_resource_config, rl, "api", { limit = l, window_ms = 1000 })
+        assert.is_false(ok)
+        assert.matches("set_resource_config's config must be a table whose limit", msg, 1, true)
+      end
+      for _, w in ipairs{ math.huge, 0/0, -1, 315360000001 } do
+        local ok, msg = pcall(ratelimit.new, { client = admin,
+          default_config = { limit = 1, window_ms = w } })
+        assert.is_false(ok)
+        assert.matches("opts.default_config must be a table whose window_ms", msg, 1, true)
+      end
+      assert(ratelimit.new{ client = admin, default_config = { limit = 2147483647,
+                                                               window_ms = 315360000000 } })
+    end)
+
+    it("an acquire under the largest limit costs memory in the busy slots, not the limit",
+      function()
+        local rl = ratelimit.new{ client = admin, table_name = T,
+          default_config = { limit = ratelimit.MAX_LIMIT, window_ms = 60000 } }
+        local res = H.unique("huge")
+        assert.is_true(rl:acquire(res))           -- warm: code paths, connection
+        collectgarbage("collect")
+        collectgarbage("stop")
+        local before = collectgarbage("count")
+        local ok, err = rl:acquire(res)
+        local used_kb = collectgarbage("count") - before
+        collectgarbage("restart")
+        assert.is_nil(err)
+        assert.is_true(ok)
+        assert.is_true(used_kb < 2048, "one acquire allocated " .. used_kb .. " KB")
+        -- the two grants took two different slots below the limit
+        local slots = admin:query_all{ TableName = T, KeyConditionExpression = "pk = :p",
+          ExpressionAttributeValues = { [":p"] = "RATELIMIT_SLOT#" .. res } }
+        assert.equals(2, #slots)
+        assert.are_not.equal(slots[1].sk, slots[2].sk)
+        for _, it in ipairs(slots) do
+          local n = tonumber(it.sk:match("^SLOT#(%d+)$"))
+          assert.is_true(n ~= nil and n >= 0 and n < ratelimit.MAX_LIMIT, it.sk)
+        end
+      end)
 
     it("defaults to { limit = 60, window_ms = 60000 } and the Node table name", function()
       local rl = ratelimit.new{ client = admin }
@@ -93,6 +146,38 @@ describe("ddbkit.ratelimit", function()
         assert.is_true(n <= 2, "a full window took " .. n .. " requests")
       end
       assert.equals(5, node_count(admin, T, res, admin.runtime.now_ms() - 60000))
+    end)
+
+    it("takes only free slots between busy ones, and counts busy slots above the limit", function()
+      local function slots_of(res)
+        local got = {}
+        for _, it in ipairs(assert(admin:query_all{ TableName = T, KeyConditionExpression = "pk = :p",
+            ExpressionAttributeValues = { [":p"] = "RATELIMIT_SLOT#" .. res } })) do
+          got[#got + 1] = it.sk
+        end
+        table.sort(got)
+        return got
+      end
+      local now = admin.runtime.now_ms()
+      -- limit 3, slots 0 and 2 busy: only slot 1 is free
+      local rl3 = ratelimit.new{ client = admin, table_name = T, default_config = { limit = 3, window_ms = 60000 } }
+      local a = H.unique("gap")
+      node_slot(admin, T, a, 0, now)
+      node_slot(admin, T, a, 2, now)
+      assert.is_true(rl3:acquire(a))
+      assert.is_false(rl3:acquire(a))
+      assert.same({ "SLOT#0", "SLOT#1", "SLOT#2" }, slots_of(a))
+      -- limit 4, slots 0, 2 and 5 busy (5 left by a larger limit): one grant, in 1 or 3
+      local rl4 = ratelimit.new{ client = admin, table_name = T, default_config = { limit = 4, window_ms = 60000 } }
+      local b = H.unique("gaps")
+      node_slot(admin, T, b, 0, now)
+      node_slot(admin, T, b, 2, now)
+      node_slot(admin, T, b, 5, now)
+      assert.is_true(rl4:acquire(b))
+      assert.is_false(rl4:acquire(b))
+      local got = slots_of(b)
+      assert.equals(4, #got)
+      assert.is_true(got[2] == "SLOT#1" or got[3] == "SLOT#3", table.concat(got, " "))
     end)
 
     it("a limit of 0 never grants and sends nothing", function()

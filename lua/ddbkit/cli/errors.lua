@@ -8,6 +8,8 @@
 local type, error, setmetatable, getmetatable, tostring =
       type, error, setmetatable, getmetatable, tostring
 
+local escape = require("ddbkit.pretty").escape
+
 local _M = { _VERSION = "0.1.0" }
 
 -- The metatables that mark the two kinds, for cli.main to tell them apart.
@@ -25,16 +27,23 @@ function _M.fail(code, message)
   error(setmetatable({ code = code, message = message }, Failure), 0)
 end
 
---- errors.text(e): the text of any error value: ddbkit's error tables
--- print "code: message".
-function _M.text(e)
+-- The text of an error value, as it came.
+local function raw_text(e)
   if type(e) == "string" then return e end
   local mt = getmetatable(e)
   if mt and mt.__tostring then return tostring(e) end
   if type(e) == "table" and type(e.message) == "string" then
-    return (e.code and e.code .. ": " or "") .. e.message
+    return (e.code and tostring(e.code) .. ": " or "") .. e.message
   end
   return "(error object is a " .. type(e) .. " value)"
+end
+
+--- errors.text(e): the text of any error value, ready for a terminal:
+-- ddbkit's error tables print "code: message". A server's code and message
+-- (and a script's error) may hold escape sequences; they are escaped
+-- (pretty.escape), newlines included, so the error stays one line.
+function _M.text(e)
+  return escape(raw_text(e))
 end
 
 --- errors.is_interrupt(e): whether e is the error the hook

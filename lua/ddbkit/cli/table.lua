@@ -9,6 +9,7 @@
 local core = require "ddbkit.core"
 local schema = require "ddbkit.schema"
 local fail = require("ddbkit.cli.errors").fail
+local escape = require("ddbkit.pretty").escape
 
 local ipairs, tostring = ipairs, tostring
 local format, concat = string.format, table.concat
@@ -46,7 +47,7 @@ local function progress(label, tty)
     tick = function(status)
       if not tty then return end
       i = i % #frames + 1
-      say(format("\r%s %s: %s (%d s)\27[K", frames[i], label, status,
+      say(format("\r%s %s: %s (%d s)\27[K", frames[i], escape(label), escape(status),
                  math.floor((core.mono_ms() - t0) / 1000)))
     end,
     done = function() if tty then say("\r\27[K") end end,
@@ -75,12 +76,18 @@ local function wait_table(client, name, label, tty, done)
   end
 end
 
+-- The description is the server's: a field of the wrong type reads as
+-- missing (maps and lists as {}, numbers as nil), so describe and the TTL line
+-- never raise.
+local function map(v) return type(v) == "table" and v or {} end
+local function num(v) return type(v) == "number" and v == v and v or nil end
+
 -- Enables TTL on attr unless it is on already; returns the status line.
 local function ensure_ttl(client, name, attr)
   local res, err = client:describe_time_to_live{ TableName = name }
   if not res then table_fail(client, name, err) end
-  local d = res.TimeToLiveDescription or {}
-  local status = d.TimeToLiveStatus or "DISABLED"
+  local d = map(res.TimeToLiveDescription)
+  local status = tostring(d.TimeToLiveStatus or "DISABLED")
   if status == "ENABLED" or status == "ENABLING" then
     if d.AttributeName ~= attr then
       fail("TTLMismatch", "TTL of table " .. name .. " is on " .. tostring(d.AttributeName)
@@ -107,24 +114,29 @@ local function table_create(client, name, kind, tty)
   end
   wait_table(client, name, "creating " .. name, tty,
              function(t) return t and t.TableStatus == "ACTIVE" end)
-  out("created table ", name, " (ACTIVE); ", ensure_ttl(client, name, kind.ttl), "\n")
+  out("created table ", escape(name), " (ACTIVE); ", escape(ensure_ttl(client, name, kind.ttl)), "\n")
 end
 
 local function table_delete(client, name, _, tty)
   local res, err = client:delete_table{ TableName = name }
   if not res then table_fail(client, name, err) end
   wait_table(client, name, "deleting " .. name, tty, function(t) return t == nil end)
-  out("deleted table ", name, "\n")
+  out("deleted table ", escape(name), "\n")
 end
 
 local function table_ttl(client, name, kind)
-  out(name, ": ", ensure_ttl(client, name, kind.ttl), "\n")
+  out(escape(name), ": ", escape(ensure_ttl(client, name, kind.ttl)), "\n")
 end
 
+-- Rows of what DynamoDB said (names, statuses): escaped, since a server
+-- can put terminal escape sequences in any of them.
 local function print_rows(rows)
-  local w = 0
-  for _, r in ipairs(rows) do w = math.max(w, #r[1]) end
-  for _, r in ipairs(rows) do out(r[1], (" "):rep(w - #r[1] + 2), r[2], "\n") end
+  local w, shown = 0, {}
+  for i, r in ipairs(rows) do
+    shown[i] = { escape(r[1]), escape(r[2]) }
+    w = math.max(w, #shown[i][1])
+  end
+  for _, r in ipairs(shown) do out(r[1], (" "):rep(w - #r[1] + 2), r[2], "\n") end
 end
 
 local function size_text(bytes)
@@ -136,8 +148,10 @@ end
 -- "pk (S) HASH, sk (S) RANGE"
 local function keys_text(key_schema, types)
   local parts = {}
-  for i, k in ipairs(key_schema or {}) do
-    parts[i] = format("%s (%s) %s", k.AttributeName, types[k.AttributeName] or "?", k.KeyType)
+  for i, k in ipairs(map(key_schema)) do
+    k = map(k)
+    parts[i] = format("%s (%s) %s", tostring(k.AttributeName),
+                      tostring(types[k.AttributeName] or "?"), tostring(k.KeyType))
   end
   return concat(parts, ", ")
 end
@@ -145,29 +159,34 @@ end
 local function table_describe(client, name)
   local res, err = client:describe_table{ TableName = name }
   if not res then table_fail(client, name, err) end
-  local t = res.Table
+  local t = map(res.Table)
   local types = {}
-  for _, a in ipairs(t.AttributeDefinitions or {}) do types[a.AttributeName] = a.AttributeType end
-  local billing = t.BillingModeSummary and t.BillingModeSummary.BillingMode or "PROVISIONED"
+  for _, a in ipairs(map(t.AttributeDefinitions)) do
+    a = map(a)
+    if a.AttributeName ~= nil then types[a.AttributeName] = a.AttributeType end
+  end
+  local billing = map(t.BillingModeSummary).BillingMode or "PROVISIONED"
+  local created = num(t.CreationDateTime)
   local rows = {
     { "table", t.TableName }, { "status", t.TableStatus }, { "endpoint", client:endpoint() },
     { "arn", t.TableArn or "-" },
-    { "created", t.CreationDateTime
-                 and os.date("!%Y-%m-%d %H:%M:%S UTC", math.floor(t.CreationDateTime)) or "-" },
+    { "created", created and os.date("!%Y-%m-%d %H:%M:%S UTC", math.floor(created)) or "-" },
     { "billing", billing }, { "keys", keys_text(t.KeySchema, types) },
   }
-  for _, g in ipairs(t.GlobalSecondaryIndexes or {}) do
-    rows[#rows + 1] = { "index " .. g.IndexName, format("%s; projection %s; %s",
-      keys_text(g.KeySchema, types), g.Projection and g.Projection.ProjectionType or "?",
-      g.IndexStatus or "?") }
+  for _, g in ipairs(map(t.GlobalSecondaryIndexes)) do
+    g = map(g)
+    rows[#rows + 1] = { "index " .. tostring(g.IndexName), format("%s; projection %s; %s",
+      keys_text(g.KeySchema, types), tostring(map(g.Projection).ProjectionType or "?"),
+      tostring(g.IndexStatus or "?")) }
   end
-  rows[#rows + 1] = { "items",
-                      format("%d (approximate, refreshed every ~6 hours)", t.ItemCount or 0) }
-  rows[#rows + 1] = { "size", size_text(t.TableSizeBytes) .. " (approximate)" }
+  rows[#rows + 1] = { "items", format("%.0f (approximate, refreshed every ~6 hours)",
+                                      num(t.ItemCount) or 0) }
+  rows[#rows + 1] = { "size", size_text(num(t.TableSizeBytes)) .. " (approximate)" }
   local ttl, terr = client:describe_time_to_live{ TableName = name }
-  local d = ttl and ttl.TimeToLiveDescription or {}
-  rows[#rows + 1] = { "ttl", ttl and ((d.TimeToLiveStatus or "DISABLED")
-    .. (d.AttributeName and " on " .. d.AttributeName or "")) or ("unknown: " .. tostring(terr)) }
+  local d = ttl and map(ttl.TimeToLiveDescription) or {}
+  rows[#rows + 1] = { "ttl", ttl and (tostring(d.TimeToLiveStatus or "DISABLED")
+    .. (d.AttributeName and " on " .. tostring(d.AttributeName) or ""))
+    or ("unknown: " .. tostring(terr)) }
   print_rows(rows)
 end
 
