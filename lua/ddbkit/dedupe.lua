@@ -5,7 +5,7 @@
 --   local dedupe = ddbkit.dedupe.new{ client = client }
 --   local job, err = dedupe:register_or_join(hash)
 --   if job and job.is_owner then
---     local ok, err = dedupe:complete(hash, fetch())   -- or dedupe:fail(hash, e)
+--     local ok, err = dedupe:complete(hash, fetch(), job)   -- or dedupe:fail(hash, e, job)
 --   elseif job then
 --     local value, err = dedupe:wait_for(hash)         -- nil: failed, timed out or gone
 --   end
@@ -31,12 +31,31 @@
 -- expired job), wait_for 1 per poll (+1 when it marks a job timed out),
 -- clear 1 Scan page + 1 BatchWriteItem per 25 items.
 --
+-- Ownership: complete and fail settle only the job the caller owns, on
+-- condition that the item's jobId is still that job's (a UUID drawn for
+-- each registration, the owner token; the Node layout needs nothing more).
+-- A former owner whose stale job was taken over is refused (false) and
+-- cannot settle its successor's job. Which job: the one passed (the table
+-- register_or_join returned, or its job_id); else the last job this store
+-- registered for that hash (remembered after it settles too, so a late
+-- second settle is refused as well; the max_owned_jobs most recent hashes);
+-- else, for a caller that registered nothing here, whatever job is
+-- pending, as the Node package does. Two tasks of one process that own the
+-- same hash one after the other (the second took the first's stale job
+-- over) must pass their job: the store cannot tell them apart.
+--
+-- Lost answers: a write whose answer may hide that it applied (see
+-- ddbkit.ambiguous) is resolved by reading the item back and looking for
+-- our own jobId, never by guessing (design.md, Retries).
+--
 -- Time: wall clock (createdAt, ttl, expiry) from client.runtime.now_ms, the
 -- wait_for deadline also on client.runtime.mono_ms, sleeping only through
 -- client.runtime.sleep: nothing here blocks on its own.
 local ddbkit_core = require "ddbkit.core"
 local store = require "ddbkit.store"
 local client_mod = require "ddbkit.client"
+local lru = require "ddbkit.lru"
+local may_have_applied = require("ddbkit.ambiguous").may_have_applied
 local cjson = require "cjson.safe"   -- only for its null, which callers may pass
 
 local type, pairs, ipairs, error, setmetatable, tostring, floor =
@@ -59,13 +78,19 @@ local OPTIONS = {
   policy = store.is_any,
   job_timeout_ms = store.is_non_negative,
   poll_interval_ms = store.is_positive,
+  max_owned_jobs = store.is_positive,
 }
 
 --- ddbkit.dedupe.new{ client, table_name?, policy?, job_timeout_ms? (300000),
---- poll_interval_ms? (500) } -> store. Raises on a bad option.
+--- poll_interval_ms? (500), max_owned_jobs? (10000) } -> store. Raises on a
+--- bad option.
 function _M.new(opts)
   opts = store.options(NAME .. ".new", opts, OPTIONS)
   if opts.client == nil then error(NAME .. ".new: opts.client must be a ddbkit.client", 2) end
+  local max_owned = opts.max_owned_jobs or 10000
+  if max_owned ~= floor(max_owned) then
+    error(NAME .. ".new: opts.max_owned_jobs must be an integer >= 1", 2)
+  end
   return setmetatable({
     client = opts.client,
     runtime = opts.client.runtime,
@@ -73,6 +98,8 @@ function _M.new(opts)
     policy = store.policy(opts.policy),
     job_timeout_ms = opts.job_timeout_ms or 300000,
     poll_interval_ms = opts.poll_interval_ms or 500,
+    -- hash -> the job id this store registered last for it
+    owned = lru.new(max_owned),
   }, mt)
 end
 
@@ -130,6 +157,11 @@ end
 
 -- Registration ----------------------------------------------------------
 
+local function owner_of(self, hash, job_id)
+  self.owned:set(hash, job_id)
+  return { job_id = job_id, is_owner = true }
+end
+
 --- dedupe:register_or_join(hash) -> { job_id, is_owner } | nil, err
 --
 -- One conditional Put of a new pending job:
@@ -152,8 +184,9 @@ end
 -- Retries (at most 3 attempts, like Node) happen only when the answer does
 -- not settle it: no old item came back (a DynamoDB without ALL_OLD support)
 -- and the fallback read finds the item gone or settled again; or the Put
--- failed ambiguously (timeout, connection) and the read-back shows neither
--- our job nor a pending one. Other failures return nil, err.
+-- failed ambiguously (ddbkit.ambiguous: a timeout, a lost answer, a 5xx
+-- after the retries) and the read-back shows neither our job nor a pending
+-- one. Other failures return nil, err.
 function _M:register_or_join(hash)
   check_open(self, "register_or_join")
   local tname, key = target(self, hash)
@@ -182,12 +215,12 @@ function _M:register_or_join(hash)
       ExpressionAttributeValues = values,
       ReturnValuesOnConditionCheckFailure = "ALL_OLD",
     }
-    if ok then return { job_id = job_id, is_owner = true } end
+    if ok then return owner_of(self, hash, job_id) end
     local old
     if is_ccf(err) then
       old = client_mod.item_of(err.item)
-    elseif err and (err.code == "Timeout" or err.code == "ConnectionError") then
-      last_err = err   -- ambiguous: read back what happened
+    elseif may_have_applied(err) then
+      last_err = err   -- ambiguous (lost answer, timeout, 5xx): read back what happened
     else
       return nil, err
     end
@@ -196,7 +229,7 @@ function _M:register_or_join(hash)
       old, gerr = get(self, tname, key)
       if old == nil then return nil, gerr end
     end
-    if old and old.jobId == job_id then return { job_id = job_id, is_owner = true } end
+    if old and old.jobId == job_id then return owner_of(self, hash, job_id) end
     if old and old.status == PENDING and type(old.jobId) == "string" then
       return { job_id = old.jobId, is_owner = false }
     end
@@ -216,43 +249,98 @@ end
 
 -- Settling ----------------------------------------------------------------
 
--- SET the given attributes if the job is still pending. true: we settled
--- it; false: already settled or gone (not an error, as in Node).
-local function settle(self, hash, sets, values, names)
+-- The job id a settle acts on (see Ownership above): the job given, else
+-- the one this store registered for hash, else nil (any pending job).
+local function job_of(self, hash, job)
+  if job == nil then return self.owned:get(hash) end
+  if type(job) == "table" then job = job.job_id end
+  if type(job) ~= "string" or job == "" then
+    error(NAME .. ": job must be the table register_or_join returned or its job_id", 3)
+  end
+  return job
+end
+
+-- SET the given attributes if the job is still pending (and still job_id,
+-- when known). true: we settled it; false: already settled, gone or not
+-- ours (not an error, as in Node). `status_to` is the status we set and
+-- `mark` (attribute, value) what only our own settle writes: an answer that
+-- may hide an applied write is resolved by reading them back.
+local function settle(self, hash, job_id, sets, values, names, status_to, mark, mark_value)
   local tname, key = target(self, hash)
   if not tname then return nil, key end
   names["#status"] = "status"
   values[":pending"] = PENDING
-  values[":now"] = self.runtime.now_ms()
-  local ok, err = self.client:update_item{
-    TableName = tname, Key = key,
-    UpdateExpression = "SET " .. sets .. ", updatedAt = :now",
-    ConditionExpression = "attribute_exists(pk) AND #status = :pending",
-    ExpressionAttributeNames = names,
-    ExpressionAttributeValues = values,
-  }
-  if ok then return true end
-  if is_ccf(err) then return false end
-  return nil, err
+  local cond = "attribute_exists(pk) AND #status = :pending"
+  if job_id then
+    cond = cond .. " AND jobId = :job"
+    values[":job"] = job_id
+  end
+  local outcome, err
+  for _ = 1, MAX_ATTEMPTS do
+    values[":now"] = self.runtime.now_ms()
+    local ok, uerr = self.client:update_item{
+      TableName = tname, Key = key,
+      UpdateExpression = "SET " .. sets .. ", updatedAt = :now",
+      ConditionExpression = cond,
+      ExpressionAttributeNames = names,
+      ExpressionAttributeValues = values,
+      ReturnValuesOnConditionCheckFailure = "ALL_OLD",
+    }
+    local old
+    if ok then
+      outcome = true
+    elseif is_ccf(uerr) then
+      -- An engine retry of a settle that applied fails its condition on
+      -- our own write: the old item shows it.
+      old = client_mod.item_of(uerr.item) or false
+    elseif may_have_applied(uerr) then
+      err = uerr
+      local gerr
+      old, gerr = get(self, tname, key)
+      if old == nil then return nil, gerr end
+    else
+      return nil, uerr
+    end
+    if old ~= nil then
+      if old and old.status == status_to and old[mark] == mark_value
+         and (job_id == nil or old.jobId == job_id) then
+        outcome = true
+      elseif old and old.status == PENDING and (job_id == nil or old.jobId == job_id) then
+        outcome = nil   -- the ambiguous write did not apply: try again
+      else
+        outcome = false
+      end
+    end
+    if outcome ~= nil then break end
+  end
+  if outcome == nil then return nil, err end
+  return outcome
 end
 
---- dedupe:complete(hash, value) -> true (completed it) | false (already
---- settled or gone) | nil, err. value: any JSON-encodable value, nil or
---- ddbkit.null (see the encoding above). 1 request.
-function _M:complete(hash, value)
+--- dedupe:complete(hash, value, job?) -> true (completed it) | false
+--- (already settled, gone, or not the caller's job) | nil, err. value: any
+--- JSON-encodable value, nil or ddbkit.null (see the encoding above). job:
+--- the table register_or_join returned, or its job_id (see Ownership).
+--- 1 request.
+function _M:complete(hash, value, job)
   check_open(self, "complete")
+  local job_id = job_of(self, hash, job)
   local result, err = encode(value)
   if not result then return nil, err end
-  return settle(self, hash, "#status = :completed, #result = :result",
-                { [":completed"] = COMPLETED, [":result"] = result }, { ["#result"] = "result" })
+  return settle(self, hash, job_id, "#status = :completed, #result = :result",
+                { [":completed"] = COMPLETED, [":result"] = result }, { ["#result"] = "result" },
+                COMPLETED, "result", result)
 end
 
---- dedupe:fail(hash, err?) -> true | false (already settled or gone) | nil, err.
---- Stores error = "Job failed" as Node does (the given error is not stored).
-function _M:fail(hash, _)
+--- dedupe:fail(hash, err?, job?) -> true | false (already settled, gone, or
+--- not the caller's job) | nil, err. Stores error = "Job failed" as Node
+--- does (the given error is not stored).
+function _M:fail(hash, _, job)
   check_open(self, "fail")
-  return settle(self, hash, "#status = :failed, #error = :error",
-                { [":failed"] = FAILED, [":error"] = "Job failed" }, { ["#error"] = "error" })
+  local job_id = job_of(self, hash, job)
+  return settle(self, hash, job_id, "#status = :failed, #error = :error",
+                { [":failed"] = FAILED, [":error"] = "Job failed" }, { ["#error"] = "error" },
+                FAILED, "error", "Job failed")
 end
 
 -- Marks the pending job `job_id` failed with "Job timed out". Returns the

@@ -38,6 +38,10 @@ that matches it (queue order).  Kinds:
                    ServiceUnavailable for 503, other 5xx InternalServerError,
                    empty otherwise; "body": "" gives an empty body).
                    Optional "content_type", "headers" {name: value}.
+                   With "forward": true the request is first forwarded
+                   upstream (it takes effect) and its answer thrown away:
+                   a write that applied, reported as failed (a 5xx that
+                   hides an applied write)
     reset          read the request, then abort the client connection (RST,
                    SO_LINGER 0), no response
     drop_response  forward the request upstream (it takes effect), read the
@@ -198,6 +202,8 @@ def validate_fault(obj):
         f["status"] = st
         if "headers" in f and not isinstance(f["headers"], dict):
             raise ValueError("headers must be an object")
+        if not isinstance(f.get("forward", False), bool):
+            raise ValueError("forward must be a boolean")
     if kind == "delay":
         ms = f.get("ms", 1000)
         if not isinstance(ms, (int, float)) or isinstance(ms, bool) or ms < 0:
@@ -435,6 +441,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "exceeded. Consider increasing your provisioning level with the "
                 "UpdateTable API.")
         elif kind == "status":
+            if fault.get("forward"):
+                self._forward(body)      # takes effect upstream; its answer is replaced
             self._fault_status(fault)
         elif kind == "reset":
             self._abort()

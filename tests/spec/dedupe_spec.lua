@@ -225,6 +225,22 @@ describe("ddbkit.dedupe", function()
       assert.are.equal(job.job_id, raw(h).jobId)
       assert.are.equal(2, c:stats().requests)   -- the two Puts, no read
     end)
+    it("a Put that applied but answered 5xx on every attempt reads its own job back: owner", function()
+      if not H.proxy then pending("the fault proxy is not running") return end
+      local h = H.unique("h")
+      local c = H.proxied_client{ max_attempts = 2, base_delay_ms = 1 }
+      local d = dedupe.new{ client = c, table_name = T }
+      -- both attempts reach DynamoDB (the first applies), both answers are 500
+      H.faults{ { kind = "status", status = 500, forward = true, match = "PutItem", count = 2 } }
+      local job, err = d:register_or_join(h)
+      H.clear_faults()
+      assert.is_truthy(job, tostring(err))
+      assert.is_true(job.is_owner)
+      assert.are.equal(job.job_id, raw(h).jobId)
+      assert.is_true(d:complete(h, "done"))
+      assert.are.equal("done", new():wait_for(h))
+      c:close()
+    end)
   end)
 
   describe("complete and fail", function()
@@ -277,6 +293,67 @@ describe("ddbkit.dedupe", function()
       assert.are.equal(T0 + 7, item.updatedAt)
       assert.are.equal(ddbkit.null, item.result)
       assert.is_false(d:complete(h, 1))
+    end)
+
+    it("a former owner whose job was taken over can settle neither its job nor the successor's", function()
+      local h = H.unique("h")
+      local rt_a = fake_runtime()
+      local a = new(nil, rt_a)
+      local ja = assert(a:register_or_join(h))
+      assert.is_true(ja.is_owner)
+      -- B comes after A's job went stale and takes it over
+      local rt_b = fake_runtime()
+      rt_b.wall = T0 + 300001
+      local b = new(nil, rt_b)
+      local jb = assert(b:register_or_join(h))
+      assert.is_true(jb.is_owner)
+      assert.are_not.equal(ja.job_id, jb.job_id)
+      -- A, still running, gives up or finishes late: refused, B's job untouched
+      local ok, err = a:fail(h, "too slow")
+      assert.is_false(ok)
+      assert.is_nil(err)
+      ok, err = a:complete(h, { from = "a" })
+      assert.is_false(ok)
+      assert.is_nil(err)
+      assert.are.equal("pending", raw(h).status)
+      assert.are.equal(jb.job_id, raw(h).jobId)
+      -- a joiner of B's job gets B's result
+      local joiner = new(nil, fake_runtime())
+      local jj = assert(joiner:register_or_join(h))
+      assert.is_false(jj.is_owner)
+      assert.are.equal(jb.job_id, jj.job_id)
+      assert.is_true(b:complete(h, { from = "b" }))
+      assert.are.same({ from = "b" }, joiner:wait_for(h))
+      assert.are.same({ from = "b" }, cjson.decode(raw(h).result))
+    end)
+
+    it("a job given explicitly settles only that job, whatever the store remembers", function()
+      local h = H.unique("h")
+      local rt = fake_runtime()
+      local d = new(nil, rt)
+      local first = assert(d:register_or_join(h))
+      rt.wall = T0 + 300001   -- the same store's second task takes the stale job over
+      local second = assert(d:register_or_join(h))
+      assert.is_true(second.is_owner)
+      assert.is_false(d:fail(h, "late", first))
+      assert.is_false(d:complete(h, 1, first.job_id))
+      assert.are.equal("pending", raw(h).status)
+      assert.is_true(d:complete(h, 2, second))
+      assert.are.equal("2", raw(h).result)
+    end)
+
+    it("a settle that applied but answered 5xx on every attempt reads back: true, not an error", function()
+      if not H.proxy then pending("the fault proxy is not running") return end
+      local h = H.unique("h")
+      local c = H.proxied_client{ max_attempts = 2, base_delay_ms = 1 }
+      local d = dedupe.new{ client = c, table_name = T }
+      assert(d:register_or_join(h))
+      H.faults{ { kind = "status", status = 500, forward = true, match = "UpdateItem", count = 2 } }
+      local ok, err = d:complete(h, { n = 1 })
+      H.clear_faults()
+      assert.is_true(ok, tostring(err))
+      assert.are.same({ n = 1 }, new():wait_for(h))
+      c:close()
     end)
 
     it("a value JSON cannot hold is refused before anything is written", function()
