@@ -55,6 +55,7 @@ local store = require "ddbkit.store"
 local lock = require "ddbkit.lock"
 local client_mod = require "ddbkit.client"
 local schema = require "ddbkit.schema"
+local may_have_applied = require("ddbkit.ambiguous").may_have_applied
 
 local type, pairs, ipairs, error, setmetatable, tostring, tonumber, pcall =
       type, pairs, ipairs, error, setmetatable, tostring, tonumber, pcall
@@ -438,6 +439,50 @@ local function refused_value(err)
      and (err.status == 0 or (err.message or ""):lower():find("size", 1, true) ~= nil)
 end
 
+-- Ending a lease with a final write ------------------------------------------
+
+-- After a final write (store_compat, finish_fast) whose answer may hide that
+-- it applied, the item it ended the lease on says what happened (design.md:
+-- ambiguous writes are resolved by reading back): "applied" (releasedRvn is
+-- our record version: only our write sets it), "held" (our lease is still
+-- on it: the write did not apply), "taken" (someone else's now), or nil, err
+-- when the read fails too.
+local function read_back(self, key, cond)
+  local item, err = get_item(self, key)
+  if item == nil then return nil, err end
+  if item and item.releasedRvn == cond.rvn then return "applied" end
+  if item and item.lockOwner == cond.ExpressionAttributeValues[":ddbkit_o"]
+     and item.lockRvn == cond.rvn then
+    return "held"
+  end
+  return "taken"
+end
+
+-- How a final write that failed ends. Returns true (it did apply), or nil,
+-- err, how: how "refused" (the value: nothing applied), "not_applied"
+-- (nothing applied, the lease is still ours: the caller gives it back so
+-- nobody waits it out), or nil (LOST, or unknown: the read-back failed too,
+-- and the lease is left to expire).
+local function failed_final(self, h, key, cond, err)
+  if refused_value(err) then return nil, err, "refused" end
+  if not may_have_applied(err) then
+    return nil, storage_error(err, "storing the result"), "not_applied"
+  end
+  local state, rerr = read_back(self, key, cond)
+  if state == "applied" then
+    h:mark_released()
+    return true
+  elseif state == "held" then
+    return nil, storage_error(err, "storing the result"), "not_applied"
+  elseif state == "taken" then
+    h:mark_released()
+    return nil, fail("LOST", "the lease was taken over before the result was stored; not stored")
+  end
+  local e = storage_error(err, "storing the result (and reading it back: " .. tostring(rerr) .. ")")
+  e.ambiguous = true
+  return nil, e
+end
+
 -- Compat mode ---------------------------------------------------------------
 
 local function lock_of(self, ck)
@@ -502,8 +547,9 @@ local function store_compat(self, h, ck, item)
     h:mark_released()
     return nil, fail("LOST", "the lock was taken over before the result was stored; not stored")
   end
-  if refused_value(err) then return nil, err, "refused" end
-  return nil, storage_error(err, "storing the result")
+  -- The lock item tells whether the transaction went through: it sets our
+  -- releasedRvn there together with the record.
+  return failed_final(self, h, LOCK_PREFIX .. ck, cond, err)
 end
 
 -- Fast mode -----------------------------------------------------------------
@@ -549,8 +595,7 @@ local function finish_fast(self, h, ck, item)
     if old and old.releasedRvn == cond.rvn then return true end  -- a retry after it landed
     return nil, fail("LOST", "the lease was taken over before the result was stored; not stored")
   end
-  if refused_value(err) then return nil, err, "refused" end
-  return nil, storage_error(err, "storing the result")
+  return failed_final(self, h, ck, cond, err)
 end
 
 -- The flow ----------------------------------------------------------------
@@ -621,17 +666,20 @@ local function complete(self, h, ck, handler, ctx, shape)
   local fields = ok and shape.to_record(result) or { response = value }
   local ttl = ok and self.ttl_ms or min(self.lock_ttl_ms, self.ttl_ms)
   local item = record_item(self, ck, fields, ttl)
-  local stored, serr, refused
+  local stored, serr, how
   if self.fast then
-    stored, serr, refused = finish_fast(self, h, ck, item)
+    stored, serr, how = finish_fast(self, h, ck, item)
   else
-    stored, serr, refused = store_compat(self, h, ck, item)
+    stored, serr, how = store_compat(self, h, ck, item)
   end
   if not stored then
-    if refused then
+    if how == "refused" then
       release_quietly(self, h, ck)
       return nil, serialization_error(serr, result)
     end
+    -- Nothing stored and the lease still ours: give it back, so waiters
+    -- get CONFLICT now (and a retry runs) instead of LOCK_TIMEOUT later.
+    if how == "not_applied" then release_quietly(self, h, ck) end
     serr.result = result
     return nil, serr
   end

@@ -174,6 +174,63 @@ describe("ddbkit.idempotency", function()
         pc:close()
       end)
 
+      for _, lost in ipairs{
+          -- count 4: libcurl may resend a request whose connection died
+          -- unanswered inside one attempt; those resends lose theirs too
+          { name = "the answer lost", kind = "drop_response", count = 4 },
+          { name = "a 5xx for an answer", kind = "status", status = 500, forward = true, count = 2 } } do
+        it("the final write applied, every attempt's answer " .. lost.name
+           .. ": the caller gets its result, stored once, a replay runs nothing", function()
+          if not H.proxy then pending("the fault proxy is not running") return end
+          local pc = H.proxied_client{ max_attempts = 2, base_delay_ms = 1 }
+          local idem = new({ mode = mode }, pc)
+          local key = H.unique("k")
+          local ck = idem:cache_key(key)
+          local final = mode == "compat" and "TransactWriteItems" or "UpdateItem"
+          local runs = 0
+          local r, err = idem:execute(key, nil, function()
+            runs = runs + 1
+            -- from here on (the lease is taken), both attempts of the final
+            -- write reach DynamoDB and neither answer comes back
+            H.faults{ { kind = lost.kind, status = lost.status, forward = lost.forward,
+                        match = final, count = lost.count } }
+            return "once"
+          end)
+          H.clear_faults()
+          assert.are.equal("once", r, tostring(err))
+          local rec = raw(ck)
+          assert.are.equal("once", rec.response)
+          assert.is_nil(rec.lockOwner)
+          if mode == "compat" then
+            assert.are.equal(0, raw("lock:" .. ck).expiresAt)   -- released: nobody waits on it
+          end
+          local other = new{ mode = mode, lock_timeout_ms = 0 }
+          assert.are.equal("once", (other:execute(key, nil, function() runs = runs + 1 return "twice" end)))
+          assert.are.equal(1, runs)
+          pc:close()
+        end)
+      end
+
+      it("the final write failed (5xx, not applied) on every attempt: STORAGE_ERROR and the key is free at once", function()
+        if not H.proxy then pending("the fault proxy is not running") return end
+        local pc = H.proxied_client{ max_attempts = 2, base_delay_ms = 1 }
+        local idem = new({ mode = mode }, pc)
+        local key = H.unique("k")
+        local final = mode == "compat" and "TransactWriteItems" or "UpdateItem"
+        local r, err = idem:execute(key, nil, function()
+          H.faults{ { kind = "status", status = 500, match = final, count = 2 } }   -- both attempts
+          return "lost"
+        end)
+        H.clear_faults()
+        assert.is_nil(r)
+        assert.are.equal("STORAGE_ERROR", err.code)
+        assert.are.equal("lost", err.result)
+        -- the lease was given back: a retry runs now instead of waiting out LOCK_TIMEOUT
+        local other = new{ mode = mode, lock_timeout_ms = 0 }
+        assert.are.equal("again", (other:execute(key, nil, function() return "again" end)))
+        pc:close()
+      end)
+
       it("refuses bad keys with KEY_REQUIRED and writes nothing", function()
         local idem = new{ mode = mode, max_key_length = 8 }
         local h = counter("x")
