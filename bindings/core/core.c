@@ -226,8 +226,8 @@ static int encode_params(lua_State *L, lclient *lc, int idx)
 int ddbk_lua_push_result(lua_State *L, const ddbk_buf *body)
 {
     char msg[256];
-    if (ddbk_lua_decode_response(L, body->len ? body->data : "{}",
-                                 body->len ? body->len : 2, msg, sizeof msg) != 0)
+    if (ddbk_lua_decode_result(L, body->len ? body->data : "{}",
+                               body->len ? body->len : 2, msg, sizeof msg) != 0)
         return return_simple_error(L, "MalformedResponse", msg);
     return 1;
 }

@@ -54,6 +54,7 @@ typedef struct enc {
     /* the value types, recognised by identity */
     const void *null_p, *array_mt, *binary_mt, *set_mt, *decimal_mt;
     int depth;                       /* tables being visited */
+    int raw;                         /* > 0: inside Tags, no field rules */
     const void *visiting[MAX_DEPTH]; /* ...for cycle detection */
     int npath;
     step path[MAX_DEPTH + 2];
@@ -495,7 +496,7 @@ static int put_object(enc *e, int t, enum omode mode, int arg, int vav)
             if (vav && kl == 5 && memcmp(k, "Value", 5) == 0)
                 r = enc_field(e, v, DDBK_FIELD_AV);
             else
-                r = enc_field(e, v, ddbk__field_rule(k, kl));
+                r = enc_field(e, v, e->raw ? DDBK_FIELD_PLAIN : ddbk__field_rule(k, kl));
             break;
         case OM_NAMED:
             r = enc_field(e, v, arg);
@@ -624,9 +625,27 @@ static int enc_list_of(enc *e, int t, enum lmode mode)
     return rc;
 }
 
-/* The value of a field whose name has a rule. A rule applies only when the
- * value has the shape the rule expects (a table): a TagResource Tag's
- * Key = "k" is a plain string. */
+/* What a field of each rule must hold, for its error. */
+static const char *rule_wants(int rule)
+{
+    switch (rule) {
+    case DDBK_FIELD_AVMAP: return "a table of attributes";
+    case DDBK_FIELD_AVMAP_LIST: return "a table (a list of tables of attributes)";
+    case DDBK_FIELD_AV_LIST: return "a table (a list of attribute values)";
+    case DDBK_FIELD_BY_TABLE:
+    case DDBK_FIELD_BY_TABLE_ITEMS: return "a table (keyed by table name)";
+    case DDBK_FIELD_BY_ATTR:
+    case DDBK_FIELD_BY_ATTR_VALUE: return "a table (keyed by attribute name)";
+    default: return "a table";
+    }
+}
+
+/* The value of a field whose name has a rule. Such a field must hold a
+ * table (or JSON null, which stands for the field's absence): anything else
+ * is refused here, before a byte is sent, as DynamoDB would refuse it (with
+ * a 500 for some, which would be retried). Tags are the one place where
+ * these names (a Tag's Key) are plain strings: DDBK_FIELD_RAW turns the
+ * rules off below them. */
 static int enc_field(enc *e, int v, int rule)
 {
     lua_State *L = e->L;
@@ -634,7 +653,18 @@ static int enc_field(enc *e, int v, int rule)
         return enc_plain(e, v, 0);
     if (rule == DDBK_FIELD_AV)
         return enc_av(e, v, TOP_AV_LEVEL);
-    if (lua_type(L, v) != LUA_TTABLE || lua_topointer(L, v) == e->null_p)
+    if (rule == DDBK_FIELD_RAW) {
+        e->raw++;
+        int rc = enc_plain(e, v, 0);
+        e->raw--;
+        return rc;
+    }
+    if (lua_type(L, v) != LUA_TTABLE) {
+        if (lua_type(L, v) == LUA_TLIGHTUSERDATA && lua_touserdata(L, v) == NULL)
+            return enc_plain(e, v, 0); /* cjson.null, ngx.null */
+        return fail(e, "expected %s, got %s", rule_wants(rule), luaL_typename(L, v));
+    }
+    if (lua_topointer(L, v) == e->null_p)
         return enc_plain(e, v, 0);
     switch (rule) {
     case DDBK_FIELD_AVMAP:
@@ -854,6 +884,7 @@ int ddbk_lua_encode_request(lua_State *L, int idx, ddbk_buf *out, char *err,
     e.err = err;
     e.errlen = errlen;
     e.depth = 0;
+    e.raw = 0;
     e.npath = 0;
     if (!lua_checkstack(L, DDBK_LUA_NREFS + 8)) {
         fail(&e, "Lua stack exhausted");

@@ -499,6 +499,7 @@ enum ddbk_field_rule ddbk__field_rule(const char *k, size_t n)
     case 4:
         if (FIELD_IS("Item")) return DDBK_FIELD_AVMAP;
         if (FIELD_IS("Keys")) return DDBK_FIELD_AVMAP_LIST;
+        if (FIELD_IS("Tags")) return DDBK_FIELD_RAW;
         break;
     case 5:
         if (FIELD_IS("Items")) return DDBK_FIELD_AVMAP_LIST;

@@ -96,6 +96,8 @@ enum ddbk_field_rule {
                                   attribute name -> plain value */
     DDBK_FIELD_BY_ATTR_VALUE,  /* Expected, AttributeUpdates: attribute name
                                   -> plain object whose Value is an AV */
+    DDBK_FIELD_RAW,            /* Tags: plain all the way down, no field
+                                  rules (a Tag's Key is a string) */
     /* Never returned by ddbk__field_rule; used for what the legacy
      * parameters nest: */
     DDBK_FIELD_AV,             /* one AttributeValue */
