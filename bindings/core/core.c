@@ -28,6 +28,7 @@
 
 #define CLIENT_MT "ddbkit.client"
 #define ERROR_MT "ddbkit.error"
+#define SCRATCH_MT "ddbkit.scratch"
 
 /* The engine client stays until the userdata is closed (or collected) and
  * no call in flight holds it (ddbk_lua_client_try_hold). */
@@ -641,23 +642,38 @@ static int l_client_tostring(lua_State *L)
 
 /* ------------------------------------------------- module-level functions */
 
+/* A buffer owned by a userdata (on the stack top), so that a memory error
+ * raised while it holds memory frees it in __gc instead of leaking it. */
+static ddbk_buf *push_scratch(lua_State *L)
+{
+    ddbk_buf *b = lua_newuserdata(L, sizeof *b);
+    ddbk_buf_init(b, 0);
+    luaL_getmetatable(L, SCRATCH_MT);
+    lua_setmetatable(L, -2);
+    return b;
+}
+
+static int scratch_gc(lua_State *L)
+{
+    ddbk_buf_free(luaL_checkudata(L, 1, SCRATCH_MT));
+    return 0;
+}
+
+/* core.encode(params) -> json | nil, msg: a test and debugging entry point. */
 static int l_encode(lua_State *L)
 {
     char msg[320];
-    ddbk_buf b;
 
     luaL_checktype(L, 1, LUA_TTABLE);
-    ddbk_buf_init(&b, 0);
-    /* The buffer is not owned by a userdata here: encode only raises on
-     * memory errors, and this is a test and debugging entry point. */
-    if (ddbk_lua_encode_request(L, 1, &b, msg, sizeof msg) != 0) {
-        ddbk_buf_free(&b);
+    lua_settop(L, 1);
+    ddbk_buf *b = push_scratch(L);
+    if (ddbk_lua_encode_request(L, 1, b, msg, sizeof msg) != 0) {
         lua_pushnil(L);
         lua_pushstring(L, msg);
         return 2;
     }
-    lua_pushlstring(L, b.data ? b.data : "", b.len);
-    ddbk_buf_free(&b);
+    lua_pushlstring(L, b->data ? b->data : "", b->len);
+    ddbk_buf_free(b); /* now rather than at the next collection */
     return 1;
 }
 
@@ -792,6 +808,11 @@ int luaopen_ddbkit_core(lua_State *L)
     luaL_newmetatable(L, ERROR_MT);
     lua_pushcfunction(L, l_error_tostring);
     lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, SCRATCH_MT);
+    lua_pushcfunction(L, scratch_gc);
+    lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 
     lua_createtable(L, 0, 24);

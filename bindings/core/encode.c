@@ -706,15 +706,15 @@ static int put_b64(enc *e, const unsigned char *s, size_t n)
     return 0;
 }
 
-/* The string field `name` of the value table t, or NULL. */
+/* Pushes the field `name` of the value table t and returns it when it is a
+ * string, else NULL. The caller pops it once done with the pointer (valid
+ * only while the value is on the stack). */
 static const char *field_str(enc *e, int t, const char *name, size_t *n)
 {
     lua_State *L = e->L;
     lua_pushstring(L, name);
     lua_rawget(L, t);
-    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, n) : NULL;
-    lua_pop(L, 1); /* the string stays alive: t holds it */
-    return s;
+    return lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, n) : NULL;
 }
 
 static int put_binary(enc *e, int t)
@@ -723,8 +723,10 @@ static int put_binary(enc *e, int t)
     const char *s = field_str(e, t, "value", &n);
     if (!s)
         return fail(e, "ddbkit.binary has no string value");
-    return PUT_LIT(e, "{\"B\":\"") || put_b64(e, (const unsigned char *)s, n) ||
-           PUT_LIT(e, "\"}");
+    int rc = PUT_LIT(e, "{\"B\":\"") || put_b64(e, (const unsigned char *)s, n) ||
+             PUT_LIT(e, "\"}");
+    lua_pop(e->L, 1);
+    return rc ? -1 : 0;
 }
 
 static int put_decimal_text(enc *e, int t)
@@ -733,7 +735,9 @@ static int put_decimal_text(enc *e, int t)
     const char *s = field_str(e, t, "text", &n);
     if (!s || !ddbk__num_valid(s, n, NULL))
         return fail(e, "ddbkit.decimal text is not a number");
-    return put(e, s, n);
+    int rc = put(e, s, n);
+    lua_pop(e->L, 1);
+    return rc;
 }
 
 /* SS, NS or BS, by the first element; the rest must agree. */
@@ -793,6 +797,7 @@ static int put_set(enc *e, int t)
             rc = !b ? fail(e, "ddbkit.binary has no string value")
                     : putch(e, '"') || put_b64(e, (const unsigned char *)b, bn) ||
                           putch(e, '"');
+            lua_pop(L, 1);
         }
         if (rc)
             return -1;
