@@ -800,7 +800,8 @@ static const luaL_Reg module_funcs[] = {
     { NULL, NULL },
 };
 
-int luaopen_ddbkit_core(lua_State *L);
+/* The one exported symbol (the rest is built with -fvisibility=hidden). */
+__attribute__((visibility("default"))) int luaopen_ddbkit_core(lua_State *L);
 int luaopen_ddbkit_core(lua_State *L)
 {
     ddbk_lua_new_metatable(L, CLIENT_MT, client_methods, l_client_gc, l_client_tostring);

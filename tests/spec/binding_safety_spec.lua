@@ -310,3 +310,18 @@ describe("a 200 answer of the wrong shape", function()
     assert.same({ { Key = "k", Value = "v" } }, res.Tags)
   end)
 end)
+
+describe("the module's exported symbols", function()
+  it("are luaopen_* only", function()
+    local path = assert(package.searchpath("ddbkit.core", package.cpath))
+    local p = assert(io.popen("env -u LD_PRELOAD nm -D --defined-only '" .. path .. "' 2>&1"))
+    local out = p:read("*a")
+    p:close()
+    local names = {}
+    for name in out:gmatch("%S+ %a (%S+)") do names[#names + 1] = name end
+    assert.is_true(#names > 0, "nm listed nothing: " .. out)
+    for _, name in ipairs(names) do
+      assert.matches("^luaopen_", name)
+    end
+  end)
+end)
