@@ -191,7 +191,9 @@ $(B)/fuzz/fuzz_ini: tests/fuzz/fuzz_ini.c engine/ini.c
 	@mkdir -p $(dir $@)
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -DDDBK_UNITTEST -Iengine -o $@ $^
 
-MARSHAL_SRC := bindings/core/values.c bindings/core/encode.c bindings/core/decode.c
+MARSHAL_SRC := bindings/core/values.c bindings/core/numtext.c bindings/core/base64.c \
+               bindings/core/fields.c bindings/core/path.c bindings/core/encode.c \
+               bindings/core/decode.c
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(MARSHAL_SRC) engine/buf.c
 	@mkdir -p $(dir $@)
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(LUA54_INC) -Iengine -Ibindings/core \

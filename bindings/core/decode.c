@@ -32,8 +32,12 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "base64.h"
 #include "compat.h"
+#include "fields.h"
 #include "marshal.h"
+#include "numtext.h"
+#include "path.h"
 #include "values.h"
 
 #define MAX_TABLES 64                   /* Lua tables on one path */

@@ -20,7 +20,10 @@
 #include <lua.h>
 
 #include "compat.h"
+#include "fields.h"
 #include "marshal.h"
+#include "numtext.h"
+#include "path.h"
 #include "values.h"
 
 #define MAX_DEPTH 64     /* tables on one path, of any kind */

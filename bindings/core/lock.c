@@ -397,7 +397,7 @@ static void keeper_stop(lua_State *L, lkeeper *kp)
  * clone of the client) until keeper:stop(). */
 static int l_keep(lua_State *L)
 {
-    ddbk_client *c = ddbk_lua_check_client(L, 1);
+    (void)ddbk_lua_check_client(L, 1); /* misuse raises before anything */
     ddbk_lock *lk = check_lock(L, 2);
     lua_Number period = luaL_checknumber(L, 3);
     ddbk_error err;
@@ -409,7 +409,7 @@ static int l_keep(lua_State *L)
     kp->ref = LUA_NOREF;
     /* Again: a finalizer run by that allocation may have closed the client
      * (nothing below runs the collector). */
-    c = ddbk_lua_check_client(L, 1);
+    ddbk_client *c = ddbk_lua_check_client(L, 1);
     luaL_getmetatable(L, KEEPER_MT);
     lua_setmetatable(L, -2);
     lua_pushvalue(L, 2);
