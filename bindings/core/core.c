@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -29,17 +30,25 @@
 #define CLIENT_MT "ddbkit.client"
 #define ERROR_MT "ddbkit.error"
 #define SCRATCH_MT "ddbkit.scratch"
+#define PAIR_MT "ddbkit.scratchpair"
 
 /* The engine client stays until the userdata is closed (or collected) and
  * no call in flight holds it (ddbk_lua_client_try_hold). */
+/* A call's scratch: the request JSON and the response. */
+typedef struct scratch {
+    ddbk_buf req;
+    ddbk_response resp;
+} scratch;
+
 struct ddbk_lua_client {
     ddbk_client *c;        /* NULL once freed */
     int closed;            /* closed by Lua: every use raises */
     int holds;             /* calls in flight on an event loop */
-    /* Freed by __gc only, never by close: a finalizer may close the client
-     * while its own call is still decoding resp or reading req. */
-    ddbk_buf req;          /* request JSON, reused between calls */
-    ddbk_response resp;    /* response body, reused between calls */
+    /* Reused between calls; freed by __gc only, never by close: a finalizer
+     * may close the client while its own call is still decoding resp. */
+    scratch s;
+    int busy;              /* a call is using s (see take_scratch) */
+    uintptr_t owner;       /* that call's frame address */
 };
 typedef struct ddbk_lua_client lclient;
 
@@ -219,10 +228,45 @@ int ddbk_lua_encode_params(lua_State *L, int idx, ddbk_buf *out)
     return 0;
 }
 
-static int encode_params(lua_State *L, lclient *lc, int idx)
+/* The scratch of a call on lc, made from the frame at address here: the
+ * client's own, marked busy until give_back; or, when a call on the same
+ * client is using it (this call runs from a finalizer or an __index inside
+ * that one, deeper on the C stack), a pair owned by a new userdata pushed
+ * on the stack, so that neither call writes the buffers the other reads.
+ * A call finding the client busy at a frame not below the owner's knows
+ * that call was unwound by an error (it never gave the scratch back). */
+static scratch *take_scratch(lua_State *L, lclient *lc, uintptr_t here)
 {
-    return ddbk_lua_encode_params(L, idx, &lc->req);
+    if (lc->busy && here >= lc->owner)
+        lc->busy = 0;
+    if (!lc->busy) {
+        lc->busy = 1;
+        lc->owner = here;
+        return &lc->s;
+    }
+    scratch *s = lua_newuserdata(L, sizeof *s);
+    ddbk_buf_init(&s->req, 0);
+    ddbk_response_init(&s->resp);
+    luaL_getmetatable(L, PAIR_MT);
+    lua_setmetatable(L, -2);
+    return s;
 }
+
+static void give_back(lclient *lc, const scratch *s)
+{
+    if (s == &lc->s)
+        lc->busy = 0;
+}
+
+static int pair_gc(lua_State *L)
+{
+    scratch *s = luaL_checkudata(L, 1, PAIR_MT);
+    ddbk_buf_free(&s->req);
+    ddbk_response_free(&s->resp);
+    return 0;
+}
+
+#define HERE() ((uintptr_t)__builtin_frame_address(0))
 
 int ddbk_lua_push_result(lua_State *L, const ddbk_buf *body)
 {
@@ -349,8 +393,8 @@ static int l_new_client(lua_State *L)
 
     lclient *lc = lua_newuserdata(L, sizeof *lc);
     memset(lc, 0, sizeof *lc);
-    ddbk_buf_init(&lc->req, 0);
-    ddbk_response_init(&lc->resp);
+    ddbk_buf_init(&lc->s.req, 0);
+    ddbk_response_init(&lc->s.resp);
     luaL_getmetatable(L, CLIENT_MT);
     lua_setmetatable(L, -2);
     lc->c = ddbk_client_new(&cfg, &err);
@@ -370,15 +414,21 @@ static int l_call(lua_State *L)
     int n;
 
     luaL_checktype(L, 3, LUA_TTABLE);
-    if ((n = encode_params(L, lc, 3)) != 0)
+    scratch *s = take_scratch(L, lc, HERE());
+    if ((n = ddbk_lua_encode_params(L, 3, &s->req)) != 0) {
+        give_back(lc, s);
         return n;
-    if (ddbk_call(engine_of(L, lc), op, lc->req.data, lc->req.len, &lc->resp, &err) != 0) {
+    }
+    if (ddbk_call(engine_of(L, lc), op, s->req.data, s->req.len, &s->resp, &err) != 0) {
         missing_table_message(L, 3, &err);
         lua_pushnil(L);
-        ddbk_lua_push_call_error(L, &err, &lc->resp.body);
-        return 2;
+        ddbk_lua_push_call_error(L, &err, &s->resp.body);
+        n = 2;
+    } else {
+        n = decode_result(L, &s->resp.body);
     }
-    return decode_result(L, &lc->resp.body);
+    give_back(lc, s);
+    return n;
 }
 
 /* core.call_raw(client, op, json) -> body | nil, err, err_body: ddbk_call
@@ -393,10 +443,12 @@ static int l_call_raw(lua_State *L)
     const char *op = luaL_checkstring(L, 2);
     size_t len;
     const char *body = luaL_checklstring(L, 3, &len);
-    const ddbk_buf *rb = &lc->resp.body;
     ddbk_error err;
 
-    if (ddbk_call(engine_of(L, lc), op, body, len, &lc->resp, &err) != 0) {
+    lua_settop(L, 3);
+    scratch *s = take_scratch(L, lc, HERE());
+    const ddbk_buf *rb = &s->resp.body;
+    if (ddbk_call(engine_of(L, lc), op, body, len, &s->resp, &err) != 0) {
         lua_pushnil(L);
         ddbk_lua_push_error(L, &err);
         /* Only an error response's body: a truncated success body
@@ -405,9 +457,11 @@ static int l_call_raw(lua_State *L)
             lua_pushlstring(L, rb->data, rb->len);
         else
             lua_pushnil(L);
+        give_back(lc, s);
         return 3;
     }
     lua_pushlstring(L, rb->len ? rb->data : "", rb->len);
+    give_back(lc, s);
     return 1;
 }
 
@@ -427,20 +481,29 @@ static int l_prepare(lua_State *L)
     size_t len;
     int n;
 
+    scratch *s = NULL;
     if (lua_type(L, 3) == LUA_TSTRING) {
         body = lua_tolstring(L, 3, &len);
     } else {
         luaL_checktype(L, 3, LUA_TTABLE);
-        if ((n = encode_params(L, lc, 3)) != 0)
+        lua_settop(L, 4);
+        s = take_scratch(L, lc, HERE());
+        if ((n = ddbk_lua_encode_params(L, 3, &s->req)) != 0) {
+            give_back(lc, s);
             return n;
-        body = lc->req.data;
-        len = lc->req.len;
+        }
+        body = s->req.data;
+        len = s->req.len;
     }
-    if (ddbk_prepare(engine_of(L, lc), op, body, len, (int64_t)t, &req, &err) != 0)
+    int rc = ddbk_prepare(engine_of(L, lc), op, body, len, (int64_t)t, &req, &err);
+    /* req.body borrows the request scratch: copied first, before anything
+     * allocates (and may run a finalizer that uses this client again) */
+    if (rc == 0)
+        lua_pushlstring(L, req.body, req.body_len);
+    if (s)
+        give_back(lc, s);
+    if (rc != 0)
         return ddbk_lua_return_error(L, &err);
-    /* req.body borrows lc->req: copied first, before anything allocates
-     * (and may run a finalizer that uses this client again) */
-    lua_pushlstring(L, req.body, req.body_len);
     lua_createtable(L, 0, 5);
     lua_insert(L, -2);
     lua_setfield(L, -2, "body");
@@ -467,17 +530,26 @@ static int l_parse(lua_State *L)
     const char *rid = luaL_optstring(L, 4, NULL);
     ddbk_error err;
 
-    ddbk_buf_reset(&lc->resp.body);
-    if (ddbk_buf_append(&lc->resp.body, body, len) != 0)
+    int n;
+
+    lua_settop(L, 5);
+    scratch *s = take_scratch(L, lc, HERE());
+    ddbk_buf_reset(&s->resp.body);
+    if (ddbk_buf_append(&s->resp.body, body, len) != 0) {
+        give_back(lc, s);
         return return_simple_error(L, "ResponseTooLarge", "response body too large");
+    }
     if (ddbk_parse(status, rid, body, len, &err) != 0) {
         if (lua_istable(L, 5))
             missing_table_message(L, 5, &err);
         lua_pushnil(L);
-        ddbk_lua_push_call_error(L, &err, &lc->resp.body);
-        return 2;
+        ddbk_lua_push_call_error(L, &err, &s->resp.body);
+        n = 2;
+    } else {
+        n = decode_result(L, &s->resp.body);
     }
-    return decode_result(L, &lc->resp.body);
+    give_back(lc, s);
+    return n;
 }
 
 /* client:retry_success(retried, last_was_timeout): a call that succeeded
@@ -625,8 +697,8 @@ static int l_client_gc(lua_State *L)
 {
     lclient *lc = luaL_checkudata(L, 1, CLIENT_MT);
     l_close(L);
-    ddbk_buf_free(&lc->req);
-    ddbk_response_free(&lc->resp);
+    ddbk_buf_free(&lc->s.req);
+    ddbk_response_free(&lc->s.resp);
     return 0;
 }
 
@@ -813,6 +885,11 @@ int luaopen_ddbkit_core(lua_State *L)
 
     luaL_newmetatable(L, SCRATCH_MT);
     lua_pushcfunction(L, scratch_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, PAIR_MT);
+    lua_pushcfunction(L, pair_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 

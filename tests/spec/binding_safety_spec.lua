@@ -122,12 +122,14 @@ end)
 
 describe("a client closed during its own call", function()
   -- A valid 20,000-item Query answer, from the fault proxy.
-  local function big_body()
+  local function big_body(n, prefix)
+    n = n or 20000
     local parts = {}
-    for i = 1, 20000 do
-      parts[i] = string.format('{"pk":{"S":"k%d"},"n":{"N":"%d"}}', i, i)
+    for i = 1, n do
+      parts[i] = string.format('{"pk":{"S":"%s%d"},"n":{"N":"%d"}}', prefix or "k", i, i)
     end
-    return '{"Count":20000,"ScannedCount":20000,"Items":[' .. table.concat(parts, ",") .. "]}"
+    return string.format('{"Count":%d,"ScannedCount":%d,"Items":[%s]}', n, n,
+                         table.concat(parts, ","))
   end
 
   after_each(function()
@@ -162,6 +164,41 @@ describe("a client closed during its own call", function()
     assert.equals("k20000", res.Items[20000].pk)
     -- closed now: a use is misuse and raises
     assert.has_error(function() core.call(c, "Query", { TableName = "t" }) end, "client is closed")
+  end)
+
+  it("a call made on the same client by a finalizer leaves the answer being decoded alone", function()
+    local c = core_client(H.proxy)
+    -- the nested call's answer is larger: the buffer it lands in moves
+    H.faults{ { kind = "status", status = 200, body = big_body(), count = 1 },
+              { kind = "status", status = 200, body = big_body(40000, "n"), count = 1 } }
+    local nested_res, nested_err
+    local done = false
+    local function gc()
+      if done then return end
+      if on_stack(core.call) then
+        done = true
+        -- its body would overwrite (and move) the response the outer call
+        -- is decoding
+        nested_res, nested_err = core.call(c, "Query", { TableName = "t" })
+      else
+        finalizable(gc)
+      end
+    end
+    finalizable(gc)
+    eager_gc()
+    local res, err = core.call(c, "Query", { TableName = "t" })
+    normal_gc()
+    assert.is_true(done)
+    assert.is_nil(err)
+    assert.equals(20000, #res.Items)
+    assert.equals("k20000", res.Items[20000].pk)
+    assert.is_nil(nested_err)
+    assert.equals(40000, #nested_res.Items)
+    assert.equals("n40000", nested_res.Items[40000].pk)
+    -- and the client's own buffers are the outer call's again
+    H.faults{ { kind = "status", status = 200, body = '{"Count":0,"Items":[]}', count = 1 } }
+    assert.same({}, assert(core.call(c, "Query", { TableName = "t" })).Items)
+    c:close()
   end)
 
   it("a loop submit that finds its client closed leaks no anchor", function()
