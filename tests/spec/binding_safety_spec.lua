@@ -340,6 +340,30 @@ describe("a 200 answer of the wrong shape", function()
     end)
   end
 
+  it("is MalformedResponse from client:parse (hosts doing their own I/O) too", function()
+    for _, body in ipairs{ "5", "null", "[]", '{"Item":true}', '{"Responses":5}' } do
+      local ok, res, err = pcall(c.parse, c, 200, body)
+      assert.is_true(ok, "raised: " .. tostring(res))
+      assert.is_nil(res)
+      assert.equals("MalformedResponse", err.code)
+    end
+  end)
+
+  it("is MalformedResponse from an event loop's completion too", function()
+    local loop = assert(core.loop_new())
+    H.faults{ { kind = "status", status = 200, body = '{"Items":5}', count = 1 } }
+    assert(loop:submit(c, "Query", { TableName = "t" }, "tok"))
+    local done
+    for _ = 1, 200 do
+      local pending, list = assert(loop:step(50))
+      if list[1] then done = list[1] break end
+      assert.equals(1, pending)
+    end
+    assert.equals("tok", done.token)
+    assert.is_nil(done.result)
+    assert.equals("MalformedResponse", done.err.code)
+  end)
+
   it("a well-shaped answer still decodes (a Tag's Key is a string)", function()
     H.faults{ { kind = "status", status = 200,
                 body = '{"Tags":[{"Key":"k","Value":"v"}],"Items":[],"Count":0}', count = 1 } }
