@@ -32,14 +32,14 @@
 #define SCRATCH_MT "ddbkit.scratch"
 #define PAIR_MT "ddbkit.scratchpair"
 
-/* The engine client stays until the userdata is closed (or collected) and
- * no call in flight holds it (ddbk_lua_client_try_hold). */
 /* A call's scratch: the request JSON and the response. */
 typedef struct scratch {
     ddbk_buf req;
     ddbk_response resp;
 } scratch;
 
+/* The engine client stays until the userdata is closed (or collected) and
+ * no call in flight holds it (ddbk_lua_client_try_hold). */
 struct ddbk_lua_client {
     ddbk_client *c;        /* NULL once freed */
     int closed;            /* closed by Lua: every use raises */
@@ -529,7 +529,6 @@ static int l_parse(lua_State *L)
     const char *body = luaL_optlstring(L, 3, "", &len);
     const char *rid = luaL_optstring(L, 4, NULL);
     ddbk_error err;
-
     int n;
 
     lua_settop(L, 5);
