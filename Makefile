@@ -66,21 +66,29 @@ $(LIB_SO): $(ENGINE_OBJ)
 	$(CC) -shared -o $@ $^ $(ENGINE_LIBS) $(LDFLAGS)
 
 # ddbkit.core: the engine linked in statically, built once per Lua flavour.
+# A Lua C module exports its luaopen_* and nothing else (`nm -D
+# --defined-only` shows one symbol): the binding is compiled with hidden
+# visibility (luaopen_ddbkit_core is marked default), and the engine comes
+# from the archive with its symbols made local (--exclude-libs), so that two
+# modules in one process never bind to each other's ddbk_* functions.
+HIDE := -fvisibility=hidden
+HIDE_LIBS := -Wl,--exclude-libs,ALL
+
 $(B)/core54/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(LUA54_INC) -Iengine -Ibindings/core -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(HIDE) $(LUA54_INC) -Iengine -Ibindings/core -c $< -o $@
 
 $(B)/corejit/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(LUAJIT_INC) -Iengine -Ibindings/core -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(HIDE) $(LUAJIT_INC) -Iengine -Ibindings/core -c $< -o $@
 
-$(CORE54): $(CORE_SRC:%.c=$(B)/core54/%.o) $(ENGINE_OBJ)
+$(CORE54): $(CORE_SRC:%.c=$(B)/core54/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -o $@ $^ $(ENGINE_LIBS) $(LDFLAGS)
+	$(CC) -shared $(HIDE_LIBS) -o $@ $^ $(ENGINE_LIBS) $(LDFLAGS)
 
-$(COREJIT): $(CORE_SRC:%.c=$(B)/corejit/%.o) $(ENGINE_OBJ)
+$(COREJIT): $(CORE_SRC:%.c=$(B)/corejit/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -o $@ $^ $(ENGINE_LIBS) $(LDFLAGS)
+	$(CC) -shared $(HIDE_LIBS) -o $@ $^ $(ENGINE_LIBS) $(LDFLAGS)
 
 # The Lua module once more under ASan/UBSan, for a sanitized run of the
 # busted suite (the interpreter preloads the sanitizer runtimes).
@@ -88,7 +96,7 @@ COREASAN := $(B)/lua54-asan/ddbkit/core.so
 SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
 $(B)/coreasan/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) -fPIC $(SAN) $(LUA54_INC) -Iengine -Ibindings/core -c $< -o $@
+	$(CC) $(CSTD) $(WARN) -fPIC $(SAN) $(HIDE) $(LUA54_INC) -Iengine -Ibindings/core -c $< -o $@
 
 $(COREASAN): $(CORE_SRC:%.c=$(B)/coreasan/%.o) $(ENGINE_SRC:%.c=$(B)/coreasan/%.o)
 	@mkdir -p $(dir $@)
@@ -183,7 +191,9 @@ $(B)/fuzz/fuzz_ini: tests/fuzz/fuzz_ini.c engine/ini.c
 	@mkdir -p $(dir $@)
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -DDDBK_UNITTEST -Iengine -o $@ $^
 
-MARSHAL_SRC := bindings/core/values.c bindings/core/encode.c bindings/core/decode.c
+MARSHAL_SRC := bindings/core/values.c bindings/core/numtext.c bindings/core/base64.c \
+               bindings/core/fields.c bindings/core/path.c bindings/core/encode.c \
+               bindings/core/decode.c
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(MARSHAL_SRC) engine/buf.c
 	@mkdir -p $(dir $@)
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(LUA54_INC) -Iengine -Ibindings/core \

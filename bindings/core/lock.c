@@ -67,12 +67,14 @@ static ddbk_lock *check_lock(lua_State *L, int idx)
     return &lh->lk;
 }
 
+/* Pushes the field k of the table at t and leaves it on the stack: the
+ * pointer (NULL unless a string or a number) is valid only while the value
+ * stays there (a number is converted in place; a value an __index function
+ * made has no other owner). */
 static const char *opt_field(lua_State *L, int t, const char *k)
 {
     lua_getfield(L, t, k);
-    const char *v = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
-    lua_pop(L, 1); /* the table keeps the string alive */
-    return v;
+    return lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
 }
 
 static long num_field(lua_State *L, int t, const char *k, long dflt)
@@ -189,6 +191,9 @@ static int l_lock_op(lua_State *L)
         ddbk_lock_opts opts;
         luaL_checktype(L, 2, LUA_TTABLE);
         luaL_checktype(L, 3, LUA_TTABLE);
+        lua_settop(L, 3);
+        /* the five key fields stay on the stack (4..8) until the engine
+         * has copied them (ddbk_lock_op_acquire) */
         key.table = opt_field(L, 2, "table");
         key.pk_name = opt_field(L, 2, "pk_name");
         key.pk_value = opt_field(L, 2, "pk_value");
@@ -392,7 +397,7 @@ static void keeper_stop(lua_State *L, lkeeper *kp)
  * clone of the client) until keeper:stop(). */
 static int l_keep(lua_State *L)
 {
-    ddbk_client *c = ddbk_lua_check_client(L, 1);
+    (void)ddbk_lua_check_client(L, 1); /* misuse raises before anything */
     ddbk_lock *lk = check_lock(L, 2);
     lua_Number period = luaL_checknumber(L, 3);
     ddbk_error err;
@@ -402,6 +407,9 @@ static int l_keep(lua_State *L)
     lkeeper *kp = lua_newuserdata(L, sizeof *kp);
     memset(kp, 0, sizeof *kp);
     kp->ref = LUA_NOREF;
+    /* Again: a finalizer run by that allocation may have closed the client
+     * (nothing below runs the collector). */
+    ddbk_client *c = ddbk_lua_check_client(L, 1);
     luaL_getmetatable(L, KEEPER_MT);
     lua_setmetatable(L, -2);
     lua_pushvalue(L, 2);
