@@ -24,6 +24,11 @@ Control API on the same port (never counted, never consumes an answer):
                                 "pending": n, "connections": n}
     DELETE /__hostile/reset    clear the queue and zero the counters
 
+The same, as a POST whose X-Amz-Target names the operation HostileScript,
+HostileQueue, HostileClear, HostileStats or HostileReset (any prefix before
+the dot): what a DynamoDB client sends, so a spec scripts the double through
+a ddbkit client of its own (core.call_raw) instead of starting curl.
+
 A request with no matching answer gets a 400 ValidationException
 "hostile: no scripted answer" (not retryable, so the client stops there)
 and counts as "unscripted".
@@ -48,6 +53,8 @@ Kinds:
                     "shape": "list" | "map"}: {"<at>": {"x": <n levels>}}
                    where a level is "[" ... "]" (list, 2 bytes a level:
                    1,000,000 levels is 2 MB) or {"a": ... } (map);
+                   ("type": "t": an error body, "__type" t and a message
+                   first, for an error status);
                    {"gen": "repeat_lek"}: a Query/Scan page with no items
                    and the same LastEvaluatedKey every time; by default
                    forever and matching Query and Scan.
@@ -83,6 +90,16 @@ JSON_CT = "application/x-amz-json-1.0"
 KINDS = ("raw", "error", "gen", "truncate", "trickle", "close", "reset")
 GENS = ("deep", "repeat_lek")
 MAX_DEPTH = 50 * 1000 * 1000
+# The control API once more as DynamoDB operations (X-Amz-Target
+# "<anything>.HostileScript" ...), so a spec can reach it with its own
+# client and no curl process: operation -> (method, path).
+CONTROL_TARGETS = {
+    "HostileScript": ("POST", "/__hostile/script"),
+    "HostileQueue": ("GET", "/__hostile/script"),
+    "HostileClear": ("DELETE", "/__hostile/script"),
+    "HostileStats": ("GET", "/__hostile/stats"),
+    "HostileReset": ("DELETE", "/__hostile/reset"),
+}
 
 
 class State:
@@ -161,6 +178,8 @@ def validate(obj):
             a["depth"] = positive_int(a, "depth", 1000000, MAX_DEPTH)
             if not isinstance(a.get("at", "Attributes"), str):
                 raise ValueError("at must be a string")
+            if not isinstance(a.get("type", ""), (str, type(None))):
+                raise ValueError("type must be a string")
             if a.get("shape", "list") not in ("list", "map"):
                 raise ValueError('shape must be "list" or "map"')
         else:
@@ -239,7 +258,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
-        if self.path.startswith(CONTROL_PREFIX):
+        target = self.headers.get("X-Amz-Target") or ""
+        if target.rpartition(".")[2] in CONTROL_TARGETS:
+            method, self.path = CONTROL_TARGETS[target.rpartition(".")[2]]
+            self._control(body, method)
+        elif self.path.startswith(CONTROL_PREFIX):
             self._control(body)
         else:
             self._answer()
@@ -318,10 +341,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # -- control API -------------------------------------------------------
 
-    def _control(self, body):
+    def _control(self, body, method=None):
         st = self.server.state
         route = self.path.split("?", 1)[0].rstrip("/")
-        m = self.command
+        m = method or self.command
         if route == "/__hostile/script" and m == "POST":
             try:
                 obj = json.loads(body.decode("utf-8") or "null")
@@ -397,7 +420,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             opener, closer, core = b"[", b"]", b""
         else:
             opener, closer, core = b'{"a":', b"}", b"1"
-        head = b'{' + json.dumps(a.get("at", "Attributes")).encode() + b':{"x":'
+        head = b'{'
+        if a.get("type") is not None:
+            head += b'"__type":' + json.dumps(a["type"]).encode() + b',"message":"deep",'
+        head += json.dumps(a.get("at", "Attributes")).encode() + b':{"x":'
         tail = b"}}"
         length = len(head) + depth * (len(opener) + len(closer)) + len(core) + len(tail)
         self._head(a["status"], self._headers_of(a), length)
