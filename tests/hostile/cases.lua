@@ -82,21 +82,21 @@ local KEY = { pk = "k", sk = "k" }
 -- it relies on; proves: a success must be proven by what came back (a
 -- lock grant); collects: a pager that returns everything at once; lead:
 -- answers queued before the hostile one, to lead the op to the request the
--- case is about.
+-- case is about; result: the type a success must have.
 _M.OPS = {
-  { name = "client:get_item", reads = { Item = true },
+  { name = "client:get_item", result = "table", reads = { Item = true },
     run = function(c) return c:get_item{ TableName = TABLE, Key = KEY } end },
-  { name = "client:update_item ALL_NEW", reads = { Attributes = true },
+  { name = "client:update_item ALL_NEW", result = "table", reads = { Attributes = true },
     run = function(c)
       return c:update_item{ TableName = TABLE, Key = KEY, UpdateExpression = "SET v = :v",
                             ExpressionAttributeValues = { [":v"] = 1 }, ReturnValues = "ALL_NEW" }
     end },
-  { name = "client:query_all", reads = { Items = true }, collects = true,
+  { name = "client:query_all", result = "table", reads = { Items = true }, collects = true,
     run = function(c)
       return c:query_all{ TableName = TABLE, KeyConditionExpression = "pk = :p",
                           ExpressionAttributeValues = { [":p"] = "k" } }
     end },
-  { name = "client:scan_all", reads = { Items = true }, collects = true,
+  { name = "client:scan_all", result = "table", reads = { Items = true }, collects = true,
     run = function(c) return c:scan_all{ TableName = TABLE } end },
   { name = "client:query_items", reads = { Items = true }, collects = true,
     run = function(c)
@@ -108,9 +108,9 @@ _M.OPS = {
       end
       return n
     end },
-  { name = "client:batch_get_item", reads = { Responses = true },
+  { name = "client:batch_get_item", result = "table", reads = { Responses = true },
     run = function(c) return c:batch_get_item{ RequestItems = { [TABLE] = { Keys = { KEY } } } } end },
-  { name = "client:transact_get_items", reads = { Responses = true },
+  { name = "client:transact_get_items", result = "table", reads = { Responses = true },
     run = function(c) return c:transact_get_items{ TransactItems = { { Get = { TableName = TABLE, Key = KEY } } } } end },
   { name = "cache:get", reads = { Item = true },
     run = function(c) return ddbkit.cache.new{ client = c }:get("h") end },
