@@ -174,10 +174,14 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@tests/bench/run.sh
 
-# Fuzz targets need clang's libFuzzer; `make fuzz` runs each briefly.
+# Fuzz targets need clang's libFuzzer. `make fuzz` runs each for
+# FUZZ_SECONDS (default 120) with its corpus under build/fuzz/corpus (see
+# tests/fuzz/run.sh), prints a line per target and fails if any found
+# something; `make test` runs each briefly (tests/run.sh).
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 120
 fuzz: $(FUZZ_TARGETS)
-	@for f in $(FUZZ_TARGETS); do echo "== $$f"; $$f -runs=$${FUZZ_RUNS:-200000} -max_len=4096 || exit 1; done
+	@rc=0; for f in $(FUZZ_TARGETS); do tests/fuzz/run.sh $$f $(FUZZ_SECONDS) || rc=1; done; exit $$rc
 
 $(B)/fuzz/fuzz_ini: tests/fuzz/fuzz_ini.c engine/ini.c
 	@mkdir -p $(dir $@)

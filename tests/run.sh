@@ -51,13 +51,16 @@ else
 fi
 
 note "fuzz targets (bounded runs)"
+# Each target briefly: FUZZ_RUNS inputs or FUZZ_BRIEF_SECONDS, whichever
+# comes first, on its corpus under build/fuzz/corpus (tests/fuzz/run.sh).
 for bin in build/fuzz/fuzz_*; do
     [ -x "$bin" ] || continue
-    out="$LOG/$(basename "$bin").log"
-    if "$bin" -runs="${FUZZ_RUNS:-100000}" -max_len=4096 >"$out" 2>&1; then
+    if line="$(tests/fuzz/run.sh "$bin" "${FUZZ_BRIEF_SECONDS:-30}" "${FUZZ_RUNS:-100000}")"; then
         passed=$((passed + 1)); printf '%-40s passed\n' "$(basename "$bin")"
     else
-        failed=$((failed + 1)); printf '%-40s FAILED\n' "$(basename "$bin")"; tail -30 "$out"
+        failed=$((failed + 1)); printf '%-40s FAILED\n' "$(basename "$bin")"
+        printf '%s\n' "$line" | sed 's/^/    /'
+        tail -30 "build/fuzz/$(basename "$bin").log"
     fi
 done
 
