@@ -50,6 +50,11 @@ _M.ANSWERS = {
     script = { { kind = "truncate", status = 400,
                  body = '{"__type":"' .. DDB .. 'ConditionalCheckFailedException","message":"m",'
                         .. '"Item":{"pk":{"S":"a"},"v":{"S":"partial' } } },
+  -- a whole JSON object, but less than Content-Length promised
+  { name = "400 ConditionalCheckFailed cut short after a whole body", expect = "fails",
+    script = { { kind = "truncate", status = 400,
+                 body = '{"__type":"' .. DDB .. 'ConditionalCheckFailedException","message":"m",'
+                        .. '"Item":{"pk":{"S":"a"}}}' } } },
   { name = "close without an answer", expect = "fails", script = { { kind = "close" } } },
   { name = "trickle past the timeout", expect = "fails", client = { timeout_ms = 300, max_attempts = 1 },
     script = { { kind = "trickle", body = '{"Item":{"pk":{"S":"slow"}}}', bytes = 1, interval_ms = 200 } } },
