@@ -55,7 +55,7 @@ note "fuzz targets (bounded runs)"
 # comes first, on its corpus under build/fuzz/corpus (tests/fuzz/run.sh).
 for bin in build/fuzz/fuzz_*; do
     [ -x "$bin" ] || continue
-    if line="$(tests/fuzz/run.sh "$bin" "${FUZZ_BRIEF_SECONDS:-30}" "${FUZZ_RUNS:-100000}")"; then
+    if line="$(tests/fuzz/run.sh "$bin" "${FUZZ_BRIEF_SECONDS:-20}" "${FUZZ_RUNS:-100000}")"; then
         passed=$((passed + 1)); printf '%-40s passed\n' "$(basename "$bin")"
     else
         failed=$((failed + 1)); printf '%-40s FAILED\n' "$(basename "$bin")"
