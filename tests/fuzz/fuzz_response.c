@@ -1,9 +1,10 @@
 /*
  * libFuzzer target: hostile full HTTP responses (status line, headers, body)
  * fed through the client into every store. A store call must return a
- * result or nil, err with a non-empty err.code; a Lua error it raises, a
- * nil, err whose err has no code, more than MAX_SENDS requests for one call
- * (a loop that does not stop), or a crash is a finding (abort).
+ * result or nil, err with a non-empty err.code. A finding (abort) is: a Lua
+ * error it raises, a nil, err whose err has no code, a client result that
+ * is not a table, more requests for one call than 2 per response given plus
+ * MAX_SENDS (a loop on the last answer that does not stop), or a crash.
  *
  * How: Lua 5.4 is embedded with ddbkit.core linked in and the Lua library
  * of lua/. Clients use the OpenResty runtime (lua/ddbkit/runtime/openresty.lua)
@@ -47,6 +48,8 @@ static const char HARNESS[] =
     "local ROOT = ...\n"
     "package.path = ROOT .. '/lua/?.lua;' .. ROOT .. '/lua/?/init.lua;' .. ROOT\n"
     "  .. '/scripts/?.lua;' .. ROOT .. '/tests/hostile/?.lua;' .. package.path\n"
+    /* beyond what the responses account for: a pager may follow every
+     * distinct page given, and retry each once */
     "local MAX_SENDS = 64\n"
     "local SEP = '\\n====\\n'\n"
     "local clock = 0\n"
@@ -54,7 +57,7 @@ static const char HARNESS[] =
     /* the response for the next request: in order, then the last again */
     "local function next_response()\n"
     "  sends = sends + 1\n"
-    "  if sends > MAX_SENDS then overflow = true return nil end\n"
+    "  if sends > 2 * nresp + MAX_SENDS then overflow = true return nil end\n"
     "  if nresp == 0 then return nil end\n"
     "  local r = responses[sends <= nresp and sends or nresp]\n"
     "  local at, n = r:match('^@deep:([%w]*):(%d+)$')\n"
@@ -135,7 +138,10 @@ static const char HARNESS[] =
     "  local fine, r1, r2 = xpcall(op.run, debug.traceback, client)\n"
     "  client:close()\n"
     "  if not fine then return op.name .. ' raised: ' .. tostring(r1) end\n"
-    "  if overflow then return op.name .. ' sent more than ' .. MAX_SENDS .. ' requests' end\n"
+    "  if overflow then\n"
+    "    return op.name .. ' sent more than ' .. 2 * nresp + MAX_SENDS .. ' requests for '\n"
+    "      .. nresp .. ' responses'\n"
+    "  end\n"
     "  if op.result and r1 ~= nil and r1 ~= false and type(r1) ~= op.result then\n"
     "    return op.name .. ' returned a ' .. type(r1) .. ' for a result'\n"
     "  end\n"
