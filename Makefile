@@ -182,10 +182,14 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@tests/bench/run.sh
 
-# Fuzz targets need clang's libFuzzer; `make fuzz` runs each briefly.
+# Fuzz targets need clang's libFuzzer. `make fuzz` runs each for
+# FUZZ_SECONDS (default 120) with its corpus under build/fuzz/corpus (see
+# tests/fuzz/run.sh), prints a line per target and fails if any found
+# something; `make test` runs each briefly (tests/run.sh).
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 120
 fuzz: $(FUZZ_TARGETS)
-	@for f in $(FUZZ_TARGETS); do echo "== $$f"; $$f -runs=$${FUZZ_RUNS:-200000} -max_len=4096 || exit 1; done
+	@rc=0; for f in $(FUZZ_TARGETS); do tests/fuzz/run.sh $$f $(FUZZ_SECONDS) || rc=1; done; exit $$rc
 
 $(B)/fuzz/fuzz_ini: tests/fuzz/fuzz_ini.c engine/ini.c
 	@mkdir -p $(dir $@)
@@ -198,6 +202,23 @@ $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(MARSHAL_SRC) engine/buf.c
 	@mkdir -p $(dir $@)
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(LUA54_INC) -Iengine -Ibindings/core \
 	  -o $@ $^ -llua5.4 -lyajl -lcrypto -lm
+
+# Targets that embed Lua 5.4 with ddbkit.core and the engine built in
+# (objects under build/fuzzobj, instrumented for libFuzzer); the Lua
+# library is read from this tree (FUZZ_ROOT):
+#   fuzz_response    hostile full responses through the client into every store
+#   fuzz_cli_config  the `ddbkit` command's config file parser
+FUZZ_LUA    := fuzz_response fuzz_cli_config
+FUZZ_CFLAGS := $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(LUA54_INC) -Iengine -Ibindings/core
+FUZZ_OBJ    := $(patsubst %.c,$(B)/fuzzobj/%.o,$(CORE_SRC) $(ENGINE_SRC))
+
+$(B)/fuzzobj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_LUA:%=$(B)/fuzz/%): $(B)/fuzz/%: tests/fuzz/%.c tests/fuzz/lua_cov.h $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -DFUZZ_ROOT='"$(CURDIR)"' -o $@ $< $(FUZZ_OBJ) -llua5.4 $(ENGINE_LIBS)
 
 LUA54_CMOD  := $(PREFIX)/lib/lua/5.4
 LUA54_LMOD  := $(PREFIX)/share/lua/5.4
