@@ -171,6 +171,40 @@ DDBK_HIDDEN int ddbk__credentials_copy(const ddbk_credentials *src,
 DDBK_HIDDEN int ddbk__region_resolve(const ddbk_config *cfg, char *out,
                                      size_t outlen);
 
+/* ---------------------------------------------------------- lock_item.c */
+
+/* The deepest JSON nesting the engine reads in a response: the Lua
+ * decoder's limit (bindings/core/decode.c MAX_FRAMES: 64 tables, each under
+ * its AttributeValue wrapper, plus two), well above DynamoDB's 32 levels of
+ * M and L with the response and item objects around them. */
+#define DDBK__MAX_JSON_DEPTH (2 * 64 + 2)
+
+/* The lock attributes of one item as a response showed them. A string that
+ * did not fit (or held a NUL) is kept cut, with its bit in `cut`: it must
+ * never compare equal to ours. */
+#define DDBK__LOCK_CUT_OWNER 1
+#define DDBK__LOCK_CUT_RVN 2
+#define DDBK__LOCK_CUT_RELEASED 4
+
+typedef struct ddbk__lock_item {
+    int exists;               /* the field was there, an object */
+    char owner[96], rvn[40], released[40];
+    int cut;
+    int have_fence;           /* fence was there, an integer */
+    int64_t fence, expires_at;
+    long lease_ms;
+} ddbk__lock_item;
+
+/* Reads the lock attributes of the object under `field` ("Attributes",
+ * "Item") of the response body (len bytes, no terminator needed), with a
+ * streaming parser: no tree, depth limited to DDBK__MAX_JSON_DEPTH. Returns
+ * 1 when the field is there (out filled), 0 when the body is a JSON object
+ * without it, -1 when the body is not a whole JSON object within the depth
+ * limit, or the field is not an object (out zeroed: part of a body is no
+ * item). Costs one pass over the body and one yajl handle. */
+DDBK_HIDDEN int ddbk__lock_item_read(const char *body, size_t len, const char *field,
+                                     ddbk__lock_item *out);
+
 /* ---------------------------------------------------------------- ini.c */
 
 /* Looks up `key` in section `section` of an AWS shared config/credentials

@@ -33,7 +33,6 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
-#include <yajl/yajl_tree.h>
 
 #include "internal.h"
 
@@ -111,48 +110,33 @@ UNITTEST int put_str(ddbk_buf *b, const char *s)
 
 /* ----------------------------------------------------- reading an item */
 
-typedef struct seen {
-    int exists;
-    char owner[96], rvn[40], released[40];
-    int64_t fence, expires_at;
-    long lease_ms;
-} seen;
+/* The item as a response showed it (engine/lock_item.c reads it). */
+typedef ddbk__lock_item seen;
 
-static const char *tree_str(yajl_val item, const char *attr, const char *type)
+/* Whether a string of the item is `want` (never when it was cut, or when
+ * there is nothing to compare). */
+static int is(const seen *s, int cut_bit, const char *have, const char *want)
 {
-    const char *path[] = { attr, type, NULL };
-    yajl_val v = yajl_tree_get(item, path, yajl_t_string);
-    return v ? YAJL_GET_STRING(v) : NULL;
+    return want[0] && !(s->cut & cut_bit) && strcmp(have, want) == 0;
 }
 
-/* Reads the lock attributes of the item under `field` ("Attributes" of a
- * success, "Item" of a failed condition or of GetItem) from a response. */
-static void read_item(const ddbk_buf *body, const char *field, seen *out)
+static int is_owner(const seen *s, const char *owner)
 {
-    char errbuf[128];
-    const char *top[] = { field, NULL };
+    return is(s, DDBK__LOCK_CUT_OWNER, s->owner, owner);
+}
 
-    memset(out, 0, sizeof *out);
-    if (!body->data || !body->len)
-        return;
-    yajl_val root = yajl_tree_parse(body->data, errbuf, sizeof errbuf);
-    if (!root)
-        return;
-    yajl_val item = yajl_tree_get(root, top, yajl_t_object);
-    if (item) {
-        const char *n;
-        out->exists = 1;
-        ddbk__copy(out->owner, sizeof out->owner, tree_str(item, A_OWNER, "S"));
-        ddbk__copy(out->rvn, sizeof out->rvn, tree_str(item, A_RVN, "S"));
-        ddbk__copy(out->released, sizeof out->released, tree_str(item, A_RELEASED, "S"));
-        if ((n = tree_str(item, A_FENCE, "N")))
-            out->fence = strtoll(n, NULL, 10);
-        if ((n = tree_str(item, A_EXPIRES, "N")))
-            out->expires_at = strtoll(n, NULL, 10);
-        if ((n = tree_str(item, A_LEASE, "N")))
-            out->lease_ms = strtol(n, NULL, 10);
-    }
-    yajl_tree_free(root);
+static int is_rvn(const seen *s, const char *rvn)
+{
+    return is(s, DDBK__LOCK_CUT_RVN, s->rvn, rvn);
+}
+
+/* Text that goes into a JSON string as is. */
+static int plain(const char *s)
+{
+    for (; *s; s++)
+        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
+            return 0;
+    return 1;
 }
 
 static void to_holder(const seen *s, ddbk_lock_holder *h)
@@ -228,7 +212,7 @@ struct ddbk_lock_op {
     int kind, state, rc;
     ddbk_lock *l;              /* the caller's, borrowed */
     ddbk_buf body;             /* the request of the current step */
-    ddbk_buf resp;             /* the response body being read, NUL-terminated */
+    ddbk_buf resp;             /* the response body judged last, NUL-terminated */
     ddbk_error err;            /* the outcome; over a read-back, the write's own failure */
     char rvn[40];              /* the record version the current write sends */
     int64_t expires_at;
@@ -271,8 +255,9 @@ static ddbk_lock_op *new_op(int kind, ddbk_lock *l, ddbk_error *err)
     return op;
 }
 
-/* Copies a response body so it can be parsed as a C string whatever the
- * caller's buffer; a body that does not fit reads as no item. */
+/* Keeps the response body an acquire judges by, for keep_seen (the
+ * caller's buffer is gone by the time the caller reads busy_item); one that
+ * does not fit is not kept. */
 static void take_body(ddbk_lock_op *op, const char *body, size_t len)
 {
     ddbk_buf_reset(&op->resp);
@@ -339,9 +324,10 @@ static int step_done(ddbk_lock_op *op, int rc, ddbk_lock_next *next)
 }
 
 /* One UpdateItem on the lock item into op->body. `names` and `values` are
- * the inner text of ExpressionAttributeNames / Values, without braces. */
+ * the inner text of ExpressionAttributeNames / Values, without braces.
+ * return_values asks for what proves the write was ours (see proven). */
 static int build_update(ddbk_lock_op *op, const char *update_expr, const char *condition,
-                        const char *names, const char *values, int return_new)
+                        const char *names, const char *values, const char *return_values)
 {
     ddbk_buf *body = &op->body;
     ddbk_buf_reset(body);
@@ -350,8 +336,7 @@ static int build_update(ddbk_lock_op *op, const char *update_expr, const char *c
                         ",\"UpdateExpression\":\"%s\",\"ConditionExpression\":\"%s\","
                         "\"ExpressionAttributeNames\":{%s},\"ExpressionAttributeValues\":{%s},"
                         "\"ReturnValues\":\"%s\",\"ReturnValuesOnConditionCheckFailure\":\"ALL_OLD\"}",
-                        update_expr, condition, names, values,
-                        return_new ? "ALL_NEW" : "NONE")) {
+                        update_expr, condition, names, values, return_values)) {
         ddbk_error_set(&op->err, "OutOfMemory", 0, "lock: out of memory building a request");
         return -1;
     }
@@ -413,7 +398,7 @@ static int acquire_write(ddbk_lock_op *op, ddbk_lock_next *next)
                      "#f = if_not_exists(#f, :zero) + :one",
                      takeover ? "attribute_not_exists(#k) OR #e < :cut OR #r = :seen"
                               : "attribute_not_exists(#k) OR #e < :cut",
-                     op->names.data, values, 1) != 0)
+                     op->names.data, values, "ALL_NEW") != 0)
         return step_done(op, -1, next);
     return step_send(op, "UpdateItem", ST_WRITE, next);
 }
@@ -422,14 +407,18 @@ static int acquire_write(ddbk_lock_op *op, ddbk_lock_next *next)
  * read-back): ours, or wait and try again, or give up. */
 static int acquire_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
 {
-    if (strcmp(s->owner, op->l->owner) == 0 && strcmp(s->rvn, op->rvn) == 0) {
+    if (is_owner(s, op->l->owner) && is_rvn(s, op->rvn)) {
         /* Our own attempt took effect; its response was what got lost. */
         took(op, s);
         return step_done(op, 0, next);
     }
     to_holder(s, &op->holder);
     keep_seen(op->opts.busy_item, &op->resp, s);
-    if (s->rvn[0] && strcmp(s->rvn, op->watched_rvn) != 0) {
+    /* Only a record version that goes into JSON text as is can be watched
+     * (ours are hex; a stranger's may hold quotes): any other is left to
+     * the wall clock. */
+    if (s->rvn[0] && !(s->cut & DDBK__LOCK_CUT_RVN) && plain(s->rvn) &&
+        strcmp(s->rvn, op->watched_rvn) != 0) {
         ddbk__copy(op->watched_rvn, sizeof op->watched_rvn, s->rvn);
         op->watched_since = mono_ms();
         op->watched_lease = (double)s->lease_ms;
@@ -519,7 +508,7 @@ static int renew_write(ddbk_lock_op *op, ddbk_lock_next *next)
     if (build_update(op, "SET #r = :new, #l = :l, #e = :e", "#o = :o AND #r = :r",
                      "\"#o\":\"" A_OWNER "\",\"#r\":\"" A_RVN "\",\"#l\":\"" A_LEASE
                      "\",\"#e\":\"" A_EXPIRES "\"",
-                     values, 0) != 0)
+                     values, "UPDATED_NEW") != 0)
         return step_done(op, -1, next);
     return step_send(op, "UpdateItem", ST_WRITE, next);
 }
@@ -527,9 +516,9 @@ static int renew_write(ddbk_lock_op *op, ddbk_lock_next *next)
 static int renew_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
 {
     ddbk_lock *l = op->l;
-    if (strcmp(s->owner, l->owner) == 0 && strcmp(s->rvn, op->rvn) == 0)
+    if (is_owner(s, l->owner) && is_rvn(s, op->rvn))
         return step_done(op, 0, next); /* our renewal landed; only its answer was lost */
-    if (strcmp(s->owner, l->owner) == 0 && strcmp(s->rvn, l->rvn) == 0)
+    if (is_owner(s, l->owner) && is_rvn(s, l->rvn))
         return step_done(op, -1, next); /* nothing changed: the old lease stands */
     l->held = 0;
     if (s->owner[0])
@@ -547,7 +536,7 @@ static int release_write(ddbk_lock_op *op, ddbk_lock_next *next)
     if (build_update(op, "SET #e = :zero, #x = :r REMOVE #o, #r", "#o = :o AND #r = :r",
                      "\"#o\":\"" A_OWNER "\",\"#r\":\"" A_RVN "\",\"#e\":\"" A_EXPIRES
                      "\",\"#x\":\"" A_RELEASED "\"",
-                     values, 0) != 0)
+                     values, "UPDATED_NEW") != 0)
         return step_done(op, -1, next);
     return step_send(op, "UpdateItem", ST_WRITE, next);
 }
@@ -555,9 +544,9 @@ static int release_write(ddbk_lock_op *op, ddbk_lock_next *next)
 static int release_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
 {
     ddbk_lock *l = op->l;
-    if (strcmp(s->released, l->rvn) == 0)
+    if (is(s, DDBK__LOCK_CUT_RELEASED, s->released, l->rvn))
         return step_done(op, 0, next); /* our release landed; only its answer was lost */
-    if (strcmp(s->owner, l->owner) == 0 && strcmp(s->rvn, l->rvn) == 0)
+    if (is_owner(s, l->owner) && is_rvn(s, l->rvn))
         return step_done(op, -1, next); /* nothing changed: we still hold it */
     l->held = 0;
     ddbk_error_set(&op->err, "not_owner", 0, "lock is not held by this handle");
@@ -613,31 +602,28 @@ static int judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
     }
 }
 
-/* The outcome of the write. A failed condition brought the old item with
- * it (ALL_OLD); a retryable failure may or may not have taken effect, so
- * the item is read back (strongly consistent); any other failure ends the
- * operation with it. */
-static int on_write(ddbk_lock_op *op, const char *body, size_t len, const ddbk_error *call_err,
-                    ddbk_lock_next *next)
+/* Whether a write's answer proves the write was ours: the attributes it
+ * returned hold the record version only this write sent (fresh random
+ * bits), under our owner for an acquire (ALL_NEW) with the fence it grew;
+ * a renew and a release return what they set (UPDATED_NEW), which their
+ * condition on our owner guarded. A 2xx without that ({}, an error body
+ * under a success status, a body cut short) proves nothing. */
+static int proven(const ddbk_lock_op *op, const seen *s)
 {
-    seen s;
+    switch (op->kind) {
+    case OP_ACQUIRE:
+        return is_owner(s, op->l->owner) && is_rvn(s, op->rvn) && s->have_fence && s->fence > 0;
+    case OP_RENEW:
+        return is_rvn(s, op->rvn);
+    default:
+        return is(s, DDBK__LOCK_CUT_RELEASED, s->released, op->l->rvn);
+    }
+}
 
-    if (!call_err) {
-        if (op->kind == OP_ACQUIRE) {
-            take_body(op, body, len);
-            read_item(&op->resp, "Attributes", &s);
-            took(op, &s);
-        }
-        return step_done(op, 0, next);
-    }
-    op->err = *call_err;
-    if (is_ccf(&op->err)) {
-        take_body(op, body, len);
-        read_item(&op->resp, "Item", &s);
-        return judge(op, &s, next);
-    }
-    if (!ambiguous(&op->err))
-        return step_done(op, -1, next); /* a failure retrying cannot help */
+/* The write's outcome is not known: read the item back (strongly
+ * consistent) and judge by it. */
+static int read_back(ddbk_lock_op *op, ddbk_lock_next *next)
+{
     ddbk_buf_reset(&op->body);
     if (ddbk_buf_putc(&op->body, '{') ||
         ddbk_buf_append(&op->body, op->l->target.data, op->l->target.len) ||
@@ -646,8 +632,50 @@ static int on_write(ddbk_lock_op *op, const char *body, size_t len, const ddbk_e
     return step_send(op, "GetItem", ST_READ, next);
 }
 
-/* The outcome of the read-back. When it fails too, nothing can be known:
- * the operation ends with the write's own failure. */
+/* The outcome of the write. A success must prove itself (proven); a failed
+ * condition brought the old item with it (ALL_OLD); a retryable failure may
+ * or may not have taken effect; any other failure ends the operation with
+ * it. Whatever leaves the outcome unknown (an unproven success, an old item
+ * that cannot be read, a retryable failure) is settled by reading the item
+ * back, as a lost response is: a 2xx did take effect on a real service, and
+ * an acquire that took the lease must end holding it, not leave it to run
+ * out. */
+static int on_write(ddbk_lock_op *op, const char *body, size_t len, const ddbk_error *call_err,
+                    ddbk_lock_next *next)
+{
+    seen s;
+
+    if (!call_err) {
+        if (ddbk__lock_item_read(body, len, "Attributes", &s) == 1 &&
+            proven(op, &s)) {
+            if (op->kind == OP_ACQUIRE)
+                took(op, &s);
+            return step_done(op, 0, next);
+        }
+        ddbk_error_set(&op->err, "MalformedResponse", 0,
+                       "lock: the UpdateItem answered success without the lock attributes "
+                       "that prove it (%zu-byte body)", len);
+        return read_back(op, next);
+    }
+    op->err = *call_err;
+    if (is_ccf(&op->err)) {
+        if (ddbk__lock_item_read(body, len, "Item", &s) >= 0) {
+            take_body(op, body, len);
+            return judge(op, &s, next);
+        }
+        ddbk_error_set(&op->err, "MalformedResponse", call_err->status,
+                       "lock: the failed condition's old item is not readable JSON "
+                       "(%zu-byte body)", len);
+        return read_back(op, next);
+    }
+    if (!ambiguous(&op->err))
+        return step_done(op, -1, next); /* a failure retrying cannot help */
+    return read_back(op, next);
+}
+
+/* The outcome of the read-back. When it fails too, or its body cannot be
+ * read, nothing can be known: the operation ends with the write's own
+ * failure. */
 static int on_read(ddbk_lock_op *op, const char *body, size_t len, const ddbk_error *call_err,
                    ddbk_lock_next *next)
 {
@@ -655,8 +683,9 @@ static int on_read(ddbk_lock_op *op, const char *body, size_t len, const ddbk_er
 
     if (call_err)
         return step_done(op, -1, next);
+    if (ddbk__lock_item_read(body, len, "Item", &s) < 0)
+        return step_done(op, -1, next);
     take_body(op, body, len);
-    read_item(&op->resp, "Item", &s);
     return judge(op, &s, next);
 }
 

@@ -24,7 +24,9 @@
                     "\"lockRvn\":{\"S\":\"r1\"},\"fence\":{\"N\":\"9\"},"        \
                     "\"expiresAt\":{\"N\":\"4102444800\"},\"leaseMs\":{\"N\":\"5000\"}}"
 #define CCF_BODY "{" CCF_TYPE ",\"message\":\"The conditional request failed\"," OTHERS_ITEM "}"
-#define ACQUIRED_BODY "{\"Attributes\":{\"fence\":{\"N\":\"7\"}}}"
+/* Not a body: the responder answers it with lock_grant, the success a real
+ * service gives that very write (with fence 7 for an acquire). */
+#define GRANT "<grant>"
 
 typedef struct canned {
     int status;
@@ -62,7 +64,10 @@ static void respond(int lfd, int notes, const void *arg, int n)
         int fd = accept_request(lfd, req, sizeof req, &got);
         note(notes, op_letter(req));
         const canned *c = &script[i < n ? i : n - 1];
-        answer_and_close(fd, c->status, NULL, c->body);
+        static char grant[1024];
+        answer_and_close(fd, c->status, NULL,
+                         strcmp(c->body, GRANT) == 0 ? lock_grant(req, 7, grant, sizeof grant)
+                                                     : c->body);
     }
 }
 
@@ -234,7 +239,7 @@ static void test_busy_item_empty_when_not_seen(void **state)
 
 static void test_busy_item_empty_on_success(void **state)
 {
-    static const canned script[] = { { 200, ACQUIRED_BODY } };
+    static const canned script[] = { { 200, GRANT } };
     ddbk_lock l;
     ddbk_error err;
     ddbk_buf item;
@@ -323,7 +328,7 @@ static void test_keep_stops_before_first_period(void **state)
 
 static void test_keep_renews(void **state)
 {
-    static const canned script[] = { { 200, ACQUIRED_BODY }, { 200, "{}" } };
+    static const canned script[] = { { 200, GRANT }, { 200, GRANT } };
     ddbk_lock l;
     ddbk_error err;
     char first_rvn[40], rest[64];
@@ -353,7 +358,7 @@ static void test_keep_renews(void **state)
 static void test_keep_recovers_from_transient_failure(void **state)
 {
     static const canned script[] = {
-        { 200, ACQUIRED_BODY }, { 500, ISE_BODY }, { 500, ISE_BODY }, { 200, "{}" },
+        { 200, GRANT }, { 500, ISE_BODY }, { 500, ISE_BODY }, { 200, GRANT },
     };
     ddbk_lock l;
     ddbk_error err;
@@ -376,7 +381,7 @@ static void test_keep_recovers_from_transient_failure(void **state)
 
 static void test_keep_reports_last_transient_failure(void **state)
 {
-    static const canned script[] = { { 200, ACQUIRED_BODY }, { 200, "{}" }, { 500, ISE_BODY } };
+    static const canned script[] = { { 200, GRANT }, { 200, GRANT }, { 500, ISE_BODY } };
     ddbk_lock l;
     ddbk_error err;
     long renewals = -1;
@@ -396,7 +401,7 @@ static void test_keep_reports_last_transient_failure(void **state)
 
 static void test_keep_ends_when_lost(void **state)
 {
-    static const canned script[] = { { 200, ACQUIRED_BODY }, { 200, "{}" }, { 400, CCF_BODY } };
+    static const canned script[] = { { 200, GRANT }, { 200, GRANT }, { 400, CCF_BODY } };
     ddbk_lock l;
     ddbk_error err;
     long renewals = -1;

@@ -11,9 +11,11 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "responder.h"
 
 int put_str(ddbk_buf *b, const char *s);
 int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err);
@@ -206,6 +208,19 @@ static const char *item_of(char *buf, size_t cap, const char *field, const char 
     return buf;
 }
 
+/* The success a real service gives an acquire (ALL_NEW): our owner, the
+ * record version the write sent, and the fence it grew. */
+static const char *grant_of(char *buf, size_t cap, const char *owner, const char *rvn,
+                            long fence)
+{
+    snprintf(buf, cap,
+             "{\"Attributes\":{\"pk\":{\"S\":\"k\"},\"lockOwner\":{\"S\":\"%s\"},"
+             "\"lockRvn\":{\"S\":\"%s\"},\"fence\":{\"N\":\"%ld\"},"
+             "\"expiresAt\":{\"N\":\"4102444800\"},\"leaseMs\":{\"N\":\"5000\"}}}",
+             owner, rvn, fence);
+    return buf;
+}
+
 static void expect_send(int what, const ddbk_lock_next *nx, const char *op)
 {
     assert_int_equal(what, DDBK_LOCK_SEND);
@@ -221,11 +236,13 @@ static void acquired(ddbk_lock *l)
     ddbk_lock_opts o = { 5000, 0, 1000, NULL };
     ddbk_lock_next nx;
     ddbk_error err;
-    static const char ok[] = "{\"Attributes\":{\"fence\":{\"N\":\"3\"}}}";
+    char rvn[40], ok[512];
     ddbk_lock_op *op = ddbk_lock_op_acquire(&KEY, &o, l, &err);
     assert_non_null(op);
     expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
-    assert_int_equal(ddbk_lock_op_next(op, ok, sizeof ok - 1, NULL, &nx), DDBK_LOCK_DONE);
+    sent_rvn(nx.body, ":r", rvn);
+    grant_of(ok, sizeof ok, l->owner, rvn, 3);
+    assert_int_equal(ddbk_lock_op_next(op, ok, strlen(ok), NULL, &nx), DDBK_LOCK_DONE);
     assert_int_equal(ddbk_lock_op_result(op, NULL, &err), 0);
     ddbk_lock_op_free(op);
     assert_true(l->held);
@@ -238,8 +255,7 @@ static void test_machine_acquire_success(void **state)
     ddbk_lock_next nx;
     ddbk_lock_holder h;
     ddbk_error err;
-    char rvn[40];
-    static const char ok[] = "{\"Attributes\":{\"fence\":{\"N\":\"7\"}}}";
+    char rvn[40], ok[512];
     (void)state;
 
     ddbk_lock_op *op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
@@ -249,8 +265,10 @@ static void test_machine_acquire_success(void **state)
     assert_non_null(strstr(nx.body, "\"TableName\":\"t\",\"Key\":{\"pk\":{\"S\":\"k\"}}"));
     assert_non_null(strstr(nx.body, "\"ConditionExpression\":\"attribute_not_exists(#k) OR #e < :cut\""));
     assert_non_null(strstr(nx.body, "\"ReturnValuesOnConditionCheckFailure\":\"ALL_OLD\""));
+    assert_non_null(strstr(nx.body, "\"ReturnValues\":\"ALL_NEW\""));
     sent_rvn(nx.body, ":r", rvn);
-    assert_int_equal(ddbk_lock_op_next(op, ok, sizeof ok - 1, NULL, &nx), DDBK_LOCK_DONE);
+    grant_of(ok, sizeof ok, l.owner, rvn, 7);
+    assert_int_equal(ddbk_lock_op_next(op, ok, strlen(ok), NULL, &nx), DDBK_LOCK_DONE);
     assert_int_equal(nx.what, DDBK_LOCK_DONE);
     assert_int_equal(ddbk_lock_op_result(op, &h, &err), 0);
     assert_string_equal(err.code, "");
@@ -274,8 +292,7 @@ static void test_machine_acquire_busy_then_sleep_then_success(void **state)
     ddbk_lock_next nx;
     ddbk_lock_holder h;
     ddbk_error err;
-    char rvn1[40], rvn2[40];
-    static const char ok[] = "{\"Attributes\":{\"fence\":{\"N\":\"10\"}}}";
+    char rvn1[40], rvn2[40], ok[512];
     (void)state;
 
     ddbk_buf_init(&busy, 0);
@@ -293,7 +310,8 @@ static void test_machine_acquire_busy_then_sleep_then_success(void **state)
     expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
     sent_rvn(nx.body, ":r", rvn2);
     assert_string_not_equal(rvn1, rvn2);
-    assert_int_equal(ddbk_lock_op_next(op, ok, sizeof ok - 1, NULL, &nx), DDBK_LOCK_DONE);
+    grant_of(ok, sizeof ok, l.owner, rvn2, 10);
+    assert_int_equal(ddbk_lock_op_next(op, ok, strlen(ok), NULL, &nx), DDBK_LOCK_DONE);
     assert_int_equal(ddbk_lock_op_result(op, &h, &err), 0);
     assert_string_equal(err.code, ""); /* the busy look is history */
     assert_true(h.known);              /* the holder as last seen */
@@ -494,6 +512,291 @@ static void test_machine_refusals_and_abandon(void **state)
     ddbk_lock_op_free(NULL);
 }
 
+
+/* ------------------------------------------- answers that prove nothing */
+
+/* Feeds a write's 2xx answer `body` to a fresh acquire and returns the op,
+ * which must now want the read-back; the record version it sent in rvn. */
+static ddbk_lock_op *acquire_answered(ddbk_lock *l, const char *body, size_t len, char rvn[40])
+{
+    ddbk_lock_opts o = { 5000, 0, 1000, NULL };
+    ddbk_lock_next nx;
+    ddbk_error err;
+    ddbk_lock_op *op = ddbk_lock_op_acquire(&KEY, &o, l, &err);
+    assert_non_null(op);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":r", rvn);
+    expect_send(ddbk_lock_op_next(op, body, len, NULL, &nx), &nx, "GetItem");
+    return op;
+}
+
+/* A 2xx without the attributes that prove the write is no grant: the item
+ * is read back, and only our owner and record version there make it one. */
+static void test_machine_acquire_unproven_success_is_read_back(void **state)
+{
+    ddbk_lock l;
+    ddbk_lock_next nx;
+    ddbk_error err;
+    char rvn[40], body[512], item[512];
+    (void)state;
+
+    const char *unproven[] = {
+        "{}",
+        "{" CCF_TYPE ",\"message\":\"The conditional request failed\"}",
+        "{\"Attributes\":{\"fence\":{\"N\":\"7\"}}}",
+        "{\"Attributes\":", /* cut short */
+        "5", "null", "[]", "",
+    };
+    for (size_t i = 0; i < sizeof unproven / sizeof unproven[0]; i++) {
+        ddbk_lock_op *op = acquire_answered(&l, unproven[i], strlen(unproven[i]), rvn);
+        /* The read-back finds no item: the write did not land. */
+        assert_int_equal(ddbk_lock_op_next(op, "{}", 2, NULL, &nx), DDBK_LOCK_DONE);
+        assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
+        assert_string_equal(err.code, "MalformedResponse");
+        ddbk_lock_op_free(op);
+        assert_false(l.held);
+        assert_int_equal(l.fence, 0);
+    }
+
+    /* Our owner but another record version, or ours without a fence. */
+    ddbk_lock_op *op = acquire_answered(&l, "{}", 2, rvn);
+    ddbk_lock_op_free(op);
+    char other_rvn[40];
+    snprintf(other_rvn, sizeof other_rvn, "%s", "0123");
+    ddbk_lock_opts o = { 5000, 0, 1000, NULL };
+    op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":r", rvn);
+    grant_of(body, sizeof body, l.owner, other_rvn, 7);
+    expect_send(ddbk_lock_op_next(op, body, strlen(body), NULL, &nx), &nx, "GetItem");
+    ddbk_lock_op_free(op);
+    op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":r", rvn);
+    snprintf(body, sizeof body,
+             "{\"Attributes\":{\"lockOwner\":{\"S\":\"%s\"},\"lockRvn\":{\"S\":\"%s\"}}}",
+             l.owner, rvn);
+    expect_send(ddbk_lock_op_next(op, body, strlen(body), NULL, &nx), &nx, "GetItem");
+    /* The read-back shows the write did land: the lock is ours after all. */
+    item_of(item, sizeof item, "Item", l.owner, rvn);
+    assert_int_equal(ddbk_lock_op_next(op, item, strlen(item), NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), 0);
+    ddbk_lock_op_free(op);
+    assert_true(l.held);
+    assert_int_equal(l.fence, 3);
+    assert_string_equal(l.rvn, rvn);
+    ddbk_lock_free(&l);
+}
+
+static void test_machine_renew_release_unproven_success(void **state)
+{
+    ddbk_lock l;
+    ddbk_lock_next nx;
+    ddbk_error err;
+    char rvn0[40], rvn[40], item[512], ok[512];
+    (void)state;
+
+    acquired(&l);
+    snprintf(rvn0, sizeof rvn0, "%s", l.rvn);
+    ddbk_lock_op *op = ddbk_lock_op_renew(&l, 0, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    assert_non_null(strstr(nx.body, "\"ReturnValues\":\"UPDATED_NEW\""));
+    expect_send(ddbk_lock_op_next(op, "{}", 2, NULL, &nx), &nx, "GetItem");
+    /* Nothing changed: the old lease stands, and the renewal failed. */
+    item_of(item, sizeof item, "Item", l.owner, rvn0);
+    assert_int_equal(ddbk_lock_op_next(op, item, strlen(item), NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
+    assert_string_equal(err.code, "MalformedResponse");
+    ddbk_lock_op_free(op);
+    assert_true(l.held);
+    assert_string_equal(l.rvn, rvn0);
+
+    /* A proven renewal: the new record version came back. */
+    op = ddbk_lock_op_renew(&l, 0, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":new", rvn);
+    snprintf(ok, sizeof ok, "{\"Attributes\":{\"lockRvn\":{\"S\":\"%s\"}}}", rvn);
+    assert_int_equal(ddbk_lock_op_next(op, ok, strlen(ok), NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), 0);
+    ddbk_lock_op_free(op);
+    assert_string_equal(l.rvn, rvn);
+
+    /* A release answered {} that the read-back shows did not land. */
+    op = ddbk_lock_op_release(&l, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    assert_non_null(strstr(nx.body, "\"ReturnValues\":\"UPDATED_NEW\""));
+    expect_send(ddbk_lock_op_next(op, "{}", 2, NULL, &nx), &nx, "GetItem");
+    item_of(item, sizeof item, "Item", l.owner, l.rvn);
+    assert_int_equal(ddbk_lock_op_next(op, item, strlen(item), NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
+    assert_string_equal(err.code, "MalformedResponse");
+    ddbk_lock_op_free(op);
+    assert_true(l.held);
+    /* A proven release: our record version as releasedRvn. */
+    op = ddbk_lock_op_release(&l, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    snprintf(ok, sizeof ok, "{\"Attributes\":{\"expiresAt\":{\"N\":\"0\"},"
+                            "\"releasedRvn\":{\"S\":\"%s\"}}}", l.rvn);
+    assert_int_equal(ddbk_lock_op_next(op, ok, strlen(ok), NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), 0);
+    ddbk_lock_op_free(op);
+    assert_false(l.held);
+    ddbk_lock_free(&l);
+}
+
+/* ------------------------------------------------ bodies nested deep */
+
+#define DEEP_LEVELS 1000000
+
+/* {"<field>":{"lockOwner":[[[...]]]}} nested DEEP_LEVELS deep (2 MB), with
+ * the error type in front when ccf. Freed by the caller. */
+static char *deep_body(const char *field, int ccf, size_t *len)
+{
+    char head[256];
+    int n = snprintf(head, sizeof head, "{%s\"%s\":{\"lockOwner\":", ccf ? CCF_TYPE "," : "",
+                     field);
+    size_t total = (size_t)n + 2 * (size_t)DEEP_LEVELS + 2;
+    char *b = malloc(total + 1);
+    assert_non_null(b);
+    memcpy(b, head, (size_t)n);
+    memset(b + n, '[', DEEP_LEVELS);
+    memset(b + n + DEEP_LEVELS, ']', DEEP_LEVELS);
+    memcpy(b + n + 2 * DEEP_LEVELS, "}}", 3);
+    *len = total;
+    return b;
+}
+
+/* Each kind of answer, nested a million deep, fed to the machine: a
+ * MalformedResponse, not a stack overflow. */
+static void test_machine_deep_bodies(void **state)
+{
+    ddbk_lock l;
+    ddbk_lock_next nx;
+    ddbk_error err;
+    char rvn[40];
+    size_t alen, ilen, clen;
+    (void)state;
+
+    char *attrs = deep_body("Attributes", 0, &alen);
+    char *item = deep_body("Item", 0, &ilen);
+    char *ccf_body = deep_body("Item", 1, &clen);
+    ddbk_error ccf = failure(CCF_CODE, 400, 0, 0);
+
+    /* A success, then a read-back, both deep. */
+    ddbk_lock_op *op = acquire_answered(&l, attrs, alen, rvn);
+    assert_int_equal(ddbk_lock_op_next(op, item, ilen, NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
+    assert_string_equal(err.code, "MalformedResponse");
+    ddbk_lock_op_free(op);
+    assert_false(l.held);
+
+    /* A failed condition whose old item is deep: read back. */
+    ddbk_lock_opts o = { 5000, 0, 1000, NULL };
+    op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    expect_send(ddbk_lock_op_next(op, ccf_body, clen, &ccf, &nx), &nx, "GetItem");
+    assert_int_equal(ddbk_lock_op_next(op, item, ilen, NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
+    assert_string_equal(err.code, "MalformedResponse");
+    ddbk_lock_op_free(op);
+
+    /* Renew and release: the handle keeps its lease. */
+    acquired(&l);
+    char rvn0[40];
+    snprintf(rvn0, sizeof rvn0, "%s", l.rvn);
+    for (int kind = 0; kind < 2; kind++) {
+        op = kind == 0 ? ddbk_lock_op_renew(&l, 0, &err) : ddbk_lock_op_release(&l, &err);
+        expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+        expect_send(ddbk_lock_op_next(op, kind == 0 ? attrs : ccf_body, kind == 0 ? alen : clen,
+                                      kind == 0 ? NULL : &ccf, &nx),
+                    &nx, "GetItem");
+        assert_int_equal(ddbk_lock_op_next(op, item, ilen, NULL, &nx), DDBK_LOCK_DONE);
+        assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
+        assert_string_equal(err.code, "MalformedResponse");
+        ddbk_lock_op_free(op);
+        assert_true(l.held);
+        assert_string_equal(l.rvn, rvn0);
+    }
+    ddbk_lock_free(&l);
+    free(attrs);
+    free(item);
+    free(ccf_body);
+}
+
+/* The same over HTTP, through the blocking calls: a loopback responder
+ * answers every request with a deep 200 (and a deep failed condition). */
+typedef struct deep_script {
+    int status;
+    const char *body;
+    size_t len;
+} deep_script;
+
+static void deep_respond(int lfd, int notes, const void *arg, int n)
+{
+    static char req[16384];
+    const deep_script *script = arg;
+    size_t got;
+    for (int i = 0;; i++) {
+        int fd = accept_request(lfd, req, sizeof req, &got);
+        note(notes, op_letter(req));
+        const deep_script *c = &script[i < n ? i : n - 1];
+        answer_big_and_close(fd, c->status, c->body, c->len);
+    }
+}
+
+static int deep_teardown(void **state)
+{
+    (void)state;
+    responder_stop();
+    return 0;
+}
+
+static int deep_setup(void **state)
+{
+    (void)state;
+    responder_setup();
+    return 0;
+}
+
+static void test_blocking_calls_survive_deep_answers(void **state)
+{
+    ddbk_config cfg;
+    ddbk_error err;
+    ddbk_lock l;
+    char ep[64], notes[64];
+    size_t alen, clen;
+    (void)state;
+
+    char *attrs = deep_body("Attributes", 0, &alen);
+    char *ccf_body = deep_body("Item", 1, &clen);
+    deep_script script[] = { { 200, attrs, alen } };
+    int port = responder_start(deep_respond, script, 1);
+    local_config(&cfg, ep, sizeof ep, port);
+    cfg.max_attempts = 1;
+    cfg.timeout_ms = 10000;
+    ddbk_client *c = new_client(&cfg, NULL);
+    ddbk_lock_opts o = { 5000, 0, 1000, NULL };
+
+    assert_int_equal(ddbk_lock_acquire(c, &KEY, &o, &l, NULL, &err), -1);
+    assert_string_equal(err.code, "MalformedResponse");
+    assert_false(l.held);
+    drain(notes, sizeof notes);
+    assert_string_equal(notes, "UG"); /* the write, then the read-back */
+    responder_stop();
+
+    deep_script ccf_script[] = { { 400, ccf_body, clen }, { 200, attrs, alen } };
+    port = responder_start(deep_respond, ccf_script, 2);
+    local_config(&cfg, ep, sizeof ep, port);
+    ddbk_client *c2 = new_client(&cfg, NULL);
+    assert_int_equal(ddbk_lock_acquire(c2, &KEY, &o, &l, NULL, &err), -1);
+    assert_string_equal(err.code, "MalformedResponse");
+
+    ddbk_client_free(c);
+    ddbk_client_free(c2);
+    free(attrs);
+    free(ccf_body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -512,6 +815,11 @@ int main(void)
         cmocka_unit_test(test_machine_renew),
         cmocka_unit_test(test_machine_release),
         cmocka_unit_test(test_machine_refusals_and_abandon),
+        cmocka_unit_test(test_machine_acquire_unproven_success_is_read_back),
+        cmocka_unit_test(test_machine_renew_release_unproven_success),
+        cmocka_unit_test(test_machine_deep_bodies),
+        cmocka_unit_test_setup_teardown(test_blocking_calls_survive_deep_answers, deep_setup,
+                                        deep_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
