@@ -51,6 +51,11 @@
 
 /* ------------------------------------------------------------- helpers */
 
+/* The handle's mutex, for a write by its operation or a read by an
+ * accessor (a const handle's mutex still changes: it is not its state). */
+static void hold(const ddbk_lock *l) { pthread_mutex_lock((pthread_mutex_t *)&l->mu); }
+static void let_go(const ddbk_lock *l) { pthread_mutex_unlock((pthread_mutex_t *)&l->mu); }
+
 static double mono_ms(void) { return ddbk__mono_us() / 1000.0; }
 
 static int64_t wall_ms(void)
@@ -161,13 +166,13 @@ UNITTEST int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err)
 
     if (!k || !k->table || !*k->table || !k->pk_name || !*k->pk_name || !k->pk_value ||
         !*k->pk_value || (!k->sk_name) != (!k->sk_value) || (k->sk_name && !*k->sk_name)) {
-        ddbk_error_set(err, "InvalidArgument", 0,
+        ddbk_error_set(err, DDBK_ERR_INVALID_ARGUMENT, 0,
                        "lock key needs a table, a partition key name and value, and "
                        "a sort key name with its value or neither");
         return -1;
     }
     if (strlen(k->pk_name) >= sizeof l->pk_name) {
-        ddbk_error_set(err, "InvalidArgument", 0, "lock key: attribute name too long");
+        ddbk_error_set(err, DDBK_ERR_INVALID_ARGUMENT, 0, "lock key: attribute name too long");
         return -1;
     }
     ddbk__copy(l->pk_name, sizeof l->pk_name, k->pk_name);
@@ -188,7 +193,7 @@ UNITTEST int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err)
     }
     rc |= ddbk_buf_putc(t, '}');
     if (rc) {
-        ddbk_error_set(err, "InvalidArgument", 0,
+        ddbk_error_set(err, DDBK_ERR_INVALID_ARGUMENT, 0,
                        "lock key: a name or value is not valid UTF-8 (or memory ran out)");
         return -1;
     }
@@ -229,7 +234,7 @@ struct ddbk_lock_op {
 
 static int is_ccf(const ddbk_error *e)
 {
-    return strcmp(e->code, "ConditionalCheckFailedException") == 0;
+    return ddbk_error_is(e, DDBK_ERR_CONDITION_FAILED);
 }
 
 /* The engine gave up on a retryable failure (a timeout, a reset): the write
@@ -243,7 +248,7 @@ static ddbk_lock_op *new_op(int kind, ddbk_lock *l, ddbk_error *err)
 {
     ddbk_lock_op *op = calloc(1, sizeof *op);
     if (!op) {
-        ddbk_error_set(err, "OutOfMemory", 0, "lock: out of memory");
+        ddbk_error_set(err, DDBK_ERR_OUT_OF_MEMORY, 0, "lock: out of memory");
         return NULL;
     }
     op->kind = kind;
@@ -289,6 +294,25 @@ static int step_sleep(ddbk_lock_op *op, double ms, ddbk_lock_next *next)
     return DDBK_LOCK_SLEEP;
 }
 
+static void set_held(ddbk_lock *l, int held)
+{
+    hold(l);
+    l->held = held;
+    let_go(l);
+}
+
+/* Empties a handle whose acquire failed or was abandoned: it holds
+ * nothing, and its memory is what the caller frees. */
+static void clear(ddbk_lock *l)
+{
+    hold(l);
+    ddbk_buf_free(&l->target);
+    l->held = 0;
+    l->fence = 0;
+    l->rvn[0] = '\0';
+    let_go(l);
+}
+
 /* The end: what each kind leaves in the caller's lock. */
 static int step_done(ddbk_lock_op *op, int rc, ddbk_lock_next *next)
 {
@@ -301,21 +325,23 @@ static int step_done(ddbk_lock_op *op, int rc, ddbk_lock_next *next)
     switch (op->kind) {
     case OP_ACQUIRE:
         if (rc != 0)
-            ddbk_lock_free(l);
+            clear(l);
         else if (op->opts.busy_item) /* an earlier look may have seen another holder */
             ddbk_buf_reset(op->opts.busy_item);
         break;
     case OP_RENEW:
         if (rc == 0) {
+            hold(l);
             ddbk__copy(l->rvn, sizeof l->rvn, op->rvn);
             l->lease_ms = op->lease_ms;
             l->expires_at = op->expires_at;
             l->lease_start_mono_ms = op->sent;
+            let_go(l);
         }
         break;
     case OP_RELEASE:
         if (rc == 0)
-            l->held = 0;
+            set_held(l, 0);
         break;
     }
     memset(next, 0, sizeof *next);
@@ -337,7 +363,7 @@ static int build_update(ddbk_lock_op *op, const char *update_expr, const char *c
                         "\"ExpressionAttributeNames\":{%s},\"ExpressionAttributeValues\":{%s},"
                         "\"ReturnValues\":\"%s\",\"ReturnValuesOnConditionCheckFailure\":\"ALL_OLD\"}",
                         update_expr, condition, names, values, return_values)) {
-        ddbk_error_set(&op->err, "OutOfMemory", 0, "lock: out of memory building a request");
+        ddbk_error_set(&op->err, DDBK_ERR_OUT_OF_MEMORY, 0, "lock: out of memory building a request");
         return -1;
     }
     return 0;
@@ -360,12 +386,14 @@ static void keep_seen(ddbk_buf *out, const ddbk_buf *resp, const seen *s)
 static void took(ddbk_lock_op *op, const seen *s)
 {
     ddbk_lock *l = op->l;
+    hold(l);
     ddbk__copy(l->rvn, sizeof l->rvn, op->rvn);
     l->fence = s->fence;
     l->expires_at = op->expires_at;
     l->lease_ms = op->lease_ms;
     l->lease_start_mono_ms = op->sent;
     l->held = 1;
+    let_go(l);
 }
 
 static int acquire_write(ddbk_lock_op *op, ddbk_lock_next *next)
@@ -426,7 +454,7 @@ static int acquire_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
     double left = op->deadline - mono_ms();
     if (left <= 0) {
         if (is_ccf(&op->err))
-            ddbk_error_set(&op->err, "busy", 0, "lock is held by %s until %lld (epoch s)",
+            ddbk_error_set(&op->err, DDBK_ERR_BUSY, 0, "lock is held by %s until %lld (epoch s)",
                            s->owner[0] ? s->owner : "another process",
                            (long long)s->expires_at);
         return step_done(op, -1, next);
@@ -442,21 +470,38 @@ static int acquire_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
     return step_sleep(op, pause < left ? pause : left, next);
 }
 
+ddbk_lock *ddbk__lock_new(void)
+{
+    ddbk_lock *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    if (pthread_mutex_init(&l->mu, NULL) != 0) {
+        free(l);
+        return NULL;
+    }
+    ddbk_buf_init(&l->target, 0);
+    return l;
+}
+
 ddbk_lock_op *ddbk_lock_op_acquire(const ddbk_lock_key *key, const ddbk_lock_opts *opts,
-                                   ddbk_lock *l, ddbk_error *err)
+                                   ddbk_lock **out, ddbk_error *err)
 {
     static unsigned long handles;
     char host[64] = "host", tag[17];
     ddbk_lock_op *op = NULL;
+    ddbk_lock *l = NULL;
 
     ddbk_error_clear(err);
-    memset(l, 0, sizeof *l);
-    ddbk_buf_init(&l->target, 0);
+    *out = NULL;
     if (opts && opts->busy_item)
         ddbk_buf_reset(opts->busy_item);
     if (!opts || opts->lease_ms <= 0 || opts->wait_ms < 0 || opts->max_clock_skew_ms < 0) {
-        ddbk_error_set(err, "InvalidArgument", 0,
+        ddbk_error_set(err, DDBK_ERR_INVALID_ARGUMENT, 0,
                        "lock: lease_ms must be > 0, wait_ms and max_clock_skew_ms >= 0");
+        return NULL;
+    }
+    if (!(l = ddbk__lock_new())) {
+        ddbk_error_set(err, DDBK_ERR_OUT_OF_MEMORY, 0, "lock: out of memory");
         return NULL;
     }
     if (build_target(l, key, err) != 0 || !(op = new_op(OP_ACQUIRE, l, err))) {
@@ -478,11 +523,13 @@ ddbk_lock_op *ddbk_lock_op_acquire(const ddbk_lock_key *key, const ddbk_lock_opt
                                   "\",\"#e\":\"" A_EXPIRES "\",\"#a\":\"" A_ACQUIRED "\",\"#f\":\""
                                   A_FENCE "\",\"#k\":") ||
         put_str(&op->names, l->pk_name)) {
-        ddbk_error_set(err, "OutOfMemory", 0, "lock: out of memory building a request");
-        ddbk_lock_op_free(op); /* unfinished: frees l too */
+        ddbk_error_set(err, DDBK_ERR_OUT_OF_MEMORY, 0, "lock: out of memory building a request");
+        ddbk_lock_op_free(op);
+        ddbk_lock_free(l);
         return NULL;
     }
     op->deadline = mono_ms() + (double)opts->wait_ms;
+    *out = l;
     return op;
 }
 
@@ -520,11 +567,11 @@ static int renew_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
         return step_done(op, 0, next); /* our renewal landed; only its answer was lost */
     if (is_owner(s, l->owner) && is_rvn(s, l->rvn))
         return step_done(op, -1, next); /* nothing changed: the old lease stands */
-    l->held = 0;
+    set_held(l, 0);
     if (s->owner[0])
-        ddbk_error_set(&op->err, "lost", 0, "lock was taken over by %s", s->owner);
+        ddbk_error_set(&op->err, DDBK_ERR_LOST, 0, "lock was taken over by %s", s->owner);
     else
-        ddbk_error_set(&op->err, "not_owner", 0, "lock is no longer held by this handle");
+        ddbk_error_set(&op->err, DDBK_ERR_NOT_OWNER, 0, "lock is no longer held by this handle");
     return step_done(op, -1, next);
 }
 
@@ -548,8 +595,8 @@ static int release_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
         return step_done(op, 0, next); /* our release landed; only its answer was lost */
     if (is_owner(s, l->owner) && is_rvn(s, l->rvn))
         return step_done(op, -1, next); /* nothing changed: we still hold it */
-    l->held = 0;
-    ddbk_error_set(&op->err, "not_owner", 0, "lock is not held by this handle");
+    set_held(l, 0);
+    ddbk_error_set(&op->err, DDBK_ERR_NOT_OWNER, 0, "lock is not held by this handle");
     return step_done(op, -1, next);
 }
 
@@ -557,7 +604,7 @@ ddbk_lock_op *ddbk_lock_op_renew(ddbk_lock *l, long lease_ms, ddbk_error *err)
 {
     ddbk_error_clear(err);
     if (!l->held) { /* an earlier renew or release found it gone */
-        ddbk_error_set(err, "lost", 0, "lock is no longer held by this handle");
+        ddbk_error_set(err, DDBK_ERR_LOST, 0, "lock is no longer held by this handle");
         return NULL;
     }
     ddbk_lock_op *op = new_op(OP_RENEW, l, err);
@@ -570,7 +617,7 @@ ddbk_lock_op *ddbk_lock_op_release(ddbk_lock *l, ddbk_error *err)
 {
     ddbk_error_clear(err);
     if (!l->held) {
-        ddbk_error_set(err, "not_owner", 0, "lock is not held by this handle");
+        ddbk_error_set(err, DDBK_ERR_NOT_OWNER, 0, "lock is not held by this handle");
         return NULL;
     }
     return new_op(OP_RELEASE, l, err);
@@ -652,7 +699,7 @@ static int on_write(ddbk_lock_op *op, const char *body, size_t len, const ddbk_e
                 took(op, &s);
             return step_done(op, 0, next);
         }
-        ddbk_error_set(&op->err, "MalformedResponse", 0,
+        ddbk_error_set(&op->err, DDBK_ERR_MALFORMED_RESPONSE, 0,
                        "lock: the UpdateItem answered success without the lock attributes "
                        "that prove it (%zu-byte body)", len);
         return read_back(op, next);
@@ -663,7 +710,7 @@ static int on_write(ddbk_lock_op *op, const char *body, size_t len, const ddbk_e
             take_body(op, body, len);
             return judge(op, &s, next);
         }
-        ddbk_error_set(&op->err, "MalformedResponse", call_err->status,
+        ddbk_error_set(&op->err, DDBK_ERR_MALFORMED_RESPONSE, call_err->status,
                        "lock: the failed condition's old item is not readable JSON "
                        "(%zu-byte body)", len);
         return read_back(op, next);
@@ -712,7 +759,7 @@ int ddbk_lock_op_result(const ddbk_lock_op *op, ddbk_lock_holder *holder, ddbk_e
     if (holder)
         *holder = op->holder;
     if (op->state != ST_DONE) {
-        ddbk_error_set(err, "InvalidArgument", 0, "lock: the operation has not finished");
+        ddbk_error_set(err, DDBK_ERR_INVALID_ARGUMENT, 0, "lock: the operation has not finished");
         return -1;
     }
     *err = op->err;
@@ -724,7 +771,7 @@ void ddbk_lock_op_free(ddbk_lock_op *op)
     if (!op)
         return;
     if (op->kind == OP_ACQUIRE && op->state != ST_DONE)
-        ddbk_lock_free(op->l); /* abandoned: the handle never held anything */
+        clear(op->l); /* abandoned: the handle never held anything */
     ddbk_buf_free(&op->body);
     ddbk_buf_free(&op->resp);
     ddbk_buf_free(&op->names);
@@ -767,12 +814,17 @@ static int run(ddbk_client *c, ddbk_lock_op *op, ddbk_lock_holder *holder, ddbk_
 }
 
 int ddbk_lock_acquire(ddbk_client *c, const ddbk_lock_key *key,
-                      const ddbk_lock_opts *opts, ddbk_lock *l,
+                      const ddbk_lock_opts *opts, ddbk_lock **out,
                       ddbk_lock_holder *holder, ddbk_error *err)
 {
     if (holder)
         memset(holder, 0, sizeof *holder);
-    return run(c, ddbk_lock_op_acquire(key, opts, l, err), holder, err);
+    int rc = run(c, ddbk_lock_op_acquire(key, opts, out, err), holder, err);
+    if (rc != 0) {
+        ddbk_lock_free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 int ddbk_lock_renew(ddbk_client *c, ddbk_lock *l, long lease_ms, ddbk_error *err)
@@ -785,13 +837,54 @@ int ddbk_lock_release(ddbk_client *c, ddbk_lock *l, ddbk_error *err)
     return run(c, ddbk_lock_op_release(l, err), NULL, err);
 }
 
-long ddbk_lock_valid_ms(const ddbk_lock *l)
+/* valid_ms with the mutex held. */
+static long valid_ms(const ddbk_lock *l)
 {
     if (!l->held)
         return 0;
     double left = (double)l->lease_ms - (mono_ms() - l->lease_start_mono_ms) - (double)l->skew_ms;
     return left > 0 ? (long)left : 0;
 }
+
+long ddbk_lock_valid_ms(const ddbk_lock *l)
+{
+    hold(l);
+    long v = valid_ms(l);
+    let_go(l);
+    return v;
+}
+
+void ddbk_lock_info_get(const ddbk_lock *l, ddbk_lock_info *out)
+{
+    memset(out, 0, sizeof *out);
+    hold(l);
+    ddbk__copy(out->owner, sizeof out->owner, l->owner);
+    ddbk__copy(out->rvn, sizeof out->rvn, l->rvn);
+    out->fence = l->fence;
+    out->expires_at = l->expires_at;
+    out->lease_ms = l->lease_ms;
+    out->held = l->held;
+    out->valid_ms = valid_ms(l);
+    let_go(l);
+}
+
+int ddbk_lock_held(const ddbk_lock *l)
+{
+    hold(l);
+    int held = l->held;
+    let_go(l);
+    return held;
+}
+
+int64_t ddbk_lock_fence(const ddbk_lock *l)
+{
+    hold(l);
+    int64_t fence = l->fence;
+    let_go(l);
+    return fence;
+}
+
+const char *ddbk_lock_owner(const ddbk_lock *l) { return l->owner; }
 
 int ddbk_lock_fence_condition(const ddbk_lock *l, const char *attr, ddbk_buf *out)
 {
@@ -801,7 +894,7 @@ int ddbk_lock_fence_condition(const ddbk_lock *l, const char *attr, ddbk_buf *ou
                            "{\"#ddbkit_fence\":") ||
         put_str(out, attr) ||
         ddbk_buf_printf(out, "},\"ExpressionAttributeValues\":{\":ddbkit_fence\":{\"N\":"
-                             "\"%lld\"}}", (long long)l->fence)) {
+                             "\"%lld\"}}", (long long)ddbk_lock_fence(l))) {
         out->len = len;
         if (out->data)
             out->data[len] = '\0';
@@ -812,10 +905,13 @@ int ddbk_lock_fence_condition(const ddbk_lock *l, const char *attr, ddbk_buf *ou
 
 /* Nothing to send: the write that ended the lease was the caller's own, and
  * its outcome is known to the caller, not to us. */
-void ddbk_lock_mark_released(ddbk_lock *l) { l->held = 0; }
+void ddbk_lock_mark_released(ddbk_lock *l) { set_held(l, 0); }
 
 void ddbk_lock_free(ddbk_lock *l)
 {
+    if (!l)
+        return;
     ddbk_buf_free(&l->target);
-    l->held = 0;
+    pthread_mutex_destroy(&l->mu);
+    free(l);
 }

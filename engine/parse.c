@@ -173,11 +173,11 @@ int ddbk_parse(long status, const char *request_id, const char *body,
         snprintf(err->message, sizeof err->message, "%s",
                  s.have_message ? s.message : err->code);
     } else if (status == 413) {
-        snprintf(err->code, sizeof err->code, "RequestEntityTooLarge");
+        snprintf(err->code, sizeof err->code, "%s", DDBK_ERR_ENTITY_TOO_LARGE);
         snprintf(err->message, sizeof err->message,
                  "request is too large for DynamoDB (HTTP 413)");
     } else {
-        snprintf(err->code, sizeof err->code, "UnknownError");
+        snprintf(err->code, sizeof err->code, "%s", DDBK_ERR_UNKNOWN);
         snprintf(err->message, sizeof err->message, "HTTP %ld%s%s%.440s", status,
                  s.have_type ? " (its __type names no error)" : "",
                  s.have_message ? ": " : "", s.have_message ? s.message : "");

@@ -498,6 +498,7 @@ static void test_type_without_a_name(void **state)
         expect(413, bodies[i], "RequestEntityTooLarge", NULL, 0, 0);
     }
     parse(400, "{\"__type\":\"\",\"message\":\"the text\"}", &err);
+    assert_true(ddbk_error_is(&err, DDBK_ERR_UNKNOWN));
     assert_non_null(strstr(err.message, "400"));
     assert_non_null(strstr(err.message, "the text"));
     /* The name between the namespace and a ':' suffix. */
