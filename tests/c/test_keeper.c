@@ -406,6 +406,34 @@ static void test_keep_recovers_from_transient_failure(void **state)
     ddbk_lock_free(l);
 }
 
+/* A renewal answered 200 {} proves nothing: it is no renewal. The keeper
+ * reads the item back (here the read-back fails too), keeps the lease it
+ * had, and the next beat's proven renewal is the one counted. */
+static void test_keep_counts_only_proven_renewals(void **state)
+{
+    static const canned script[] = {
+        { 200, GRANT }, { 200, "{}" }, { 500, ISE_BODY }, { 200, GRANT },
+    };
+    ddbk_lock *l = NULL;
+    ddbk_error err;
+    char rest[64], rvn0[40];
+    long renewals = -1;
+    (void)state;
+
+    ddbk_client *c = g_client = responder_client(serve(script, 4), 1);
+    l = acquire_ok(c);
+    snprintf(rvn0, sizeof rvn0, "%s", rvn_of(l));
+    ddbk_lock_keeper *k = ddbk_lock_keep(c, l, 10, &err);
+    assert_non_null(k);
+    assert_string_equal(await(3), "UGU");
+    assert_int_equal(ddbk_lock_keep_stop(k, &renewals, &err), 0);
+    assert_int_equal(renewals, 1 + drain(rest, sizeof rest));
+    assert_int_equal(strspn(rest, "U"), strlen(rest));
+    assert_int_equal(ddbk_lock_held(l), 1);
+    assert_string_not_equal(rvn_of(l), rvn0);
+    ddbk_lock_free(l);
+}
+
 static void test_keep_reports_last_transient_failure(void **state)
 {
     static const canned script[] = { { 200, GRANT }, { 200, GRANT }, { 500, ISE_BODY } };
@@ -459,6 +487,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keep_stops_before_first_period, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keep_renews, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keep_recovers_from_transient_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keep_counts_only_proven_renewals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keep_reports_last_transient_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keep_ends_when_lost, setup, teardown),
     };
