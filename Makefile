@@ -195,6 +195,17 @@ $(B)/fuzz/fuzz_ini: tests/fuzz/fuzz_ini.c engine/ini.c
 	@mkdir -p $(dir $@)
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -DDDBK_UNITTEST -Iengine -o $@ $^
 
+# Engine-only targets: the parser under test and what it links, nothing else.
+$(B)/fuzz/fuzz_lock_item: tests/fuzz/fuzz_lock_item.c engine/lock_item.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -DDDBK_UNITTEST -Iengine -o $@ tests/fuzz/fuzz_lock_item.c engine/lock_item.c -lyajl
+
+$(B)/fuzz/fuzz_error_body: tests/fuzz/fuzz_error_body.c engine/parse.c engine/error.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -DDDBK_UNITTEST -Iengine -o $@ tests/fuzz/fuzz_error_body.c engine/parse.c engine/error.c -lyajl
+
 MARSHAL_SRC := bindings/core/values.c bindings/core/numtext.c bindings/core/base64.c \
                bindings/core/fields.c bindings/core/path.c bindings/core/encode.c \
                bindings/core/decode.c

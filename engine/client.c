@@ -334,8 +334,13 @@ int ddbk_call(ddbk_client *c, const char *op, const char *body,
         long delay = ddbk__attempt_settle(c, op, attempt, responded, resp, &r, err);
         if (delay == DDBK__CALL_SUCCEEDED)
             return 0;
-        if (delay == DDBK__CALL_FAILED)
+        if (delay == DDBK__CALL_FAILED) {
+            /* Only a whole response has an error body: what a failed
+             * transfer left (a body cut short) must not be read as one. */
+            if (!responded)
+                ddbk_buf_reset(&resp->body);
             return -1;
+        }
         ddbk__sleep_ms(delay);
     }
     ddbk_stats_record_call(c, op, r.retries, err);

@@ -76,6 +76,33 @@ void ddbk_error_clear(ddbk_error *e);
 void ddbk_error_set(ddbk_error *e, const char *code, long status,
                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* ------------------------------------------------------------ error codes */
+
+/* The codes a caller compares, by name: err.code is a string (the Lua
+ * binding hands the same text to Lua), so these are its exact spellings,
+ * never renamed once published. ddbk_error_is(&err, DDBK_ERR_LOST) reads as
+ * strcmp(err.code, "lost") == 0. */
+#define DDBK_ERR_TIMEOUT "Timeout"
+#define DDBK_ERR_CONNECTION "ConnectionError"
+#define DDBK_ERR_INVALID_ARGUMENT "InvalidArgument"
+#define DDBK_ERR_MISSING_CREDENTIALS "MissingCredentials"
+#define DDBK_ERR_MISSING_REGION "MissingRegion"
+#define DDBK_ERR_RESPONSE_TOO_LARGE "ResponseTooLarge"
+#define DDBK_ERR_MALFORMED_RESPONSE "MalformedResponse"
+#define DDBK_ERR_OUT_OF_MEMORY "OutOfMemory"
+#define DDBK_ERR_ENTITY_TOO_LARGE "RequestEntityTooLarge"
+#define DDBK_ERR_UNKNOWN "UnknownError"
+#define DDBK_ERR_CANCELLED "Cancelled"
+/* DynamoDB's own, as the engine reports it (namespace stripped). */
+#define DDBK_ERR_CONDITION_FAILED "ConditionalCheckFailedException"
+/* Locks (below). */
+#define DDBK_ERR_BUSY "busy"
+#define DDBK_ERR_LOST "lost"
+#define DDBK_ERR_NOT_OWNER "not_owner"
+
+/* 1 when e's code is `code` (one of the above, or any DynamoDB name). */
+int ddbk_error_is(const ddbk_error *e, const char *code);
+
 /* ----------------------------------------------------------------- config */
 
 typedef struct ddbk_config {
@@ -338,12 +365,18 @@ void ddbk_stats_record_call(ddbk_client *c, const char *op, int retries,
  * idempotency adapter: expiresAt is epoch seconds, and a released lock has
  * expiresAt = 0, so its `expiresAt < :nowSec` sees it free.
  *
- * Failures carry ddbk_error codes "busy" (held by someone else when the wait
- * ran out), "lost" (renew found another holder), "not_owner" (the item is not
- * ours to renew or release), or the engine's own codes. These calls block
+ * Failures carry ddbk_error codes DDBK_ERR_BUSY (held by someone else when
+ * the wait ran out), DDBK_ERR_LOST (renew found another holder),
+ * DDBK_ERR_NOT_OWNER (the item is not ours to renew or release),
+ * DDBK_ERR_MALFORMED_RESPONSE (an answer that proved nothing, and a read-back
+ * that could not settle it), or the engine's own codes. These calls block
  * (waits use nanosleep): one lock per thread of a blocking host, or a keeper
  * (below) to renew it from a thread of its own. A host with an event loop
  * runs the same protocol without blocking through ddbk_lock_op (below).
+ *
+ * A lock is an opaque handle: a keeper's thread writes it while the caller
+ * may read it, so every read goes through a function below that takes the
+ * handle's own mutex.
  */
 typedef struct ddbk_lock_key {
     const char *table;
@@ -374,20 +407,24 @@ typedef struct ddbk_lock_holder {
     long lease_ms;
 } ddbk_lock_holder;
 
-typedef struct ddbk_lock {
-    ddbk_buf target;           /* "TableName":...,"Key":{...} as JSON, reused by each call */
-    char pk_name[256];
+typedef struct ddbk_lock ddbk_lock;
+
+/* A lock's state at one instant, copied out whole (never torn by a renewal
+ * in flight on a keeper's thread). */
+typedef struct ddbk_lock_info {
     char owner[96];            /* unique per process and handle */
     char rvn[40];              /* record version of the current lease */
-    int64_t fence;
+    int64_t fence;             /* the fencing token of this acquire */
     int64_t expires_at;        /* epoch seconds */
-    long lease_ms, skew_ms;
-    double lease_start_mono_ms;  /* when the current lease's request was sent */
-    int held;
-} ddbk_lock;
+    long lease_ms;
+    int held;                  /* 0 once released, lost or marked released */
+    long valid_ms;             /* ddbk_lock_valid_ms at that instant */
+} ddbk_lock_info;
 
+/* On success (0) *out is a new handle holding the lease, the caller's to
+ * free with ddbk_lock_free; on failure (-1 with err) *out is NULL. */
 int ddbk_lock_acquire(ddbk_client *c, const ddbk_lock_key *key,
-                      const ddbk_lock_opts *opts, ddbk_lock *out,
+                      const ddbk_lock_opts *opts, ddbk_lock **out,
                       ddbk_lock_holder *holder, ddbk_error *err);
 /* lease_ms 0 keeps the current lease length. */
 int ddbk_lock_renew(ddbk_client *c, ddbk_lock *l, long lease_ms, ddbk_error *err);
@@ -395,6 +432,17 @@ int ddbk_lock_release(ddbk_client *c, ddbk_lock *l, ddbk_error *err);
 /* How long the lease is safely ours: its length, minus the time since its
  * request was sent (monotonic clock), minus the skew margin; 0 when not held. */
 long ddbk_lock_valid_ms(const ddbk_lock *l);
+/* The handle's state now (see ddbk_lock_info). Safe from any thread while a
+ * keeper renews the handle; the others are too. */
+void ddbk_lock_info_get(const ddbk_lock *l, ddbk_lock_info *out);
+/* 1 while the handle claims its lease, 0 after a release, a renewal that
+ * found it lost, or ddbk_lock_mark_released. */
+int ddbk_lock_held(const ddbk_lock *l);
+/* The fencing token of this acquire (fixed for the handle's life). */
+int64_t ddbk_lock_fence(const ddbk_lock *l);
+/* The owner string written into the item (fixed for the handle's life; the
+ * pointer lives as long as the handle). */
+const char *ddbk_lock_owner(const ddbk_lock *l);
 /* Appends to out the members a write on a guarded item adds to its request
  * so that holders older than this one are rejected:
  *   "ConditionExpression":"attribute_not_exists(#ddbkit_fence) OR
@@ -410,7 +458,8 @@ int ddbk_lock_fence_condition(const ddbk_lock *l, const char *attr, ddbk_buf *ou
  * claiming it, so renew and release answer without a request. */
 void ddbk_lock_mark_released(ddbk_lock *l);
 
-/* Frees the handle's memory; does not release the lock. */
+/* Frees the handle (NULL is a no-op); does not release the lock. Not while
+ * a keeper or an operation still uses it. */
 void ddbk_lock_free(ddbk_lock *l);
 
 /*
@@ -423,6 +472,7 @@ void ddbk_lock_free(ddbk_lock *l);
  * or an event loop's equivalent): the machine only adds the read-back after
  * an ambiguous failure and, for acquire, the waits between contended tries.
  *
+ *   ddbk_lock *lock;
  *   ddbk_lock_op *op = ddbk_lock_op_acquire(&key, &opts, &lock, &err);
  *   if (!op) return -1;
  *   int what = ddbk_lock_op_next(op, NULL, 0, NULL, &nx);
@@ -452,12 +502,15 @@ typedef struct ddbk_lock_next {
 
 /* Each returns a new operation, or NULL with err when it is decided before
  * any request: a bad option or key ("InvalidArgument"), a handle no longer
- * held (renew: "lost", release: "not_owner"), "OutOfMemory". out / l are
- * borrowed and written by the operation, as is opts->busy_item (both must
- * outlive it); opts itself is copied. Acquire prepares out at once (on NULL
- * it holds nothing). lease_ms 0 keeps the current lease length. */
+ * held (renew: DDBK_ERR_LOST, release: DDBK_ERR_NOT_OWNER), "OutOfMemory".
+ * Acquire makes a new handle at once into *out (NULL when the operation is
+ * NULL): the caller's to free with ddbk_lock_free, after the operation;
+ * it holds the lease once the operation succeeded, and nothing otherwise.
+ * l and opts->busy_item are borrowed and written by the operation (both
+ * must outlive it); opts itself is copied. lease_ms 0 keeps the current
+ * lease length. */
 ddbk_lock_op *ddbk_lock_op_acquire(const ddbk_lock_key *key, const ddbk_lock_opts *opts,
-                                   ddbk_lock *out, ddbk_error *err);
+                                   ddbk_lock **out, ddbk_error *err);
 ddbk_lock_op *ddbk_lock_op_renew(ddbk_lock *l, long lease_ms, ddbk_error *err);
 ddbk_lock_op *ddbk_lock_op_release(ddbk_lock *l, ddbk_error *err);
 
@@ -478,8 +531,8 @@ int ddbk_lock_op_result(const ddbk_lock_op *op, ddbk_lock_holder *holder, ddbk_e
 /* Frees the operation (NULL is a no-op). One abandoned before DONE leaves
  * its lock as it was (renew, release: l keeps the lease it had, though the
  * write in flight may have landed, so the lease's state is then unknown) or
- * empty (acquire: out holds nothing; a lease the write may have taken runs
- * out by itself). */
+ * empty (acquire: *out holds nothing, and is still the caller's to free; a
+ * lease the write may have taken runs out by itself). */
 void ddbk_lock_op_free(ddbk_lock_op *op);
 
 /*
@@ -493,8 +546,9 @@ typedef struct ddbk_lock_keeper ddbk_lock_keeper;
 /* Starts a thread that renews l (ddbk_lock_renew with lease_ms 0) every
  * period_ms on a clone of c, so a lease outlives a slow piece of work in a
  * host that blocks. Until ddbk_lock_keep_stop returns, the lock belongs to
- * the keeper: the caller must not touch l. period_ms must be > 0 and l held,
- * else NULL with err code "InvalidArgument". Choose a period well inside the
+ * the keeper: the caller may read it (ddbk_lock_info_get, ...), must not
+ * renew, release or free it. period_ms must be > 0 and l held, else NULL
+ * with err code "InvalidArgument". Choose a period well inside the
  * lease, so that a failed renewal can be retried before it runs out. */
 ddbk_lock_keeper *ddbk_lock_keep(const ddbk_client *c, ddbk_lock *l, long period_ms,
                                  ddbk_error *err);
@@ -505,7 +559,7 @@ ddbk_lock_keeper *ddbk_lock_keep(const ddbk_client *c, ddbk_lock *l, long period
  * "not_owner" end the keeping at once; transient failures (timeouts, 5xx,
  * connection errors) are retried at the next period, and if a later renewal
  * succeeds the return is 0 again. *renewals (may be NULL) = successful
- * renewals. */
+ * renewals. DDBK_ERR_LOST and DDBK_ERR_NOT_OWNER are the final ones. */
 int ddbk_lock_keep_stop(ddbk_lock_keeper *k, long *renewals, ddbk_error *err);
 
 #ifdef __cplusplus

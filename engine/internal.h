@@ -6,8 +6,10 @@
 #ifndef DDBKIT_INTERNAL_H
 #define DDBKIT_INTERNAL_H
 
+#include <pthread.h>
 #include <string.h>
 
+#include <curl/curl.h>
 #include <openssl/evp.h>
 
 #include "ddbkit.h"
@@ -171,6 +173,64 @@ DDBK_HIDDEN int ddbk__credentials_copy(const ddbk_credentials *src,
 DDBK_HIDDEN int ddbk__region_resolve(const ddbk_config *cfg, char *out,
                                      size_t outlen);
 
+/* ---------------------------------------------------------- lock_item.c */
+
+/* The deepest JSON nesting the engine reads in a response: the Lua
+ * decoder's limit (bindings/core/decode.c MAX_FRAMES: 64 tables, each under
+ * its AttributeValue wrapper, plus two), well above DynamoDB's 32 levels of
+ * M and L with the response and item objects around them. */
+#define DDBK__MAX_JSON_DEPTH (2 * 64 + 2)
+
+/* The lock attributes of one item as a response showed them. A string that
+ * did not fit (or held a NUL) is kept cut, with its bit in `cut`: it must
+ * never compare equal to ours. */
+#define DDBK__LOCK_CUT_OWNER 1
+#define DDBK__LOCK_CUT_RVN 2
+#define DDBK__LOCK_CUT_RELEASED 4
+
+typedef struct ddbk__lock_item {
+    int exists;               /* the field was there, an object */
+    char owner[96], rvn[40], released[40];
+    int cut;
+    int have_fence;           /* fence was there, an integer */
+    int64_t fence, expires_at;
+    long lease_ms;
+} ddbk__lock_item;
+
+/* Reads the lock attributes of the object under `field` ("Attributes",
+ * "Item") of the response body (len bytes, no terminator needed), with a
+ * streaming parser: no tree, depth limited to DDBK__MAX_JSON_DEPTH. Returns
+ * 1 when the field is there (out filled), 0 when the body is a JSON object
+ * without it, -1 when the body is not a whole JSON object within the depth
+ * limit, or the field is not an object (out zeroed: part of a body is no
+ * item). Costs one pass over the body and one yajl handle. */
+DDBK_HIDDEN int ddbk__lock_item_read(const char *body, size_t len, const char *field,
+                                     ddbk__lock_item *out);
+
+/* -------------------------------------------------------------- lock.c */
+
+/* A lock handle (opaque in ddbkit.h). The operation that runs on it (a
+ * keeper's thread, or the caller's) is its only writer; other threads only
+ * read, through the accessors. So every write of the lease's state (rvn,
+ * expires_at, lease_ms, lease_start_mono_ms, fence, held) happens under mu,
+ * as does every read by an accessor; the writer reads without it. owner,
+ * pk_name, target and skew_ms are set before the handle is shared. */
+struct ddbk_lock {
+    pthread_mutex_t mu;
+    ddbk_buf target;           /* "TableName":...,"Key":{...} as JSON, reused by each call */
+    char pk_name[256];
+    char owner[96];            /* unique per process and handle */
+    char rvn[40];              /* record version of the current lease */
+    int64_t fence;
+    int64_t expires_at;        /* epoch seconds */
+    long lease_ms, skew_ms;
+    double lease_start_mono_ms;  /* when the current lease's request was sent */
+    int held;
+};
+
+/* A new handle holding nothing, or NULL when memory runs out. */
+DDBK_HIDDEN ddbk_lock *ddbk__lock_new(void);
+
 /* ---------------------------------------------------------------- ini.c */
 
 /* Looks up `key` in section `section` of an AWS shared config/credentials
@@ -184,11 +244,8 @@ DDBK_HIDDEN int ddbk__ini_lookup(const char *text, size_t len,
                                  const char *section, const char *key,
                                  char *out, size_t outlen);
 
-#endif
 
 /* ------------------------------------------------------------- client */
-
-#include <curl/curl.h>
 
 /* Latency histogram: 8 buckets per power of two of microseconds, so a
  * percentile read from a bucket's middle is within 6.25% of the truth, in
@@ -305,3 +362,5 @@ DDBK_HIDDEN void ddbk__stats_quota_exhausted(ddbk_client *c);
 
 /* Monotonic clock in microseconds. */
 DDBK_HIDDEN double ddbk__mono_us(void);
+
+#endif

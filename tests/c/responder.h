@@ -75,6 +75,16 @@ void send_response(int fd, int status, const char *headers, const char *body);
 /* send_response with Connection: close before headers, then closes fd. */
 void answer_and_close(int fd, int status, const char *headers, const char *body);
 
+/* answer_and_close for a body of any size (len bytes, may hold NULs). */
+void answer_big_and_close(int fd, int status, const char *body, size_t len);
+
+/* The success body a real service gives a lock write of the request req (a
+ * whole HTTP request as accept_request read it), with the attributes that
+ * prove the write: an acquire's owner, record version and `fence`
+ * (ALL_NEW), a renew's new record version, a release's releasedRvn
+ * (UPDATED_NEW). Into out (cap bytes); "{}" when req is no lock write. */
+const char *lock_grant(const char *req, long fence, char *out, size_t cap);
+
 /* The notes written so far and not yet read, into notes (NUL-terminated,
  * at most cap - 1); returns how many. */
 int drain(char *notes, int cap);
