@@ -305,8 +305,14 @@ long ddbk__attempt_settle(ddbk_client *c, const char *op, int attempt,
         ddbk_error_clear(err); /* an earlier attempt's error is history */
         return DDBK__CALL_SUCCEEDED;
     }
+    /* err is this attempt's failure; an answer (ddbk_parse) is never
+     * ambiguous, a lost one may be. */
+    r->ambiguous |= err->ambiguous;
     long delay = ddbk_retry_decide(c, err, attempt, ddbk_random());
     if (delay < 0) {
+        /* A later answer does not undo an earlier lost one: a failed
+         * condition may be the call's own first write. */
+        err->ambiguous = r->ambiguous;
         ddbk_stats_record_call(c, op, r->retries, err);
         return DDBK__CALL_FAILED;
     }
@@ -319,7 +325,7 @@ int ddbk_call(ddbk_client *c, const char *op, const char *body,
               size_t body_len, ddbk_response *resp, ddbk_error *err)
 {
     ddbk_request req;
-    ddbk__retries r = { 0, 0 };
+    ddbk__retries r = { 0, 0, 0 };
 
     ddbk_error_clear(err);
     resp->body.max = c->max_response_bytes;
@@ -338,6 +344,7 @@ int ddbk_call(ddbk_client *c, const char *op, const char *body,
             return -1;
         ddbk__sleep_ms(delay);
     }
+    err->ambiguous = r.ambiguous; /* ddbk_prepare refused a retry */
     ddbk_stats_record_call(c, op, r.retries, err);
     return -1;
 }

@@ -239,6 +239,7 @@ DDBK_HIDDEN int ddbk__curl_init(ddbk_error *err);
 typedef struct ddbk__retries {
     int retries;
     int last_timeout;         /* the last retried attempt had timed out */
+    int ambiguous;            /* an attempt was sent and its answer lost */
 } ddbk__retries;
 
 #define DDBK__CALL_SUCCEEDED (-2)
@@ -249,7 +250,8 @@ typedef struct ddbk__retries {
  * a response arrived (it is classified with ddbk_parse, filling err), else err
  * already holds the transport failure. Returns DDBK__CALL_SUCCEEDED (quota
  * refunded, call recorded in the stats, err cleared), DDBK__CALL_FAILED (err
- * is the call's final error, recorded), or the backoff in ms before the next
+ * is the call's final error, recorded; ambiguous when any attempt's answer
+ * was lost, r->ambiguous), or the backoff in ms before the next
  * attempt (quota taken, r->retries counted). Does not wait. */
 DDBK_HIDDEN long ddbk__attempt_settle(ddbk_client *c, const char *op, int attempt,
                                       int responded, const ddbk_response *resp,
@@ -268,10 +270,14 @@ DDBK_HIDDEN void ddbk__transport_close(ddbk_client *c);
 /* transport.c: the pieces of one attempt, shared by ddbk__transport_send and
  * the event loop (loop.c), so both send the same request the same way. */
 
-/* Where curl's callbacks put a response; overflow: it passed body.max. */
+/* Where curl's callbacks put a response; overflow: it passed body.max.
+ * sends: how many times curl began to send the request (0 or 1: a second
+ * send is refused, and resend_refused set, see on_prereq). */
 typedef struct ddbk__sink {
     ddbk_response *resp;
     int overflow;
+    int sends;
+    int resend_refused;
 } ddbk__sink;
 
 /* Sets every option a request of c needs on h: no signals, TCP options, c's
@@ -286,14 +292,15 @@ DDBK_HIDDEN void ddbk__easy_config(CURL *h, const ddbk_client *c, char *errbuf);
 DDBK_HIDDEN size_t ddbk__link_headers(const ddbk_request *req, char *lines, size_t cap,
                                       struct curl_slist nodes[DDBK_HDR_LINES]);
 /* Points h at req's body (borrowed: it must outlive the transfer), the
- * linked headers and the sink, and empties the sink's response and errbuf. */
+ * linked headers and the sink, and empties the sink (its counts too), its
+ * response and errbuf. */
 DDBK_HIDDEN void ddbk__easy_start(CURL *h, const ddbk_request *req,
                                   struct curl_slist *headers, ddbk__sink *s,
                                   char *errbuf);
 /* After h's transfer ended with rc: reads the status into the sink's
  * response, records the attempt in c's stats, and maps a failure to err
- * ("ResponseTooLarge", "Timeout", "ConnectionError"). Returns 0 when a
- * response arrived, -1 otherwise. */
+ * ("ResponseTooLarge", "Timeout", "ConnectionError"; ambiguous when the
+ * request was sent). Returns 0 when a response arrived, -1 otherwise. */
 DDBK_HIDDEN int ddbk__easy_finish(ddbk_client *c, CURL *h, const char *op,
                                   size_t out_bytes, double latency_us, CURLcode rc,
                                   const ddbk__sink *s, const char *errbuf,
