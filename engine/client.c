@@ -50,6 +50,17 @@ static const char *first_env(const char *a, const char *b)
     return v && *v ? v : NULL;
 }
 
+/* dst = the first cap - 1 bytes of src as a message may show them: a control
+ * byte becomes '?', so no value the caller or the environment gave can
+ * carry a header break or a terminal escape into an error. */
+static void shown(char *dst, size_t cap, const char *src)
+{
+    size_t i = 0;
+    for (; src[i] != '\0' && i < cap - 1; i++)
+        dst[i] = (unsigned char)src[i] < 0x20 || src[i] == 0x7f ? '?' : src[i];
+    dst[i] = '\0';
+}
+
 /* Accepts scheme://host[:port][/] where host is a name, an IPv4 address or
  * a bracketed IPv6 address. The Host header must be exactly what curl sends
  * (SigV4 signs it), so the port is normalised: kept only when it is not the
@@ -112,10 +123,12 @@ static int set_endpoint(ddbk_client *c, const char *ep, ddbk_error *err)
     snprintf(c->url, sizeof c->url, "%s/", c->endpoint);
     return 0;
 
-bad:
+bad:;
+    char got[65];
+    shown(got, sizeof got, ep);
     ddbk_error_set(err, "InvalidArgument", 0,
                    "endpoint must be http(s)://host[:port] with a port from 1 to 65535 "
-                   "and no path (got \"%.64s\")", ep);
+                   "and no path (got \"%s\")", got);
     return -1;
 }
 
@@ -186,9 +199,10 @@ ddbk_client *ddbk_client_new(const ddbk_config *cfg_in, ddbk_error *err)
         snprintf(c->region, sizeof c->region, "us-east-1");
     }
     if (strspn(c->region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(c->region)) {
+        char got[33];
+        shown(got, sizeof got, c->region);
         ddbk_error_set(err, "InvalidArgument", 0,
-                       "region must be lowercase letters, digits and dashes (got \"%.32s\")",
-                       c->region);
+                       "region must be lowercase letters, digits and dashes (got \"%s\")", got);
         goto fail;
     }
     if (!endpoint) {

@@ -160,6 +160,30 @@ static void test_endpoint_validation(void **state)
     cfg.endpoint = longep;
     new_fails(&cfg, "InvalidArgument", "http://hhhh");
 
+    /* What a message shows of a bad endpoint or region has no control
+     * character: no header, terminal escape or log line made from it. */
+    static const char *const hostile[] = {
+        "http://host\r\nX-Evil: 1", "http://\x1b]52;c;Evil\x07", "http://h/\x1b[2J",
+    };
+    for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
+        ddbk_error err;
+        base_config(&cfg);
+        cfg.endpoint = hostile[i];
+        assert_null(ddbk_client_new(&cfg, &err));
+        assert_string_equal(err.code, "InvalidArgument");
+        for (const char *p = err.message; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                fail_msg("message \"%s\" holds a control character", err.message);
+    }
+    {
+        ddbk_error err;
+        base_config(&cfg);
+        cfg.region = "eu\x1b[2J\r\n";
+        assert_null(ddbk_client_new(&cfg, &err));
+        assert_string_equal(err.code, "InvalidArgument");
+        assert_null(strpbrk(err.message, "\x1b\r\n"));
+    }
+
     /* And the same checks apply to an endpoint from the environment. */
     base_config(&cfg);
     setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://envhost/some/path", 1);
