@@ -65,7 +65,7 @@ static void shown(char *dst, size_t cap, const char *src)
  * a bracketed IPv6 address. The Host header must be exactly what curl sends
  * (SigV4 signs it), so the port is normalised: kept only when it is not the
  * scheme's default, without leading zeros. */
-static int set_endpoint(ddbk_client *c, const char *ep, ddbk_error *err)
+UNITTEST int set_endpoint(ddbk_client *c, const char *ep, ddbk_error *err)
 {
     const char *rest, *p;
     int https;

@@ -24,17 +24,21 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-static size_t on_header(char *p, size_t size, size_t n, void *ud)
+UNITTEST size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
     ddbk__sink *s = ud;
     size_t len = size * n;
     static const char name[] = "x-amzn-requestid:";
     if (len > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
         const char *v = p + sizeof name - 1;
-        const char *end = p + len;
-        while (v < end && (*v == ' ' || *v == '\t'))
+        const char *end;
+        while (v < p + len && (*v == ' ' || *v == '\t'))
             v++;
-        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        /* The id ends at the line's CR LF, or at any other control byte a
+         * server put in it: it goes into errors, logs and terminals. */
+        for (end = v; end < p + len && (unsigned char)*end >= 0x20 && *end != 0x7f; end++)
+            ;
+        while (end > v && end[-1] == ' ')
             end--;
         size_t vl = (size_t)(end - v);
         if (vl >= sizeof s->resp->request_id)

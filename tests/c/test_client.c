@@ -880,6 +880,24 @@ static void test_call_ccf_after_lost_answer(void **state)
     assert_int_equal(err.ambiguous, 0);
 }
 
+/* A request id is what the server says, shown in errors and logs: it ends
+ * at the first control byte, so no escape sequence rides it. */
+static void test_request_id_control_bytes(void **state)
+{
+    static const canned script[] = {
+        {400, "x-amzn-RequestId: RID1\x1b]52;c;Evil\x07\r\n",
+         "{" CCF_TYPE ",\"message\":\"no\"}"},
+    };
+    ddbk_error err;
+
+    (void)state;
+    ddbk_client *c = g_client = server_client(serve(script, 1), 1);
+    assert_int_equal(ddbk_call(c, "PutItem", "{}", 2, &g_resp, &err), -1);
+    responder_stop();
+    assert_string_equal(g_resp.request_id, "RID1");
+    assert_string_equal(err.request_id, "RID1");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
@@ -904,6 +922,7 @@ int main(void)
         T(test_call_lost_answer_is_an_attempt),
         T(test_call_lost_answer_single_attempt),
         T(test_call_ccf_after_lost_answer),
+        T(test_request_id_control_bytes),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

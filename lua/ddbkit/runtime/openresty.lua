@@ -268,7 +268,7 @@ local function exchange(ngx, conf, u, req, lines)
         if find(v, "close", 1, true) then keep = false
         elseif find(v, "keep-alive", 1, true) then keep = true end
       elseif name == "x-amzn-requestid" then
-        rid = value
+        rid = match(value, "^[^%c]*")  -- up to a control byte: it reaches errors and logs
       end
     end
   end
