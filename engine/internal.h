@@ -60,23 +60,6 @@ extern double (*ddbk__test_random)(void);
 
 /* ------------------------------------------------------------- sigv4.c */
 
-/* One header as sent (name and value not yet canonicalised). */
-typedef struct ddbk_kv {
-    const char *name;
-    const char *value;
-} ddbk_kv;
-
-typedef struct ddbk_sigv4_request {
-    const char *method;       /* "POST" */
-    const char *path;         /* as in the request line, without the query */
-    const char *query;        /* after '?', or NULL */
-    const ddbk_kv *headers;   /* every header to sign, including host and x-amz-date */
-    int nheaders;
-    const char *body;
-    size_t body_len;
-    int normalize_path;       /* 1 except for S3 */
-} ddbk_sigv4_request;
-
 /* The signing key for one (date, region, service), cached so a client derives
  * it once a day instead of four HMACs per request. Wiped when replaced. */
 typedef struct ddbk_sigv4_key {
@@ -92,23 +75,14 @@ typedef struct ddbk_sigv4_out {
     char authorization[512];  /* the whole Authorization header value */
 } ddbk_sigv4_out;
 
-/* Signs `req` at `amz_date` ("20150830T123600Z"). When canonical or sts is
- * non-NULL they are reset and receive the canonical request and the string
- * to sign (for tests and debugging). Returns 0, or -1 with err filled. */
-DDBK_HIDDEN int ddbk__sigv4_sign(const ddbk_sigv4_request *req,
-                                 const char *access_key_id,
-                                 const char *secret_access_key,
-                                 const char *region, const char *service,
-                                 const char *amz_date, ddbk_sigv4_key *cache,
-                                 ddbk_buf *canonical, ddbk_buf *sts,
-                                 ddbk_sigv4_out *out, ddbk_error *err);
 /* Signs a canonical request the caller built itself (ddbk_prepare does, for
- * DynamoDB's fixed header set, which skips the generic canonicalisation);
- * signed_headers is its "content-type;host;..." line. md is a digest context
- * the caller keeps between requests (allocating one per request showed in
- * profiles). Same checks, same
- * output and same key cache as ddbk__sigv4_sign, which a unit test holds
- * both to. */
+ * DynamoDB's fixed header set); signed_headers is its
+ * "content-type;host;..." line. md is a digest context the caller keeps
+ * between requests (allocating one per request showed in profiles). Checks
+ * the keys, date and scope; the key cache is refreshed when the day, region
+ * or service changed. Returns 0, or -1 with err. The generic canonicaliser
+ * the AWS vectors test (tests/c/sigv4_canon.c) signs through the same
+ * path, and test_sigv4 holds both to the same output. */
 DDBK_HIDDEN int ddbk__sigv4_sign_canonical(EVP_MD_CTX *md,
                                            const char *canonical, size_t len,
                                            const char *signed_headers,
@@ -118,6 +92,17 @@ DDBK_HIDDEN int ddbk__sigv4_sign_canonical(EVP_MD_CTX *md,
                                            const char *amz_date,
                                            ddbk_sigv4_key *cache,
                                            ddbk_sigv4_out *out, ddbk_error *err);
+/* ddbk__sigv4_sign_canonical with the signed-headers line given by length
+ * (not terminated) and the string to sign written to sts_text, for the
+ * generic canonicaliser. */
+#define DDBK_SIGV4_STS_MAX 320
+DDBK_HIDDEN int ddbk__sigv4_finish(EVP_MD_CTX *md, const char *canonical, size_t len,
+                                  const char *signed_headers, size_t sh_len,
+                                  const char *access_key_id, const char *secret_access_key,
+                                  const char *region, const char *service,
+                                  const char *amz_date, ddbk_sigv4_key *cache,
+                                  char sts_text[DDBK_SIGV4_STS_MAX], ddbk_sigv4_out *out,
+                                  ddbk_error *err);
 /* The cache is keyed by date, region and service only: a client signs with
  * one set of credentials for its life, so it never needs the key id too. */
 DDBK_HIDDEN void ddbk__sigv4_key_wipe(ddbk_sigv4_key *k);
