@@ -162,7 +162,9 @@ int ddbk_prepare(ddbk_client *c, const char *op, const char *body,
 int ddbk_parse(long status, const char *request_id, const char *body,
                size_t body_len, ddbk_error *err);
 
-/* Fills err for a transport failure (what curl or a socket reported). */
+/* Fills err for a transport failure (what curl or a socket reported):
+ * retryable, and ambiguous 0; a host doing its own I/O sets err->ambiguous
+ * when the request had been sent. */
 void ddbk_error_transport(ddbk_error *err, int timed_out, const char *what);
 
 /* ---------------------------------------------------------------- retries */

@@ -5,7 +5,8 @@
  * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE
  * and AWS_REGION; the first byte says which of those are set and whether the
  * config names the profile or gives the keys itself. The files are written
- * to a private temporary folder, so the whole chain runs as in a host.
+ * to a private temporary folder (removed at exit), so the whole chain runs
+ * as in a host.
  *
  * What must hold: resolution succeeds or fails with a message, never
  * crashes; resolved credentials hold no control character (they go into
@@ -63,6 +64,13 @@ static char *piece(const uint8_t **p, const uint8_t *end, size_t *len)
     return s;
 }
 
+static void remove_dir(void)
+{
+    unlink(cred_path);
+    unlink(conf_path);
+    rmdir(dir);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const vars[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
@@ -71,11 +79,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t lens[7] = {0};
 
     if (dir[0] == '\0') {
-        snprintf(dir, sizeof dir, "/tmp/ddbk_fuzz_cred_XXXXXX");
+        /* tmpfs when there is one: two files are written per input. */
+        snprintf(dir, sizeof dir, "%s/ddbk_fuzz_cred_XXXXXX",
+                 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
         if (mkdtemp(dir) == NULL)
             abort();
         snprintf(cred_path, sizeof cred_path, "%s/credentials", dir);
         snprintf(conf_path, sizeof conf_path, "%s/config", dir);
+        atexit(remove_dir);
         setenv("HOME", dir, 1);
         setenv("AWS_SHARED_CREDENTIALS_FILE", cred_path, 1);
         setenv("AWS_CONFIG_FILE", conf_path, 1);
