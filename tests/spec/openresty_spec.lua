@@ -100,6 +100,26 @@ describe("the OpenResty runtime outside nginx", function()
     assert.are.equal(rt.pool_name("http://127.0.0.1:8000/", true),
                      rt.pool_name("http://127.0.0.1:8000/", false))
     assert.is_nil((rt.pool_name("ftp://x/", true)))
+
+    -- And connect asks for that pool: a stand-in ngx records what each
+    -- client's connect was given (and refuses it, so nothing goes further).
+    local pools = {}
+    local sock = {
+      settimeouts = function() end,
+      connect = function(_, _, _, o) pools[#pools + 1] = o.pool return nil, "connection refused" end,
+    }
+    rawset(_G, "ngx", { socket = { tcp = function() return sock end },
+                        get_phase = function() return "content" end, sleep = function() end })
+    for _, verify in ipairs{ false, true } do
+      local c = H.client{ runtime = "openresty", endpoint = "https://dynamodb.eu-west-1.amazonaws.com",
+                          verify_tls = verify, max_attempts = 1 }
+      local res, err = c:get_item{ TableName = "t", Key = { pk = "a" } }
+      assert.is_nil(res)
+      assert.are.equal("ConnectionError", err.code)
+      assert.is_nil(err.ambiguous)                    -- nothing was sent
+      c:close()
+    end
+    assert.are.same({ unverified, verified }, pools)
   end)
 end)
 
