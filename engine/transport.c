@@ -13,6 +13,10 @@
 
 #include "internal.h"
 
+#if LIBCURL_VERSION_NUM < 0x075000
+#error "ddbkit needs libcurl 7.80 or later: CURLOPT_PREREQFUNCTION counts each send"
+#endif
+
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     ddbk__sink *s = ud;
