@@ -344,6 +344,7 @@ int ddbk_call(ddbk_client *c, const char *op, const char *body,
     ddbk_error_clear(err);
     resp->body.max = c->max_response_bytes;
     resp->attempts = 0;
+    resp->ambiguous = 0;
     for (int attempt = 1;; attempt++) {
         /* Re-signed each attempt: a long backoff must not outlive the
          * signature's five-minute validity. */
@@ -352,8 +353,10 @@ int ddbk_call(ddbk_client *c, const char *op, const char *body,
         resp->attempts = attempt;
         int responded = ddbk__transport_send(c, op, &req, resp, err) == 0;
         long delay = ddbk__attempt_settle(c, op, attempt, responded, resp, &r, err);
-        if (delay == DDBK__CALL_SUCCEEDED)
+        if (delay == DDBK__CALL_SUCCEEDED) {
+            resp->ambiguous = r.ambiguous;
             return 0;
+        }
         if (delay == DDBK__CALL_FAILED)
             return -1;
         ddbk__sleep_ms(delay);

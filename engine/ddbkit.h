@@ -188,6 +188,11 @@ typedef struct ddbk_response {
     ddbk_buf body;                 /* the response JSON (success or error) */
     char request_id[96];
     int attempts;
+    /* 1 when an earlier attempt of the call was sent and its answer lost
+     * (err->ambiguous's case) though the call then succeeded: a write that
+     * is not idempotent (ADD, a list append) may have been applied more
+     * than once. */
+    int ambiguous;
 } ddbk_response;
 
 void ddbk_response_init(ddbk_response *r);
@@ -236,7 +241,8 @@ void ddbk_loop_free(ddbk_loop *loop);
  *        would report it (code, message, status, retryable, timeout, ambiguous,
  *        request_id), or code "Cancelled" from ddbk_loop_cancel or
  *        ddbk_loop_free.
- *   resp: the last attempt's response (status, body, request_id, attempts),
+ *   resp: the last attempt's response (status, body, request_id, attempts,
+ *        ambiguous),
  *        valid during the callback only; NULL when that attempt got no whole
  *        response (a transport error, "ResponseTooLarge", a cancel). The body
  *        of an error response is there: ConditionalCheckFailedException's

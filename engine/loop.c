@@ -359,6 +359,7 @@ static void transfer_done(ddbk_loop *l, CURL *h, CURLcode rc)
         return;
     }
     k->succeeded = delay == DDBK__CALL_SUCCEEDED;
+    k->resp.ambiguous = k->succeeded && k->retries.ambiguous;
     call_done(l, k);
 }
 

@@ -880,6 +880,25 @@ static void test_call_ccf_after_lost_answer(void **state)
     assert_int_equal(err.ambiguous, 0);
 }
 
+/* A call that succeeds after a lost answer says so in its response: a
+ * write that is not idempotent may have been applied twice. */
+static void test_call_success_after_lost_answer(void **state)
+{
+    static const ka_step script[] = { {200, "{}"}, {0, NULL}, {200, "{\"ok\":1}"} };
+    ddbk_error err;
+
+    (void)state;
+    int port = responder_start(respond_keepalive, script, 3);
+    ddbk_client *c = g_client = server_client(port, 3);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0);
+    assert_int_equal(g_resp.ambiguous, 0);
+    assert_int_equal(ddbk_call(c, "UpdateItem", "{}", 2, &g_resp, &err), 0);
+    assert_int_equal(g_resp.attempts, 2);
+    assert_int_equal(g_resp.ambiguous, 1);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0);
+    assert_int_equal(g_resp.ambiguous, 0); /* each call starts clean */
+}
+
 /* A request id is what the server says, shown in errors and logs: it ends
  * at the first control byte, so no escape sequence rides it. */
 static void test_request_id_control_bytes(void **state)
@@ -923,6 +942,7 @@ int main(void)
         T(test_call_lost_answer_single_attempt),
         T(test_call_ccf_after_lost_answer),
         T(test_request_id_control_bytes),
+        T(test_call_success_after_lost_answer),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -48,6 +48,7 @@ typedef struct outcome {
     int had_resp;
     long status;
     int attempts;
+    int ambiguous;
     char body[512];
     char request_id[96];
     ddbk_error err;
@@ -235,6 +236,7 @@ static void record(void *ud, const ddbk_response *resp, const ddbk_error *err)
     if (resp != NULL) {
         o->status = resp->status;
         o->attempts = resp->attempts;
+        o->ambiguous = resp->ambiguous;
         snprintf(o->body, sizeof o->body, "%s", resp->body.data ? resp->body.data : "");
         snprintf(o->request_id, sizeof o->request_id, "%s", resp->request_id);
     }
@@ -1008,6 +1010,25 @@ static void test_lost_answer_is_an_attempt(void **state)
     assert_int_equal(st.requests, 1);
 }
 
+/* A call that succeeds after a lost answer says so in its response. */
+static void test_success_after_lost_answer(void **state)
+{
+    static const canned script[] = { { 200, "{}" }, { DROP, NULL }, { 200, "{}" } };
+
+    (void)state;
+    g_client = client_for(serve(script, 3), 3, 1);
+    g_loop = new_loop();
+    submit_ok(g_client, "GetItem", "{}", &g_out[0]);
+    run();
+    assert_true(g_out[0].ok);
+    assert_int_equal(g_out[0].ambiguous, 0);
+    submit_ok(g_client, "UpdateItem", "{}", &g_out[1]);
+    run();
+    assert_true(g_out[1].ok);
+    assert_int_equal(g_out[1].attempts, 2);
+    assert_int_equal(g_out[1].ambiguous, 1);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1028,6 +1049,7 @@ int main(void)
         T(test_bad_arguments),
         T(test_connection_refused),
         T(test_lost_answer_is_an_attempt),
+        T(test_success_after_lost_answer),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
