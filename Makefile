@@ -33,6 +33,12 @@ HEADERS    := $(wildcard engine/*.h bindings/core/*.h bindings/cli/*.h)
 
 LIB_A   := $(B)/libddbkit.a
 LIB_SO  := $(B)/libddbkit.so
+# libddbkit.so's SONAME: libddbkit.so.MAJOR, or MAJOR.MINOR while MAJOR is 0
+# (each 0.x release may change the ABI). The installed file carries the
+# whole version, with the SONAME and the plain name as symlinks.
+DDBK_VER   := $(shell sed -n 's/^\#define DDBK_VERSION "\(.*\)"/\1/p' engine/ddbkit.h)
+SO_ABI     := $(shell echo '$(DDBK_VER)' | awk -F. '{ print ($$1 == 0) ? $$1 "." $$2 : $$1 }')
+LIB_SONAME := libddbkit.so.$(SO_ABI)
 CORE54  := $(B)/lua54/ddbkit/core.so
 COREJIT := $(B)/luajit/ddbkit/core.so
 SHIM    := $(B)/loopback_bind.so
@@ -62,8 +68,17 @@ $(LIB_A): $(ENGINE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(LIB_SO): $(ENGINE_OBJ)
-	$(CC) -shared -o $@ $^ $(ENGINE_LIBS) $(LDFLAGS)
+# Exports the public API (engine/libddbkit.map: ddbk_ and a letter) and
+# nothing else, which the rule checks along with the SONAME; the SONAME
+# symlink beside it lets a program linked against build/ run from there.
+$(LIB_SO): $(ENGINE_OBJ) engine/libddbkit.map
+	$(CC) -shared -Wl,-soname,$(LIB_SONAME) -Wl,--version-script=engine/libddbkit.map \
+	  -o $@ $(ENGINE_OBJ) $(ENGINE_LIBS) $(LDFLAGS)
+	@readelf -d $@ | grep -q 'SONAME.*\[$(LIB_SONAME)\]' \
+	  || { echo "$@: SONAME is not $(LIB_SONAME)" >&2; rm -f $@; exit 1; }
+	@if nm -D --defined-only $@ | awk '{ print $$3 }' | grep -v '^ddbk_[a-z]' >&2; then \
+	  echo "$@ exports the names above, which are not ddbk_ API" >&2; rm -f $@; exit 1; fi
+	@ln -sf libddbkit.so $(B)/$(LIB_SONAME)
 
 # ddbkit.core: the engine linked in statically, built once per Lua flavour.
 # A Lua C module exports its luaopen_* and nothing else (`nm -D
@@ -206,6 +221,22 @@ $(B)/fuzz/fuzz_error_body: tests/fuzz/fuzz_error_body.c engine/parse.c engine/er
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	  -DDDBK_UNITTEST -Iengine -o $@ tests/fuzz/fuzz_error_body.c engine/parse.c engine/error.c -lyajl
 
+# Engine targets: the engine's sources themselves under the fuzzer, built
+# with -DDDBK_UNITTEST for the helpers they reach (set_endpoint, on_header).
+FUZZ_ENGINE_CC = clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -DDDBK_UNITTEST -Iengine
+$(B)/fuzz/fuzz_credentials: tests/fuzz/fuzz_credentials.c engine/credentials.c engine/ini.c \
+    engine/error.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_ENGINE_CC) -o $@ $(filter %.c,$^) -lcrypto
+
+$(B)/fuzz/fuzz_endpoint: tests/fuzz/fuzz_endpoint.c $(ENGINE_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_ENGINE_CC) -o $@ $(filter %.c,$^) $(ENGINE_LIBS)
+
+$(B)/fuzz/fuzz_request_id: tests/fuzz/fuzz_request_id.c $(ENGINE_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_ENGINE_CC) -o $@ $(filter %.c,$^) $(ENGINE_LIBS)
+
 MARSHAL_SRC := bindings/core/values.c bindings/core/numtext.c bindings/core/base64.c \
                bindings/core/fields.c bindings/core/path.c bindings/core/encode.c \
                bindings/core/decode.c
@@ -240,7 +271,9 @@ HARNESS_DIR := $(PREFIX)/share/ddbkit/harness
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/libddbkit.so.$(DDBK_VER)
+	ln -sf libddbkit.so.$(DDBK_VER) $(DESTDIR)$(PREFIX)/lib/$(LIB_SONAME)
+	ln -sf $(LIB_SONAME) $(DESTDIR)$(PREFIX)/lib/libddbkit.so
 	install -m 644 engine/ddbkit.h $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define DDBK_VERSION "\(.*\)"/\1/p' engine/ddbkit.h)|' \
 	  ddbkit.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ddbkit.pc

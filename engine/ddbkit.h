@@ -70,6 +70,16 @@ typedef struct ddbk_error {
     int throttling;     /* 1 for throttling errors (affects backoff only) */
     int timeout;        /* 1 for a transport timeout (retry quota costs 10) */
     char request_id[96];
+    /* 1 when the call may have been carried out though no answer said so:
+     * a request of one of its attempts was sent and its answer was lost (a
+     * connection closed or reset before the whole response, a timeout
+     * after sending, an oversized response). On a failure the engine
+     * retried, it stays set on the final error, so a
+     * ConditionalCheckFailedException then may have failed on the call's
+     * own earlier write. 0 when no request was sent or every attempt was
+     * answered. The owner of the item resolves it (a read-back, a token of
+     * its own in the item); the engine never guesses. */
+    int ambiguous;
 } ddbk_error;
 
 void ddbk_error_clear(ddbk_error *e);
@@ -179,7 +189,9 @@ int ddbk_prepare(ddbk_client *c, const char *op, const char *body,
 int ddbk_parse(long status, const char *request_id, const char *body,
                size_t body_len, ddbk_error *err);
 
-/* Fills err for a transport failure (what curl or a socket reported). */
+/* Fills err for a transport failure (what curl or a socket reported):
+ * retryable, and ambiguous 0; a host doing its own I/O sets err->ambiguous
+ * when the request had been sent. */
 void ddbk_error_transport(ddbk_error *err, int timed_out, const char *what);
 
 /* ---------------------------------------------------------------- retries */
@@ -203,6 +215,11 @@ typedef struct ddbk_response {
     ddbk_buf body;                 /* the response JSON (success or error) */
     char request_id[96];
     int attempts;
+    /* 1 when an earlier attempt of the call was sent and its answer lost
+     * (err->ambiguous's case) though the call then succeeded: a write that
+     * is not idempotent (ADD, a list append) may have been applied more
+     * than once. */
+    int ambiguous;
 } ddbk_response;
 
 void ddbk_response_init(ddbk_response *r);
@@ -248,10 +265,11 @@ void ddbk_loop_free(ddbk_loop *loop);
 
 /* How a call ends; runs exactly once per submitted call.
  *   err: NULL on success (a 2xx); else the failure exactly as ddbk_call
- *        would report it (code, message, status, retryable, timeout,
+ *        would report it (code, message, status, retryable, timeout, ambiguous,
  *        request_id), or code "Cancelled" from ddbk_loop_cancel or
  *        ddbk_loop_free.
- *   resp: the last attempt's response (status, body, request_id, attempts),
+ *   resp: the last attempt's response (status, body, request_id, attempts,
+ *        ambiguous),
  *        valid during the callback only; NULL when that attempt got no whole
  *        response (a transport error, "ResponseTooLarge", a cancel). The body
  *        of an error response is there: ConditionalCheckFailedException's
@@ -302,12 +320,14 @@ int ddbk_loop_pending(const ddbk_loop *loop);
  * queued call is dropped, and a call that finished in the step now running
  * loses its turn. Each callback runs once, here, with resp NULL and err code
  * "Cancelled", so ud may be freed once this returns. The stats count a
- * stopped call as a failed call, and not the attempt it cut (requests
- * counts the attempts that ended); a call that had finished keeps its real
+ * stopped call as a failed call, and the attempt it cut as a request when
+ * that request had been sent; a call that had finished keeps its real
  * outcome there. A callback may
  * submit, cancel or free the loop (freed when the cancel ends), not step it.
  * A request already sent may still have been carried out by DynamoDB:
- * cancelling stops the waiting, not the write. Returns the number cancelled
+ * cancelling stops the waiting, not the write, and err->ambiguous says so
+ * (set when a request of the call was sent and not answered, or the call
+ * had already succeeded). Returns the number cancelled
  * (0: none had ud, or loop is NULL). The set of sockets changes: ask
  * ddbk_loop_fds again. */
 int ddbk_loop_cancel(ddbk_loop *loop, void *ud);
@@ -322,7 +342,11 @@ int ddbk_loop_cancel(ddbk_loop *loop, void *ud);
 typedef struct ddbk_op_stats {
     char op[40];
     uint64_t calls;      /* logical calls */
-    uint64_t requests;   /* HTTP attempts that ended (a cancel's cut one is not) */
+    uint64_t requests;   /* HTTP attempts: each sends the request at most once
+                          * (curl's own resend is refused, the retry policy
+                          * decides), so every request DynamoDB may have got
+                          * is counted; an attempt whose connection failed
+                          * counts too, one a cancel cut before sending not */
     uint64_t retries;
     uint64_t errors;     /* calls that ended in an error */
 } ddbk_op_stats;

@@ -5,7 +5,8 @@
  *
  * Misuse (wrong argument types) raises; failures of the world return
  * nil, err where err is a table {code, message, status, retryable,
- * request_id, item?, cancellation_reasons?} whose tostring is "code: message".
+ * ambiguous?, request_id, item?, cancellation_reasons?} whose tostring is
+ * "code: message".
  */
 #include <errno.h>
 #include <limits.h>
@@ -110,6 +111,10 @@ static void push_error_table(lua_State *L, const ddbk_error *e)
     set_int(L, "status", e->status);
     lua_pushboolean(L, e->retryable);
     lua_setfield(L, -2, "retryable");
+    if (e->ambiguous) { /* a request was sent and its answer lost */
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "ambiguous");
+    }
     if (e->request_id[0])
         set_str(L, "request_id", e->request_id);
     luaL_getmetatable(L, ERROR_MT);

@@ -221,6 +221,40 @@ const char *lock_grant(const char *req, long fence, char *out, size_t cap)
     return out;
 }
 
+void respond_keepalive(int lfd, int notes, const void *script, int n)
+{
+    static char req[16384];
+    const ka_step *steps = script;
+    int served = 0;
+
+    for (;;) {
+        int fd = accept(lfd, NULL, NULL);
+        if (fd < 0)
+            _exit(2);
+        note(notes, 'A');
+        for (;;) {
+            size_t got = 0;
+            req[0] = '\0';
+            while (!whole_request(req, got, NULL, NULL)) {
+                ssize_t r = read(fd, req + got, sizeof req - 1 - got);
+                if (r <= 0)
+                    break;
+                got += (size_t)r;
+                req[got] = '\0';
+            }
+            if (!whole_request(req, got, NULL, NULL))
+                break; /* the client closed it */
+            note(notes, op_letter(req));
+            const ka_step *k = &steps[served < n ? served : n - 1];
+            served++;
+            if (k->status == 0)
+                break;
+            send_response(fd, k->status, NULL, k->body);
+        }
+        close(fd);
+    }
+}
+
 int drain(char *notes, int cap)
 {
     int n = 0, fl = fcntl(g_notes, F_GETFL);
