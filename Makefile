@@ -33,6 +33,12 @@ HEADERS    := $(wildcard engine/*.h bindings/core/*.h bindings/cli/*.h)
 
 LIB_A   := $(B)/libddbkit.a
 LIB_SO  := $(B)/libddbkit.so
+# libddbkit.so's SONAME: libddbkit.so.MAJOR, or MAJOR.MINOR while MAJOR is 0
+# (each 0.x release may change the ABI). The installed file carries the
+# whole version, with the SONAME and the plain name as symlinks.
+DDBK_VER   := $(shell sed -n 's/^\#define DDBK_VERSION "\(.*\)"/\1/p' engine/ddbkit.h)
+SO_ABI     := $(shell echo '$(DDBK_VER)' | awk -F. '{ print ($$1 == 0) ? $$1 "." $$2 : $$1 }')
+LIB_SONAME := libddbkit.so.$(SO_ABI)
 CORE54  := $(B)/lua54/ddbkit/core.so
 COREJIT := $(B)/luajit/ddbkit/core.so
 SHIM    := $(B)/loopback_bind.so
@@ -62,25 +68,42 @@ $(LIB_A): $(ENGINE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(LIB_SO): $(ENGINE_OBJ)
-	$(CC) -shared -o $@ $^ $(ENGINE_LIBS) $(LDFLAGS)
+# Exports the public API (engine/libddbkit.map: ddbk_ and a letter) and
+# nothing else, which the rule checks along with the SONAME; the SONAME
+# symlink beside it lets a program linked against build/ run from there.
+$(LIB_SO): $(ENGINE_OBJ) engine/libddbkit.map
+	$(CC) -shared -Wl,-soname,$(LIB_SONAME) -Wl,--version-script=engine/libddbkit.map \
+	  -o $@ $(ENGINE_OBJ) $(ENGINE_LIBS) $(LDFLAGS)
+	@readelf -d $@ | grep -q 'SONAME.*\[$(LIB_SONAME)\]' \
+	  || { echo "$@: SONAME is not $(LIB_SONAME)" >&2; rm -f $@; exit 1; }
+	@if nm -D --defined-only $@ | awk '{ print $$3 }' | grep -v '^ddbk_[a-z]' >&2; then \
+	  echo "$@ exports the names above, which are not ddbk_ API" >&2; rm -f $@; exit 1; fi
+	@ln -sf libddbkit.so $(B)/$(LIB_SONAME)
 
 # ddbkit.core: the engine linked in statically, built once per Lua flavour.
+# A Lua C module exports its luaopen_* and nothing else (`nm -D
+# --defined-only` shows one symbol): the binding is compiled with hidden
+# visibility (luaopen_ddbkit_core is marked default), and the engine comes
+# from the archive with its symbols made local (--exclude-libs), so that two
+# modules in one process never bind to each other's ddbk_* functions.
+HIDE := -fvisibility=hidden
+HIDE_LIBS := -Wl,--exclude-libs,ALL
+
 $(B)/core54/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(LUA54_INC) -Iengine -Ibindings/core -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(HIDE) $(LUA54_INC) -Iengine -Ibindings/core -c $< -o $@
 
 $(B)/corejit/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(LUAJIT_INC) -Iengine -Ibindings/core -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(HIDE) $(LUAJIT_INC) -Iengine -Ibindings/core -c $< -o $@
 
-$(CORE54): $(CORE_SRC:%.c=$(B)/core54/%.o) $(ENGINE_OBJ)
+$(CORE54): $(CORE_SRC:%.c=$(B)/core54/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -o $@ $^ $(ENGINE_LIBS) $(LDFLAGS)
+	$(CC) -shared $(HIDE_LIBS) -o $@ $^ $(ENGINE_LIBS) $(LDFLAGS)
 
-$(COREJIT): $(CORE_SRC:%.c=$(B)/corejit/%.o) $(ENGINE_OBJ)
+$(COREJIT): $(CORE_SRC:%.c=$(B)/corejit/%.o) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -o $@ $^ $(ENGINE_LIBS) $(LDFLAGS)
+	$(CC) -shared $(HIDE_LIBS) -o $@ $^ $(ENGINE_LIBS) $(LDFLAGS)
 
 # The Lua module once more under ASan/UBSan, for a sanitized run of the
 # busted suite (the interpreter preloads the sanitizer runtimes).
@@ -88,7 +111,7 @@ COREASAN := $(B)/lua54-asan/ddbkit/core.so
 SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
 $(B)/coreasan/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) -fPIC $(SAN) $(LUA54_INC) -Iengine -Ibindings/core -c $< -o $@
+	$(CC) $(CSTD) $(WARN) -fPIC $(SAN) $(HIDE) $(LUA54_INC) -Iengine -Ibindings/core -c $< -o $@
 
 $(COREASAN): $(CORE_SRC:%.c=$(B)/coreasan/%.o) $(ENGINE_SRC:%.c=$(B)/coreasan/%.o)
 	@mkdir -p $(dir $@)
@@ -174,20 +197,70 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@tests/bench/run.sh
 
-# Fuzz targets need clang's libFuzzer; `make fuzz` runs each briefly.
+# Fuzz targets need clang's libFuzzer. `make fuzz` runs each for
+# FUZZ_SECONDS (default 120) with its corpus under build/fuzz/corpus (see
+# tests/fuzz/run.sh), prints a line per target and fails if any found
+# something; `make test` runs each briefly (tests/run.sh).
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 120
 fuzz: $(FUZZ_TARGETS)
-	@for f in $(FUZZ_TARGETS); do echo "== $$f"; $$f -runs=$${FUZZ_RUNS:-200000} -max_len=4096 || exit 1; done
+	@rc=0; for f in $(FUZZ_TARGETS); do tests/fuzz/run.sh $$f $(FUZZ_SECONDS) || rc=1; done; exit $$rc
 
 $(B)/fuzz/fuzz_ini: tests/fuzz/fuzz_ini.c engine/ini.c
 	@mkdir -p $(dir $@)
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -DDDBK_UNITTEST -Iengine -o $@ $^
 
-MARSHAL_SRC := bindings/core/values.c bindings/core/encode.c bindings/core/decode.c
+# Engine-only targets: the parser under test and what it links, nothing else.
+$(B)/fuzz/fuzz_lock_item: tests/fuzz/fuzz_lock_item.c engine/lock_item.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -DDDBK_UNITTEST -Iengine -o $@ tests/fuzz/fuzz_lock_item.c engine/lock_item.c -lyajl
+
+$(B)/fuzz/fuzz_error_body: tests/fuzz/fuzz_error_body.c engine/parse.c engine/error.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -DDDBK_UNITTEST -Iengine -o $@ tests/fuzz/fuzz_error_body.c engine/parse.c engine/error.c -lyajl
+
+# Engine targets: the engine's sources themselves under the fuzzer, built
+# with -DDDBK_UNITTEST for the helpers they reach (set_endpoint, on_header).
+FUZZ_ENGINE_CC = clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -DDDBK_UNITTEST -Iengine
+$(B)/fuzz/fuzz_credentials: tests/fuzz/fuzz_credentials.c engine/credentials.c engine/ini.c \
+    engine/error.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_ENGINE_CC) -o $@ $(filter %.c,$^) -lcrypto
+
+$(B)/fuzz/fuzz_endpoint: tests/fuzz/fuzz_endpoint.c $(ENGINE_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_ENGINE_CC) -o $@ $(filter %.c,$^) $(ENGINE_LIBS)
+
+$(B)/fuzz/fuzz_request_id: tests/fuzz/fuzz_request_id.c $(ENGINE_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_ENGINE_CC) -o $@ $(filter %.c,$^) $(ENGINE_LIBS)
+
+MARSHAL_SRC := bindings/core/values.c bindings/core/numtext.c bindings/core/base64.c \
+               bindings/core/fields.c bindings/core/path.c bindings/core/encode.c \
+               bindings/core/decode.c
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(MARSHAL_SRC) engine/buf.c
 	@mkdir -p $(dir $@)
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(LUA54_INC) -Iengine -Ibindings/core \
 	  -o $@ $^ -llua5.4 -lyajl -lcrypto -lm
+
+# Targets that embed Lua 5.4 with ddbkit.core and the engine built in
+# (objects under build/fuzzobj, instrumented for libFuzzer); the Lua
+# library is read from this tree (FUZZ_ROOT):
+#   fuzz_response    hostile full responses through the client into every store
+#   fuzz_cli_config  the `ddbkit` command's config file parser
+FUZZ_LUA    := fuzz_response fuzz_cli_config
+FUZZ_CFLAGS := $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(LUA54_INC) -Iengine -Ibindings/core
+FUZZ_OBJ    := $(patsubst %.c,$(B)/fuzzobj/%.o,$(CORE_SRC) $(ENGINE_SRC))
+
+$(B)/fuzzobj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_LUA:%=$(B)/fuzz/%): $(B)/fuzz/%: tests/fuzz/%.c tests/fuzz/lua_cov.h $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -DFUZZ_ROOT='"$(CURDIR)"' -o $@ $< $(FUZZ_OBJ) -llua5.4 $(ENGINE_LIBS)
 
 LUA54_CMOD  := $(PREFIX)/lib/lua/5.4
 LUA54_LMOD  := $(PREFIX)/share/lua/5.4
@@ -198,7 +271,9 @@ HARNESS_DIR := $(PREFIX)/share/ddbkit/harness
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/libddbkit.so.$(DDBK_VER)
+	ln -sf libddbkit.so.$(DDBK_VER) $(DESTDIR)$(PREFIX)/lib/$(LIB_SONAME)
+	ln -sf $(LIB_SONAME) $(DESTDIR)$(PREFIX)/lib/libddbkit.so
 	install -m 644 engine/ddbkit.h $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define DDBK_VERSION "\(.*\)"/\1/p' engine/ddbkit.h)|' \
 	  ddbkit.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ddbkit.pc

@@ -50,11 +50,22 @@ static const char *first_env(const char *a, const char *b)
     return v && *v ? v : NULL;
 }
 
+/* dst = the first cap - 1 bytes of src as a message may show them: a control
+ * byte becomes '?', so no value the caller or the environment gave can
+ * carry a header break or a terminal escape into an error. */
+static void shown(char *dst, size_t cap, const char *src)
+{
+    size_t i = 0;
+    for (; src[i] != '\0' && i < cap - 1; i++)
+        dst[i] = (unsigned char)src[i] < 0x20 || src[i] == 0x7f ? '?' : src[i];
+    dst[i] = '\0';
+}
+
 /* Accepts scheme://host[:port][/] where host is a name, an IPv4 address or
  * a bracketed IPv6 address. The Host header must be exactly what curl sends
  * (SigV4 signs it), so the port is normalised: kept only when it is not the
  * scheme's default, without leading zeros. */
-static int set_endpoint(ddbk_client *c, const char *ep, ddbk_error *err)
+UNITTEST int set_endpoint(ddbk_client *c, const char *ep, ddbk_error *err)
 {
     const char *rest, *p;
     int https;
@@ -112,10 +123,12 @@ static int set_endpoint(ddbk_client *c, const char *ep, ddbk_error *err)
     snprintf(c->url, sizeof c->url, "%s/", c->endpoint);
     return 0;
 
-bad:
+bad:;
+    char got[65];
+    shown(got, sizeof got, ep);
     ddbk_error_set(err, "InvalidArgument", 0,
                    "endpoint must be http(s)://host[:port] with a port from 1 to 65535 "
-                   "and no path (got \"%.64s\")", ep);
+                   "and no path (got \"%s\")", got);
     return -1;
 }
 
@@ -186,9 +199,10 @@ ddbk_client *ddbk_client_new(const ddbk_config *cfg_in, ddbk_error *err)
         snprintf(c->region, sizeof c->region, "us-east-1");
     }
     if (strspn(c->region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(c->region)) {
+        char got[33];
+        shown(got, sizeof got, c->region);
         ddbk_error_set(err, "InvalidArgument", 0,
-                       "region must be lowercase letters, digits and dashes (got \"%.32s\")",
-                       c->region);
+                       "region must be lowercase letters, digits and dashes (got \"%s\")", got);
         goto fail;
     }
     if (!endpoint) {
@@ -305,8 +319,14 @@ long ddbk__attempt_settle(ddbk_client *c, const char *op, int attempt,
         ddbk_error_clear(err); /* an earlier attempt's error is history */
         return DDBK__CALL_SUCCEEDED;
     }
+    /* err is this attempt's failure; an answer (ddbk_parse) is never
+     * ambiguous, a lost one may be. */
+    r->ambiguous |= err->ambiguous;
     long delay = ddbk_retry_decide(c, err, attempt, ddbk_random());
     if (delay < 0) {
+        /* A later answer does not undo an earlier lost one: a failed
+         * condition may be the call's own first write. */
+        err->ambiguous = r->ambiguous;
         ddbk_stats_record_call(c, op, r->retries, err);
         return DDBK__CALL_FAILED;
     }
@@ -319,11 +339,12 @@ int ddbk_call(ddbk_client *c, const char *op, const char *body,
               size_t body_len, ddbk_response *resp, ddbk_error *err)
 {
     ddbk_request req;
-    ddbk__retries r = { 0, 0 };
+    ddbk__retries r = { 0, 0, 0 };
 
     ddbk_error_clear(err);
     resp->body.max = c->max_response_bytes;
     resp->attempts = 0;
+    resp->ambiguous = 0;
     for (int attempt = 1;; attempt++) {
         /* Re-signed each attempt: a long backoff must not outlive the
          * signature's five-minute validity. */
@@ -332,12 +353,20 @@ int ddbk_call(ddbk_client *c, const char *op, const char *body,
         resp->attempts = attempt;
         int responded = ddbk__transport_send(c, op, &req, resp, err) == 0;
         long delay = ddbk__attempt_settle(c, op, attempt, responded, resp, &r, err);
-        if (delay == DDBK__CALL_SUCCEEDED)
+        if (delay == DDBK__CALL_SUCCEEDED) {
+            resp->ambiguous = r.ambiguous;
             return 0;
-        if (delay == DDBK__CALL_FAILED)
+        }
+        if (delay == DDBK__CALL_FAILED) {
+            /* Only a whole response has an error body: what a failed
+             * transfer left (a body cut short) must not be read as one. */
+            if (!responded)
+                ddbk_buf_reset(&resp->body);
             return -1;
+        }
         ddbk__sleep_ms(delay);
     }
+    err->ambiguous = r.ambiguous; /* ddbk_prepare refused a retry */
     ddbk_stats_record_call(c, op, r.retries, err);
     return -1;
 }

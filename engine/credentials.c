@@ -15,6 +15,11 @@
  * Secrets live in heap copies that ddbk__credentials_wipe() scrubs; the file
  * text they were read from is scrubbed before it is freed. Error messages
  * name files and profiles, never values.
+ *
+ * A credential goes into the Authorization and X-Amz-Security-Token headers
+ * as it is, so one holding a control character (CR and LF end a header and
+ * begin another) is refused, naming where it came from; so is a profile
+ * name holding one, since messages show it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +57,30 @@ static const char *env(const char *name)
 static int nonempty(const char *s)
 {
     return s != NULL && *s != '\0';
+}
+
+static int has_control(const char *s)
+{
+    for (; s != NULL && *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 1;
+    return 0;
+}
+
+/* 0 when none of the three has a control character; else -1 with err
+ * naming the first one that does (names[i] says where values[i] is from). */
+static int refuse_control(const char *const values[3], const char *const names[3],
+                          const char *where, ddbk_error *err)
+{
+    for (int i = 0; i < 3; i++)
+        if (has_control(values[i])) {
+            ddbk_error_set(err, "InvalidArgument", 0,
+                           "%s%s contains a control character (refused: it would go "
+                           "into a request header)",
+                           names[i], where);
+            return -1;
+        }
+    return 0;
 }
 
 /* AWS_xxx_FILE (with a leading "~/" expanded, as the CLI does) or
@@ -207,11 +236,13 @@ DDBK_HIDDEN int ddbk__credentials_copy(const ddbk_credentials *src, ddbk_credent
                 src->source);
 }
 
-/* Looks in one file's section. 1 found (out filled), 0 not there, -1 OOM. */
+/* Looks in one file's section. 1 found (out filled), 0 not there, -1 OOM,
+ * -2 a value holds a control character (err says which). */
 static int from_file(const file_text *f, const char *section,
-                     const char *profile, ddbk_credentials *out)
+                     const char *profile, ddbk_credentials *out, ddbk_error *err)
 {
-    char source[32];
+    static const char *const names[3] = {KEY_ID, KEY_SECRET, KEY_TOKEN};
+    char source[32], where[1400];
     int oom = 0;
 
     if (f->data == NULL)
@@ -228,6 +259,13 @@ static int from_file(const file_text *f, const char *section,
         ddbk__credentials_wipe(out);
         return 0;
     }
+    const char *const values[3] = {out->access_key_id, out->secret_access_key,
+                                   out->session_token};
+    snprintf(where, sizeof where, " of profile \"%s\" in %s", profile, f->path);
+    if (refuse_control(values, names, where, err) != 0) {
+        ddbk__credentials_wipe(out);
+        return -2;
+    }
     snprintf(source, sizeof source, "profile:%s", profile);
     memcpy(out->source, source, sizeof out->source);
     return 1;
@@ -243,6 +281,7 @@ static void config_section(char *buf, size_t size, const char *profile, int alt)
         snprintf(buf, size, "profile %s", profile);
 }
 
+/* The profile from the config, else AWS_PROFILE, else "default". */
 static const char *profile_name(const ddbk_config *cfg, int *explicit_profile)
 {
     const char *p;
@@ -283,6 +322,12 @@ DDBK_HIDDEN int ddbk__credentials_resolve(const ddbk_config *cfg,
                                                         : "access_key_id");
             return -1;
         }
+        const char *const values[3] = {cfg->access_key_id, cfg->secret_access_key,
+                                       cfg->session_token};
+        static const char *const names[3] = {"access_key_id", "secret_access_key",
+                                             "session_token"};
+        if (refuse_control(values, names, " from the config", err) != 0)
+            return -1;
         if (take(out, cfg->access_key_id, cfg->secret_access_key,
                  cfg->session_token, "config") != 0)
             goto oom;
@@ -295,12 +340,23 @@ DDBK_HIDDEN int ddbk__credentials_resolve(const ddbk_config *cfg,
                        "profile name longer than 255 bytes");
         return -1;
     }
+    if (has_control(profile)) {
+        ddbk_error_set(err, "InvalidArgument", 0,
+                       "profile name from %s contains a control character",
+                       explicit_profile ? "the config" : "AWS_PROFILE");
+        return -1;
+    }
 
     if (!explicit_profile) {
         id = env("AWS_ACCESS_KEY_ID");
         secret = env("AWS_SECRET_ACCESS_KEY");
         if (id != NULL && secret != NULL) {
-            if (take(out, id, secret, env("AWS_SESSION_TOKEN"), "environment") != 0)
+            const char *const values[3] = {id, secret, env("AWS_SESSION_TOKEN")};
+            static const char *const names[3] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                 "AWS_SESSION_TOKEN"};
+            if (refuse_control(values, names, " from the environment", err) != 0)
+                return -1;
+            if (take(out, id, secret, values[2], "environment") != 0)
                 goto oom;
             return 0;
         }
@@ -308,10 +364,12 @@ DDBK_HIDDEN int ddbk__credentials_resolve(const ddbk_config *cfg,
     }
 
     file_load(&cred, "AWS_SHARED_CREDENTIALS_FILE", "credentials");
-    rc = from_file(&cred, profile, profile, out);
+    rc = from_file(&cred, profile, profile, out, err);
     if (rc == 0)
         exists = ddbk__ini_lookup(cred.data, cred.len, profile, NULL, NULL, 0);
     file_wipe(&cred);
+    if (rc == -2)
+        return -1;
     if (rc < 0)
         goto oom;
     if (rc > 0)
@@ -322,11 +380,13 @@ DDBK_HIDDEN int ddbk__credentials_resolve(const ddbk_config *cfg,
         if (i == 1 && strcmp(profile, "default") != 0)
             break;
         config_section(section, sizeof section, profile, i);
-        rc = from_file(&conf, section, profile, out);
+        rc = from_file(&conf, section, profile, out, err);
         if (rc == 0)
             exists |= ddbk__ini_lookup(conf.data, conf.len, section, NULL, NULL, 0);
     }
     file_wipe(&conf);
+    if (rc == -2)
+        return -1;
     if (rc < 0)
         goto oom;
     if (rc > 0)

@@ -70,11 +70,48 @@ typedef struct ddbk_error {
     int throttling;     /* 1 for throttling errors (affects backoff only) */
     int timeout;        /* 1 for a transport timeout (retry quota costs 10) */
     char request_id[96];
+    /* 1 when the call may have been carried out though no answer said so:
+     * a request of one of its attempts was sent and its answer was lost (a
+     * connection closed or reset before the whole response, a timeout
+     * after sending, an oversized response). On a failure the engine
+     * retried, it stays set on the final error, so a
+     * ConditionalCheckFailedException then may have failed on the call's
+     * own earlier write. 0 when no request was sent or every attempt was
+     * answered. The owner of the item resolves it (a read-back, a token of
+     * its own in the item); the engine never guesses. */
+    int ambiguous;
 } ddbk_error;
 
 void ddbk_error_clear(ddbk_error *e);
 void ddbk_error_set(ddbk_error *e, const char *code, long status,
                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* ------------------------------------------------------------ error codes */
+
+/* The codes a caller compares, by name: err.code is a string (the Lua
+ * binding hands the same text to Lua), so these are its exact spellings,
+ * never renamed once published. ddbk_error_is(&err, DDBK_ERR_LOST) reads as
+ * strcmp(err.code, "lost") == 0. */
+#define DDBK_ERR_TIMEOUT "Timeout"
+#define DDBK_ERR_CONNECTION "ConnectionError"
+#define DDBK_ERR_INVALID_ARGUMENT "InvalidArgument"
+#define DDBK_ERR_MISSING_CREDENTIALS "MissingCredentials"
+#define DDBK_ERR_MISSING_REGION "MissingRegion"
+#define DDBK_ERR_RESPONSE_TOO_LARGE "ResponseTooLarge"
+#define DDBK_ERR_MALFORMED_RESPONSE "MalformedResponse"
+#define DDBK_ERR_OUT_OF_MEMORY "OutOfMemory"
+#define DDBK_ERR_ENTITY_TOO_LARGE "RequestEntityTooLarge"
+#define DDBK_ERR_UNKNOWN "UnknownError"
+#define DDBK_ERR_CANCELLED "Cancelled"
+/* DynamoDB's own, as the engine reports it (namespace stripped). */
+#define DDBK_ERR_CONDITION_FAILED "ConditionalCheckFailedException"
+/* Locks (below). */
+#define DDBK_ERR_BUSY "busy"
+#define DDBK_ERR_LOST "lost"
+#define DDBK_ERR_NOT_OWNER "not_owner"
+
+/* 1 when e's code is `code` (one of the above, or any DynamoDB name). */
+int ddbk_error_is(const ddbk_error *e, const char *code);
 
 /* ----------------------------------------------------------------- config */
 
@@ -152,7 +189,9 @@ int ddbk_prepare(ddbk_client *c, const char *op, const char *body,
 int ddbk_parse(long status, const char *request_id, const char *body,
                size_t body_len, ddbk_error *err);
 
-/* Fills err for a transport failure (what curl or a socket reported). */
+/* Fills err for a transport failure (what curl or a socket reported):
+ * retryable, and ambiguous 0; a host doing its own I/O sets err->ambiguous
+ * when the request had been sent. */
 void ddbk_error_transport(ddbk_error *err, int timed_out, const char *what);
 
 /* ---------------------------------------------------------------- retries */
@@ -176,6 +215,11 @@ typedef struct ddbk_response {
     ddbk_buf body;                 /* the response JSON (success or error) */
     char request_id[96];
     int attempts;
+    /* 1 when an earlier attempt of the call was sent and its answer lost
+     * (err->ambiguous's case) though the call then succeeded: a write that
+     * is not idempotent (ADD, a list append) may have been applied more
+     * than once. */
+    int ambiguous;
 } ddbk_response;
 
 void ddbk_response_init(ddbk_response *r);
@@ -221,10 +265,11 @@ void ddbk_loop_free(ddbk_loop *loop);
 
 /* How a call ends; runs exactly once per submitted call.
  *   err: NULL on success (a 2xx); else the failure exactly as ddbk_call
- *        would report it (code, message, status, retryable, timeout,
+ *        would report it (code, message, status, retryable, timeout, ambiguous,
  *        request_id), or code "Cancelled" from ddbk_loop_cancel or
  *        ddbk_loop_free.
- *   resp: the last attempt's response (status, body, request_id, attempts),
+ *   resp: the last attempt's response (status, body, request_id, attempts,
+ *        ambiguous),
  *        valid during the callback only; NULL when that attempt got no whole
  *        response (a transport error, "ResponseTooLarge", a cancel). The body
  *        of an error response is there: ConditionalCheckFailedException's
@@ -275,12 +320,14 @@ int ddbk_loop_pending(const ddbk_loop *loop);
  * queued call is dropped, and a call that finished in the step now running
  * loses its turn. Each callback runs once, here, with resp NULL and err code
  * "Cancelled", so ud may be freed once this returns. The stats count a
- * stopped call as a failed call, and not the attempt it cut (requests
- * counts the attempts that ended); a call that had finished keeps its real
+ * stopped call as a failed call, and the attempt it cut as a request when
+ * that request had been sent; a call that had finished keeps its real
  * outcome there. A callback may
  * submit, cancel or free the loop (freed when the cancel ends), not step it.
  * A request already sent may still have been carried out by DynamoDB:
- * cancelling stops the waiting, not the write. Returns the number cancelled
+ * cancelling stops the waiting, not the write, and err->ambiguous says so
+ * (set when a request of the call was sent and not answered, or the call
+ * had already succeeded). Returns the number cancelled
  * (0: none had ud, or loop is NULL). The set of sockets changes: ask
  * ddbk_loop_fds again. */
 int ddbk_loop_cancel(ddbk_loop *loop, void *ud);
@@ -295,7 +342,11 @@ int ddbk_loop_cancel(ddbk_loop *loop, void *ud);
 typedef struct ddbk_op_stats {
     char op[40];
     uint64_t calls;      /* logical calls */
-    uint64_t requests;   /* HTTP attempts that ended (a cancel's cut one is not) */
+    uint64_t requests;   /* HTTP attempts: each sends the request at most once
+                          * (curl's own resend is refused, the retry policy
+                          * decides), so every request DynamoDB may have got
+                          * is counted; an attempt whose connection failed
+                          * counts too, one a cancel cut before sending not */
     uint64_t retries;
     uint64_t errors;     /* calls that ended in an error */
 } ddbk_op_stats;
@@ -338,12 +389,18 @@ void ddbk_stats_record_call(ddbk_client *c, const char *op, int retries,
  * idempotency adapter: expiresAt is epoch seconds, and a released lock has
  * expiresAt = 0, so its `expiresAt < :nowSec` sees it free.
  *
- * Failures carry ddbk_error codes "busy" (held by someone else when the wait
- * ran out), "lost" (renew found another holder), "not_owner" (the item is not
- * ours to renew or release), or the engine's own codes. These calls block
+ * Failures carry ddbk_error codes DDBK_ERR_BUSY (held by someone else when
+ * the wait ran out), DDBK_ERR_LOST (renew found another holder),
+ * DDBK_ERR_NOT_OWNER (the item is not ours to renew or release),
+ * DDBK_ERR_MALFORMED_RESPONSE (an answer that proved nothing, and a read-back
+ * that could not settle it), or the engine's own codes. These calls block
  * (waits use nanosleep): one lock per thread of a blocking host, or a keeper
  * (below) to renew it from a thread of its own. A host with an event loop
  * runs the same protocol without blocking through ddbk_lock_op (below).
+ *
+ * A lock is an opaque handle: a keeper's thread writes it while the caller
+ * may read it, so every read goes through a function below that takes the
+ * handle's own mutex.
  */
 typedef struct ddbk_lock_key {
     const char *table;
@@ -374,20 +431,24 @@ typedef struct ddbk_lock_holder {
     long lease_ms;
 } ddbk_lock_holder;
 
-typedef struct ddbk_lock {
-    ddbk_buf target;           /* "TableName":...,"Key":{...} as JSON, reused by each call */
-    char pk_name[256];
+typedef struct ddbk_lock ddbk_lock;
+
+/* A lock's state at one instant, copied out whole (never torn by a renewal
+ * in flight on a keeper's thread). */
+typedef struct ddbk_lock_info {
     char owner[96];            /* unique per process and handle */
     char rvn[40];              /* record version of the current lease */
-    int64_t fence;
+    int64_t fence;             /* the fencing token of this acquire */
     int64_t expires_at;        /* epoch seconds */
-    long lease_ms, skew_ms;
-    double lease_start_mono_ms;  /* when the current lease's request was sent */
-    int held;
-} ddbk_lock;
+    long lease_ms;
+    int held;                  /* 0 once released, lost or marked released */
+    long valid_ms;             /* ddbk_lock_valid_ms at that instant */
+} ddbk_lock_info;
 
+/* On success (0) *out is a new handle holding the lease, the caller's to
+ * free with ddbk_lock_free; on failure (-1 with err) *out is NULL. */
 int ddbk_lock_acquire(ddbk_client *c, const ddbk_lock_key *key,
-                      const ddbk_lock_opts *opts, ddbk_lock *out,
+                      const ddbk_lock_opts *opts, ddbk_lock **out,
                       ddbk_lock_holder *holder, ddbk_error *err);
 /* lease_ms 0 keeps the current lease length. */
 int ddbk_lock_renew(ddbk_client *c, ddbk_lock *l, long lease_ms, ddbk_error *err);
@@ -395,6 +456,17 @@ int ddbk_lock_release(ddbk_client *c, ddbk_lock *l, ddbk_error *err);
 /* How long the lease is safely ours: its length, minus the time since its
  * request was sent (monotonic clock), minus the skew margin; 0 when not held. */
 long ddbk_lock_valid_ms(const ddbk_lock *l);
+/* The handle's state now (see ddbk_lock_info). Safe from any thread while a
+ * keeper renews the handle; the others are too. */
+void ddbk_lock_info_get(const ddbk_lock *l, ddbk_lock_info *out);
+/* 1 while the handle claims its lease, 0 after a release, a renewal that
+ * found it lost, or ddbk_lock_mark_released. */
+int ddbk_lock_held(const ddbk_lock *l);
+/* The fencing token of this acquire (fixed for the handle's life). */
+int64_t ddbk_lock_fence(const ddbk_lock *l);
+/* The owner string written into the item (fixed for the handle's life; the
+ * pointer lives as long as the handle). */
+const char *ddbk_lock_owner(const ddbk_lock *l);
 /* Appends to out the members a write on a guarded item adds to its request
  * so that holders older than this one are rejected:
  *   "ConditionExpression":"attribute_not_exists(#ddbkit_fence) OR
@@ -410,7 +482,8 @@ int ddbk_lock_fence_condition(const ddbk_lock *l, const char *attr, ddbk_buf *ou
  * claiming it, so renew and release answer without a request. */
 void ddbk_lock_mark_released(ddbk_lock *l);
 
-/* Frees the handle's memory; does not release the lock. */
+/* Frees the handle (NULL is a no-op); does not release the lock. Not while
+ * a keeper or an operation still uses it. */
 void ddbk_lock_free(ddbk_lock *l);
 
 /*
@@ -423,6 +496,7 @@ void ddbk_lock_free(ddbk_lock *l);
  * or an event loop's equivalent): the machine only adds the read-back after
  * an ambiguous failure and, for acquire, the waits between contended tries.
  *
+ *   ddbk_lock *lock;
  *   ddbk_lock_op *op = ddbk_lock_op_acquire(&key, &opts, &lock, &err);
  *   if (!op) return -1;
  *   int what = ddbk_lock_op_next(op, NULL, 0, NULL, &nx);
@@ -452,12 +526,15 @@ typedef struct ddbk_lock_next {
 
 /* Each returns a new operation, or NULL with err when it is decided before
  * any request: a bad option or key ("InvalidArgument"), a handle no longer
- * held (renew: "lost", release: "not_owner"), "OutOfMemory". out / l are
- * borrowed and written by the operation, as is opts->busy_item (both must
- * outlive it); opts itself is copied. Acquire prepares out at once (on NULL
- * it holds nothing). lease_ms 0 keeps the current lease length. */
+ * held (renew: DDBK_ERR_LOST, release: DDBK_ERR_NOT_OWNER), "OutOfMemory".
+ * Acquire makes a new handle at once into *out (NULL when the operation is
+ * NULL): the caller's to free with ddbk_lock_free, after the operation;
+ * it holds the lease once the operation succeeded, and nothing otherwise.
+ * l and opts->busy_item are borrowed and written by the operation (both
+ * must outlive it); opts itself is copied. lease_ms 0 keeps the current
+ * lease length. */
 ddbk_lock_op *ddbk_lock_op_acquire(const ddbk_lock_key *key, const ddbk_lock_opts *opts,
-                                   ddbk_lock *out, ddbk_error *err);
+                                   ddbk_lock **out, ddbk_error *err);
 ddbk_lock_op *ddbk_lock_op_renew(ddbk_lock *l, long lease_ms, ddbk_error *err);
 ddbk_lock_op *ddbk_lock_op_release(ddbk_lock *l, ddbk_error *err);
 
@@ -478,8 +555,8 @@ int ddbk_lock_op_result(const ddbk_lock_op *op, ddbk_lock_holder *holder, ddbk_e
 /* Frees the operation (NULL is a no-op). One abandoned before DONE leaves
  * its lock as it was (renew, release: l keeps the lease it had, though the
  * write in flight may have landed, so the lease's state is then unknown) or
- * empty (acquire: out holds nothing; a lease the write may have taken runs
- * out by itself). */
+ * empty (acquire: *out holds nothing, and is still the caller's to free; a
+ * lease the write may have taken runs out by itself). */
 void ddbk_lock_op_free(ddbk_lock_op *op);
 
 /*
@@ -493,8 +570,9 @@ typedef struct ddbk_lock_keeper ddbk_lock_keeper;
 /* Starts a thread that renews l (ddbk_lock_renew with lease_ms 0) every
  * period_ms on a clone of c, so a lease outlives a slow piece of work in a
  * host that blocks. Until ddbk_lock_keep_stop returns, the lock belongs to
- * the keeper: the caller must not touch l. period_ms must be > 0 and l held,
- * else NULL with err code "InvalidArgument". Choose a period well inside the
+ * the keeper: the caller may read it (ddbk_lock_info_get, ...), must not
+ * renew, release or free it. period_ms must be > 0 and l held, else NULL
+ * with err code "InvalidArgument". Choose a period well inside the
  * lease, so that a failed renewal can be retried before it runs out. */
 ddbk_lock_keeper *ddbk_lock_keep(const ddbk_client *c, ddbk_lock *l, long period_ms,
                                  ddbk_error *err);
@@ -505,7 +583,7 @@ ddbk_lock_keeper *ddbk_lock_keep(const ddbk_client *c, ddbk_lock *l, long period
  * "not_owner" end the keeping at once; transient failures (timeouts, 5xx,
  * connection errors) are retried at the next period, and if a later renewal
  * succeeds the return is 0 again. *renewals (may be NULL) = successful
- * renewals. */
+ * renewals. DDBK_ERR_LOST and DDBK_ERR_NOT_OWNER are the final ones. */
 int ddbk_lock_keep_stop(ddbk_lock_keeper *k, long *renewals, ddbk_error *err);
 
 #ifdef __cplusplus

@@ -26,9 +26,14 @@ void ddbk_error_set(ddbk_error *e, const char *code, long status,
     va_end(ap);
 }
 
+int ddbk_error_is(const ddbk_error *e, const char *code)
+{
+    return e && code && strcmp(e->code, code) == 0;
+}
+
 void ddbk_error_transport(ddbk_error *err, int timed_out, const char *what)
 {
-    ddbk_error_set(err, timed_out ? "Timeout" : "ConnectionError", 0, "%s",
+    ddbk_error_set(err, timed_out ? DDBK_ERR_TIMEOUT : DDBK_ERR_CONNECTION, 0, "%s",
                    what ? what : "transport failure");
     err->retryable = 1;
     err->timeout = timed_out;

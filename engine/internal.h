@@ -6,8 +6,10 @@
 #ifndef DDBKIT_INTERNAL_H
 #define DDBKIT_INTERNAL_H
 
+#include <pthread.h>
 #include <string.h>
 
+#include <curl/curl.h>
 #include <openssl/evp.h>
 
 #include "ddbkit.h"
@@ -60,23 +62,6 @@ extern double (*ddbk__test_random)(void);
 
 /* ------------------------------------------------------------- sigv4.c */
 
-/* One header as sent (name and value not yet canonicalised). */
-typedef struct ddbk_kv {
-    const char *name;
-    const char *value;
-} ddbk_kv;
-
-typedef struct ddbk_sigv4_request {
-    const char *method;       /* "POST" */
-    const char *path;         /* as in the request line, without the query */
-    const char *query;        /* after '?', or NULL */
-    const ddbk_kv *headers;   /* every header to sign, including host and x-amz-date */
-    int nheaders;
-    const char *body;
-    size_t body_len;
-    int normalize_path;       /* 1 except for S3 */
-} ddbk_sigv4_request;
-
 /* The signing key for one (date, region, service), cached so a client derives
  * it once a day instead of four HMACs per request. Wiped when replaced. */
 typedef struct ddbk_sigv4_key {
@@ -92,23 +77,14 @@ typedef struct ddbk_sigv4_out {
     char authorization[512];  /* the whole Authorization header value */
 } ddbk_sigv4_out;
 
-/* Signs `req` at `amz_date` ("20150830T123600Z"). When canonical or sts is
- * non-NULL they are reset and receive the canonical request and the string
- * to sign (for tests and debugging). Returns 0, or -1 with err filled. */
-DDBK_HIDDEN int ddbk__sigv4_sign(const ddbk_sigv4_request *req,
-                                 const char *access_key_id,
-                                 const char *secret_access_key,
-                                 const char *region, const char *service,
-                                 const char *amz_date, ddbk_sigv4_key *cache,
-                                 ddbk_buf *canonical, ddbk_buf *sts,
-                                 ddbk_sigv4_out *out, ddbk_error *err);
 /* Signs a canonical request the caller built itself (ddbk_prepare does, for
- * DynamoDB's fixed header set, which skips the generic canonicalisation);
- * signed_headers is its "content-type;host;..." line. md is a digest context
- * the caller keeps between requests (allocating one per request showed in
- * profiles). Same checks, same
- * output and same key cache as ddbk__sigv4_sign, which a unit test holds
- * both to. */
+ * DynamoDB's fixed header set); signed_headers is its
+ * "content-type;host;..." line. md is a digest context the caller keeps
+ * between requests (allocating one per request showed in profiles). Checks
+ * the keys, date and scope; the key cache is refreshed when the day, region
+ * or service changed. Returns 0, or -1 with err. The generic canonicaliser
+ * the AWS vectors test (tests/c/sigv4_canon.c) signs through the same
+ * path, and test_sigv4 holds both to the same output. */
 DDBK_HIDDEN int ddbk__sigv4_sign_canonical(EVP_MD_CTX *md,
                                            const char *canonical, size_t len,
                                            const char *signed_headers,
@@ -118,6 +94,17 @@ DDBK_HIDDEN int ddbk__sigv4_sign_canonical(EVP_MD_CTX *md,
                                            const char *amz_date,
                                            ddbk_sigv4_key *cache,
                                            ddbk_sigv4_out *out, ddbk_error *err);
+/* ddbk__sigv4_sign_canonical with the signed-headers line given by length
+ * (not terminated) and the string to sign written to sts_text, for the
+ * generic canonicaliser. */
+#define DDBK_SIGV4_STS_MAX 320
+DDBK_HIDDEN int ddbk__sigv4_finish(EVP_MD_CTX *md, const char *canonical, size_t len,
+                                  const char *signed_headers, size_t sh_len,
+                                  const char *access_key_id, const char *secret_access_key,
+                                  const char *region, const char *service,
+                                  const char *amz_date, ddbk_sigv4_key *cache,
+                                  char sts_text[DDBK_SIGV4_STS_MAX], ddbk_sigv4_out *out,
+                                  ddbk_error *err);
 /* The cache is keyed by date, region and service only: a client signs with
  * one set of credentials for its life, so it never needs the key id too. */
 DDBK_HIDDEN void ddbk__sigv4_key_wipe(ddbk_sigv4_key *k);
@@ -171,6 +158,64 @@ DDBK_HIDDEN int ddbk__credentials_copy(const ddbk_credentials *src,
 DDBK_HIDDEN int ddbk__region_resolve(const ddbk_config *cfg, char *out,
                                      size_t outlen);
 
+/* ---------------------------------------------------------- lock_item.c */
+
+/* The deepest JSON nesting the engine reads in a response: the Lua
+ * decoder's limit (bindings/core/decode.c MAX_FRAMES: 64 tables, each under
+ * its AttributeValue wrapper, plus two), well above DynamoDB's 32 levels of
+ * M and L with the response and item objects around them. */
+#define DDBK__MAX_JSON_DEPTH (2 * 64 + 2)
+
+/* The lock attributes of one item as a response showed them. A string that
+ * did not fit (or held a NUL) is kept cut, with its bit in `cut`: it must
+ * never compare equal to ours. */
+#define DDBK__LOCK_CUT_OWNER 1
+#define DDBK__LOCK_CUT_RVN 2
+#define DDBK__LOCK_CUT_RELEASED 4
+
+typedef struct ddbk__lock_item {
+    int exists;               /* the field was there, an object */
+    char owner[96], rvn[40], released[40];
+    int cut;
+    int have_fence;           /* fence was there, an integer */
+    int64_t fence, expires_at;
+    long lease_ms;
+} ddbk__lock_item;
+
+/* Reads the lock attributes of the object under `field` ("Attributes",
+ * "Item") of the response body (len bytes, no terminator needed), with a
+ * streaming parser: no tree, depth limited to DDBK__MAX_JSON_DEPTH. Returns
+ * 1 when the field is there (out filled), 0 when the body is a JSON object
+ * without it, -1 when the body is not a whole JSON object within the depth
+ * limit, or the field is not an object (out zeroed: part of a body is no
+ * item). Costs one pass over the body and one yajl handle. */
+DDBK_HIDDEN int ddbk__lock_item_read(const char *body, size_t len, const char *field,
+                                     ddbk__lock_item *out);
+
+/* -------------------------------------------------------------- lock.c */
+
+/* A lock handle (opaque in ddbkit.h). The operation that runs on it (a
+ * keeper's thread, or the caller's) is its only writer; other threads only
+ * read, through the accessors. So every write of the lease's state (rvn,
+ * expires_at, lease_ms, lease_start_mono_ms, fence, held) happens under mu,
+ * as does every read by an accessor; the writer reads without it. owner,
+ * pk_name, target and skew_ms are set before the handle is shared. */
+struct ddbk_lock {
+    pthread_mutex_t mu;
+    ddbk_buf target;           /* "TableName":...,"Key":{...} as JSON, reused by each call */
+    char pk_name[256];
+    char owner[96];            /* unique per process and handle */
+    char rvn[40];              /* record version of the current lease */
+    int64_t fence;
+    int64_t expires_at;        /* epoch seconds */
+    long lease_ms, skew_ms;
+    double lease_start_mono_ms;  /* when the current lease's request was sent */
+    int held;
+};
+
+/* A new handle holding nothing, or NULL when memory runs out. */
+DDBK_HIDDEN ddbk_lock *ddbk__lock_new(void);
+
 /* ---------------------------------------------------------------- ini.c */
 
 /* Looks up `key` in section `section` of an AWS shared config/credentials
@@ -184,11 +229,8 @@ DDBK_HIDDEN int ddbk__ini_lookup(const char *text, size_t len,
                                  const char *section, const char *key,
                                  char *out, size_t outlen);
 
-#endif
 
 /* ------------------------------------------------------------- client */
-
-#include <curl/curl.h>
 
 /* Latency histogram: 8 buckets per power of two of microseconds, so a
  * percentile read from a bucket's middle is within 6.25% of the truth, in
@@ -239,6 +281,7 @@ DDBK_HIDDEN int ddbk__curl_init(ddbk_error *err);
 typedef struct ddbk__retries {
     int retries;
     int last_timeout;         /* the last retried attempt had timed out */
+    int ambiguous;            /* an attempt was sent and its answer lost */
 } ddbk__retries;
 
 #define DDBK__CALL_SUCCEEDED (-2)
@@ -249,7 +292,8 @@ typedef struct ddbk__retries {
  * a response arrived (it is classified with ddbk_parse, filling err), else err
  * already holds the transport failure. Returns DDBK__CALL_SUCCEEDED (quota
  * refunded, call recorded in the stats, err cleared), DDBK__CALL_FAILED (err
- * is the call's final error, recorded), or the backoff in ms before the next
+ * is the call's final error, recorded; ambiguous when any attempt's answer
+ * was lost, r->ambiguous), or the backoff in ms before the next
  * attempt (quota taken, r->retries counted). Does not wait. */
 DDBK_HIDDEN long ddbk__attempt_settle(ddbk_client *c, const char *op, int attempt,
                                       int responded, const ddbk_response *resp,
@@ -268,10 +312,14 @@ DDBK_HIDDEN void ddbk__transport_close(ddbk_client *c);
 /* transport.c: the pieces of one attempt, shared by ddbk__transport_send and
  * the event loop (loop.c), so both send the same request the same way. */
 
-/* Where curl's callbacks put a response; overflow: it passed body.max. */
+/* Where curl's callbacks put a response; overflow: it passed body.max.
+ * sends: how many times curl began to send the request (0 or 1: a second
+ * send is refused, and resend_refused set, see on_prereq). */
 typedef struct ddbk__sink {
     ddbk_response *resp;
     int overflow;
+    int sends;
+    int resend_refused;
 } ddbk__sink;
 
 /* Sets every option a request of c needs on h: no signals, TCP options, c's
@@ -286,14 +334,15 @@ DDBK_HIDDEN void ddbk__easy_config(CURL *h, const ddbk_client *c, char *errbuf);
 DDBK_HIDDEN size_t ddbk__link_headers(const ddbk_request *req, char *lines, size_t cap,
                                       struct curl_slist nodes[DDBK_HDR_LINES]);
 /* Points h at req's body (borrowed: it must outlive the transfer), the
- * linked headers and the sink, and empties the sink's response and errbuf. */
+ * linked headers and the sink, and empties the sink (its counts too), its
+ * response and errbuf. */
 DDBK_HIDDEN void ddbk__easy_start(CURL *h, const ddbk_request *req,
                                   struct curl_slist *headers, ddbk__sink *s,
                                   char *errbuf);
 /* After h's transfer ended with rc: reads the status into the sink's
  * response, records the attempt in c's stats, and maps a failure to err
- * ("ResponseTooLarge", "Timeout", "ConnectionError"). Returns 0 when a
- * response arrived, -1 otherwise. */
+ * ("ResponseTooLarge", "Timeout", "ConnectionError"; ambiguous when the
+ * request was sent). Returns 0 when a response arrived, -1 otherwise. */
 DDBK_HIDDEN int ddbk__easy_finish(ddbk_client *c, CURL *h, const char *op,
                                   size_t out_bytes, double latency_us, CURLcode rc,
                                   const ddbk__sink *s, const char *errbuf,
@@ -305,3 +354,5 @@ DDBK_HIDDEN void ddbk__stats_quota_exhausted(ddbk_client *c);
 
 /* Monotonic clock in microseconds. */
 DDBK_HIDDEN double ddbk__mono_us(void);
+
+#endif

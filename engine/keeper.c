@@ -55,7 +55,7 @@ static int before(const struct timespec *a, const struct timespec *b)
  * gone: renewing again cannot bring it back. */
 static int final(const ddbk_error *e)
 {
-    return strcmp(e->code, "lost") == 0 || strcmp(e->code, "not_owner") == 0;
+    return ddbk_error_is(e, DDBK_ERR_LOST) || ddbk_error_is(e, DDBK_ERR_NOT_OWNER);
 }
 
 static void *run(void *arg)
@@ -105,14 +105,14 @@ ddbk_lock_keeper *ddbk_lock_keep(const ddbk_client *c, ddbk_lock *l, long period
     pthread_condattr_t ca;
 
     ddbk_error_clear(err);
-    if (!c || !l || period_ms <= 0 || !l->held) {
-        ddbk_error_set(err, "InvalidArgument", 0,
+    if (!c || !l || period_ms <= 0 || !ddbk_lock_held(l)) {
+        ddbk_error_set(err, DDBK_ERR_INVALID_ARGUMENT, 0,
                        "lock keeper: needs a client, a held lock and period_ms > 0");
         return NULL;
     }
     ddbk_lock_keeper *k = calloc(1, sizeof *k);
     if (!k) {
-        ddbk_error_set(err, "OutOfMemory", 0, "lock keeper: out of memory");
+        ddbk_error_set(err, DDBK_ERR_OUT_OF_MEMORY, 0, "lock keeper: out of memory");
         return NULL;
     }
     k->l = l;
@@ -123,7 +123,7 @@ ddbk_lock_keeper *ddbk_lock_keep(const ddbk_client *c, ddbk_lock *l, long period
         return NULL;
     }
     if (pthread_condattr_init(&ca) != 0) {
-        ddbk_error_set(err, "OutOfMemory", 0, "lock keeper: out of memory");
+        ddbk_error_set(err, DDBK_ERR_OUT_OF_MEMORY, 0, "lock keeper: out of memory");
         goto fail_client;
     }
     int rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -131,15 +131,15 @@ ddbk_lock_keeper *ddbk_lock_keep(const ddbk_client *c, ddbk_lock *l, long period
         rc = pthread_cond_init(&k->cv, &ca);
     pthread_condattr_destroy(&ca);
     if (rc != 0) {
-        ddbk_error_set(err, "OutOfMemory", 0, "lock keeper: no condition variable (%d)", rc);
+        ddbk_error_set(err, DDBK_ERR_OUT_OF_MEMORY, 0, "lock keeper: no condition variable (%d)", rc);
         goto fail_client;
     }
     if ((rc = pthread_mutex_init(&k->mu, NULL)) != 0) {
-        ddbk_error_set(err, "OutOfMemory", 0, "lock keeper: no mutex (%d)", rc);
+        ddbk_error_set(err, DDBK_ERR_OUT_OF_MEMORY, 0, "lock keeper: no mutex (%d)", rc);
         goto fail_cv;
     }
     if ((rc = pthread_create(&k->thread, NULL, run, k)) != 0) {
-        ddbk_error_set(err, "OutOfMemory", 0, "lock keeper: could not start a thread (%d)", rc);
+        ddbk_error_set(err, DDBK_ERR_OUT_OF_MEMORY, 0, "lock keeper: could not start a thread (%d)", rc);
         pthread_mutex_destroy(&k->mu);
         goto fail_cv;
     }

@@ -33,7 +33,6 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
-#include <yajl/yajl_tree.h>
 
 #include "internal.h"
 
@@ -51,6 +50,11 @@
 #define WAIT_CAP_MS 500
 
 /* ------------------------------------------------------------- helpers */
+
+/* The handle's mutex, for a write by its operation or a read by an
+ * accessor (a const handle's mutex still changes: it is not its state). */
+static void hold(const ddbk_lock *l) { pthread_mutex_lock((pthread_mutex_t *)&l->mu); }
+static void let_go(const ddbk_lock *l) { pthread_mutex_unlock((pthread_mutex_t *)&l->mu); }
 
 static double mono_ms(void) { return ddbk__mono_us() / 1000.0; }
 
@@ -111,48 +115,33 @@ UNITTEST int put_str(ddbk_buf *b, const char *s)
 
 /* ----------------------------------------------------- reading an item */
 
-typedef struct seen {
-    int exists;
-    char owner[96], rvn[40], released[40];
-    int64_t fence, expires_at;
-    long lease_ms;
-} seen;
+/* The item as a response showed it (engine/lock_item.c reads it). */
+typedef ddbk__lock_item seen;
 
-static const char *tree_str(yajl_val item, const char *attr, const char *type)
+/* Whether a string of the item is `want` (never when it was cut, or when
+ * there is nothing to compare). */
+static int is(const seen *s, int cut_bit, const char *have, const char *want)
 {
-    const char *path[] = { attr, type, NULL };
-    yajl_val v = yajl_tree_get(item, path, yajl_t_string);
-    return v ? YAJL_GET_STRING(v) : NULL;
+    return want[0] && !(s->cut & cut_bit) && strcmp(have, want) == 0;
 }
 
-/* Reads the lock attributes of the item under `field` ("Attributes" of a
- * success, "Item" of a failed condition or of GetItem) from a response. */
-static void read_item(const ddbk_buf *body, const char *field, seen *out)
+static int is_owner(const seen *s, const char *owner)
 {
-    char errbuf[128];
-    const char *top[] = { field, NULL };
+    return is(s, DDBK__LOCK_CUT_OWNER, s->owner, owner);
+}
 
-    memset(out, 0, sizeof *out);
-    if (!body->data || !body->len)
-        return;
-    yajl_val root = yajl_tree_parse(body->data, errbuf, sizeof errbuf);
-    if (!root)
-        return;
-    yajl_val item = yajl_tree_get(root, top, yajl_t_object);
-    if (item) {
-        const char *n;
-        out->exists = 1;
-        ddbk__copy(out->owner, sizeof out->owner, tree_str(item, A_OWNER, "S"));
-        ddbk__copy(out->rvn, sizeof out->rvn, tree_str(item, A_RVN, "S"));
-        ddbk__copy(out->released, sizeof out->released, tree_str(item, A_RELEASED, "S"));
-        if ((n = tree_str(item, A_FENCE, "N")))
-            out->fence = strtoll(n, NULL, 10);
-        if ((n = tree_str(item, A_EXPIRES, "N")))
-            out->expires_at = strtoll(n, NULL, 10);
-        if ((n = tree_str(item, A_LEASE, "N")))
-            out->lease_ms = strtol(n, NULL, 10);
-    }
-    yajl_tree_free(root);
+static int is_rvn(const seen *s, const char *rvn)
+{
+    return is(s, DDBK__LOCK_CUT_RVN, s->rvn, rvn);
+}
+
+/* Text that goes into a JSON string as is. */
+static int plain(const char *s)
+{
+    for (; *s; s++)
+        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
+            return 0;
+    return 1;
 }
 
 static void to_holder(const seen *s, ddbk_lock_holder *h)
@@ -177,13 +166,13 @@ UNITTEST int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err)
 
     if (!k || !k->table || !*k->table || !k->pk_name || !*k->pk_name || !k->pk_value ||
         !*k->pk_value || (!k->sk_name) != (!k->sk_value) || (k->sk_name && !*k->sk_name)) {
-        ddbk_error_set(err, "InvalidArgument", 0,
+        ddbk_error_set(err, DDBK_ERR_INVALID_ARGUMENT, 0,
                        "lock key needs a table, a partition key name and value, and "
                        "a sort key name with its value or neither");
         return -1;
     }
     if (strlen(k->pk_name) >= sizeof l->pk_name) {
-        ddbk_error_set(err, "InvalidArgument", 0, "lock key: attribute name too long");
+        ddbk_error_set(err, DDBK_ERR_INVALID_ARGUMENT, 0, "lock key: attribute name too long");
         return -1;
     }
     ddbk__copy(l->pk_name, sizeof l->pk_name, k->pk_name);
@@ -204,7 +193,7 @@ UNITTEST int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err)
     }
     rc |= ddbk_buf_putc(t, '}');
     if (rc) {
-        ddbk_error_set(err, "InvalidArgument", 0,
+        ddbk_error_set(err, DDBK_ERR_INVALID_ARGUMENT, 0,
                        "lock key: a name or value is not valid UTF-8 (or memory ran out)");
         return -1;
     }
@@ -228,7 +217,7 @@ struct ddbk_lock_op {
     int kind, state, rc;
     ddbk_lock *l;              /* the caller's, borrowed */
     ddbk_buf body;             /* the request of the current step */
-    ddbk_buf resp;             /* the response body being read, NUL-terminated */
+    ddbk_buf resp;             /* the response body judged last, NUL-terminated */
     ddbk_error err;            /* the outcome; over a read-back, the write's own failure */
     char rvn[40];              /* the record version the current write sends */
     int64_t expires_at;
@@ -245,7 +234,7 @@ struct ddbk_lock_op {
 
 static int is_ccf(const ddbk_error *e)
 {
-    return strcmp(e->code, "ConditionalCheckFailedException") == 0;
+    return ddbk_error_is(e, DDBK_ERR_CONDITION_FAILED);
 }
 
 /* The engine gave up on a retryable failure (a timeout, a reset): the write
@@ -259,7 +248,7 @@ static ddbk_lock_op *new_op(int kind, ddbk_lock *l, ddbk_error *err)
 {
     ddbk_lock_op *op = calloc(1, sizeof *op);
     if (!op) {
-        ddbk_error_set(err, "OutOfMemory", 0, "lock: out of memory");
+        ddbk_error_set(err, DDBK_ERR_OUT_OF_MEMORY, 0, "lock: out of memory");
         return NULL;
     }
     op->kind = kind;
@@ -271,8 +260,9 @@ static ddbk_lock_op *new_op(int kind, ddbk_lock *l, ddbk_error *err)
     return op;
 }
 
-/* Copies a response body so it can be parsed as a C string whatever the
- * caller's buffer; a body that does not fit reads as no item. */
+/* Keeps the response body an acquire judges by, for keep_seen (the
+ * caller's buffer is gone by the time the caller reads busy_item); one that
+ * does not fit is not kept. */
 static void take_body(ddbk_lock_op *op, const char *body, size_t len)
 {
     ddbk_buf_reset(&op->resp);
@@ -304,6 +294,25 @@ static int step_sleep(ddbk_lock_op *op, double ms, ddbk_lock_next *next)
     return DDBK_LOCK_SLEEP;
 }
 
+static void set_held(ddbk_lock *l, int held)
+{
+    hold(l);
+    l->held = held;
+    let_go(l);
+}
+
+/* Empties a handle whose acquire failed or was abandoned: it holds
+ * nothing, and its memory is what the caller frees. */
+static void clear(ddbk_lock *l)
+{
+    hold(l);
+    ddbk_buf_free(&l->target);
+    l->held = 0;
+    l->fence = 0;
+    l->rvn[0] = '\0';
+    let_go(l);
+}
+
 /* The end: what each kind leaves in the caller's lock. */
 static int step_done(ddbk_lock_op *op, int rc, ddbk_lock_next *next)
 {
@@ -316,21 +325,23 @@ static int step_done(ddbk_lock_op *op, int rc, ddbk_lock_next *next)
     switch (op->kind) {
     case OP_ACQUIRE:
         if (rc != 0)
-            ddbk_lock_free(l);
+            clear(l);
         else if (op->opts.busy_item) /* an earlier look may have seen another holder */
             ddbk_buf_reset(op->opts.busy_item);
         break;
     case OP_RENEW:
         if (rc == 0) {
+            hold(l);
             ddbk__copy(l->rvn, sizeof l->rvn, op->rvn);
             l->lease_ms = op->lease_ms;
             l->expires_at = op->expires_at;
             l->lease_start_mono_ms = op->sent;
+            let_go(l);
         }
         break;
     case OP_RELEASE:
         if (rc == 0)
-            l->held = 0;
+            set_held(l, 0);
         break;
     }
     memset(next, 0, sizeof *next);
@@ -339,9 +350,10 @@ static int step_done(ddbk_lock_op *op, int rc, ddbk_lock_next *next)
 }
 
 /* One UpdateItem on the lock item into op->body. `names` and `values` are
- * the inner text of ExpressionAttributeNames / Values, without braces. */
+ * the inner text of ExpressionAttributeNames / Values, without braces.
+ * return_values asks for what proves the write was ours (see proven). */
 static int build_update(ddbk_lock_op *op, const char *update_expr, const char *condition,
-                        const char *names, const char *values, int return_new)
+                        const char *names, const char *values, const char *return_values)
 {
     ddbk_buf *body = &op->body;
     ddbk_buf_reset(body);
@@ -350,9 +362,8 @@ static int build_update(ddbk_lock_op *op, const char *update_expr, const char *c
                         ",\"UpdateExpression\":\"%s\",\"ConditionExpression\":\"%s\","
                         "\"ExpressionAttributeNames\":{%s},\"ExpressionAttributeValues\":{%s},"
                         "\"ReturnValues\":\"%s\",\"ReturnValuesOnConditionCheckFailure\":\"ALL_OLD\"}",
-                        update_expr, condition, names, values,
-                        return_new ? "ALL_NEW" : "NONE")) {
-        ddbk_error_set(&op->err, "OutOfMemory", 0, "lock: out of memory building a request");
+                        update_expr, condition, names, values, return_values)) {
+        ddbk_error_set(&op->err, DDBK_ERR_OUT_OF_MEMORY, 0, "lock: out of memory building a request");
         return -1;
     }
     return 0;
@@ -375,12 +386,14 @@ static void keep_seen(ddbk_buf *out, const ddbk_buf *resp, const seen *s)
 static void took(ddbk_lock_op *op, const seen *s)
 {
     ddbk_lock *l = op->l;
+    hold(l);
     ddbk__copy(l->rvn, sizeof l->rvn, op->rvn);
     l->fence = s->fence;
     l->expires_at = op->expires_at;
     l->lease_ms = op->lease_ms;
     l->lease_start_mono_ms = op->sent;
     l->held = 1;
+    let_go(l);
 }
 
 static int acquire_write(ddbk_lock_op *op, ddbk_lock_next *next)
@@ -413,7 +426,7 @@ static int acquire_write(ddbk_lock_op *op, ddbk_lock_next *next)
                      "#f = if_not_exists(#f, :zero) + :one",
                      takeover ? "attribute_not_exists(#k) OR #e < :cut OR #r = :seen"
                               : "attribute_not_exists(#k) OR #e < :cut",
-                     op->names.data, values, 1) != 0)
+                     op->names.data, values, "ALL_NEW") != 0)
         return step_done(op, -1, next);
     return step_send(op, "UpdateItem", ST_WRITE, next);
 }
@@ -422,14 +435,18 @@ static int acquire_write(ddbk_lock_op *op, ddbk_lock_next *next)
  * read-back): ours, or wait and try again, or give up. */
 static int acquire_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
 {
-    if (strcmp(s->owner, op->l->owner) == 0 && strcmp(s->rvn, op->rvn) == 0) {
+    if (is_owner(s, op->l->owner) && is_rvn(s, op->rvn)) {
         /* Our own attempt took effect; its response was what got lost. */
         took(op, s);
         return step_done(op, 0, next);
     }
     to_holder(s, &op->holder);
     keep_seen(op->opts.busy_item, &op->resp, s);
-    if (s->rvn[0] && strcmp(s->rvn, op->watched_rvn) != 0) {
+    /* Only a record version that goes into JSON text as is can be watched
+     * (ours are hex; a stranger's may hold quotes): any other is left to
+     * the wall clock. */
+    if (s->rvn[0] && !(s->cut & DDBK__LOCK_CUT_RVN) && plain(s->rvn) &&
+        strcmp(s->rvn, op->watched_rvn) != 0) {
         ddbk__copy(op->watched_rvn, sizeof op->watched_rvn, s->rvn);
         op->watched_since = mono_ms();
         op->watched_lease = (double)s->lease_ms;
@@ -437,7 +454,7 @@ static int acquire_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
     double left = op->deadline - mono_ms();
     if (left <= 0) {
         if (is_ccf(&op->err))
-            ddbk_error_set(&op->err, "busy", 0, "lock is held by %s until %lld (epoch s)",
+            ddbk_error_set(&op->err, DDBK_ERR_BUSY, 0, "lock is held by %s until %lld (epoch s)",
                            s->owner[0] ? s->owner : "another process",
                            (long long)s->expires_at);
         return step_done(op, -1, next);
@@ -453,21 +470,38 @@ static int acquire_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
     return step_sleep(op, pause < left ? pause : left, next);
 }
 
+ddbk_lock *ddbk__lock_new(void)
+{
+    ddbk_lock *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    if (pthread_mutex_init(&l->mu, NULL) != 0) {
+        free(l);
+        return NULL;
+    }
+    ddbk_buf_init(&l->target, 0);
+    return l;
+}
+
 ddbk_lock_op *ddbk_lock_op_acquire(const ddbk_lock_key *key, const ddbk_lock_opts *opts,
-                                   ddbk_lock *l, ddbk_error *err)
+                                   ddbk_lock **out, ddbk_error *err)
 {
     static unsigned long handles;
     char host[64] = "host", tag[17];
     ddbk_lock_op *op = NULL;
+    ddbk_lock *l = NULL;
 
     ddbk_error_clear(err);
-    memset(l, 0, sizeof *l);
-    ddbk_buf_init(&l->target, 0);
+    *out = NULL;
     if (opts && opts->busy_item)
         ddbk_buf_reset(opts->busy_item);
     if (!opts || opts->lease_ms <= 0 || opts->wait_ms < 0 || opts->max_clock_skew_ms < 0) {
-        ddbk_error_set(err, "InvalidArgument", 0,
+        ddbk_error_set(err, DDBK_ERR_INVALID_ARGUMENT, 0,
                        "lock: lease_ms must be > 0, wait_ms and max_clock_skew_ms >= 0");
+        return NULL;
+    }
+    if (!(l = ddbk__lock_new())) {
+        ddbk_error_set(err, DDBK_ERR_OUT_OF_MEMORY, 0, "lock: out of memory");
         return NULL;
     }
     if (build_target(l, key, err) != 0 || !(op = new_op(OP_ACQUIRE, l, err))) {
@@ -489,11 +523,13 @@ ddbk_lock_op *ddbk_lock_op_acquire(const ddbk_lock_key *key, const ddbk_lock_opt
                                   "\",\"#e\":\"" A_EXPIRES "\",\"#a\":\"" A_ACQUIRED "\",\"#f\":\""
                                   A_FENCE "\",\"#k\":") ||
         put_str(&op->names, l->pk_name)) {
-        ddbk_error_set(err, "OutOfMemory", 0, "lock: out of memory building a request");
-        ddbk_lock_op_free(op); /* unfinished: frees l too */
+        ddbk_error_set(err, DDBK_ERR_OUT_OF_MEMORY, 0, "lock: out of memory building a request");
+        ddbk_lock_op_free(op);
+        ddbk_lock_free(l);
         return NULL;
     }
     op->deadline = mono_ms() + (double)opts->wait_ms;
+    *out = l;
     return op;
 }
 
@@ -519,7 +555,7 @@ static int renew_write(ddbk_lock_op *op, ddbk_lock_next *next)
     if (build_update(op, "SET #r = :new, #l = :l, #e = :e", "#o = :o AND #r = :r",
                      "\"#o\":\"" A_OWNER "\",\"#r\":\"" A_RVN "\",\"#l\":\"" A_LEASE
                      "\",\"#e\":\"" A_EXPIRES "\"",
-                     values, 0) != 0)
+                     values, "UPDATED_NEW") != 0)
         return step_done(op, -1, next);
     return step_send(op, "UpdateItem", ST_WRITE, next);
 }
@@ -527,15 +563,15 @@ static int renew_write(ddbk_lock_op *op, ddbk_lock_next *next)
 static int renew_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
 {
     ddbk_lock *l = op->l;
-    if (strcmp(s->owner, l->owner) == 0 && strcmp(s->rvn, op->rvn) == 0)
+    if (is_owner(s, l->owner) && is_rvn(s, op->rvn))
         return step_done(op, 0, next); /* our renewal landed; only its answer was lost */
-    if (strcmp(s->owner, l->owner) == 0 && strcmp(s->rvn, l->rvn) == 0)
+    if (is_owner(s, l->owner) && is_rvn(s, l->rvn))
         return step_done(op, -1, next); /* nothing changed: the old lease stands */
-    l->held = 0;
+    set_held(l, 0);
     if (s->owner[0])
-        ddbk_error_set(&op->err, "lost", 0, "lock was taken over by %s", s->owner);
+        ddbk_error_set(&op->err, DDBK_ERR_LOST, 0, "lock was taken over by %s", s->owner);
     else
-        ddbk_error_set(&op->err, "not_owner", 0, "lock is no longer held by this handle");
+        ddbk_error_set(&op->err, DDBK_ERR_NOT_OWNER, 0, "lock is no longer held by this handle");
     return step_done(op, -1, next);
 }
 
@@ -547,7 +583,7 @@ static int release_write(ddbk_lock_op *op, ddbk_lock_next *next)
     if (build_update(op, "SET #e = :zero, #x = :r REMOVE #o, #r", "#o = :o AND #r = :r",
                      "\"#o\":\"" A_OWNER "\",\"#r\":\"" A_RVN "\",\"#e\":\"" A_EXPIRES
                      "\",\"#x\":\"" A_RELEASED "\"",
-                     values, 0) != 0)
+                     values, "UPDATED_NEW") != 0)
         return step_done(op, -1, next);
     return step_send(op, "UpdateItem", ST_WRITE, next);
 }
@@ -555,12 +591,12 @@ static int release_write(ddbk_lock_op *op, ddbk_lock_next *next)
 static int release_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
 {
     ddbk_lock *l = op->l;
-    if (strcmp(s->released, l->rvn) == 0)
+    if (is(s, DDBK__LOCK_CUT_RELEASED, s->released, l->rvn))
         return step_done(op, 0, next); /* our release landed; only its answer was lost */
-    if (strcmp(s->owner, l->owner) == 0 && strcmp(s->rvn, l->rvn) == 0)
+    if (is_owner(s, l->owner) && is_rvn(s, l->rvn))
         return step_done(op, -1, next); /* nothing changed: we still hold it */
-    l->held = 0;
-    ddbk_error_set(&op->err, "not_owner", 0, "lock is not held by this handle");
+    set_held(l, 0);
+    ddbk_error_set(&op->err, DDBK_ERR_NOT_OWNER, 0, "lock is not held by this handle");
     return step_done(op, -1, next);
 }
 
@@ -568,7 +604,7 @@ ddbk_lock_op *ddbk_lock_op_renew(ddbk_lock *l, long lease_ms, ddbk_error *err)
 {
     ddbk_error_clear(err);
     if (!l->held) { /* an earlier renew or release found it gone */
-        ddbk_error_set(err, "lost", 0, "lock is no longer held by this handle");
+        ddbk_error_set(err, DDBK_ERR_LOST, 0, "lock is no longer held by this handle");
         return NULL;
     }
     ddbk_lock_op *op = new_op(OP_RENEW, l, err);
@@ -581,7 +617,7 @@ ddbk_lock_op *ddbk_lock_op_release(ddbk_lock *l, ddbk_error *err)
 {
     ddbk_error_clear(err);
     if (!l->held) {
-        ddbk_error_set(err, "not_owner", 0, "lock is not held by this handle");
+        ddbk_error_set(err, DDBK_ERR_NOT_OWNER, 0, "lock is not held by this handle");
         return NULL;
     }
     return new_op(OP_RELEASE, l, err);
@@ -613,31 +649,28 @@ static int judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
     }
 }
 
-/* The outcome of the write. A failed condition brought the old item with
- * it (ALL_OLD); a retryable failure may or may not have taken effect, so
- * the item is read back (strongly consistent); any other failure ends the
- * operation with it. */
-static int on_write(ddbk_lock_op *op, const char *body, size_t len, const ddbk_error *call_err,
-                    ddbk_lock_next *next)
+/* Whether a write's answer proves the write was ours: the attributes it
+ * returned hold the record version only this write sent (fresh random
+ * bits), under our owner for an acquire (ALL_NEW) with the fence it grew;
+ * a renew and a release return what they set (UPDATED_NEW), which their
+ * condition on our owner guarded. A 2xx without that ({}, an error body
+ * under a success status, a body cut short) proves nothing. */
+static int proven(const ddbk_lock_op *op, const seen *s)
 {
-    seen s;
+    switch (op->kind) {
+    case OP_ACQUIRE:
+        return is_owner(s, op->l->owner) && is_rvn(s, op->rvn) && s->have_fence && s->fence > 0;
+    case OP_RENEW:
+        return is_rvn(s, op->rvn);
+    default:
+        return is(s, DDBK__LOCK_CUT_RELEASED, s->released, op->l->rvn);
+    }
+}
 
-    if (!call_err) {
-        if (op->kind == OP_ACQUIRE) {
-            take_body(op, body, len);
-            read_item(&op->resp, "Attributes", &s);
-            took(op, &s);
-        }
-        return step_done(op, 0, next);
-    }
-    op->err = *call_err;
-    if (is_ccf(&op->err)) {
-        take_body(op, body, len);
-        read_item(&op->resp, "Item", &s);
-        return judge(op, &s, next);
-    }
-    if (!ambiguous(&op->err))
-        return step_done(op, -1, next); /* a failure retrying cannot help */
+/* The write's outcome is not known: read the item back (strongly
+ * consistent) and judge by it. */
+static int read_back(ddbk_lock_op *op, ddbk_lock_next *next)
+{
     ddbk_buf_reset(&op->body);
     if (ddbk_buf_putc(&op->body, '{') ||
         ddbk_buf_append(&op->body, op->l->target.data, op->l->target.len) ||
@@ -646,8 +679,50 @@ static int on_write(ddbk_lock_op *op, const char *body, size_t len, const ddbk_e
     return step_send(op, "GetItem", ST_READ, next);
 }
 
-/* The outcome of the read-back. When it fails too, nothing can be known:
- * the operation ends with the write's own failure. */
+/* The outcome of the write. A success must prove itself (proven); a failed
+ * condition brought the old item with it (ALL_OLD); a retryable failure may
+ * or may not have taken effect; any other failure ends the operation with
+ * it. Whatever leaves the outcome unknown (an unproven success, an old item
+ * that cannot be read, a retryable failure) is settled by reading the item
+ * back, as a lost response is: a 2xx did take effect on a real service, and
+ * an acquire that took the lease must end holding it, not leave it to run
+ * out. */
+static int on_write(ddbk_lock_op *op, const char *body, size_t len, const ddbk_error *call_err,
+                    ddbk_lock_next *next)
+{
+    seen s;
+
+    if (!call_err) {
+        if (ddbk__lock_item_read(body, len, "Attributes", &s) == 1 &&
+            proven(op, &s)) {
+            if (op->kind == OP_ACQUIRE)
+                took(op, &s);
+            return step_done(op, 0, next);
+        }
+        ddbk_error_set(&op->err, DDBK_ERR_MALFORMED_RESPONSE, 0,
+                       "lock: the UpdateItem answered success without the lock attributes "
+                       "that prove it (%zu-byte body)", len);
+        return read_back(op, next);
+    }
+    op->err = *call_err;
+    if (is_ccf(&op->err)) {
+        if (ddbk__lock_item_read(body, len, "Item", &s) >= 0) {
+            take_body(op, body, len);
+            return judge(op, &s, next);
+        }
+        ddbk_error_set(&op->err, DDBK_ERR_MALFORMED_RESPONSE, call_err->status,
+                       "lock: the failed condition's old item is not readable JSON "
+                       "(%zu-byte body)", len);
+        return read_back(op, next);
+    }
+    if (!ambiguous(&op->err))
+        return step_done(op, -1, next); /* a failure retrying cannot help */
+    return read_back(op, next);
+}
+
+/* The outcome of the read-back. When it fails too, or its body cannot be
+ * read, nothing can be known: the operation ends with the write's own
+ * failure. */
 static int on_read(ddbk_lock_op *op, const char *body, size_t len, const ddbk_error *call_err,
                    ddbk_lock_next *next)
 {
@@ -655,8 +730,9 @@ static int on_read(ddbk_lock_op *op, const char *body, size_t len, const ddbk_er
 
     if (call_err)
         return step_done(op, -1, next);
+    if (ddbk__lock_item_read(body, len, "Item", &s) < 0)
+        return step_done(op, -1, next);
     take_body(op, body, len);
-    read_item(&op->resp, "Item", &s);
     return judge(op, &s, next);
 }
 
@@ -683,7 +759,7 @@ int ddbk_lock_op_result(const ddbk_lock_op *op, ddbk_lock_holder *holder, ddbk_e
     if (holder)
         *holder = op->holder;
     if (op->state != ST_DONE) {
-        ddbk_error_set(err, "InvalidArgument", 0, "lock: the operation has not finished");
+        ddbk_error_set(err, DDBK_ERR_INVALID_ARGUMENT, 0, "lock: the operation has not finished");
         return -1;
     }
     *err = op->err;
@@ -695,7 +771,7 @@ void ddbk_lock_op_free(ddbk_lock_op *op)
     if (!op)
         return;
     if (op->kind == OP_ACQUIRE && op->state != ST_DONE)
-        ddbk_lock_free(op->l); /* abandoned: the handle never held anything */
+        clear(op->l); /* abandoned: the handle never held anything */
     ddbk_buf_free(&op->body);
     ddbk_buf_free(&op->resp);
     ddbk_buf_free(&op->names);
@@ -738,12 +814,17 @@ static int run(ddbk_client *c, ddbk_lock_op *op, ddbk_lock_holder *holder, ddbk_
 }
 
 int ddbk_lock_acquire(ddbk_client *c, const ddbk_lock_key *key,
-                      const ddbk_lock_opts *opts, ddbk_lock *l,
+                      const ddbk_lock_opts *opts, ddbk_lock **out,
                       ddbk_lock_holder *holder, ddbk_error *err)
 {
     if (holder)
         memset(holder, 0, sizeof *holder);
-    return run(c, ddbk_lock_op_acquire(key, opts, l, err), holder, err);
+    int rc = run(c, ddbk_lock_op_acquire(key, opts, out, err), holder, err);
+    if (rc != 0) {
+        ddbk_lock_free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 int ddbk_lock_renew(ddbk_client *c, ddbk_lock *l, long lease_ms, ddbk_error *err)
@@ -756,13 +837,54 @@ int ddbk_lock_release(ddbk_client *c, ddbk_lock *l, ddbk_error *err)
     return run(c, ddbk_lock_op_release(l, err), NULL, err);
 }
 
-long ddbk_lock_valid_ms(const ddbk_lock *l)
+/* valid_ms with the mutex held. */
+static long valid_ms(const ddbk_lock *l)
 {
     if (!l->held)
         return 0;
     double left = (double)l->lease_ms - (mono_ms() - l->lease_start_mono_ms) - (double)l->skew_ms;
     return left > 0 ? (long)left : 0;
 }
+
+long ddbk_lock_valid_ms(const ddbk_lock *l)
+{
+    hold(l);
+    long v = valid_ms(l);
+    let_go(l);
+    return v;
+}
+
+void ddbk_lock_info_get(const ddbk_lock *l, ddbk_lock_info *out)
+{
+    memset(out, 0, sizeof *out);
+    hold(l);
+    ddbk__copy(out->owner, sizeof out->owner, l->owner);
+    ddbk__copy(out->rvn, sizeof out->rvn, l->rvn);
+    out->fence = l->fence;
+    out->expires_at = l->expires_at;
+    out->lease_ms = l->lease_ms;
+    out->held = l->held;
+    out->valid_ms = valid_ms(l);
+    let_go(l);
+}
+
+int ddbk_lock_held(const ddbk_lock *l)
+{
+    hold(l);
+    int held = l->held;
+    let_go(l);
+    return held;
+}
+
+int64_t ddbk_lock_fence(const ddbk_lock *l)
+{
+    hold(l);
+    int64_t fence = l->fence;
+    let_go(l);
+    return fence;
+}
+
+const char *ddbk_lock_owner(const ddbk_lock *l) { return l->owner; }
 
 int ddbk_lock_fence_condition(const ddbk_lock *l, const char *attr, ddbk_buf *out)
 {
@@ -772,7 +894,7 @@ int ddbk_lock_fence_condition(const ddbk_lock *l, const char *attr, ddbk_buf *ou
                            "{\"#ddbkit_fence\":") ||
         put_str(out, attr) ||
         ddbk_buf_printf(out, "},\"ExpressionAttributeValues\":{\":ddbkit_fence\":{\"N\":"
-                             "\"%lld\"}}", (long long)l->fence)) {
+                             "\"%lld\"}}", (long long)ddbk_lock_fence(l))) {
         out->len = len;
         if (out->data)
             out->data[len] = '\0';
@@ -783,10 +905,13 @@ int ddbk_lock_fence_condition(const ddbk_lock *l, const char *attr, ddbk_buf *ou
 
 /* Nothing to send: the write that ended the lease was the caller's own, and
  * its outcome is known to the caller, not to us. */
-void ddbk_lock_mark_released(ddbk_lock *l) { l->held = 0; }
+void ddbk_lock_mark_released(ddbk_lock *l) { set_held(l, 0); }
 
 void ddbk_lock_free(ddbk_lock *l)
 {
+    if (!l)
+        return;
     ddbk_buf_free(&l->target);
-    l->held = 0;
+    pthread_mutex_destroy(&l->mu);
+    free(l);
 }

@@ -245,6 +245,7 @@ static void easy_put(ddbk_loop *l, CURL *h)
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, NULL);
+    curl_easy_setopt(h, CURLOPT_PREREQDATA, NULL);
     l->spare[l->nspare++] = h;
 }
 
@@ -358,6 +359,7 @@ static void transfer_done(ddbk_loop *l, CURL *h, CURLcode rc)
         return;
     }
     k->succeeded = delay == DDBK__CALL_SUCCEEDED;
+    k->resp.ambiguous = k->succeeded && k->retries.ambiguous;
     call_done(l, k);
 }
 
@@ -378,6 +380,7 @@ static void fire_timers(ddbk_loop *l)
     while (l->nheap > 0 && l->heap[0]->due_us <= now && l->active < ACTIVE_MAX) {
         call *k = timer_pop(l);
         if (start_attempt(l, k, k->op, &k->err) != 0) {
+            k->err.ambiguous = k->retries.ambiguous; /* as ddbk_call says it */
             ddbk_stats_record_call(k->c, k->op, k->retries.retries, &k->err);
             k->responded = 0;
             call_done(l, k);
@@ -615,11 +618,17 @@ int ddbk_loop_pending(const ddbk_loop *l)
 
 /* Stops what k has going (a transfer, which closes its connection, or a
  * timer) and counts its end as ddbk_call counts a failure. The attempt cut
- * is not counted: curl cannot say whether its request went out (a reused
- * handle keeps the last transfer's figures until the next one starts). */
+ * counts as a request when its request went out (the sink saw the send):
+ * DynamoDB may be carrying it out, so the Cancelled error is ambiguous
+ * then, as it is after an earlier attempt's lost answer. */
 static void call_stop(ddbk_loop *l, call *k, const char *why)
 {
+    int sent = 0;
     if (k->h) {
+        sent = k->sink.sends > 0;
+        if (sent)
+            ddbk_stats_record_attempt(k->c, k->op, k->body_len, k->resp.body.len,
+                                      ddbk__mono_us() - k->sent_us);
         curl_multi_remove_handle(l->multi, k->h);
         curl_easy_cleanup(k->h); /* not a spare: it was cut mid-transfer */
         k->h = NULL;
@@ -627,7 +636,9 @@ static void call_stop(ddbk_loop *l, call *k, const char *why)
     }
     if (k->timer >= 0)
         timer_remove(l, k);
-    ddbk_error_set(&k->err, "Cancelled", 0, "%s", why);
+    ddbk_error_set(&k->err, "Cancelled", 0, "%s%s", why,
+                   sent ? " (its request was sent: it may have been applied)" : "");
+    k->err.ambiguous = sent || k->retries.ambiguous;
     ddbk_stats_record_call(k->c, k->op, k->retries.retries, &k->err);
 }
 
@@ -672,7 +683,11 @@ int ddbk_loop_cancel(ddbk_loop *l, void *ud)
         *pk = k->done_next;
         if (l->done_tail == &k->done_next)
             l->done_tail = pk;
+        /* What the caller is no longer told may include a write that
+         * landed (a success) or may have (a lost answer). */
+        int landed = k->succeeded || k->err.ambiguous;
         ddbk_error_set(&k->err, "Cancelled", 0, "the call was cancelled");
+        k->err.ambiguous = landed;
         *tail = k;
         tail = &k->next;
         n++;

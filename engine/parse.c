@@ -2,6 +2,13 @@
  * parse: an HTTP status and body become success or a classified error.
  * Error bodies are small; we stream them through yajl and keep only the
  * top-level __type and message, never building a tree.
+ *
+ * The code is the error name inside __type: before the first ':' (some
+ * services append a URL) and after the '#' that ends the namespace, as
+ * the AWS JSON protocols define it. An empty, absent, non-string
+ * or odd one (anything but letters, digits, '.', '_', '-') is no name: the
+ * status decides the code then, so a caller never compares against "" or
+ * against a server's control characters.
  */
 #include <stdio.h>
 #include <string.h>
@@ -12,7 +19,7 @@
 typedef struct scan {
     int depth;
     int want;          /* 0 none, 1 __type, 2 message */
-    char type[128];
+    char type[128];    /* the error name, namespace and suffix already cut */
     char message[512];
     int have_type, have_message;
 } scan;
@@ -56,7 +63,15 @@ static int on_string(void *ctx, const unsigned char *v, size_t n)
 {
     scan *s = ctx;
     if (s->want == 1 && !s->have_type) {
-        copy_text(s->type, sizeof s->type, v, n);
+        /* Cut here, on the whole value, so that a long namespace cannot
+         * push the name out of the buffer. */
+        const unsigned char *name = v, *end = memchr(v, ':', n);
+        if (!end)
+            end = v + n;
+        for (const unsigned char *p = v; p < end; p++)
+            if (*p == '#')
+                name = p + 1;
+        copy_text(s->type, sizeof s->type, name, (size_t)(end - name));
         s->have_type = 1;
     } else if (s->want == 2 && !s->have_message) {
         copy_text(s->message, sizeof s->message, v, n);
@@ -117,6 +132,18 @@ static void classify(ddbk_error *err)
                      err->status == 503 || err->status == 504;
 }
 
+/* Whether the cut __type is an error name (see the head comment). */
+static int usable_name(const char *t)
+{
+    if (!*t)
+        return 0;
+    for (; *t; t++)
+        if (!((*t >= 'a' && *t <= 'z') || (*t >= 'A' && *t <= 'Z') || (*t >= '0' && *t <= '9') ||
+              *t == '.' || *t == '_' || *t == '-'))
+            return 0;
+    return 1;
+}
+
 int ddbk_parse(long status, const char *request_id, const char *body,
                size_t body_len, ddbk_error *err)
 {
@@ -141,18 +168,18 @@ int ddbk_parse(long status, const char *request_id, const char *body,
         }
     }
 
-    if (s.have_type) {
-        const char *hash = strrchr(s.type, '#');
-        snprintf(err->code, sizeof err->code, "%.95s", hash ? hash + 1 : s.type);
+    if (s.have_type && usable_name(s.type)) {
+        snprintf(err->code, sizeof err->code, "%.95s", s.type);
         snprintf(err->message, sizeof err->message, "%s",
                  s.have_message ? s.message : err->code);
     } else if (status == 413) {
-        snprintf(err->code, sizeof err->code, "RequestEntityTooLarge");
+        snprintf(err->code, sizeof err->code, "%s", DDBK_ERR_ENTITY_TOO_LARGE);
         snprintf(err->message, sizeof err->message,
                  "request is too large for DynamoDB (HTTP 413)");
     } else {
-        snprintf(err->code, sizeof err->code, "UnknownError");
-        snprintf(err->message, sizeof err->message, "HTTP %ld%s%.480s", status,
+        snprintf(err->code, sizeof err->code, "%s", DDBK_ERR_UNKNOWN);
+        snprintf(err->message, sizeof err->message, "HTTP %ld%s%s%.440s", status,
+                 s.have_type ? " (its __type names no error)" : "",
                  s.have_message ? ": " : "", s.have_message ? s.message : "");
     }
     classify(err);

@@ -13,6 +13,10 @@
 
 #include "internal.h"
 
+#if LIBCURL_VERSION_NUM < 0x075000
+#error "ddbkit needs libcurl 7.80 or later: CURLOPT_PREREQFUNCTION counts each send"
+#endif
+
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     ddbk__sink *s = ud;
@@ -24,17 +28,21 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-static size_t on_header(char *p, size_t size, size_t n, void *ud)
+UNITTEST size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
     ddbk__sink *s = ud;
     size_t len = size * n;
     static const char name[] = "x-amzn-requestid:";
     if (len > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
         const char *v = p + sizeof name - 1;
-        const char *end = p + len;
-        while (v < end && (*v == ' ' || *v == '\t'))
+        const char *end;
+        while (v < p + len && (*v == ' ' || *v == '\t'))
             v++;
-        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        /* The id ends at the line's CR LF, or at any other control byte a
+         * server put in it: it goes into errors, logs and terminals. */
+        for (end = v; end < p + len && (unsigned char)*end >= 0x20 && *end != 0x7f; end++)
+            ;
+        while (end > v && end[-1] == ' ')
             end--;
         size_t vl = (size_t)(end - v);
         if (vl >= sizeof s->resp->request_id)
@@ -43,6 +51,31 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
         s->resp->request_id[vl] = '\0';
     }
     return len;
+}
+
+/* CURLOPT_PREREQFUNCTION: curl has a connection and is about to send the
+ * request. The first time in a transfer is the attempt's one send. A second
+ * time is curl resending on its own (Curl_retry_request: a reused
+ * connection closed before any byte of the response came back), and the
+ * first request may well have been carried out: the server may read a
+ * request, apply it and close without answering. So the resend is refused
+ * here, the transfer fails, and the retry layer decides as for any failed
+ * attempt (max_attempts, the quota, a backoff), with the failure marked
+ * ambiguous. */
+static int on_prereq(void *ud, char *remote_ip, char *local_ip, int remote_port,
+                     int local_port)
+{
+    ddbk__sink *s = ud;
+    (void)remote_ip;
+    (void)local_ip;
+    (void)remote_port;
+    (void)local_port;
+    if (s->sends > 0) {
+        s->resend_refused = 1;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    s->sends++;
+    return CURL_PREREQFUNC_OK;
 }
 
 void ddbk__easy_config(CURL *h, const ddbk_client *c, char *errbuf)
@@ -57,6 +90,7 @@ void ddbk__easy_config(CURL *h, const ddbk_client *c, char *errbuf)
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(h, CURLOPT_URL, c->url);
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -126,7 +160,10 @@ void ddbk__easy_start(CURL *h, const ddbk_request *req, struct curl_slist *heade
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, s);
+    curl_easy_setopt(h, CURLOPT_PREREQDATA, s);
     s->overflow = 0;
+    s->sends = 0;
+    s->resend_refused = 0;
     ddbk_buf_reset(&s->resp->body);
     s->resp->status = 0;
     s->resp->request_id[0] = '\0';
@@ -142,32 +179,41 @@ int ddbk__easy_finish(ddbk_client *c, CURL *h, const char *op, size_t out_bytes,
     if (rc == CURLE_OK)
         return 0;
     if (s->overflow) {
+        /* Answered, but the answer is not known: as good as lost. */
         ddbk_error_set(err, "ResponseTooLarge", 0,
                        "response exceeds max_response_bytes (%zu)",
                        s->resp->body.max);
+        err->ambiguous = 1;
+        return -1;
+    }
+    if (s->resend_refused) {
+        ddbk_error_transport(err, 0, "the server closed a reused connection without "
+                                     "answering; the request may have been applied");
+        err->ambiguous = 1;
         return -1;
     }
     /* curl's message names the host and what failed; it never holds a
      * header, so no credential can reach it. */
-    char what[CURL_ERROR_SIZE + 64];
-    snprintf(what, sizeof what, "%s%s%s", curl_easy_strerror(rc),
-             errbuf[0] ? ": " : "", errbuf);
+    char what[CURL_ERROR_SIZE + 128];
+    snprintf(what, sizeof what, "%s%s%s%s", curl_easy_strerror(rc),
+             errbuf[0] ? ": " : "", errbuf,
+             s->sends ? " (the request was sent: it may have been applied)" : "");
     ddbk_error_transport(err, rc == CURLE_OPERATION_TIMEDOUT, what);
+    err->ambiguous = s->sends > 0;
     return -1;
 }
 
-/* A pooled connection the server closed is not our problem to retry:
- * curl checks a connection before reusing it, and when a reused one dies
- * before any byte of the response arrives it resends the request once on a
- * fresh connection inside the same perform (Curl_retry_request). So a stale
- * pool costs neither a retry nor an error; the stats count one request, as
- * DynamoDB saw one. */
+/* One perform is one attempt and at most one send. curl checks a pooled
+ * connection before reusing it, so one the server closed while idle costs
+ * nothing; one that dies after the request went out is a failed attempt
+ * like any other (on_prereq refuses curl's own resend), because whether
+ * DynamoDB carried out that request cannot be known from here. */
 int ddbk__transport_send(ddbk_client *c, const char *op,
                          const ddbk_request *req, ddbk_response *resp,
                          ddbk_error *err)
 {
     CURL *h = c->curl;
-    ddbk__sink s = { resp, 0 };
+    ddbk__sink s = { resp, 0, 0, 0 };
 
     if (ddbk__link_headers(req, c->hdr_lines, sizeof c->hdr_lines, c->hdr_nodes) >
         sizeof c->hdr_lines) {

@@ -2,8 +2,8 @@
 # Runs every test and prints `N passed, N failed` as its last line:
 #   1. C unit tests, built plain and with ASan/UBSan (build/tests*, cmocka);
 #   2. the busted suite (tests/spec) on Lua 5.4 and on LuaJIT, against a
-#      DynamoDB Local and the fault-injecting proxy this script starts and
-#      stops by PID.
+#      DynamoDB Local, the fault-injecting proxy and the hostile double
+#      (tests/hostile) this script starts and stops by PID.
 # Exit status is non-zero when anything failed.
 set -uo pipefail
 
@@ -51,18 +51,22 @@ else
 fi
 
 note "fuzz targets (bounded runs)"
+# Each target briefly: FUZZ_RUNS inputs or FUZZ_BRIEF_SECONDS, whichever
+# comes first, on its corpus under build/fuzz/corpus (tests/fuzz/run.sh).
 for bin in build/fuzz/fuzz_*; do
     [ -x "$bin" ] || continue
-    out="$LOG/$(basename "$bin").log"
-    if "$bin" -runs="${FUZZ_RUNS:-100000}" -max_len=4096 >"$out" 2>&1; then
+    if line="$(tests/fuzz/run.sh "$bin" "${FUZZ_BRIEF_SECONDS:-20}" "${FUZZ_RUNS:-100000}")"; then
         passed=$((passed + 1)); printf '%-40s passed\n' "$(basename "$bin")"
     else
-        failed=$((failed + 1)); printf '%-40s FAILED\n' "$(basename "$bin")"; tail -30 "$out"
+        failed=$((failed + 1)); printf '%-40s FAILED\n' "$(basename "$bin")"
+        printf '%s\n' "$line" | sed 's/^/    /'
+        tail -30 "build/fuzz/$(basename "$bin").log"
     fi
 done
 
 DDB_PORT="$(tests/harness/free_port.sh "${DDBKIT_TEST_PORT:-18000}")"
 cleanup() {
+    tests/hostile/hostile.sh stop >/dev/null 2>&1
     tests/faultproxy/proxy.sh stop >/dev/null 2>&1
     tests/harness/ddb_local.sh stop --port "$DDB_PORT" >/dev/null 2>&1
 }
@@ -78,6 +82,10 @@ fi
 PROXY_PORT="$(tests/faultproxy/proxy.sh start "$DDB_PORT")" || PROXY_PORT=""
 export DDBKIT_TEST_ENDPOINT="$ENDPOINT"
 export DDBKIT_TEST_PROXY="${PROXY_PORT:+http://127.0.0.1:$PROXY_PORT}"
+# The scripted hostile DynamoDB double (tests/hostile), for
+# tests/spec/hostile_server_spec.lua.
+HOSTILE_PORT="$(tests/hostile/hostile.sh start)" || HOSTILE_PORT=""
+export DDBKIT_TEST_HOSTILE="${HOSTILE_PORT:+http://127.0.0.1:$HOSTILE_PORT}"
 
 # busted with TAP output: "ok N - ..." / "not ok N - ...".
 run_busted() {

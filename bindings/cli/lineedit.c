@@ -218,6 +218,13 @@ static void ensure_init(void)
     initialized = 1;
 }
 
+/* Run under lua_pcall: pushes the C string at the light userdata 1. */
+static int push_line(lua_State *L)
+{
+    lua_pushstring(L, lua_touserdata(L, 1));
+    return 1;
+}
+
 /* le.readline(prompt?) -> line | nil (Ctrl-D on an empty line) | false
  * (Ctrl-C: the line is dropped and the cursor is on a fresh line). */
 static int le_readline(lua_State *L)
@@ -268,8 +275,14 @@ static int le_readline(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    lua_pushstring(L, line);
+    /* Pushing the line may raise (out of memory): protected, so that line
+     * is freed either way, then the error goes on. */
+    lua_pushcfunction(L, push_line);
+    lua_pushlightuserdata(L, line);
+    int rc = lua_pcall(L, 1, 1, 0);
     free(line);
+    if (rc != LUA_OK)
+        return lua_error(L);
     return 1;
 }
 

@@ -197,7 +197,8 @@ int main(int argc, char **argv)
         lua_Integer rc = lua_tointeger(L, -1);   /* nil: 0 */
         status = rc < 0 || rc > 255 ? 1 : (int)rc;
     } else {
-        fprintf(stderr, "ddbkit: %s\n", lua_tostring(L, -1));
+        const char *msg = lua_tostring(L, -1); /* NULL: not a string (LUA_ERRMEM) */
+        fprintf(stderr, "ddbkit: %s\n", msg ? msg : "error object is not a string");
         status = 1;
     }
     lua_close(L);

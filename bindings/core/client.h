@@ -14,13 +14,16 @@
  * not one or it was closed. */
 ddbk_client *ddbk_lua_check_client(lua_State *L, int idx);
 
-/* A call in flight keeps its client: ddbk_lua_client_hold checks the client
- * userdata at idx like ddbk_lua_check_client and counts a hold on it. While
- * a hold is out, closing or collecting the userdata only marks it closed;
- * the last ddbk_lua_client_release frees the engine client. The holder must
- * also keep the userdata itself reachable (a reference) until it releases. */
+/* A call in flight keeps its client: ddbk_lua_client_try_hold counts a hold
+ * on the client userdata at idx (raises only when idx is not one), or
+ * returns NULL when it is closed. It never raises for a closed client, so
+ * a caller can take its hold last, after everything that can raise (or run
+ * Lua code that closes the client). While a hold is out, closing or
+ * collecting the userdata only marks it closed; the last
+ * ddbk_lua_client_release frees the engine client. The holder must also
+ * keep the userdata itself reachable (a reference) until it releases. */
 typedef struct ddbk_lua_client ddbk_lua_client;
-ddbk_lua_client *ddbk_lua_client_hold(lua_State *L, int idx);
+ddbk_lua_client *ddbk_lua_client_try_hold(lua_State *L, int idx);
 ddbk_client *ddbk_lua_client_engine(ddbk_lua_client *lc);
 void ddbk_lua_client_release(ddbk_lua_client *lc);
 

@@ -5,9 +5,13 @@
  *
  * Misuse (wrong argument types) raises; failures of the world return
  * nil, err where err is a table {code, message, status, retryable,
- * request_id, item?, cancellation_reasons?} whose tostring is "code: message".
+ * ambiguous?, request_id, item?, cancellation_reasons?} whose tostring is
+ * "code: message".
  */
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -26,15 +30,26 @@
 
 #define CLIENT_MT "ddbkit.client"
 #define ERROR_MT "ddbkit.error"
+#define SCRATCH_MT "ddbkit.scratch"
+#define PAIR_MT "ddbkit.scratchpair"
+
+/* A call's scratch: the request JSON and the response. */
+typedef struct scratch {
+    ddbk_buf req;
+    ddbk_response resp;
+} scratch;
 
 /* The engine client stays until the userdata is closed (or collected) and
- * no call in flight holds it (ddbk_lua_client_hold). */
+ * no call in flight holds it (ddbk_lua_client_try_hold). */
 struct ddbk_lua_client {
     ddbk_client *c;        /* NULL once freed */
     int closed;            /* closed by Lua: every use raises */
     int holds;             /* calls in flight on an event loop */
-    ddbk_buf req;          /* request JSON, reused between calls */
-    ddbk_response resp;    /* response body, reused between calls */
+    /* Reused between calls; freed by __gc only, never by close: a finalizer
+     * may close the client while its own call is still decoding resp. */
+    scratch s;
+    int busy;              /* a call is using s (see take_scratch) */
+    uintptr_t owner;       /* that call's frame address */
 };
 typedef struct ddbk_lua_client lclient;
 
@@ -55,6 +70,17 @@ static lclient *check_client_at(lua_State *L, int idx)
 static lclient *check_client(lua_State *L)
 {
     return check_client_at(L, 1);
+}
+
+/* The engine client, checked again right before a call uses it: anything
+ * that may run Lua code since check_client (a finalizer run by an
+ * allocation, an __index function, a number converted to a string) may
+ * have closed the client. Raises "client is closed" then. */
+static ddbk_client *engine_of(lua_State *L, lclient *lc)
+{
+    if (lc->closed || !lc->c)
+        luaL_error(L, "client is closed");
+    return lc->c;
 }
 
 static void set_str(lua_State *L, const char *k, const char *v)
@@ -85,6 +111,10 @@ static void push_error_table(lua_State *L, const ddbk_error *e)
     set_int(L, "status", e->status);
     lua_pushboolean(L, e->retryable);
     lua_setfield(L, -2, "retryable");
+    if (e->ambiguous) { /* a request was sent and its answer lost */
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "ambiguous");
+    }
     if (e->request_id[0])
         set_str(L, "request_id", e->request_id);
     luaL_getmetatable(L, ERROR_MT);
@@ -101,9 +131,11 @@ ddbk_client *ddbk_lua_check_client(lua_State *L, int idx)
     return check_client_at(L, idx)->c;
 }
 
-ddbk_lua_client *ddbk_lua_client_hold(lua_State *L, int idx)
+ddbk_lua_client *ddbk_lua_client_try_hold(lua_State *L, int idx)
 {
-    lclient *lc = check_client_at(L, idx);
+    lclient *lc = luaL_checkudata(L, idx, CLIENT_MT);
+    if (lc->closed || !lc->c)
+        return NULL;
     lc->holds++;
     return lc;
 }
@@ -201,16 +233,51 @@ int ddbk_lua_encode_params(lua_State *L, int idx, ddbk_buf *out)
     return 0;
 }
 
-static int encode_params(lua_State *L, lclient *lc, int idx)
+/* The scratch of a call on lc, made from the frame at address here: the
+ * client's own, marked busy until give_back; or, when a call on the same
+ * client is using it (this call runs from a finalizer or an __index inside
+ * that one, deeper on the C stack), a pair owned by a new userdata pushed
+ * on the stack, so that neither call writes the buffers the other reads.
+ * A call finding the client busy at a frame not below the owner's knows
+ * that call was unwound by an error (it never gave the scratch back). */
+static scratch *take_scratch(lua_State *L, lclient *lc, uintptr_t here)
 {
-    return ddbk_lua_encode_params(L, idx, &lc->req);
+    if (lc->busy && here >= lc->owner)
+        lc->busy = 0;
+    if (!lc->busy) {
+        lc->busy = 1;
+        lc->owner = here;
+        return &lc->s;
+    }
+    scratch *s = lua_newuserdata(L, sizeof *s);
+    ddbk_buf_init(&s->req, 0);
+    ddbk_response_init(&s->resp);
+    luaL_getmetatable(L, PAIR_MT);
+    lua_setmetatable(L, -2);
+    return s;
 }
+
+static void give_back(lclient *lc, const scratch *s)
+{
+    if (s == &lc->s)
+        lc->busy = 0;
+}
+
+static int pair_gc(lua_State *L)
+{
+    scratch *s = luaL_checkudata(L, 1, PAIR_MT);
+    ddbk_buf_free(&s->req);
+    ddbk_response_free(&s->resp);
+    return 0;
+}
+
+#define HERE() ((uintptr_t)__builtin_frame_address(0))
 
 int ddbk_lua_push_result(lua_State *L, const ddbk_buf *body)
 {
     char msg[256];
-    if (ddbk_lua_decode_response(L, body->len ? body->data : "{}",
-                                 body->len ? body->len : 2, msg, sizeof msg) != 0)
+    if (ddbk_lua_decode_result(L, body->len ? body->data : "{}",
+                               body->len ? body->len : 2, msg, sizeof msg) != 0)
         return return_simple_error(L, "MalformedResponse", msg);
     return 1;
 }
@@ -228,24 +295,67 @@ void ddbk_lua_push_call_error(lua_State *L, const ddbk_error *e, const ddbk_buf 
 
 /* ------------------------------------------------------------- methods */
 
-static void opt_string(lua_State *L, int t, const char *k, const char **out)
+/* Pushes the option k of the table at t and leaves it on the stack: the
+ * pointer returned (NULL when it is not a string or a number) is valid only
+ * while the value stays there, since a number is converted in place and a
+ * value an __index function made has no other owner. */
+static const char *opt_string(lua_State *L, int t, const char *k)
 {
     lua_getfield(L, t, k);
-    if (!lua_isnil(L, -1))
-        *out = lua_tostring(L, -1); /* stays valid: the table keeps it alive */
+    return lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
+}
+
+/* Raises the misuse error of the numeric option k, naming it. */
+static int bad_number(lua_State *L, const char *k, const char *want, lua_Number v)
+{
+    char got[40];
+    if (v != v)
+        snprintf(got, sizeof got, "nan");
+    else if (v == (lua_Number)HUGE_VAL || v == -(lua_Number)HUGE_VAL)
+        snprintf(got, sizeof got, "%sinf", v < 0 ? "-" : "");
+    else
+        snprintf(got, sizeof got, "%.17g", (double)v);
+    return luaL_error(L, "bad option '%s' to 'client' (%s expected, got %s)", k, want, got);
+}
+
+/* Reads the numeric option k of the table at t into *out when it is set.
+ * Raises, naming the option, unless it is a number, finite, an integer
+ * when whole is set, and within [min, max]: casting anything else to long
+ * would be undefined (NaN, infinities) or would silently change it. A
+ * fraction of a millisecond (whole = 0) is dropped. */
+static void opt_number(lua_State *L, int t, const char *k, long min, long max, int whole,
+                       long *out)
+{
+    char want[80];
+    lua_getfield(L, t, k);
+    int ty = lua_type(L, -1);
+    if (ty != LUA_TNIL) {
+        if (ty != LUA_TNUMBER)
+            luaL_error(L, "bad option '%s' to 'client' (number expected, got %s)", k,
+                       luaL_typename(L, -1));
+        lua_Number v = lua_tonumber(L, -1);
+        snprintf(want, sizeof want, "%s from %ld to %ld", whole ? "an integer" : "a number",
+                 min, max);
+        if (v != v || v == (lua_Number)HUGE_VAL || v == -(lua_Number)HUGE_VAL)
+            bad_number(L, k, "a finite number", v);
+        if (whole && v != floor(v))
+            bad_number(L, k, want, v);
+        if (v < (lua_Number)min || v > (lua_Number)max)
+            bad_number(L, k, want, v);
+        *out = (long)v;
+    }
     lua_pop(L, 1);
 }
 
-static void opt_long(lua_State *L, int t, const char *k, long *out)
-{
-    lua_getfield(L, t, k);
-    if (!lua_isnil(L, -1))
-        *out = (long)lua_tonumber(L, -1);
-    lua_pop(L, 1);
-}
+/* The upper bound of the millisecond and count options: a day and more of
+ * waiting, and what an int holds. */
+#define OPT_MAX INT_MAX
+/* max_response_bytes: 4 GiB, far above any DynamoDB answer (16 MB). */
+#define OPT_MAX_RESPONSE ((long)1 << 32)
 
 /* core.new_client(opts): the Lua wrapper has already checked every option's
- * type and range; this only copies them. */
+ * type; this checks the numbers' range and copies them. The strings stay on
+ * the stack until the engine has copied them (ddbk_client_new). */
 static int l_new_client(lua_State *L)
 {
     ddbk_config cfg;
@@ -253,39 +363,43 @@ static int l_new_client(lua_State *L)
     long v;
 
     luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    luaL_checkstack(L, 12, "new_client");
     ddbk_config_init(&cfg);
-    opt_string(L, 1, "region", &cfg.region);
-    opt_string(L, 1, "endpoint", &cfg.endpoint);
-    opt_string(L, 1, "profile", &cfg.profile);
-    lua_getfield(L, 1, "credentials");
-    if (lua_istable(L, -1)) {
-        int ct = lua_gettop(L);
-        opt_string(L, ct, "access_key_id", &cfg.access_key_id);
-        opt_string(L, ct, "secret_access_key", &cfg.secret_access_key);
-        opt_string(L, ct, "session_token", &cfg.session_token);
-    }
-    opt_long(L, 1, "timeout_ms", &cfg.timeout_ms);
-    opt_long(L, 1, "connect_timeout_ms", &cfg.connect_timeout_ms);
+    opt_number(L, 1, "timeout_ms", 1, OPT_MAX, 0, &cfg.timeout_ms);
+    opt_number(L, 1, "connect_timeout_ms", 1, OPT_MAX, 0, &cfg.connect_timeout_ms);
     v = cfg.max_attempts;
-    opt_long(L, 1, "max_attempts", &v);
+    opt_number(L, 1, "max_attempts", 1, OPT_MAX, 1, &v);
     cfg.max_attempts = (int)v;
-    opt_long(L, 1, "base_delay_ms", &cfg.base_delay_ms);
-    opt_long(L, 1, "max_backoff_ms", &cfg.max_backoff_ms);
+    opt_number(L, 1, "base_delay_ms", 0, OPT_MAX, 0, &cfg.base_delay_ms);
+    opt_number(L, 1, "max_backoff_ms", 0, OPT_MAX, 0, &cfg.max_backoff_ms);
     v = cfg.retry_quota;
-    opt_long(L, 1, "retry_quota", &v);
+    opt_number(L, 1, "retry_quota", 0, OPT_MAX, 1, &v);
     cfg.retry_quota = (int)v;
+    v = (long)cfg.max_response_bytes;
+    opt_number(L, 1, "max_response_bytes", 1, OPT_MAX_RESPONSE, 1, &v);
+    cfg.max_response_bytes = (size_t)v;
     lua_getfield(L, 1, "verify_tls");
     if (!lua_isnil(L, -1))
         cfg.verify_tls = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    v = (long)cfg.max_response_bytes;
-    opt_long(L, 1, "max_response_bytes", &v);
-    cfg.max_response_bytes = (size_t)v;
+
+    /* From here the option values stay on the stack (slots 2..8). */
+    cfg.region = opt_string(L, 1, "region");
+    cfg.endpoint = opt_string(L, 1, "endpoint");
+    cfg.profile = opt_string(L, 1, "profile");
+    lua_getfield(L, 1, "credentials");
+    if (lua_istable(L, -1)) {
+        int ct = lua_gettop(L);
+        cfg.access_key_id = opt_string(L, ct, "access_key_id");
+        cfg.secret_access_key = opt_string(L, ct, "secret_access_key");
+        cfg.session_token = opt_string(L, ct, "session_token");
+    }
 
     lclient *lc = lua_newuserdata(L, sizeof *lc);
     memset(lc, 0, sizeof *lc);
-    ddbk_buf_init(&lc->req, 0);
-    ddbk_response_init(&lc->resp);
+    ddbk_buf_init(&lc->s.req, 0);
+    ddbk_response_init(&lc->s.resp);
     luaL_getmetatable(L, CLIENT_MT);
     lua_setmetatable(L, -2);
     lc->c = ddbk_client_new(&cfg, &err);
@@ -305,15 +419,21 @@ static int l_call(lua_State *L)
     int n;
 
     luaL_checktype(L, 3, LUA_TTABLE);
-    if ((n = encode_params(L, lc, 3)) != 0)
+    scratch *s = take_scratch(L, lc, HERE());
+    if ((n = ddbk_lua_encode_params(L, 3, &s->req)) != 0) {
+        give_back(lc, s);
         return n;
-    if (ddbk_call(lc->c, op, lc->req.data, lc->req.len, &lc->resp, &err) != 0) {
+    }
+    if (ddbk_call(engine_of(L, lc), op, s->req.data, s->req.len, &s->resp, &err) != 0) {
         missing_table_message(L, 3, &err);
         lua_pushnil(L);
-        ddbk_lua_push_call_error(L, &err, &lc->resp.body);
-        return 2;
+        ddbk_lua_push_call_error(L, &err, &s->resp.body);
+        n = 2;
+    } else {
+        n = decode_result(L, &s->resp.body);
     }
-    return decode_result(L, &lc->resp.body);
+    give_back(lc, s);
+    return n;
 }
 
 /* core.call_raw(client, op, json) -> body | nil, err, err_body: ddbk_call
@@ -328,10 +448,12 @@ static int l_call_raw(lua_State *L)
     const char *op = luaL_checkstring(L, 2);
     size_t len;
     const char *body = luaL_checklstring(L, 3, &len);
-    const ddbk_buf *rb = &lc->resp.body;
     ddbk_error err;
 
-    if (ddbk_call(lc->c, op, body, len, &lc->resp, &err) != 0) {
+    lua_settop(L, 3);
+    scratch *s = take_scratch(L, lc, HERE());
+    const ddbk_buf *rb = &s->resp.body;
+    if (ddbk_call(engine_of(L, lc), op, body, len, &s->resp, &err) != 0) {
         lua_pushnil(L);
         ddbk_lua_push_error(L, &err);
         /* Only an error response's body: a truncated success body
@@ -340,9 +462,11 @@ static int l_call_raw(lua_State *L)
             lua_pushlstring(L, rb->data, rb->len);
         else
             lua_pushnil(L);
+        give_back(lc, s);
         return 3;
     }
     lua_pushlstring(L, rb->len ? rb->data : "", rb->len);
+    give_back(lc, s);
     return 1;
 }
 
@@ -355,27 +479,41 @@ static int l_prepare(lua_State *L)
     const char *op = luaL_checkstring(L, 2);
     lua_Number t = luaL_optnumber(L, 4, 0);
     ddbk_request req;
+    /* a signing time in epoch seconds: casting NaN or inf would be undefined */
+    luaL_argcheck(L, t >= 0 && t < 1e12, 4, "time in seconds since the epoch expected");
     ddbk_error err;
     const char *body;
     size_t len;
     int n;
 
+    scratch *s = NULL;
     if (lua_type(L, 3) == LUA_TSTRING) {
         body = lua_tolstring(L, 3, &len);
     } else {
         luaL_checktype(L, 3, LUA_TTABLE);
-        if ((n = encode_params(L, lc, 3)) != 0)
+        lua_settop(L, 4);
+        s = take_scratch(L, lc, HERE());
+        if ((n = ddbk_lua_encode_params(L, 3, &s->req)) != 0) {
+            give_back(lc, s);
             return n;
-        body = lc->req.data;
-        len = lc->req.len;
+        }
+        body = s->req.data;
+        len = s->req.len;
     }
-    if (ddbk_prepare(lc->c, op, body, len, (int64_t)t, &req, &err) != 0)
+    int rc = ddbk_prepare(engine_of(L, lc), op, body, len, (int64_t)t, &req, &err);
+    /* req.body borrows the request scratch: copied first, before anything
+     * allocates (and may run a finalizer that uses this client again) */
+    if (rc == 0)
+        lua_pushlstring(L, req.body, req.body_len);
+    if (s)
+        give_back(lc, s);
+    if (rc != 0)
         return ddbk_lua_return_error(L, &err);
     lua_createtable(L, 0, 5);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "body");
     set_str(L, "method", req.method);
     set_str(L, "url", req.url);
-    lua_pushlstring(L, req.body, req.body_len);
-    lua_setfield(L, -2, "body");
     lua_createtable(L, 0, req.nheaders);
     for (int i = 0; i < req.nheaders; i++)
         set_str(L, req.headers[i].name, req.headers[i].value);
@@ -388,23 +526,34 @@ static int l_prepare(lua_State *L)
 static int l_parse(lua_State *L)
 {
     lclient *lc = check_client(L);
-    long status = (long)luaL_checknumber(L, 2);
+    lua_Number st = luaL_checknumber(L, 2);
+    /* casting NaN or inf to long would be undefined */
+    luaL_argcheck(L, st >= 0 && st < 1000, 2, "HTTP status expected");
+    long status = (long)st;
     size_t len;
     const char *body = luaL_optlstring(L, 3, "", &len);
     const char *rid = luaL_optstring(L, 4, NULL);
     ddbk_error err;
+    int n;
 
-    ddbk_buf_reset(&lc->resp.body);
-    if (ddbk_buf_append(&lc->resp.body, body, len) != 0)
+    lua_settop(L, 5);
+    scratch *s = take_scratch(L, lc, HERE());
+    ddbk_buf_reset(&s->resp.body);
+    if (ddbk_buf_append(&s->resp.body, body, len) != 0) {
+        give_back(lc, s);
         return return_simple_error(L, "ResponseTooLarge", "response body too large");
+    }
     if (ddbk_parse(status, rid, body, len, &err) != 0) {
         if (lua_istable(L, 5))
             missing_table_message(L, 5, &err);
         lua_pushnil(L);
-        ddbk_lua_push_call_error(L, &err, &lc->resp.body);
-        return 2;
+        ddbk_lua_push_call_error(L, &err, &s->resp.body);
+        n = 2;
+    } else {
+        n = decode_result(L, &s->resp.body);
     }
-    return decode_result(L, &lc->resp.body);
+    give_back(lc, s);
+    return n;
 }
 
 /* client:retry_success(retried, last_was_timeout): a call that succeeded
@@ -433,7 +582,8 @@ static int l_retry_delay(lua_State *L)
     e.retryable = lua_toboolean(L, -1);
     e.timeout = strcmp(e.code, "Timeout") == 0;
     lua_pop(L, 2);
-    long d = ddbk_retry_decide(lc->c, &e, attempt, ddbk_random());
+    /* err's fields may have run Lua code (__index) that closed the client */
+    long d = ddbk_retry_decide(engine_of(L, lc), &e, attempt, ddbk_random());
     if (d < 0)
         lua_pushnil(L);
     else
@@ -495,9 +645,11 @@ static int l_reset_stats(lua_State *L)
 static int l_record(lua_State *L)
 {
     lclient *lc = check_client(L);
-    ddbk_stats_record_attempt(lc->c, luaL_checkstring(L, 2),
-                              (size_t)luaL_checkinteger(L, 3),
-                              (size_t)luaL_checkinteger(L, 4), luaL_checknumber(L, 5));
+    const char *op = luaL_checkstring(L, 2);
+    size_t out = (size_t)luaL_checkinteger(L, 3);
+    size_t in = (size_t)luaL_checkinteger(L, 4);
+    lua_Number us = luaL_checknumber(L, 5);
+    ddbk_stats_record_attempt(engine_of(L, lc), op, out, in, us);
     return 0;
 }
 
@@ -512,7 +664,7 @@ static int l_record_call(lua_State *L)
         ddbk_error_set(&e, lua_isstring(L, -1) ? lua_tostring(L, -1) : "UnknownError", 0, "-");
         lua_pop(L, 1);
     }
-    ddbk_stats_record_call(lc->c, op, retries, lua_istable(L, 4) ? &e : NULL);
+    ddbk_stats_record_call(engine_of(L, lc), op, retries, lua_istable(L, 4) ? &e : NULL);
     return 0;
 }
 
@@ -528,8 +680,11 @@ static int l_endpoint(lua_State *L)
     return 1;
 }
 
-/* client:close() and __gc. With calls in flight on an event loop, the
- * engine client is freed by the last one's completion instead. */
+/* client:close(): every later use raises. The engine client (and its
+ * connections) goes now, or with the last call in flight on an event loop.
+ * The scratch buffers stay until __gc: close may run from a finalizer in
+ * the middle of a call on this client that is still decoding them. The
+ * engine client is no longer used by then (see engine_of). */
 static int l_close(lua_State *L)
 {
     lclient *lc = luaL_checkudata(L, 1, CLIENT_MT);
@@ -538,8 +693,16 @@ static int l_close(lua_State *L)
         ddbk_client_free(lc->c);
         lc->c = NULL;
     }
-    ddbk_buf_free(&lc->req);
-    ddbk_response_free(&lc->resp);
+    return 0;
+}
+
+/* __gc: nothing can be using the buffers any more. */
+static int l_client_gc(lua_State *L)
+{
+    lclient *lc = luaL_checkudata(L, 1, CLIENT_MT);
+    l_close(L);
+    ddbk_buf_free(&lc->s.req);
+    ddbk_response_free(&lc->s.resp);
     return 0;
 }
 
@@ -555,23 +718,38 @@ static int l_client_tostring(lua_State *L)
 
 /* ------------------------------------------------- module-level functions */
 
+/* A buffer owned by a userdata (on the stack top), so that a memory error
+ * raised while it holds memory frees it in __gc instead of leaking it. */
+static ddbk_buf *push_scratch(lua_State *L)
+{
+    ddbk_buf *b = lua_newuserdata(L, sizeof *b);
+    ddbk_buf_init(b, 0);
+    luaL_getmetatable(L, SCRATCH_MT);
+    lua_setmetatable(L, -2);
+    return b;
+}
+
+static int scratch_gc(lua_State *L)
+{
+    ddbk_buf_free(luaL_checkudata(L, 1, SCRATCH_MT));
+    return 0;
+}
+
+/* core.encode(params) -> json | nil, msg: a test and debugging entry point. */
 static int l_encode(lua_State *L)
 {
     char msg[320];
-    ddbk_buf b;
 
     luaL_checktype(L, 1, LUA_TTABLE);
-    ddbk_buf_init(&b, 0);
-    /* The buffer is not owned by a userdata here: encode only raises on
-     * memory errors, and this is a test and debugging entry point. */
-    if (ddbk_lua_encode_request(L, 1, &b, msg, sizeof msg) != 0) {
-        ddbk_buf_free(&b);
+    lua_settop(L, 1);
+    ddbk_buf *b = push_scratch(L);
+    if (ddbk_lua_encode_request(L, 1, b, msg, sizeof msg) != 0) {
         lua_pushnil(L);
         lua_pushstring(L, msg);
         return 2;
     }
-    lua_pushlstring(L, b.data ? b.data : "", b.len);
-    ddbk_buf_free(&b);
+    lua_pushlstring(L, b->data ? b->data : "", b->len);
+    ddbk_buf_free(b); /* now rather than at the next collection */
     return 1;
 }
 
@@ -607,6 +785,8 @@ static int l_mono_ms(lua_State *L)
 static int l_sleep_ms(lua_State *L)
 {
     lua_Number ms = luaL_checknumber(L, 1);
+    /* casting NaN or inf to time_t would be undefined */
+    luaL_argcheck(L, ms == ms && ms < 1e15, 1, "finite milliseconds expected");
     if (ms <= 0)
         return 0;
     struct timespec ts = { (time_t)(ms / 1000), (long)((ms - (lua_Number)(time_t)(ms / 1000) * 1000) * 1e6) };
@@ -696,14 +876,25 @@ static const luaL_Reg module_funcs[] = {
     { NULL, NULL },
 };
 
-int luaopen_ddbkit_core(lua_State *L);
+/* The one exported symbol (the rest is built with -fvisibility=hidden). */
+__attribute__((visibility("default"))) int luaopen_ddbkit_core(lua_State *L);
 int luaopen_ddbkit_core(lua_State *L)
 {
-    ddbk_lua_new_metatable(L, CLIENT_MT, client_methods, l_close, l_client_tostring);
+    ddbk_lua_new_metatable(L, CLIENT_MT, client_methods, l_client_gc, l_client_tostring);
 
     luaL_newmetatable(L, ERROR_MT);
     lua_pushcfunction(L, l_error_tostring);
     lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, SCRATCH_MT);
+    lua_pushcfunction(L, scratch_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, PAIR_MT);
+    lua_pushcfunction(L, pair_gc);
+    lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 
     lua_createtable(L, 0, 24);

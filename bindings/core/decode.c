@@ -32,8 +32,12 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "base64.h"
 #include "compat.h"
+#include "fields.h"
 #include "marshal.h"
+#include "numtext.h"
+#include "path.h"
 #include "values.h"
 
 #define MAX_TABLES 64                   /* Lua tables on one path */
@@ -43,19 +47,23 @@
  * one big response does not keep big buffers for the life of the state. */
 #define KEEP_MAX ((size_t)64 * 1024)
 
-/* What the next value must be. The *_OR_PLAIN flavours apply their rule
- * only when the value has the expected shape, and read anything else as
- * plain JSON (a Tag's "Key" is a string). */
+/* What the next value must be. Only the first three take any JSON; a
+ * field whose name has a rule must have the shape the rule says, or the
+ * response is malformed: a wrong-typed Item, Items or LastEvaluatedKey is
+ * never handed to Lua. (A Tag's "Key" is a string: Tags are C_RAW.) */
 enum ctx {
     C_PLAIN,          /* any JSON */
     C_PLAIN_VAV,      /* plain; an object in it has an AV "Value" */
+    C_RAW,            /* plain, and no field rules anywhere below */
+    /* strict from here on: anything else is a malformed response */
+    C_TOP,            /* a response: an object */
     C_AVMAP,          /* object: attribute name -> AV */
     C_AVMAP_LIST,     /* array of attribute maps (object: one map) */
     C_AV_LIST,        /* array of AVs */
     C_BY_TABLE,       /* object: name -> plain */
-    C_BY_TABLE_ITEMS, /* object: table name -> array of attribute maps */
+    C_BY_TABLE_ITEMS, /* object: table name -> array of attribute maps;
+                         array: plain (TransactGetItems' Responses) */
     C_BY_ATTR_VALUE,  /* object: attribute name -> plain with AV "Value" */
-    /* strict from here on: anything else is a malformed response */
     C_ITEM,           /* an attribute map in a list of them */
     C_AV,             /* an AttributeValue wrapper {"T": ...} */
     C_AV_S, C_AV_N, C_AV_B, C_AV_BOOL, C_AV_NULL, C_AV_M, C_AV_L,
@@ -65,6 +73,13 @@ enum ctx {
 
 /* What each strict context expected, for messages. */
 static const char *const ctx_expects[] = {
+    [C_TOP] = "a JSON object",
+    [C_AVMAP] = "a map of attributes",
+    [C_AVMAP_LIST] = "a list of maps of attributes",
+    [C_AV_LIST] = "a list of AttributeValues",
+    [C_BY_TABLE] = "an object keyed by table name",
+    [C_BY_TABLE_ITEMS] = "an object keyed by table name, or a list",
+    [C_BY_ATTR_VALUE] = "an object keyed by attribute name",
     [C_ITEM] = "a map of attributes",
     [C_AV] = "an AttributeValue object",
     [C_AV_S] = "S to be a string",
@@ -91,6 +106,7 @@ typedef struct frame {
     unsigned char next;   /* context of the next value */
     unsigned char child;  /* F_OBJ OM_NAMED: context of every value */
     unsigned char vav;    /* F_OBJ OM_FIELDS: "Value" is an AV */
+    unsigned char raw;    /* F_OBJ OM_FIELDS: no field rules (Tags) */
     unsigned char haskey; /* F_OBJ: a key waits at tidx + 1 */
     unsigned char state;  /* F_WRAP: 0 no type yet, 1 type seen, 2 value done */
     int tidx;             /* F_OBJ, F_ARR: the table's stack index */
@@ -104,6 +120,7 @@ typedef struct dec {
     size_t scratch_cap;
     int refs;               /* stack index of null; the mts follow */
     int nframes, ntables, done, failed;
+    int top;                /* context of the top-level value */
     int multi;              /* h takes many values: a second one cancels */
     size_t end;             /* multi: bytes consumed when the value ended */
     int busy;               /* the context: a call is using it */
@@ -194,13 +211,13 @@ static int wrong_shape(dec *d, int c, const char *got)
 
 static int cur_ctx(const dec *d)
 {
-    return d->nframes ? d->fr[d->nframes - 1].next : C_PLAIN;
+    return d->nframes ? d->fr[d->nframes - 1].next : d->top;
 }
 
 /* Contexts that read a scalar as plain JSON. */
 static int lenient(int c)
 {
-    return c < C_ITEM;
+    return c < C_TOP;
 }
 
 /* The finished value on the stack top goes into its container. */
@@ -417,7 +434,7 @@ static int cb_start_map(void *ctx)
         /* {"S": "x"}: no table, the value will stand in for it */
         return push_frame(d, F_WRAP) != NULL;
     }
-    if (!lenient(c) && c != C_ITEM && c != C_AV_M)
+    if (c == C_AV_LIST || (c > C_ITEM && c != C_AV_M))
         return wrong_shape(d, c, "an object");
     /* an item has a few attributes: start with room for some (measured:
      * growing 0, 1, 2, 4 costs more than the slack) */
@@ -443,9 +460,10 @@ static int cb_start_map(void *ctx)
         f->mode = OM_NAMED;
         f->child = C_PLAIN_VAV;
         break;
-    default: /* C_PLAIN, C_PLAIN_VAV, C_AV_LIST (an object: read it plain) */
+    default: /* C_PLAIN, C_PLAIN_VAV, C_RAW, C_TOP */
         f->mode = OM_FIELDS;
         f->vav = c == C_PLAIN_VAV;
+        f->raw = c == C_RAW;
         break;
     }
     return 1;
@@ -466,6 +484,8 @@ static int cb_start_array(void *ctx)
     case C_AV_SS: elem = C_EL_S; mt = REF_SET(d); break;
     case C_AV_NS: elem = C_EL_N; mt = REF_SET(d); break;
     case C_AV_BS: elem = C_EL_B; mt = REF_SET(d); break;
+    case C_RAW: elem = C_RAW; break;
+    case C_BY_TABLE_ITEMS: elem = C_PLAIN; break;
     default:
         if (!lenient(c))
             return wrong_shape(d, c, "an array");
@@ -492,6 +512,7 @@ static int rule_ctx(int rule)
     case DDBK_FIELD_BY_ATTR_VALUE: return C_BY_ATTR_VALUE;
     case DDBK_FIELD_AV: return C_AV;
     case DDBK_FIELD_PLAIN_VALUE_AV: return C_PLAIN_VAV;
+    case DDBK_FIELD_RAW: return C_RAW;
     default: return C_PLAIN;
     }
 }
@@ -561,7 +582,9 @@ static int cb_map_key(void *ctx, const unsigned char *uk, size_t n)
         f->next = f->child;
         break;
     default:
-        if (f->vav && n == 5 && memcmp(k, "Value", 5) == 0)
+        if (f->raw)
+            f->next = C_RAW;
+        else if (f->vav && n == 5 && memcmp(k, "Value", 5) == 0)
             f->next = C_AV;
         else
             f->next = (unsigned char)rule_ctx(ddbk__field_rule(k, n));
@@ -667,11 +690,12 @@ static int only_space(const char *s, size_t n)
  * slots at stack index refs. Returns 0 with the value on the stack top; -1
  * with the message in err; or -2 (d->multi only) when the input is not one
  * complete value and a single-value handle must say why. */
-static int run(dec *d, lua_State *L, int refs, const char *json, size_t len,
+static int run(dec *d, lua_State *L, int refs, int top, const char *json, size_t len,
                char *err, size_t errlen)
 {
     d->L = L;
     d->refs = refs;
+    d->top = top;
     d->nframes = d->ntables = d->done = d->failed = 0;
     d->err = err;
     d->errlen = errlen;
@@ -722,8 +746,10 @@ static int run(dec *d, lua_State *L, int refs, const char *json, size_t len,
     return -1;
 }
 
-int ddbk_lua_decode_response(lua_State *L, const char *json, size_t len,
-                             char *err, size_t errlen)
+/* ddbk_lua_decode_response and ddbk_lua_decode_result, top being the
+ * context of the top-level value. */
+static int decode(lua_State *L, int top, const char *json, size_t len, char *err,
+                  size_t errlen)
 {
     int base = lua_gettop(L);
     int rc = -2;
@@ -751,7 +777,7 @@ int ddbk_lua_decode_response(lua_State *L, const char *json, size_t len,
         ctx->busy = 1;
         ctx->owner = here;
         ctx->multi = 1;
-        rc = run(ctx, L, base + 2, json, len, err, errlen);
+        rc = run(ctx, L, base + 2, top, json, len, err, errlen);
         ctx->busy = 0;
         if ((rc != 0 || !ctx->multi || len > KEEP_MAX) && ctx->h) {
             yajl_free(ctx->h);
@@ -766,7 +792,7 @@ int ddbk_lua_decode_response(lua_State *L, const char *json, size_t len,
     if (rc == -2) {
         lua_settop(L, base + 1 + NSLOTS);
         dec *g = new_dec(L);
-        rc = run(g, L, base + 2, json, len, err, errlen);
+        rc = run(g, L, base + 2, top, json, len, err, errlen);
         release(g);
     }
     if (rc == 0) {
@@ -776,4 +802,16 @@ int ddbk_lua_decode_response(lua_State *L, const char *json, size_t len,
     }
     lua_settop(L, base);
     return -1;
+}
+
+int ddbk_lua_decode_response(lua_State *L, const char *json, size_t len,
+                             char *err, size_t errlen)
+{
+    return decode(L, C_PLAIN, json, len, err, errlen);
+}
+
+int ddbk_lua_decode_result(lua_State *L, const char *json, size_t len,
+                           char *err, size_t errlen)
+{
+    return decode(L, C_TOP, json, len, err, errlen);
 }

@@ -20,7 +20,10 @@
 #include <lua.h>
 
 #include "compat.h"
+#include "fields.h"
 #include "marshal.h"
+#include "numtext.h"
+#include "path.h"
 #include "values.h"
 
 #define MAX_DEPTH 64     /* tables on one path, of any kind */
@@ -54,6 +57,7 @@ typedef struct enc {
     /* the value types, recognised by identity */
     const void *null_p, *array_mt, *binary_mt, *set_mt, *decimal_mt;
     int depth;                       /* tables being visited */
+    int raw;                         /* > 0: inside Tags, no field rules */
     const void *visiting[MAX_DEPTH]; /* ...for cycle detection */
     int npath;
     step path[MAX_DEPTH + 2];
@@ -495,7 +499,7 @@ static int put_object(enc *e, int t, enum omode mode, int arg, int vav)
             if (vav && kl == 5 && memcmp(k, "Value", 5) == 0)
                 r = enc_field(e, v, DDBK_FIELD_AV);
             else
-                r = enc_field(e, v, ddbk__field_rule(k, kl));
+                r = enc_field(e, v, e->raw ? DDBK_FIELD_PLAIN : ddbk__field_rule(k, kl));
             break;
         case OM_NAMED:
             r = enc_field(e, v, arg);
@@ -624,9 +628,27 @@ static int enc_list_of(enc *e, int t, enum lmode mode)
     return rc;
 }
 
-/* The value of a field whose name has a rule. A rule applies only when the
- * value has the shape the rule expects (a table): a TagResource Tag's
- * Key = "k" is a plain string. */
+/* What a field of each rule must hold, for its error. */
+static const char *rule_wants(int rule)
+{
+    switch (rule) {
+    case DDBK_FIELD_AVMAP: return "a table of attributes";
+    case DDBK_FIELD_AVMAP_LIST: return "a table (a list of tables of attributes)";
+    case DDBK_FIELD_AV_LIST: return "a table (a list of attribute values)";
+    case DDBK_FIELD_BY_TABLE:
+    case DDBK_FIELD_BY_TABLE_ITEMS: return "a table (keyed by table name)";
+    case DDBK_FIELD_BY_ATTR:
+    case DDBK_FIELD_BY_ATTR_VALUE: return "a table (keyed by attribute name)";
+    default: return "a table";
+    }
+}
+
+/* The value of a field whose name has a rule. Such a field must hold a
+ * table (or JSON null, which stands for the field's absence): anything else
+ * is refused here, before a byte is sent, as DynamoDB would refuse it (with
+ * a 500 for some, which would be retried). Tags are the one place where
+ * these names (a Tag's Key) are plain strings: DDBK_FIELD_RAW turns the
+ * rules off below them. */
 static int enc_field(enc *e, int v, int rule)
 {
     lua_State *L = e->L;
@@ -634,7 +656,18 @@ static int enc_field(enc *e, int v, int rule)
         return enc_plain(e, v, 0);
     if (rule == DDBK_FIELD_AV)
         return enc_av(e, v, TOP_AV_LEVEL);
-    if (lua_type(L, v) != LUA_TTABLE || lua_topointer(L, v) == e->null_p)
+    if (rule == DDBK_FIELD_RAW) {
+        e->raw++;
+        int rc = enc_plain(e, v, 0);
+        e->raw--;
+        return rc;
+    }
+    if (lua_type(L, v) != LUA_TTABLE) {
+        if (lua_type(L, v) == LUA_TLIGHTUSERDATA && lua_touserdata(L, v) == NULL)
+            return enc_plain(e, v, 0); /* cjson.null, ngx.null */
+        return fail(e, "expected %s, got %s", rule_wants(rule), luaL_typename(L, v));
+    }
+    if (lua_topointer(L, v) == e->null_p)
         return enc_plain(e, v, 0);
     switch (rule) {
     case DDBK_FIELD_AVMAP:
@@ -676,15 +709,15 @@ static int put_b64(enc *e, const unsigned char *s, size_t n)
     return 0;
 }
 
-/* The string field `name` of the value table t, or NULL. */
+/* Pushes the field `name` of the value table t and returns it when it is a
+ * string, else NULL. The caller pops it once done with the pointer (valid
+ * only while the value is on the stack). */
 static const char *field_str(enc *e, int t, const char *name, size_t *n)
 {
     lua_State *L = e->L;
     lua_pushstring(L, name);
     lua_rawget(L, t);
-    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, n) : NULL;
-    lua_pop(L, 1); /* the string stays alive: t holds it */
-    return s;
+    return lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, n) : NULL;
 }
 
 static int put_binary(enc *e, int t)
@@ -693,8 +726,10 @@ static int put_binary(enc *e, int t)
     const char *s = field_str(e, t, "value", &n);
     if (!s)
         return fail(e, "ddbkit.binary has no string value");
-    return PUT_LIT(e, "{\"B\":\"") || put_b64(e, (const unsigned char *)s, n) ||
-           PUT_LIT(e, "\"}");
+    int rc = PUT_LIT(e, "{\"B\":\"") || put_b64(e, (const unsigned char *)s, n) ||
+             PUT_LIT(e, "\"}");
+    lua_pop(e->L, 1);
+    return rc ? -1 : 0;
 }
 
 static int put_decimal_text(enc *e, int t)
@@ -703,7 +738,9 @@ static int put_decimal_text(enc *e, int t)
     const char *s = field_str(e, t, "text", &n);
     if (!s || !ddbk__num_valid(s, n, NULL))
         return fail(e, "ddbkit.decimal text is not a number");
-    return put(e, s, n);
+    int rc = put(e, s, n);
+    lua_pop(e->L, 1);
+    return rc;
 }
 
 /* SS, NS or BS, by the first element; the rest must agree. */
@@ -763,6 +800,7 @@ static int put_set(enc *e, int t)
             rc = !b ? fail(e, "ddbkit.binary has no string value")
                     : putch(e, '"') || put_b64(e, (const unsigned char *)b, bn) ||
                           putch(e, '"');
+            lua_pop(L, 1);
         }
         if (rc)
             return -1;
@@ -854,6 +892,7 @@ int ddbk_lua_encode_request(lua_State *L, int idx, ddbk_buf *out, char *err,
     e.err = err;
     e.errlen = errlen;
     e.depth = 0;
+    e.raw = 0;
     e.npath = 0;
     if (!lua_checkstack(L, DDBK_LUA_NREFS + 8)) {
         fail(&e, "Lua stack exhausted");

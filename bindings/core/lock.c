@@ -1,6 +1,6 @@
 /*
  * The Lua face of the engine's conditional locks. A lock handle is a
- * userdata owning a ddbk_lock (freed by __gc; collecting a handle does not
+ * userdata owning a ddbk_lock handle (freed by __gc; collecting a handle does not
  * release the lock: a lease ends by release or by expiry, never by the
  * garbage collector's timing). The Lua module ddbkit.lock checks options and
  * shapes the API; these functions only carry values across.
@@ -36,11 +36,17 @@
 struct lkeeper;
 
 typedef struct lhandle {
-    ddbk_lock lk;
+    ddbk_lock *lk;             /* the engine's handle; NULL until an acquire made it */
     /* The busy holder's item of a failed acquire (with_item). Owned here,
      * so a Lua error raised while it is decoded cannot leak it. */
     ddbk_buf busy;
     struct lkeeper *keeper;    /* the running keeper, or NULL */
+    /* Op userdata that point here. An op keeps the handle alive, except at
+     * lua_close, where finalizers run in an order of the VM's choosing: a
+     * handle finalized first leaves its lock for the last op to free
+     * (engine ops write the lock until they are freed). */
+    int ops;
+    int orphaned;
 } lhandle;
 
 typedef struct lkeeper {
@@ -64,15 +70,19 @@ static ddbk_lock *check_lock(lua_State *L, int idx)
     lhandle *lh = check_handle(L, idx);
     if (lh->keeper)
         luaL_error(L, "ddbkit.lock: the handle is being kept by a keeper; stop it first");
-    return &lh->lk;
+    if (!lh->lk)
+        luaL_error(L, "ddbkit.lock: the handle holds no lock");
+    return lh->lk;
 }
 
+/* Pushes the field k of the table at t and leaves it on the stack: the
+ * pointer (NULL unless a string or a number) is valid only while the value
+ * stays there (a number is converted in place; a value an __index function
+ * made has no other owner). */
 static const char *opt_field(lua_State *L, int t, const char *k)
 {
     lua_getfield(L, t, k);
-    const char *v = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
-    lua_pop(L, 1); /* the table keeps the string alive */
-    return v;
+    return lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
 }
 
 static long num_field(lua_State *L, int t, const char *k, long dflt)
@@ -137,11 +147,12 @@ static lop *new_op(lua_State *L, int kind, int handle_idx)
     memset(o, 0, sizeof *o);
     o->ref = LUA_NOREF;
     o->kind = kind;
+    o->lh = check_handle(L, handle_idx);
+    o->lh->ops++;
     luaL_getmetatable(L, OP_MT);
     lua_setmetatable(L, -2);
     lua_pushvalue(L, handle_idx);
     o->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    o->lh = check_handle(L, handle_idx);
     return o;
 }
 
@@ -189,6 +200,9 @@ static int l_lock_op(lua_State *L)
         ddbk_lock_opts opts;
         luaL_checktype(L, 2, LUA_TTABLE);
         luaL_checktype(L, 3, LUA_TTABLE);
+        lua_settop(L, 3);
+        /* the five key fields stay on the stack (4..8) until the engine
+         * has copied them (ddbk_lock_op_acquire) */
         key.table = opt_field(L, 2, "table");
         key.pk_name = opt_field(L, 2, "pk_name");
         key.pk_value = opt_field(L, 2, "pk_value");
@@ -204,7 +218,6 @@ static int l_lock_op(lua_State *L)
         lhandle *lh = lua_newuserdata(L, sizeof *lh);
         memset(lh, 0, sizeof *lh);
         ddbk_buf_init(&lh->busy, 0);
-        ddbk_buf_init(&lh->lk.target, 0);
         luaL_getmetatable(L, LOCK_MT);
         lua_setmetatable(L, -2);
         o = new_op(L, kind, lua_gettop(L));
@@ -331,6 +344,11 @@ static int l_op_gc(lua_State *L)
      * release's as it was (see ddbk_lock_op_free). */
     ddbk_lock_op_free(o->op);
     o->op = NULL;
+    if (o->lh && --o->lh->ops == 0 && o->lh->orphaned) {
+        ddbk_lock_free(o->lh->lk);
+        o->lh->lk = NULL;
+    }
+    o->lh = NULL;
     luaL_unref(L, LUA_REGISTRYINDEX, o->ref);
     o->ref = LUA_NOREF;
     return 0;
@@ -339,19 +357,20 @@ static int l_op_gc(lua_State *L)
 /* handle:info() -> { owner, rvn, fence, expires_at, lease_ms, held } */
 static int l_info(lua_State *L)
 {
-    ddbk_lock *lk = check_lock(L, 1);
+    ddbk_lock_info in;
+    ddbk_lock_info_get(check_lock(L, 1), &in);
     lua_createtable(L, 0, 6);
-    lua_pushstring(L, lk->owner);
+    lua_pushstring(L, in.owner);
     lua_setfield(L, -2, "owner");
-    lua_pushstring(L, lk->rvn);
+    lua_pushstring(L, in.rvn);
     lua_setfield(L, -2, "rvn");
-    lua_pushinteger(L, (lua_Integer)lk->fence);
+    lua_pushinteger(L, (lua_Integer)in.fence);
     lua_setfield(L, -2, "fence");
-    lua_pushinteger(L, (lua_Integer)lk->expires_at);
+    lua_pushinteger(L, (lua_Integer)in.expires_at);
     lua_setfield(L, -2, "expires_at");
-    lua_pushinteger(L, (lua_Integer)lk->lease_ms);
+    lua_pushinteger(L, (lua_Integer)in.lease_ms);
     lua_setfield(L, -2, "lease_ms");
-    lua_pushboolean(L, lk->held);
+    lua_pushboolean(L, in.held);
     lua_setfield(L, -2, "held");
     return 1;
 }
@@ -392,7 +411,7 @@ static void keeper_stop(lua_State *L, lkeeper *kp)
  * clone of the client) until keeper:stop(). */
 static int l_keep(lua_State *L)
 {
-    ddbk_client *c = ddbk_lua_check_client(L, 1);
+    (void)ddbk_lua_check_client(L, 1); /* misuse raises before anything */
     ddbk_lock *lk = check_lock(L, 2);
     lua_Number period = luaL_checknumber(L, 3);
     ddbk_error err;
@@ -402,6 +421,9 @@ static int l_keep(lua_State *L)
     lkeeper *kp = lua_newuserdata(L, sizeof *kp);
     memset(kp, 0, sizeof *kp);
     kp->ref = LUA_NOREF;
+    /* Again: a finalizer run by that allocation may have closed the client
+     * (nothing below runs the collector). */
+    ddbk_client *c = ddbk_lua_check_client(L, 1);
     luaL_getmetatable(L, KEEPER_MT);
     lua_setmetatable(L, -2);
     lua_pushvalue(L, 2);
@@ -452,7 +474,12 @@ static int l_gc(lua_State *L)
      * it); the thread must still be stopped before the lock is freed. */
     if (lh->keeper)
         keeper_stop(L, lh->keeper);
-    ddbk_lock_free(&lh->lk);
+    if (lh->ops) {
+        lh->orphaned = 1; /* lua_close: the last op frees it (l_op_gc) */
+    } else {
+        ddbk_lock_free(lh->lk);
+        lh->lk = NULL;
+    }
     ddbk_buf_free(&lh->busy);
     return 0;
 }

@@ -16,7 +16,7 @@
  *
  * Each call in flight anchors its token and its client userdata in the
  * loop's anchor table (its user value) and holds the engine client
- * (ddbk_lua_client_hold): closing or collecting a client with calls in
+ * (ddbk_lua_client_try_hold): closing or collecting a client with calls in
  * flight, even before the loop at lua_close, frees nothing they use.
  */
 #include <poll.h>
@@ -130,7 +130,7 @@ static void recycle(lloop *ll, lcall *k)
 }
 
 /* Shared by submit and submit_raw: loop, client, op at 1..3, the body in
- * ll->req, the token at 5. */
+ * ll->req, the token at 5; table is params.TableName (copied) or "". */
 static int submit(lua_State *L, lloop *ll, int raw, const char *table)
 {
     const char *op = luaL_checkstring(L, 3);
@@ -146,6 +146,15 @@ static int submit(lua_State *L, lloop *ll, int raw, const char *table)
     int token_ref = luaL_ref(L, -2);
     lua_pushvalue(L, 2);
     int client_ref = luaL_ref(L, -2);
+    /* The hold comes last: encoding, an __index on params or a finalizer
+     * run by an allocation above may have closed the client since l_submit
+     * checked it. Unreferencing allocates nothing. */
+    ddbk_lua_client *held = ddbk_lua_client_try_hold(L, 2);
+    if (!held) {
+        luaL_unref(L, -1, token_ref);
+        luaL_unref(L, -1, client_ref);
+        return luaL_error(L, "client is closed");
+    }
     lua_pop(L, 1);
     /* Nothing raises from here on. */
     ll->spare = k->next;
@@ -155,8 +164,8 @@ static int submit(lua_State *L, lloop *ll, int raw, const char *table)
     k->client_ref = client_ref;
     k->raw = raw;
     k->failed = 0;
-    snprintf(k->table, sizeof k->table, "%s", table ? table : "");
-    k->client = ddbk_lua_client_hold(L, 2);
+    snprintf(k->table, sizeof k->table, "%s", table);
+    k->client = held;
     if (ddbk_loop_submit(ll->loop, ddbk_lua_client_engine(k->client), op, ll->req.data,
                          ll->req.len, on_done, k, &err) != 0) {
         ddbk_lua_client_release(k->client);
@@ -191,9 +200,12 @@ static int l_submit(lua_State *L)
     int n = ddbk_lua_encode_params(L, 4, &ll->req);
     if (n != 0)
         return n;
+    /* Copied before it is popped: a name an __index function made has no
+     * other owner. */
+    char table[sizeof ((lcall *)0)->table] = "";
     lua_getfield(L, 4, "TableName");
-    const char *table = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-    /* The params table keeps the name alive; the copy is taken in submit. */
+    if (lua_type(L, -1) == LUA_TSTRING)
+        snprintf(table, sizeof table, "%s", lua_tostring(L, -1));
     lua_pop(L, 1);
     return submit(L, ll, 0, table);
 }
@@ -216,7 +228,7 @@ static int l_submit_raw(lua_State *L)
         ddbk_error_set(&err, "RequestEntityTooLarge", 0, "a %zu-byte body is too large", len);
         return ddbk_lua_return_error(L, &err);
     }
-    return submit(L, ll, 1, NULL);
+    return submit(L, ll, 1, "");
 }
 
 /* Pushes the completion table of k: { token, result?, err?, raw? }. */

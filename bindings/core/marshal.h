@@ -35,4 +35,9 @@ int ddbk_lua_encode_request(lua_State *L, int idx, ddbk_buf *out, char *err,
 int ddbk_lua_decode_response(lua_State *L, const char *json, size_t len,
                              char *err, size_t errlen);
 
+/* ddbk_lua_decode_response for the body of a successful call: the top-level
+ * value must be a JSON object too (5, "s", null and [] are malformed). */
+int ddbk_lua_decode_result(lua_State *L, const char *json, size_t len,
+                           char *err, size_t errlen);
+
 #endif

@@ -1,16 +1,12 @@
 /*
  * The Lua side of DynamoDB's value types: ddbkit.null, array, binary, set
- * and decimal, their predicates, and the number-text rules the encoder and
- * decoder share (how an N becomes a Lua number or a decimal, and back).
+ * and decimal, and their predicates.
  *
  * Every value type is a plain table carrying one of five metatables kept in
  * the registry, so user code can inspect them with ordinary Lua and the C
  * side recognises them by metatable identity (one pointer compare).
  */
-#include <locale.h>
-#include <stdarg.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +16,7 @@
 
 #include "compat.h"
 #include "marshal.h"
+#include "numtext.h"
 #include "values.h"
 
 /* Upvalues of the module functions: the objects ddbk__lua_push_refs pushes. */
@@ -28,525 +25,6 @@
 #define UV_BINARY  lua_upvalueindex(3)
 #define UV_SET     lua_upvalueindex(4)
 #define UV_DECIMAL lua_upvalueindex(5)
-
-/* ------------------------------------------------------------ C locale */
-
-/* The host may have called setlocale(LC_NUMERIC, "de_DE"), which would make
- * printf write "1,5" and strtod stop at '.'. DynamoDB's JSON needs '.', so
- * number text is always read and written in the C locale, switched for the
- * calling thread only (uselocale), never for the process. */
-static locale_t c_locale;
-static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
-
-static void c_locale_init(void)
-{
-    c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
-}
-
-static locale_t c_locale_enter(void)
-{
-    pthread_once(&c_locale_once, c_locale_init);
-    /* If newlocale failed, stay in the current locale: the common case is
-     * the C locale anyway. uselocale(0) only queries. */
-    return uselocale(c_locale ? c_locale : (locale_t)0);
-}
-
-static void c_locale_leave(locale_t old)
-{
-    uselocale(old);
-}
-
-/* ------------------------------------------------------ error paths */
-
-size_t ddbk__path_add(char *dst, size_t len, size_t cap, const char *fmt, ...)
-{
-    if (len + 1 >= cap)
-        return len;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(dst + len, cap - len, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return len;
-    return len + (size_t)n >= cap ? cap - 1 : len + (size_t)n;
-}
-
-static int is_ident(const char *k, size_t n)
-{
-    if (n == 0 || n > 64 || (k[0] >= '0' && k[0] <= '9'))
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = k[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '_'))
-            return 0;
-    }
-    return 1;
-}
-
-size_t ddbk__path_key(char *dst, size_t len, size_t cap, const char *k, size_t kl,
-                      int first)
-{
-    if (is_ident(k, kl))
-        return ddbk__path_add(dst, len, cap, "%s%.*s", first ? "" : ".", (int)kl, k);
-    /* Any other key is quoted, escaped and cut, so a hostile key cannot
-     * make the message unreadable or long. */
-    len = ddbk__path_add(dst, len, cap, "[\"");
-    size_t shown = kl > 40 ? 40 : kl;
-    for (size_t j = 0; j < shown; j++) {
-        unsigned char c = (unsigned char)k[j];
-        if (c == '"' || c == '\\')
-            len = ddbk__path_add(dst, len, cap, "\\%c", c);
-        else if (c < 0x20 || c == 0x7f)
-            len = ddbk__path_add(dst, len, cap, "\\x%02x", c);
-        else
-            len = ddbk__path_add(dst, len, cap, "%c", c);
-    }
-    return ddbk__path_add(dst, len, cap, "%s\"]", shown < kl ? "..." : "");
-}
-
-/* -------------------------------------------------------- number text */
-
-size_t ddbk__fmt_int(int64_t n, char buf[DDBK_NUMBUF])
-{
-    char tmp[24];
-    size_t i = sizeof tmp;
-    /* unsigned negation: INT64_MIN has no positive int64 counterpart */
-    uint64_t u = n < 0 ? 0 - (uint64_t)n : (uint64_t)n;
-    do {
-        tmp[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (n < 0)
-        tmp[--i] = '-';
-    size_t len = sizeof tmp - i;
-    memcpy(buf, tmp + i, len);
-    buf[len] = '\0';
-    return len;
-}
-
-size_t ddbk__fmt_double(double d, char buf[DDBK_NUMBUF])
-{
-    /* Integral values in the exactly-representable range: integer text, no
-     * printf. This is every number on LuaJIT (which has no integers) that
-     * counts something, so it is the hot case there; "10" also reads better
-     * than "1e+01" in a Limit. The range test also keeps NaN out of the cast. */
-    if (d >= -9007199254740992.0 && d <= 9007199254740992.0 &&
-        d == (double)(int64_t)d)
-        return ddbk__fmt_int((int64_t)d, buf);
-
-    locale_t old = c_locale_enter();
-    int n = 0;
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(buf, DDBK_NUMBUF, "%.*g", prec, d);
-        if (prec == 17 || strtod(buf, NULL) == d)
-            break;
-    }
-    c_locale_leave(old);
-    return n > 0 ? (size_t)n : 0;
-}
-
-double ddbk__strtod(lua_State *L, const char *s, size_t n, int *ok)
-{
-    char tmp[128];
-    const char *z;
-    int pushed = 0;
-
-    if (n < sizeof tmp) {
-        memcpy(tmp, s, n);
-        tmp[n] = '\0';
-        z = tmp;
-    } else {
-        /* A Lua string is NUL-terminated and collected if we unwind. */
-        lua_pushlstring(L, s, n);
-        z = lua_tostring(L, -1);
-        pushed = 1;
-    }
-    char *end;
-    locale_t old = c_locale_enter();
-    double d = strtod(z, &end);
-    c_locale_leave(old);
-    *ok = n > 0 && end == z + n;
-    if (pushed)
-        lua_pop(L, 1);
-    return d;
-}
-
-int ddbk__parse_int64(const char *s, size_t n, int64_t *out)
-{
-    size_t i = 0;
-    int neg = 0;
-    uint64_t u = 0;
-
-    if (i < n && s[i] == '-') {
-        neg = 1;
-        i++;
-    }
-    if (i == n)
-        return 0;
-    for (; i < n; i++) {
-        unsigned dgt = (unsigned char)s[i] - '0';
-        if (dgt > 9)
-            return 0;
-        if (u > (UINT64_MAX - dgt) / 10)
-            return 0;
-        u = u * 10 + dgt;
-    }
-    if (neg) {
-        if (u > (uint64_t)INT64_MAX + 1)
-            return 0;
-        /* -(u - 1) - 1 so that 2^63 becomes INT64_MIN without overflow */
-        *out = u ? -(int64_t)(u - 1) - 1 : 0;
-    } else {
-        if (u > (uint64_t)INT64_MAX)
-            return 0;
-        *out = (int64_t)u;
-    }
-    return 1;
-}
-
-static int is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-int ddbk__num_valid(const char *s, size_t n, int *is_int)
-{
-    size_t i = 0, digits = 0;
-    int dot = 0, expo = 0;
-
-    if (i < n && (s[i] == '-' || s[i] == '+')) /* DynamoDB takes "+5" */
-        i++;
-    for (; i < n; i++) {
-        if (is_digit(s[i]))
-            digits++;
-        else if (s[i] == '.' && !dot)
-            dot = 1;
-        else
-            break;
-    }
-    if (!digits)
-        return 0;
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        size_t ed = 0;
-        expo = 1;
-        i++;
-        if (i < n && (s[i] == '+' || s[i] == '-'))
-            i++;
-        for (; i < n && is_digit(s[i]); i++)
-            ed++;
-        if (!ed)
-            return 0;
-    }
-    if (i != n)
-        return 0;
-    if (is_int)
-        *is_int = !dot && !expo;
-    return 1;
-}
-
-/* A valid number text seen as 0.d1d2...dk x 10^exp with d1 and dk nonzero:
- * two texts denote the same value exactly when these agree. The digits are
- * not copied: fpos is where d1 sits in s, and '.' is skipped when walking. */
-typedef struct canon {
-    const char *s;
-    int neg, zero;
-    size_t fpos;   /* index in s of the first significant digit */
-    int64_t ndig;  /* significant digits, trailing zeros excluded */
-    int64_t exp;
-} canon;
-
-/* Exponents are clamped here: far beyond any double or DynamoDB number
- * (1e-130 .. 1e126), and far from int64 overflow when combined below. */
-#define EXP_CLAMP ((int64_t)1 << 40)
-
-static void canon_of(const char *s, size_t n, canon *c)
-{
-    size_t i = 0;
-    int64_t before = 0, di = 0, fi = -1, li = -1;
-    int seen_dot = 0;
-
-    c->s = s;
-    c->neg = 0;
-    c->fpos = 0;
-    if (i < n && (s[i] == '-' || s[i] == '+')) {
-        c->neg = s[i] == '-';
-        i++;
-    }
-    for (; i < n && (is_digit(s[i]) || s[i] == '.'); i++) {
-        if (s[i] == '.') {
-            seen_dot = 1;
-            continue;
-        }
-        if (!seen_dot)
-            before++;
-        if (s[i] != '0') {
-            if (fi < 0) {
-                fi = di;
-                c->fpos = i;
-            }
-            li = di;
-        }
-        di++;
-    }
-    int64_t e = 0;
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        int eneg = 0;
-        i++;
-        if (i < n && (s[i] == '+' || s[i] == '-'))
-            eneg = s[i++] == '-';
-        for (; i < n && is_digit(s[i]); i++)
-            if (e < EXP_CLAMP)
-                e = e * 10 + (s[i] - '0');
-        if (e > EXP_CLAMP)
-            e = EXP_CLAMP;
-        if (eneg)
-            e = -e;
-    }
-    c->zero = fi < 0;
-    c->ndig = c->zero ? 0 : li - fi + 1;
-    c->exp = c->zero ? 0 : before - fi + e;
-}
-
-static int canon_equal(const canon *a, const canon *b)
-{
-    if (a->zero || b->zero)
-        return a->zero && b->zero; /* -0 == 0 */
-    if (a->neg != b->neg || a->exp != b->exp || a->ndig != b->ndig)
-        return 0;
-    size_t i = a->fpos, j = b->fpos;
-    for (int64_t k = 0; k < a->ndig; k++, i++, j++) {
-        while (a->s[i] == '.')
-            i++;
-        while (b->s[j] == '.')
-            j++;
-        if (a->s[i] != b->s[j])
-            return 0;
-    }
-    return 1;
-}
-
-int ddbk__num_text_equal(const char *a, size_t an, const char *b, size_t bn)
-{
-    canon ca, cb;
-    canon_of(a, an, &ca);
-    canon_of(b, bn, &cb);
-    return canon_equal(&ca, &cb);
-}
-
-/* Pushes the canonical text of a valid number ("-123e5": sign, significant
- * digits, exponent), so equal values give equal strings (set duplicates). */
-static void push_canon(lua_State *L, const char *s, size_t n)
-{
-    canon c;
-    luaL_Buffer b;
-    char ebuf[DDBK_NUMBUF];
-
-    canon_of(s, n, &c);
-    if (c.zero) {
-        lua_pushliteral(L, "0");
-        return;
-    }
-    luaL_buffinit(L, &b);
-    if (c.neg)
-        luaL_addchar(&b, '-');
-    size_t i = c.fpos;
-    for (int64_t k = 0; k < c.ndig; k++, i++) {
-        while (s[i] == '.')
-            i++;
-        luaL_addchar(&b, s[i]);
-    }
-    luaL_addchar(&b, 'e');
-    size_t en = ddbk__fmt_int(c.exp, ebuf);
-    luaL_addlstring(&b, ebuf, en);
-    luaL_pushresult(&b);
-}
-
-static void push_decimal(lua_State *L, const char *s, size_t n, int dec_mt)
-{
-    lua_createtable(L, 0, 1);
-    lua_pushlstring(L, s, n);
-    lua_setfield(L, -2, "text");
-    lua_pushvalue(L, dec_mt);
-    lua_setmetatable(L, -2);
-}
-
-void ddbk__push_n(lua_State *L, const char *s, size_t n, int dec_mt)
-{
-    int is_int = 0;
-    (void)ddbk__num_valid(s, n, &is_int);
-    int64_t v;
-#if DDBK_HAS_INTEGERS
-    if (is_int && ddbk__parse_int64(s, n, &v)) {
-        lua_pushinteger(L, (lua_Integer)v);
-        return;
-    }
-#else
-    /* LuaJIT: an integer within 2^53 is exact as a double, which is what the
-     * rule below would conclude after a strtod and a printf */
-    if (is_int && ddbk__parse_int64(s, n, &v) && v >= -9007199254740992LL &&
-        v <= 9007199254740992LL) {
-        lua_pushnumber(L, (lua_Number)v);
-        return;
-    }
-#endif
-    /* The double is good enough when its shortest text denotes exactly the
-     * decimal DynamoDB sent: then it marshals back to the same value. */
-    int ok;
-    double d = ddbk__strtod(L, s, n, &ok);
-    if (ok && isfinite(d)) {
-        char buf[DDBK_NUMBUF];
-        size_t bn = ddbk__fmt_double(d, buf);
-        if (ddbk__num_text_equal(s, n, buf, bn)) {
-            lua_pushnumber(L, (lua_Number)d);
-            return;
-        }
-    }
-    push_decimal(L, s, n, dec_mt);
-}
-
-/* ----------------------------------------------------------- base64 */
-
-static int b64_char(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-           (c >= '0' && c <= '9') || c == '+' || c == '/';
-}
-
-int ddbk__b64_valid(const unsigned char *s, size_t n, int *pad)
-{
-    int p = 0;
-    if (n % 4)
-        return 0;
-    if (n && s[n - 1] == '=') {
-        p++;
-        if (s[n - 2] == '=')
-            p++;
-    }
-    for (size_t i = 0; i < n - (size_t)p; i++)
-        if (!b64_char(s[i]))
-            return 0;
-    *pad = p;
-    return 1;
-}
-
-/* Each byte's 6-bit value in the base64 alphabet; 0xff: not in it. */
-static const unsigned char b64_val[256] = {
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3e, 0xff, 0xff, 0xff, 0x3f,
-    0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e,
-    0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28,
-    0x29, 0x2a, 0x2b, 0x2c, 0x2d, 0x2e, 0x2f, 0x30, 0x31, 0x32, 0x33, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-};
-
-long ddbk__b64_decode(const unsigned char *s, size_t n, unsigned char *out)
-{
-    if (n % 4)
-        return -1;
-    if (n == 0)
-        return 0;
-    unsigned char *o = out;
-    const unsigned char *end = s + n - 4; /* the last quad may be padded */
-    for (; s < end; s += 4, o += 3) {
-        unsigned a = b64_val[s[0]], b = b64_val[s[1]];
-        unsigned c = b64_val[s[2]], d = b64_val[s[3]];
-        if ((a | b | c | d) & 0x80)
-            return -1;
-        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | d;
-        o[0] = (unsigned char)(v >> 16);
-        o[1] = (unsigned char)(v >> 8);
-        o[2] = (unsigned char)v;
-    }
-    /* "xx==", "xxx=" or "xxxx"; bits under the padding are ignored, as
-     * EVP_DecodeBlock does */
-    int pad = s[3] == '=' ? (s[2] == '=' ? 2 : 1) : 0;
-    unsigned a = b64_val[s[0]], b = b64_val[s[1]];
-    unsigned c = pad == 2 ? 0 : b64_val[s[2]], d = pad ? 0 : b64_val[s[3]];
-    if ((a | b | c | d) & 0x80)
-        return -1;
-    uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | d;
-    o[0] = (unsigned char)(v >> 16);
-    if (pad < 2)
-        o[1] = (unsigned char)(v >> 8);
-    if (pad < 1)
-        o[2] = (unsigned char)v;
-    return (long)(o - out) + 3 - pad;
-}
-
-/* ------------------------------------------------------- field names */
-
-#define FIELD_IS(lit) (memcmp(k, lit, sizeof(lit) - 1) == 0)
-
-enum ddbk_field_rule ddbk__field_rule(const char *k, size_t n)
-{
-    /* By length first: most API fields (TableName, ReturnValues, ...) are
-     * ruled out without touching their bytes. */
-    switch (n) {
-    case 3:
-        if (FIELD_IS("Key")) return DDBK_FIELD_AVMAP;
-        break;
-    case 4:
-        if (FIELD_IS("Item")) return DDBK_FIELD_AVMAP;
-        if (FIELD_IS("Keys")) return DDBK_FIELD_AVMAP_LIST;
-        break;
-    case 5:
-        if (FIELD_IS("Items")) return DDBK_FIELD_AVMAP_LIST;
-        break;
-    case 8:
-        if (FIELD_IS("Expected")) return DDBK_FIELD_BY_ATTR_VALUE;
-        if (FIELD_IS("NewImage") || FIELD_IS("OldImage")) return DDBK_FIELD_AVMAP;
-        break;
-    case 9:
-        if (FIELD_IS("Responses")) return DDBK_FIELD_BY_TABLE_ITEMS;
-        break;
-    case 10:
-        if (FIELD_IS("Attributes")) return DDBK_FIELD_AVMAP;
-        if (FIELD_IS("Parameters")) return DDBK_FIELD_AV_LIST;
-        if (FIELD_IS("ScanFilter")) return DDBK_FIELD_BY_ATTR;
-        break;
-    case 11:
-        if (FIELD_IS("QueryFilter")) return DDBK_FIELD_BY_ATTR;
-        break;
-    case 12:
-        if (FIELD_IS("RequestItems")) return DDBK_FIELD_BY_TABLE;
-        break;
-    case 13:
-        if (FIELD_IS("KeyConditions")) return DDBK_FIELD_BY_ATTR;
-        break;
-    case 15:
-        if (FIELD_IS("UnprocessedKeys")) return DDBK_FIELD_BY_TABLE;
-        break;
-    case 16:
-        if (FIELD_IS("LastEvaluatedKey")) return DDBK_FIELD_AVMAP;
-        if (FIELD_IS("UnprocessedItems")) return DDBK_FIELD_BY_TABLE;
-        if (FIELD_IS("AttributeUpdates")) return DDBK_FIELD_BY_ATTR_VALUE;
-        break;
-    case 17:
-        if (FIELD_IS("ExclusiveStartKey") || FIELD_IS("ItemCollectionKey"))
-            return DDBK_FIELD_AVMAP;
-        break;
-    case 18:
-        if (FIELD_IS("AttributeValueList")) return DDBK_FIELD_AV_LIST;
-        break;
-    case 25:
-        if (FIELD_IS("ExpressionAttributeValues")) return DDBK_FIELD_AVMAP;
-        break;
-    default:
-        break;
-    }
-    return DDBK_FIELD_PLAIN;
-}
 
 /* ------------------------------------------------- the value objects */
 
@@ -819,7 +297,7 @@ static int l_decimal(lua_State *L)
     }
     lua_settop(L, 1);
     lua_pushvalue(L, UV_DECIMAL);
-    push_decimal(L, s, n, 2);
+    ddbk__push_decimal(L, s, n, 2);
     return 1;
 }
 
@@ -881,14 +359,14 @@ static int l_set(lua_State *L)
 #if DDBK_HAS_INTEGERS
             if (lua_isinteger(L, el)) {
                 len = ddbk__fmt_int((int64_t)lua_tointeger(L, el), buf);
-                push_canon(L, buf, len);
+                ddbk__push_num_canon(L, buf, len);
                 break;
             }
 #endif
             if (!isfinite((double)lua_tonumber(L, el)))
                 return set_error(L, src, i, "is not a finite number");
             len = ddbk__fmt_double((double)lua_tonumber(L, el), buf);
-            push_canon(L, buf, len);
+            ddbk__push_num_canon(L, buf, len);
             break;
         case LUA_TTABLE:
             if (has_mt(L, el, UV_BINARY)) {
@@ -904,7 +382,7 @@ static int l_set(lua_State *L)
                 s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
                 if (!s || !ddbk__num_valid(s, len, NULL))
                     return set_error(L, src, i, "is a broken decimal (text is not a number)");
-                push_canon(L, s, len);
+                ddbk__push_num_canon(L, s, len);
                 lua_remove(L, -2);
             }
             break;

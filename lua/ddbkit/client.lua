@@ -136,9 +136,12 @@ end
 
 -- Result shapes --------------------------------------------------------
 -- A 200 from a broken or hostile server may carry any JSON: `5`, `null`,
--- `{"Item":true}`. The engine's decoder refuses much of it, but whatever
--- still reaches Lua is checked here, once, for every operation, so no store
--- or helper ever indexes a number: a wrong shape is MalformedResponse.
+-- `{"Item":true}`. The engine's decoder (bindings/core/decode.c) refuses a
+-- body that is not an object and every wrong-shaped field that holds
+-- items (Item, Items, Attributes, LastEvaluatedKey, Responses, Keys), so
+-- those are not checked again here; the few other fields some code here or
+-- in a store reads are, once, for every operation: a wrong shape is
+-- MalformedResponse, never a raise in a store.
 
 --- client.malformed(message) -> an error value with code MalformedResponse
 function _M.malformed(message)
@@ -148,16 +151,7 @@ end
 local malformed = _M.malformed
 
 local function is_map(v) return type(v) == "table" and v ~= null and not is_array(v) end
--- The decoder checks every attribute of an item; here it only has to be
--- something a store can index without raising.
 local is_item = is_map
-local function list_of_items(v)
-  if type(v) ~= "table" or v == null then return false end
-  for k, x in pairs(v) do
-    if type(k) ~= "number" or not is_item(x) then return false end
-  end
-  return true
-end
 local function map_of(check)
   return function(v)
     if not is_map(v) then return false end
@@ -168,34 +162,19 @@ local function map_of(check)
   end
 end
 local function number(v) return type(v) == "number" end
-local function list_or_map(v) return type(v) == "table" and v ~= null end
 
--- Result field -> its checker. Only fields some code here or in a store
--- reads are listed; others pass as the decoder made them.
+-- Result field -> its checker: the fields the decoder takes as plain JSON.
 local SHAPE = {
-  Item = is_item, Attributes = is_item, LastEvaluatedKey = is_item,
-  Items = list_of_items, Count = number, ScannedCount = number,
-  Responses = function(v)   -- BatchGetItem: table -> items; TransactGetItems: a list
-    if not list_or_map(v) then return false end
-    for k, x in pairs(v) do
-      if type(k) == "string" then
-        if not list_of_items(x) then return false end
-      elseif not is_map(x) or (x.Item ~= nil and not is_item(x.Item)) then
-        return false
-      end
-    end
-    return true
-  end,
+  Count = number, ScannedCount = number,
   UnprocessedItems = map_of(function(x) return type(x) == "table" and x ~= null end),
   UnprocessedKeys = map_of(function(x) return is_map(x) and type(x.Keys) == "table" end),
-  Table = function(v) return is_map(v) end,
-  TableDescription = function(v) return is_map(v) end,
+  Table = is_map, TableDescription = is_map,
   TableNames = function(v) return type(v) == "table" and v ~= null end,
 }
 
 --- client.check_result(op, res) -> res | nil, err (MalformedResponse)
 -- res must be a JSON object whose known fields have their DynamoDB types.
--- Cost: one lookup per result field, plus one type test per returned item.
+-- Cost: one lookup per result field; nothing per returned item.
 function _M.check_result(op, res)
   if not is_map(res) then
     local what = res == null and "null" or type(res)

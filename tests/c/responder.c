@@ -163,6 +163,98 @@ void answer_and_close(int fd, int status, const char *headers, const char *body)
     close(fd);
 }
 
+void answer_big_and_close(int fd, int status, const char *body, size_t len)
+{
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d X\r\nContent-Type: application/x-amz-json-1.0\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                     status, len);
+    ssize_t w = 1;
+    for (ssize_t off = 0; off < n && w > 0; off += w)
+        w = write(fd, head + off, (size_t)(n - off));
+    for (size_t off = 0; off < len && w > 0; off += (size_t)w)
+        w = write(fd, body + off, len - off);
+    shutdown(fd, SHUT_WR);
+    close(fd);
+}
+
+/* The string value of ExpressionAttributeValues' `name` in req, into out;
+ * "" when absent. Lock requests hold only hex, digits and host names. */
+static void sent_value(const char *req, const char *name, char *out, size_t cap)
+{
+    char pat[32];
+    snprintf(pat, sizeof pat, "\"%s\":{\"S\":\"", name);
+    const char *p = strstr(req, pat);
+    out[0] = '\0';
+    if (p != NULL) {
+        p += strlen(pat);
+        size_t n = strcspn(p, "\"");
+        snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
+    }
+}
+
+const char *lock_grant(const char *req, long fence, char *out, size_t cap)
+{
+    char owner[128], rvn[64];
+    if (strstr(req, "\"UpdateExpression\":\"SET #o = :o") != NULL) {
+        sent_value(req, ":o", owner, sizeof owner);
+        sent_value(req, ":r", rvn, sizeof rvn);
+        snprintf(out, cap,
+                 "{\"Attributes\":{\"pk\":{\"S\":\"k\"},\"lockOwner\":{\"S\":\"%s\"},"
+                 "\"lockRvn\":{\"S\":\"%s\"},\"fence\":{\"N\":\"%ld\"},"
+                 "\"leaseMs\":{\"N\":\"5000\"},\"expiresAt\":{\"N\":\"4102444800\"}}}",
+                 owner, rvn, fence);
+    } else if (strstr(req, "\"UpdateExpression\":\"SET #r = :new") != NULL) {
+        sent_value(req, ":new", rvn, sizeof rvn);
+        snprintf(out, cap,
+                 "{\"Attributes\":{\"lockRvn\":{\"S\":\"%s\"},\"leaseMs\":{\"N\":\"5000\"},"
+                 "\"expiresAt\":{\"N\":\"4102444800\"}}}", rvn);
+    } else if (strstr(req, "\"UpdateExpression\":\"SET #e = :zero, #x = :r") != NULL) {
+        sent_value(req, ":r", rvn, sizeof rvn);
+        snprintf(out, cap,
+                 "{\"Attributes\":{\"expiresAt\":{\"N\":\"0\"},\"releasedRvn\":{\"S\":\"%s\"}}}",
+                 rvn);
+    } else {
+        snprintf(out, cap, "{}");
+    }
+    return out;
+}
+
+void respond_keepalive(int lfd, int notes, const void *script, int n)
+{
+    static char req[16384];
+    const ka_step *steps = script;
+    int served = 0;
+
+    for (;;) {
+        int fd = accept(lfd, NULL, NULL);
+        if (fd < 0)
+            _exit(2);
+        note(notes, 'A');
+        for (;;) {
+            size_t got = 0;
+            req[0] = '\0';
+            while (!whole_request(req, got, NULL, NULL)) {
+                ssize_t r = read(fd, req + got, sizeof req - 1 - got);
+                if (r <= 0)
+                    break;
+                got += (size_t)r;
+                req[got] = '\0';
+            }
+            if (!whole_request(req, got, NULL, NULL))
+                break; /* the client closed it */
+            note(notes, op_letter(req));
+            const ka_step *k = &steps[served < n ? served : n - 1];
+            served++;
+            if (k->status == 0)
+                break;
+            send_response(fd, k->status, NULL, k->body);
+        }
+        close(fd);
+    }
+}
+
 int drain(char *notes, int cap)
 {
     int n = 0, fl = fcntl(g_notes, F_GETFL);

@@ -75,9 +75,33 @@ void send_response(int fd, int status, const char *headers, const char *body);
 /* send_response with Connection: close before headers, then closes fd. */
 void answer_and_close(int fd, int status, const char *headers, const char *body);
 
+/* answer_and_close for a body of any size (len bytes, may hold NULs). */
+void answer_big_and_close(int fd, int status, const char *body, size_t len);
+
+/* The success body a real service gives a lock write of the request req (a
+ * whole HTTP request as accept_request read it), with the attributes that
+ * prove the write: an acquire's owner, record version and `fence`
+ * (ALL_NEW), a renew's new record version, a release's releasedRvn
+ * (UPDATED_NEW). Into out (cap bytes); "{}" when req is no lock write. */
+const char *lock_grant(const char *req, long fence, char *out, size_t cap);
+
 /* The notes written so far and not yet read, into notes (NUL-terminated,
  * at most cap - 1); returns how many. */
 int drain(char *notes, int cap);
+
+/* A keep-alive server for one client at a time: the i-th request (over any
+ * connection) gets the i-th step (the last one again once they run out).
+ * A step with status > 0 answers it and keeps the connection open; status 0
+ * reads the request whole and closes the connection with no answer (what a
+ * server that applied the request and then lost its answer looks like).
+ * Notes: 'A' per connection accepted, then the operation's first letter per
+ * request, written before the step is taken. Pass it to responder_start
+ * with an array of ka_step. */
+typedef struct ka_step {
+    int status;
+    const char *body;
+} ka_step;
+void respond_keepalive(int lfd, int notes, const void *script, int n);
 
 /* A config that works: explicit region and keys, no endpoint. */
 void base_config(ddbk_config *cfg);

@@ -160,6 +160,30 @@ static void test_endpoint_validation(void **state)
     cfg.endpoint = longep;
     new_fails(&cfg, "InvalidArgument", "http://hhhh");
 
+    /* What a message shows of a bad endpoint or region has no control
+     * character: no header, terminal escape or log line made from it. */
+    static const char *const hostile[] = {
+        "http://host\r\nX-Evil: 1", "http://\x1b]52;c;Evil\x07", "http://h/\x1b[2J",
+    };
+    for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
+        ddbk_error err;
+        base_config(&cfg);
+        cfg.endpoint = hostile[i];
+        assert_null(ddbk_client_new(&cfg, &err));
+        assert_string_equal(err.code, "InvalidArgument");
+        for (const char *p = err.message; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                fail_msg("message \"%s\" holds a control character", err.message);
+    }
+    {
+        ddbk_error err;
+        base_config(&cfg);
+        cfg.region = "eu\x1b[2J\r\n";
+        assert_null(ddbk_client_new(&cfg, &err));
+        assert_string_equal(err.code, "InvalidArgument");
+        assert_null(strpbrk(err.message, "\x1b\r\n"));
+    }
+
     /* And the same checks apply to an endpoint from the environment. */
     base_config(&cfg);
     setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://envhost/some/path", 1);
@@ -481,6 +505,7 @@ static void test_call_closed_port(void **state)
     assert_string_equal(err.code, "ConnectionError");
     assert_int_equal(err.retryable, 1);
     assert_int_equal(err.timeout, 0);
+    assert_int_equal(err.ambiguous, 0); /* nothing was sent */
     assert_int_equal(err.status, 0);
     assert_true(err.message[0] != '\0');
     assert_int_equal(g_resp.attempts, 2);
@@ -552,6 +577,7 @@ static void test_call_timeout(void **state)
     assert_string_equal(err.code, "Timeout");
     assert_int_equal(err.timeout, 1);
     assert_int_equal(err.retryable, 1);
+    assert_int_equal(err.ambiguous, 1); /* sent, never answered */
     assert_int_equal(g_resp.attempts, 2);
     ddbk_stats_get(c, &st);
     assert_int_equal(st.requests, 2);
@@ -761,6 +787,136 @@ static void test_call_response_too_large(void **state)
     assert_non_null(strstr(err.message, "1000"));
 }
 
+/* A kept-alive connection that the server closes after reading a request:
+ * the request may have been applied, so curl's own resend on a fresh
+ * connection would be a second send that no figure shows. Every send must
+ * be an attempt: counted in the stats, under max_attempts and the quota,
+ * and the failure marked ambiguous. */
+static const ka_step DROPS[] = { {200, "{}"}, {0, NULL} };
+
+/* Runs a GetItem (answered, so the connection is pooled) then an UpdateItem
+ * that every send of is dropped; returns the notes the server wrote. */
+static const char *drop_after_warm(ddbk_client *c, ddbk_error *err)
+{
+    static char notes[256];
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, err), 0);
+    assert_int_equal(ddbk_call(c, "UpdateItem", "{}", 2, &g_resp, err), -1);
+    drain(notes, sizeof notes);
+    return notes;
+}
+
+static int count_of(const char *s, char ch)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == ch;
+    return n;
+}
+
+static void test_call_lost_answer_is_an_attempt(void **state)
+{
+    ddbk_error err;
+    ddbk_stats st;
+
+    (void)state;
+    int port = responder_start(respond_keepalive, DROPS, 2);
+    ddbk_client *c = g_client = server_client(port, 3);
+    const char *notes = drop_after_warm(c, &err);
+    assert_string_equal(err.code, "ConnectionError");
+    assert_int_equal(err.retryable, 1);
+    assert_int_equal(err.ambiguous, 1);
+    assert_non_null(strstr(err.message, "may have been applied"));
+    assert_int_equal(g_resp.attempts, 3);
+    /* DynamoDB got max_attempts sends, and the stats say so. */
+    assert_int_equal(count_of(notes, 'U'), 3);
+    ddbk_stats_get(c, &st);
+    assert_int_equal(st.requests, (uint64_t)count_of(notes, 'G') + 3);
+    assert_int_equal(find_op(&st, "UpdateItem")->requests, 3);
+    assert_int_equal(st.retries, 2);
+    assert_int_equal(c->quota, 500 - 2 * 5);
+}
+
+/* With max_attempts = 1 a request is sent once, whatever the pool did. */
+static void test_call_lost_answer_single_attempt(void **state)
+{
+    ddbk_error err;
+    ddbk_stats st;
+
+    (void)state;
+    int port = responder_start(respond_keepalive, DROPS, 2);
+    ddbk_client *c = g_client = server_client(port, 1);
+    const char *notes = drop_after_warm(c, &err);
+    assert_int_equal(err.ambiguous, 1);
+    assert_int_equal(g_resp.attempts, 1);
+    assert_int_equal(count_of(notes, 'U'), 1);
+    ddbk_stats_get(c, &st);
+    assert_int_equal(find_op(&st, "UpdateItem")->requests, 1);
+    assert_int_equal(st.retries, 0);
+}
+
+/* A retry after a lost answer that fails its condition may have failed on
+ * the call's own first write: the owner of the item is told. */
+static void test_call_ccf_after_lost_answer(void **state)
+{
+    static const ka_step script[] = {
+        {200, "{}"},
+        {0, NULL},
+        {400, "{" CCF_TYPE ",\"message\":\"The conditional request failed\"}"},
+    };
+    ddbk_error err;
+
+    (void)state;
+    int port = responder_start(respond_keepalive, script, 3);
+    ddbk_client *c = g_client = server_client(port, 3);
+    const char *notes = drop_after_warm(c, &err);
+    assert_string_equal(err.code, "ConditionalCheckFailedException");
+    assert_int_equal(err.ambiguous, 1);
+    assert_int_equal(g_resp.attempts, 2);
+    assert_int_equal(count_of(notes, 'U'), 2);
+
+    /* The next call starts clean: an answered failure is not ambiguous. */
+    assert_int_equal(ddbk_call(c, "PutItem", "{}", 2, &g_resp, &err), -1);
+    assert_string_equal(err.code, "ConditionalCheckFailedException");
+    assert_int_equal(err.ambiguous, 0);
+}
+
+/* A call that succeeds after a lost answer says so in its response: a
+ * write that is not idempotent may have been applied twice. */
+static void test_call_success_after_lost_answer(void **state)
+{
+    static const ka_step script[] = { {200, "{}"}, {0, NULL}, {200, "{\"ok\":1}"} };
+    ddbk_error err;
+
+    (void)state;
+    int port = responder_start(respond_keepalive, script, 3);
+    ddbk_client *c = g_client = server_client(port, 3);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0);
+    assert_int_equal(g_resp.ambiguous, 0);
+    assert_int_equal(ddbk_call(c, "UpdateItem", "{}", 2, &g_resp, &err), 0);
+    assert_int_equal(g_resp.attempts, 2);
+    assert_int_equal(g_resp.ambiguous, 1);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0);
+    assert_int_equal(g_resp.ambiguous, 0); /* each call starts clean */
+}
+
+/* A request id is what the server says, shown in errors and logs: it ends
+ * at the first control byte, so no escape sequence rides it. */
+static void test_request_id_control_bytes(void **state)
+{
+    static const canned script[] = {
+        {400, "x-amzn-RequestId: RID1\x1b]52;c;Evil\x07\r\n",
+         "{" CCF_TYPE ",\"message\":\"no\"}"},
+    };
+    ddbk_error err;
+
+    (void)state;
+    ddbk_client *c = g_client = server_client(serve(script, 1), 1);
+    assert_int_equal(ddbk_call(c, "PutItem", "{}", 2, &g_resp, &err), -1);
+    responder_stop();
+    assert_string_equal(g_resp.request_id, "RID1");
+    assert_string_equal(err.request_id, "RID1");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
@@ -782,6 +938,11 @@ int main(void)
         T(test_call_success_clears_error),
         T(test_call_error_response),
         T(test_call_response_too_large),
+        T(test_call_lost_answer_is_an_attempt),
+        T(test_call_lost_answer_single_attempt),
+        T(test_call_ccf_after_lost_answer),
+        T(test_request_id_control_bytes),
+        T(test_call_success_after_lost_answer),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -589,6 +589,100 @@ static void test_region_order(void **state)
     assert_int_equal(ddbk__region_resolve(&cfg, small, 0), -1);
 }
 
+/* A credential goes into the Authorization or X-Amz-Security-Token header
+ * as is: a CR/LF (or any control character) in one would end the header
+ * and start another. Each source is refused by name, the value never
+ * shown. */
+static void fails_clean(const ddbk_config *cfg, const char *want)
+{
+    ddbk_credentials c;
+    ddbk_error err;
+
+    assert_int_equal(ddbk__credentials_resolve(cfg, &c, &err), -1);
+    assert_string_equal(err.code, "InvalidArgument");
+    if (strstr(err.message, want) == NULL || strstr(err.message, "control character") == NULL)
+        fail_msg("message \"%s\" lacks \"%s\" or \"control character\"", err.message, want);
+    for (const char *p = err.message; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            fail_msg("message \"%s\" holds a control character", err.message);
+    assert_null(strstr(err.message, "Evil"));
+    static const char *const values[] = {"CFGSECRET", "ENVSECRET", "FILESECRET", "ENVTOKEN",
+                                         "CFGID", "ENVID", "FILEDEV", NULL};
+    for (int i = 0; values[i] != NULL; i++)
+        if (strstr(err.message, values[i]) != NULL)
+            fail_msg("message \"%s\" shows a value", err.message);
+    assert_null(c.access_key_id);
+    assert_null(c.secret_access_key);
+    assert_null(c.session_token);
+}
+
+static void test_control_characters_in_config(void **state)
+{
+    ddbk_config cfg;
+
+    (void)state;
+    write_file(cred_path, CRED_FILE); /* not fallen back to */
+    memset(&cfg, 0, sizeof cfg);
+    cfg.access_key_id = "CFGID";
+    cfg.secret_access_key = "CFGSECRET";
+    cfg.session_token = "TOKEN\r\nX-Evil: 1";
+    fails_clean(&cfg, "session_token from the config");
+    cfg.session_token = NULL;
+    cfg.access_key_id = "CFG\nEvil";
+    fails_clean(&cfg, "access_key_id from the config");
+    cfg.access_key_id = "CFGID";
+    cfg.secret_access_key = "CFGSECRET\x01Evil";
+    fails_clean(&cfg, "secret_access_key from the config");
+    cfg.secret_access_key = "CFGSECRET\x7f";
+    fails_clean(&cfg, "secret_access_key from the config");
+}
+
+static void test_control_characters_in_env(void **state)
+{
+    (void)state;
+    write_file(cred_path, CRED_FILE);
+    setenv("AWS_ACCESS_KEY_ID", "ENVID", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "ENVSECRET", 1);
+    setenv("AWS_SESSION_TOKEN", "ENVTOKEN\r\nX-Evil: 1", 1);
+    fails_clean(NULL, "AWS_SESSION_TOKEN from the environment");
+    setenv("AWS_SESSION_TOKEN", "ENVTOKEN", 1);
+    setenv("AWS_ACCESS_KEY_ID", "ENV\tEvil", 1);
+    fails_clean(NULL, "AWS_ACCESS_KEY_ID from the environment");
+    setenv("AWS_ACCESS_KEY_ID", "ENVID", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "ENVSECRET\nEvil", 1);
+    fails_clean(NULL, "AWS_SECRET_ACCESS_KEY from the environment");
+    /* A profile name ends up in messages: no escape sequences there. */
+    unsetenv("AWS_ACCESS_KEY_ID");
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    setenv("AWS_PROFILE", "dev\x1b]0;Evil\x07", 1);
+    fails_clean(NULL, "profile name from AWS_PROFILE");
+}
+
+static void test_control_characters_in_files(void **state)
+{
+    ddbk_config cfg;
+
+    (void)state;
+    write_file(cred_path, "[dev]\n"
+                          "aws_access_key_id = FILEDEV\n"
+                          "aws_secret_access_key = FILESECRET\n"
+                          "aws_session_token = TOKEN\rX-Evil: 1\n");
+    memset(&cfg, 0, sizeof cfg);
+    cfg.profile = "dev";
+    fails_clean(&cfg, "aws_session_token of profile \"dev\" in ");
+    write_file(cred_path, "[dev]\n"
+                          "aws_access_key_id = FILE\x1b[2JEvil\n"
+                          "aws_secret_access_key = FILESECRET\n");
+    fails_clean(&cfg, "aws_access_key_id of profile \"dev\"");
+    write_file(cred_path, "");
+    write_file(conf_path, "[profile dev]\n"
+                          "aws_access_key_id = CONFID\n"
+                          "aws_secret_access_key = CONF\x08SECRET\n");
+    fails_clean(&cfg, "aws_secret_access_key of profile \"dev\"");
+    cfg.profile = "de\rv";
+    fails_clean(&cfg, "profile name from the config");
+}
+
 int main(void)
 {
     const struct CMUnitTest ini[] = {
@@ -616,6 +710,9 @@ int main(void)
         ENV_TEST(test_not_a_regular_file),
         ENV_TEST(test_long_values),
         ENV_TEST(test_region_order),
+        ENV_TEST(test_control_characters_in_config),
+        ENV_TEST(test_control_characters_in_env),
+        ENV_TEST(test_control_characters_in_files),
     };
     int failed = cmocka_run_group_tests_name("ini", ini, NULL, NULL);
 

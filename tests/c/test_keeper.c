@@ -24,7 +24,9 @@
                     "\"lockRvn\":{\"S\":\"r1\"},\"fence\":{\"N\":\"9\"},"        \
                     "\"expiresAt\":{\"N\":\"4102444800\"},\"leaseMs\":{\"N\":\"5000\"}}"
 #define CCF_BODY "{" CCF_TYPE ",\"message\":\"The conditional request failed\"," OTHERS_ITEM "}"
-#define ACQUIRED_BODY "{\"Attributes\":{\"fence\":{\"N\":\"7\"}}}"
+/* Not a body: the responder answers it with lock_grant, the success a real
+ * service gives that very write (with fence 7 for an acquire). */
+#define GRANT "<grant>"
 
 typedef struct canned {
     int status;
@@ -62,7 +64,10 @@ static void respond(int lfd, int notes, const void *arg, int n)
         int fd = accept_request(lfd, req, sizeof req, &got);
         note(notes, op_letter(req));
         const canned *c = &script[i < n ? i : n - 1];
-        answer_and_close(fd, c->status, NULL, c->body);
+        static char grant[1024];
+        answer_and_close(fd, c->status, NULL,
+                         strcmp(c->body, GRANT) == 0 ? lock_grant(req, 7, grant, sizeof grant)
+                                                     : c->body);
     }
 }
 
@@ -104,15 +109,26 @@ static ddbk_client *responder_client(int port, int max_attempts)
 
 static const ddbk_lock_key KEY = { "t", "pk", "k", NULL, NULL };
 
-/* Takes the lock through the responder, whose first answer must grant it. */
-static void acquire_ok(ddbk_client *c, ddbk_lock *l)
+/* The handle's record version as a caller reads it, even while a keeper
+ * renews it. */
+static const char *rvn_of(const ddbk_lock *l)
 {
+    static ddbk_lock_info in;
+    ddbk_lock_info_get(l, &in);
+    return in.rvn;
+}
+
+/* Takes the lock through the responder, whose first answer must grant it. */
+static ddbk_lock *acquire_ok(ddbk_client *c)
+{
+    ddbk_lock *l;
     ddbk_lock_opts o = { 5000, 0, 0, NULL };
     ddbk_error err;
-    if (ddbk_lock_acquire(c, &KEY, &o, l, NULL, &err) != 0)
+    if (ddbk_lock_acquire(c, &KEY, &o, &l, NULL, &err) != 0)
         fail_msg("acquire: %s: %s", err.code, err.message);
     assert_string_equal(await(1), "U");
-    assert_int_equal(l->fence, 7);
+    assert_int_equal(ddbk_lock_fence(l), 7);
+    return l;
 }
 
 /* ---------------------------------------------------------- the clone */
@@ -183,7 +199,7 @@ static void test_clone_copies_settings(void **state)
 static void acquire_fails(const canned *script, int n, const char *code, const char *want_item,
                           const char *ops)
 {
-    ddbk_lock l;
+    ddbk_lock *l = NULL;
     ddbk_lock_holder h;
     ddbk_error err;
     ddbk_buf item;
@@ -194,6 +210,7 @@ static void acquire_fails(const canned *script, int n, const char *code, const c
     ddbk_buf_init(&item, 0);
     ddbk_buf_puts(&item, "stale"); /* reset on entry */
     assert_int_equal(ddbk_lock_acquire(c, &KEY, &o, &l, &h, &err), -1);
+    assert_null(l);
     assert_string_equal(err.code, code);
     assert_string_equal(await((int)strlen(ops)), ops);
     if (want_item) {
@@ -234,8 +251,8 @@ static void test_busy_item_empty_when_not_seen(void **state)
 
 static void test_busy_item_empty_on_success(void **state)
 {
-    static const canned script[] = { { 200, ACQUIRED_BODY } };
-    ddbk_lock l;
+    static const canned script[] = { { 200, GRANT } };
+    ddbk_lock *l = NULL;
     ddbk_error err;
     ddbk_buf item;
     ddbk_lock_opts o = { 5000, 0, 0, &item };
@@ -246,65 +263,66 @@ static void test_busy_item_empty_on_success(void **state)
     ddbk_buf_puts(&item, "stale");
     assert_int_equal(ddbk_lock_acquire(c, &KEY, &o, &l, NULL, &err), 0);
     assert_int_equal(item.len, 0);
-    assert_int_equal(l.held, 1);
+    assert_int_equal(ddbk_lock_held(l), 1);
     ddbk_buf_free(&item);
-    ddbk_lock_free(&l);
+    ddbk_lock_free(l);
 }
 
 /* ---------------------------------------------------------- the keeper */
 
 /* A held handle built by hand, for what needs no server. */
-static void fake_held(ddbk_lock *l)
+static ddbk_lock *fake_held(void)
 {
-    memset(l, 0, sizeof *l);
-    ddbk_buf_init(&l->target, 0);
+    ddbk_lock *l = ddbk__lock_new();
+    assert_non_null(l);
     ddbk_buf_puts(&l->target, "\"TableName\":\"t\",\"Key\":{\"pk\":{\"S\":\"k\"}}");
     strcpy(l->owner, "me:1");
     strcpy(l->rvn, "r0");
     l->lease_ms = 5000;
     l->held = 1;
+    return l;
 }
 
 static void test_keep_refuses_bad_arguments(void **state)
 {
-    ddbk_lock l;
+    ddbk_lock *l = NULL;
     ddbk_error err;
     (void)state;
     ddbk_client *c = g_client = responder_client(9, 1);
-    fake_held(&l);
+    l = fake_held();
     static const long periods[] = { 0, -1, -1000 };
     for (size_t i = 0; i < sizeof periods / sizeof periods[0]; i++) {
-        assert_null(ddbk_lock_keep(c, &l, periods[i], &err));
+        assert_null(ddbk_lock_keep(c, l, periods[i], &err));
         assert_string_equal(err.code, "InvalidArgument");
     }
     assert_null(ddbk_lock_keep(c, NULL, 100, &err));
     assert_string_equal(err.code, "InvalidArgument");
-    assert_null(ddbk_lock_keep(NULL, &l, 100, &err));
+    assert_null(ddbk_lock_keep(NULL, l, 100, &err));
     assert_string_equal(err.code, "InvalidArgument");
-    ddbk_lock_mark_released(&l);
-    assert_int_equal(l.held, 0);
-    assert_null(ddbk_lock_keep(c, &l, 100, &err));
+    ddbk_lock_mark_released(l);
+    assert_int_equal(ddbk_lock_held(l), 0);
+    assert_null(ddbk_lock_keep(c, l, 100, &err));
     assert_string_equal(err.code, "InvalidArgument");
     /* And a marked handle answers renew and release itself. */
-    assert_int_equal(ddbk_lock_renew(c, &l, 0, &err), -1);
+    assert_int_equal(ddbk_lock_renew(c, l, 0, &err), -1);
     assert_string_equal(err.code, "lost");
-    assert_int_equal(ddbk_lock_release(c, &l, &err), -1);
+    assert_int_equal(ddbk_lock_release(c, l, &err), -1);
     assert_string_equal(err.code, "not_owner");
     ddbk_stats st;
     ddbk_stats_get(c, &st);
     assert_int_equal(st.requests, 0);
-    ddbk_lock_free(&l);
+    ddbk_lock_free(l);
 }
 
 static void test_keep_stops_before_first_period(void **state)
 {
-    ddbk_lock l;
+    ddbk_lock *l = NULL;
     ddbk_error err;
     long renewals = -1;
     (void)state;
     ddbk_client *c = g_client = responder_client(9, 1);
-    fake_held(&l);
-    ddbk_lock_keeper *k = ddbk_lock_keep(c, &l, 60000, &err);
+    l = fake_held();
+    ddbk_lock_keeper *k = ddbk_lock_keep(c, l, 60000, &err);
     assert_non_null(k);
     double t0 = ddbk__mono_us();
     assert_int_equal(ddbk_lock_keep_stop(k, &renewals, &err), 0);
@@ -312,107 +330,149 @@ static void test_keep_stops_before_first_period(void **state)
     assert_true(ddbk__mono_us() - t0 < 5e6);
     assert_int_equal(renewals, 0);
     assert_string_equal(err.code, "");
-    assert_string_equal(l.rvn, "r0");
-    assert_int_equal(l.held, 1);
+    assert_string_equal(rvn_of(l), "r0");
+    assert_int_equal(ddbk_lock_held(l), 1);
     ddbk_stats st;
     ddbk_stats_get(c, &st);
     assert_int_equal(st.requests, 0); /* the caller's client stays unused */
     assert_int_equal(ddbk_lock_keep_stop(NULL, NULL, &err), 0);
-    ddbk_lock_free(&l);
+    ddbk_lock_free(l);
 }
 
 static void test_keep_renews(void **state)
 {
-    static const canned script[] = { { 200, ACQUIRED_BODY }, { 200, "{}" } };
-    ddbk_lock l;
+    static const canned script[] = { { 200, GRANT }, { 200, GRANT } };
+    ddbk_lock *l = NULL;
     ddbk_error err;
     char first_rvn[40], rest[64];
     long renewals = -1;
     (void)state;
 
     ddbk_client *c = g_client = responder_client(serve(script, 2), 1);
-    acquire_ok(c, &l);
-    strcpy(first_rvn, l.rvn);
-    ddbk_lock_keeper *k = ddbk_lock_keep(c, &l, 20, &err);
+    l = acquire_ok(c);
+    strcpy(first_rvn, rvn_of(l));
+    ddbk_lock_keeper *k = ddbk_lock_keep(c, l, 20, &err);
     assert_non_null(k);
-    assert_string_equal(await(3), "UUU");
+    /* The handle is read while the thread renews it: each read is whole
+     * (held, our owner, a record version of 32 hex digits), never torn. */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(await(1)[0], 'U');
+        ddbk_lock_info in;
+        ddbk_lock_info_get(l, &in);
+        assert_int_equal(in.held, 1);
+        assert_string_equal(in.owner, ddbk_lock_owner(l));
+        assert_int_equal(strlen(in.rvn), 32);
+        assert_int_equal(strspn(in.rvn, "0123456789abcdef"), 32);
+        assert_int_equal(in.fence, 7);
+        assert_int_equal(ddbk_lock_fence(l), 7);
+        assert_true(ddbk_lock_held(l));
+        assert_true(ddbk_lock_valid_ms(l) > 0);
+    }
     assert_int_equal(ddbk_lock_keep_stop(k, &renewals, &err), 0);
     assert_string_equal(err.code, "");
     /* Every request the thread made was a renewal that succeeded. */
     assert_int_equal(renewals, 3 + drain(rest, sizeof rest));
     assert_int_equal(strspn(rest, "U"), strlen(rest));
-    assert_int_equal(l.held, 1);
-    assert_string_not_equal(l.rvn, first_rvn);
+    assert_int_equal(ddbk_lock_held(l), 1);
+    assert_string_not_equal(rvn_of(l), first_rvn);
     /* The renewals went through the clone, not the caller's client. */
     ddbk_stats st;
     ddbk_stats_get(c, &st);
     assert_int_equal(st.requests, 1);
-    ddbk_lock_free(&l);
+    ddbk_lock_free(l);
 }
 
 static void test_keep_recovers_from_transient_failure(void **state)
 {
     static const canned script[] = {
-        { 200, ACQUIRED_BODY }, { 500, ISE_BODY }, { 500, ISE_BODY }, { 200, "{}" },
+        { 200, GRANT }, { 500, ISE_BODY }, { 500, ISE_BODY }, { 200, GRANT },
     };
-    ddbk_lock l;
+    ddbk_lock *l = NULL;
     ddbk_error err;
     char rest[64];
     long renewals = -1;
     (void)state;
 
     ddbk_client *c = g_client = responder_client(serve(script, 4), 1);
-    acquire_ok(c, &l);
-    ddbk_lock_keeper *k = ddbk_lock_keep(c, &l, 10, &err);
+    l = acquire_ok(c);
+    ddbk_lock_keeper *k = ddbk_lock_keep(c, l, 10, &err);
     assert_non_null(k);
     /* A renewal fails (its read-back too), the next one succeeds. */
     assert_string_equal(await(3), "UGU");
     assert_int_equal(ddbk_lock_keep_stop(k, &renewals, &err), 0);
     assert_string_equal(err.code, "");
     assert_int_equal(renewals, 1 + drain(rest, sizeof rest));
-    assert_int_equal(l.held, 1);
-    ddbk_lock_free(&l);
+    assert_int_equal(ddbk_lock_held(l), 1);
+    ddbk_lock_free(l);
+}
+
+/* A renewal answered 200 {} proves nothing: it is no renewal. The keeper
+ * reads the item back (here the read-back fails too), keeps the lease it
+ * had, and the next beat's proven renewal is the one counted. */
+static void test_keep_counts_only_proven_renewals(void **state)
+{
+    static const canned script[] = {
+        { 200, GRANT }, { 200, "{}" }, { 500, ISE_BODY }, { 200, GRANT },
+    };
+    ddbk_lock *l = NULL;
+    ddbk_error err;
+    char rest[64], rvn0[40];
+    long renewals = -1;
+    (void)state;
+
+    ddbk_client *c = g_client = responder_client(serve(script, 4), 1);
+    l = acquire_ok(c);
+    snprintf(rvn0, sizeof rvn0, "%s", rvn_of(l));
+    ddbk_lock_keeper *k = ddbk_lock_keep(c, l, 10, &err);
+    assert_non_null(k);
+    assert_string_equal(await(3), "UGU");
+    assert_int_equal(ddbk_lock_keep_stop(k, &renewals, &err), 0);
+    assert_int_equal(renewals, 1 + drain(rest, sizeof rest));
+    assert_int_equal(strspn(rest, "U"), strlen(rest));
+    assert_int_equal(ddbk_lock_held(l), 1);
+    assert_string_not_equal(rvn_of(l), rvn0);
+    ddbk_lock_free(l);
 }
 
 static void test_keep_reports_last_transient_failure(void **state)
 {
-    static const canned script[] = { { 200, ACQUIRED_BODY }, { 200, "{}" }, { 500, ISE_BODY } };
-    ddbk_lock l;
+    static const canned script[] = { { 200, GRANT }, { 200, GRANT }, { 500, ISE_BODY } };
+    ddbk_lock *l = NULL;
     ddbk_error err;
     long renewals = -1;
     (void)state;
 
     ddbk_client *c = g_client = responder_client(serve(script, 3), 1);
-    acquire_ok(c, &l);
-    ddbk_lock_keeper *k = ddbk_lock_keep(c, &l, 10, &err);
+    l = acquire_ok(c);
+    ddbk_lock_keeper *k = ddbk_lock_keep(c, l, 10, &err);
     assert_non_null(k);
     assert_string_equal(await(3), "UUG");
     assert_int_equal(ddbk_lock_keep_stop(k, &renewals, &err), -1);
     assert_string_equal(err.code, "InternalServerError");
     assert_int_equal(renewals, 1);
-    assert_int_equal(l.held, 1); /* a failed request does not lose the lease */
-    ddbk_lock_free(&l);
+    assert_int_equal(ddbk_lock_held(l), 1); /* a failed request does not lose the lease */
+    ddbk_lock_free(l);
 }
 
 static void test_keep_ends_when_lost(void **state)
 {
-    static const canned script[] = { { 200, ACQUIRED_BODY }, { 200, "{}" }, { 400, CCF_BODY } };
-    ddbk_lock l;
+    static const canned script[] = { { 200, GRANT }, { 200, GRANT }, { 400, CCF_BODY } };
+    ddbk_lock *l = NULL;
     ddbk_error err;
     long renewals = -1;
     (void)state;
 
     ddbk_client *c = g_client = responder_client(serve(script, 3), 1);
-    acquire_ok(c, &l);
-    ddbk_lock_keeper *k = ddbk_lock_keep(c, &l, 10, &err);
+    l = acquire_ok(c);
+    ddbk_lock_keeper *k = ddbk_lock_keep(c, l, 10, &err);
     assert_non_null(k);
     assert_string_equal(await(2), "UU");
     assert_int_equal(ddbk_lock_keep_stop(k, &renewals, &err), -1);
     assert_string_equal(err.code, "lost");
     assert_non_null(strstr(err.message, "other:1"));
     assert_int_equal(renewals, 1);
-    assert_int_equal(l.held, 0);
-    ddbk_lock_free(&l);
+    assert_int_equal(ddbk_lock_held(l), 0);
+    ddbk_lock_free(l);
 }
 
 int main(void)
@@ -427,6 +487,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keep_stops_before_first_period, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keep_renews, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keep_recovers_from_transient_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keep_counts_only_proven_renewals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keep_reports_last_transient_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keep_ends_when_lost, setup, teardown),
     };

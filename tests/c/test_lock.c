@@ -11,9 +11,11 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "responder.h"
 
 int put_str(ddbk_buf *b, const char *s);
 int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err);
@@ -42,24 +44,25 @@ static void test_put_str_refuses_bad_utf8(void **state)
 
 static void test_target_hash_and_range(void **state)
 {
-    ddbk_lock l;
+    ddbk_lock *l = NULL;
     ddbk_error err;
     ddbk_lock_key k = { "tbl", "pk", "LOCK#1", "sk", "LOCK#1" };
     (void)state;
-    memset(&l, 0, sizeof l);
-    ddbk_buf_init(&l.target, 0);
-    assert_int_equal(build_target(&l, &k, &err), 0);
-    assert_string_equal(l.target.data,
+    l = ddbk__lock_new();
+    assert_non_null(l);
+    assert_int_equal(build_target(l, &k, &err), 0);
+    assert_string_equal(l->target.data,
                         "\"TableName\":\"tbl\",\"Key\":{\"pk\":{\"S\":\"LOCK#1\"},"
                         "\"sk\":{\"S\":\"LOCK#1\"}}");
-    assert_string_equal(l.pk_name, "pk");
+    assert_string_equal(l->pk_name, "pk");
 
     ddbk_lock_key node = { "idempotency-cache", "cacheKey", "lock:k\"1", NULL, NULL };
-    assert_int_equal(build_target(&l, &node, &err), 0);
-    assert_string_equal(l.target.data,
+    assert_int_equal(build_target(l, &node, &err), 0);
+    assert_string_equal(l->target.data,
                         "\"TableName\":\"idempotency-cache\",\"Key\":{\"cacheKey\":"
                         "{\"S\":\"lock:k\\\"1\"}}");
-    ddbk_lock_free(&l);
+    ddbk_lock_free(l);
+    l = NULL;
 }
 
 static void test_target_refusals(void **state)
@@ -75,13 +78,14 @@ static void test_target_refusals(void **state)
     };
     (void)state;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        ddbk_lock l;
+        ddbk_lock *l = NULL;
         ddbk_error err;
-        memset(&l, 0, sizeof l);
-        ddbk_buf_init(&l.target, 0);
-        assert_int_equal(build_target(&l, &bad[i], &err), -1);
+        l = ddbk__lock_new();
+        assert_non_null(l);
+        assert_int_equal(build_target(l, &bad[i], &err), -1);
         assert_string_equal(err.code, "InvalidArgument");
-        ddbk_lock_free(&l);
+        ddbk_lock_free(l);
+        l = NULL;
     }
 }
 
@@ -89,7 +93,7 @@ static void test_acquire_checks_options_before_sending(void **state)
 {
     ddbk_config cfg;
     ddbk_error err;
-    ddbk_lock l;
+    ddbk_lock *l = NULL;
     ddbk_lock_key k = { "t", "pk", "v", NULL, NULL };
     static const ddbk_lock_opts bad[] = {
         { 0, 0, 0, NULL }, { -5, 0, 0, NULL }, { 100, -1, 0, NULL }, { 100, 0, -1, NULL },
@@ -102,8 +106,10 @@ static void test_acquire_checks_options_before_sending(void **state)
     ddbk_client *c = ddbk_client_new(&cfg, &err);
     assert_non_null(c);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        l = (ddbk_lock *)&k; /* overwritten: NULL on failure */
         assert_int_equal(ddbk_lock_acquire(c, &k, &bad[i], &l, NULL, &err), -1);
         assert_string_equal(err.code, "InvalidArgument");
+        assert_null(l);
     }
     ddbk_stats st;
     ddbk_stats_get(c, &st);
@@ -113,56 +119,80 @@ static void test_acquire_checks_options_before_sending(void **state)
 
 static void test_valid_ms(void **state)
 {
-    ddbk_lock l;
+    ddbk_lock *l = NULL;
     (void)state;
-    memset(&l, 0, sizeof l);
-    assert_int_equal(ddbk_lock_valid_ms(&l), 0); /* not held */
-    l.held = 1;
-    l.lease_ms = 10000;
-    l.skew_ms = 1000;
-    l.lease_start_mono_ms = ddbk__mono_us() / 1000.0;
-    long v = ddbk_lock_valid_ms(&l);
+    l = ddbk__lock_new();
+    assert_non_null(l);
+    assert_int_equal(ddbk_lock_valid_ms(l), 0); /* not held */
+    l->held = 1;
+    l->lease_ms = 10000;
+    l->skew_ms = 1000;
+    l->lease_start_mono_ms = ddbk__mono_us() / 1000.0;
+    long v = ddbk_lock_valid_ms(l);
     assert_true(v <= 9000 && v > 8000);
-    l.lease_start_mono_ms -= 20000; /* long past */
-    assert_int_equal(ddbk_lock_valid_ms(&l), 0);
+    l->lease_start_mono_ms -= 20000; /* long past */
+    assert_int_equal(ddbk_lock_valid_ms(l), 0);
+    ddbk_lock_free(l);
+    l = NULL;
 }
 
 static void test_renew_release_of_lost_handle(void **state)
 {
-    ddbk_lock l;
+    ddbk_lock *l = NULL;
     ddbk_error err;
     (void)state;
-    memset(&l, 0, sizeof l);
+    l = ddbk__lock_new();
+    assert_non_null(l);
     /* Not held: answered without a client, and without a request. */
-    assert_int_equal(ddbk_lock_renew(NULL, &l, 0, &err), -1);
+    assert_int_equal(ddbk_lock_renew(NULL, l, 0, &err), -1);
     assert_string_equal(err.code, "lost");
-    assert_int_equal(ddbk_lock_release(NULL, &l, &err), -1);
+    assert_int_equal(ddbk_lock_release(NULL, l, &err), -1);
     assert_string_equal(err.code, "not_owner");
+    ddbk_lock_free(l);
+    l = NULL;
 }
 
 static void test_fence_condition(void **state)
 {
-    ddbk_lock l;
+    ddbk_lock *l = NULL;
     ddbk_buf b;
     (void)state;
-    memset(&l, 0, sizeof l);
-    l.fence = 42;
+    l = ddbk__lock_new();
+    assert_non_null(l);
+    l->fence = 42;
     ddbk_buf_init(&b, 0);
     ddbk_buf_puts(&b, "{");
-    assert_int_equal(ddbk_lock_fence_condition(&l, "fence", &b), 0);
+    assert_int_equal(ddbk_lock_fence_condition(l, "fence", &b), 0);
     assert_string_equal(b.data,
                         "{\"ConditionExpression\":\"attribute_not_exists(#ddbkit_fence) OR "
                         "#ddbkit_fence <= :ddbkit_fence\",\"ExpressionAttributeNames\":"
                         "{\"#ddbkit_fence\":\"fence\"},\"ExpressionAttributeValues\":"
                         "{\":ddbkit_fence\":{\"N\":\"42\"}}");
     size_t before = b.len;
-    assert_int_equal(ddbk_lock_fence_condition(&l, "\xff", &b), -1);
+    assert_int_equal(ddbk_lock_fence_condition(l, "\xff", &b), -1);
     assert_int_equal(b.len, before); /* a failure appends nothing */
     assert_int_equal(strlen(b.data), before);
     ddbk_buf_free(&b);
+    ddbk_lock_free(l);
+    l = NULL;
 }
 
 /* ------------------------------------------------- the machine by hand */
+
+/* The handle's record version and lease, as a caller reads them. */
+static const char *rvn_of(const ddbk_lock *l)
+{
+    static ddbk_lock_info in;
+    ddbk_lock_info_get(l, &in);
+    return in.rvn;
+}
+
+static long lease_of(const ddbk_lock *l)
+{
+    ddbk_lock_info in;
+    ddbk_lock_info_get(l, &in);
+    return in.lease_ms;
+}
 
 #define CCF_CODE "ConditionalCheckFailedException"
 #define OTHERS_ITEM "{\"Item\":{\"pk\":{\"S\":\"k\"},\"lockOwner\":{\"S\":\"other:1\"}," \
@@ -206,6 +236,19 @@ static const char *item_of(char *buf, size_t cap, const char *field, const char 
     return buf;
 }
 
+/* The success a real service gives an acquire (ALL_NEW): our owner, the
+ * record version the write sent, and the fence it grew. */
+static const char *grant_of(char *buf, size_t cap, const char *owner, const char *rvn,
+                            long fence)
+{
+    snprintf(buf, cap,
+             "{\"Attributes\":{\"pk\":{\"S\":\"k\"},\"lockOwner\":{\"S\":\"%s\"},"
+             "\"lockRvn\":{\"S\":\"%s\"},\"fence\":{\"N\":\"%ld\"},"
+             "\"expiresAt\":{\"N\":\"4102444800\"},\"leaseMs\":{\"N\":\"5000\"}}}",
+             owner, rvn, fence);
+    return buf;
+}
+
 static void expect_send(int what, const ddbk_lock_next *nx, const char *op)
 {
     assert_int_equal(what, DDBK_LOCK_SEND);
@@ -216,30 +259,33 @@ static void expect_send(int what, const ddbk_lock_next *nx, const char *op)
 }
 
 /* A held lock, taken through the machine with one canned success. */
-static void acquired(ddbk_lock *l)
+static ddbk_lock *acquired(void)
 {
     ddbk_lock_opts o = { 5000, 0, 1000, NULL };
     ddbk_lock_next nx;
     ddbk_error err;
-    static const char ok[] = "{\"Attributes\":{\"fence\":{\"N\":\"3\"}}}";
-    ddbk_lock_op *op = ddbk_lock_op_acquire(&KEY, &o, l, &err);
+    char rvn[40], ok[512];
+    ddbk_lock *l;
+    ddbk_lock_op *op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
     assert_non_null(op);
     expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
-    assert_int_equal(ddbk_lock_op_next(op, ok, sizeof ok - 1, NULL, &nx), DDBK_LOCK_DONE);
+    sent_rvn(nx.body, ":r", rvn);
+    grant_of(ok, sizeof ok, ddbk_lock_owner(l), rvn, 3);
+    assert_int_equal(ddbk_lock_op_next(op, ok, strlen(ok), NULL, &nx), DDBK_LOCK_DONE);
     assert_int_equal(ddbk_lock_op_result(op, NULL, &err), 0);
     ddbk_lock_op_free(op);
-    assert_true(l->held);
+    assert_true(ddbk_lock_held(l));
+    return l;
 }
 
 static void test_machine_acquire_success(void **state)
 {
-    ddbk_lock l;
+    ddbk_lock *l = NULL;
     ddbk_lock_opts o = { 5000, 0, 1000, NULL };
     ddbk_lock_next nx;
     ddbk_lock_holder h;
     ddbk_error err;
-    char rvn[40];
-    static const char ok[] = "{\"Attributes\":{\"fence\":{\"N\":\"7\"}}}";
+    char rvn[40], ok[512];
     (void)state;
 
     ddbk_lock_op *op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
@@ -249,8 +295,10 @@ static void test_machine_acquire_success(void **state)
     assert_non_null(strstr(nx.body, "\"TableName\":\"t\",\"Key\":{\"pk\":{\"S\":\"k\"}}"));
     assert_non_null(strstr(nx.body, "\"ConditionExpression\":\"attribute_not_exists(#k) OR #e < :cut\""));
     assert_non_null(strstr(nx.body, "\"ReturnValuesOnConditionCheckFailure\":\"ALL_OLD\""));
+    assert_non_null(strstr(nx.body, "\"ReturnValues\":\"ALL_NEW\""));
     sent_rvn(nx.body, ":r", rvn);
-    assert_int_equal(ddbk_lock_op_next(op, ok, sizeof ok - 1, NULL, &nx), DDBK_LOCK_DONE);
+    grant_of(ok, sizeof ok, ddbk_lock_owner(l), rvn, 7);
+    assert_int_equal(ddbk_lock_op_next(op, ok, strlen(ok), NULL, &nx), DDBK_LOCK_DONE);
     assert_int_equal(nx.what, DDBK_LOCK_DONE);
     assert_int_equal(ddbk_lock_op_result(op, &h, &err), 0);
     assert_string_equal(err.code, "");
@@ -258,24 +306,24 @@ static void test_machine_acquire_success(void **state)
     /* Done stays done. */
     assert_int_equal(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), DDBK_LOCK_DONE);
     ddbk_lock_op_free(op);
-    assert_true(l.held);
-    assert_int_equal(l.fence, 7);
-    assert_string_equal(l.rvn, rvn);
-    assert_int_equal(l.lease_ms, 5000);
-    assert_true(ddbk_lock_valid_ms(&l) > 3000);
-    ddbk_lock_free(&l);
+    assert_true(ddbk_lock_held(l));
+    assert_int_equal(ddbk_lock_fence(l), 7);
+    assert_string_equal(rvn_of(l), rvn);
+    assert_int_equal(lease_of(l), 5000);
+    assert_true(ddbk_lock_valid_ms(l) > 3000);
+    ddbk_lock_free(l);
+    l = NULL;
 }
 
 static void test_machine_acquire_busy_then_sleep_then_success(void **state)
 {
-    ddbk_lock l;
+    ddbk_lock *l = NULL;
     ddbk_buf busy;
     ddbk_lock_opts o = { 5000, 10000, 1000, &busy };
     ddbk_lock_next nx;
     ddbk_lock_holder h;
     ddbk_error err;
-    char rvn1[40], rvn2[40];
-    static const char ok[] = "{\"Attributes\":{\"fence\":{\"N\":\"10\"}}}";
+    char rvn1[40], rvn2[40], ok[512];
     (void)state;
 
     ddbk_buf_init(&busy, 0);
@@ -293,7 +341,8 @@ static void test_machine_acquire_busy_then_sleep_then_success(void **state)
     expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
     sent_rvn(nx.body, ":r", rvn2);
     assert_string_not_equal(rvn1, rvn2);
-    assert_int_equal(ddbk_lock_op_next(op, ok, sizeof ok - 1, NULL, &nx), DDBK_LOCK_DONE);
+    grant_of(ok, sizeof ok, ddbk_lock_owner(l), rvn2, 10);
+    assert_int_equal(ddbk_lock_op_next(op, ok, strlen(ok), NULL, &nx), DDBK_LOCK_DONE);
     assert_int_equal(ddbk_lock_op_result(op, &h, &err), 0);
     assert_string_equal(err.code, ""); /* the busy look is history */
     assert_true(h.known);              /* the holder as last seen */
@@ -301,16 +350,17 @@ static void test_machine_acquire_busy_then_sleep_then_success(void **state)
     assert_int_equal(h.fence, 9);
     assert_int_equal(busy.len, 0); /* emptied on success */
     ddbk_lock_op_free(op);
-    assert_true(l.held);
-    assert_string_equal(l.rvn, rvn2);
-    assert_int_equal(l.fence, 10);
-    ddbk_lock_free(&l);
+    assert_true(ddbk_lock_held(l));
+    assert_string_equal(rvn_of(l), rvn2);
+    assert_int_equal(ddbk_lock_fence(l), 10);
+    ddbk_lock_free(l);
+    l = NULL;
     ddbk_buf_free(&busy);
 }
 
 static void test_machine_acquire_busy_without_wait(void **state)
 {
-    ddbk_lock l;
+    ddbk_lock *l = NULL;
     ddbk_lock_opts o = { 5000, 0, 1000, NULL };
     ddbk_lock_next nx;
     ddbk_lock_holder h;
@@ -324,15 +374,18 @@ static void test_machine_acquire_busy_without_wait(void **state)
                      DDBK_LOCK_DONE);
     assert_int_equal(ddbk_lock_op_result(op, &h, &err), -1);
     assert_string_equal(err.code, "busy");
+    assert_true(ddbk_error_is(&err, DDBK_ERR_BUSY));
+    assert_false(ddbk_error_is(&err, DDBK_ERR_LOST));
     assert_string_equal(h.owner, "other:1");
     ddbk_lock_op_free(op);
-    assert_false(l.held);
-    assert_null(l.target.data); /* a failed acquire leaves nothing to free */
+    assert_false(ddbk_lock_held(l));
+    assert_null(l->target.data); /* a failed acquire keeps nothing but the handle */
+    ddbk_lock_free(l);
 }
 
 static void test_machine_acquire_timeout_settled_by_read_back(void **state)
 {
-    ddbk_lock l;
+    ddbk_lock *l = NULL;
     ddbk_lock_opts o = { 5000, 0, 1000, NULL };
     ddbk_lock_next nx;
     ddbk_error err;
@@ -348,17 +401,19 @@ static void test_machine_acquire_timeout_settled_by_read_back(void **state)
     assert_string_equal(nx.body, "{\"TableName\":\"t\",\"Key\":{\"pk\":{\"S\":\"k\"}},"
                                  "\"ConsistentRead\":true}");
     /* It did: our owner and our record version. */
-    item_of(item, sizeof item, "Item", l.owner, rvn);
+    item_of(item, sizeof item, "Item", ddbk_lock_owner(l), rvn);
     assert_int_equal(ddbk_lock_op_next(op, item, strlen(item), NULL, &nx), DDBK_LOCK_DONE);
     assert_int_equal(ddbk_lock_op_result(op, NULL, &err), 0);
     assert_string_equal(err.code, "");
     ddbk_lock_op_free(op);
-    assert_true(l.held);
-    assert_string_equal(l.rvn, rvn);
-    assert_int_equal(l.fence, 3);
-    ddbk_lock_free(&l);
+    assert_true(ddbk_lock_held(l));
+    assert_string_equal(rvn_of(l), rvn);
+    assert_int_equal(ddbk_lock_fence(l), 3);
+    ddbk_lock_free(l);
+    l = NULL;
 
     /* It did not, and the read-back finds no item: the write's own failure. */
+    ddbk_lock_free(l);
     op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
     expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
     expect_send(ddbk_lock_op_next(op, NULL, 0, &timeout, &nx), &nx, "GetItem");
@@ -366,9 +421,10 @@ static void test_machine_acquire_timeout_settled_by_read_back(void **state)
     assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
     assert_string_equal(err.code, "Timeout");
     ddbk_lock_op_free(op);
-    assert_false(l.held);
+    assert_false(ddbk_lock_held(l));
 
     /* The read-back fails too: unknowable, the write's failure again. */
+    ddbk_lock_free(l);
     op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
     expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
     expect_send(ddbk_lock_op_next(op, NULL, 0, &timeout, &nx), &nx, "GetItem");
@@ -379,6 +435,7 @@ static void test_machine_acquire_timeout_settled_by_read_back(void **state)
     ddbk_lock_op_free(op);
 
     /* A failure retrying cannot help ends it at once. */
+    ddbk_lock_free(l);
     op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
     expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
     ddbk_error missing = failure("ResourceNotFoundException", 400, 0, 0);
@@ -386,34 +443,35 @@ static void test_machine_acquire_timeout_settled_by_read_back(void **state)
     assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
     assert_string_equal(err.code, "ResourceNotFoundException");
     ddbk_lock_op_free(op);
+    ddbk_lock_free(l);
 }
 
 static void test_machine_renew(void **state)
 {
-    ddbk_lock l;
+    ddbk_lock *l = NULL;
     ddbk_lock_next nx;
     ddbk_error err;
     char rvn[40], item[512];
     (void)state;
 
-    acquired(&l);
+    l = acquired();
     /* A renewal whose answer was lost: the read-back shows our new version. */
-    ddbk_lock_op *op = ddbk_lock_op_renew(&l, 60000, &err);
+    ddbk_lock_op *op = ddbk_lock_op_renew(l, 60000, &err);
     assert_non_null(op);
     expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
     assert_non_null(strstr(nx.body, "\"ConditionExpression\":\"#o = :o AND #r = :r\""));
     sent_rvn(nx.body, ":new", rvn);
     ddbk_error ise = failure("InternalServerError", 500, 1, 0);
     expect_send(ddbk_lock_op_next(op, NULL, 0, &ise, &nx), &nx, "GetItem");
-    item_of(item, sizeof item, "Item", l.owner, rvn);
+    item_of(item, sizeof item, "Item", ddbk_lock_owner(l), rvn);
     assert_int_equal(ddbk_lock_op_next(op, item, strlen(item), NULL, &nx), DDBK_LOCK_DONE);
     assert_int_equal(ddbk_lock_op_result(op, NULL, &err), 0);
     ddbk_lock_op_free(op);
-    assert_string_equal(l.rvn, rvn);
-    assert_int_equal(l.lease_ms, 60000);
+    assert_string_equal(rvn_of(l), rvn);
+    assert_int_equal(lease_of(l), 60000);
 
     /* Taken over by another holder: lost, and the handle knows it. */
-    op = ddbk_lock_op_renew(&l, 0, &err);
+    op = ddbk_lock_op_renew(l, 0, &err);
     expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
     ddbk_error ccf = failure(CCF_CODE, 400, 0, 0);
     assert_int_equal(ddbk_lock_op_next(op, OTHERS_ITEM, strlen(OTHERS_ITEM), &ccf, &nx),
@@ -422,17 +480,18 @@ static void test_machine_renew(void **state)
     assert_string_equal(err.code, "lost");
     assert_non_null(strstr(err.message, "other:1"));
     ddbk_lock_op_free(op);
-    assert_false(l.held);
-    assert_string_equal(l.rvn, rvn); /* unchanged */
+    assert_false(ddbk_lock_held(l));
+    assert_string_equal(rvn_of(l), rvn); /* unchanged */
     /* Not held any more: refused before any request. */
-    assert_null(ddbk_lock_op_renew(&l, 0, &err));
+    assert_null(ddbk_lock_op_renew(l, 0, &err));
     assert_string_equal(err.code, "lost");
-    ddbk_lock_free(&l);
+    ddbk_lock_free(l);
+    l = NULL;
 }
 
 static void test_machine_release(void **state)
 {
-    ddbk_lock l;
+    ddbk_lock *l = NULL;
     ddbk_lock_next nx;
     ddbk_error err;
     static const char freed_by_other[] =
@@ -440,8 +499,8 @@ static void test_machine_release(void **state)
         "\"releasedRvn\":{\"S\":\"someone-elses\"}}}";
     (void)state;
 
-    acquired(&l);
-    ddbk_lock_op *op = ddbk_lock_op_release(&l, &err);
+    l = acquired();
+    ddbk_lock_op *op = ddbk_lock_op_release(l, &err);
     assert_non_null(op);
     expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
     assert_non_null(strstr(nx.body, "REMOVE #o, #r"));
@@ -451,29 +510,31 @@ static void test_machine_release(void **state)
     assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
     assert_string_equal(err.code, "not_owner");
     ddbk_lock_op_free(op);
-    assert_false(l.held);
-    assert_null(ddbk_lock_op_release(&l, &err));
+    assert_false(ddbk_lock_held(l));
+    assert_null(ddbk_lock_op_release(l, &err));
     assert_string_equal(err.code, "not_owner");
-    ddbk_lock_free(&l);
+    ddbk_lock_free(l);
+    l = NULL;
 
     /* A release whose answer was lost recognises itself in releasedRvn. */
     char item[512];
-    acquired(&l);
-    op = ddbk_lock_op_release(&l, &err);
+    l = acquired();
+    op = ddbk_lock_op_release(l, &err);
     expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
     snprintf(item, sizeof item,
              "{\"Item\":{\"pk\":{\"S\":\"k\"},\"expiresAt\":{\"N\":\"0\"},"
-             "\"releasedRvn\":{\"S\":\"%s\"}}}", l.rvn);
+             "\"releasedRvn\":{\"S\":\"%s\"}}}", rvn_of(l));
     assert_int_equal(ddbk_lock_op_next(op, item, strlen(item), &ccf, &nx), DDBK_LOCK_DONE);
     assert_int_equal(ddbk_lock_op_result(op, NULL, &err), 0);
     ddbk_lock_op_free(op);
-    assert_false(l.held);
-    ddbk_lock_free(&l);
+    assert_false(ddbk_lock_held(l));
+    ddbk_lock_free(l);
+    l = NULL;
 }
 
 static void test_machine_refusals_and_abandon(void **state)
 {
-    ddbk_lock l;
+    ddbk_lock *l = NULL;
     ddbk_lock_next nx;
     ddbk_error err;
     ddbk_lock_opts bad = { 0, 0, 0, NULL }, good = { 5000, 0, 0, NULL };
@@ -484,14 +545,313 @@ static void test_machine_refusals_and_abandon(void **state)
     assert_string_equal(err.code, "InvalidArgument");
     assert_null(ddbk_lock_op_acquire(&badkey, &good, &l, &err));
     assert_string_equal(err.code, "InvalidArgument");
-    assert_null(l.target.data); /* nothing left to free */
+    assert_null(l); /* nothing made, nothing to free */
     /* Abandoned mid-flight: freeing it frees what it prepared (ASan checks). */
+    ddbk_lock_free(l);
     ddbk_lock_op *op = ddbk_lock_op_acquire(&KEY, &good, &l, &err);
     expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
     ddbk_lock_op_free(op);
-    assert_false(l.held);
-    assert_null(l.target.data);
+    assert_false(ddbk_lock_held(l));
+    assert_null(l->target.data); /* empty, and still the caller's to free */
+    ddbk_lock_free(l);
+    l = NULL;
     ddbk_lock_op_free(NULL);
+    ddbk_lock_free(NULL);
+}
+
+
+/* ------------------------------------------- answers that prove nothing */
+
+/* Feeds a write's 2xx answer `body` to a fresh acquire and returns the op,
+ * which must now want the read-back; the record version it sent in rvn. */
+static ddbk_lock_op *acquire_answered(ddbk_lock **l, const char *body, size_t len, char rvn[40])
+{
+    ddbk_lock_opts o = { 5000, 0, 1000, NULL };
+    ddbk_lock_next nx;
+    ddbk_error err;
+    ddbk_lock_free(*l);
+    *l = NULL;
+    ddbk_lock_op *op = ddbk_lock_op_acquire(&KEY, &o, l, &err);
+    assert_non_null(op);
+    assert_non_null(*l);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":r", rvn);
+    expect_send(ddbk_lock_op_next(op, body, len, NULL, &nx), &nx, "GetItem");
+    return op;
+}
+
+/* A 2xx without the attributes that prove the write is no grant: the item
+ * is read back, and only our owner and record version there make it one. */
+static void test_machine_acquire_unproven_success_is_read_back(void **state)
+{
+    ddbk_lock *l = NULL;
+    ddbk_lock_next nx;
+    ddbk_error err;
+    char rvn[40], body[512], item[512];
+    (void)state;
+
+    const char *unproven[] = {
+        "{}",
+        "{" CCF_TYPE ",\"message\":\"The conditional request failed\"}",
+        "{\"Attributes\":{\"fence\":{\"N\":\"7\"}}}",
+        "{\"Attributes\":", /* cut short */
+        "5", "null", "[]", "",
+    };
+    for (size_t i = 0; i < sizeof unproven / sizeof unproven[0]; i++) {
+        ddbk_lock_op *op = acquire_answered(&l, unproven[i], strlen(unproven[i]), rvn);
+        /* The read-back finds no item: the write did not land. */
+        assert_int_equal(ddbk_lock_op_next(op, "{}", 2, NULL, &nx), DDBK_LOCK_DONE);
+        assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
+        assert_string_equal(err.code, "MalformedResponse");
+        ddbk_lock_op_free(op);
+        assert_false(ddbk_lock_held(l));
+        assert_int_equal(ddbk_lock_fence(l), 0);
+    }
+
+    /* Our owner but another record version, or ours without a fence. */
+    ddbk_lock_op *op = acquire_answered(&l, "{}", 2, rvn);
+    ddbk_lock_op_free(op);
+    char other_rvn[40];
+    snprintf(other_rvn, sizeof other_rvn, "%s", "0123");
+    ddbk_lock_opts o = { 5000, 0, 1000, NULL };
+    ddbk_lock_free(l);
+    op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":r", rvn);
+    grant_of(body, sizeof body, ddbk_lock_owner(l), other_rvn, 7);
+    expect_send(ddbk_lock_op_next(op, body, strlen(body), NULL, &nx), &nx, "GetItem");
+    ddbk_lock_op_free(op);
+    ddbk_lock_free(l);
+    op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":r", rvn);
+    snprintf(body, sizeof body,
+             "{\"Attributes\":{\"lockOwner\":{\"S\":\"%s\"},\"lockRvn\":{\"S\":\"%s\"}}}",
+             ddbk_lock_owner(l), rvn);
+    expect_send(ddbk_lock_op_next(op, body, strlen(body), NULL, &nx), &nx, "GetItem");
+    /* The read-back shows the write did land: the lock is ours after all. */
+    item_of(item, sizeof item, "Item", ddbk_lock_owner(l), rvn);
+    assert_int_equal(ddbk_lock_op_next(op, item, strlen(item), NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), 0);
+    ddbk_lock_op_free(op);
+    assert_true(ddbk_lock_held(l));
+    assert_int_equal(ddbk_lock_fence(l), 3);
+    assert_string_equal(rvn_of(l), rvn);
+    ddbk_lock_free(l);
+    l = NULL;
+}
+
+static void test_machine_renew_release_unproven_success(void **state)
+{
+    ddbk_lock *l = NULL;
+    ddbk_lock_next nx;
+    ddbk_error err;
+    char rvn0[40], rvn[40], item[512], ok[512];
+    (void)state;
+
+    l = acquired();
+    snprintf(rvn0, sizeof rvn0, "%s", rvn_of(l));
+    ddbk_lock_op *op = ddbk_lock_op_renew(l, 0, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    assert_non_null(strstr(nx.body, "\"ReturnValues\":\"UPDATED_NEW\""));
+    expect_send(ddbk_lock_op_next(op, "{}", 2, NULL, &nx), &nx, "GetItem");
+    /* Nothing changed: the old lease stands, and the renewal failed. */
+    item_of(item, sizeof item, "Item", ddbk_lock_owner(l), rvn0);
+    assert_int_equal(ddbk_lock_op_next(op, item, strlen(item), NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
+    assert_string_equal(err.code, "MalformedResponse");
+    ddbk_lock_op_free(op);
+    assert_true(ddbk_lock_held(l));
+    assert_string_equal(rvn_of(l), rvn0);
+
+    /* A proven renewal: the new record version came back. */
+    op = ddbk_lock_op_renew(l, 0, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":new", rvn);
+    snprintf(ok, sizeof ok, "{\"Attributes\":{\"lockRvn\":{\"S\":\"%s\"}}}", rvn);
+    assert_int_equal(ddbk_lock_op_next(op, ok, strlen(ok), NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), 0);
+    ddbk_lock_op_free(op);
+    assert_string_equal(rvn_of(l), rvn);
+
+    /* A release answered {} that the read-back shows did not land. */
+    op = ddbk_lock_op_release(l, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    assert_non_null(strstr(nx.body, "\"ReturnValues\":\"UPDATED_NEW\""));
+    expect_send(ddbk_lock_op_next(op, "{}", 2, NULL, &nx), &nx, "GetItem");
+    item_of(item, sizeof item, "Item", ddbk_lock_owner(l), rvn_of(l));
+    assert_int_equal(ddbk_lock_op_next(op, item, strlen(item), NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
+    assert_string_equal(err.code, "MalformedResponse");
+    ddbk_lock_op_free(op);
+    assert_true(ddbk_lock_held(l));
+    /* A proven release: our record version as releasedRvn. */
+    op = ddbk_lock_op_release(l, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    snprintf(ok, sizeof ok, "{\"Attributes\":{\"expiresAt\":{\"N\":\"0\"},"
+                            "\"releasedRvn\":{\"S\":\"%s\"}}}", rvn_of(l));
+    assert_int_equal(ddbk_lock_op_next(op, ok, strlen(ok), NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), 0);
+    ddbk_lock_op_free(op);
+    assert_false(ddbk_lock_held(l));
+    ddbk_lock_free(l);
+    l = NULL;
+}
+
+/* ------------------------------------------------ bodies nested deep */
+
+#define DEEP_LEVELS 1000000
+
+/* {"<field>":{"lockOwner":[[[...]]]}} nested DEEP_LEVELS deep (2 MB), with
+ * the error type in front when ccf. Freed by the caller. */
+static char *deep_body(const char *field, int ccf, size_t *len)
+{
+    char head[256];
+    int n = snprintf(head, sizeof head, "{%s\"%s\":{\"lockOwner\":", ccf ? CCF_TYPE "," : "",
+                     field);
+    size_t total = (size_t)n + 2 * (size_t)DEEP_LEVELS + 2;
+    char *b = malloc(total + 1);
+    assert_non_null(b);
+    memcpy(b, head, (size_t)n);
+    memset(b + n, '[', DEEP_LEVELS);
+    memset(b + n + DEEP_LEVELS, ']', DEEP_LEVELS);
+    memcpy(b + n + 2 * DEEP_LEVELS, "}}", 3);
+    *len = total;
+    return b;
+}
+
+/* Each kind of answer, nested a million deep, fed to the machine: a
+ * MalformedResponse, not a stack overflow. */
+static void test_machine_deep_bodies(void **state)
+{
+    ddbk_lock *l = NULL;
+    ddbk_lock_next nx;
+    ddbk_error err;
+    char rvn[40];
+    size_t alen, ilen, clen;
+    (void)state;
+
+    char *attrs = deep_body("Attributes", 0, &alen);
+    char *item = deep_body("Item", 0, &ilen);
+    char *ccf_body = deep_body("Item", 1, &clen);
+    ddbk_error ccf = failure(CCF_CODE, 400, 0, 0);
+
+    /* A success, then a read-back, both deep. */
+    ddbk_lock_op *op = acquire_answered(&l, attrs, alen, rvn);
+    assert_int_equal(ddbk_lock_op_next(op, item, ilen, NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
+    assert_string_equal(err.code, "MalformedResponse");
+    ddbk_lock_op_free(op);
+    assert_false(ddbk_lock_held(l));
+
+    /* A failed condition whose old item is deep: read back. */
+    ddbk_lock_opts o = { 5000, 0, 1000, NULL };
+    ddbk_lock_free(l);
+    op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    expect_send(ddbk_lock_op_next(op, ccf_body, clen, &ccf, &nx), &nx, "GetItem");
+    assert_int_equal(ddbk_lock_op_next(op, item, ilen, NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
+    assert_string_equal(err.code, "MalformedResponse");
+    ddbk_lock_op_free(op);
+    ddbk_lock_free(l);
+
+    /* Renew and release: the handle keeps its lease. */
+    l = acquired();
+    char rvn0[40];
+    snprintf(rvn0, sizeof rvn0, "%s", rvn_of(l));
+    for (int kind = 0; kind < 2; kind++) {
+        op = kind == 0 ? ddbk_lock_op_renew(l, 0, &err) : ddbk_lock_op_release(l, &err);
+        expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+        expect_send(ddbk_lock_op_next(op, kind == 0 ? attrs : ccf_body, kind == 0 ? alen : clen,
+                                      kind == 0 ? NULL : &ccf, &nx),
+                    &nx, "GetItem");
+        assert_int_equal(ddbk_lock_op_next(op, item, ilen, NULL, &nx), DDBK_LOCK_DONE);
+        assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
+        assert_string_equal(err.code, "MalformedResponse");
+        ddbk_lock_op_free(op);
+        assert_true(ddbk_lock_held(l));
+        assert_string_equal(rvn_of(l), rvn0);
+    }
+    ddbk_lock_free(l);
+    l = NULL;
+    free(attrs);
+    free(item);
+    free(ccf_body);
+}
+
+/* The same over HTTP, through the blocking calls: a loopback responder
+ * answers every request with a deep 200 (and a deep failed condition). */
+typedef struct deep_script {
+    int status;
+    const char *body;
+    size_t len;
+} deep_script;
+
+static void deep_respond(int lfd, int notes, const void *arg, int n)
+{
+    static char req[16384];
+    const deep_script *script = arg;
+    size_t got;
+    for (int i = 0;; i++) {
+        int fd = accept_request(lfd, req, sizeof req, &got);
+        note(notes, op_letter(req));
+        const deep_script *c = &script[i < n ? i : n - 1];
+        answer_big_and_close(fd, c->status, c->body, c->len);
+    }
+}
+
+static int deep_teardown(void **state)
+{
+    (void)state;
+    responder_stop();
+    return 0;
+}
+
+static int deep_setup(void **state)
+{
+    (void)state;
+    responder_setup();
+    return 0;
+}
+
+static void test_blocking_calls_survive_deep_answers(void **state)
+{
+    ddbk_config cfg;
+    ddbk_error err;
+    ddbk_lock *l = NULL;
+    char ep[64], notes[64];
+    size_t alen, clen;
+    (void)state;
+
+    char *attrs = deep_body("Attributes", 0, &alen);
+    char *ccf_body = deep_body("Item", 1, &clen);
+    deep_script script[] = { { 200, attrs, alen } };
+    int port = responder_start(deep_respond, script, 1);
+    local_config(&cfg, ep, sizeof ep, port);
+    cfg.max_attempts = 1;
+    cfg.timeout_ms = 10000;
+    ddbk_client *c = new_client(&cfg, NULL);
+    ddbk_lock_opts o = { 5000, 0, 1000, NULL };
+
+    assert_int_equal(ddbk_lock_acquire(c, &KEY, &o, &l, NULL, &err), -1);
+    assert_string_equal(err.code, "MalformedResponse");
+    assert_null(l); /* a failed blocking acquire leaves no handle */
+    drain(notes, sizeof notes);
+    assert_string_equal(notes, "UG"); /* the write, then the read-back */
+    responder_stop();
+
+    deep_script ccf_script[] = { { 400, ccf_body, clen }, { 200, attrs, alen } };
+    port = responder_start(deep_respond, ccf_script, 2);
+    local_config(&cfg, ep, sizeof ep, port);
+    ddbk_client *c2 = new_client(&cfg, NULL);
+    assert_int_equal(ddbk_lock_acquire(c2, &KEY, &o, &l, NULL, &err), -1);
+    assert_string_equal(err.code, "MalformedResponse");
+
+    ddbk_client_free(c);
+    ddbk_client_free(c2);
+    free(attrs);
+    free(ccf_body);
 }
 
 int main(void)
@@ -512,6 +872,11 @@ int main(void)
         cmocka_unit_test(test_machine_renew),
         cmocka_unit_test(test_machine_release),
         cmocka_unit_test(test_machine_refusals_and_abandon),
+        cmocka_unit_test(test_machine_acquire_unproven_success_is_read_back),
+        cmocka_unit_test(test_machine_renew_release_unproven_success),
+        cmocka_unit_test(test_machine_deep_bodies),
+        cmocka_unit_test_setup_teardown(test_blocking_calls_survive_deep_answers, deep_setup,
+                                        deep_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,10 +29,13 @@
                  "\"Item\":{\"n\":{\"N\":\"1\"}}}"
 
 typedef struct canned {
-    int status;       /* 0: read the request, never answer; -s: answer s
-                       * only with the next request's answer */
+    int status;       /* 0: read the request, never answer; DROP: read it and
+                       * close the connection unanswered; -s: answer s only
+                       * with the next request's answer */
     const char *body; /* NULL: {"Echo":<the request's body>} */
 } canned;
+
+#define DROP 1
 
 static const canned ECHO[] = { { 200, NULL } };
 static const canned HANG[] = { { 0, NULL } };
@@ -45,6 +48,7 @@ typedef struct outcome {
     int had_resp;
     long status;
     int attempts;
+    int ambiguous;
     char body[512];
     char request_id[96];
     ddbk_error err;
@@ -101,7 +105,8 @@ static void send_canned(int fd, const canned *k, int i, const char *body, long b
 }
 
 /* A whole request in c->buf: answers it (or not, for status 0; or later,
- * for a held one) and returns 1; 0 while more is to come. */
+ * for a held one) and returns 1; 2 when the connection is to be closed
+ * unanswered (DROP); 0 while more is to come. */
 static int answer(conn *c, int notes, const canned *script, int n, int *served)
 {
     static int held_fd = -1, held_i; /* a held answer has no body to echo */
@@ -113,6 +118,8 @@ static int answer(conn *c, int notes, const canned *script, int n, int *served)
     note(notes, op_letter(c->buf));
     int i = (*served)++;
     const canned *k = &script[i < n ? i : n - 1];
+    if (k->status == DROP)
+        return 2;
     if (k->status < 0) {
         held_fd = c->fd;
         held_i = i;
@@ -149,17 +156,17 @@ static void respond(int lfd, int notes, const void *script, int n)
                 continue;
             conn *c = &conns[i];
             ssize_t r = read(c->fd, c->buf + c->got, sizeof c->buf - 1 - c->got);
-            if (r <= 0) {
+            if (r > 0) {
+                c->got += (size_t)r;
+                c->buf[c->got] = '\0';
+            }
+            if (r <= 0 || answer(c, notes, script, n, &served) == 2) {
                 close(c->fd);
                 conns[i].fd = conns[nconn - 1].fd;
                 conns[i].got = conns[nconn - 1].got;
                 memcpy(conns[i].buf, conns[nconn - 1].buf, conns[nconn - 1].got + 1);
                 nconn--;
-                continue;
             }
-            c->got += (size_t)r;
-            c->buf[c->got] = '\0';
-            answer(c, notes, script, n, &served);
         }
         if (p[0].revents) {
             int fd;
@@ -229,6 +236,7 @@ static void record(void *ud, const ddbk_response *resp, const ddbk_error *err)
     if (resp != NULL) {
         o->status = resp->status;
         o->attempts = resp->attempts;
+        o->ambiguous = resp->ambiguous;
         snprintf(o->body, sizeof o->body, "%s", resp->body.data ? resp->body.data : "");
         snprintf(o->request_id, sizeof o->request_id, "%s", resp->request_id);
     }
@@ -587,11 +595,18 @@ static void test_free_cancels_in_flight(void **state)
     }
     assert_int_equal(g_resubmit_rc, -1);
     assert_int_equal(g_out[MANY - 1].runs, 0);
+    /* The call in its backoff had its answer, the one never stepped sent
+     * nothing; the two cut on the wire may have been carried out. */
+    int cut = 0;
+    for (int i = 0; i < 4; i++)
+        cut += g_out[i].err.ambiguous;
+    assert_int_equal(cut, 2);
+    assert_int_equal(g_out[3].err.ambiguous, 0);
     ddbk_stats_get(g_client, &st);
     const ddbk_op_stats *g = find_op(&st, "GetItem");
     assert_int_equal(g->calls, 4);
     assert_int_equal(g->errors, 4);
-    assert_int_equal(st.requests, 1); /* only the 500 came back */
+    assert_int_equal(st.requests, 3); /* every request the responder read */
 }
 
 /* A callback may free its loop (the rest is cancelled when the step ends)
@@ -682,6 +697,7 @@ static void test_cancel(void **state)
     assert_false(g_out[1].ok);
     assert_false(g_out[1].had_resp);
     assert_string_equal(g_out[1].err.code, "Cancelled");
+    assert_int_equal(g_out[1].err.ambiguous, 1); /* its request was sent */
     assert_int_equal(ddbk_loop_pending(g_loop), 2);
     assert_int_equal(ddbk_loop_cancel(g_loop, &g_out[1]), 0); /* already over */
     assert_int_equal(ddbk_loop_cancel(g_loop, &g_out[9]), 0); /* never submitted */
@@ -696,6 +712,7 @@ static void test_cancel(void **state)
     /* A, in its backoff: out of the timer heap, so nothing is due. */
     assert_int_equal(ddbk_loop_cancel(g_loop, &g_out[0]), 1);
     assert_string_equal(g_out[0].err.code, "Cancelled");
+    assert_int_equal(g_out[0].err.ambiguous, 0); /* its one request was answered */
     assert_int_equal(g_out[0].attempts, 0); /* no response kept */
     /* C: its callback submits E. */
     assert_int_equal(ddbk_loop_cancel(g_loop, &g_out[2]), 1);
@@ -713,7 +730,7 @@ static void test_cancel(void **state)
     const ddbk_op_stats *g = find_op(&st, "GetItem");
     assert_int_equal(g->calls, 4);
     assert_int_equal(g->errors, 3);
-    assert_int_equal(st.requests, 3); /* A's 500, D, E: attempts cut are not counted */
+    assert_int_equal(st.requests, 5); /* A's 500, B and C (sent, then cut), D, E */
     assert_int_equal(ddbk_loop_cancel(NULL, &g_out[0]), 0);
 }
 
@@ -876,12 +893,15 @@ static void test_cancel_queued(void **state)
         assert_int_equal(g_out[i].runs, 1);
         if (i < WIRE || (i - WIRE) % 3 == 0) {
             assert_string_equal(g_out[i].err.code, "Cancelled");
+            /* sent and cut, or never sent */
+            assert_int_equal(g_out[i].err.ambiguous, i < WIRE);
         } else {
             assert_true(g_out[i].ok);
         }
     }
     ddbk_stats_get(g_client, &st);
-    assert_int_equal(st.requests, QUEUED - QUEUED / 3); /* attempts cut are not counted */
+    /* Every request sent: the cut ones too, the queued cancelled not. */
+    assert_int_equal(st.requests, WIRE + QUEUED - QUEUED / 3);
     assert_int_equal(new_notes('G'), QUEUED - QUEUED / 3);
 }
 
@@ -947,6 +967,68 @@ static void test_connection_refused(void **state)
     assert_int_equal(g_client->quota, 495);
 }
 
+/* A kept-alive connection closed unanswered after the server read the
+ * request: curl would resend it on its own, unseen. In the loop too, every
+ * send is an attempt under max_attempts and the quota, counted, and the
+ * failure is marked ambiguous. */
+static void test_lost_answer_is_an_attempt(void **state)
+{
+    static const canned script[] = { { 200, "{}" }, { DROP, NULL } };
+    char notes[256];
+    ddbk_stats st;
+
+    (void)state;
+    int port = serve(script, 2);
+    g_client = client_for(port, 3, 1);
+    g_loop = new_loop();
+    submit_ok(g_client, "GetItem", "{}", &g_out[0]);
+    run(); /* its connection stays in the pool */
+    assert_true(g_out[0].ok);
+    submit_ok(g_client, "UpdateItem", "{}", &g_out[1]);
+    run();
+    assert_int_equal(g_out[1].runs, 1);
+    assert_false(g_out[1].had_resp);
+    assert_string_equal(g_out[1].err.code, "ConnectionError");
+    assert_int_equal(g_out[1].err.ambiguous, 1);
+    drain(notes, sizeof notes);
+    assert_int_equal(count(notes, 'U'), 3);
+    ddbk_stats_get(g_client, &st);
+    assert_int_equal(find_op(&st, "UpdateItem")->requests, 3);
+    assert_int_equal(st.requests, 4);
+    assert_int_equal(st.retries, 2);
+    assert_int_equal(g_client->quota, 500 - 2 * 5);
+
+    /* max_attempts = 1: one send. */
+    ddbk_client_free(g_client);
+    g_client = client_for(port, 1, 1);
+    submit_ok(g_client, "UpdateItem", "{}", &g_out[2]);
+    run();
+    assert_int_equal(g_out[2].err.ambiguous, 1);
+    drain(notes, sizeof notes);
+    assert_int_equal(count(notes, 'U'), 1);
+    ddbk_stats_get(g_client, &st);
+    assert_int_equal(st.requests, 1);
+}
+
+/* A call that succeeds after a lost answer says so in its response. */
+static void test_success_after_lost_answer(void **state)
+{
+    static const canned script[] = { { 200, "{}" }, { DROP, NULL }, { 200, "{}" } };
+
+    (void)state;
+    g_client = client_for(serve(script, 3), 3, 1);
+    g_loop = new_loop();
+    submit_ok(g_client, "GetItem", "{}", &g_out[0]);
+    run();
+    assert_true(g_out[0].ok);
+    assert_int_equal(g_out[0].ambiguous, 0);
+    submit_ok(g_client, "UpdateItem", "{}", &g_out[1]);
+    run();
+    assert_true(g_out[1].ok);
+    assert_int_equal(g_out[1].attempts, 2);
+    assert_int_equal(g_out[1].ambiguous, 1);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -966,6 +1048,8 @@ int main(void)
         T(test_cancel_queued),
         T(test_bad_arguments),
         T(test_connection_refused),
+        T(test_lost_answer_is_an_attempt),
+        T(test_success_after_lost_answer),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,7 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "ddbkit.h"
+#include "responder.h"
 
 #define NS "com.amazonaws.dynamodb.v20120810#"
 
@@ -474,6 +478,99 @@ static void test_error_set_clear(void **state)
     assert_int_equal(strlen(err.code), sizeof err.code - 1);
 }
 
+/* A __type that names no error gets the status's code, never an empty one
+ * or a server's control characters. */
+static void test_type_without_a_name(void **state)
+{
+    static const char *const bodies[] = {
+        "{\"__type\":\"\"}", "{\"__type\":\"" NS "\"}", "{\"__type\":\"#\"}",
+        "{\"__type\":\":x\"}", "{\"__type\":\"ns#:x\"}", "{\"__type\":5}",
+        "{\"__type\":null}", "{\"__type\":true}", "{\"__type\":{\"a\":\"b\"}}",
+        "{\"__type\":[\"ValidationException\"]}", "{\"__type\":\"a\\u001b]0;x\\u0007\"}",
+        "{\"__type\":\"two words\"}", "{\"__type\":\"\",\"message\":\"m\"}",
+    };
+    ddbk_error err;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        expect(400, bodies[i], "UnknownError", NULL, 0, 0);
+        expect(500, bodies[i], "UnknownError", NULL, 1, 0);
+        expect(413, bodies[i], "RequestEntityTooLarge", NULL, 0, 0);
+    }
+    parse(400, "{\"__type\":\"\",\"message\":\"the text\"}", &err);
+    assert_true(ddbk_error_is(&err, DDBK_ERR_UNKNOWN));
+    assert_non_null(strstr(err.message, "400"));
+    assert_non_null(strstr(err.message, "the text"));
+    /* The name between the namespace and a ':' suffix. */
+    expect(400, "{\"__type\":\"" NS "ValidationException:http://internal.example/x#y\"}",
+           "ValidationException", "ValidationException", 0, 0);
+    expect(400, "{\"__type\":\"ThrottlingException:\"}", "ThrottlingException", NULL, 1, 1);
+}
+
+/* A long namespace is cut before the name is copied. */
+static void test_very_long_namespace_keeps_code(void **state)
+{
+    char body[1024];
+    char ns[601];
+    ddbk_error err;
+
+    (void)state;
+    memset(ns, 'n', 600);
+    ns[600] = '\0';
+    snprintf(body, sizeof body, "{\"__type\":\"%s#ThrottlingException\"}", ns);
+    assert_int_equal(parse(400, body, &err), -1);
+    assert_string_equal(err.code, "ThrottlingException");
+}
+
+/* A response cut short (its Content-Length not reached) is a
+ * ConnectionError, and what arrived of its body is no error body: the
+ * caller finds none, so nothing (a failed condition's Item) is read from
+ * half a response. */
+static void cut_respond(int lfd, int notes, const void *arg, int n)
+{
+    static char req[16384];
+    size_t got;
+    (void)arg;
+    (void)n;
+    for (;;) {
+        int fd = accept_request(lfd, req, sizeof req, &got);
+        note(notes, op_letter(req));
+        const char *body = "{" CCF_TYPE ",\"message\":\"cut\",\"Item\":{\"k\":{\"S\":\"v\"}}}";
+        char head[256];
+        int len = snprintf(head, sizeof head,
+                           "HTTP/1.1 400 X\r\nContent-Type: application/x-amz-json-1.0\r\n"
+                           "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                           strlen(body) + 100);
+        if (write(fd, head, (size_t)len) != len || write(fd, body, strlen(body)) < 0)
+            _exit(4);
+        shutdown(fd, SHUT_WR);
+        close(fd);
+    }
+}
+
+static void test_cut_response_has_no_error_body(void **state)
+{
+    ddbk_config cfg;
+    ddbk_response resp;
+    ddbk_error err;
+    char ep[64];
+
+    (void)state;
+    responder_setup();
+    int port = responder_start(cut_respond, NULL, 0);
+    local_config(&cfg, ep, sizeof ep, port);
+    cfg.max_attempts = 1;
+    ddbk_client *c = new_client(&cfg, NULL);
+    ddbk_response_init(&resp);
+    assert_int_equal(ddbk_call(c, "PutItem", "{}", 2, &resp, &err), -1);
+    assert_string_equal(err.code, "ConnectionError");
+    assert_int_equal(err.status, 0);
+    assert_int_equal(resp.body.len, 0);
+    ddbk_response_free(&resp);
+    ddbk_client_free(c);
+    responder_stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -494,6 +591,9 @@ int main(void)
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_error_transport),
         cmocka_unit_test(test_error_set_clear),
+        cmocka_unit_test(test_type_without_a_name),
+        cmocka_unit_test(test_very_long_namespace_keeps_code),
+        cmocka_unit_test(test_cut_response_has_no_error_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,7 +29,7 @@
 #include <openssl/hmac.h>
 #include <yajl/yajl_tree.h>
 
-#include "internal.h"
+#include "sigv4_canon.h"
 
 /* Cases this signer cannot pass, each with why. A name here that is not a
  * folder fails the run, so the list cannot rot. */

@@ -513,6 +513,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 try:
                     json.loads(b)
                     ct = JSON_CT
+                except RecursionError:  # JSON nested past Python's stack
+                    ct = JSON_CT
                 except ValueError:
                     ct = "text/plain"
             else:

@@ -7,10 +7,8 @@
  * exercised: the full GC after each input then must free the yajl handle
  * (libFuzzer's per-input leak check would report it otherwise).
  *
- *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
- *     -I/usr/include/lua5.4 -Iengine -Ibindings/core tests/fuzz/fuzz_decode.c \
- *     bindings/core/values.c bindings/core/encode.c bindings/core/decode.c \
- *     engine/buf.c -o fuzz_decode -llua5.4 -lyajl -lcrypto -lm
+ *   make build/fuzz/fuzz_decode   (clang's libFuzzer, with the marshalling
+ *                                  sources the Makefile lists in MARSHAL_SRC)
  */
 #include <stddef.h>
 #include <stdint.h>

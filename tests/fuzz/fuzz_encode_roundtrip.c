@@ -4,11 +4,8 @@
  * round must give the same Lua value (the marshalling is stable: what we
  * read we write back the same).
  *
- *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
- *     -I/usr/include/lua5.4 -Iengine -Ibindings/core \
- *     tests/fuzz/fuzz_encode_roundtrip.c bindings/core/values.c \
- *     bindings/core/encode.c bindings/core/decode.c engine/buf.c \
- *     -o fuzz_encode_roundtrip -llua5.4 -lyajl -lcrypto -lm
+ *   make build/fuzz/fuzz_encode_roundtrip   (clang's libFuzzer, with the
+ *       marshalling sources the Makefile lists in MARSHAL_SRC)
  */
 #include <stddef.h>
 #include <stdint.h>

@@ -96,8 +96,9 @@ function _M.fast()
 end
 
 -- /calls?client=proxied|short&op=DescribeTable|GetItem&n=N: N calls in a
--- row in this request; each call's outcome ("ok" or the error code) and the
--- requests and retries they cost (the client's stats before and after).
+-- row in this request; each call's outcome ("ok" or the error code, and
+-- whether the error was ambiguous) and the requests and retries they cost
+-- (the client's stats before and after).
 function _M.calls()
   local w = worker()
   local c = w[ngx.var.arg_client or "proxied"]
@@ -105,13 +106,14 @@ function _M.calls()
   local params = op == "GetItem" and { TableName = w.store_table, Key = { pk = "slow", sk = "slow" } }
                  or { TableName = w.store_table }
   local before = c:stats()
-  local out = {}
+  local out, ambiguous = {}, {}
   for i = 1, tonumber(ngx.var.arg_n or 1) do
     local res, err = c:call(op, params)
     out[i] = res and "ok" or err.code
+    ambiguous[i] = not res and err.ambiguous == true
   end
   local after = c:stats()
-  json(200, { results = out, requests = after.requests - before.requests,
+  json(200, { results = out, ambiguous = ambiguous, requests = after.requests - before.requests,
               retries = after.retries - before.retries })
 end
 

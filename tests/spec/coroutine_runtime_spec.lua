@@ -307,6 +307,29 @@ describe("coroutine runtime", function()
       retried({ kind = "throttle", count = 1, match = "PutItem" })
     end)
 
+    it("sends a write at most max_attempts times when answers are lost, ambiguous", function()
+      if not H.proxy then pending("no fault proxy") return end
+      local key = { pk = "ambig", sk = H.unique("n") }
+      local ok, res, err = ddbkit.run(function()
+        assert(proxied:get_item{ TableName = T, Key = { pk = "x", sk = "y" } })  -- a pooled connection
+        proxied:reset_stats()
+        H.reset_proxy_stats()
+        H.faults{ { kind = "drop_response", count = 10, match = "UpdateItem" } }
+        return proxied:update_item{ TableName = T, Key = key, UpdateExpression = "ADD n :one",
+                                    ExpressionAttributeValues = { [":one"] = 1 } }
+      end)
+      H.clear_faults()
+      assert.is_true(ok)
+      assert.is_nil(res)
+      assert.equal("ConnectionError", err.code)
+      assert.is_true(err.ambiguous)
+      local st, ps = proxied:stats(), H.proxy_stats()
+      assert.equal(3, st.requests)
+      assert.equal(ps.requests, st.requests)
+      local got = assert(admin:get_item{ TableName = T, Key = key, ConsistentRead = true })
+      assert.equal(3, got.Item.n)
+    end)
+
     it("gives up like the blocking client, with the error", function()
       if not H.proxy then pending("no fault proxy") return end
       H.faults{ { kind = "throttle", count = 10, match = "GetItem" } }
@@ -456,8 +479,9 @@ describe("coroutine runtime", function()
       stats = proxied:stats()
       assert.equal(2, stats.errors)
       assert.equal(2, stats.error_codes.Cancelled)
-      -- attempts that ended: the get's 500s; the held put was cut
-      assert.equal(0, stats.operations.PutItem.requests)
+      -- every request sent: the get's 500s, and the put the proxy held
+      -- (sent, so counted, though the cancel cut its wait)
+      assert.equal(1, stats.operations.PutItem.requests)
       assert.is_true(stats.operations.GetItem.requests >= 1)
       -- nothing of the put was carried out (the proxy never forwarded it)
       assert.is_nil(admin:get_item{ TableName = T, Key = { pk = "abort", sk = "1" } }.Item)

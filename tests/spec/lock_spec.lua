@@ -717,6 +717,70 @@ describe("ddbkit.lock resolves ambiguous writes to the truth", function()
   end
 end)
 
+describe("ddbkit.lock takes no answer of a broken server for a grant", function()
+  if not H.proxy then
+    pending("the fault proxy is not running")
+    return
+  end
+
+  local function proxied()
+    return H.proxied_client{ max_attempts = 1, timeout_ms = 10000 }
+  end
+
+  -- Arms a 200 answer with `body` on the next UpdateItem (the read-back
+  -- reaches DynamoDB Local), runs f, and checks the fault was applied.
+  local function answered(body, f)
+    H.reset_proxy_stats()
+    H.faults{ { kind = "status", status = 200, body = body, match = "UpdateItem", count = 1 } }
+    local a, b = f()
+    local st = H.proxy_stats()
+    H.clear_faults()
+    assert.are.equal(1, st.faults_applied.status, "the answer was not given to an UpdateItem")
+    return a, b
+  end
+
+  -- 2 MB of a lockOwner nested a million deep: the process must survive it.
+  local deep = '{"Attributes":{"lockOwner":' .. ("["):rep(1000000) .. ("]"):rep(1000000) .. "}}"
+  local unproven = {
+    { "{}", "{}" },
+    { "an error body", '{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException"}' },
+    { "a fence only", '{"Attributes":{"fence":{"N":"7"}}}' },
+    { "a million levels deep", deep },
+  }
+
+  for _, case in ipairs(unproven) do
+    it("acquire answered 200 with " .. case[1] .. " fails with MalformedResponse", function()
+      local c = proxied()
+      local key = new_key()
+      local h, err = answered(case[2], function() return locks_for(key, nil, c):acquire{ lease_ms = 10000 } end)
+      assert.is_nil(h)
+      assert.are.equal("MalformedResponse", err.code)
+      assert.is_nil(read(key), "the write never reached DynamoDB")
+      c:close()
+    end)
+
+    it("renew and release answered 200 with " .. case[1] .. " fail, and the lease stands", function()
+      local c = proxied()
+      local key = new_key()
+      local h = assert(locks_for(key, nil, c):acquire{ lease_ms = 10000 })
+      local rvn0 = h.rvn
+      local ok, err = answered(case[2], function() return h:renew() end)
+      assert.is_nil(ok)
+      assert.are.equal("MalformedResponse", err.code)
+      assert.is_true(h:held())
+      assert.are.equal(rvn0, h.rvn)
+      assert_held_by(h, read(key))
+      ok, err = answered(case[2], function() return h:release() end)
+      assert.is_nil(ok)
+      assert.are.equal("MalformedResponse", err.code)
+      assert.is_true(h:held())
+      assert_held_by(h, read(key))
+      assert.is_true(h:release())
+      c:close()
+    end)
+  end
+end)
+
 describe("ddbkit.lock misuse raises", function()
   it("table_name missing", function()
     assert.has_error(function() ddbkit.lock.new{ client = admin, key = new_key() } end)

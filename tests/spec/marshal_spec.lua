@@ -743,6 +743,19 @@ describe("ddbkit.core decode", function()
       bad('{"Item":{"a":{"SS":[1]}}}', "Item.a[1]: expected an SS element to be a string, got a number")
     end)
 
+    it("fields that hold items must have their shape", function()
+      bad('{"Item":true}', "Item: expected a map of attributes, got a boolean")
+      bad('{"Item":null}', "Item: expected a map of attributes, got null")
+      bad('{"Items":"x"}', "Items: expected a list of maps of attributes, got a string")
+      bad('{"LastEvaluatedKey":1}', "LastEvaluatedKey: expected a map of attributes, got a number")
+      bad('{"Responses":5}', "Responses: expected an object keyed by table name, or a list, got a number")
+      bad('{"UnprocessedItems":[1]}', "UnprocessedItems: expected an object keyed by table name, got an array")
+      bad('{"Responses":[{"Item":7}]}', "Responses[1].Item: expected a map of attributes, got a number")
+      -- a Tag's fields are plain, whatever their names
+      assert.same({ { Key = "k", Value = { Item = 3 } } },
+                  assert(core.decode('{"Tags":[{"Key":"k","Value":{"Item":3}}]}')).Tags)
+    end)
+
     it("nesting deeper than 64 levels", function()
       local deep = string.rep("[", 65) .. string.rep("]", 65)
       bad(deep, "nesting deeper than 64 levels")

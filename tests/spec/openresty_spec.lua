@@ -83,6 +83,44 @@ describe("the OpenResty runtime outside nginx", function()
     assert.truthy(tostring(err):find("runs only inside OpenResty", 1, true))
     c:close()
   end)
+
+  it("pools a TLS connection only with clients of the same TLS settings", function()
+    -- The cosocket pool is the worker's: a connection a verify_tls = false
+    -- client opened must never reach a client that verifies.
+    local rt = require "ddbkit.runtime.openresty"
+    local url = "https://dynamodb.eu-west-1.amazonaws.com/"
+    local verified, unverified = rt.pool_name(url, true), rt.pool_name(url, false)
+    assert.is_string(verified)
+    assert.are_not.equal(verified, unverified)
+    assert.are.equal(verified, rt.pool_name(url, nil))            -- verification is the default
+    assert.truthy(verified:find("sni=dynamodb.eu-west-1.amazonaws.com", 1, true))
+    assert.are_not.equal(verified, rt.pool_name("https://other.example:443/", true))
+    assert.are_not.equal(verified, rt.pool_name("https://dynamodb.eu-west-1.amazonaws.com:8443/", true))
+    -- Plain http has no TLS setting to keep apart.
+    assert.are.equal(rt.pool_name("http://127.0.0.1:8000/", true),
+                     rt.pool_name("http://127.0.0.1:8000/", false))
+    assert.is_nil((rt.pool_name("ftp://x/", true)))
+
+    -- And connect asks for that pool: a stand-in ngx records what each
+    -- client's connect was given (and refuses it, so nothing goes further).
+    local pools = {}
+    local sock = {
+      settimeouts = function() end,
+      connect = function(_, _, _, o) pools[#pools + 1] = o.pool return nil, "connection refused" end,
+    }
+    rawset(_G, "ngx", { socket = { tcp = function() return sock end },
+                        get_phase = function() return "content" end, sleep = function() end })
+    for _, verify in ipairs{ false, true } do
+      local c = H.client{ runtime = "openresty", endpoint = "https://dynamodb.eu-west-1.amazonaws.com",
+                          verify_tls = verify, max_attempts = 1 }
+      local res, err = c:get_item{ TableName = "t", Key = { pk = "a" } }
+      assert.is_nil(res)
+      assert.are.equal("ConnectionError", err.code)
+      assert.is_nil(err.ambiguous)                    -- nothing was sent
+      c:close()
+    end
+    assert.are.same({ unverified, verified }, pools)
+  end)
 end)
 
 -- nginx ----------------------------------------------------------------------
@@ -228,8 +266,35 @@ describe("ddbkit in nginx (2 workers)", function()
     local _, _, body = request("/calls?client=proxied&op=DescribeTable&n=4")
     local r = assert(cjson.decode(body), body)
     assert.are.same({ "ok", "ok", "ok", "ok" }, r.results)
-    assert.are.equal(4, r.requests)
-    assert.are.equal(0, r.retries)
+    -- A request sent on a connection closed under it is an attempt of its
+    -- own, retried by the policy: each call had one answered attempt.
+    assert.are.equal(4, r.requests - r.retries)
+    H.clear_faults()
+  end)
+
+  it("counts a send whose answer was lost on a pooled connection as an attempt", function()
+    -- The first DescribeTable passes (and leaves its connection pooled),
+    -- the second is forwarded and its answer dropped: DynamoDB saw it, so
+    -- the resend is a counted retry, and the proxy saw as many as the stats.
+    H.reset_proxy_stats()
+    H.faults{ { kind = "delay", ms = 0, count = 1, match = "DescribeTable" },
+              { kind = "drop_response", count = 1, match = "DescribeTable" } }
+    local _, _, body = request("/calls?client=proxied&op=DescribeTable&n=2")
+    local r = assert(cjson.decode(body), body)
+    assert.are.same({ "ok", "ok" }, r.results)
+    assert.are.equal(3, r.requests)
+    assert.are.equal(1, r.retries)
+    assert.are.equal(3, H.proxy_stats().requests)
+    -- Every send dropped: max_attempts sends at most, the error ambiguous.
+    H.faults{ { kind = "delay", ms = 0, count = 1, match = "DescribeTable" },
+              { kind = "drop_response", count = 10, match = "DescribeTable" } }
+    H.reset_proxy_stats()
+    _, _, body = request("/calls?client=short&op=DescribeTable&n=2")
+    r = assert(cjson.decode(body), body)
+    assert.are.same({ "ok", "ConnectionError" }, r.results)
+    assert.are.same({ false, true }, r.ambiguous)
+    assert.are.equal(3, r.requests)                 -- 1 + max_attempts (2)
+    assert.are.equal(3, H.proxy_stats().requests)
     H.clear_faults()
   end)
 

@@ -91,7 +91,7 @@ describe("standard retry mode", function()
     c:close()
   end)
 
-  it("replaces a stale keep-alive connection without spending a retry", function()
+  it("replaces a stale keep-alive connection, every send counted", function()
     local c = client()
     H.reset_proxy_stats()
     assert(c:get_item{ TableName = T, Key = KEY })   -- warms a pooled connection
@@ -100,27 +100,76 @@ describe("standard retry mode", function()
     local res, err = c:get_item{ TableName = T, Key = KEY } -- must not fail on the dead connection
     assert.is_nil(err)
     assert.are.equal(1, res.Item.v)
-    assert.are.equal(0, c:stats().retries)
+    -- libcurl sees the close before reusing the connection; if the request
+    -- raced the close instead, that send is an attempt and a retry of its own.
+    local s = c:stats()
+    assert.are.equal(3, s.requests - s.retries)
     local ps = H.proxy_stats()
     assert.are.equal(3, ps.requests)
     assert.are.equal(2, ps.connections)               -- the dead one, then a fresh one
     c:close()
   end)
 
-  it("resends at once when a pooled connection dies under a request", function()
-    -- The race a keep-alive pool must survive: the server drops the idle
-    -- connection just as the next request goes out on it.
+  it("counts a send lost on a pooled connection as an attempt, and retries it", function()
+    -- The server took the request on a kept-alive connection and dropped
+    -- it: the request may have been carried out, so resending it is the
+    -- retry policy's decision, seen in the stats, never libcurl's alone.
     local c = client()
     assert(c:get_item{ TableName = T, Key = KEY })   -- warms a pooled connection
+    c:reset_stats()
     H.reset_proxy_stats()
     H.faults{ { kind = "reset", count = 1 } }
     local res, err = c:get_item{ TableName = T, Key = KEY }
     assert.is_nil(err)
     assert.are.equal(1, res.Item.v)
     local s = c:stats()
-    assert.are.equal(0, s.retries)                    -- no retry, no backoff, no quota spent
+    assert.are.equal(1, s.retries)
     assert.are.equal(0, s.errors)
-    assert.are.equal(2, H.proxy_stats().requests)     -- the lost send, then the resend
+    assert.are.equal(2, s.requests)
+    assert.are.equal(2, H.proxy_stats().requests)     -- the lost send, then the retry
+    c:close()
+  end)
+
+  it("never sends a write more than max_attempts times; a lost answer is ambiguous", function()
+    -- drop_response: the proxy forwards each UpdateItem (it takes effect)
+    -- and closes the connection without its answer.
+    local c = client()
+    local key = { pk = "ambig", sk = H.unique("n") }
+    assert(c:get_item{ TableName = T, Key = KEY })   -- warms a pooled connection
+    c:reset_stats()
+    H.reset_proxy_stats()
+    H.faults{ { kind = "drop_response", count = 10, match = "UpdateItem" } }
+    local res, err = c:update_item{ TableName = T, Key = key, UpdateExpression = "ADD n :one",
+                                    ExpressionAttributeValues = { [":one"] = 1 } }
+    H.clear_faults()
+    assert.is_nil(res)
+    assert.are.equal("ConnectionError", err.code)
+    assert.is_true(err.ambiguous)
+    local s = c:stats()
+    local ps = H.proxy_stats()
+    assert.are.equal(3, s.operations.UpdateItem.requests)
+    assert.are.equal(ps.requests, s.requests)
+    assert.are.equal(3, ps.forwarded)
+    local got = assert(admin:get_item{ TableName = T, Key = key, ConsistentRead = true })
+    assert.are.equal(3, got.Item.n)                  -- once per attempt, no more
+    c:close()
+  end)
+
+  it("says a failed condition after a lost answer may be the call's own write", function()
+    local c = client()
+    local key = { pk = "ambig", sk = H.unique("c") }
+    assert(c:get_item{ TableName = T, Key = KEY })
+    H.faults{ { kind = "drop_response", count = 1, match = "PutItem" } }
+    local res, err = c:put_item{ TableName = T, Item = { pk = key.pk, sk = key.sk, v = 1 },
+                                 ConditionExpression = "attribute_not_exists(pk)" }
+    assert.is_nil(res)
+    assert.are.equal("ConditionalCheckFailedException", err.code)
+    assert.is_true(err.ambiguous)
+    -- An answered failure on its own is not ambiguous.
+    res, err = c:put_item{ TableName = T, Item = { pk = key.pk, sk = key.sk, v = 1 },
+                           ConditionExpression = "attribute_not_exists(pk)" }
+    assert.are.equal("ConditionalCheckFailedException", err.code)
+    assert.is_nil(err.ambiguous)
     c:close()
   end)
 

@@ -233,4 +233,50 @@ function H.mktemp_dir()
   return d
 end
 
+-- For specs against the hostile double (tests/hostile/hostile.py) ---------
+
+-- Its address, from the runner (tests/run.sh starts it).
+H.hostile = os.getenv("DDBKIT_TEST_HOSTILE")
+
+-- The double's control API as DynamoDB operations (HostileScript, ...),
+-- through a client of its own: no process to start per call.
+local hostile_admin
+local function hostile_call(op, body)
+  assert(H.hostile and H.hostile ~= "", "the hostile double is not running (DDBKIT_TEST_HOSTILE)")
+  if not hostile_admin then
+    hostile_admin = H.client{ endpoint = H.hostile, max_attempts = 1 }
+  end
+  local out, err = core.call_raw(hostile_admin.core, op, body or "{}")
+  assert(out, "the double's " .. op .. " failed: " .. tostring(err))
+  return out
+end
+
+--- H.hostile_script(list): clears the double's queue and counters, then
+-- queues the answers (see tests/hostile/hostile.py), e.g.
+-- H.hostile_script{ { body = "5", forever = true } }.
+function H.hostile_script(list)
+  hostile_call("HostileReset")
+  local out = hostile_call("HostileScript", cjson.encode(list))
+  assert(out:find('"queued"', 1, true), "the double refused the script: " .. out)
+end
+
+--- H.hostile_stats() -> { requests, targets = { [X-Amz-Target] = n }, log,
+-- answered, unscripted, pending, connections }
+function H.hostile_stats()
+  local out = hostile_call("HostileStats")
+  return assert(cjson.decode(out), "bad stats from the double: " .. out)
+end
+
+function H.hostile_reset()
+  hostile_call("HostileReset")
+end
+
+--- H.hostile_client(opts) -> a client of the double: any credentials do.
+function H.hostile_client(opts)
+  assert(H.hostile and H.hostile ~= "", "the hostile double is not running (DDBKIT_TEST_HOSTILE)")
+  local o = { endpoint = H.hostile }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return H.client(o)
+end
+
 return H

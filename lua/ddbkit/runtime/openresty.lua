@@ -23,9 +23,13 @@
 -- pooled connection), send the request with Content-Length, read the status
 -- line, the headers and a Content-Length or chunked body (or up to the close
 -- when there is neither), then return the connection to the pool when the
--- response allows it. A pooled connection that turns out to be dead before
--- any byte of the response came back is replaced by a fresh one once, inside
--- the same attempt (DynamoDB never saw the request), as curl does.
+-- response allows it. An attempt sends its request once: when the
+-- connection dies after the request went out (a pooled one the server
+-- closed, or a server that applied the request and lost its answer), the
+-- attempt fails with err.ambiguous = true and the engine's retry policy
+-- decides (max_attempts, the quota, a backoff), as for the engine's own
+-- transport; nothing is resent unseen, since whether DynamoDB carried the
+-- request out cannot be known from here.
 -- Stats go to the engine's counters (client:record per attempt,
 -- client:record_call per call), so client:stats() reads the same as with the
 -- blocking runtime.
@@ -93,7 +97,7 @@ end
 
 -- URLs ---------------------------------------------------------------------
 
--- scheme://host[:port]/path -> { https, host, port, path, pool }; the engine
+-- scheme://host[:port]/path -> { https, host, port, path, pools }; the engine
 -- hands out the same few URLs again and again, so they are parsed once.
 local urls = {}
 local nurls = 0
@@ -117,18 +121,48 @@ local function parse_url(url)
     port = tonumber(port) or (scheme == "https" and 443 or 80),
     path = path ~= "" and path or "/",
   }
-  u.pool = fmt("ddbkit:%s:%s:%d", scheme, host, u.port)
+  -- The cosocket pool is per worker, shared by every client: a connection
+  -- is handed only to a client with the same TLS settings (the server name
+  -- sent and verified, and whether it was verified at all), or a client
+  -- that verifies would reuse one an unverified client opened. The trusted
+  -- CAs are nginx's lua_ssl_trusted_certificate, one per worker.
+  if u.https then
+    u.pools = { [true] = fmt("ddbkit:https:%s:%d:sni=%s:verify", host, u.port, host),
+                [false] = fmt("ddbkit:https:%s:%d:sni=%s:noverify", host, u.port, host) }
+  else
+    local pool = fmt("ddbkit:http:%s:%d", host, u.port)
+    u.pools = { [true] = pool, [false] = pool }
+  end
   if nurls >= 64 then urls, nurls = {}, 0 end  -- a bound, not a cache policy
   nurls = nurls + 1
   urls[url] = u
   return u
 end
 
+--- pool_name(url, verify) -> the cosocket pool a connection to url goes to
+-- for a client with verify_tls = verify (nil, err for a URL it cannot use).
+function _M.pool_name(url, verify)
+  local u, err = parse_url(url)
+  if not u then return nil, err end
+  return u.pools[verify ~= false]
+end
+
 -- One HTTP exchange ----------------------------------------------------------
 
-local function transport_error(err, what)
-  if err == "timeout" then return fail("Timeout", what .. ": timed out", true) end
-  return fail("ConnectionError", what .. ": " .. tostring(err), true)
+-- sent: the request had (maybe partly) gone out, so DynamoDB may have
+-- carried it out: the failure is ambiguous.
+local function transport_error(err, what, sent)
+  local e
+  if err == "timeout" then
+    e = fail("Timeout", what .. ": timed out", true)
+  else
+    e = fail("ConnectionError", what .. ": " .. tostring(err), true)
+  end
+  if sent then
+    e.message = e.message .. " (the request was sent: it may have been applied)"
+    e.ambiguous = true
+  end
+  return e
 end
 
 -- The time left until deadline, at least 1 ms (0 would mean "no timeout").
@@ -171,16 +205,15 @@ local function read_chunked(sock, deadline, max)
 end
 
 -- Sends req on a connection to u and reads the response. Returns status,
--- body, request_id; or nil, err and `fresh_retry` = true when a pooled
--- connection was dead before the response began (the request can be sent
--- again on a new connection: nothing reached DynamoDB's handler).
+-- body, request_id; or nil, err (err.ambiguous once the request went out).
 local function exchange(ngx, conf, u, req, lines)
   local deadline = mono_ms() + conf.timeout_ms
   local sock = ngx.socket.tcp()
   local connect_ms = conf.connect_ms
   if connect_ms > conf.timeout_ms then connect_ms = conf.timeout_ms end
   sock:settimeouts(connect_ms, left(deadline), left(deadline))
-  local ok, err = sock:connect(u.host, u.port, { pool = u.pool, pool_size = POOL_SIZE })
+  local ok, err = sock:connect(u.host, u.port, { pool = u.pools[conf.verify],
+                                                  pool_size = POOL_SIZE })
   if not ok then return nil, transport_error(err, "connecting to " .. u.host) end
   local reused = sock:getreusedtimes() > 0
   if u.https and not reused then
@@ -194,7 +227,7 @@ local function exchange(ngx, conf, u, req, lines)
   ok, err = sock:send(lines)
   if not ok then
     sock:close()
-    return nil, transport_error(err, "sending the request"), reused and err ~= "timeout"
+    return nil, transport_error(err, "sending the request", true)
   end
 
   sock:settimeout(left(deadline))
@@ -202,13 +235,15 @@ local function exchange(ngx, conf, u, req, lines)
   line, err = sock:receive("*l")
   if not line then
     sock:close()
-    return nil, transport_error(err, "reading the status line"), reused and err ~= "timeout"
+    return nil, transport_error(err, "reading the status line", true)
   end
   local version, status = match(line, "^HTTP/(%d%.%d) (%d%d%d)")
   status = tonumber(status)
   if not status then
     sock:close()
-    return nil, fail("ConnectionError", "not an HTTP response: " .. sub(line, 1, 80), true)
+    local e = fail("ConnectionError", "not an HTTP response: " .. sub(line, 1, 80), true)
+    e.ambiguous = true
+    return nil, e
   end
 
   local length, chunked, rid
@@ -218,7 +253,7 @@ local function exchange(ngx, conf, u, req, lines)
     line, err = sock:receive("*l")
     if not line then
       sock:close()
-      return nil, transport_error(err, "reading the response headers")
+      return nil, transport_error(err, "reading the response headers", true)
     end
     if line == "" then break end
     local name, value = match(line, "^([^:]+):%s*(.-)%s*$")
@@ -233,7 +268,7 @@ local function exchange(ngx, conf, u, req, lines)
         if find(v, "close", 1, true) then keep = false
         elseif find(v, "keep-alive", 1, true) then keep = true end
       elseif name == "x-amzn-requestid" then
-        rid = value
+        rid = match(value, "^[^%c]*")  -- up to a control byte: it reaches errors and logs
       end
     end
   end
@@ -262,10 +297,12 @@ local function exchange(ngx, conf, u, req, lines)
   if not body then
     sock:close()
     if err == "too large" then
-      return nil, fail("ResponseTooLarge", "response exceeds max_response_bytes ("
-                       .. conf.max_body .. ")", false)
+      local e = fail("ResponseTooLarge", "response exceeds max_response_bytes ("
+                     .. conf.max_body .. ")", false)
+      e.ambiguous = true  -- answered, but the answer is not known
+      return nil, e
     end
-    return nil, transport_error(err, what)
+    return nil, transport_error(err, what, true)
   end
   if keep then
     sock:setkeepalive(POOL_IDLE_MS)
@@ -289,18 +326,13 @@ local function request_lines(u, req)
   return lines
 end
 
--- One attempt: returns status, body, request_id or nil, err.
+-- One attempt, one send: returns status, body, request_id or nil, err.
 local function attempt(ngx, cc, op, req)
   local u, uerr = parse_url(req.url)
   if not u then return nil, fail("InvalidArgument", uerr, false) end
   local conf = settings[cc] or DEFAULTS
-  local lines = request_lines(u, req)
   local t0 = mono_ms()
-  local status, body, rid = exchange(ngx, conf, u, req, lines)
-  if not status and rid == true then
-    -- a dead pooled connection: once more on a new one (same attempt)
-    status, body, rid = exchange(ngx, conf, u, req, lines)
-  end
+  local status, body, rid = exchange(ngx, conf, u, req, request_lines(u, req))
   cc:record(op, #req.body, status and #body or 0, (mono_ms() - t0) * 1000)
   if not status then return nil, body end
   return status, body, rid
@@ -311,13 +343,16 @@ end
 -- response into result | nil, err, err_body.
 local function run(cc, op, params, finish)
   local ngx = phase_error(3)
-  local retries, last_timeout = 0, false
+  local retries, last_timeout, ambiguous = 0, false, false
   local attempt_no = 1
   while true do
     -- Signed afresh each attempt: a long backoff must not outlive the
     -- signature's five-minute validity.
     local req, perr = cc:prepare(op, params)
-    if not req then return nil, perr end
+    if not req then
+      if ambiguous then perr.ambiguous = true end
+      return nil, perr
+    end
     local status, body, rid = attempt(ngx, cc, op, req)
     local res, err, err_body
     if status then
@@ -330,8 +365,12 @@ local function run(cc, op, params, finish)
       cc:record_call(op, retries)
       return res
     end
+    if err.ambiguous then ambiguous = true end
     local delay = cc:retry_delay(err, attempt_no)
     if not delay then
+      -- As the engine says it: a later answer does not undo an earlier
+      -- lost one (a failed condition may be this call's own first write).
+      if ambiguous then err.ambiguous = true end
       cc:record_call(op, retries, err)
       return nil, err, err_body
     end
