@@ -2,23 +2,28 @@
 -- applied by DynamoDB, the one rule the stores that own items (dedupe,
 -- idempotency) use to decide that they must read their own token back
 -- instead of reporting a failure (design.md, Retries).
---
--- The engine marks every answer that may hide an applied write with
--- err.ambiguous (a request sent and not answered, a timeout, a 5xx after
--- the retries were spent). Until every runtime sets it, this also counts
--- what engine/lock.c counts: any retryable failure or timeout the engine
--- gave up on. Reading back after a throttle that applied nothing costs one
--- read; trusting a 5xx that did apply leaves an orphan.
 local type = type
 
 local _M = { _VERSION = "0.1.0" }
 
 --- ambiguous.may_have_applied(err) -> true when the write that failed with
--- err may have taken effect (read back before concluding anything).
+-- err may have taken effect (read back before concluding anything):
+--   * err.ambiguous: the engine (and the OpenResty runtime) sent a request
+--     of the call and lost its answer (a timeout, a reset).
+--   * an answered 5xx: the engine counts every answer as unambiguous, but
+--     DynamoDB's InternalServerError / ServiceUnavailable on a write mean
+--     "it may or may not have been applied" (the fault proxy's status
+--     fault with forward = true shows it).
+--   * Timeout / ConnectionError without the flag: a runtime that does not
+--     set it (a host's own); a read-back costs one request, trusting a
+--     write that did apply leaves an orphan.
+-- A throttle or any other 4xx was refused and applied nothing.
 function _M.may_have_applied(err)
   if type(err) ~= "table" then return false end
-  return err.ambiguous == true or err.retryable == true or err.timeout == true
-      or err.code == "Timeout" or err.code == "ConnectionError"
+  if err.ambiguous == true then return true end
+  local status = err.status
+  if type(status) == "number" and status >= 500 then return true end
+  return err.code == "Timeout" or err.code == "ConnectionError"
 end
 
 return _M

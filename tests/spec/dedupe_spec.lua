@@ -225,6 +225,20 @@ describe("ddbkit.dedupe", function()
       assert.are.equal(job.job_id, raw(h).jobId)
       assert.are.equal(2, c:stats().requests)   -- the two Puts, no read
     end)
+    it("a Put whose answer the engine lost (err.ambiguous) reads its own job back: owner", function()
+      if not H.proxy then pending("the fault proxy is not running") return end
+      local h = H.unique("h")
+      local c = H.proxied_client{ max_attempts = 1 }
+      local d = dedupe.new{ client = c, table_name = T }
+      H.faults{ { kind = "drop_response", match = "PutItem" } }
+      local job, err = d:register_or_join(h)
+      H.clear_faults()
+      assert.is_truthy(job, tostring(err))
+      assert.is_true(job.is_owner)
+      assert.are.equal(job.job_id, raw(h).jobId)
+      c:close()
+    end)
+
     it("a Put that applied but answered 5xx on every attempt reads its own job back: owner", function()
       if not H.proxy then pending("the fault proxy is not running") return end
       local h = H.unique("h")
