@@ -1,9 +1,11 @@
 -- Request de-duplication across OS processes against DynamoDB Local: 8
 -- workers (dedupe_worker.lua) register_or_join the same hash at once.
 -- Exactly one owns the job; every other joins it and its wait_for returns
--- what the owner completed with, or nothing when the owner fails. And a
--- job nobody settles is marked failed by a waiter once job_timeout_ms has
--- passed (real time, spent inside wait_for's own polling).
+-- what the owner completed with, or nothing when the owner fails. A stale
+-- job of this process is taken over by one worker; this process, its former
+-- owner, then can neither fail nor complete it. And a job nobody settles is
+-- marked failed by a waiter once job_timeout_ms has passed (real time,
+-- spent inside wait_for's own polling).
 --
 -- The workers start together on an event: each waits for a "go" file the
 -- test creates once all are launched; the owner waits for the others'
@@ -45,9 +47,9 @@ describe("ddbkit.dedupe across processes", function()
                                   ConsistentRead = true }).Item
   end
 
-  -- Launches the workers, calls before_go(), signals go, reaps them all and
-  -- returns their parsed output lines.
-  local function run(scenario, hash, mode, before_go)
+  -- Launches the workers, calls before_go(), signals go, calls
+  -- after_go(dir), reaps them all and returns their parsed output lines.
+  local function run(scenario, hash, mode, before_go, after_go)
     local dir = root .. "/" .. scenario
     assert(os.execute("env -u LD_PRELOAD mkdir -p " .. shell_quote(dir)))
     local lua = interpreter()
@@ -62,11 +64,14 @@ describe("ddbkit.dedupe across processes", function()
     if before_go then before_go() end
     local f = assert(io.open(dir .. "/go", "w"))
     f:close()
+    local after_ok, after_err = true, nil
+    if after_go then after_ok, after_err = pcall(after_go, dir) end
     local logs = {}
     for i, p in ipairs(procs) do   -- read to EOF: waits for the worker to end
       logs[i] = p:read("*a")
       p:close()
     end
+    if not after_ok then error(after_err, 0) end   -- the cause, before its effects on the workers
     local results = {}
     for i = 1, WORKERS do
       assert.are.equal("0", logs[i]:match("EXIT:(%d+)%s*$"),
@@ -125,6 +130,48 @@ describe("ddbkit.dedupe across processes", function()
     local item = raw(hash)
     assert.are.equal("failed", item.status)
     assert.are.equal("Job failed", item.error)
+  end)
+
+  it(WORKERS .. " processes take over a stale job: the former owner can settle neither, joiners get the successor's value", function()
+    local hash = H.unique("takeover")
+    local blocking = require "ddbkit.runtime.blocking"
+    -- The former owner: this process, on a clock 10 minutes slow, so the
+    -- job it registers is stale (past the workers' 300000 ms) at once.
+    local slow = H.client{ runtime = {
+      send = blocking.send, sleep = blocking.sleep, mono_ms = blocking.mono_ms,
+      now_ms = function() return blocking.now_ms() - 600000 end,
+    } }
+    local a = dedupe.new{ client = slow, table_name = T }
+    local old_job
+    local results = run("takeover", hash, "takeover", function()
+      local j = assert(a:register_or_join(hash))
+      assert.is_true(j.is_owner)
+      old_job = j.job_id
+    end, function(dir)
+      -- once a worker took the job over and the others joined it, the
+      -- former owner (still "running") gives up, then finishes late
+      local owner = H.wait_for_file(dir .. "/owner", 60000, dir .. "/out-1")
+      local ok, err = a:fail(hash, "gave up")
+      local ok2, err2 = a:complete(hash, { owner = "former" })
+      local item = raw(hash)
+      H.write_file(dir .. "/a-done", "")
+      assert.is_false(ok, "the former owner's fail: " .. tostring(err))
+      assert.is_false(ok2, "the former owner's complete: " .. tostring(err2))
+      assert.are.equal("pending", item.status, "worker " .. owner .. "'s job after the former owner's tries")
+      assert.are_not.equal(old_job, item.jobId)
+    end)
+    local owner = one_owner(results)
+    assert.are_not.equal(old_job, results[owner].job)
+    for i, r in ipairs(results) do
+      if i ~= owner then
+        assert.are.equal("joiner", r.role)
+        assert.are.same({ owner = owner, job = results[owner].job }, r.value, "what worker " .. i .. " got")
+      end
+    end
+    local item = raw(hash)
+    assert.are.equal("completed", item.status)
+    assert.are.equal(results[owner].job, item.jobId)
+    slow:close()
   end)
 
   it(WORKERS .. " processes wait on a job nobody settles: marked failed after job_timeout_ms", function()

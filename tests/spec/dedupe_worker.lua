@@ -9,14 +9,19 @@
 --     A joiner writes DIR/joined-INDEX, then wait_for(HASH).
 --   MODE timeout: only wait_for(HASH), with job_timeout_ms = JOB_TIMEOUT_MS,
 --     on a job someone else registered and never settles.
+--   MODE takeover: as complete, on a stale job of the spec's process: the
+--     owner (the one that took it over) publishes DIR/owner once the others
+--     joined, waits for DIR/a-done (the former owner has tried to settle),
+--     then completes its job, passing the job it holds.
 -- Writes one line to DIR/out-INDEX: "<owner|joiner|waiter> <job id|-> <JSON
 -- of what wait_for returned, or NIL>" and exits 0; on any failure prints why
 -- on stderr and exits non-zero.
 local endpoint, table_name, hash, dir, index, n, mode, job_timeout =
   arg[1], arg[2], arg[3], arg[4], tonumber(arg[5]), tonumber(arg[6]), arg[7], tonumber(arg[8] or "300000")
 if not (endpoint and table_name and hash and dir and index and n and job_timeout)
-   or not (mode == "complete" or mode == "fail" or mode == "timeout") then
-  io.stderr:write("usage: dedupe_worker.lua ENDPOINT TABLE HASH DIR INDEX N complete|fail|timeout [JOB_TIMEOUT_MS]\n")
+   or not (mode == "complete" or mode == "fail" or mode == "timeout" or mode == "takeover") then
+  io.stderr:write("usage: dedupe_worker.lua ENDPOINT TABLE HASH DIR INDEX N complete|fail|timeout|takeover"
+                  .. " [JOB_TIMEOUT_MS]\n")
   os.exit(2)
 end
 
@@ -24,7 +29,8 @@ local ddbkit = require "ddbkit"
 local core = require "ddbkit.core"
 local dedupe = require "ddbkit.dedupe"
 local cjson = require "cjson.safe"
-local exists = require("worker_util").exists
+local W = require "worker_util"
+local exists = W.exists
 
 local SIGNAL_WAIT_MS, POLL_MS = 60000, 5
 
@@ -73,7 +79,12 @@ if mode ~= "timeout" then
       return true
     end)
     local ok, serr
-    if mode == "complete" then
+    if mode == "takeover" then
+      local published, perr = W.publish(dir .. "/owner", tostring(index))
+      if not published then fail("publish", perr) end
+      wait_until("the former owner's try", function() return exists(dir .. "/a-done") end)
+      ok, serr = store:complete(hash, { owner = index, job = job_id }, job)
+    elseif mode == "complete" then
       ok, serr = store:complete(hash, { owner = index, job = job_id })
     else
       ok, serr = store:fail(hash, "the owner gave up")
