@@ -82,6 +82,14 @@ describe("ddbkit.dedupe", function()
                        "ddbkit.dedupe.new: opts.table_name must be a non-empty string")
       assert.has_error(function() dedupe.new{ client = admin, jobTimeoutMs = 5 } end,
                        "ddbkit.dedupe.new: unknown option opts.jobTimeoutMs")
+      for _, bad in ipairs{ 0, 2.5 } do
+        assert.has_error(function() dedupe.new{ client = admin, max_owned_jobs = bad } end)
+      end
+      assert.has_error(function() dedupe.new{ client = admin, max_owned_jobs = 1.5 } end,
+                       "ddbkit.dedupe.new: opts.max_owned_jobs must be an integer >= 1")
+      local d = dedupe.new{ client = admin }
+      assert.has_error(function() d:complete("h", 1, 42) end,
+                       "ddbkit.dedupe: job must be the table register_or_join returned or its job_id")
     end)
 
     it("defaults: table http-client-toolkit, 300000 ms timeout, 500 ms polls", function()
