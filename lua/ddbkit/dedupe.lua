@@ -289,9 +289,12 @@ local function settle(self, hash, job_id, sets, values, names, status_to, mark, 
     local old
     if ok then
       outcome = true
+    elseif is_ccf(uerr) and not may_have_applied(uerr) then
+      outcome = false   -- refused outright: settled already, gone or not ours
     elseif is_ccf(uerr) then
-      -- An engine retry of a settle that applied fails its condition on
-      -- our own write: the old item shows it.
+      -- An earlier attempt's answer was lost (err.ambiguous) and the
+      -- engine's retry failed its condition, maybe on our own write: the
+      -- old item (ALL_OLD) shows whether it was ours.
       old = client_mod.item_of(uerr.item) or false
     elseif may_have_applied(uerr) then
       err = uerr

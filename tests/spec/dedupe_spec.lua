@@ -315,6 +315,15 @@ describe("ddbkit.dedupe", function()
       assert.are.equal(T0 + 7, item.updatedAt)
       assert.are.equal(ddbkit.null, item.result)
       assert.is_false(d:complete(h, 1))
+      assert.is_false(d:fail(h, "again"))   -- settled already, even if by the same words
+    end)
+
+    it("a second complete with the same value is ignored too", function()
+      local d = new()
+      local h = H.unique("h")
+      local job = assert(d:register_or_join(h))
+      assert.is_true(d:complete(h, "v", job))
+      assert.is_false(d:complete(h, "v", job))
     end)
 
     it("a former owner whose job was taken over can settle neither its job nor the successor's", function()
@@ -375,6 +384,20 @@ describe("ddbkit.dedupe", function()
       H.clear_faults()
       assert.is_true(ok, tostring(err))
       assert.are.same({ n = 1 }, new():wait_for(h))
+      c:close()
+    end)
+
+    it("a settle whose answer was lost and whose retry failed its condition on our own write: true", function()
+      if not H.proxy then pending("the fault proxy is not running") return end
+      local h = H.unique("h")
+      local c = H.proxied_client{ max_attempts = 2, base_delay_ms = 1 }
+      local d = dedupe.new{ client = c, table_name = T }
+      local job = assert(d:register_or_join(h))
+      H.faults{ { kind = "drop_response", match = "UpdateItem", count = 1 } }
+      local ok, err = d:fail(h, "gave up", job)
+      H.clear_faults()
+      assert.is_true(ok, tostring(err))
+      assert.are.equal("failed", raw(h).status)
       c:close()
     end)
 
