@@ -46,6 +46,9 @@ CLI     := $(B)/ddbkit
 GAMEHOST := $(B)/gamehost
 
 .PHONY: all deps test run bench install clean fuzz ctest lint FORCE
+# Keep the objects the test binaries are linked from: without this make
+# deletes them as intermediates and rebuilds them every time.
+.SECONDARY:
 all: $(LIB_A) $(LIB_SO) $(CORE54) $(COREJIT) $(SHIM) $(CLI) $(GAMEHOST)
 
 deps:

@@ -24,17 +24,27 @@ typedef struct scan {
     int have_type, have_message;
 } scan;
 
-static int on_start_map(void *ctx)
+/* Nesting past the decoder's limit ends the scan (returning 0 stops yajl,
+ * whose own stack would otherwise grow with the body): __type and message
+ * live at depth 1, and an error body nested a million deep is no error
+ * body, however valid its JSON. */
+static int enter(scan *s)
 {
-    ((scan *)ctx)->depth++;
+    s->want = 0;
+    return ++s->depth <= DDBK__MAX_JSON_DEPTH;
+}
+
+static int leave(scan *s)
+{
+    s->want = 0;
+    s->depth--;
     return 1;
 }
 
-static int on_end_map(void *ctx)
-{
-    ((scan *)ctx)->depth--;
-    return 1;
-}
+static int on_start_map(void *ctx) { return enter(ctx); }
+static int on_end_map(void *ctx) { return leave(ctx); }
+static int on_start_array(void *ctx) { return enter(ctx); }
+static int on_end_array(void *ctx) { return leave(ctx); }
 
 static int on_key(void *ctx, const unsigned char *k, size_t n)
 {
@@ -78,7 +88,8 @@ static int on_string(void *ctx, const unsigned char *v, size_t n)
         s->have_message = 1;
     }
     s->want = 0;
-    return 1;
+    /* Both found: the rest (a failed condition's item, say) is not ours. */
+    return !(s->have_type && s->have_message);
 }
 
 static int on_other(void *ctx)
@@ -88,7 +99,6 @@ static int on_other(void *ctx)
 }
 static int on_bool(void *ctx, int b) { (void)b; return on_other(ctx); }
 static int on_number(void *ctx, const char *v, size_t n) { (void)v; (void)n; return on_other(ctx); }
-static int on_array(void *ctx) { return on_other(ctx); }
 
 static const yajl_callbacks scan_callbacks = {
     .yajl_null = on_other,
@@ -98,8 +108,8 @@ static const yajl_callbacks scan_callbacks = {
     .yajl_start_map = on_start_map,
     .yajl_map_key = on_key,
     .yajl_end_map = on_end_map,
-    .yajl_start_array = on_array,
-    .yajl_end_array = on_array,
+    .yajl_start_array = on_start_array,
+    .yajl_end_array = on_end_array,
 };
 
 /* Codes the standard retry mode treats as throttling or transient. */
@@ -161,7 +171,8 @@ int ddbk_parse(long status, const char *request_id, const char *body,
     if (body && body_len) {
         yajl_handle h = yajl_alloc(&scan_callbacks, NULL, &s);
         if (h) {
-            /* A parse error just leaves what was found so far. */
+            /* A parse error, or a scan the callbacks ended, just leaves
+             * what was found so far. */
             if (yajl_parse(h, (const unsigned char *)body, body_len) == yajl_status_ok)
                 yajl_complete_parse(h);
             yajl_free(h);

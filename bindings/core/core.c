@@ -27,6 +27,7 @@
 #include "lock.h"
 #include "loop.h"
 #include "marshal.h"
+#include "opts.h"
 
 #define CLIENT_MT "ddbkit.client"
 #define ERROR_MT "ddbkit.error"
@@ -305,48 +306,6 @@ static const char *opt_string(lua_State *L, int t, const char *k)
     return lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
 }
 
-/* Raises the misuse error of the numeric option k, naming it. */
-static int bad_number(lua_State *L, const char *k, const char *want, lua_Number v)
-{
-    char got[40];
-    if (v != v)
-        snprintf(got, sizeof got, "nan");
-    else if (v == (lua_Number)HUGE_VAL || v == -(lua_Number)HUGE_VAL)
-        snprintf(got, sizeof got, "%sinf", v < 0 ? "-" : "");
-    else
-        snprintf(got, sizeof got, "%.17g", (double)v);
-    return luaL_error(L, "bad option '%s' to 'client' (%s expected, got %s)", k, want, got);
-}
-
-/* Reads the numeric option k of the table at t into *out when it is set.
- * Raises, naming the option, unless it is a number, finite, an integer
- * when whole is set, and within [min, max]: casting anything else to long
- * would be undefined (NaN, infinities) or would silently change it. A
- * fraction of a millisecond (whole = 0) is dropped. */
-static void opt_number(lua_State *L, int t, const char *k, long min, long max, int whole,
-                       long *out)
-{
-    char want[80];
-    lua_getfield(L, t, k);
-    int ty = lua_type(L, -1);
-    if (ty != LUA_TNIL) {
-        if (ty != LUA_TNUMBER)
-            luaL_error(L, "bad option '%s' to 'client' (number expected, got %s)", k,
-                       luaL_typename(L, -1));
-        lua_Number v = lua_tonumber(L, -1);
-        snprintf(want, sizeof want, "%s from %ld to %ld", whole ? "an integer" : "a number",
-                 min, max);
-        if (v != v || v == (lua_Number)HUGE_VAL || v == -(lua_Number)HUGE_VAL)
-            bad_number(L, k, "a finite number", v);
-        if (whole && v != floor(v))
-            bad_number(L, k, want, v);
-        if (v < (lua_Number)min || v > (lua_Number)max)
-            bad_number(L, k, want, v);
-        *out = (long)v;
-    }
-    lua_pop(L, 1);
-}
-
 /* The upper bound of the millisecond and count options: a day and more of
  * waiting, and what an int holds. */
 #define OPT_MAX INT_MAX
@@ -366,18 +325,18 @@ static int l_new_client(lua_State *L)
     lua_settop(L, 1);
     luaL_checkstack(L, 12, "new_client");
     ddbk_config_init(&cfg);
-    opt_number(L, 1, "timeout_ms", 1, OPT_MAX, 0, &cfg.timeout_ms);
-    opt_number(L, 1, "connect_timeout_ms", 1, OPT_MAX, 0, &cfg.connect_timeout_ms);
+    ddbk_lua_opt_number(L, 1, "client", "timeout_ms", 1, OPT_MAX, 0, &cfg.timeout_ms);
+    ddbk_lua_opt_number(L, 1, "client", "connect_timeout_ms", 1, OPT_MAX, 0, &cfg.connect_timeout_ms);
     v = cfg.max_attempts;
-    opt_number(L, 1, "max_attempts", 1, OPT_MAX, 1, &v);
+    ddbk_lua_opt_number(L, 1, "client", "max_attempts", 1, OPT_MAX, 1, &v);
     cfg.max_attempts = (int)v;
-    opt_number(L, 1, "base_delay_ms", 0, OPT_MAX, 0, &cfg.base_delay_ms);
-    opt_number(L, 1, "max_backoff_ms", 0, OPT_MAX, 0, &cfg.max_backoff_ms);
+    ddbk_lua_opt_number(L, 1, "client", "base_delay_ms", 0, OPT_MAX, 0, &cfg.base_delay_ms);
+    ddbk_lua_opt_number(L, 1, "client", "max_backoff_ms", 0, OPT_MAX, 0, &cfg.max_backoff_ms);
     v = cfg.retry_quota;
-    opt_number(L, 1, "retry_quota", 0, OPT_MAX, 1, &v);
+    ddbk_lua_opt_number(L, 1, "client", "retry_quota", 0, OPT_MAX, 1, &v);
     cfg.retry_quota = (int)v;
     v = (long)cfg.max_response_bytes;
-    opt_number(L, 1, "max_response_bytes", 1, OPT_MAX_RESPONSE, 1, &v);
+    ddbk_lua_opt_number(L, 1, "client", "max_response_bytes", 1, OPT_MAX_RESPONSE, 1, &v);
     cfg.max_response_bytes = (size_t)v;
     lua_getfield(L, 1, "verify_tls");
     if (!lua_isnil(L, -1))

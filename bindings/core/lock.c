@@ -17,6 +17,7 @@
  * collector cannot free the lock under the thread, and whichever of the two
  * is finalized first stops the thread: none outlives its Lua state.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,6 +29,7 @@
 #include "ddbkit.h"
 #include "lock.h"
 #include "marshal.h"
+#include "opts.h"
 
 #define LOCK_MT "ddbkit.lockhandle"
 #define KEEPER_MT "ddbkit.lockkeeper"
@@ -83,14 +85,6 @@ static const char *opt_field(lua_State *L, int t, const char *k)
 {
     lua_getfield(L, t, k);
     return lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
-}
-
-static long num_field(lua_State *L, int t, const char *k, long dflt)
-{
-    lua_getfield(L, t, k);
-    long v = lua_isnumber(L, -1) ? (long)lua_tonumber(L, -1) : dflt;
-    lua_pop(L, 1);
-    return v;
 }
 
 static void push_holder(lua_State *L, const ddbk_lock_holder *h)
@@ -208,9 +202,13 @@ static int l_lock_op(lua_State *L)
         key.pk_value = opt_field(L, 2, "pk_value");
         key.sk_name = opt_field(L, 2, "sk_name");
         key.sk_value = opt_field(L, 2, "sk_value");
-        opts.lease_ms = num_field(L, 3, "lease_ms", 0);
-        opts.wait_ms = num_field(L, 3, "wait_ms", 0);
-        opts.max_clock_skew_ms = num_field(L, 3, "max_clock_skew_ms", 0);
+        /* 0 (unset) is the engine's default; anything else is checked,
+         * since a NaN or an infinity cast to long is undefined. */
+        opts.lease_ms = opts.wait_ms = opts.max_clock_skew_ms = 0;
+        ddbk_lua_opt_number(L, 3, "lock_op", "lease_ms", 0, INT_MAX, 0, &opts.lease_ms);
+        ddbk_lua_opt_number(L, 3, "lock_op", "wait_ms", 0, INT_MAX, 0, &opts.wait_ms);
+        ddbk_lua_opt_number(L, 3, "lock_op", "max_clock_skew_ms", 0, INT_MAX, 0,
+                            &opts.max_clock_skew_ms);
         lua_getfield(L, 3, "with_item");
         int with_item = lua_toboolean(L, -1);
         lua_pop(L, 1);

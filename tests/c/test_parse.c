@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ddbkit.h"
+#include "internal.h"
 #include "responder.h"
 
 #define NS "com.amazonaws.dynamodb.v20120810#"
@@ -408,6 +409,39 @@ static void test_deep_nesting(void **state)
     free(body);
 }
 
+/* Past the decoder's nesting limit the scan stops (yajl's own stack would
+ * grow with the body): a __type after a million levels is not read, so the
+ * status decides; a __type before them is kept. */
+static void test_nesting_past_the_limit(void **state)
+{
+    size_t depth = 1000000;
+    char *body = malloc(depth * 2 + 64); /* valid JSON, 2 MB */
+    ddbk_error err;
+
+    (void)state;
+    assert_non_null(body);
+    for (int before = 0; before < 2; before++) {
+        size_t n = (size_t)sprintf(body, "{%s\"Item\":", before ? "\"__type\":\"T\"," : "");
+        for (size_t i = 0; i < depth; i++)
+            body[n++] = '[';
+        for (size_t i = 0; i < depth; i++)
+            body[n++] = ']';
+        n += (size_t)sprintf(body + n, ",\"__type\":\"Late\"}");
+        assert_int_equal(ddbk_parse(400, NULL, body, n, &err), -1);
+        assert_string_equal(err.code, before ? "T" : "UnknownError");
+    }
+    /* At the limit exactly, the scan goes on to the name. */
+    size_t n = (size_t)sprintf(body, "{\"Item\":");
+    for (size_t i = 1; i < DDBK__MAX_JSON_DEPTH; i++)
+        body[n++] = '[';
+    for (size_t i = 1; i < DDBK__MAX_JSON_DEPTH; i++)
+        body[n++] = ']';
+    n += (size_t)sprintf(body + n, ",\"__type\":\"Late\"}");
+    assert_int_equal(ddbk_parse(400, NULL, body, n, &err), -1);
+    assert_string_equal(err.code, "Late");
+    free(body);
+}
+
 static void test_error_transport(void **state)
 {
     ddbk_error err;
@@ -589,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_overlong),
         cmocka_unit_test(test_long_namespace_keeps_code),
         cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_nesting_past_the_limit),
         cmocka_unit_test(test_error_transport),
         cmocka_unit_test(test_error_set_clear),
         cmocka_unit_test(test_type_without_a_name),
