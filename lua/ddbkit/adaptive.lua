@@ -315,8 +315,9 @@ function _M:acquire(resource, priority)
   local share = share_of(p.cap, priority)
   if share <= 0 then return false end
   local a = {
-    table = p.table, slot_pk = p.slot_pk .. "#" .. priority, share = share,
-    window_ms = p.cfg.window_ms, log_item = log_item(p.log_pk, priority, p.cfg.window_ms),
+    table = p.table, window_ms = p.cfg.window_ms,
+    parts = { { pk = p.slot_pk .. "#" .. priority, share = share, read = share <= rl.READ_MAX } },
+    log_item = log_item(p.log_pk, priority, p.cfg.window_ms),
   }
   local ok, aerr = rl.acquire_slot(self, a)
   if ok then track(self, resource, priority, a.granted_ms) end
@@ -401,6 +402,7 @@ function _M:reset(resource)
   local tbl, log_pk, slot_pk = rl.prepare(self, resource)
   if not tbl then return nil, log_pk end
   self.activity[resource], self.capacity[resource] = nil, nil
+  rl.forget_slots(self)
   return rl.delete_partitions(self, tbl, { log_pk, slot_pk .. "#user", slot_pk .. "#background" })
 end
 

@@ -245,6 +245,88 @@ describe("ddbkit.ratelimit", function()
     end)
   end)
 
+  -- Issue 12: every acquire used to Query the whole slot partition (about
+  -- 64 bytes per slot, strongly consistent); past ~6 pages (limits of
+  -- 60-80k) it spent its request budget on Queries and answered false with
+  -- every slot free. Above READ_MAX the store now probes slots.
+  describe("acquire at large limits", function()
+    local function put_slots(res, from, to, ts)
+      local reqs = {}
+      local function flush()
+        if #reqs > 0 then
+          local ok, err = admin:batch_write_item{ RequestItems = { [T] = reqs } }
+          assert(ok, err and err.message)
+          reqs = {}
+        end
+      end
+      for n = from, to do
+        reqs[#reqs + 1] = { PutRequest = { Item = { pk = "RATELIMIT_SLOT#" .. res, sk = "SLOT#" .. n,
+          timestamp = ts, ttl = math.floor((ts + 60000) / 1000) } } }
+        if #reqs == 25 then flush() end
+      end
+      flush()
+    end
+
+    it("reads a bounded amount per acquire, whatever the slot partition holds", function()
+      local state = { T = 1700000300000 }
+      local c = fake_client(state)
+      local rl = ratelimit.new{ client = c, table_name = T,
+                                default_config = { limit = 100000, window_ms = 60000 } }
+      local res = H.unique("big")
+      put_slots(res, 0, 999, state.T - 120000)       -- 1,000 old grants, long expired
+      put_slots(res, 1000, 1049, state.T - 1000)     -- 50 in the window
+      for i = 1, 20 do
+        c:reset_stats()
+        local ok, err = rl:acquire(res)
+        local st = c:stats()
+        assert.is_nil(err)
+        assert.is_true(ok, "acquire " .. i)
+        assert.is_nil(st.operations.Query, "acquire " .. i .. " read the slot partition")
+        assert.is_true(st.requests <= 2, "acquire " .. i .. " took " .. st.requests .. " requests")
+        assert.is_true(st.bytes_in < 2048, "acquire " .. i .. " read " .. st.bytes_in .. " bytes")
+      end
+    end)
+
+    it("answers a full window locally until a slot is due, and never over the limit", function()
+      local state = { T = 1700000400000 }
+      local c = fake_client(state)
+      local limit = ratelimit.READ_MAX + 20
+      local rl = ratelimit.new{ client = c, table_name = T,
+                                default_config = { limit = limit, window_ms = 1000 } }
+      local res = H.unique("fullbig")
+      local total = 0
+      for i = 1, limit do
+        local n, ok, err = requests(c, function() return rl:acquire(res) end)
+        assert.is_nil(err)
+        assert.is_true(ok, "grant " .. i)
+        total = total + n
+      end
+      assert.equals(limit, total)                    -- 1 transaction each: no reads
+      local n, ok = requests(c, function() return rl:acquire(res) end)
+      assert.is_false(ok)
+      assert.equals(0, n)
+      -- another process (its own store) sees the same window full
+      local other = ratelimit.new{ client = c, table_name = T,
+                                   default_config = { limit = limit, window_ms = 1000 } }
+      for _ = 1, 5 do
+        local n2, ok2 = requests(c, function() return other:acquire(res) end)
+        assert.is_false(ok2)
+        assert.is_true(n2 <= ratelimit.MAX_REQUESTS)
+      end
+      state.T = state.T + 1001                       -- every grant left the window
+      n, ok = requests(c, function() return rl:acquire(res) end)
+      assert.is_true(ok)
+      assert.equals(1, n)
+      local slots = assert(admin:query_all{ TableName = T, KeyConditionExpression = "pk = :p",
+        ExpressionAttributeValues = { [":p"] = "RATELIMIT_SLOT#" .. res } })
+      assert.equals(limit, #slots)
+      for _, it in ipairs(slots) do
+        local sn = tonumber(it.sk:match("^SLOT#(%d+)$"))
+        assert.is_true(sn ~= nil and sn >= 0 and sn < limit, it.sk)
+      end
+    end)
+  end)
+
   describe("can_proceed, record, get_status, get_wait_time", function()
     it("count log items in the window, recorded ones too, 1 request each", function()
       local state = { T = 1700001000000 }
