@@ -212,6 +212,46 @@ describe("ddbkit.adaptive", function()
     assert.equals(12, seen[3].limit)
   end)
 
+  -- Issue 12: two processes with different views of user activity (one
+  -- splitting 9/1, the other 5/5) each enforced their own split, so the
+  -- total reached 9 + 5 = 14 with a limit of 10.
+  it("holds the total at the limit across stores that split it differently", function()
+    local state = { T = 1700700000000 }
+    local c = fake_client(state)
+    local function forced(u, b)
+      return adaptive.new{ client = c, table_name = T, default_config = { limit = 10, window_ms = 60000 },
+        strategy = { name = "forced", compute = function()
+          return { user_reserved = u, background_max = b, background_paused = false, reason = "forced" }
+        end } }
+    end
+    local a, b = forced(9, 1), forced(5, 5)       -- two processes, two views
+    local res = H.unique("views")
+    local granted = 0
+    for _ = 1, 9 do
+      if a:acquire(res, "user") then granted = granted + 1 end
+    end
+    assert.equals(9, granted)
+    for _ = 1, 5 do
+      local n, ok = requests(c, function() return b:acquire(res, "background") end)
+      assert.is_true(n <= 6)
+      if ok then granted = granted + 1 end
+    end
+    for _ = 1, 5 do
+      if b:acquire(res, "user") then granted = granted + 1 end
+    end
+    assert.equals(10, granted)
+    -- the grants hold their priority's slots (what Node honours) and the total's
+    local function slots(pk)
+      return #assert(admin:query_all{ TableName = T, KeyConditionExpression = "pk = :p",
+        ExpressionAttributeValues = { [":p"] = pk } })
+    end
+    assert.equals(9, slots("RATELIMIT_SLOT#" .. res .. "#user"))
+    assert.equals(1, slots("RATELIMIT_SLOT#" .. res .. "#background"))
+    assert.equals(10, slots("RATELIMIT_SLOT#" .. res))
+    state.T = state.T + 60001                      -- the window moves on
+    assert.is_true(b:acquire(res, "background"))
+  end)
+
   it("checks priorities and resources", function()
     local s = adaptive.new{ client = admin, table_name = T }
     assert.has_error(function() s:acquire("r", "urgent") end,

@@ -1,6 +1,11 @@
 -- One acquirer of ratelimit_contention_spec.lua, run as its own OS process:
 --
---   lua ratelimit_worker.lua ENDPOINT TABLE RESOURCE OUTFILE RUN_MS LIMIT WINDOW_MS
+--   lua ratelimit_worker.lua ENDPOINT TABLE RESOURCE OUTFILE RUN_MS LIMIT WINDOW_MS [MODE]
+--
+-- MODE: "plain" (default: ddbkit.ratelimit), or "adaptive:U:B":
+-- ddbkit.adaptive whose strategy always splits the limit U for user, B for
+-- background (this process's view of user activity, forced), acquiring
+-- user and background in turn.
 --
 -- Calls acquire(RESOURCE) in a loop for RUN_MS (monotonic clock) and writes
 -- one line per call to OUTFILE:
@@ -15,8 +20,12 @@
 -- Exits 0 when done; on any failure prints why on stderr and exits 1.
 local endpoint, table_name, resource, outfile = arg[1], arg[2], arg[3], arg[4]
 local run_ms, limit, window_ms = tonumber(arg[5]), tonumber(arg[6]), tonumber(arg[7])
-if not (endpoint and table_name and resource and outfile and run_ms and limit and window_ms) then
-  io.stderr:write("usage: ratelimit_worker.lua ENDPOINT TABLE RESOURCE OUTFILE RUN_MS LIMIT WINDOW_MS\n")
+local mode = arg[8] or "plain"
+local split_user, split_background = mode:match("^adaptive:(%d+):(%d+)$")
+if not (endpoint and table_name and resource and outfile and run_ms and limit and window_ms)
+   or not (mode == "plain" or split_user) then
+  io.stderr:write("usage: ratelimit_worker.lua ENDPOINT TABLE RESOURCE OUTFILE RUN_MS LIMIT WINDOW_MS "
+                  .. "[plain|adaptive:U:B]\n")
   os.exit(2)
 end
 
@@ -43,8 +52,19 @@ local client, cerr = ddbkit.client{
 }
 if not client then fail("client", cerr) end
 
-local rl = ddbkit.ratelimit.new{ client = client, table_name = table_name,
-                                 default_config = { limit = limit, window_ms = window_ms } }
+local rl, priorities
+if split_user then
+  local u, b = tonumber(split_user), tonumber(split_background)
+  rl = ddbkit.adaptive.new{ client = client, table_name = table_name,
+    default_config = { limit = limit, window_ms = window_ms },
+    strategy = { name = "forced-" .. u .. "-" .. b, compute = function()
+      return { user_reserved = u, background_max = b, background_paused = false, reason = "forced" }
+    end } }
+  priorities = { "user", "background" }
+else
+  rl = ddbkit.ratelimit.new{ client = client, table_name = table_name,
+                             default_config = { limit = limit, window_ms = window_ms } }
+end
 local out = io.open(outfile, "w") or fail("open", outfile)
 
 local lines = {}
@@ -54,7 +74,7 @@ local deadline = blocking.mono_ms() + run_ms
 math.randomseed(tonumber(require("ddbkit.core").uuid():sub(1, 8), 16))
 while blocking.mono_ms() < deadline do
   client:reset_stats()
-  local ok, err = rl:acquire(resource)
+  local ok, err = rl:acquire(resource, priorities and priorities[#lines % 2 + 1])
   local n = client:stats().requests
   if ok == nil then fail("acquire", err) end
   if ok then
