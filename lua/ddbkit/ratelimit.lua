@@ -55,10 +55,15 @@
 -- checked atomically by DynamoDB), so any window_ms-long interval holds at
 -- most one grant per slot. That holds across processes and machines; it
 -- assumes their clocks agree (a clock running ahead takes slots early).
+-- t is the slot's timestamp, read before the transaction was sent; a
+-- transaction slower than STAMP_SLACK_MS (50 ms) stamps its slot again with
+-- the time its answer came (+1 request), so in the time grants take effect
+-- a slot comes free at most 50 ms early (see restamp for what remains).
 --
 -- Costs (requests): acquire 2 (limit <= 100: capacity), 1 (limit > 100:
 -- capacity, few busy), 1 or 0 (full), +1 per slot lost to a concurrent
--- acquirer, at most 6; the bytes read per acquire are bounded (at most one
+-- acquirer, at most 6 (+1 when the winning transaction took more than
+-- STAMP_SLACK_MS: the slot is stamped again); the bytes read per acquire are bounded (at most one
 -- 100-item page), whatever the limit. can_proceed 1, record 1, get_status
 -- 1, get_wait_time 1 (the count and the oldest grant in one Query),
 -- set/clear_cooldown 1, get_cooldown 1 (+1 deleting a passed cooldown),
@@ -95,11 +100,13 @@ local MAX_REQUESTS = 6
 -- Partitions of at most this many slots are read at every acquire (1 Query,
 -- a few KB); larger ones are probed (see acquire_slot).
 local READ_MAX = 100
+-- A winning transaction slower than this stamps its slots again (restamp).
+local STAMP_SLACK_MS = 50
 local BATCH = 25
 local MISSING_TABLE = 'DynamoDB table "%s" was not found. Create the table using your '
                       .. "infrastructure before using DynamoDB stores."
 
-_M.MAX_REQUESTS, _M.READ_MAX = MAX_REQUESTS, READ_MAX
+_M.MAX_REQUESTS, _M.READ_MAX, _M.STAMP_SLACK_MS = MAX_REQUESTS, READ_MAX, STAMP_SLACK_MS
 
 -- Randomness for the choice of slot: contenders must choose differently, so
 -- it is seeded per process from the kernel (LuaJIT's math.random starts
@@ -359,6 +366,39 @@ local function pick(v, share, window_start)
   return n
 end
 
+-- When a grant took effect. The slot's timestamp is the time read before
+-- its transaction was sent; the transaction takes effect later, by up to
+-- its duration (a slow answer, or retries). The slot would then come free
+-- early by as much. So when the winning transaction took more than
+-- STAMP_SLACK_MS (monotonic clock), its slots are stamped again with the
+-- time the answer came (no earlier than when the grant took effect), in one
+-- transaction conditioned on the slots still holding our stamp: 1 request
+-- more, for slow grants only. What remains: a grant's slot may come free
+-- up to STAMP_SLACK_MS early (two grants on one slot take effect more than
+-- window_ms - STAMP_SLACK_MS apart); and when the second stamp fails (an
+-- error, or a window shorter than the transaction, when the slot was taken
+-- again meanwhile), up to the transaction's duration early, which the
+-- client's timeout and retry settings bound. The log item keeps the first
+-- stamp (its key holds it); only the counting calls read it.
+-- Returns the stamp the slots hold.
+local function restamp(self, tbl, parts, chosen, stamp, window)
+  local now = floor(self.runtime.now_ms())
+  if now <= stamp then return stamp end
+  local items = {}
+  for i = 1, #parts do
+    items[i] = { Update = {
+      TableName = tbl, Key = { pk = parts[i].pk, sk = "SLOT#" .. ms_text(chosen[i]) },
+      UpdateExpression = "SET #timestamp = :now, #ttl = :ttl",
+      ConditionExpression = "#timestamp = :stamp",
+      ExpressionAttributeNames = { ["#timestamp"] = "timestamp", ["#ttl"] = "ttl" },
+      ExpressionAttributeValues = { [":now"] = now, [":ttl"] = ttl_of(now + window),
+                                    [":stamp"] = stamp } } }
+  end
+  local ok = self.client:transact_write_items{ ClientRequestToken = uuid(), TransactItems = items }
+  if not ok then return stamp end
+  return now
+end
+
 --- acquire_slot(self, a) -> true | false | nil, err: the slot acquire of
 -- both stores. a = { table, window_ms, parts = { { pk, share, read }, ... },
 -- log_item(now, id) -> the log item to write with the slots }. One grant
@@ -423,14 +463,19 @@ function _M.acquire_slot(self, a)
           ReturnValuesOnConditionCheckFailure = "ALL_OLD" } }
       end
       items[np + 1] = { Put = { TableName = tbl, Item = a.log_item(now, id) } }
+      local started = self.runtime.mono_ms()
       local res, err = client:transact_write_items{
         ClientRequestToken = id,   -- a resent attempt after a lost response is not a 2nd grant
         TransactItems = items,
       }
       requests = requests + 1
       if res then
-        for i = 1, np do learn(views[i], chosen[i], now) end
-        a.granted_ms = now
+        local stamp = now
+        if self.runtime.mono_ms() - started > STAMP_SLACK_MS then
+          stamp = restamp(self, tbl, parts, chosen, now, window)
+        end
+        for i = 1, np do learn(views[i], chosen[i], stamp) end
+        a.granted_ms = stamp
         return true
       end
       if err.code ~= "TransactionCanceledException" then return nil, missing_table(err, tbl) end

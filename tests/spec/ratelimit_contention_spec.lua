@@ -23,7 +23,11 @@
 -- only their reaction time, so grants / possible >= 0.8 holds with room.
 --
 -- Requests: over all calls (grants and denials) at most 3 on average, and
--- no call above 6 (the store's cap).
+-- no call above 6 (the store's cap) + 1 (a grant whose transaction took
+-- more than ratelimit.STAMP_SLACK_MS stamps its slot again).
+--
+-- The stamps: a slow grant's slot holds the time its answer came (the
+-- worker sees that now_ms read last), its log item the first stamp.
 --
 -- The same check runs with a limit above ratelimit.READ_MAX (slots probed,
 -- never read), and with the adaptive store on 4 processes holding
@@ -116,14 +120,21 @@ describe("ddbkit.ratelimit across processes", function()
     end
     assert.is_true(latest_start < earliest_end, "the workers did not overlap")
 
-    -- the grants are exactly the log items the table holds
+    -- the grants are the log items the table holds: as many, each log
+    -- item's timestamp the slot's first stamp (a slow grant's slot is
+    -- stamped again, later: ratelimit.lua's restamp), so sorted, no log
+    -- item is later than its rank's grant
     local logged = assert(admin:query_all{ TableName = T, ConsistentRead = true,
       KeyConditionExpression = "pk = :p", ExpressionAttributeValues = { [":p"] = "RATELIMIT#" .. resource } })
     local stored = {}
     for _, item in ipairs(logged) do stored[#stored + 1] = item.timestamp end
     table.sort(r.grants)
     table.sort(stored)
-    assert.are.same(r.grants, stored)
+    assert.equals(#r.grants, #stored)
+    for i = 1, #stored do
+      assert.is_true(stored[i] <= r.grants[i] and r.grants[i] - stored[i] < 60000,
+                     "log item " .. stored[i] .. " for grant " .. r.grants[i])
+    end
     r.span = last - first
     assert.is_true(r.span >= run_ms)
     return r
@@ -150,13 +161,13 @@ describe("ddbkit.ratelimit across processes", function()
                    WORKERS, LIMIT, WINDOW_MS, RUN_MS), function()
     local modes = {}
     for i = 1, WORKERS do modes[i] = "plain" end
-    local r = run("contended", LIMIT, WINDOW_MS, RUN_MS, modes, 6)
+    local r = run("contended", LIMIT, WINDOW_MS, RUN_MS, modes, 6 + 1)
     assert_never_over(r.grants, LIMIT, WINDOW_MS)
     local possible = report(r, LIMIT, WINDOW_MS)
     assert.is_true(#r.grants >= 0.8 * possible, string.format("%d grants of %.1f possible", #r.grants, possible))
     assert.is_true(r.total_requests / r.calls <= 3, string.format("%.2f requests per acquire",
                                                                   r.total_requests / r.calls))
-    assert.is_true(r.max_requests <= 6)
+    assert.is_true(r.max_requests <= 6 + 1)
   end)
 
   -- Above READ_MAX the slots are probed, never read (issue 12): still exact.
@@ -164,7 +175,7 @@ describe("ddbkit.ratelimit across processes", function()
                    WORKERS, BIG_LIMIT, WINDOW_MS), function()
     local modes = {}
     for i = 1, WORKERS do modes[i] = "plain" end
-    local r = run("probed", BIG_LIMIT, WINDOW_MS, RUN_MS, modes, 6)
+    local r = run("probed", BIG_LIMIT, WINDOW_MS, RUN_MS, modes, 6 + 1)
     assert_never_over(r.grants, BIG_LIMIT, WINDOW_MS)
     local possible = report(r, BIG_LIMIT, WINDOW_MS)
     assert.is_true(#r.grants >= 0.5 * possible, string.format("%d grants of %.1f possible", #r.grants, possible))
@@ -178,7 +189,7 @@ describe("ddbkit.ratelimit across processes", function()
                    4, ADAPTIVE_LIMIT, WINDOW_MS), function()
     local modes = { "adaptive:9:1", "adaptive:5:5", "adaptive:9:1", "adaptive:5:5" }
     -- 2 Queries load the activity on a process's first call
-    local r = run("adaptive", ADAPTIVE_LIMIT, WINDOW_MS, RUN_MS, modes, 6 + 2)
+    local r = run("adaptive", ADAPTIVE_LIMIT, WINDOW_MS, RUN_MS, modes, 6 + 1 + 2)
     report(r, ADAPTIVE_LIMIT, WINDOW_MS)
     assert_never_over(r.grants, ADAPTIVE_LIMIT, WINDOW_MS)
   end)

@@ -230,6 +230,52 @@ describe("ddbkit.ratelimit", function()
       assert.equals(1, n2)
     end)
 
+    -- Issue 12: the slot's timestamp is read before the transaction; a slow
+    -- or retried transaction took effect later than it says, and the slot
+    -- came free early by as much.
+    it("a slow grant stamps its slot with the time it took effect", function()
+      local state = { T = 1700000500000, hooks = {} }
+      local c = fake_client(state)
+      local cfg = { limit = 1, window_ms = 10000 }
+      local rl = ratelimit.new{ client = c, table_name = T, default_config = cfg }
+      local res = H.unique("slow")
+      local t0 = state.T
+      state.hooks.TransactWriteItems = function()   -- the grant's transaction takes 5 s
+        state.hooks.TransactWriteItems = nil
+        state.T = state.T + 5000
+      end
+      local n, ok, err = requests(c, function() return rl:acquire(res) end)
+      assert.is_nil(err)
+      assert.is_true(ok)
+      assert.equals(3, n)       -- Query, transaction, the second stamp
+      local slot = assert(admin:get_item{ TableName = T, ConsistentRead = true,
+        Key = { pk = "RATELIMIT_SLOT#" .. res, sk = "SLOT#0" } }).Item
+      assert.equals(t0 + 5000, slot.timestamp)
+      assert.equals(math.ceil((t0 + 5000 + 10000) / 1000), slot.ttl)
+      -- another process, a window after the transaction was sent but not
+      -- after it took effect: still full
+      local other = ratelimit.new{ client = c, table_name = T, default_config = cfg }
+      state.T = t0 + 10000 + 4999
+      assert.is_false(other:acquire(res))
+      state.T = t0 + 5000 + 10000 + 1
+      assert.is_true(other:acquire(res))
+    end)
+
+    it("a grant within STAMP_SLACK_MS keeps its first stamp, with no extra request", function()
+      local state = { T = 1700000600000, hooks = {} }
+      local c = fake_client(state)
+      local rl = ratelimit.new{ client = c, table_name = T, default_config = { limit = 1, window_ms = 10000 } }
+      local res = H.unique("fast")
+      local t0 = state.T
+      state.hooks.TransactWriteItems = function() state.T = state.T + ratelimit.STAMP_SLACK_MS end
+      local n, ok = requests(c, function() return rl:acquire(res) end)
+      assert.is_true(ok)
+      assert.equals(2, n)
+      local slot = assert(admin:get_item{ TableName = T, ConsistentRead = true,
+        Key = { pk = "RATELIMIT_SLOT#" .. res, sk = "SLOT#0" } }).Item
+      assert.equals(t0, slot.timestamp)
+    end)
+
     it("re-reads the slots when every known free slot was lost, and stops at 6 requests", function()
       local state = { T = 1700000200000, hooks = {} }
       local c = fake_client(state)

@@ -12,9 +12,10 @@
 --   "G <granted_ms> <requests>"   a grant: the wall-clock ms stored with it
 --   "D <requests>"                a denial
 -- and, last, "R <first_call_wall_ms> <last_return_wall_ms>".
--- <granted_ms> is the runtime's now_ms that acquire read for the winning
--- transaction (the slot's and log item's timestamp), caught by wrapping the
--- runtime's now_ms; <requests> is client:stats().requests for that call.
+-- <granted_ms> is the last runtime now_ms that acquire read: the one for
+-- the winning transaction (the slot's and log item's timestamp), or, when
+-- that transaction was slow and the slot was stamped again, the second
+-- stamp (caught by wrapping the runtime's now_ms); <requests> is client:stats().requests for that call.
 -- After a denial it pauses a random 0..5 ms (through the runtime), as a
 -- polite caller would, so six hot loops do not starve DynamoDB Local.
 -- Exits 0 when done; on any failure prints why on stderr and exits 1.
