@@ -233,7 +233,7 @@ describe("ddbkit.adaptive", function()
     assert.equals(9, granted)
     for _ = 1, 5 do
       local n, ok = requests(c, function() return b:acquire(res, "background") end)
-      assert.is_true(n <= 6)
+      assert.is_true(n <= 2 + 6, n)   -- the first call loads the activity (2 Queries)
       if ok then granted = granted + 1 end
     end
     for _ = 1, 5 do
