@@ -109,11 +109,40 @@ local MISSING_TABLE = 'DynamoDB table "%s" was not found. Create the table using
 _M.MAX_REQUESTS, _M.READ_MAX, _M.STAMP_SLACK_MS = MAX_REQUESTS, READ_MAX, STAMP_SLACK_MS
 
 -- Randomness for the choice of slot: contenders must choose differently, so
--- it is seeded per process from the kernel (LuaJIT's math.random starts
--- every process on the same sequence) and kept apart from math.random.
--- Park-Miller: exact in doubles on Lua 5.4 and LuaJIT alike.
-local seed = tonumber(uuid():gsub("-", ""):sub(1, 8), 16) % 2147483646 + 1
+-- each process seeds its own generator from the kernel (ddbkit.core.uuid:
+-- getrandom) mixed with its process id, on first use, never when the module
+-- loads: a module preloaded in init_by_lua is loaded once in the nginx
+-- master, and every worker forked from it would draw the same sequence
+-- (more lost races, more false refusals). The process id is checked at
+-- every draw where it is cheap (ngx.worker.pid()), so a generator used
+-- before a fork is seeded again in each child; elsewhere it is read once
+-- from /proc/self/stat at first use (a plain Lua process cannot fork
+-- without a C library; one that does so after drawing shares the sequence).
+-- Kept apart from math.random (LuaJIT starts every process on the same
+-- sequence, and callers may seed it themselves). Park-Miller: exact in
+-- doubles on Lua 5.4 and LuaJIT alike.
+local seed, seed_pid = nil, nil
+local proc_pid = nil                      -- /proc/self/stat's, once read
+
+local function process_id()
+  local ngx = rawget(_G, "ngx")
+  local worker = type(ngx) == "table" and ngx.worker
+  if type(worker) == "table" and type(worker.pid) == "function" then return worker.pid() end
+  if proc_pid == nil then
+    local f = io.open("/proc/self/stat", "r")
+    proc_pid = f and tonumber(f:read("*l"):match("^(%d+)")) or false
+    if f then f:close() end
+  end
+  return proc_pid or 0
+end
+
 local function random_index(n)
+  local pid = process_id()
+  if seed == nil or pid ~= seed_pid then
+    local entropy = tonumber(uuid():gsub("-", ""):sub(1, 8), 16)
+    seed = (entropy + pid * 2654435761) % 2147483646 + 1   -- Knuth's multiplicative mix
+    seed_pid = pid
+  end
   seed = (seed * 16807) % 2147483647
   return floor(seed / 2147483647 * n) + 1
 end

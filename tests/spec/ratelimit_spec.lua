@@ -373,6 +373,34 @@ describe("ddbkit.ratelimit", function()
     end)
   end)
 
+  -- Issue 12: the slot choice was seeded when the module loaded; preloaded
+  -- in init_by_lua, every nginx worker drew the same sequence (more lost
+  -- races, more false refusals). ratelimit_worker.lua --first-slot loads the
+  -- module with its randomness fixed, as every forked worker would have it.
+  describe("the slot choice", function()
+    local function first_slot(pid, entropy)
+      local cmd = H.bounded(table.concat({ H.interpreter(),
+        H.shell_quote(H.spec_dir() .. "/ratelimit_worker.lua"), "--first-slot", H.shell_quote(H.endpoint),
+        H.shell_quote(T), H.shell_quote(H.unique("seed")), tostring(pid), entropy }, " "), 60)
+      local p = assert(io.popen(cmd .. " 2>&1", "r"))
+      local out = p:read("*a")
+      p:close()
+      local n = out:match("^(%d+)\n$")
+      assert.is_truthy(n, "worker said: " .. out)
+      return n
+    end
+
+    it("is seeded on first use in each process, not when the module loads", function()
+      assert.are_not.equal(first_slot(4242, "real"), first_slot(4243, "real"))
+    end)
+
+    it("is seeded by the process id: same entropy, other pid, other draws", function()
+      local a = first_slot(4242, "fixed")
+      assert.equals(a, first_slot(4242, "fixed"))   -- the stub fixes every other input
+      assert.are_not.equal(a, first_slot(4243, "fixed"))
+    end)
+  end)
+
   describe("can_proceed, record, get_status, get_wait_time", function()
     it("count log items in the window, recorded ones too, 1 request each", function()
       local state = { T = 1700001000000 }

@@ -19,6 +19,51 @@
 -- After a denial it pauses a random 0..5 ms (through the runtime), as a
 -- polite caller would, so six hot loops do not starve DynamoDB Local.
 -- Exits 0 when done; on any failure prints why on stderr and exits 1.
+--
+-- Or, for the seeding test of ratelimit_spec.lua:
+--
+--   lua ratelimit_worker.lua --first-slot ENDPOINT TABLE RESOURCE PID ENTROPY
+--
+-- simulates a module preloaded before fork (nginx's init_by_lua): the
+-- interpreter's random generator and ddbkit.core.uuid are fixed while
+-- ddbkit.ratelimit loads, as they would be in every forked worker; after
+-- the load uuid is real again ("real"), or fixed once more for its first
+-- call ("fixed": the seed's, so only the process id differs between runs). The process id is PID, told by
+-- an ngx stub (ngx.worker.pid). Then one acquire at the largest limit, and
+-- prints the slot number it took.
+if arg[1] == "--first-slot" then
+  local endpoint, table_name, resource, pid, entropy = arg[2], arg[3], arg[4], tonumber(arg[5]), arg[6]
+  _G.ngx = { worker = { pid = function() return pid end } }
+  math.randomseed(42)
+  local core = require "ddbkit.core"
+  local real_uuid = core.uuid
+  local loading, fixed_after = true, entropy == "fixed" and 1 or 0
+  core.uuid = function()
+    if loading then return "0badf00d-0000-4000-8000-000000000000" end
+    if fixed_after > 0 then      -- the first draw after the load: the seed's
+      fixed_after = fixed_after - 1
+      return "0badf00d-0000-4000-8000-000000000000"
+    end
+    return real_uuid()
+  end
+  local ratelimit = require "ddbkit.ratelimit"
+  loading = false
+  local ddbkit = require "ddbkit"
+  local client = assert(ddbkit.client{
+    region = "us-east-1", endpoint = endpoint, timeout_ms = 5000,
+    runtime = require "ddbkit.runtime.blocking",    -- not OpenResty's, whatever the ngx stub says
+    credentials = { access_key_id = "ddbkittest", secret_access_key = "ddbkittestsecret" } })
+  local rl = ratelimit.new{ client = client, table_name = table_name,
+                            default_config = { limit = ratelimit.MAX_LIMIT, window_ms = 60000 } }
+  local ok, err = rl:acquire(resource)
+  assert(ok == true, "acquire: " .. tostring(err and err.message))
+  local slots = assert(client:query_all{ TableName = table_name, ConsistentRead = true,
+    KeyConditionExpression = "pk = :p", ExpressionAttributeValues = { [":p"] = "RATELIMIT_SLOT#" .. resource } })
+  assert(#slots == 1, "one slot")
+  io.write(slots[1].sk:match("^SLOT#(%d+)$"), "\n")
+  os.exit(0)
+end
+
 local endpoint, table_name, resource, outfile = arg[1], arg[2], arg[3], arg[4]
 local run_ms, limit, window_ms = tonumber(arg[5]), tonumber(arg[6]), tonumber(arg[7])
 local mode = arg[8] or "plain"
