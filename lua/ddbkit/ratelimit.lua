@@ -321,20 +321,25 @@ local function expire(v, window_start)
 end
 
 -- The view of a partition, per store and table (a store made per process,
--- as in OpenResty's per-worker stores, keeps one per process).
+-- as in OpenResty's per-worker stores, keeps one per process). At most
+-- MAX_VIEWS partitions are remembered (a limit per user makes one per
+-- user): past that, every view is dropped, which only costs knowledge
+-- (slots are tried again; nothing is granted that a condition refuses).
+local MAX_VIEWS = 1024
 local function view_of(self, tbl, pk)
   local views = self.slot_views
-  if not views then
+  if not views or self.slot_view_count >= MAX_VIEWS then
     views = {}
-    self.slot_views = views
+    self.slot_views, self.slot_view_count = views, 0
   end
   local key = tbl .. "\0" .. pk
   local v = views[key]
   if not v then
     v = new_view()
     views[key] = v
+    self.slot_view_count = self.slot_view_count + 1
   end
-  return v, key
+  return v
 end
 
 --- Forgets what this store knows of its slot partitions (reset, clear).
@@ -447,10 +452,10 @@ end
 function _M.acquire_slot(self, a)
   local client, tbl, window, parts = self.client, a.table, a.window_ms, a.parts
   local np = #parts
-  local views, keys, fresh, stale = {}, {}, {}, {}
+  local views, fresh, stale = {}, {}, {}
   for i = 1, np do
     if parts[i].share <= 0 then return false end
-    if not parts[i].read then views[i], keys[i] = view_of(self, tbl, parts[i].pk) end
+    if not parts[i].read then views[i] = view_of(self, tbl, parts[i].pk) end
   end
   local requests, chosen = 0, {}
   while true do
