@@ -287,6 +287,22 @@ describe("ddbkit.adaptive", function()
       assert.equals(1, n)
     end)
 
+    it("honours the slots Node acquirers hold in a priority's partition", function()
+      local state = { T = 1700650000000 }
+      local c = fake_client(state)
+      local s = adaptive.new{ client = c, table_name = T, default_config = { limit = 20, window_ms = 60000 } }
+      local res = H.unique("nslots")
+      -- nothing ever: user share 6, all 6 taken by Node acquirers
+      for n = 0, 5 do
+        assert(admin:put_item{ TableName = T, Item = { pk = "RATELIMIT_SLOT#" .. res .. "#user",
+          sk = "SLOT#" .. n, timestamp = state.T - 100, ttl = math.floor((state.T + 60000) / 1000) } })
+      end
+      assert.is_false(s:acquire(res, "user"))
+      assert.is_true(s:acquire(res, "background"))
+      state.T = state.T + 60000                     -- Node's grants leave the window
+      assert.is_true(s:acquire(res, "user"))
+    end)
+
     it("writes log items the Node package reads, with priority and the GSI keys", function()
       local state = { T = 1700600000000 }
       local c = fake_client(state)
