@@ -130,8 +130,9 @@ local function process_id()
   if type(worker) == "table" and type(worker.pid) == "function" then return worker.pid() end
   if proc_pid == nil then
     local f = io.open("/proc/self/stat", "r")
-    proc_pid = f and tonumber(f:read("*l"):match("^(%d+)")) or false
+    local line = f and f:read("*l")
     if f then f:close() end
+    proc_pid = type(line) == "string" and tonumber(line:match("^(%d+)")) or false
   end
   return proc_pid or 0
 end
