@@ -62,9 +62,9 @@
 -- share is full or the total known full, 0 when background is paused or
 -- the share is 0; a share above 100 is probed, not read: 1 per grant, 0
 -- when known full; +1 per slot lost to others, at most 6; +1 when the
--- grant was slow and its slots are stamped again), can_proceed 1, record 1, get_status 2,
--- get_wait_time 0 (limit 0, paused, share 0) or 1, reset 4 Queries + the
--- deletes. Cooldowns, configs, clear and close are ddbkit.ratelimit's.
+-- grant was slow and its slots are stamped again), can_proceed 1, record
+-- 1, get_status 2, get_wait_time 0 (limit 0, paused, share 0) or 1, reset
+-- 4 Queries + the deletes. Cooldowns, configs, clear and close are ddbkit.ratelimit's.
 local ddbkit_core = require "ddbkit.core"
 local store = require "ddbkit.store"
 local rl = require "ddbkit.ratelimit"
