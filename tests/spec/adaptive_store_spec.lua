@@ -252,6 +252,25 @@ describe("ddbkit.adaptive", function()
     assert.is_true(b:acquire(res, "background"))
   end)
 
+  it("a slow grant stamps its priority and total slots with the time it took effect", function()
+    local state = { T = 1700800000000, hooks = {} }
+    local c = fake_client(state)
+    local s = adaptive.new{ client = c, table_name = T, default_config = { limit = 10, window_ms = 60000 } }
+    local res = H.unique("slowa")
+    local t0 = state.T
+    state.hooks.TransactWriteItems = function()    -- the grant's transaction takes 2 s
+      state.hooks.TransactWriteItems = nil
+      state.T = state.T + 2000
+    end
+    assert.is_true(s:acquire(res, "user"))
+    for _, pk in ipairs({ "RATELIMIT_SLOT#" .. res .. "#user", "RATELIMIT_SLOT#" .. res }) do
+      local slots = assert(admin:query_all{ TableName = T, ConsistentRead = true,
+        KeyConditionExpression = "pk = :p", ExpressionAttributeValues = { [":p"] = pk } })
+      assert.equals(1, #slots, pk)
+      assert.equals(t0 + 2000, slots[1].timestamp, pk)
+    end
+  end)
+
   it("checks priorities and resources", function()
     local s = adaptive.new{ client = admin, table_name = T }
     assert.has_error(function() s:acquire("r", "urgent") end,
