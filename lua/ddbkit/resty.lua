@@ -9,7 +9,8 @@
 --
 -- Every helper needs cosockets: access_by_lua*, content_by_lua* (and
 -- rewrite_by_lua* for rate_limit).
-local type, pairs, ipairs, tostring, error, next = type, pairs, ipairs, tostring, error, next
+local type, pairs, ipairs, tostring, tonumber, error, next =
+      type, pairs, ipairs, tostring, tonumber, error, next
 local ceil, max, lower, find = math.ceil, math.max, string.lower, string.find
 local ngx = ngx
 
@@ -43,16 +44,20 @@ local function copy_headers(h)
   return out
 end
 
--- Sends a whole response from a content handler.
-local function send(status, headers, body, extra)
+-- Sends a whole response from a content handler. A HEAD gets the headers
+-- only, with the Content-Length of the body a GET would get (`length`
+-- when the body is not at hand: a HEAD passed through; false when the
+-- upstream did not say, and then none is sent).
+local function send(status, headers, body, extra, length)
   ngx.status = status
   for k, v in pairs(headers or {}) do
     if not HOP[lower(k)] then ngx.header[k] = v end
   end
   for k, v in pairs(extra or {}) do ngx.header[k] = v end
   body = body or ""
-  if ngx.req.get_method() ~= "HEAD" then ngx.header["Content-Length"] = #body end
-  if body ~= "" then ngx.print(body) end
+  if length == nil then length = #body end
+  ngx.header["Content-Length"] = length or nil
+  if body ~= "" and ngx.req.get_method() ~= "HEAD" then ngx.print(body) end
 end
 
 -- The request body as a string ("" when none); a body nginx buffered to a
@@ -72,7 +77,10 @@ end
 
 -- ngx.location.capture of the current request at `location` (a URI prefix
 -- put before the request's URI, or a function(uri) -> URI), same method,
--- args and body. -> { status, headers, body } | nil, err
+-- args and body. -> { status, headers, body, length } | nil, err. A HEAD
+-- subrequest always reads as truncated (its response announces a length
+-- and carries no body), so for HEAD that is not an error; `length` is then
+-- the upstream's Content-Length.
 local function capture(location, method, body)
   local uri = ngx.var.uri
   local target = type(location) == "function" and location(uri) or location .. uri
@@ -80,8 +88,14 @@ local function capture(location, method, body)
   if not m then return nil, "method " .. method .. " cannot be passed to a subrequest" end
   local res = ngx.location.capture(target, { method = m, args = ngx.var.args, body = body })
   if not res then return nil, "subrequest to " .. target .. " failed" end
-  if res.truncated then return nil, "subrequest to " .. target .. " was truncated" end
-  return { status = res.status, headers = copy_headers(res.header), body = res.body or "" }
+  local length
+  if method == "HEAD" then
+    length = tonumber(res.header and res.header["Content-Length"]) or false
+  elseif res.truncated then
+    return nil, "subrequest to " .. target .. " was truncated"
+  end
+  return { status = res.status, headers = copy_headers(res.header), body = res.body or "",
+           length = length }
 end
 
 -- Rate limiting ----------------------------------------------------------------
@@ -166,7 +180,10 @@ end
 -- to the internal location by ngx.location.capture, the response is sent
 -- (X-Cache: MISS), then stored after the client has it (ngx.eof). Requests
 -- whose method is not cached, or that carry Authorization without a custom
--- opts.key, go straight through (X-Cache: BYPASS). A cache error is logged
+-- opts.key, go straight through (X-Cache: BYPASS). A HEAD is answered from
+-- the GET's entry (its headers, and the stored body's Content-Length); its
+-- miss fetches and stores the GET, as nginx's proxy_cache_convert_head
+-- does, so a monitor's HEAD warms the cache for the GETs. A cache error is logged
 -- and treated as a miss. Concurrent misses of one key each reach the
 -- upstream (no request coalescing here).
 --   opts.cache        a ddbkit.cache store (required)
@@ -178,7 +195,8 @@ end
 --   opts.ttl_seconds  how long an entry lives (default 60; 0 = until invalidated)
 --   opts.key          function(method, uri, args) -> hash string, or nil to
 --                     bypass; default ddbkit.hash_request(method .. " " .. uri, args)
---                     with args from ngx.req.get_uri_args()
+--                     with args from ngx.req.get_uri_args() (method is "GET"
+--                     for a HEAD)
 --   opts.methods      methods served from the cache (default { "GET", "HEAD" })
 --   opts.statuses     statuses stored (default { 200 })
 --   opts.header       the hit/miss header's name (default "X-Cache"; false: none)
@@ -210,10 +228,11 @@ function _M.cache_proxy(opts)
   local key
   if methods[method] then
     local args = ngx.req.get_uri_args()
+    local as = method == "HEAD" and "GET" or method  -- the GET's entry; see above
     if opts.key then
-      key = opts.key(method, uri, args)
+      key = opts.key(as, uri, args)
     elseif ngx.var.http_authorization == nil then
-      key = hash.hash_request(method .. " " .. uri, args)
+      key = hash.hash_request(as .. " " .. uri, args)
     end
   end
 
@@ -226,7 +245,7 @@ function _M.cache_proxy(opts)
       ngx.log(ngx.ERR, "ddbkit.resty.cache_proxy: ", err)
       return ngx.exit(502)
     end
-    send(res.status, res.headers, res.body, mark("BYPASS"))
+    send(res.status, res.headers, res.body, mark("BYPASS"), res.length)
     return true
   end
 
@@ -240,8 +259,8 @@ function _M.cache_proxy(opts)
     end
   end
 
-  local res, err = capture(location, method,
-                           method ~= "GET" and method ~= "HEAD" and request_body() or nil)
+  if method == "HEAD" then method = "GET" end
+  local res, err = capture(location, method, method ~= "GET" and request_body() or nil)
   if not res then
     ngx.log(ngx.ERR, "ddbkit.resty.cache_proxy: ", err)
     return ngx.exit(502)

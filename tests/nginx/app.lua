@@ -173,11 +173,19 @@ function _M.cached()
   resty.cache_proxy{ cache = worker().cache, location = "/__origin", ttl_seconds = 300 }
 end
 
+-- The upstream behind /cached/: counts its runs (all of them, and per
+-- URI); ?vary=V adds a Vary header (nginx.conf gzips text/plain for a
+-- client that asks, with Vary: Accept-Encoding).
 function _M.origin()
-  local n = dict:incr("origin", 1, 0)
+  dict:incr("origin", 1, 0)
+  local n = dict:incr("origin:" .. ngx.var.uri, 1, 0)
+  if ngx.var.arg_vary then ngx.header["Vary"] = ngx.var.arg_vary end
   ngx.header["X-Origin-Run"] = tostring(n)
   ngx.header["Content-Type"] = "text/plain"
-  ngx.say("origin body for ", ngx.var.uri, "?", ngx.var.args or "", " run ", n)
+  -- With its length, as most upstreams send it (and a HEAD gets it too).
+  local body = "origin body for " .. ngx.var.uri .. "?" .. (ngx.var.args or "") .. " run " .. n .. "\n"
+  ngx.header["Content-Length"] = #body
+  ngx.print(body)
 end
 
 return _M
