@@ -11,7 +11,8 @@
 -- rewrite_by_lua* for rate_limit).
 local type, pairs, ipairs, tostring, tonumber, error, next =
       type, pairs, ipairs, tostring, tonumber, error, next
-local ceil, max, lower, find = math.ceil, math.max, string.lower, string.find
+local ceil, max, lower, find, gmatch, match = math.ceil, math.max, string.lower, string.find,
+                                             string.gmatch, string.match
 local ngx = ngx
 
 local hash = require "ddbkit.hash"
@@ -160,12 +161,43 @@ local function set_of(list, default)
   return s
 end
 
+-- Does an Accept-Encoding value accept gzip? Its own entry decides (q=0
+-- refuses), else "*"; no header, or neither named, is identity only.
+local function accepts_gzip(ae)
+  if type(ae) == "table" then ae = table.concat(ae, ",") end
+  if type(ae) ~= "string" then return false end
+  local gzip, star
+  for token in gmatch(lower(ae), "[^,]+") do
+    local name = match(token, "^%s*([^;%s]+)")
+    local q = tonumber(match(token, ";%s*q%s*=%s*([%d.]+)"))
+    local ok = q == nil or q > 0
+    if name == "gzip" or name == "x-gzip" then gzip = ok
+    elseif name == "*" then star = ok end
+  end
+  if gzip == nil then return star or false end
+  return gzip
+end
+
+-- May a response that carries this Vary be stored? Each entry is kept per
+-- Accept-Encoding variant already (see cache_proxy); any other request
+-- header, or "*", would need a key this helper cannot know, so it is not.
+local function vary_ok(v)
+  if v == nil then return true end
+  if type(v) == "table" then v = table.concat(v, ",") end
+  for name in gmatch(lower(tostring(v)), "[^,%s]+") do
+    if name ~= "accept-encoding" then return false end
+  end
+  return true
+end
+
 -- May a response be kept for everyone? Not with cookies, nor when the
--- upstream said no-store or private.
+-- upstream said no-store or private, nor when it varies on what the key
+-- does not hold.
 local function shareable(headers)
   for k, v in pairs(headers) do
     local name = lower(k)
     if name == "set-cookie" then return false end
+    if name == "vary" and not vary_ok(v) then return false end
     if name == "cache-control" then
       local cc = lower(type(v) == "table" and table.concat(v, ",") or tostring(v))
       if find(cc, "no-store", 1, true) or find(cc, "private", 1, true) then return false end
@@ -203,7 +235,14 @@ end
 --   opts.tags         list of tags, or function(method, uri, args) -> list,
 --                     stored with set_with_tags (for cache:invalidate_by_tag)
 -- Responses with Set-Cookie, or Cache-Control no-store / private, are not
--- stored. Bodies are stored base64-encoded (binary-safe); an entry larger
+-- stored, nor responses whose Vary names anything but Accept-Encoding
+-- (Vary: * included): the key cannot follow other request headers.
+-- Accept-Encoding: a cached request reaches the upstream with
+-- "Accept-Encoding: gzip" when the client accepts gzip and with none
+-- otherwise (the client's header is rewritten before the subrequest), and
+-- the two are separate entries (the gzip one's key ends in ":gzip"): a
+-- gzip body is only ever served to a client that accepts gzip, and the
+-- upstream cannot answer a third encoding the key does not know. Bodies are stored base64-encoded (binary-safe); an entry larger
 -- than the cache's max_entry_size_bytes is silently not stored.
 function _M.cache_proxy(opts)
   check(type(opts) == "table", "cache_proxy's opts", "a table")
@@ -233,6 +272,15 @@ function _M.cache_proxy(opts)
       key = opts.key(as, uri, args)
     elseif ngx.var.http_authorization == nil then
       key = hash.hash_request(as .. " " .. uri, args)
+    end
+    if key then
+      -- Two variants only, gzip or identity; the subrequest inherits this.
+      if accepts_gzip(ngx.var.http_accept_encoding) then
+        key = key .. ":gzip"
+        ngx.req.set_header("Accept-Encoding", "gzip")
+      else
+        ngx.req.clear_header("Accept-Encoding")
+      end
     end
   end
 

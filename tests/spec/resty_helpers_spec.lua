@@ -31,7 +31,67 @@ describe("ddbkit.resty behind nginx", function()
     return N.wait_for("the cache entry", 10, function() return cache:get(key) end)
   end
 
+  local function gunzip(bytes)
+    local path = N.prefix .. "/gz.bin"
+    H.write_file(path, bytes)
+    local out, ok = N.sh("gzip -dc < " .. H.shell_quote(path))
+    return ok and out or nil
+  end
+
   describe("cache_proxy", function()
+    it("keeps a gzip client's entry apart from a plain client's", function()
+      local path = "/cached/gz/" .. N.run
+      local plain = "origin body for /origin/cached/gz/" .. N.run .. "? run 1\n"
+      local status, h, body = N.request(path, "-H 'Accept-Encoding: gzip'")
+      assert.are.equal(200, status, N.log_errors())
+      assert.are.equal("MISS", h["x-cache"])
+      assert.are.equal("gzip", h["content-encoding"])
+      assert.are.equal(plain, gunzip(body))
+      stored(ddbkit.hash_request("GET /cached/gz/" .. N.run, {}) .. ":gzip")
+      -- A client that did not ask for gzip never gets the gzip entry.
+      status, h, body = N.request(path)
+      assert.are.equal(200, status)
+      assert.are.equal("MISS", h["x-cache"])
+      assert.is_nil(h["content-encoding"])
+      assert.are.equal(plain:gsub("run 1", "run 2"), body)
+      stored(ddbkit.hash_request("GET /cached/gz/" .. N.run, {}))
+      status, h, body = N.request(path)
+      assert.are.equal("HIT", h["x-cache"])
+      assert.is_nil(h["content-encoding"])
+      assert.are.equal(plain:gsub("run 1", "run 2"), body)
+      -- "gzip, deflate, br" and "gzip;q=0.5" are both the gzip entry.
+      for _, ae in ipairs{ "gzip, deflate, br", "deflate;q=1, gzip;q=0.5" } do
+        status, h, body = N.request(path, "-H 'Accept-Encoding: " .. ae .. "'")
+        assert.are.equal("HIT", h["x-cache"], ae)
+        assert.are.equal("gzip", h["content-encoding"], ae)
+        assert.are.equal(plain, gunzip(body), ae)
+      end
+      -- gzip;q=0 is a refusal: the plain entry.
+      status, h, body = N.request(path, "-H 'Accept-Encoding: gzip;q=0, br'")
+      assert.are.equal("HIT", h["x-cache"])
+      assert.is_nil(h["content-encoding"])
+      assert.are.equal(plain:gsub("run 1", "run 2"), body)
+      assert.are.equal(2, counter("origin:/origin/cached/gz/" .. N.run))
+    end)
+
+    it("never stores a response that varies on more than Accept-Encoding", function()
+      for _, vary in ipairs{ "*", "Cookie" } do
+        local path = "/cached/vary/" .. N.run .. "?vary=" .. vary
+        local status, h = N.request(path)
+        assert.are.equal(200, status, N.log_errors())
+        assert.are.equal("MISS", h["x-cache"], vary)
+        -- A response that may be stored, asked after the one above: once
+        -- its entry is there, the one above would be too.
+        local control = "/cached/vary-control/" .. N.run .. "/" .. (vary == "*" and "star" or vary)
+        N.request(control)
+        stored(ddbkit.hash_request("GET " .. control, {}))
+        status, h = N.request(path)
+        assert.are.equal(200, status)
+        assert.are.equal("MISS", h["x-cache"], vary)
+      end
+      assert.are.equal(4, counter("origin:/origin/cached/vary/" .. N.run))
+    end)
+
     it("answers HEAD on a miss and on a hit, from the GET entry", function()
       local path = "/cached/head/" .. N.run
       -- curl -I: a HEAD, reading no body whatever the Content-Length says
