@@ -16,6 +16,11 @@ local ceil, max, lower, find, gmatch, match = math.ceil, math.max, string.lower,
 local ngx = ngx
 
 local hash = require "ddbkit.hash"
+local core = require "ddbkit.core"
+local store = require "ddbkit.store"
+
+local binary, is_binary, is_utf8, json_encode = core.binary, core.is_binary, store.is_utf8,
+                                                store.json_encode
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -337,6 +342,51 @@ end
 
 local IDEM_OPTS = { idem = true, location = true, handler = true }
 
+-- DynamoDB's item limit is 400 KB, key and bookkeeping attributes included.
+local MAX_STORED_BYTES = 350 * 1024
+_M.MAX_STORED_BYTES = MAX_STORED_BYTES
+
+-- A value as it can be stored: UTF-8 text as is, other bytes as binary.
+local function storable(v)
+  if type(v) == "string" and not is_utf8(v) then return binary(v) end
+  return v
+end
+
+-- A stored value back as bytes.
+local function bytes(v)
+  if is_binary(v) then return v.value end
+  return v
+end
+
+-- The response as the idempotency store keeps it: binary where it is not
+-- text; or, when it cannot fit an item, the stand-in (see idempotent).
+local function to_stored(res)
+  local size = #res.body
+  local headers = {}
+  for k, v in pairs(res.headers or {}) do
+    if type(v) == "table" then
+      local list = {}
+      for i = 1, #v do
+        list[i] = storable(v[i])
+        size = size + #k + #v[i]
+      end
+      v = list
+    else
+      v = storable(v)
+      size = size + #k + #tostring(v)
+    end
+    headers[k] = v
+  end
+  if size > MAX_STORED_BYTES then
+    return { status = 500, headers = { ["Content-Type"] = "application/json" },
+             body = json_encode{ error = "RESPONSE_NOT_STORED", status = res.status, bytes = size,
+               message = "the request with this key ran, but its response was too large to store ("
+                         .. size .. " bytes of body and headers, at most " .. MAX_STORED_BYTES
+                         .. "); it is not run again" } }
+  end
+  return { status = res.status, headers = headers, body = storable(res.body) }
+end
+
 --- resty.idempotent(opts) -> true: idempotent request handling for
 -- content_by_lua* (idem:handle with this request). A request whose method
 -- is one of the store's methods (POST, PUT, PATCH) and that carries the
@@ -355,8 +405,20 @@ local IDEM_OPTS = { idem = true, location = true, handler = true }
 --                  headers, body } | nil, err, with req = { method, path,
 --                  headers, body }
 -- The request body is read whole (ngx.req.read_body; a body nginx spooled
--- to a file is read back from it). Stored bodies must be UTF-8 text
--- (DynamoDB strings): a binary response is refused (500, SERIALIZATION_ERROR).
+-- to a file is read back from it).
+--
+-- Any response body can be replayed: UTF-8 text is stored as a string (as
+-- the Node toolkit stores it), other bytes (a gzip or image body) as
+-- DynamoDB binary, and replayed byte for byte with the same headers. The
+-- work's subrequest goes out WITHOUT the client's Accept-Encoding (it is
+-- put back for the client's own response after it), so an upstream that
+-- honours it answers identity, which every client replaying the key can
+-- read; compress toward clients with nginx's gzip on this location. An
+-- upstream that compresses anyway is stored and replayed as it answered.
+-- A response too large for a DynamoDB item (over MAX_STORED_BYTES of body
+-- and headers) goes to this client as it is, and what is stored for the
+-- key is a stand-in: 500 {"error":"RESPONSE_NOT_STORED",...}. A retry
+-- then gets the stand-in and never runs the work again.
 function _M.idempotent(opts)
   check(type(opts) == "table", "idempotent's opts", "a table")
   unknown(opts, IDEM_OPTS, "idempotent")
@@ -375,15 +437,38 @@ function _M.idempotent(opts)
     headers = ngx.req.get_headers(),
     body = request_body(),
   }
-  if not handler then
-    handler = function(r)
-      local res, err = capture(location, r.method, r.body)
-      if not res then return nil, { name = "UpstreamError", message = err, status = 502 } end
-      return res
+  local fresh, stored  -- this run's response, and what was stored for it
+  local function work(r)
+    local res, err
+    if handler then
+      res, err = handler(r)
+    else
+      local ae = ngx.var.http_accept_encoding
+      if ae then ngx.req.clear_header("Accept-Encoding") end
+      res, err = capture(location, r.method, r.body)
+      if ae then ngx.req.set_header("Accept-Encoding", ae) end
+      if not res then err = { name = "UpstreamError", message = err, status = 502 } end
+    end
+    if type(res) ~= "table" or type(res.status) ~= "number" then return res, err end
+    res.body = bytes(res.body) or ""
+    fresh, stored = res, to_stored(res)
+    return stored
+  end
+  local resp = idem:handle(req, work)
+  if stored and not resp.replayed and resp.status == stored.status and resp.body == stored.body then
+    resp = fresh  -- this request ran the work (and stored it): its client gets it as it came
+  end
+  local headers = resp.headers
+  if headers then
+    for k, v in pairs(headers) do
+      if type(v) == "table" and not is_binary(v) then
+        for i = 1, #v do v[i] = bytes(v[i]) end
+      else
+        headers[k] = bytes(v)
+      end
     end
   end
-  local resp = idem:handle(req, handler)
-  send(resp.status, resp.headers, resp.body)
+  send(resp.status, headers, bytes(resp.body))
   return true
 end
 

@@ -188,4 +188,41 @@ function _M.origin()
   ngx.print(body)
 end
 
+-- Idempotent POSTs in front of upstreams whose bodies are not UTF-8 text:
+-- /idem/gz (gzip whatever the request says, like a precompressed file),
+-- /idem/bin (every byte value) and /idem/big (480 KB of text). The work (/__blob/idem/...) counts
+-- its runs per Idempotency-Key and says which Accept-Encoding it saw.
+function _M.idem_blob()
+  resty.idempotent{ idem = worker().idem, location = "/__blob" }
+end
+
+-- gzip of '{"order":"gzipped","items":[1,2,3]}\n' (python gzip, mtime 0)
+local GZIP_BODY = "\31\139\8\0\0\0\0\0\2\3\171\86\202\47\74\73\45\82\178\82\74\175\202\44\40"
+  .. "\72\77\81\210\81\202\44\73\205\45\86\178\138\54\212\49\210\49\142\173\229\2\0\120\239\235"
+  .. "\185\36\0\0\0"
+
+local ALL_BYTES
+do
+  local t = {}
+  for i = 0, 255 do t[#t + 1] = string.char(i) end
+  ALL_BYTES = table.concat(t)
+end
+
+function _M.blob()
+  local n = dict:incr("blob:" .. (ngx.var.http_idempotency_key or ""), 1, 0)
+  ngx.header["X-Blob-Run"] = tostring(n)
+  ngx.header["X-Seen-Accept-Encoding"] = ngx.var.http_accept_encoding or "none"
+  if ngx.var.uri:find("/big$") then   -- more than a DynamoDB item holds
+    ngx.header["Content-Type"] = "text/plain"
+    ngx.print(string.rep("0123456789abcdef", 30000))
+  elseif ngx.var.uri:find("/gz$") then
+    ngx.header["Content-Type"] = "application/json"
+    ngx.header["Content-Encoding"] = "gzip"
+    ngx.print(GZIP_BODY)
+  else
+    ngx.header["Content-Type"] = "application/octet-stream"
+    ngx.print(ALL_BYTES)
+  end
+end
+
 return _M

@@ -25,18 +25,66 @@ describe("ddbkit.resty behind nginx", function()
     return assert(cjson.decode(body), body).n
   end
 
-  -- The cache entry for `key`, once the helper stored it (after ngx.eof).
-  local function stored(key)
-    local cache = ddbkit.cache.new{ client = N.admin, table_name = N.store_table }
-    return N.wait_for("the cache entry", 10, function() return cache:get(key) end)
-  end
-
   local function gunzip(bytes)
     local path = N.prefix .. "/gz.bin"
     H.write_file(path, bytes)
     local out, ok = N.sh("gzip -dc < " .. H.shell_quote(path))
     return ok and out or nil
   end
+
+  -- The cache entry for `key`, once the helper stored it (after ngx.eof).
+  local function stored(key)
+    local cache = ddbkit.cache.new{ client = N.admin, table_name = N.store_table }
+    return N.wait_for("the cache entry", 10, function() return cache:get(key) end)
+  end
+
+  -- The headers a replay must carry as the first response had them.
+  local REPLAYED = { "content-type", "content-encoding", "content-length", "x-blob-run",
+                     "x-seen-accept-encoding" }
+
+  describe("idempotent", function()
+    for _, case in ipairs{ { kind = "gz", encoding = "gzip" }, { kind = "bin" } } do
+      it("runs a " .. case.kind .. " upstream once and replays its exact bytes and headers", function()
+        local key = case.kind .. "-" .. N.run
+        local args = "-X POST -H 'Idempotency-Key: " .. key .. "' -H 'Accept-Encoding: gzip' "
+                     .. "-H 'Content-Type: application/json' --data-binary '{\"qty\":1}'"
+        local status, h, body = N.request("/idem/" .. case.kind, args)
+        assert.are.equal(200, status, body .. "\n" .. N.log_errors())
+        assert.is_nil(h["idempotent-replayed"])
+        assert.are.equal(case.encoding, h["content-encoding"])
+        -- The work ran without the client's Accept-Encoding (see resty.lua).
+        assert.are.equal("none", h["x-seen-accept-encoding"])
+        if case.kind == "gz" then
+          assert.are.equal('{"order":"gzipped","items":[1,2,3]}\n', gunzip(body))
+        else
+          assert.are.equal(256, #body)
+          for i = 0, 255 do assert.are.equal(i, body:byte(i + 1)) end
+        end
+        local status2, h2, body2 = N.request("/idem/" .. case.kind, args)
+        assert.are.equal(200, status2, body2)
+        assert.are.equal("true", h2["idempotent-replayed"])
+        assert.are.equal(body, body2)
+        for _, name in ipairs(REPLAYED) do assert.are.equal(h[name], h2[name], name) end
+        assert.are.equal(1, counter("blob:" .. key))
+      end)
+    end
+
+    it("stores a stand-in for a response too large to store: a retry does not run it again", function()
+      local key = "big-" .. N.run
+      local args = "-X POST -H 'Idempotency-Key: " .. key .. "' --data-binary 'x'"
+      local status, h, body = N.request("/idem/big", args)
+      assert.are.equal(200, status, body:sub(1, 200) .. "\n" .. N.log_errors())
+      assert.are.equal(string.rep("0123456789abcdef", 30000), body)
+      local status2, h2, body2 = N.request("/idem/big", args)
+      assert.are.equal(500, status2, body2:sub(1, 200))
+      assert.are.equal("true", h2["idempotent-replayed"])
+      local doc = assert(cjson.decode(body2), body2)
+      assert.are.equal("RESPONSE_NOT_STORED", doc.error)
+      assert.are.equal(200, doc.status)
+      assert.is_nil(h["idempotent-replayed"])
+      assert.are.equal(1, counter("blob:" .. key))
+    end)
+  end)
 
   describe("cache_proxy", function()
     it("keeps a gzip client's entry apart from a plain client's", function()
