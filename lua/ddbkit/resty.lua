@@ -9,8 +9,8 @@
 --
 -- Every helper needs cosockets: access_by_lua*, content_by_lua* (and
 -- rewrite_by_lua* for rate_limit).
-local type, pairs, ipairs, tostring, tonumber, error, next =
-      type, pairs, ipairs, tostring, tonumber, error, next
+local type, pairs, ipairs, tostring, tonumber, error, next, pcall, setmetatable =
+      type, pairs, ipairs, tostring, tonumber, error, next, pcall, setmetatable
 local ceil, max, lower, find, gmatch, match = math.ceil, math.max, string.lower, string.find,
                                              string.gmatch, string.match
 local ngx = ngx
@@ -66,33 +66,51 @@ local function send(status, headers, body, extra, length)
   if body ~= "" and ngx.req.get_method() ~= "HEAD" then ngx.print(body) end
 end
 
--- The request body as a string ("" when none); a body nginx buffered to a
--- file is read back from it.
+-- Raised (as the error value) when Lua would need a request body that
+-- nginx spooled to a file; the helpers answer 413 for it.
+local SPOOLED = setmetatable({}, { __tostring = function() return "ddbkit.resty: spooled body" end })
+
+-- The request body as a string ("" when none), for a request that needs
+-- its bytes in Lua. Reading it (ngx.req.read_body) does not block the
+-- worker; a body larger than client_body_buffer_size is in a temp file,
+-- and reading a file would (io.* is blocking disk I/O), so that raises
+-- SPOOLED instead.
 local function request_body()
   ngx.req.read_body()
   local body = ngx.req.get_body_data()
   if body then return body end
-  local path = ngx.req.get_body_file()
-  if not path then return "" end
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  body = f:read("*a") or ""
-  f:close()
-  return body
+  if ngx.req.get_body_file() then error(SPOOLED, 0) end
+  return ""
+end
+
+-- The 413 for SPOOLED.
+local function refuse_spooled()
+  ngx.status = 413
+  ngx.header["Content-Type"] = "application/json"
+  ngx.print(json_encode{ error = "REQUEST_BODY_TOO_LARGE",
+    message = "the request body is larger than this location's client_body_buffer_size, so nginx "
+              .. "spooled it to a file, which ddbkit.resty does not read (a blocking read); raise "
+              .. "client_body_buffer_size above the largest body this location takes" })
+  return ngx.exit(413)
 end
 
 -- ngx.location.capture of the current request at `location` (a URI prefix
 -- put before the request's URI, or a function(uri) -> URI), same method,
--- args and body. -> { status, headers, body, length } | nil, err. A HEAD
+-- args and body. The body is forwarded by nginx as it holds it (memory
+-- buffers or its temp file, never copied through Lua: always_forward_body);
+-- read_body only waits for it, without blocking the worker, and not for a
+-- GET or HEAD. -> { status, headers, body, length } | nil, err. A HEAD
 -- subrequest always reads as truncated (its response announces a length
 -- and carries no body), so for HEAD that is not an error; `length` is then
 -- the upstream's Content-Length.
-local function capture(location, method, body)
+local function capture(location, method)
   local uri = ngx.var.uri
   local target = type(location) == "function" and location(uri) or location .. uri
   local m = ngx["HTTP_" .. method]
   if not m then return nil, "method " .. method .. " cannot be passed to a subrequest" end
-  local res = ngx.location.capture(target, { method = m, args = ngx.var.args, body = body })
+  if method ~= "GET" and method ~= "HEAD" then ngx.req.read_body() end
+  local res = ngx.location.capture(target, { method = m, args = ngx.var.args,
+                                             always_forward_body = true })
   if not res then return nil, "subrequest to " .. target .. " failed" end
   local length
   if method == "HEAD" then
@@ -292,8 +310,7 @@ function _M.cache_proxy(opts)
   local function mark(v) return header and { [header] = v } or nil end
 
   if not key then
-    local body = method ~= "GET" and method ~= "HEAD" and request_body() or nil
-    local res, err = capture(location, method, body)
+    local res, err = capture(location, method)
     if not res then
       ngx.log(ngx.ERR, "ddbkit.resty.cache_proxy: ", err)
       return ngx.exit(502)
@@ -313,7 +330,7 @@ function _M.cache_proxy(opts)
   end
 
   if method == "HEAD" then method = "GET" end
-  local res, err = capture(location, method, method ~= "GET" and request_body() or nil)
+  local res, err = capture(location, method)
   if not res then
     ngx.log(ngx.ERR, "ddbkit.resty.cache_proxy: ", err)
     return ngx.exit(502)
@@ -341,6 +358,15 @@ end
 -- Idempotency ----------------------------------------------------------------
 
 local IDEM_OPTS = { idem = true, location = true, handler = true }
+
+-- req.body, read when first used: idem:handle uses it only for a request
+-- that is the store's (its bytes are part of the key).
+local LAZY_BODY = { __index = function(t, k)
+  if k ~= "body" then return nil end
+  local body = request_body()
+  rawset(t, "body", body)
+  return body
+end }
 
 -- DynamoDB's item limit is 400 KB, key and bookkeeping attributes included.
 local MAX_STORED_BYTES = 350 * 1024
@@ -404,8 +430,14 @@ end
 --   opts.handler   instead of location: function(req) -> { status,
 --                  headers, body } | nil, err, with req = { method, path,
 --                  headers, body }
--- The request body is read whole (ngx.req.read_body; a body nginx spooled
--- to a file is read back from it).
+-- The request body is read only when the request is the store's (method
+-- and key header): its bytes are part of the key. A body nginx spooled to
+-- a file (larger than client_body_buffer_size) is not read (a blocking
+-- read): such a request gets 413 REQUEST_BODY_TOO_LARGE, and nothing ran.
+-- Raise client_body_buffer_size above the largest body the location takes.
+-- A bypassed request's body reaches opts.location as nginx holds it,
+-- unread; opts.handler gets req.body on first use, with the same 413 for
+-- a spooled one.
 --
 -- Any response body can be replayed: UTF-8 text is stored as a string (as
 -- the Node toolkit stores it), other bytes (a gzip or image body) as
@@ -431,12 +463,11 @@ function _M.idempotent(opts)
         "opts.location", "a URI prefix or a function(uri) -> URI")
   check(handler == nil or type(handler) == "function", "opts.handler", "a function")
 
-  local req = {
+  local req = setmetatable({
     method = ngx.req.get_method(),
     path = ngx.var.uri,
     headers = ngx.req.get_headers(),
-    body = request_body(),
-  }
+  }, LAZY_BODY)
   local fresh, stored  -- this run's response, and what was stored for it
   local function work(r)
     local res, err
@@ -445,7 +476,7 @@ function _M.idempotent(opts)
     else
       local ae = ngx.var.http_accept_encoding
       if ae then ngx.req.clear_header("Accept-Encoding") end
-      res, err = capture(location, r.method, r.body)
+      res, err = capture(location, r.method)
       if ae then ngx.req.set_header("Accept-Encoding", ae) end
       if not res then err = { name = "UpstreamError", message = err, status = 502 } end
     end
@@ -454,7 +485,11 @@ function _M.idempotent(opts)
     fresh, stored = res, to_stored(res)
     return stored
   end
-  local resp = idem:handle(req, work)
+  local done, resp = pcall(idem.handle, idem, req, work)
+  if not done then
+    if resp == SPOOLED then return refuse_spooled() end
+    error(resp, 0)
+  end
   if stored and not resp.replayed and resp.status == stored.status and resp.body == stored.body then
     resp = fresh  -- this request ran the work (and stored it): its client gets it as it came
   end

@@ -52,7 +52,19 @@ end
 
 -- init_worker: a call right here is refused (cosockets do not exist in
 -- this phase) and the error is logged; the same call from a timer works.
+-- A test double for the blocking read of a spooled request body: opens of
+-- nginx's client-body temp files are counted (per worker, summed in the
+-- shared dict) and then done as usual.
+local real_open = io.open
+local function counting_open(path, ...)
+  if type(path) == "string" and path:find("/temp/client_body/", 1, true) then
+    dict:incr("body_file_opens", 1, 0)
+  end
+  return real_open(path, ...)
+end
+
 function _M.init_worker()
+  io.open = counting_open
   local w = worker()
   local ok, err = pcall(w.direct.list_tables, w.direct, { Limit = 1 })
   if ok then
@@ -190,7 +202,8 @@ end
 
 -- Idempotent POSTs in front of upstreams whose bodies are not UTF-8 text:
 -- /idem/gz (gzip whatever the request says, like a precompressed file),
--- /idem/bin (every byte value) and /idem/big (480 KB of text). The work (/__blob/idem/...) counts
+-- /idem/bin (every byte value) and /idem/big (480 KB of text); anything
+-- else answers "ok". Each says how many request-body bytes it received. The work (/__blob/idem/...) counts
 -- its runs per Idempotency-Key and says which Accept-Encoding it saw.
 function _M.idem_blob()
   resty.idempotent{ idem = worker().idem, location = "/__blob" }
@@ -208,8 +221,23 @@ do
   ALL_BYTES = table.concat(t)
 end
 
+-- How many request-body bytes this (sub)request received; a spooled body
+-- is measured with the real io.open (not counted: this is the upstream).
+local function body_bytes()
+  ngx.req.read_body()
+  local data = ngx.req.get_body_data()
+  if data then return #data end
+  local path = ngx.req.get_body_file()
+  if not path then return 0 end
+  local f = assert(real_open(path, "rb"))
+  local n = f:seek("end")
+  f:close()
+  return n
+end
+
 function _M.blob()
   local n = dict:incr("blob:" .. (ngx.var.http_idempotency_key or ""), 1, 0)
+  ngx.header["X-Body-Bytes"] = tostring(body_bytes())
   ngx.header["X-Blob-Run"] = tostring(n)
   ngx.header["X-Seen-Accept-Encoding"] = ngx.var.http_accept_encoding or "none"
   if ngx.var.uri:find("/big$") then   -- more than a DynamoDB item holds
@@ -219,9 +247,12 @@ function _M.blob()
     ngx.header["Content-Type"] = "application/json"
     ngx.header["Content-Encoding"] = "gzip"
     ngx.print(GZIP_BODY)
-  else
+  elseif ngx.var.uri:find("/bin$") then
     ngx.header["Content-Type"] = "application/octet-stream"
     ngx.print(ALL_BYTES)
+  else
+    ngx.header["Content-Type"] = "text/plain"
+    ngx.print("ok")
   end
 end
 

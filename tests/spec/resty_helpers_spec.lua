@@ -86,6 +86,44 @@ describe("ddbkit.resty behind nginx", function()
     end)
   end)
 
+  describe("idempotent and request bodies nginx spooled to a file", function()
+    local big
+
+    setup(function()
+      big = N.prefix .. "/big.body"
+      H.write_file(big, string.rep("b", 64 * 1024))   -- over the location's 8k buffer
+    end)
+
+    it("passes a bypassed request's body on without reading it", function()
+      local before = counter("body_file_opens")
+      -- DELETE is not one of the store's methods: bypassed, key or not.
+      local status, h, body = N.request("/idem/echo", "-X DELETE -H 'Idempotency-Key: del-" .. N.run
+                                        .. "' --data-binary @" .. H.shell_quote(big))
+      assert.are.equal(200, status, body .. "\n" .. N.log_errors())
+      assert.are.equal("ok", body)
+      assert.are.equal(tostring(64 * 1024), h["x-body-bytes"])
+      assert.are.equal(before, counter("body_file_opens"))
+    end)
+
+    it("refuses a keyed request whose body was spooled, 413, without reading it or running", function()
+      local before = counter("body_file_opens")
+      local key = "spooled-" .. N.run
+      local status, _, body = N.request("/idem/echo", "-X POST -H 'Idempotency-Key: " .. key
+                                        .. "' --data-binary @" .. H.shell_quote(big))
+      assert.are.equal(413, status, body .. "\n" .. N.log_errors())
+      local doc = assert(cjson.decode(body), body)
+      assert.are.equal("REQUEST_BODY_TOO_LARGE", doc.error)
+      assert.truthy(doc.message:find("client_body_buffer_size", 1, true), doc.message)
+      assert.are.equal(before, counter("body_file_opens"))
+      assert.are.equal(0, counter("blob:" .. key))
+      -- A body that fits the buffer is read and forwarded as before.
+      status, _, body = N.request("/idem/echo", "-X POST -H 'Idempotency-Key: " .. key
+                                  .. "' --data-binary 'small'")
+      assert.are.equal(200, status, body)
+      assert.are.equal(1, counter("blob:" .. key))
+    end)
+  end)
+
   describe("cache_proxy", function()
     it("keeps a gzip client's entry apart from a plain client's", function()
       local path = "/cached/gz/" .. N.run
