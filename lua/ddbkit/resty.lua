@@ -54,12 +54,15 @@ end
 -- only, with the Content-Length of the body a GET would get (`length`
 -- when the body is not at hand: a HEAD passed through; false when the
 -- upstream did not say, and then none is sent).
-local function send(status, headers, body, extra, length)
+-- `mark` / `mark_value`: one more header (X-Cache), when mark is a name.
+local function send(status, headers, body, mark, mark_value, length)
   ngx.status = status
-  for k, v in pairs(headers or {}) do
-    if not HOP[lower(k)] then ngx.header[k] = v end
+  if headers then
+    for k, v in pairs(headers) do
+      if not HOP[lower(k)] then ngx.header[k] = v end
+    end
   end
-  for k, v in pairs(extra or {}) do ngx.header[k] = v end
+  if mark then ngx.header[mark] = mark_value end
   body = body or ""
   if length == nil then length = #body end
   ngx.header["Content-Length"] = length or nil
@@ -103,14 +106,16 @@ end
 -- subrequest always reads as truncated (its response announces a length
 -- and carries no body), so for HEAD that is not an error; `length` is then
 -- the upstream's Content-Length.
+local CAPTURE_OPTS = { always_forward_body = true }
 local function capture(location, method)
   local uri = ngx.var.uri
   local target = type(location) == "function" and location(uri) or location .. uri
   local m = ngx["HTTP_" .. method]
   if not m then return nil, "method " .. method .. " cannot be passed to a subrequest" end
   if method ~= "GET" and method ~= "HEAD" then ngx.req.read_body() end
-  local res = ngx.location.capture(target, { method = m, args = ngx.var.args,
-                                             always_forward_body = true })
+  local o = CAPTURE_OPTS  -- read by capture before it yields: one per worker will do
+  o.method, o.args = m, ngx.var.args
+  local res = ngx.location.capture(target, o)
   if not res then return nil, "subrequest to " .. target .. " failed" end
   local length
   if method == "HEAD" then
@@ -178,11 +183,21 @@ end
 local CACHE_OPTS = { cache = true, location = true, ttl_seconds = true, key = true,
                      methods = true, statuses = true, header = true, tags = true }
 
-local function set_of(list, default)
-  local s = {}
-  for _, v in ipairs(list or default) do s[type(v) == "string" and v:upper() or v] = true end
+-- The set of a list of methods or statuses. Made once per list and worker:
+-- the options of a location are the same table on every request when the
+-- handler file keeps them at module level (weak keys: a list made per
+-- request costs a set per request, as before).
+local sets = setmetatable({}, { __mode = "k" })
+local function set_of(list)
+  local s = sets[list]
+  if s then return s end
+  s = {}
+  for _, v in ipairs(list) do s[type(v) == "string" and v:upper() or v] = true end
+  sets[list] = s
   return s
 end
+local DEFAULT_METHODS = { "GET", "HEAD" }
+local DEFAULT_STATUSES = { 200 }
 
 -- Does an Accept-Encoding value accept gzip? Its own entry decides (q=0
 -- refuses), else "*"; no header, or neither named, is identity only.
@@ -286,10 +301,10 @@ function _M.cache_proxy(opts)
 
   local method = ngx.req.get_method()
   local uri = ngx.var.uri
-  local methods = set_of(opts.methods, { "GET", "HEAD" })
-  local key
+  local methods = set_of(opts.methods or DEFAULT_METHODS)
+  local key, args
   if methods[method] then
-    local args = ngx.req.get_uri_args()
+    args = ngx.req.get_uri_args()
     local as = method == "HEAD" and "GET" or method  -- the GET's entry; see above
     if opts.key then
       key = opts.key(as, uri, args)
@@ -307,15 +322,13 @@ function _M.cache_proxy(opts)
     end
   end
 
-  local function mark(v) return header and { [header] = v } or nil end
-
   if not key then
     local res, err = capture(location, method)
     if not res then
       ngx.log(ngx.ERR, "ddbkit.resty.cache_proxy: ", err)
       return ngx.exit(502)
     end
-    send(res.status, res.headers, res.body, mark("BYPASS"), res.length)
+    send(res.status, res.headers, res.body, header, "BYPASS", res.length)
     return true
   end
 
@@ -324,7 +337,7 @@ function _M.cache_proxy(opts)
   if type(hit) == "table" and type(hit.status) == "number" and type(hit.body) == "string" then
     local body = hit.b64 and ngx.decode_base64(hit.body) or hit.body
     if body then
-      send(hit.status, hit.headers, body, mark("HIT"))
+      send(hit.status, hit.headers, body, header, "HIT")
       return true
     end
   end
@@ -335,8 +348,8 @@ function _M.cache_proxy(opts)
     ngx.log(ngx.ERR, "ddbkit.resty.cache_proxy: ", err)
     return ngx.exit(502)
   end
-  send(res.status, res.headers, res.body, mark("MISS"))
-  if not set_of(opts.statuses, { 200 })[res.status] or not shareable(res.headers) then
+  send(res.status, res.headers, res.body, header, "MISS")
+  if not set_of(opts.statuses or DEFAULT_STATUSES)[res.status] or not shareable(res.headers) then
     return true
   end
   ngx.eof()  -- the client has its answer; storing is our time, not theirs
@@ -344,7 +357,7 @@ function _M.cache_proxy(opts)
                   b64 = true }
   if next(value.headers) == nil then value.headers = nil end
   local tags = opts.tags
-  if type(tags) == "function" then tags = tags(method, uri, ngx.req.get_uri_args()) end
+  if type(tags) == "function" then tags = tags(method, uri, args) end
   local ok, serr
   if tags and #tags > 0 then
     ok, serr = cache:set_with_tags(key, value, ttl, tags)

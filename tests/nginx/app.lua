@@ -188,6 +188,16 @@ end
 -- The upstream behind /cached/: counts its runs (all of them, and per
 -- URI); ?vary=V adds a Vary header (nginx.conf gzips text/plain for a
 -- client that asks, with Vary: Accept-Encoding).
+-- cache_proxy in front of a stand-in cache that always hits with one
+-- fixed entry: what the helper itself allocates per hit, without the
+-- store and the runtime (measured by /alloc).
+local HIT = { status = 200, headers = { ["Content-Type"] = "text/plain" }, body = "stub hit" }
+local STUB_CACHE = { get = function() return HIT end, set = function() return true end }
+local STUB_OPTS = { cache = STUB_CACHE, location = "/__origin", ttl_seconds = 300 }
+function _M.cached_stub()
+  resty.cache_proxy(STUB_OPTS)
+end
+
 function _M.origin()
   dict:incr("origin", 1, 0)
   local n = dict:incr("origin:" .. ngx.var.uri, 1, 0)
@@ -254,6 +264,22 @@ function _M.blob()
     ngx.header["Content-Type"] = "text/plain"
     ngx.print("ok")
   end
+end
+
+-- /alloc?path=P&n=N: the Lua memory this worker allocates per request to
+-- P (a subrequest here, so it runs in this worker's VM), N times in a row,
+-- with the collector stopped: KB per request. Measures allocation, not time.
+function _M.alloc()
+  local path, n = ngx.var.arg_path, tonumber(ngx.var.arg_n) or 50
+  for _ = 1, n do ngx.location.capture(path) end  -- warm: first-use tables, pools, traces
+  collectgarbage("collect")
+  collectgarbage("stop")
+  local before = collectgarbage("count")
+  local statuses = {}
+  for i = 1, n do statuses[i] = ngx.location.capture(path).status end
+  local kb = (collectgarbage("count") - before) / n
+  collectgarbage("restart")
+  json(200, { kb_per_request = kb, status = statuses[n] })
 end
 
 return _M
