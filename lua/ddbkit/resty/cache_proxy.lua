@@ -82,9 +82,9 @@ end
 -- opts.key, go straight through (X-Cache: BYPASS). A HEAD is answered from
 -- the GET's entry (its headers, and the stored body's Content-Length); its
 -- miss fetches and stores the GET, as nginx's proxy_cache_convert_head
--- does, so a monitor's HEAD warms the cache for the GETs. A cache error is logged
--- and treated as a miss. Concurrent misses of one key each reach the
--- upstream (no request coalescing here).
+-- does, so a monitor's HEAD warms the cache for the GETs. A cache error is
+-- logged and treated as a miss. Concurrent misses of one key each reach
+-- the upstream (no request coalescing here).
 --   opts.cache        a ddbkit.cache store (required)
 --   opts.location     the internal location: a URI prefix put before the
 --                     request's URI ("/__origin" -> /__origin/users/7), or
@@ -98,6 +98,8 @@ end
 --                     for a HEAD)
 --   opts.methods      methods served from the cache (default { "GET", "HEAD" })
 --   opts.statuses     statuses stored (default { 200 })
+--                     (each list is read once, on its first use: keep it
+--                     at module level, and make a new list to change it)
 --   opts.header       the hit/miss header's name (default "X-Cache"; false: none)
 --   opts.tags         list of tags, or function(method, uri, args) -> list,
 --                     stored with set_with_tags (for cache:invalidate_by_tag)
@@ -109,8 +111,9 @@ end
 -- otherwise (the client's header is rewritten before the subrequest), and
 -- the two are separate entries (the gzip one's key ends in ":gzip"): a
 -- gzip body is only ever served to a client that accepts gzip, and the
--- upstream cannot answer a third encoding the key does not know. Bodies are stored base64-encoded (binary-safe); an entry larger
--- than the cache's max_entry_size_bytes is silently not stored.
+-- upstream cannot answer a third encoding the key does not know. Bodies
+-- are stored base64-encoded (binary-safe); an entry larger than the
+-- cache's max_entry_size_bytes is silently not stored.
 local function cache_proxy(opts)
   http.check(type(opts) == "table", "cache_proxy's opts", "a table")
   http.unknown(opts, CACHE_OPTS, "cache_proxy")
@@ -118,12 +121,12 @@ local function cache_proxy(opts)
   http.check(type(cache) == "table" and type(cache.get) == "function", "opts.cache", "a ddbkit.cache store")
   local location = opts.location
   http.check(type(location) == "string" or type(location) == "function", "opts.location",
-        "a URI prefix or a function(uri) -> URI")
+             "a URI prefix or a function(uri) -> URI")
   local ttl = opts.ttl_seconds or 60
   http.check(type(ttl) == "number" and ttl >= 0, "opts.ttl_seconds", "a number >= 0")
   http.check(opts.key == nil or type(opts.key) == "function", "opts.key", "a function")
   http.check(opts.tags == nil or type(opts.tags) == "table" or type(opts.tags) == "function",
-        "opts.tags", "a list or a function")
+             "opts.tags", "a list or a function")
   local header = opts.header
   if header == nil then header = "X-Cache" end
   http.check(header == false or type(header) == "string", "opts.header", "a string or false")

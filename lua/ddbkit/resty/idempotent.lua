@@ -51,8 +51,8 @@ local function to_stored(res)
       end
       v = list
     else
-      v = storable(v)
       size = size + #k + #tostring(v)
+      v = storable(v)
     end
     headers[k] = v
   end
@@ -109,11 +109,11 @@ local function idempotent(opts)
   http.unknown(opts, IDEM_OPTS, "idempotent")
   local idem = opts.idem
   http.check(type(idem) == "table" and type(idem.handle) == "function", "opts.idem",
-        "a ddbkit.idempotency store")
+             "a ddbkit.idempotency store")
   local location, handler = opts.location, opts.handler
   http.check((location == nil) ~= (handler == nil), "opts.location or opts.handler", "given (one of them)")
   http.check(location == nil or type(location) == "string" or type(location) == "function",
-        "opts.location", "a URI prefix or a function(uri) -> URI")
+             "opts.location", "a URI prefix or a function(uri) -> URI")
   http.check(handler == nil or type(handler) == "function", "opts.handler", "a function")
 
   local req = setmetatable({

@@ -26,11 +26,11 @@ local function rate_limit(opts)
   http.unknown(opts, RATE_OPTS, "rate_limit")
   local store = opts.store
   http.check(type(store) == "table" and type(store.acquire) == "function", "opts.store",
-        "a ddbkit.ratelimit or ddbkit.adaptive store")
+             "a ddbkit.ratelimit or ddbkit.adaptive store")
   local resource = opts.resource
   if type(resource) == "function" then resource = resource() end
   http.check(type(resource) == "string" and resource ~= "", "opts.resource",
-        "a non-empty string or a function returning one")
+             "a non-empty string or a function returning one")
   local priority = opts.priority
   if type(priority) == "function" then priority = priority() end
   local status = opts.status or 429
