@@ -178,7 +178,7 @@ local CONNECT_OPTS = { pool_size = POOL_SIZE }
 local LINES, nlines = {}, 0
 
 -- The request as the list of pieces sock:send writes in one go, in LINES;
--- read it before anything yields.
+-- read it before anything yields, then clear_lines().
 local function request_lines(u, req)
   local lines = LINES
   lines[1], lines[2], lines[3], lines[4] = req.method or "POST", " ", u.path, " HTTP/1.1\r\n"
@@ -191,10 +191,15 @@ local function request_lines(u, req)
   lines[n + 2] = tostring(#req.body)
   lines[n + 3] = "\r\n\r\n"
   lines[n + 4] = req.body
-  n = n + 4
-  for i = n + 1, nlines do lines[i] = nil end  -- the longer request before this one's
-  nlines = n
+  nlines = n + 4
   return lines
+end
+
+-- Drops the pieces once sent: the worker keeps the table, not the last
+-- request's body.
+local function clear_lines()
+  for i = 1, nlines do LINES[i] = nil end
+  nlines = 0
 end
 
 -- Sends req on a connection to u and reads the response. Returns status,
@@ -220,6 +225,7 @@ local function exchange(ngx, conf, u, req)
   end
   sock:settimeout(left(deadline))
   ok, err = sock:send(request_lines(u, req))
+  clear_lines()
   if not ok then
     sock:close()
     return nil, transport_error(err, "sending the request"), reused and err ~= "timeout"
