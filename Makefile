@@ -177,8 +177,12 @@ $(B)/tests-asan/%: tests/c/%.c $(CTSUP_ASAN) $(ASAN_OBJ) $(HEADERS) $(CTSUP_HDR)
 
 ctest: $(CTESTS:%=$(B)/tests/%) $(CTESTS:%=$(B)/tests-asan/%) $(COREASAN) $(CLIASAN)
 
+# The builds run on every core (a plain build, two sanitized ones, the fuzz
+# targets), unless the caller chose a -j of its own.
+JOBS := $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc 2>/dev/null || echo 2))
+
 test: deps
-	@$(MAKE) --no-print-directory all ctest $(FUZZ_TARGETS)
+	@$(MAKE) --no-print-directory $(JOBS) all ctest $(FUZZ_TARGETS)
 	@tests/run.sh
 
 # clang-tidy's default checks (see .clang-tidy), warnings are errors.
@@ -193,11 +197,11 @@ lint:
 	exit $$rc
 
 run: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory $(JOBS) all
 	@tests/harness/run_demo.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory $(JOBS) all
 	@tests/bench/run.sh
 
 # Fuzz targets need clang's libFuzzer. `make fuzz` runs each for

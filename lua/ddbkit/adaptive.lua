@@ -12,7 +12,8 @@
 --
 -- Items: the log item of ddbkit.ratelimit plus priority, gsi1pk =
 -- "RATELIMIT#<resource>#<priority>", gsi1sk = sk; slots per priority,
--- pk = "RATELIMIT_SLOT#<resource>#<priority>", n in [0, share).
+-- pk = "RATELIMIT_SLOT#<resource>#<priority>", n in [0, share); and
+-- (ddbkit only, see "The total") slots of "RATELIMIT_SLOT#<resource>".
 --
 -- Capacity: computed by strategy.compute(resource, limit, metrics, config)
 -- at most once per recalculation_interval_ms (monotonic clock) per resource,
@@ -28,16 +29,42 @@
 -- A priority proceeds while its count in the window is below its share
 -- and, for background, when not paused. The share of a priority can shrink
 -- between recalculations; acquire then counts every busy slot of the
--- priority (also those at n >= the new share), so the priority stays under
+-- priority (also those at n >= the new share) when it reads the partition
+-- (shares up to ddbkit.ratelimit.READ_MAX), so the priority stays under
 -- its new share apart from grants racing the very change.
+--
+-- The total across processes: each process splits by its own view of user
+-- activity (one may split 9/1 while another splits 5/5), so the priority
+-- partitions alone would let the total reach the largest user share
+-- anywhere plus the largest background share anywhere (issue 12: 14 grants
+-- in a window of limit 10). So every grant also takes a slot of the
+-- resource's total partition, pk = "RATELIMIT_SLOT#<resource>" (the plain
+-- rate limit's partition, n in [0, limit)), in the same transaction as
+-- the priority slot and the log item. The total of ddbkit's grants in any
+-- window is therefore at most `limit`, whatever each process's split; a
+-- priority's share is approximate (each process enforces its own).
+-- The total partition is probed, never read (ddbkit.ratelimit's large
+-- limit path: a view of the slots known busy), so a grant still costs 2
+-- requests. Same partition as ddbkit.ratelimit's on the same resource: a
+-- plain and an adaptive store on one resource share one total, as they
+-- share one log.
+-- Mixed fleet (Node processes on the same resource): Node's grants take
+-- only a priority slot, so they do not count against ddbkit's total, while
+-- ddbkit's grants hold priority slots that Node's condition honours. Any
+-- window then holds at most min(U + B, limit + N) grants, U and B the
+-- largest user and background shares any process (Node or ddbkit) uses,
+-- N the Node processes' grants in it (what a Node-only fleet allows);
+-- ddbkit's own grants never exceed `limit`.
 --
 -- Default priority: "background", as in the Node store.
 --
 -- Costs (requests, after the once-per-process load): acquire 2 (1 when the
--- share is full, 0 when background is paused or the share is 0; more only
--- under contention, at most 6), can_proceed 1, record 1, get_status 2,
--- get_wait_time 0 (limit 0, paused, share 0) or 1, reset 3 Queries + the
--- deletes. Cooldowns, configs, clear and close are ddbkit.ratelimit's.
+-- share is full or the total known full, 0 when background is paused or
+-- the share is 0; a share above 100 is probed, not read: 1 per grant, 0
+-- when known full; +1 per slot lost to others, at most 6; +1 when the
+-- grant was slow and its slots are stamped again), can_proceed 1, record
+-- 1, get_status 2, get_wait_time 0 (limit 0, paused, share 0) or 1, reset
+-- 4 Queries + the deletes. Cooldowns, configs, clear and close are ddbkit.ratelimit's.
 local ddbkit_core = require "ddbkit.core"
 local store = require "ddbkit.store"
 local rl = require "ddbkit.ratelimit"
@@ -315,8 +342,15 @@ function _M:acquire(resource, priority)
   local share = share_of(p.cap, priority)
   if share <= 0 then return false end
   local a = {
-    table = p.table, slot_pk = p.slot_pk .. "#" .. priority, share = share,
-    window_ms = p.cfg.window_ms, log_item = log_item(p.log_pk, priority, p.cfg.window_ms),
+    table = p.table, window_ms = p.cfg.window_ms,
+    parts = {
+      -- the priority's partition (Node's layout: what Node processes honour)
+      { pk = p.slot_pk .. "#" .. priority, share = share, read = share <= rl.READ_MAX },
+      -- the resource's total, the same for every process whatever its
+      -- split; probed, never read (see the header)
+      { pk = p.slot_pk, share = p.cfg.limit, read = false },
+    },
+    log_item = log_item(p.log_pk, priority, p.cfg.window_ms),
   }
   local ok, aerr = rl.acquire_slot(self, a)
   if ok then track(self, resource, priority, a.granted_ms) end
@@ -401,7 +435,9 @@ function _M:reset(resource)
   local tbl, log_pk, slot_pk = rl.prepare(self, resource)
   if not tbl then return nil, log_pk end
   self.activity[resource], self.capacity[resource] = nil, nil
-  return rl.delete_partitions(self, tbl, { log_pk, slot_pk .. "#user", slot_pk .. "#background" })
+  rl.forget_slots(self)
+  return rl.delete_partitions(self, tbl, { log_pk, slot_pk .. "#user", slot_pk .. "#background",
+                                          slot_pk })
 end
 
 --- store:strategy_info() -> the strategy's name (for the REPL and logs)

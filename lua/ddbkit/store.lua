@@ -50,28 +50,47 @@ local function find_script(module)
   end
 end
 
+-- Compiled policy and strategy chunks by spec (module name or path): a
+-- script is found and read from disk once per process (for nginx: once
+-- per worker, when its stores are made at module level or in
+-- init_worker), never again on a request path; forget_scripts() drops them.
+local chunks = {}
+
+--- store.forget_scripts(): the next load_script of each spec finds and
+-- reads its file again (a reload that picks up edits).
+function _M.forget_scripts()
+  chunks = {}
+end
+
 -- Loads a policy or strategy: nil (the default module), a table (used as
 -- is), a module name ("policies.key_prefix": package.path first, then the
 -- shipped scripts/ folder), or a file path (anything with a "/" or ending
--- in ".lua"). Loaded afresh each time, so a reload picks up edits. Returns
--- the table and a name for messages.
+-- in ".lua"). The file is found and compiled on its first load only (see
+-- chunks); each load runs the chunk afresh, so each store gets its own
+-- table. Returns the table and a name for messages.
 function _M.load_script(spec, default, what)
   spec = spec or default
   if type(spec) == "table" then return spec, spec.name or ("(" .. what .. " table)") end
   if type(spec) ~= "string" then
     error("ddbkit: the " .. what .. " must be a module name, a file path or a table", 3)
   end
-  local ok, mod
-  local path = (spec:find("/") or spec:match("%.lua$")) and spec
-  if not path then
-    path = package.searchpath and package.searchpath(spec, package.path) or find_script(spec)
-    path = path or find_script(spec)
+  local chunk = chunks[spec]
+  if not chunk then
+    local path = (spec:find("/") or spec:match("%.lua$")) and spec
+    if not path then
+      path = package.searchpath and package.searchpath(spec, package.path) or find_script(spec)
+      path = path or find_script(spec)
+    end
+    if not path then
+      error("ddbkit: cannot find " .. what .. " " .. spec .. " (a module name on package.path "
+            .. "or in scripts/, or a file path)", 3)
+    end
+    local cerr
+    chunk, cerr = loadfile(path)
+    if not chunk then error("ddbkit: cannot load " .. what .. " " .. spec .. ": " .. tostring(cerr), 3) end
+    chunks[spec] = chunk
   end
-  if not path then
-    error("ddbkit: cannot find " .. what .. " " .. spec .. " (a module name on package.path "
-          .. "or in scripts/, or a file path)", 3)
-  end
-  ok, mod = pcall(dofile, path)
+  local ok, mod = pcall(chunk)
   if not ok then error("ddbkit: cannot load " .. what .. " " .. spec .. ": " .. tostring(mod), 3) end
   if type(mod) ~= "table" then error("ddbkit: " .. what .. " " .. spec .. " did not return a table", 3) end
   return mod, spec

@@ -317,7 +317,7 @@ local function run_load(limit, window_ms, files)
   row(("rate_limit acquire under the multi-process test (%d processes, limit %d per %d ms; %d calls: %d grants, %d denials)")
         :format(#files, limit, window_ms, calls, #grants, denials),
       ("avg %.2f, max %d (%.2f per grant)"):format(avg, max, grant_requests / math.max(1, #grants)),
-      "avg ≤ 3, max ≤ 6", avg <= 3 and max <= 6,
+      "avg ≤ 3, max ≤ 6 (+1 stamping a slow grant again)", avg <= 3 and max <= 7,
       ("up to limit (%d) transactions"):format(limit))
   if over > 0 then
     die("load: %d windows of %d ms held more than %d grants", over, window_ms, limit)

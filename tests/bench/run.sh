@@ -97,6 +97,17 @@
 # Lines in build/bench/budget_results.txt, worker files in
 # build/bench/budgets/. Env: BENCH_BUDGETS (1; 0 skips).
 #
+# Rate limit cost by limit (issue 12), against DynamoDB Local
+# (bench_ratelimit.lua, table bench_ratelimit): requests and bytes read
+# (client:stats().bytes_in) per acquire at limits 10, 1,000 and 100,000,
+# window 60 s, BENCH_RATELIMIT_CALLS (300) acquires from an empty window
+# and after another process took half of the slots (at most 5000); exact
+# counts, one run:
+#     RESULT bench=ratelimit limit=L scenario=S calls=N grants=G denials=D
+#            req_per_call=X bytes_in_per_call=Y max_req=M queries=Q
+# Lines in build/bench/ratelimit_results.txt. Env: BENCH_RATELIMIT (1; 0
+# skips), BENCH_RATELIMIT_CALLS (300).
+#
 # Concurrency (issue 7), against both targets right after their GetItem
 # rounds (bench_conc.lua, sdk/conc.mjs): for each level C of
 # BENCH_CONC_LEVELS ("16 64"), C requests in flight in one process, N
@@ -171,10 +182,13 @@ CONC_SDK_LOW="${BENCH_CONC_SDK_LOW:-0}"
 BUDGET_FILL="${BENCH_BUDGET_FILL:-10000}"
 BUDGET_WORKERS="${BENCH_BUDGET_WORKERS:-6}"
 BUDGET_LOAD_MS="${BENCH_BUDGET_LOAD_MS:-6000}"
+RL_BENCH="${BENCH_RATELIMIT:-1}"
+RL_CALLS="${BENCH_RATELIMIT_CALLS:-300}"
 for v in "$N_NGINX" "$N_DDBLOCAL" "$WARMUP" "$WARMUP_SDK" "$SERVER_WARMUP" "$ROUNDS" \
          "$LOCK_BENCH" "$LOCK_N" "$LOCK_WARMUP" "$LOCK_WORKERS" "$LOCK_GRANTS" "$LOCK_SECONDS" \
          "$IDEM_BENCH" "$IDEM_N" "$IDEM_WARMUP" "$IDEM_ROUNDS" \
          "$CACHE_BENCH" "$BUDGETS" "$BUDGET_FILL" "$BUDGET_WORKERS" "$BUDGET_LOAD_MS" \
+         "$RL_BENCH" "$RL_CALLS" \
          "$SEQ_BENCH" "$CONC_BENCH" "$CONC_N_NGINX" "$CONC_N_DDBLOCAL" "$CONC_ROUNDS" "$CONC_WARMUP" "$CONC_SDK_LOW" $CONC_LEVELS; do
     case "$v" in ''|*[!0-9]*) echo "bench: counts must be whole numbers (got '$v')" >&2; exit 2 ;; esac
 done
@@ -195,6 +209,9 @@ for v in $CONC_LEVELS; do
         echo "bench: each of BENCH_CONC_LEVELS must be 1 to 256 and at most BENCH_CONC_N_*" >&2; exit 2
     fi
 done
+if [ "$RL_CALLS" -lt 1 ]; then
+    echo "bench: BENCH_RATELIMIT_CALLS must be at least 1" >&2; exit 2
+fi
 if [ "$BUDGET_WORKERS" -lt 1 ] || [ "$BUDGET_LOAD_MS" -lt 1 ] || [ "$BUDGET_FILL" -gt 1000000 ]; then
     echo "bench: BENCH_BUDGET_WORKERS and _LOAD_MS must be at least 1, BENCH_BUDGET_FILL at most 1000000" >&2; exit 2
 fi
@@ -699,6 +716,23 @@ run_budgets() {
     printf '%s\n' "$out" | grep -E '^(ROW|LOAD) ' | tee -a "$BUDGET_RESULTS" >&2 || true
 }
 
+# --- rate limit cost by limit (DynamoDB Local) --------------------------------
+
+RL_RESULTS="$OUT/ratelimit_results.txt"
+: >"$RL_RESULTS"
+
+bench_ratelimit() {
+    local url="$1" out
+    say "ddblocal: rate_limit acquire at limits 10, 1000, 100000 ($RL_CALLS calls each; bench_ratelimit.lua)"
+    if ! out="$("${lua54_env[@]}" lua5.4 "$HERE/bench_ratelimit.lua" "$url" bench_ratelimit "$RL_CALLS")"; then
+        printf '%s\n' "$out" >&2
+        say "FAILED: bench_ratelimit.lua"
+        FAILED=1
+        return 0
+    fi
+    printf '%s\n' "$out" | grep '^RESULT ' | tee -a "$RL_RESULTS" >&2 || true
+}
+
 T0=$SECONDS
 for target in $TARGETS; do
     case "$target" in
@@ -717,6 +751,7 @@ for target in $TARGETS; do
             if [ "$LOCK_BENCH" != 0 ]; then bench_locks "$DDB_URL"; fi
             if [ "$IDEM_BENCH" != 0 ]; then bench_idem "$DDB_URL"; fi
             if [ "$BUDGETS" != 0 ]; then run_budgets "$DDB_URL"; fi
+            if [ "$RL_BENCH" != 0 ]; then bench_ratelimit "$DDB_URL"; fi
             ;;
         *) die "unknown target '$target' (nginx, ddblocal)" ;;
     esac
@@ -929,6 +964,21 @@ sdk_version="$(node -p 'require("./tests/bench/sdk/node_modules/@aws-sdk/client-
         echo "| operation | ddbkit requests | budget | met | Node package |"
         echo "| --- | --- | --- | :---: | --- |"
         sed -n 's/^ROW //p' "$BUDGET_RESULTS"
+    fi
+    if [ -s "$RL_RESULTS" ]; then
+        echo
+        printf 'Rate limit acquire by limit (ddbkit.ratelimit, Node layout) against DynamoDB Local, window 60 s, a fresh store per row, %s calls; "half taken by another process": min(limit/2, 5000) slots written as the Node package writes them before the calls. Requests and bytes read (response bytes) per call from client:stats(); exact counts, one run. Limits up to 100 read the slot partition (one page of at most 100 items) at every call; above, slots are probed and never read.\n' "$RL_CALLS"
+        echo
+        awk "$AWK_KV"'
+        /^RESULT / && / bench=ratelimit / {
+            kv($0)
+            sc = F["scenario"] == "empty" ? "empty window" : "half taken by another process"
+            printf "| %s | %s | %d | %d | %d | %.2f | %d | %.0f | %d |\n", F["limit"], sc, F["calls"], F["grants"], F["denials"], F["req_per_call"], F["max_req"], F["bytes_in_per_call"], F["queries"]
+        }
+        BEGIN {
+            print "| limit | scenario | calls | grants | denials | requests/call | max | bytes read/call | Queries |"
+            print "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        }' "$RL_RESULTS"
     fi
 } >"$OUT/results.md"
 

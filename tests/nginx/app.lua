@@ -52,7 +52,19 @@ end
 
 -- init_worker: a call right here is refused (cosockets do not exist in
 -- this phase) and the error is logged; the same call from a timer works.
+-- A test double for the blocking read of a spooled request body: opens of
+-- nginx's client-body temp files are counted (per worker, summed in the
+-- shared dict) and then done as usual.
+local real_open = io.open
+local function counting_open(path, ...)
+  if type(path) == "string" and path:find("/temp/client_body/", 1, true) then
+    dict:incr("body_file_opens", 1, 0)
+  end
+  return real_open(path, ...)
+end
+
 function _M.init_worker()
+  io.open = counting_open
   local w = worker()
   local ok, err = pcall(w.direct.list_tables, w.direct, { Limit = 1 })
   if ok then
@@ -175,11 +187,101 @@ function _M.cached()
   resty.cache_proxy{ cache = worker().cache, location = "/__origin", ttl_seconds = 300 }
 end
 
+-- The upstream behind /cached/: counts its runs (all of them, and per
+-- URI); ?vary=V adds a Vary header (nginx.conf gzips text/plain for a
+-- client that asks, with Vary: Accept-Encoding).
+-- cache_proxy in front of a stand-in cache that always hits with one
+-- fixed entry: what the helper itself allocates per hit, without the
+-- store and the runtime (measured by /alloc).
+local HIT = { status = 200, headers = { ["Content-Type"] = "text/plain" }, body = "stub hit" }
+local STUB_CACHE = { get = function() return HIT end, set = function() return true end }
+local STUB_OPTS = { cache = STUB_CACHE, location = "/__origin", ttl_seconds = 300 }
+function _M.cached_stub()
+  resty.cache_proxy(STUB_OPTS)
+end
+
 function _M.origin()
-  local n = dict:incr("origin", 1, 0)
+  dict:incr("origin", 1, 0)
+  local n = dict:incr("origin:" .. ngx.var.uri, 1, 0)
+  if ngx.var.arg_vary then ngx.header["Vary"] = ngx.var.arg_vary end
   ngx.header["X-Origin-Run"] = tostring(n)
   ngx.header["Content-Type"] = "text/plain"
-  ngx.say("origin body for ", ngx.var.uri, "?", ngx.var.args or "", " run ", n)
+  -- With its length, as most upstreams send it (and a HEAD gets it too).
+  local body = "origin body for " .. ngx.var.uri .. "?" .. (ngx.var.args or "") .. " run " .. n .. "\n"
+  ngx.header["Content-Length"] = #body
+  ngx.print(body)
+end
+
+-- Idempotent POSTs in front of upstreams whose bodies are not UTF-8 text:
+-- /idem/gz (gzip whatever the request says, like a precompressed file),
+-- /idem/bin (every byte value) and /idem/big (480 KB of text); anything
+-- else answers "ok". Each says how many request-body bytes it received. The work (/__blob/idem/...) counts
+-- its runs per Idempotency-Key and says which Accept-Encoding it saw.
+function _M.idem_blob()
+  resty.idempotent{ idem = worker().idem, location = "/__blob" }
+end
+
+-- gzip of '{"order":"gzipped","items":[1,2,3]}\n' (python gzip, mtime 0)
+local GZIP_BODY = "\31\139\8\0\0\0\0\0\2\3\171\86\202\47\74\73\45\82\178\82\74\175\202\44\40"
+  .. "\72\77\81\210\81\202\44\73\205\45\86\178\138\54\212\49\210\49\142\173\229\2\0\120\239\235"
+  .. "\185\36\0\0\0"
+
+local ALL_BYTES
+do
+  local t = {}
+  for i = 0, 255 do t[#t + 1] = string.char(i) end
+  ALL_BYTES = table.concat(t)
+end
+
+-- How many request-body bytes this (sub)request received; a spooled body
+-- is measured with the real io.open (not counted: this is the upstream).
+local function body_bytes()
+  ngx.req.read_body()
+  local data = ngx.req.get_body_data()
+  if data then return #data end
+  local path = ngx.req.get_body_file()
+  if not path then return 0 end
+  local f = assert(real_open(path, "rb"))
+  local n = f:seek("end")
+  f:close()
+  return n
+end
+
+function _M.blob()
+  local n = dict:incr("blob:" .. (ngx.var.http_idempotency_key or ""), 1, 0)
+  ngx.header["X-Body-Bytes"] = tostring(body_bytes())
+  ngx.header["X-Blob-Run"] = tostring(n)
+  ngx.header["X-Seen-Accept-Encoding"] = ngx.var.http_accept_encoding or "none"
+  if ngx.var.uri:find("/big$") then   -- more than a DynamoDB item holds
+    ngx.header["Content-Type"] = "text/plain"
+    ngx.print(string.rep("0123456789abcdef", 30000))
+  elseif ngx.var.uri:find("/gz$") then
+    ngx.header["Content-Type"] = "application/json"
+    ngx.header["Content-Encoding"] = "gzip"
+    ngx.print(GZIP_BODY)
+  elseif ngx.var.uri:find("/bin$") then
+    ngx.header["Content-Type"] = "application/octet-stream"
+    ngx.print(ALL_BYTES)
+  else
+    ngx.header["Content-Type"] = "text/plain"
+    ngx.print("ok")
+  end
+end
+
+-- /alloc?path=P&n=N: the Lua memory this worker allocates per request to
+-- P (a subrequest here, so it runs in this worker's VM), N times in a row,
+-- with the collector stopped: KB per request. Measures allocation, not time.
+function _M.alloc()
+  local path, n = ngx.var.arg_path, tonumber(ngx.var.arg_n) or 50
+  for _ = 1, n do ngx.location.capture(path) end  -- warm: first-use tables, pools, traces
+  collectgarbage("collect")
+  collectgarbage("stop")
+  local before = collectgarbage("count")
+  local statuses = {}
+  for i = 1, n do statuses[i] = ngx.location.capture(path).status end
+  local kb = (collectgarbage("count") - before) / n
+  collectgarbage("restart")
+  json(200, { kb_per_request = kb, status = statuses[n] })
 end
 
 return _M

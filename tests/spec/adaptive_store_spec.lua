@@ -212,6 +212,65 @@ describe("ddbkit.adaptive", function()
     assert.equals(12, seen[3].limit)
   end)
 
+  -- Issue 12: two processes with different views of user activity (one
+  -- splitting 9/1, the other 5/5) each enforced their own split, so the
+  -- total reached 9 + 5 = 14 with a limit of 10.
+  it("holds the total at the limit across stores that split it differently", function()
+    local state = { T = 1700700000000 }
+    local c = fake_client(state)
+    local function forced(u, b)
+      return adaptive.new{ client = c, table_name = T, default_config = { limit = 10, window_ms = 60000 },
+        strategy = { name = "forced", compute = function()
+          return { user_reserved = u, background_max = b, background_paused = false, reason = "forced" }
+        end } }
+    end
+    local a, b = forced(9, 1), forced(5, 5)       -- two processes, two views
+    local res = H.unique("views")
+    local granted = 0
+    for _ = 1, 9 do
+      if a:acquire(res, "user") then granted = granted + 1 end
+    end
+    assert.equals(9, granted)
+    for _ = 1, 5 do
+      local n, ok = requests(c, function() return b:acquire(res, "background") end)
+      assert.is_true(n <= 2 + 6, n)   -- the first call loads the activity (2 Queries)
+      if ok then granted = granted + 1 end
+    end
+    for _ = 1, 5 do
+      if b:acquire(res, "user") then granted = granted + 1 end
+    end
+    assert.equals(10, granted)
+    -- the grants hold their priority's slots (what Node honours) and the total's
+    local function slots(pk)
+      return #assert(admin:query_all{ TableName = T, KeyConditionExpression = "pk = :p",
+        ExpressionAttributeValues = { [":p"] = pk } })
+    end
+    assert.equals(9, slots("RATELIMIT_SLOT#" .. res .. "#user"))
+    assert.equals(1, slots("RATELIMIT_SLOT#" .. res .. "#background"))
+    assert.equals(10, slots("RATELIMIT_SLOT#" .. res))
+    state.T = state.T + 60001                      -- the window moves on
+    assert.is_true(b:acquire(res, "background"))
+  end)
+
+  it("a slow grant stamps its priority and total slots with the time it took effect", function()
+    local state = { T = 1700800000000, hooks = {} }
+    local c = fake_client(state)
+    local s = adaptive.new{ client = c, table_name = T, default_config = { limit = 10, window_ms = 60000 } }
+    local res = H.unique("slowa")
+    local t0 = state.T
+    state.hooks.TransactWriteItems = function()    -- the grant's transaction takes 2 s
+      state.hooks.TransactWriteItems = nil
+      state.T = state.T + 2000
+    end
+    assert.is_true(s:acquire(res, "user"))
+    for _, pk in ipairs({ "RATELIMIT_SLOT#" .. res .. "#user", "RATELIMIT_SLOT#" .. res }) do
+      local slots = assert(admin:query_all{ TableName = T, ConsistentRead = true,
+        KeyConditionExpression = "pk = :p", ExpressionAttributeValues = { [":p"] = pk } })
+      assert.equals(1, #slots, pk)
+      assert.equals(t0 + 2000, slots[1].timestamp, pk)
+    end
+  end)
+
   it("checks priorities and resources", function()
     local s = adaptive.new{ client = admin, table_name = T }
     assert.has_error(function() s:acquire("r", "urgent") end,
@@ -245,6 +304,22 @@ describe("ddbkit.adaptive", function()
       assert.equals(13 - 4 + 7 - 1, st.remaining)
       n = requests(c, function() return s:can_proceed(res, "user") end)
       assert.equals(1, n)
+    end)
+
+    it("honours the slots Node acquirers hold in a priority's partition", function()
+      local state = { T = 1700650000000 }
+      local c = fake_client(state)
+      local s = adaptive.new{ client = c, table_name = T, default_config = { limit = 20, window_ms = 60000 } }
+      local res = H.unique("nslots")
+      -- nothing ever: user share 6, all 6 taken by Node acquirers
+      for n = 0, 5 do
+        assert(admin:put_item{ TableName = T, Item = { pk = "RATELIMIT_SLOT#" .. res .. "#user",
+          sk = "SLOT#" .. n, timestamp = state.T - 100, ttl = math.floor((state.T + 60000) / 1000) } })
+      end
+      assert.is_false(s:acquire(res, "user"))
+      assert.is_true(s:acquire(res, "background"))
+      state.T = state.T + 60000                     -- Node's grants leave the window
+      assert.is_true(s:acquire(res, "user"))
     end)
 
     it("writes log items the Node package reads, with priority and the GSI keys", function()

@@ -230,6 +230,52 @@ describe("ddbkit.ratelimit", function()
       assert.equals(1, n2)
     end)
 
+    -- Issue 12: the slot's timestamp is read before the transaction; a slow
+    -- or retried transaction took effect later than it says, and the slot
+    -- came free early by as much.
+    it("a slow grant stamps its slot with the time it took effect", function()
+      local state = { T = 1700000500000, hooks = {} }
+      local c = fake_client(state)
+      local cfg = { limit = 1, window_ms = 10000 }
+      local rl = ratelimit.new{ client = c, table_name = T, default_config = cfg }
+      local res = H.unique("slow")
+      local t0 = state.T
+      state.hooks.TransactWriteItems = function()   -- the grant's transaction takes 5 s
+        state.hooks.TransactWriteItems = nil
+        state.T = state.T + 5000
+      end
+      local n, ok, err = requests(c, function() return rl:acquire(res) end)
+      assert.is_nil(err)
+      assert.is_true(ok)
+      assert.equals(3, n)       -- Query, transaction, the second stamp
+      local slot = assert(admin:get_item{ TableName = T, ConsistentRead = true,
+        Key = { pk = "RATELIMIT_SLOT#" .. res, sk = "SLOT#0" } }).Item
+      assert.equals(t0 + 5000, slot.timestamp)
+      assert.equals(math.ceil((t0 + 5000 + 10000) / 1000), slot.ttl)
+      -- another process, a window after the transaction was sent but not
+      -- after it took effect: still full
+      local other = ratelimit.new{ client = c, table_name = T, default_config = cfg }
+      state.T = t0 + 10000 + 4999
+      assert.is_false(other:acquire(res))
+      state.T = t0 + 5000 + 10000 + 1
+      assert.is_true(other:acquire(res))
+    end)
+
+    it("a grant within STAMP_SLACK_MS keeps its first stamp, with no extra request", function()
+      local state = { T = 1700000600000, hooks = {} }
+      local c = fake_client(state)
+      local rl = ratelimit.new{ client = c, table_name = T, default_config = { limit = 1, window_ms = 10000 } }
+      local res = H.unique("fast")
+      local t0 = state.T
+      state.hooks.TransactWriteItems = function() state.T = state.T + ratelimit.STAMP_SLACK_MS end
+      local n, ok = requests(c, function() return rl:acquire(res) end)
+      assert.is_true(ok)
+      assert.equals(2, n)
+      local slot = assert(admin:get_item{ TableName = T, ConsistentRead = true,
+        Key = { pk = "RATELIMIT_SLOT#" .. res, sk = "SLOT#0" } }).Item
+      assert.equals(t0, slot.timestamp)
+    end)
+
     it("re-reads the slots when every known free slot was lost, and stops at 6 requests", function()
       local state = { T = 1700000200000, hooks = {} }
       local c = fake_client(state)
@@ -242,6 +288,116 @@ describe("ddbkit.ratelimit", function()
       assert.is_nil(err)
       assert.is_false(ok)
       assert.equals(ratelimit.MAX_REQUESTS, n)
+    end)
+  end)
+
+  -- Issue 12: every acquire used to Query the whole slot partition (about
+  -- 64 bytes per slot, strongly consistent); past ~6 pages (limits of
+  -- 60-80k) it spent its request budget on Queries and answered false with
+  -- every slot free. Above READ_MAX the store now probes slots.
+  describe("acquire at large limits", function()
+    local function put_slots(res, from, to, ts)
+      local reqs = {}
+      local function flush()
+        if #reqs > 0 then
+          local ok, err = admin:batch_write_item{ RequestItems = { [T] = reqs } }
+          assert(ok, err and err.message)
+          reqs = {}
+        end
+      end
+      for n = from, to do
+        reqs[#reqs + 1] = { PutRequest = { Item = { pk = "RATELIMIT_SLOT#" .. res, sk = "SLOT#" .. n,
+          timestamp = ts, ttl = math.floor((ts + 60000) / 1000) } } }
+        if #reqs == 25 then flush() end
+      end
+      flush()
+    end
+
+    it("reads a bounded amount per acquire, whatever the slot partition holds", function()
+      local state = { T = 1700000300000 }
+      local c = fake_client(state)
+      local rl = ratelimit.new{ client = c, table_name = T,
+                                default_config = { limit = 100000, window_ms = 60000 } }
+      local res = H.unique("big")
+      put_slots(res, 0, 999, state.T - 120000)       -- 1,000 old grants, long expired
+      put_slots(res, 1000, 1049, state.T - 1000)     -- 50 in the window
+      for i = 1, 20 do
+        c:reset_stats()
+        local ok, err = rl:acquire(res)
+        local st = c:stats()
+        assert.is_nil(err)
+        assert.is_true(ok, "acquire " .. i)
+        assert.is_nil(st.operations.Query, "acquire " .. i .. " read the slot partition")
+        assert.is_true(st.requests <= 2, "acquire " .. i .. " took " .. st.requests .. " requests")
+        assert.is_true(st.bytes_in < 2048, "acquire " .. i .. " read " .. st.bytes_in .. " bytes")
+      end
+    end)
+
+    it("answers a full window locally until a slot is due, and never over the limit", function()
+      local state = { T = 1700000400000 }
+      local c = fake_client(state)
+      local limit = ratelimit.READ_MAX + 20
+      local rl = ratelimit.new{ client = c, table_name = T,
+                                default_config = { limit = limit, window_ms = 1000 } }
+      local res = H.unique("fullbig")
+      local total = 0
+      for i = 1, limit do
+        local n, ok, err = requests(c, function() return rl:acquire(res) end)
+        assert.is_nil(err)
+        assert.is_true(ok, "grant " .. i)
+        total = total + n
+      end
+      assert.equals(limit, total)                    -- 1 transaction each: no reads
+      local n, ok = requests(c, function() return rl:acquire(res) end)
+      assert.is_false(ok)
+      assert.equals(0, n)
+      -- another process (its own store) sees the same window full
+      local other = ratelimit.new{ client = c, table_name = T,
+                                   default_config = { limit = limit, window_ms = 1000 } }
+      for _ = 1, 5 do
+        local n2, ok2 = requests(c, function() return other:acquire(res) end)
+        assert.is_false(ok2)
+        assert.is_true(n2 <= ratelimit.MAX_REQUESTS)
+      end
+      state.T = state.T + 1001                       -- every grant left the window
+      n, ok = requests(c, function() return rl:acquire(res) end)
+      assert.is_true(ok)
+      assert.equals(1, n)
+      local slots = assert(admin:query_all{ TableName = T, KeyConditionExpression = "pk = :p",
+        ExpressionAttributeValues = { [":p"] = "RATELIMIT_SLOT#" .. res } })
+      assert.equals(limit, #slots)
+      for _, it in ipairs(slots) do
+        local sn = tonumber(it.sk:match("^SLOT#(%d+)$"))
+        assert.is_true(sn ~= nil and sn >= 0 and sn < limit, it.sk)
+      end
+    end)
+  end)
+
+  -- Issue 12: the slot choice was seeded when the module loaded; preloaded
+  -- in init_by_lua, every nginx worker drew the same sequence (more lost
+  -- races, more false refusals). ratelimit_worker.lua --first-slot loads the
+  -- module with its randomness fixed, as every forked worker would have it.
+  describe("the slot choice", function()
+    local function first_slot(pid, entropy)
+      local cmd = H.bounded(table.concat({ H.interpreter(),
+        H.shell_quote(H.spec_dir() .. "/ratelimit_worker.lua"), "--first-slot", H.shell_quote(H.endpoint),
+        H.shell_quote(T), H.shell_quote(H.unique("seed")), tostring(pid), entropy }, " "), 60)
+      local p = assert(io.popen(cmd .. " 2>&1", "r"))
+      local out = p:read("*a")
+      p:close()
+      local n = out:match("^(%d+)\n$")
+      assert.is_truthy(n, "worker said: " .. out)
+      return n
+    end
+
+    it("is seeded on first use in each process, not when the module loads", function()
+      assert.are_not.equal(first_slot(4242, "real"), first_slot(4243, "real"))
+    end)
+
+    it("is seeded by the process id: same entropy, other pid, other draws", function()
+      local a = first_slot(4242, "fixed")
+      assert.equals(a, first_slot(4242, "fixed"))   -- the stub fixes every other input
+      assert.are_not.equal(a, first_slot(4243, "fixed"))
     end)
   end)
 

@@ -3,6 +3,7 @@
 -- idem, reload. (Not ddbkit.cli.env: that name is the table the executable
 -- preloads.)
 local ddbkit = require "ddbkit"
+local store = require "ddbkit.store"
 local without_position = require("ddbkit.cli.errors").without_position
 
 local type, pairs, ipairs, error, pcall = type, pairs, ipairs, error, pcall
@@ -38,10 +39,13 @@ function _M.install(G, cfg, client)
     return ddbkit.lock.new(o)
   end
 
-  -- The stores load their policy and strategy scripts afresh when created
-  -- (store.load_script), so re-creating them is the reload. The old stores
-  -- are closed: one still held somewhere should fail, not keep the old policy.
+  -- The stores load their policy and strategy scripts when created
+  -- (store.load_script, which keeps each compiled file: forget_scripts
+  -- makes it read them again), so re-creating them is the reload. The old
+  -- stores are closed: one still held somewhere should fail, not keep the
+  -- old policy.
   function G.reload()
+    store.forget_scripts()
     local ok, fresh = pcall(ddbkit.create_stores, { client = client, table_name = v.table,
       policy = v.policy, adaptive_rate_limit = { strategy = v.strategy } })
     if not ok then error(without_position(fresh), 2) end

@@ -204,16 +204,48 @@ local function read_chunked(sock, deadline, max)
   end
 end
 
+-- Per-worker scratch tables, filled right before the call that reads them:
+-- sock:connect reads its options and sock:send copies its pieces into
+-- nginx's buffer before either yields, so no other request's attempt can
+-- change them while they are read (the OpenResty libraries do the same).
+local CONNECT_OPTS = { pool_size = POOL_SIZE }
+local LINES, nlines = {}, 0
+
+-- The request as the list of pieces sock:send writes in one go, in LINES;
+-- read it before anything yields, then clear_lines().
+local function request_lines(u, req)
+  local lines = LINES
+  lines[1], lines[2], lines[3], lines[4] = req.method or "POST", " ", u.path, " HTTP/1.1\r\n"
+  local n = 4
+  for name, value in pairs(req.headers) do
+    lines[n + 1], lines[n + 2], lines[n + 3], lines[n + 4] = name, ": ", value, "\r\n"
+    n = n + 4
+  end
+  lines[n + 1] = "Content-Length: "
+  lines[n + 2] = tostring(#req.body)
+  lines[n + 3] = "\r\n\r\n"
+  lines[n + 4] = req.body
+  nlines = n + 4
+  return lines
+end
+
+-- Drops the pieces once sent: the worker keeps the table, not the last
+-- request's body.
+local function clear_lines()
+  for i = 1, nlines do LINES[i] = nil end
+  nlines = 0
+end
+
 -- Sends req on a connection to u and reads the response. Returns status,
 -- body, request_id; or nil, err (err.ambiguous once the request went out).
-local function exchange(ngx, conf, u, req, lines)
+local function exchange(ngx, conf, u, req)
   local deadline = mono_ms() + conf.timeout_ms
   local sock = ngx.socket.tcp()
   local connect_ms = conf.connect_ms
   if connect_ms > conf.timeout_ms then connect_ms = conf.timeout_ms end
   sock:settimeouts(connect_ms, left(deadline), left(deadline))
-  local ok, err = sock:connect(u.host, u.port, { pool = u.pools[conf.verify],
-                                                  pool_size = POOL_SIZE })
+  CONNECT_OPTS.pool = u.pools[conf.verify]
+  local ok, err = sock:connect(u.host, u.port, CONNECT_OPTS)
   if not ok then return nil, transport_error(err, "connecting to " .. u.host) end
   local reused = sock:getreusedtimes() > 0
   if u.https and not reused then
@@ -224,7 +256,8 @@ local function exchange(ngx, conf, u, req, lines)
     end
   end
   sock:settimeout(left(deadline))
-  ok, err = sock:send(lines)
+  ok, err = sock:send(request_lines(u, req))
+  clear_lines()
   if not ok then
     sock:close()
     return nil, transport_error(err, "sending the request", true)
@@ -312,27 +345,13 @@ local function exchange(ngx, conf, u, req, lines)
   return status, body, rid
 end
 
--- The request as the list of pieces sock:send writes in one go.
-local function request_lines(u, req)
-  local lines, n = { req.method or "POST", " ", u.path, " HTTP/1.1\r\n" }, 4
-  for name, value in pairs(req.headers) do
-    lines[n + 1], lines[n + 2], lines[n + 3], lines[n + 4] = name, ": ", value, "\r\n"
-    n = n + 4
-  end
-  lines[n + 1] = "Content-Length: "
-  lines[n + 2] = tostring(#req.body)
-  lines[n + 3] = "\r\n\r\n"
-  lines[n + 4] = req.body
-  return lines
-end
-
 -- One attempt, one send: returns status, body, request_id or nil, err.
 local function attempt(ngx, cc, op, req)
   local u, uerr = parse_url(req.url)
   if not u then return nil, fail("InvalidArgument", uerr, false) end
   local conf = settings[cc] or DEFAULTS
   local t0 = mono_ms()
-  local status, body, rid = exchange(ngx, conf, u, req, request_lines(u, req))
+  local status, body, rid = exchange(ngx, conf, u, req)
   cc:record(op, #req.body, status and #body or 0, (mono_ms() - t0) * 1000)
   if not status then return nil, body end
   return status, body, rid
