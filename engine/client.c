@@ -319,8 +319,8 @@ long ddbk__attempt_settle(ddbk_client *c, const char *op, int attempt,
         ddbk_error_clear(err); /* an earlier attempt's error is history */
         return DDBK__CALL_SUCCEEDED;
     }
-    /* err is this attempt's failure; an answer (ddbk_parse) is never
-     * ambiguous, a lost one may be. */
+    /* err is this attempt's failure: a lost answer may hide a write that
+     * landed, and so may a 5xx answer (ddbk_parse says which). */
     r->ambiguous |= err->ambiguous;
     long delay = ddbk_retry_decide(c, err, attempt, ddbk_random());
     if (delay < 0) {

@@ -73,12 +73,13 @@ typedef struct ddbk_error {
     /* 1 when the call may have been carried out though no answer said so:
      * a request of one of its attempts was sent and its answer was lost (a
      * connection closed or reset before the whole response, a timeout
-     * after sending, an oversized response). On a failure the engine
-     * retried, it stays set on the final error, so a
+     * after sending, an oversized response), or was answered with a 5xx
+     * (the service failed; a write may still have been applied). On a
+     * failure the engine retried, it stays set on the final error, so a
      * ConditionalCheckFailedException then may have failed on the call's
-     * own earlier write. 0 when no request was sent or every attempt was
-     * answered. The owner of the item resolves it (a read-back, a token of
-     * its own in the item); the engine never guesses. */
+     * own earlier write. 0 when no request was sent or every attempt got
+     * a 2xx or 4xx. The owner of the item resolves it (a read-back, a
+     * token of its own in the item); the engine never guesses. */
     int ambiguous;
 } ddbk_error;
 
@@ -184,7 +185,8 @@ int ddbk_prepare(ddbk_client *c, const char *op, const char *body,
 
 /* Classifies a response. Returns 0 for a 2xx status; otherwise -1 with err
  * filled: code from __type (namespace stripped) and message from "message" or
- * "Message"; a 413 or a body without __type gets an engine code. The caller
+ * "Message"; a 413 or a body without __type gets an engine code; a 5xx is
+ * ambiguous (err->ambiguous), since a write may have landed. The caller
  * keeps the body for the extra fields (Item, CancellationReasons). */
 int ddbk_parse(long status, const char *request_id, const char *body,
                size_t body_len, ddbk_error *err);

@@ -194,5 +194,8 @@ int ddbk_parse(long status, const char *request_id, const char *body,
                  s.have_message ? ": " : "", s.have_message ? s.message : "");
     }
     classify(err);
+    /* A 5xx says the service failed, not that it did nothing: DynamoDB
+     * answers InternalServerError for writes that may have been applied. */
+    err->ambiguous = status >= 500;
     return -1;
 }

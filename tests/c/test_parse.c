@@ -155,6 +155,26 @@ static void test_5xx_without_type(void **state)
     assert_non_null(strstr(err.message, "500"));
 }
 
+/* A 5xx may hide a write that landed (DynamoDB's InternalServerError on a
+ * write means it may or may not have been applied); a 4xx refused it. */
+static void test_5xx_is_ambiguous(void **state)
+{
+    static const long statuses[] = {500, 501, 502, 503, 504, 599};
+    ddbk_error err;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
+        parse(statuses[i], "{\"__type\":\"" NS "InternalServerError\"}", &err);
+        assert_int_equal(err.ambiguous, 1);
+    }
+    parse(400, "{\"__type\":\"" NS "ThrottlingException\"}", &err);
+    assert_int_equal(err.ambiguous, 0);
+    parse(400, "{\"__type\":\"" NS "ConditionalCheckFailedException\"}", &err);
+    assert_int_equal(err.ambiguous, 0);
+    parse(413, "", &err);
+    assert_int_equal(err.ambiguous, 0);
+}
+
 static void test_throttling(void **state)
 {
     static const char *const codes[] = {
@@ -624,6 +644,7 @@ int main(void)
         cmocka_unit_test(test_long_namespace_keeps_code),
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_nesting_past_the_limit),
+        cmocka_unit_test(test_5xx_is_ambiguous),
         cmocka_unit_test(test_error_transport),
         cmocka_unit_test(test_error_set_clear),
         cmocka_unit_test(test_type_without_a_name),
