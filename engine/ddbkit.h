@@ -385,7 +385,11 @@ void ddbk_stats_record_call(ddbk_client *c, const char *op, int retries,
  * with a fencing token that grows on every acquire. Every operation is one
  * conditional UpdateItem; an outcome the network hid (a timeout, a lost
  * response) is resolved by reading the item back and looking for our own
- * record version, never by guessing. The item stays readable by the Node
+ * record version, never by guessing. When the read-back is lost too, the
+ * renewal fails and the handle keeps its old version, but remembers the one
+ * that renewal sent (the last 4 such): a later renew or release that finds
+ * our owner with one of them adopts it as our own write and goes on from
+ * it, instead of reporting the lock taken over by ourselves. The item stays readable by the Node
  * idempotency adapter: expiresAt is epoch seconds, and a released lock has
  * expiresAt = 0, so its `expiresAt < :nowSec` sees it free.
  *
@@ -554,7 +558,8 @@ int ddbk_lock_op_result(const ddbk_lock_op *op, ddbk_lock_holder *holder, ddbk_e
 
 /* Frees the operation (NULL is a no-op). One abandoned before DONE leaves
  * its lock as it was (renew, release: l keeps the lease it had, though the
- * write in flight may have landed, so the lease's state is then unknown) or
+ * write in flight may have landed, so the lease's state is then unknown; an
+ * abandoned renewal's version is remembered as above) or
  * empty (acquire: *out holds nothing, and is still the caller's to free; a
  * lease the write may have taken runs out by itself). */
 void ddbk_lock_op_free(ddbk_lock_op *op);

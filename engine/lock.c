@@ -223,6 +223,7 @@ struct ddbk_lock_op {
     int64_t expires_at;
     long lease_ms;
     double sent;               /* monotonic ms when the current write was built */
+    int unknown;               /* the current write may have landed unseen */
     /* acquire only */
     ddbk_lock_opts opts;       /* busy_item borrowed */
     ddbk_lock_holder holder;   /* as the item last showed it */
@@ -241,7 +242,7 @@ static int is_ccf(const ddbk_error *e)
  * may or may not have happened. */
 static int ambiguous(const ddbk_error *e)
 {
-    return e->retryable || e->timeout;
+    return e->retryable || e->timeout || e->ambiguous;
 }
 
 static ddbk_lock_op *new_op(int kind, ddbk_lock *l, ddbk_error *err)
@@ -313,6 +314,50 @@ static void clear(ddbk_lock *l)
     let_go(l);
 }
 
+/* The renewal's write may have landed though nobody saw it: keep its
+ * record version, so the handle knows the item when it shows it. */
+static void remember(const ddbk_lock_op *op)
+{
+    ddbk_lock *l = op->l;
+    hold(l);
+    if (l->npending == DDBK__LOCK_PENDING) { /* the oldest goes */
+        memmove(&l->pending[0], &l->pending[1], sizeof l->pending[0] * (DDBK__LOCK_PENDING - 1));
+        l->npending--;
+    }
+    struct ddbk__lock_pending *p = &l->pending[l->npending++];
+    ddbk__copy(p->rvn, sizeof p->rvn, op->rvn);
+    p->expires_at = op->expires_at;
+    p->lease_ms = op->lease_ms;
+    p->sent = op->sent;
+    let_go(l);
+}
+
+/* The item shows our owner with a record version one of our own renewals
+ * sent, whose outcome we never learned: it did land, so the lease it wrote
+ * is the handle's (from when that request was sent, the safe side). Only
+ * this handle writes its owner, and its versions are fresh random bits, so
+ * the pair cannot be anyone else's. Returns 1 when adopted. */
+static int adopt(ddbk_lock_op *op, const seen *s)
+{
+    ddbk_lock *l = op->l;
+    if (!is_owner(s, l->owner))
+        return 0;
+    for (int i = 0; i < l->npending; i++) {
+        const struct ddbk__lock_pending *p = &l->pending[i];
+        if (!is_rvn(s, p->rvn))
+            continue;
+        hold(l);
+        ddbk__copy(l->rvn, sizeof l->rvn, p->rvn);
+        l->expires_at = p->expires_at;
+        l->lease_ms = p->lease_ms;
+        l->lease_start_mono_ms = p->sent;
+        l->npending = 0; /* the older ones were conditioned on versions now gone */
+        let_go(l);
+        return 1;
+    }
+    return 0;
+}
+
 /* The end: what each kind leaves in the caller's lock. */
 static int step_done(ddbk_lock_op *op, int rc, ddbk_lock_next *next)
 {
@@ -336,7 +381,10 @@ static int step_done(ddbk_lock_op *op, int rc, ddbk_lock_next *next)
             l->lease_ms = op->lease_ms;
             l->expires_at = op->expires_at;
             l->lease_start_mono_ms = op->sent;
+            l->npending = 0; /* each was conditioned on a version now gone */
             let_go(l);
+        } else if (op->unknown) {
+            remember(op);
         }
         break;
     case OP_RELEASE:
@@ -567,6 +615,8 @@ static int renew_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
         return step_done(op, 0, next); /* our renewal landed; only its answer was lost */
     if (is_owner(s, l->owner) && is_rvn(s, l->rvn))
         return step_done(op, -1, next); /* nothing changed: the old lease stands */
+    if (adopt(op, s))
+        return renew_write(op, next); /* an earlier renewal of ours did land: go on from it */
     set_held(l, 0);
     if (s->owner[0])
         ddbk_error_set(&op->err, DDBK_ERR_LOST, 0, "lock was taken over by %s", s->owner);
@@ -595,6 +645,8 @@ static int release_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
         return step_done(op, 0, next); /* our release landed; only its answer was lost */
     if (is_owner(s, l->owner) && is_rvn(s, l->rvn))
         return step_done(op, -1, next); /* nothing changed: we still hold it */
+    if (adopt(op, s))
+        return release_write(op, next); /* a renewal of ours did land: release that */
     set_held(l, 0);
     ddbk_error_set(&op->err, DDBK_ERR_NOT_OWNER, 0, "lock is not held by this handle");
     return step_done(op, -1, next);
@@ -639,6 +691,7 @@ static int write_step(ddbk_lock_op *op, ddbk_lock_next *next)
 
 static int judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
 {
+    op->unknown = 0; /* the item has been seen */
     switch (op->kind) {
     case OP_ACQUIRE:
         return acquire_judge(op, s, next);
@@ -671,6 +724,7 @@ static int proven(const ddbk_lock_op *op, const seen *s)
  * consistent) and judge by it. */
 static int read_back(ddbk_lock_op *op, ddbk_lock_next *next)
 {
+    op->unknown = 1;
     ddbk_buf_reset(&op->body);
     if (ddbk_buf_putc(&op->body, '{') ||
         ddbk_buf_append(&op->body, op->l->target.data, op->l->target.len) ||
@@ -772,6 +826,8 @@ void ddbk_lock_op_free(ddbk_lock_op *op)
         return;
     if (op->kind == OP_ACQUIRE && op->state != ST_DONE)
         clear(op->l); /* abandoned: the handle never held anything */
+    if (op->kind == OP_RENEW && (op->state == ST_WRITE || op->state == ST_READ))
+        remember(op); /* abandoned in flight: its write may land */
     ddbk_buf_free(&op->body);
     ddbk_buf_free(&op->resp);
     ddbk_buf_free(&op->names);

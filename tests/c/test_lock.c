@@ -698,6 +698,101 @@ static void test_machine_renew_release_unproven_success(void **state)
     l = NULL;
 }
 
+/* ------------------------------------ our own writes whose outcome is lost */
+
+/* A renewal lands but its answer and the read-back are both lost: the handle
+ * stays on the old record version. The next renewal's failed condition shows
+ * our owner with the version that lost renewal sent: ours, adopted, and the
+ * renewal goes on from it instead of reporting "taken over by" ourselves. */
+static void test_machine_renew_adopts_its_own_lost_write(void **state)
+{
+    ddbk_lock *l = NULL;
+    ddbk_lock_next nx;
+    ddbk_error err;
+    char rvn0[40], lost[40], rvn2[40], rvn3[40], item[512], ok[256], cond[80];
+    (void)state;
+
+    l = acquired();
+    snprintf(rvn0, sizeof rvn0, "%s", rvn_of(l));
+    ddbk_lock_op *op = ddbk_lock_op_renew(l, 0, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":new", lost);
+    ddbk_error timeout = failure("Timeout", 0, 1, 1);
+    timeout.ambiguous = 1;
+    expect_send(ddbk_lock_op_next(op, NULL, 0, &timeout, &nx), &nx, "GetItem");
+    assert_int_equal(ddbk_lock_op_next(op, NULL, 0, &timeout, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
+    assert_string_equal(err.code, "Timeout");
+    ddbk_lock_op_free(op);
+    assert_true(ddbk_lock_held(l));
+    assert_string_equal(rvn_of(l), rvn0); /* unknown: the old version stands */
+
+    /* The next renewal meets the item as the lost one left it. */
+    op = ddbk_lock_op_renew(l, 0, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":new", rvn2);
+    ddbk_error ccf = failure(CCF_CODE, 400, 0, 0);
+    item_of(item, sizeof item, "Item", ddbk_lock_owner(l), lost);
+    /* Adopted: the renewal is sent again, conditioned on the lost version. */
+    expect_send(ddbk_lock_op_next(op, item, strlen(item), &ccf, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":r", cond);
+    assert_string_equal(cond, lost);
+    sent_rvn(nx.body, ":new", rvn3);
+    assert_string_not_equal(rvn3, rvn2);
+    snprintf(ok, sizeof ok, "{\"Attributes\":{\"lockRvn\":{\"S\":\"%s\"}}}", rvn3);
+    assert_int_equal(ddbk_lock_op_next(op, ok, strlen(ok), NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), 0);
+    assert_string_equal(err.code, "");
+    ddbk_lock_op_free(op);
+    assert_true(ddbk_lock_held(l));
+    assert_string_equal(rvn_of(l), rvn3);
+
+    /* A stranger's version under our owner name is not adopted (only
+     * versions this handle sent are), nor is one it already moved past. */
+    op = ddbk_lock_op_renew(l, 0, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    item_of(item, sizeof item, "Item", ddbk_lock_owner(l), lost);
+    assert_int_equal(ddbk_lock_op_next(op, item, strlen(item), &ccf, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
+    assert_string_equal(err.code, "lost");
+    ddbk_lock_op_free(op);
+    assert_false(ddbk_lock_held(l));
+    ddbk_lock_free(l);
+}
+
+/* The same for a release: its condition names the version it knows; the
+ * item shows the one a lost renewal wrote. */
+static void test_machine_release_adopts_its_own_lost_write(void **state)
+{
+    ddbk_lock *l = NULL;
+    ddbk_lock_next nx;
+    ddbk_error err;
+    char lost[40], cond[80], item[512], ok[256];
+    (void)state;
+
+    l = acquired();
+    /* A renewal abandoned in flight (a runtime cancelled it): unknown too. */
+    ddbk_lock_op *op = ddbk_lock_op_renew(l, 0, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":new", lost);
+    ddbk_lock_op_free(op);
+
+    op = ddbk_lock_op_release(l, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    ddbk_error ccf = failure(CCF_CODE, 400, 0, 0);
+    item_of(item, sizeof item, "Item", ddbk_lock_owner(l), lost);
+    expect_send(ddbk_lock_op_next(op, item, strlen(item), &ccf, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":r", cond);
+    assert_string_equal(cond, lost);
+    snprintf(ok, sizeof ok, "{\"Attributes\":{\"expiresAt\":{\"N\":\"0\"},"
+                            "\"releasedRvn\":{\"S\":\"%s\"}}}", lost);
+    assert_int_equal(ddbk_lock_op_next(op, ok, strlen(ok), NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), 0);
+    ddbk_lock_op_free(op);
+    assert_false(ddbk_lock_held(l));
+    ddbk_lock_free(l);
+}
+
 /* ------------------------------------------------ bodies nested deep */
 
 #define DEEP_LEVELS 1000000
@@ -874,6 +969,8 @@ int main(void)
         cmocka_unit_test(test_machine_refusals_and_abandon),
         cmocka_unit_test(test_machine_acquire_unproven_success_is_read_back),
         cmocka_unit_test(test_machine_renew_release_unproven_success),
+        cmocka_unit_test(test_machine_renew_adopts_its_own_lost_write),
+        cmocka_unit_test(test_machine_release_adopts_its_own_lost_write),
         cmocka_unit_test(test_machine_deep_bodies),
         cmocka_unit_test_setup_teardown(test_blocking_calls_survive_deep_answers, deep_setup,
                                         deep_teardown),
