@@ -366,6 +366,10 @@ DDBK_HIDDEN int ddbk__easy_finish(ddbk_client *c, CURL *h, const char *op,
 /* stats.c */
 DDBK_HIDDEN void ddbk__stats_retry_delay(ddbk_client *c, long delay_ms);
 DDBK_HIDDEN void ddbk__stats_quota_exhausted(ddbk_client *c);
+/* Adds src's counts to dst's, operation by operation and code by code, the
+ * latency histogram too (a lock keeper folds its clone's requests into the
+ * caller's client). Neither may be in use by another thread. */
+DDBK_HIDDEN void ddbk__stats_add(ddbk_client *dst, const ddbk_client *src);
 
 /* Monotonic clock in microseconds. */
 DDBK_HIDDEN double ddbk__mono_us(void);

@@ -257,6 +257,19 @@ describe("ddbkit.lock keepers without keep_lease", function()
     c:close()
   end)
 
+  it("refuses a period at or past the lease, naming period_ms", function()
+    local rt = fake_runtime()
+    local c = H.client{ runtime = rt }
+    local h = assert(ddbkit.lock.new{ client = c, table_name = T, key = new_key() }:acquire{ lease_ms = 1000 })
+    for _, p in ipairs({ 1000, 1001, 60000 }) do
+      assert.has_error(function() h:keep(p) end,
+        ("ddbkit.lock: keep's period_ms (%d) must be shorter than the lease (1000 ms)"):format(p))
+    end
+    assert.are.equal(0, #rt.tasks)
+    assert.is_true(h:release())
+    c:close()
+  end)
+
   it("raises when the runtime has neither keep_lease nor spawn", function()
     local rt = fake_runtime()
     rt.spawn = nil
@@ -264,6 +277,43 @@ describe("ddbkit.lock keepers without keep_lease", function()
     local h = assert(ddbkit.lock.new{ client = c, table_name = T, key = new_key() }:acquire{ lease_ms = 10000 })
     assert.has_error(function() h:keep(100) end,
       "ddbkit.lock: this runtime cannot keep a lease (it has neither keep_lease nor spawn)")
+    assert.is_true(h:release())
+    c:close()
+  end)
+end)
+
+describe("ddbkit.lock keepers on an engine thread (keep_lease)", function()
+  it("refuses a period at or past the lease", function()
+    local c = H.client()
+    local h = assert(ddbkit.lock.new{ client = c, table_name = T, key = new_key() }:acquire{ lease_ms = 1000 })
+    assert.has_error(function() h:keep(1000) end,
+      "ddbkit.lock: keep's period_ms (1000) must be shorter than the lease (1000 ms)")
+    -- The engine refuses it too, naming the field.
+    local k, err = core.lock_keep(c.core, h.lock, 1000)
+    assert.is_nil(k)
+    assert.are.equal("InvalidArgument", err.code)
+    assert.truthy(err.message:find("period_ms", 1, true))
+    assert.is_true(h:release())
+    c:close()
+  end)
+
+  it("counts its renewals in client:stats() once stopped", function()
+    local c = H.client()
+    local key = new_key()
+    local h = assert(ddbkit.lock.new{ client = c, table_name = T, key = key }:acquire{ lease_ms = 3000 })
+    local rvn0 = h.rvn
+    local before = c:stats().operations.UpdateItem.requests
+    local k = h:keep(20)
+    -- Wait (bounded, by reading the item on another client) for a renewal.
+    local moved = false
+    for _ = 1, 2000 do
+      if read(key).lockRvn ~= rvn0 then moved = true break end
+    end
+    assert.is_true(moved, "no renewal seen")
+    assert.is_true(k:stop())
+    local after = c:stats().operations.UpdateItem.requests
+    assert.is_true(after >= before + 1, ("UpdateItem requests %d -> %d"):format(before, after))
+    assert.are.equal(read(key).lockRvn, h.rvn)
     assert.is_true(h:release())
     c:close()
   end)
