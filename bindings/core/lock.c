@@ -184,7 +184,11 @@ static void to_error(lua_State *L, int idx, ddbk_error *e)
     e->retryable = lua_toboolean(L, -1);
     lua_getfield(L, idx, "timeout");
     e->timeout = lua_toboolean(L, -1) || strcmp(e->code, "Timeout") == 0;
-    lua_pop(L, 3);
+    /* A request of the call went out and its answer was lost: the write may
+     * have landed whatever the final error says (the machine reads back). */
+    lua_getfield(L, idx, "ambiguous");
+    e->ambiguous = lua_toboolean(L, -1);
+    lua_pop(L, 4);
 }
 
 /* core.lock_op(kind, ...) -> op | nil, err

@@ -28,9 +28,18 @@ local function fake_runtime()
   local in_task = setmetatable({}, { __mode = "k" })
   rt.send, rt.now_ms, rt.mono_ms = core.call, core.now_ms, core.mono_ms
 
+  -- rt.lose = n: the next n calls are carried out, and their answers lost
+  -- (what a timeout after sending looks like to the caller).
+  rt.lose = 0
   function rt.call_raw(cc, op, body)
     rt.calls[#rt.calls + 1] = { op = op, body = body }
-    return core.call_raw(cc, op, body)
+    local a, b, d = core.call_raw(cc, op, body)
+    if rt.lose > 0 then
+      rt.lose = rt.lose - 1
+      return nil, { code = "Timeout", message = "the answer was lost (test)", retryable = true,
+                    timeout = true, ambiguous = true }
+    end
+    return a, b, d
   end
 
   -- In a task: hands control back to the test. Elsewhere: the time passes
@@ -190,6 +199,34 @@ describe("ddbkit.lock through a runtime's call_raw and sleep", function()
     assert.truthy(rt.calls[#rt.calls].body:find("#r = :seen", 1, true))
     assert.are.equal(h.rvn, read(key).lockRvn)
     assert.is_true(h:release())
+  end)
+end)
+
+describe("ddbkit.lock under lost answers", function()
+  it("a renewal that landed unseen (answer and read-back lost) is the next renewal's own", function()
+    local rt = fake_runtime()
+    local c = H.client{ runtime = rt }
+    local key = new_key()
+    local h = assert(ddbkit.lock.new{ client = c, table_name = T, key = key }:acquire{ lease_ms = 10000 })
+    local rvn0 = h.rvn
+    rt.lose = 2
+    local ok, err = h:renew()
+    assert.is_nil(ok)
+    assert.are.equal("Timeout", err.code)
+    assert.are.equal(0, rt.lose)
+    assert.are.equal(rvn0, h.rvn)                -- unknown: the handle keeps the old version
+    local landed = read(key)
+    assert.are.equal(h.owner, landed.lockOwner)
+    assert.are_not.equal(rvn0, landed.lockRvn)   -- but the write did land
+    -- The next renewal meets our own version, adopts it and renews from it.
+    ok, err = h:renew()
+    assert.is_nil(err)
+    assert.is_true(ok)
+    assert.is_true(h:held())
+    assert.are.equal(read(key).lockRvn, h.rvn)
+    assert.truthy(rt.calls[#rt.calls].body:find('":r":{"S":"' .. landed.lockRvn .. '"}', 1, true))
+    assert.is_true(h:release())
+    c:close()
   end)
 end)
 
