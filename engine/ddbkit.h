@@ -60,7 +60,8 @@ int ddbk_buf_printf(ddbk_buf *b, const char *fmt, ...)
  *   "ResponseTooLarge", "MalformedResponse", "RetryQuotaExceeded",
  *   "OutOfMemory", "RequestEntityTooLarge" (HTTP 413 without a __type),
  *   "UnknownError" (any other non-2xx without a __type), "Cancelled" (a call
- *   of an event loop freed before the call ended).
+ *   of an event loop freed before the call ended, or a lock keeper's renewal
+ *   cut by ddbk_lock_keep_stop).
  * `message` never contains credentials. */
 typedef struct ddbk_error {
     char code[96];

@@ -117,7 +117,7 @@ static int call(ddbk_lock_keeper *k, const char *op, const char *body, size_t le
         if (nap(k, 0)) {
             if (attempt == 1)
                 return STOPPED; /* nothing sent, nothing to count */
-            ddbk_error_set(err, "Cancelled", 0,
+            ddbk_error_set(err, DDBK_ERR_CANCELLED, 0,
                            "lock keeper: stopped between the attempts of a renewal");
             err->ambiguous = r.ambiguous;
             ddbk_stats_record_call(c, op, r.retries, err);
@@ -171,7 +171,7 @@ static int renew_once(ddbk_lock_keeper *k, ddbk_error *e)
             r = 0;
         if (r == STOPPED) {
             ddbk_lock_op_free(op);
-            ddbk_error_set(e, "Cancelled", 0,
+            ddbk_error_set(e, DDBK_ERR_CANCELLED, 0,
                            "lock keeper: stopped during a renewal; the lease is the one it "
                            "had before, unless the renewal's write landed");
             e->ambiguous = 1;
