@@ -223,6 +223,11 @@ $(B)/fuzz/fuzz_lock_item: tests/fuzz/fuzz_lock_item.c engine/lock_item.c $(HEADE
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	  -DDDBK_UNITTEST -Iengine -o $@ tests/fuzz/fuzz_lock_item.c engine/lock_item.c -lyajl
 
+$(B)/fuzz/fuzz_json_string: tests/fuzz/fuzz_json_string.c engine/json.c engine/buf.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -DDDBK_UNITTEST -Iengine -o $@ tests/fuzz/fuzz_json_string.c engine/json.c engine/buf.c -lyajl
+
 $(B)/fuzz/fuzz_error_body: tests/fuzz/fuzz_error_body.c engine/parse.c engine/error.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \

@@ -60,7 +60,8 @@ int ddbk_buf_printf(ddbk_buf *b, const char *fmt, ...)
  *   "ResponseTooLarge", "MalformedResponse", "RetryQuotaExceeded",
  *   "OutOfMemory", "RequestEntityTooLarge" (HTTP 413 without a __type),
  *   "UnknownError" (any other non-2xx without a __type), "Cancelled" (a call
- *   of an event loop freed before the call ended).
+ *   of an event loop freed before the call ended, or a lock keeper's renewal
+ *   cut by ddbk_lock_keep_stop).
  * `message` never contains credentials. */
 typedef struct ddbk_error {
     char code[96];
@@ -387,7 +388,11 @@ void ddbk_stats_record_call(ddbk_client *c, const char *op, int retries,
  * with a fencing token that grows on every acquire. Every operation is one
  * conditional UpdateItem; an outcome the network hid (a timeout, a lost
  * response) is resolved by reading the item back and looking for our own
- * record version, never by guessing. The item stays readable by the Node
+ * record version, never by guessing. When the read-back is lost too, the
+ * renewal fails and the handle keeps its old version, but remembers the one
+ * that renewal sent (the last 4 such): a later renew or release that finds
+ * our owner with one of them adopts it as our own write and goes on from
+ * it, instead of reporting the lock taken over by ourselves. The item stays readable by the Node
  * idempotency adapter: expiresAt is epoch seconds, and a released lock has
  * expiresAt = 0, so its `expiresAt < :nowSec` sees it free.
  *
@@ -556,7 +561,8 @@ int ddbk_lock_op_result(const ddbk_lock_op *op, ddbk_lock_holder *holder, ddbk_e
 
 /* Frees the operation (NULL is a no-op). One abandoned before DONE leaves
  * its lock as it was (renew, release: l keeps the lease it had, though the
- * write in flight may have landed, so the lease's state is then unknown) or
+ * write in flight may have landed, so the lease's state is then unknown; an
+ * abandoned renewal's version is remembered as above) or
  * empty (acquire: *out holds nothing, and is still the caller's to free; a
  * lease the write may have taken runs out by itself). */
 void ddbk_lock_op_free(ddbk_lock_op *op);
@@ -565,7 +571,10 @@ void ddbk_lock_op_free(ddbk_lock_op *op);
  * A keeper renews a lock from a thread of its own, so a lease outlives a slow
  * piece of work in a host that blocks (the work cannot stop to renew). The
  * thread renews on a clone of the client (ddbk_client_clone): the caller
- * keeps using its own client meanwhile.
+ * keeps using its own client meanwhile, and ddbk_lock_keep_stop adds the
+ * clone's requests to the caller's client's stats (so they show in
+ * ddbk_stats_get once the keeper is stopped, not while it runs: the caller's
+ * client is not locked, and the thread must not write it).
  */
 typedef struct ddbk_lock_keeper ddbk_lock_keeper;
 
@@ -573,19 +582,34 @@ typedef struct ddbk_lock_keeper ddbk_lock_keeper;
  * period_ms on a clone of c, so a lease outlives a slow piece of work in a
  * host that blocks. Until ddbk_lock_keep_stop returns, the lock belongs to
  * the keeper: the caller may read it (ddbk_lock_info_get, ...), must not
- * renew, release or free it. period_ms must be > 0 and l held, else NULL
- * with err code "InvalidArgument". Choose a period well inside the
- * lease, so that a failed renewal can be retried before it runs out. */
-ddbk_lock_keeper *ddbk_lock_keep(const ddbk_client *c, ddbk_lock *l, long period_ms,
+ * renew, release or free it; c must outlive the keeper. period_ms must be
+ * > 0 and shorter than l's lease (a renewal due at or after the lease ends
+ * comes too late), and l held, else NULL with err code "InvalidArgument"
+ * naming what was wrong. Choose a period well inside the lease (a third of
+ * it, say), so that a failed renewal can be tried again before it runs out.
+ *
+ * The keeper's requests differ from c's in two limits, which bound how long
+ * a stop can take: each attempt is cut at min(c's timeout_ms, max(period_ms,
+ * 1000 ms)), and a request makes at most 3 attempts (fewer when c allows
+ * fewer). */
+ddbk_lock_keeper *ddbk_lock_keep(ddbk_client *c, ddbk_lock *l, long period_ms,
                                  ddbk_error *err);
-/* Stops the thread (promptly: it waits on a condition variable, not a sleep;
- * a renewal already in flight is let finish, so l is whole again), joins it
- * and frees the keeper. Returns 0 when the last renewal it tried succeeded
- * (or none was due), else -1 with err = that renewal's failure: "lost" and
- * "not_owner" end the keeping at once; transient failures (timeouts, 5xx,
- * connection errors) are retried at the next period, and if a later renewal
- * succeeds the return is 0 again. *renewals (may be NULL) = successful
- * renewals. DDBK_ERR_LOST and DDBK_ERR_NOT_OWNER are the final ones. */
+/* Stops the thread, joins it, adds its requests to the stats of the client
+ * the keeper was started with (call it on the thread that uses that client)
+ * and frees the keeper. Prompt: the thread waits on a condition variable,
+ * not a sleep, and checks for a stop between the attempts of a renewal, so
+ * a stop waits at most for the one attempt on the wire (the limit above:
+ * with the defaults, 1 s for periods up to 1 s, the period up to 3 s, then
+ * 3 s), never for a whole retry chain or read-back. A renewal cut that way
+ * is abandoned: l keeps the lease it had (and remembers the cut renewal's
+ * record version, should its write have landed), and the return is -1 with
+ * code "Cancelled". Otherwise returns 0 when the last renewal it tried
+ * succeeded (or none was due), else -1 with err = that renewal's failure:
+ * "lost" and "not_owner" end the keeping at once; transient failures
+ * (timeouts, 5xx, connection errors) are retried at the next period, and
+ * if a later renewal succeeds the return is 0 again. *renewals (may be
+ * NULL) = successful renewals. DDBK_ERR_LOST and DDBK_ERR_NOT_OWNER are the
+ * final ones. */
 int ddbk_lock_keep_stop(ddbk_lock_keeper *k, long *renewals, ddbk_error *err);
 
 #ifdef __cplusplus

@@ -194,6 +194,8 @@ DDBK_HIDDEN int ddbk__lock_item_read(const char *body, size_t len, const char *f
 
 /* -------------------------------------------------------------- lock.c */
 
+#define DDBK__LOCK_PENDING 4
+
 /* A lock handle (opaque in ddbkit.h). The operation that runs on it (a
  * keeper's thread, or the caller's) is its only writer; other threads only
  * read, through the accessors. So every write of the lease's state (rvn,
@@ -211,6 +213,19 @@ struct ddbk_lock {
     long lease_ms, skew_ms;
     double lease_start_mono_ms;  /* when the current lease's request was sent */
     int held;
+    /* Renewals this handle sent whose outcome stayed unknown (answer and
+     * read-back lost, or the operation abandoned in flight), newest last:
+     * an item showing our owner with one of these versions is our own
+     * write, adopted by the next renew or release (lock.c, adopt). Emptied
+     * by a proven renewal or an adoption, which settle every older one; the
+     * oldest is dropped when more than DDBK__LOCK_PENDING pile up. */
+    struct ddbk__lock_pending {
+        char rvn[40];
+        int64_t expires_at;
+        long lease_ms;
+        double sent;             /* monotonic ms, as lease_start_mono_ms */
+    } pending[DDBK__LOCK_PENDING];
+    int npending;
 };
 
 /* A new handle holding nothing, or NULL when memory runs out. */
@@ -351,6 +366,10 @@ DDBK_HIDDEN int ddbk__easy_finish(ddbk_client *c, CURL *h, const char *op,
 /* stats.c */
 DDBK_HIDDEN void ddbk__stats_retry_delay(ddbk_client *c, long delay_ms);
 DDBK_HIDDEN void ddbk__stats_quota_exhausted(ddbk_client *c);
+/* Adds src's counts to dst's, operation by operation and code by code, the
+ * latency histogram too (a lock keeper folds its clone's requests into the
+ * caller's client). Neither may be in use by another thread. */
+DDBK_HIDDEN void ddbk__stats_add(ddbk_client *dst, const ddbk_client *src);
 
 /* Monotonic clock in microseconds. */
 DDBK_HIDDEN double ddbk__mono_us(void);

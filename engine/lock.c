@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "json.h"
 
 #define A_OWNER "lockOwner"
 #define A_RVN "lockRvn"
@@ -84,33 +85,21 @@ static void random_hex(char *out, size_t bytes)
     out[2 * bytes] = '\0';
 }
 
-/* JSON string, refusing what DynamoDB would (invalid UTF-8) instead of
- * sending it: a key is user data. */
-UNITTEST int put_str(ddbk_buf *b, const char *s)
+/* One member of ExpressionAttributeValues into b: "name":{"S":<s>}, s
+ * through the engine's JSON string writer (a record version may be a
+ * stranger's). Returns 0, -1 (memory) or -2 (s is not valid UTF-8). */
+static int sval(ddbk_buf *b, const char *name, const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    if (ddbk_buf_putc(b, '"'))
+    if (ddbk_buf_printf(b, "%s\"%s\":{\"S\":", b->len ? "," : "", name))
         return -1;
-    while (*p) {
-        unsigned char ch = *p;
-        int n = ch < 0x80 ? 1 : (ch & 0xe0) == 0xc0 ? 2 : (ch & 0xf0) == 0xe0 ? 3 : (ch & 0xf8) == 0xf0 ? 4 : 0;
-        if (n == 0 || (n == 2 && ch < 0xc2))
-            return -2;
-        for (int i = 1; i < n; i++)
-            if ((p[i] & 0xc0) != 0x80)
-                return -2;
-        if (ch == '"' || ch == '\\') {
-            if (ddbk_buf_putc(b, '\\') || ddbk_buf_putc(b, (char)ch))
-                return -1;
-        } else if (ch < 0x20) {
-            if (ddbk_buf_printf(b, "\\u%04x", ch))
-                return -1;
-        } else if (ddbk_buf_append(b, p, (size_t)n)) {
-            return -1;
-        }
-        p += n;
-    }
-    return ddbk_buf_putc(b, '"');
+    int r = ddbk__json_cstr(b, s);
+    return r ? r : ddbk_buf_putc(b, '}');
+}
+
+/* "name":{"N":"v"} into b. */
+static int nval(ddbk_buf *b, const char *name, long long v)
+{
+    return ddbk_buf_printf(b, "%s\"%s\":{\"N\":\"%lld\"}", b->len ? "," : "", name, v);
 }
 
 /* ----------------------------------------------------- reading an item */
@@ -135,15 +124,6 @@ static int is_rvn(const seen *s, const char *rvn)
     return is(s, DDBK__LOCK_CUT_RVN, s->rvn, rvn);
 }
 
-/* Text that goes into a JSON string as is. */
-static int plain(const char *s)
-{
-    for (; *s; s++)
-        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
-            return 0;
-    return 1;
-}
-
 static void to_holder(const seen *s, ddbk_lock_holder *h)
 {
     if (!h)
@@ -159,10 +139,21 @@ static void to_holder(const seen *s, ddbk_lock_holder *h)
 
 /* ------------------------------------------------------------ the key */
 
+/* One string of the key into t; a refusal names the field (the value is
+ * the caller's data: not repeated, it may be anything). */
+static int key_str(ddbk_buf *t, const char *field, const char *s, ddbk_error *err)
+{
+    int r = ddbk__json_cstr(t, s);
+    if (r == -2)
+        ddbk_error_set(err, DDBK_ERR_INVALID_ARGUMENT, 0,
+                       "lock key: %s is not valid UTF-8 (overlong, surrogate, past U+10FFFF "
+                       "or cut short)", field);
+    return r ? -1 : 0;
+}
+
 UNITTEST int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err)
 {
     ddbk_buf *t = &l->target;
-    int rc = 0;
 
     if (!k || !k->table || !*k->table || !k->pk_name || !*k->pk_name || !k->pk_value ||
         !*k->pk_value || (!k->sk_name) != (!k->sk_value) || (k->sk_name && !*k->sk_name)) {
@@ -177,27 +168,25 @@ UNITTEST int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err)
     }
     ddbk__copy(l->pk_name, sizeof l->pk_name, k->pk_name);
     ddbk_buf_reset(t);
-    rc |= ddbk_buf_puts(t, "\"TableName\":");
-    rc |= put_str(t, k->table);
-    rc |= ddbk_buf_puts(t, ",\"Key\":{");
-    rc |= put_str(t, k->pk_name);
-    rc |= ddbk_buf_puts(t, ":{\"S\":");
-    rc |= put_str(t, k->pk_value);
-    rc |= ddbk_buf_putc(t, '}');
-    if (k->sk_name) {
-        rc |= ddbk_buf_putc(t, ',');
-        rc |= put_str(t, k->sk_name);
-        rc |= ddbk_buf_puts(t, ":{\"S\":");
-        rc |= put_str(t, k->sk_value);
-        rc |= ddbk_buf_putc(t, '}');
-    }
-    rc |= ddbk_buf_putc(t, '}');
-    if (rc) {
-        ddbk_error_set(err, DDBK_ERR_INVALID_ARGUMENT, 0,
-                       "lock key: a name or value is not valid UTF-8 (or memory ran out)");
-        return -1;
-    }
+    ddbk_error_clear(err); /* fail tells a refusal (set) from memory (not) */
+    if (ddbk_buf_puts(t, "\"TableName\":") || key_str(t, "table", k->table, err) ||
+        ddbk_buf_puts(t, ",\"Key\":{") || key_str(t, "pk_name", k->pk_name, err) ||
+        ddbk_buf_puts(t, ":{\"S\":") || key_str(t, "pk_value", k->pk_value, err) ||
+        ddbk_buf_putc(t, '}'))
+        goto fail;
+    if (k->sk_name && (ddbk_buf_putc(t, ',') || key_str(t, "sk_name", k->sk_name, err) ||
+                       ddbk_buf_puts(t, ":{\"S\":") || key_str(t, "sk_value", k->sk_value, err) ||
+                       ddbk_buf_putc(t, '}')))
+        goto fail;
+    if (ddbk_buf_putc(t, '}'))
+        goto fail;
     return 0;
+
+fail:
+    if (!err->code[0])
+        ddbk_error_set(err, DDBK_ERR_OUT_OF_MEMORY, 0, "lock: out of memory building the key");
+    ddbk_buf_free(t);
+    return -1;
 }
 
 /* ------------------------------------------------------ the machine */
@@ -218,11 +207,13 @@ struct ddbk_lock_op {
     ddbk_lock *l;              /* the caller's, borrowed */
     ddbk_buf body;             /* the request of the current step */
     ddbk_buf resp;             /* the response body judged last, NUL-terminated */
+    ddbk_buf values;           /* ExpressionAttributeValues of the current write */
     ddbk_error err;            /* the outcome; over a read-back, the write's own failure */
     char rvn[40];              /* the record version the current write sends */
     int64_t expires_at;
     long lease_ms;
     double sent;               /* monotonic ms when the current write was built */
+    int unknown;               /* the current write may have landed unseen */
     /* acquire only */
     ddbk_lock_opts opts;       /* busy_item borrowed */
     ddbk_lock_holder holder;   /* as the item last showed it */
@@ -241,7 +232,7 @@ static int is_ccf(const ddbk_error *e)
  * may or may not have happened. */
 static int ambiguous(const ddbk_error *e)
 {
-    return e->retryable || e->timeout;
+    return e->retryable || e->timeout || e->ambiguous;
 }
 
 static ddbk_lock_op *new_op(int kind, ddbk_lock *l, ddbk_error *err)
@@ -256,6 +247,7 @@ static ddbk_lock_op *new_op(int kind, ddbk_lock *l, ddbk_error *err)
     ddbk_buf_init(&op->body, 0);
     ddbk_buf_init(&op->resp, 0);
     ddbk_buf_init(&op->names, 0);
+    ddbk_buf_init(&op->values, 0);
     (void)ddbk_buf_reserve(&op->body, 1024); /* room for any write at once; failing is fine */
     return op;
 }
@@ -313,6 +305,50 @@ static void clear(ddbk_lock *l)
     let_go(l);
 }
 
+/* The renewal's write may have landed though nobody saw it: keep its
+ * record version, so the handle knows the item when it shows it. */
+static void remember(const ddbk_lock_op *op)
+{
+    ddbk_lock *l = op->l;
+    hold(l);
+    if (l->npending == DDBK__LOCK_PENDING) { /* the oldest goes */
+        memmove(&l->pending[0], &l->pending[1], sizeof l->pending[0] * (DDBK__LOCK_PENDING - 1));
+        l->npending--;
+    }
+    struct ddbk__lock_pending *p = &l->pending[l->npending++];
+    ddbk__copy(p->rvn, sizeof p->rvn, op->rvn);
+    p->expires_at = op->expires_at;
+    p->lease_ms = op->lease_ms;
+    p->sent = op->sent;
+    let_go(l);
+}
+
+/* The item shows our owner with a record version one of our own renewals
+ * sent, whose outcome we never learned: it did land, so the lease it wrote
+ * is the handle's (from when that request was sent, the safe side). Only
+ * this handle writes its owner, and its versions are fresh random bits, so
+ * the pair cannot be anyone else's. Returns 1 when adopted. */
+static int adopt(ddbk_lock_op *op, const seen *s)
+{
+    ddbk_lock *l = op->l;
+    if (!is_owner(s, l->owner))
+        return 0;
+    for (int i = 0; i < l->npending; i++) {
+        const struct ddbk__lock_pending *p = &l->pending[i];
+        if (!is_rvn(s, p->rvn))
+            continue;
+        hold(l);
+        ddbk__copy(l->rvn, sizeof l->rvn, p->rvn);
+        l->expires_at = p->expires_at;
+        l->lease_ms = p->lease_ms;
+        l->lease_start_mono_ms = p->sent;
+        l->npending = 0; /* the older ones were conditioned on versions now gone */
+        let_go(l);
+        return 1;
+    }
+    return 0;
+}
+
 /* The end: what each kind leaves in the caller's lock. */
 static int step_done(ddbk_lock_op *op, int rc, ddbk_lock_next *next)
 {
@@ -336,7 +372,10 @@ static int step_done(ddbk_lock_op *op, int rc, ddbk_lock_next *next)
             l->lease_ms = op->lease_ms;
             l->expires_at = op->expires_at;
             l->lease_start_mono_ms = op->sent;
+            l->npending = 0; /* each was conditioned on a version now gone */
             let_go(l);
+        } else if (op->unknown) {
+            remember(op);
         }
         break;
     case OP_RELEASE:
@@ -349,13 +388,14 @@ static int step_done(ddbk_lock_op *op, int rc, ddbk_lock_next *next)
     return DDBK_LOCK_DONE;
 }
 
-/* One UpdateItem on the lock item into op->body. `names` and `values` are
- * the inner text of ExpressionAttributeNames / Values, without braces.
- * return_values asks for what proves the write was ours (see proven). */
+/* One UpdateItem on the lock item into op->body. `names` is the inner text
+ * of ExpressionAttributeNames, without braces; the values are op->values,
+ * built by the caller with sval and nval. return_values asks for what proves the write was ours (see proven). */
 static int build_update(ddbk_lock_op *op, const char *update_expr, const char *condition,
-                        const char *names, const char *values, const char *return_values)
+                        const char *names, const char *return_values)
 {
     ddbk_buf *body = &op->body;
+    const char *values = op->values.data;
     ddbk_buf_reset(body);
     if (ddbk_buf_putc(body, '{') || ddbk_buf_append(body, op->l->target.data, op->l->target.len) ||
         ddbk_buf_printf(body,
@@ -367,6 +407,16 @@ static int build_update(ddbk_lock_op *op, const char *update_expr, const char *c
         return -1;
     }
     return 0;
+}
+
+/* The values did not fit (memory, or the buffer's cap): nothing is sent.
+ * A string there was valid UTF-8 when it was chosen (ours, or a watched
+ * version checked before watching), so the writer's refusal is not
+ * expected; it would end the operation the same way. */
+static int values_failed(ddbk_lock_op *op, ddbk_lock_next *next)
+{
+    ddbk_error_set(&op->err, DDBK_ERR_OUT_OF_MEMORY, 0, "lock: out of memory building a request");
+    return step_done(op, -1, next);
 }
 
 /* ---------------------------------------------------------- acquire */
@@ -399,7 +449,7 @@ static void took(ddbk_lock_op *op, const seen *s)
 static int acquire_write(ddbk_lock_op *op, ddbk_lock_next *next)
 {
     ddbk_lock *l = op->l;
-    char values[1024];
+    ddbk_buf *v = &op->values;
     int64_t now = wall_ms();
     int64_t cutoff = (now - op->opts.max_clock_skew_ms) / 1000;
     double t = mono_ms();
@@ -411,13 +461,12 @@ static int acquire_write(ddbk_lock_op *op, ddbk_lock_next *next)
     op->lease_ms = op->opts.lease_ms;
     op->expires_at = (now + op->lease_ms + 999) / 1000;
     random_hex(op->rvn, 16);
-    snprintf(values, sizeof values,
-             "\":o\":{\"S\":\"%s\"},\":r\":{\"S\":\"%s\"},\":l\":{\"N\":\"%ld\"},"
-             "\":e\":{\"N\":\"%lld\"},\":a\":{\"N\":\"%lld\"},\":zero\":{\"N\":\"0\"},"
-             "\":one\":{\"N\":\"1\"},\":cut\":{\"N\":\"%lld\"}%s%s%s",
-             l->owner, op->rvn, op->lease_ms, (long long)op->expires_at, (long long)now,
-             (long long)cutoff, takeover ? ",\":seen\":{\"S\":\"" : "",
-             takeover ? op->watched_rvn : "", takeover ? "\"}" : "");
+    ddbk_buf_reset(v);
+    if (sval(v, ":o", l->owner) || sval(v, ":r", op->rvn) || nval(v, ":l", op->lease_ms) ||
+        nval(v, ":e", op->expires_at) || nval(v, ":a", now) || nval(v, ":zero", 0) ||
+        nval(v, ":one", 1) || nval(v, ":cut", cutoff) ||
+        (takeover && sval(v, ":seen", op->watched_rvn)))
+        return values_failed(op, next);
     op->sent = mono_ms();
     if (build_update(op,
                      /* releasedRvn stays: a release whose answer was lost can
@@ -426,7 +475,7 @@ static int acquire_write(ddbk_lock_op *op, ddbk_lock_next *next)
                      "#f = if_not_exists(#f, :zero) + :one",
                      takeover ? "attribute_not_exists(#k) OR #e < :cut OR #r = :seen"
                               : "attribute_not_exists(#k) OR #e < :cut",
-                     op->names.data, values, "ALL_NEW") != 0)
+                     op->names.data, "ALL_NEW") != 0)
         return step_done(op, -1, next);
     return step_send(op, "UpdateItem", ST_WRITE, next);
 }
@@ -442,10 +491,10 @@ static int acquire_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
     }
     to_holder(s, &op->holder);
     keep_seen(op->opts.busy_item, &op->resp, s);
-    /* Only a record version that goes into JSON text as is can be watched
-     * (ours are hex; a stranger's may hold quotes): any other is left to
-     * the wall clock. */
-    if (s->rvn[0] && !(s->cut & DDBK__LOCK_CUT_RVN) && plain(s->rvn) &&
+    /* A stranger's record version goes back to DynamoDB through the JSON
+     * string writer (quotes and all); one that is not valid UTF-8 could not
+     * be sent, so it is left to the wall clock. */
+    if (s->rvn[0] && !(s->cut & DDBK__LOCK_CUT_RVN) && ddbk__utf8_valid(s->rvn, strlen(s->rvn)) &&
         strcmp(s->rvn, op->watched_rvn) != 0) {
         ddbk__copy(op->watched_rvn, sizeof op->watched_rvn, s->rvn);
         op->watched_since = mono_ms();
@@ -510,7 +559,9 @@ ddbk_lock_op *ddbk_lock_op_acquire(const ddbk_lock_key *key, const ddbk_lock_opt
     }
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';
-    for (char *h = host; *h; h++) /* the owner goes into JSON text as is */
+    /* Kept to plain ASCII: the owner must pass the JSON string writer in
+     * every request, whatever bytes the host name holds. */
+    for (char *h = host; *h; h++)
         if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') ||
               (*h >= '0' && *h <= '9') || *h == '.' || *h == '-'))
             *h = '_';
@@ -522,7 +573,7 @@ ddbk_lock_op *ddbk_lock_op_acquire(const ddbk_lock_key *key, const ddbk_lock_opt
     if (ddbk_buf_puts(&op->names, "\"#o\":\"" A_OWNER "\",\"#r\":\"" A_RVN "\",\"#l\":\"" A_LEASE
                                   "\",\"#e\":\"" A_EXPIRES "\",\"#a\":\"" A_ACQUIRED "\",\"#f\":\""
                                   A_FENCE "\",\"#k\":") ||
-        put_str(&op->names, l->pk_name)) {
+        ddbk__json_cstr(&op->names, l->pk_name)) {
         ddbk_error_set(err, DDBK_ERR_OUT_OF_MEMORY, 0, "lock: out of memory building a request");
         ddbk_lock_op_free(op);
         ddbk_lock_free(l);
@@ -535,27 +586,27 @@ ddbk_lock_op *ddbk_lock_op_acquire(const ddbk_lock_key *key, const ddbk_lock_opt
 
 /* ----------------------------------------------------- renew / release */
 
-static int owner_values(const ddbk_lock *l, char *out, size_t cap, const char *extra)
+/* :o and :r, the owner and record version renew and release require. */
+static int owner_values(ddbk_lock_op *op)
 {
-    return snprintf(out, cap, "\":o\":{\"S\":\"%s\"},\":r\":{\"S\":\"%s\"}%s", l->owner, l->rvn,
-                    extra) >= (int)cap ? -1 : 0;
+    ddbk_buf_reset(&op->values);
+    return sval(&op->values, ":o", op->l->owner) || sval(&op->values, ":r", op->l->rvn);
 }
 
 static int renew_write(ddbk_lock_op *op, ddbk_lock_next *next)
 {
-    char extra[256], values[512];
+    ddbk_buf *v = &op->values;
 
     op->expires_at = (wall_ms() + op->lease_ms + 999) / 1000;
     random_hex(op->rvn, 16);
-    snprintf(extra, sizeof extra,
-             ",\":new\":{\"S\":\"%s\"},\":l\":{\"N\":\"%ld\"},\":e\":{\"N\":\"%lld\"}", op->rvn,
-             op->lease_ms, (long long)op->expires_at);
-    owner_values(op->l, values, sizeof values, extra);
+    if (owner_values(op) || sval(v, ":new", op->rvn) || nval(v, ":l", op->lease_ms) ||
+        nval(v, ":e", op->expires_at))
+        return values_failed(op, next);
     op->sent = mono_ms();
     if (build_update(op, "SET #r = :new, #l = :l, #e = :e", "#o = :o AND #r = :r",
                      "\"#o\":\"" A_OWNER "\",\"#r\":\"" A_RVN "\",\"#l\":\"" A_LEASE
                      "\",\"#e\":\"" A_EXPIRES "\"",
-                     values, "UPDATED_NEW") != 0)
+                     "UPDATED_NEW") != 0)
         return step_done(op, -1, next);
     return step_send(op, "UpdateItem", ST_WRITE, next);
 }
@@ -567,6 +618,8 @@ static int renew_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
         return step_done(op, 0, next); /* our renewal landed; only its answer was lost */
     if (is_owner(s, l->owner) && is_rvn(s, l->rvn))
         return step_done(op, -1, next); /* nothing changed: the old lease stands */
+    if (adopt(op, s))
+        return renew_write(op, next); /* an earlier renewal of ours did land: go on from it */
     set_held(l, 0);
     if (s->owner[0])
         ddbk_error_set(&op->err, DDBK_ERR_LOST, 0, "lock was taken over by %s", s->owner);
@@ -577,13 +630,12 @@ static int renew_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
 
 static int release_write(ddbk_lock_op *op, ddbk_lock_next *next)
 {
-    char values[512];
-
-    owner_values(op->l, values, sizeof values, ",\":zero\":{\"N\":\"0\"}");
+    if (owner_values(op) || nval(&op->values, ":zero", 0))
+        return values_failed(op, next);
     if (build_update(op, "SET #e = :zero, #x = :r REMOVE #o, #r", "#o = :o AND #r = :r",
                      "\"#o\":\"" A_OWNER "\",\"#r\":\"" A_RVN "\",\"#e\":\"" A_EXPIRES
                      "\",\"#x\":\"" A_RELEASED "\"",
-                     values, "UPDATED_NEW") != 0)
+                     "UPDATED_NEW") != 0)
         return step_done(op, -1, next);
     return step_send(op, "UpdateItem", ST_WRITE, next);
 }
@@ -595,6 +647,8 @@ static int release_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
         return step_done(op, 0, next); /* our release landed; only its answer was lost */
     if (is_owner(s, l->owner) && is_rvn(s, l->rvn))
         return step_done(op, -1, next); /* nothing changed: we still hold it */
+    if (adopt(op, s))
+        return release_write(op, next); /* a renewal of ours did land: release that */
     set_held(l, 0);
     ddbk_error_set(&op->err, DDBK_ERR_NOT_OWNER, 0, "lock is not held by this handle");
     return step_done(op, -1, next);
@@ -639,6 +693,7 @@ static int write_step(ddbk_lock_op *op, ddbk_lock_next *next)
 
 static int judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
 {
+    op->unknown = 0; /* the item has been seen */
     switch (op->kind) {
     case OP_ACQUIRE:
         return acquire_judge(op, s, next);
@@ -671,6 +726,7 @@ static int proven(const ddbk_lock_op *op, const seen *s)
  * consistent) and judge by it. */
 static int read_back(ddbk_lock_op *op, ddbk_lock_next *next)
 {
+    op->unknown = 1;
     ddbk_buf_reset(&op->body);
     if (ddbk_buf_putc(&op->body, '{') ||
         ddbk_buf_append(&op->body, op->l->target.data, op->l->target.len) ||
@@ -772,9 +828,12 @@ void ddbk_lock_op_free(ddbk_lock_op *op)
         return;
     if (op->kind == OP_ACQUIRE && op->state != ST_DONE)
         clear(op->l); /* abandoned: the handle never held anything */
+    if (op->kind == OP_RENEW && (op->state == ST_WRITE || op->state == ST_READ))
+        remember(op); /* abandoned in flight: its write may land */
     ddbk_buf_free(&op->body);
     ddbk_buf_free(&op->resp);
     ddbk_buf_free(&op->names);
+    ddbk_buf_free(&op->values);
     free(op);
 }
 
@@ -892,7 +951,7 @@ int ddbk_lock_fence_condition(const ddbk_lock *l, const char *attr, ddbk_buf *ou
     if (ddbk_buf_puts(out, "\"ConditionExpression\":\"attribute_not_exists(#ddbkit_fence) OR "
                            "#ddbkit_fence <= :ddbkit_fence\",\"ExpressionAttributeNames\":"
                            "{\"#ddbkit_fence\":") ||
-        put_str(out, attr) ||
+        ddbk__json_cstr(out, attr) ||
         ddbk_buf_printf(out, "},\"ExpressionAttributeValues\":{\":ddbkit_fence\":{\"N\":"
                              "\"%lld\"}}", (long long)ddbk_lock_fence(l))) {
         out->len = len;

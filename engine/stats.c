@@ -38,16 +38,19 @@ static ddbk_op_stats *op_slot(ddbk_stats *s, const char *op)
     return o;
 }
 
-static void count_code(ddbk_stats *s, const char *code)
+static ddbk_code_stats *code_slot(ddbk_stats *s, const char *code)
 {
     for (int i = 0; i < s->ncodes; i++)
-        if (same_name(s->codes[i].code, sizeof s->codes[i].code, code)) {
-            s->codes[i].count++;
-            return;
-        }
+        if (same_name(s->codes[i].code, sizeof s->codes[i].code, code))
+            return &s->codes[i];
     ddbk_code_stats *k = &s->codes[s->ncodes < DDBK_STATS_MAX_CODES ? s->ncodes++ : DDBK_STATS_MAX_CODES - 1];
     ddbk__copy(k->code, sizeof k->code, s->ncodes < DDBK_STATS_MAX_CODES ? code : "other");
-    k->count++;
+    return k;
+}
+
+static void count_code(ddbk_stats *s, const char *code)
+{
+    code_slot(s, code)->count++;
 }
 
 static int lat_bucket(double us)
@@ -146,4 +149,36 @@ void ddbk_stats_get(const ddbk_client *c, ddbk_stats *out)
 void ddbk_stats_reset(ddbk_client *c)
 {
     memset(&c->stats, 0, sizeof c->stats);
+}
+
+void ddbk__stats_add(ddbk_client *dst, const ddbk_client *src)
+{
+    ddbk_stats *d = &dst->stats.pub;
+    const ddbk_stats *s = &src->stats.pub;
+    for (int i = 0; i < s->nops; i++) {
+        ddbk_op_stats *o = op_slot(d, s->ops[i].op);
+        o->calls += s->ops[i].calls;
+        o->requests += s->ops[i].requests;
+        o->retries += s->ops[i].retries;
+        o->errors += s->ops[i].errors;
+    }
+    for (int i = 0; i < s->ncodes; i++)
+        code_slot(d, s->codes[i].code)->count += s->codes[i].count;
+    d->requests += s->requests;
+    d->retries += s->retries;
+    d->errors += s->errors;
+    d->bytes_out += s->bytes_out;
+    d->bytes_in += s->bytes_in;
+    d->retry_delay_ms_total += s->retry_delay_ms_total;
+    d->quota_exhausted += s->quota_exhausted;
+    if (s->latency_count) {
+        if (d->latency_count == 0 || s->latency_min_us < d->latency_min_us)
+            d->latency_min_us = s->latency_min_us;
+        if (s->latency_max_us > d->latency_max_us)
+            d->latency_max_us = s->latency_max_us;
+        d->latency_count += s->latency_count;
+        dst->stats.lat_sum_us += src->stats.lat_sum_us;
+        for (int b = 0; b < DDBK_LAT_BUCKETS; b++)
+            dst->stats.lat_hist[b] += src->stats.lat_hist[b];
+    }
 }

@@ -55,6 +55,12 @@ typedef struct lkeeper {
     ddbk_lock_keeper *k;       /* NULL once stopped (or never started) */
     lhandle *lh;
     int ref;                   /* registry reference to the handle, or LUA_NOREF */
+    /* The client the keeper was started with: its stats get the keeper's
+     * requests at stop, so the keeper holds it (a hold, and a registry
+     * reference to its userdata: closed or collected meanwhile, the engine
+     * client lives until the stop). */
+    ddbk_lua_client *client;
+    int cref;
     /* The first stop's result, answered again by later stops. */
     int rc;
     long renewals;
@@ -172,7 +178,11 @@ static void to_error(lua_State *L, int idx, ddbk_error *e)
     e->retryable = lua_toboolean(L, -1);
     lua_getfield(L, idx, "timeout");
     e->timeout = lua_toboolean(L, -1) || strcmp(e->code, "Timeout") == 0;
-    lua_pop(L, 3);
+    /* A request of the call went out and its answer was lost: the write may
+     * have landed whatever the final error says (the machine reads back). */
+    lua_getfield(L, idx, "ambiguous");
+    e->ambiguous = lua_toboolean(L, -1);
+    lua_pop(L, 4);
 }
 
 /* core.lock_op(kind, ...) -> op | nil, err
@@ -400,8 +410,12 @@ static void keeper_stop(lua_State *L, lkeeper *kp)
     kp->k = NULL;
     kp->lh->keeper = NULL;
     kp->lh = NULL;
+    ddbk_lua_client_release(kp->client); /* after the stop wrote its stats */
+    kp->client = NULL;
     luaL_unref(L, LUA_REGISTRYINDEX, kp->ref);
     kp->ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, kp->cref);
+    kp->cref = LUA_NOREF;
 }
 
 /* core.lock_keep(client, handle, period_ms) -> keeper | nil, err
@@ -418,25 +432,37 @@ static int l_keep(lua_State *L)
      * memory error leaves nothing running. */
     lkeeper *kp = lua_newuserdata(L, sizeof *kp);
     memset(kp, 0, sizeof *kp);
-    kp->ref = LUA_NOREF;
-    /* Again: a finalizer run by that allocation may have closed the client
-     * (nothing below runs the collector). */
-    ddbk_client *c = ddbk_lua_check_client(L, 1);
+    kp->ref = kp->cref = LUA_NOREF;
     luaL_getmetatable(L, KEEPER_MT);
     lua_setmetatable(L, -2);
     lua_pushvalue(L, 2);
     kp->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 1);
+    kp->cref = luaL_ref(L, LUA_REGISTRYINDEX);
+    /* The hold last: nothing below raises. A finalizer run by the
+     * allocations above may have closed the client. */
+    ddbk_lua_client *lc = ddbk_lua_client_try_hold(L, 1);
+    if (!lc) {
+        luaL_unref(L, LUA_REGISTRYINDEX, kp->ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, kp->cref);
+        kp->ref = kp->cref = LUA_NOREF;
+        (void)ddbk_lua_check_client(L, 1); /* raises: closed */
+        return 0;
+    }
 
     /* Out of range (or NaN) becomes 0, which the engine refuses: casting
      * it to long would be undefined. */
     long period_ms = period >= 1 && period < 1e15 ? (long)period : 0;
-    ddbk_lock_keeper *k = ddbk_lock_keep(c, lk, period_ms, &err);
+    ddbk_lock_keeper *k = ddbk_lock_keep(ddbk_lua_client_engine(lc), lk, period_ms, &err);
     if (!k) {
+        ddbk_lua_client_release(lc);
         luaL_unref(L, LUA_REGISTRYINDEX, kp->ref);
-        kp->ref = LUA_NOREF;
+        luaL_unref(L, LUA_REGISTRYINDEX, kp->cref);
+        kp->ref = kp->cref = LUA_NOREF;
         return ddbk_lua_return_error(L, &err);
     }
     kp->k = k;
+    kp->client = lc;
     kp->lh = check_handle(L, 2);
     kp->lh->keeper = kp;
     return 1;

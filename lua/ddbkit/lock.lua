@@ -269,15 +269,25 @@ end
 --- handle:keep(period_ms) -> keeper: renews the lease every period_ms while
 -- a slow piece of work runs: in the blocking runtime on an engine thread with
 -- its own connection (runtime.keep_lease), in the others as a task of the
--- runtime (runtime.spawn). keeper:stop() -> true | nil, err: the last
+-- runtime (runtime.spawn). period_ms must be shorter than the lease (a third
+-- of it leaves room for a retry). keeper:stop() -> true | nil, err: the last
 -- renewal's failure ("lost", "not_owner" end the keeping; a transient one
 -- only matters if no later renewal succeeded: check valid_ms()). A renewal
--- in flight when stop() is called is let finish. Until stop, the handle's
--- other methods raise.
+-- in flight when stop() is called is let finish; on the engine thread only
+-- its attempt on the wire is (its retries and read-back are abandoned, and
+-- stop answers nil, "Cancelled": see ddbk_lock_keep_stop). The engine
+-- thread's requests count in client:stats() once stopped. Until stop, the
+-- handle's other methods raise.
 function handle:keep(period_ms)
   check_held(self, "keep")
   if type(period_ms) ~= "number" or period_ms < 1 or period_ms ~= floor(period_ms) then
     error("ddbkit.lock: keep's period_ms must be an integer >= 1", 2)
+  end
+  -- A beat at or past the lease renews a lease that already ran out.
+  local lease_ms = self.lock:info().lease_ms
+  if period_ms >= lease_ms then
+    error(("ddbkit.lock: keep's period_ms (%d) must be shorter than the lease (%d ms)")
+      :format(period_ms, lease_ms), 2)
   end
   local runtime = self.client.runtime
   local keep_lease = runtime.keep_lease

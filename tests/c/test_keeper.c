@@ -27,6 +27,9 @@
 /* Not a body: the responder answers it with lock_grant, the success a real
  * service gives that very write (with fence 7 for an acquire). */
 #define GRANT "<grant>"
+/* Not a body either: the responder reads the request and never answers
+ * (the connection stays open until the responder ends). */
+#define HANG "<hang>"
 
 typedef struct canned {
     int status;
@@ -65,6 +68,8 @@ static void respond(int lfd, int notes, const void *arg, int n)
         note(notes, op_letter(req));
         const canned *c = &script[i < n ? i : n - 1];
         static char grant[1024];
+        if (strcmp(c->body, HANG) == 0)
+            continue; /* fd left open: the client waits for its own timeout */
         answer_and_close(fd, c->status, NULL,
                          strcmp(c->body, GRANT) == 0 ? lock_grant(req, 7, grant, sizeof grant)
                                                      : c->body);
@@ -322,6 +327,7 @@ static void test_keep_stops_before_first_period(void **state)
     (void)state;
     ddbk_client *c = g_client = responder_client(9, 1);
     l = fake_held();
+    l->lease_ms = 180000; /* a period of a minute must be inside it */
     ddbk_lock_keeper *k = ddbk_lock_keep(c, l, 60000, &err);
     assert_non_null(k);
     double t0 = ddbk__mono_us();
@@ -375,10 +381,18 @@ static void test_keep_renews(void **state)
     assert_int_equal(strspn(rest, "U"), strlen(rest));
     assert_int_equal(ddbk_lock_held(l), 1);
     assert_string_not_equal(rvn_of(l), first_rvn);
-    /* The renewals went through the clone, not the caller's client. */
+    /* The renewals went through the clone, and stop added its requests to
+     * the caller's client: one acquire and every renewal, each once. */
     ddbk_stats st;
     ddbk_stats_get(c, &st);
-    assert_int_equal(st.requests, 1);
+    assert_int_equal(st.requests, 1 + (uint64_t)renewals);
+    assert_int_equal(st.latency_count, 1 + (uint64_t)renewals);
+    const ddbk_op_stats *u = find_op(&st, "UpdateItem");
+    assert_non_null(u);
+    assert_int_equal(u->calls, 1 + (uint64_t)renewals);
+    assert_int_equal(u->requests, 1 + (uint64_t)renewals);
+    assert_int_equal(st.errors, 0);
+    assert_true(st.bytes_out > 0 && st.bytes_in > 0);
     ddbk_lock_free(l);
 }
 
@@ -475,6 +489,66 @@ static void test_keep_ends_when_lost(void **state)
     ddbk_lock_free(l);
 }
 
+/* A period at or past the lease renews after the lease ran out: refused,
+ * naming the field. */
+static void test_keep_refuses_period_not_inside_lease(void **state)
+{
+    ddbk_lock *l = NULL;
+    ddbk_error err;
+    long renewals;
+    (void)state;
+    ddbk_client *c = g_client = responder_client(9, 1);
+    l = fake_held(); /* a lease of 5000 ms */
+    static const long periods[] = { 5000, 5001, 60000 };
+    for (size_t i = 0; i < sizeof periods / sizeof periods[0]; i++) {
+        assert_null(ddbk_lock_keep(c, l, periods[i], &err));
+        assert_string_equal(err.code, "InvalidArgument");
+        assert_non_null(strstr(err.message, "period_ms"));
+    }
+    ddbk_lock_keeper *k = ddbk_lock_keep(c, l, 4999, &err);
+    assert_non_null(k);
+    assert_int_equal(ddbk_lock_keep_stop(k, &renewals, &err), 0);
+    ddbk_lock_free(l);
+}
+
+/* A stop while a renewal hangs waits for the attempt in flight only: no
+ * retry, no read-back after it (a retry chain here is 3 attempts of 2 s and
+ * a read-back of as many). The renewal is abandoned: the handle keeps the
+ * lease it had, and stop says the last renewal did not succeed. */
+static void test_keep_stop_cuts_the_retry_chain(void **state)
+{
+    static const canned script[] = { { 200, GRANT }, { 0, HANG } };
+    ddbk_lock *l = NULL;
+    ddbk_error err;
+    char rvn0[40], rest[64];
+    long renewals = -1;
+    (void)state;
+
+    ddbk_client *c = g_client = responder_client(serve(script, 2), 3);
+    l = acquire_ok(c);
+    snprintf(rvn0, sizeof rvn0, "%s", rvn_of(l));
+    ddbk_lock_keeper *k = ddbk_lock_keep(c, l, 10, &err);
+    assert_non_null(k);
+    assert_string_equal(await(1), "U"); /* the renewal is on the wire, unanswered */
+    assert_int_equal(ddbk_lock_keep_stop(k, &renewals, &err), -1);
+    assert_string_equal(err.code, "Cancelled");
+    assert_int_equal(renewals, 0);
+    assert_int_equal(drain(rest, sizeof rest), 0); /* nothing after it */
+    assert_int_equal(ddbk_lock_held(l), 1);
+    assert_string_equal(rvn_of(l), rvn0);
+    /* The cut renewal is counted in the caller's stats, as a failed call. */
+    ddbk_stats st;
+    ddbk_stats_get(c, &st);
+    assert_int_equal(st.requests, 2);
+    assert_int_equal(st.errors, 1);
+    int cancelled = 0;
+    for (int i = 0; i < st.ncodes; i++)
+        if (strcmp(st.codes[i].code, "Cancelled") == 0)
+            cancelled += (int)st.codes[i].count;
+    assert_int_equal(cancelled, 1);
+    ddbk_lock_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -490,6 +564,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keep_counts_only_proven_renewals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keep_reports_last_transient_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keep_ends_when_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keep_refuses_period_not_inside_lease, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keep_stop_cuts_the_retry_chain, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,34 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 #include "responder.h"
 
-int put_str(ddbk_buf *b, const char *s);
 int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err);
-
-static void test_put_str_escapes(void **state)
-{
-    ddbk_buf b;
-    (void)state;
-    ddbk_buf_init(&b, 0);
-    assert_int_equal(put_str(&b, "a\"b\\c\n\x01 é✓"), 0);
-    assert_string_equal(b.data, "\"a\\\"b\\\\c\\u000a\\u0001 é✓\"");
-    ddbk_buf_free(&b);
-}
-
-static void test_put_str_refuses_bad_utf8(void **state)
-{
-    static const char *const bad[] = { "\xff", "a\xc3", "\xc0\xaf", "\xe2\x82", "\xf8\x88\x80\x80\x80" };
-    (void)state;
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        ddbk_buf b;
-        ddbk_buf_init(&b, 0);
-        assert_int_equal(put_str(&b, bad[i]), -2);
-        ddbk_buf_free(&b);
-    }
-}
 
 static void test_target_hash_and_range(void **state)
 {
@@ -87,6 +65,45 @@ static void test_target_refusals(void **state)
         ddbk_lock_free(l);
         l = NULL;
     }
+}
+
+/* What DynamoDB would refuse is refused before sending, and the error names
+ * the field: overlong forms, surrogates, code points past U+10FFFF, bytes
+ * that start nothing. */
+static void test_target_refuses_what_dynamodb_would(void **state)
+{
+    static const char *const bad[] = {
+        "\xff", "a\xc3", "\xc0\xaf",            /* a stray byte, a cut sequence, overlong '/' */
+        "\xe0\x80\xaf", "\xf0\x80\x80\xaf",     /* overlong in 3 and 4 bytes */
+        "\xed\xa0\x80", "\xed\xbf\xbf",         /* UTF-16 surrogates */
+        "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", /* past U+10FFFF */
+    };
+    static const char *const fields[] = { "table", "pk_name", "pk_value", "sk_name", "sk_value" };
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (size_t f = 0; f < 5; f++) {
+            ddbk_lock_key k = { "t", "pk", "v", "sk", "s" };
+            const char **slot[] = { &k.table, &k.pk_name, &k.pk_value, &k.sk_name, &k.sk_value };
+            ddbk_error err;
+            *slot[f] = bad[i];
+            ddbk_lock *l = ddbk__lock_new();
+            assert_non_null(l);
+            assert_int_equal(build_target(l, &k, &err), -1);
+            assert_string_equal(err.code, "InvalidArgument");
+            char want[64];
+            snprintf(want, sizeof want, "%s is not valid UTF-8", fields[f]);
+            if (!strstr(err.message, want))
+                fail_msg("case %zu, field %s: \"%s\"", i, fields[f], err.message);
+            ddbk_lock_free(l);
+        }
+    }
+    /* The largest and the edges of each length are fine. */
+    ddbk_lock_key ok = { "t", "pk", "\x7f\xc2\x80\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\xf0\x90\x80\x80"
+                                    "\xf4\x8f\xbf\xbf", NULL, NULL };
+    ddbk_error err;
+    ddbk_lock *l = ddbk__lock_new();
+    assert_int_equal(build_target(l, &ok, &err), 0);
+    ddbk_lock_free(l);
 }
 
 static void test_acquire_checks_options_before_sending(void **state)
@@ -698,6 +715,133 @@ static void test_machine_renew_release_unproven_success(void **state)
     l = NULL;
 }
 
+/* A record version another process wrote goes into our JSON escaped: one
+ * with a quote and a backslash is still watched, and the clock-free
+ * takeover names it exactly. */
+static void test_machine_foreign_rvn_is_escaped(void **state)
+{
+    ddbk_lock *l = NULL;
+    ddbk_lock_opts o = { 5000, 10000, 0, NULL };
+    ddbk_lock_next nx;
+    ddbk_error err;
+    static const char odd[] =
+        "{\"Item\":{\"pk\":{\"S\":\"k\"},\"lockOwner\":{\"S\":\"other:1\"},"
+        "\"lockRvn\":{\"S\":\"a\\\"b\\\\c\\n\"},\"fence\":{\"N\":\"9\"},"
+        "\"expiresAt\":{\"N\":\"4102444800\"},\"leaseMs\":{\"N\":\"1\"}}}";
+    (void)state;
+
+    ddbk_lock_op *op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    ddbk_error ccf = failure(CCF_CODE, 400, 0, 0);
+    int what = ddbk_lock_op_next(op, odd, strlen(odd), &ccf, &nx);
+    /* Its holder's lease (1 ms) is due at once or after the wait we are told. */
+    for (int i = 0; i < 3 && what == DDBK_LOCK_SLEEP; i++) {
+        struct timespec ts = { 0, (nx.sleep_ms + 1) * 1000000L };
+        nanosleep(&ts, NULL);
+        what = ddbk_lock_op_next(op, NULL, 0, NULL, &nx);
+    }
+    expect_send(what, &nx, "UpdateItem");
+    assert_non_null(strstr(nx.body, "OR #r = :seen\""));
+    assert_non_null(strstr(nx.body, "\":seen\":{\"S\":\"a\\\"b\\\\c\\n\"}"));
+    ddbk_lock_op_free(op);
+    ddbk_lock_free(l);
+}
+
+/* ------------------------------------ our own writes whose outcome is lost */
+
+/* A renewal lands but its answer and the read-back are both lost: the handle
+ * stays on the old record version. The next renewal's failed condition shows
+ * our owner with the version that lost renewal sent: ours, adopted, and the
+ * renewal goes on from it instead of reporting "taken over by" ourselves. */
+static void test_machine_renew_adopts_its_own_lost_write(void **state)
+{
+    ddbk_lock *l = NULL;
+    ddbk_lock_next nx;
+    ddbk_error err;
+    char rvn0[40], lost[40], rvn2[40], rvn3[40], item[512], ok[256], cond[80];
+    (void)state;
+
+    l = acquired();
+    snprintf(rvn0, sizeof rvn0, "%s", rvn_of(l));
+    ddbk_lock_op *op = ddbk_lock_op_renew(l, 0, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":new", lost);
+    ddbk_error timeout = failure("Timeout", 0, 1, 1);
+    timeout.ambiguous = 1;
+    expect_send(ddbk_lock_op_next(op, NULL, 0, &timeout, &nx), &nx, "GetItem");
+    assert_int_equal(ddbk_lock_op_next(op, NULL, 0, &timeout, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
+    assert_string_equal(err.code, "Timeout");
+    ddbk_lock_op_free(op);
+    assert_true(ddbk_lock_held(l));
+    assert_string_equal(rvn_of(l), rvn0); /* unknown: the old version stands */
+
+    /* The next renewal meets the item as the lost one left it. */
+    op = ddbk_lock_op_renew(l, 0, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":new", rvn2);
+    ddbk_error ccf = failure(CCF_CODE, 400, 0, 0);
+    item_of(item, sizeof item, "Item", ddbk_lock_owner(l), lost);
+    /* Adopted: the renewal is sent again, conditioned on the lost version. */
+    expect_send(ddbk_lock_op_next(op, item, strlen(item), &ccf, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":r", cond);
+    assert_string_equal(cond, lost);
+    sent_rvn(nx.body, ":new", rvn3);
+    assert_string_not_equal(rvn3, rvn2);
+    snprintf(ok, sizeof ok, "{\"Attributes\":{\"lockRvn\":{\"S\":\"%s\"}}}", rvn3);
+    assert_int_equal(ddbk_lock_op_next(op, ok, strlen(ok), NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), 0);
+    assert_string_equal(err.code, "");
+    ddbk_lock_op_free(op);
+    assert_true(ddbk_lock_held(l));
+    assert_string_equal(rvn_of(l), rvn3);
+
+    /* A stranger's version under our owner name is not adopted (only
+     * versions this handle sent are), nor is one it already moved past. */
+    op = ddbk_lock_op_renew(l, 0, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    item_of(item, sizeof item, "Item", ddbk_lock_owner(l), lost);
+    assert_int_equal(ddbk_lock_op_next(op, item, strlen(item), &ccf, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), -1);
+    assert_string_equal(err.code, "lost");
+    ddbk_lock_op_free(op);
+    assert_false(ddbk_lock_held(l));
+    ddbk_lock_free(l);
+}
+
+/* The same for a release: its condition names the version it knows; the
+ * item shows the one a lost renewal wrote. */
+static void test_machine_release_adopts_its_own_lost_write(void **state)
+{
+    ddbk_lock *l = NULL;
+    ddbk_lock_next nx;
+    ddbk_error err;
+    char lost[40], cond[80], item[512], ok[256];
+    (void)state;
+
+    l = acquired();
+    /* A renewal abandoned in flight (a runtime cancelled it): unknown too. */
+    ddbk_lock_op *op = ddbk_lock_op_renew(l, 0, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":new", lost);
+    ddbk_lock_op_free(op);
+
+    op = ddbk_lock_op_release(l, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    ddbk_error ccf = failure(CCF_CODE, 400, 0, 0);
+    item_of(item, sizeof item, "Item", ddbk_lock_owner(l), lost);
+    expect_send(ddbk_lock_op_next(op, item, strlen(item), &ccf, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":r", cond);
+    assert_string_equal(cond, lost);
+    snprintf(ok, sizeof ok, "{\"Attributes\":{\"expiresAt\":{\"N\":\"0\"},"
+                            "\"releasedRvn\":{\"S\":\"%s\"}}}", lost);
+    assert_int_equal(ddbk_lock_op_next(op, ok, strlen(ok), NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), 0);
+    ddbk_lock_op_free(op);
+    assert_false(ddbk_lock_held(l));
+    ddbk_lock_free(l);
+}
+
 /* ------------------------------------------------ bodies nested deep */
 
 #define DEEP_LEVELS 1000000
@@ -857,10 +1001,9 @@ static void test_blocking_calls_survive_deep_answers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_put_str_escapes),
-        cmocka_unit_test(test_put_str_refuses_bad_utf8),
         cmocka_unit_test(test_target_hash_and_range),
         cmocka_unit_test(test_target_refusals),
+        cmocka_unit_test(test_target_refuses_what_dynamodb_would),
         cmocka_unit_test(test_acquire_checks_options_before_sending),
         cmocka_unit_test(test_valid_ms),
         cmocka_unit_test(test_renew_release_of_lost_handle),
@@ -874,6 +1017,9 @@ int main(void)
         cmocka_unit_test(test_machine_refusals_and_abandon),
         cmocka_unit_test(test_machine_acquire_unproven_success_is_read_back),
         cmocka_unit_test(test_machine_renew_release_unproven_success),
+        cmocka_unit_test(test_machine_foreign_rvn_is_escaped),
+        cmocka_unit_test(test_machine_renew_adopts_its_own_lost_write),
+        cmocka_unit_test(test_machine_release_adopts_its_own_lost_write),
         cmocka_unit_test(test_machine_deep_bodies),
         cmocka_unit_test_setup_teardown(test_blocking_calls_survive_deep_answers, deep_setup,
                                         deep_teardown),

@@ -28,9 +28,18 @@ local function fake_runtime()
   local in_task = setmetatable({}, { __mode = "k" })
   rt.send, rt.now_ms, rt.mono_ms = core.call, core.now_ms, core.mono_ms
 
+  -- rt.lose = n: the next n calls are carried out, and their answers lost
+  -- (what a timeout after sending looks like to the caller).
+  rt.lose = 0
   function rt.call_raw(cc, op, body)
     rt.calls[#rt.calls + 1] = { op = op, body = body }
-    return core.call_raw(cc, op, body)
+    local a, b, d = core.call_raw(cc, op, body)
+    if rt.lose > 0 then
+      rt.lose = rt.lose - 1
+      return nil, { code = "Timeout", message = "the answer was lost (test)", retryable = true,
+                    timeout = true, ambiguous = true }
+    end
+    return a, b, d
   end
 
   -- In a task: hands control back to the test. Elsewhere: the time passes
@@ -198,6 +207,34 @@ describe("ddbkit.lock through a runtime's call_raw and sleep", function()
   end)
 end)
 
+describe("ddbkit.lock under lost answers", function()
+  it("a renewal that landed unseen (answer and read-back lost) is the next renewal's own", function()
+    local rt = fake_runtime()
+    local c = H.client{ runtime = rt }
+    local key = new_key()
+    local h = assert(ddbkit.lock.new{ client = c, table_name = T, key = key }:acquire{ lease_ms = 10000 })
+    local rvn0 = h.rvn
+    rt.lose = 2
+    local ok, err = h:renew()
+    assert.is_nil(ok)
+    assert.are.equal("Timeout", err.code)
+    assert.are.equal(0, rt.lose)
+    assert.are.equal(rvn0, h.rvn)                -- unknown: the handle keeps the old version
+    local landed = read(key)
+    assert.are.equal(h.owner, landed.lockOwner)
+    assert.are_not.equal(rvn0, landed.lockRvn)   -- but the write did land
+    -- The next renewal meets our own version, adopts it and renews from it.
+    ok, err = h:renew()
+    assert.is_nil(err)
+    assert.is_true(ok)
+    assert.is_true(h:held())
+    assert.are.equal(read(key).lockRvn, h.rvn)
+    assert.truthy(rt.calls[#rt.calls].body:find('":r":{"S":"' .. landed.lockRvn .. '"}', 1, true))
+    assert.is_true(h:release())
+    c:close()
+  end)
+end)
+
 describe("ddbkit.lock keepers without keep_lease", function()
   it("a task of runtime.spawn renews every period until stopped", function()
     local rt = fake_runtime()
@@ -262,6 +299,19 @@ describe("ddbkit.lock keepers without keep_lease", function()
     c:close()
   end)
 
+  it("refuses a period at or past the lease, naming period_ms", function()
+    local rt = fake_runtime()
+    local c = H.client{ runtime = rt }
+    local h = assert(ddbkit.lock.new{ client = c, table_name = T, key = new_key() }:acquire{ lease_ms = 1000 })
+    for _, p in ipairs({ 1000, 1001, 60000 }) do
+      assert.has_error(function() h:keep(p) end,
+        ("ddbkit.lock: keep's period_ms (%d) must be shorter than the lease (1000 ms)"):format(p))
+    end
+    assert.are.equal(0, #rt.tasks)
+    assert.is_true(h:release())
+    c:close()
+  end)
+
   it("raises when the runtime has neither keep_lease nor spawn", function()
     local rt = fake_runtime()
     rt.spawn = nil
@@ -269,6 +319,43 @@ describe("ddbkit.lock keepers without keep_lease", function()
     local h = assert(ddbkit.lock.new{ client = c, table_name = T, key = new_key() }:acquire{ lease_ms = 10000 })
     assert.has_error(function() h:keep(100) end,
       "ddbkit.lock: this runtime cannot keep a lease (it has neither keep_lease nor spawn)")
+    assert.is_true(h:release())
+    c:close()
+  end)
+end)
+
+describe("ddbkit.lock keepers on an engine thread (keep_lease)", function()
+  it("refuses a period at or past the lease", function()
+    local c = H.client()
+    local h = assert(ddbkit.lock.new{ client = c, table_name = T, key = new_key() }:acquire{ lease_ms = 1000 })
+    assert.has_error(function() h:keep(1000) end,
+      "ddbkit.lock: keep's period_ms (1000) must be shorter than the lease (1000 ms)")
+    -- The engine refuses it too, naming the field.
+    local k, err = core.lock_keep(c.core, h.lock, 1000)
+    assert.is_nil(k)
+    assert.are.equal("InvalidArgument", err.code)
+    assert.truthy(err.message:find("period_ms", 1, true))
+    assert.is_true(h:release())
+    c:close()
+  end)
+
+  it("counts its renewals in client:stats() once stopped", function()
+    local c = H.client()
+    local key = new_key()
+    local h = assert(ddbkit.lock.new{ client = c, table_name = T, key = key }:acquire{ lease_ms = 3000 })
+    local rvn0 = h.rvn
+    local before = c:stats().operations.UpdateItem.requests
+    local k = h:keep(20)
+    -- Wait (bounded, by reading the item on another client) for a renewal.
+    local moved = false
+    for _ = 1, 2000 do
+      if read(key).lockRvn ~= rvn0 then moved = true break end
+    end
+    assert.is_true(moved, "no renewal seen")
+    assert.is_true(k:stop())
+    local after = c:stats().operations.UpdateItem.requests
+    assert.is_true(after >= before + 1, ("UpdateItem requests %d -> %d"):format(before, after))
+    assert.are.equal(read(key).lockRvn, h.rvn)
     assert.is_true(h:release())
     c:close()
   end)
