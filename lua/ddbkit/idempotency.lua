@@ -86,7 +86,7 @@ local OPTIONS = {
   table_name = store.is_string,
   ttl_ms = is_integer_at_least(1),
   lock_timeout_ms = is_integer_at_least(0),
-  lock_ttl_ms = is_integer_at_least(1),
+  lock_ttl_ms = is_integer_at_least(3),   -- renewed every third of it, inside it
   lock_poll_interval_ms = is_integer_at_least(1),
   max_key_length = is_integer_at_least(1),
   include_body_in_key = function(v) if type(v) ~= "boolean" then return "a boolean" end end,

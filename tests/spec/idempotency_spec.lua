@@ -646,6 +646,12 @@ describe("ddbkit.idempotency", function()
     -- a lease no longer than the skew margin would never be trusted
     assert.has_error(function() idempotency.new{ client = admin, lock_ttl_ms = 1000 } end)
     assert.has_error(function() idempotency.new{ client = admin, lock_timeout_ms = 500 } end)
+    -- renewed every third of the lease: a lease of 1 or 2 ms has no third
+    -- inside it (the keeper refuses a period that is not shorter)
+    assert.has_error(function()
+      idempotency.new{ client = admin, lock_ttl_ms = 2, max_clock_skew_ms = 0 }
+    end, "ddbkit.idempotency.new: opts.lock_ttl_ms must be an integer >= 3")
+    assert.is_table(idempotency.new{ client = admin, lock_ttl_ms = 3, max_clock_skew_ms = 0 })
     assert.has_error(function() idempotency.new{ table_name = T } end)
   end)
 
