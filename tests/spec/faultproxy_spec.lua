@@ -37,7 +37,10 @@ describe("the fault proxy's counters", function()
     local res, err = c:put_item{ TableName = T, Item = { pk = key.pk, sk = key.sk } }
     assert.is_nil(res)
     assert.are.equal("Timeout", err.code)
-    assert.are.equal(1, H.proxy_stats().faults_applied.delay)
+    -- The client may give up before the proxy has read the request.
+    wait_for("the proxy to take the PutItem", 20, function()
+      return H.proxy_stats().faults_applied.delay == 1
+    end)
     H.reset_proxy_stats()
     -- Released again on each round: a release only wakes a request that
     -- is already waiting.
