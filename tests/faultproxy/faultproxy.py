@@ -64,6 +64,9 @@ Stats: "requests" counts every proxied (non-control) request received,
 "forwarded" every request sent upstream, "connections" the client
 connections that carried at least one proxied request, "faults_applied" per
 kind.  Counters are updated before the response (or the close) goes out.
+A reset starts a new count: a request received before it is not counted
+after it, not even its forward, which a delay fault can put off until long
+after the client gave up on it and the next test began.
 
 Exits cleanly on SIGTERM/SIGINT, and by itself after --max-seconds.
 Standard library only.
@@ -109,6 +112,7 @@ class State:
     def __init__(self):
         self.lock = threading.Lock()
         self.faults = []          # list of dicts, each with "remaining"
+        self.epoch = 0            # counts reset_stats: which count a request is in
         self.stopping = threading.Event()
         self.released = threading.Event()   # replaced at each release
         self.reset_stats()
@@ -129,6 +133,7 @@ class State:
 
     def reset_stats(self):
         with self.lock:
+            self.epoch += 1
             self.requests = 0
             self.forwarded = 0
             self.connections = 0
@@ -162,7 +167,8 @@ class State:
             return [dict(f) for f in self.faults]
 
     def take_fault(self, target):
-        """Count one proxied request; return the fault to apply, or None."""
+        """Count one proxied request; return the fault to apply (or None)
+        and the count it is in, for counting what it does later."""
         with self.lock:
             self.requests += 1
             for i, f in enumerate(self.faults):
@@ -174,12 +180,15 @@ class State:
                     del self.faults[i]
                 kind = f["kind"]
                 self.applied[kind] = self.applied.get(kind, 0) + 1
-                return dict(f)
-            return None
+                return dict(f), self.epoch
+            return None, self.epoch
 
-    def count(self, attr):
+    def count(self, attr, epoch=None):
+        """Adds one to a counter; with epoch, only while no reset came
+        since the request it is about was counted."""
         with self.lock:
-            setattr(self, attr, getattr(self, attr) + 1)
+            if epoch is None or epoch == self.epoch:
+                setattr(self, attr, getattr(self, attr) + 1)
 
 
 def validate_fault(obj):
@@ -230,6 +239,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
         self.upstream = None
+        self.epoch = None         # the count the current request is in
         self.counted = False
         self.aborted = False
 
@@ -428,7 +438,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not self.counted:
             self.counted = True
             st.count("connections")
-        fault = st.take_fault(self.headers.get("X-Amz-Target"))
+        fault, self.epoch = st.take_fault(self.headers.get("X-Amz-Target"))
         kind = fault["kind"] if fault else None
 
         if kind == "throttle":
@@ -565,7 +575,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """Send the request upstream; return (status, reason, headers, body)
         or None on an upstream failure."""
         st = self.server.state
-        st.count("forwarded")
+        st.count("forwarded", self.epoch)
         try:
             c = self._upstream_conn()
             c.putrequest(self.command, self.path, skip_host=True,
@@ -589,7 +599,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise BadRequest("unforwardable request: %s" % e)
         except (OSError, http.client.HTTPException) as e:
             self._close_upstream()
-            st.count("upstream_errors")
+            st.count("upstream_errors", self.epoch)
             return ("error", str(e) or e.__class__.__name__)
 
     def _relay(self, resp):
