@@ -46,9 +46,13 @@ describe("a game server's loop on the coroutine runtime", function()
     assert.are.equal(0, f.failed, out)
     assert.are.equal(IN_FLIGHT, f.peak_in_flight, out)
     assert.is_true(f.max_late_ms <= TICK_MS, "a tick was late by more than a period: " .. out)
-    -- 5 requests an action: Query + TransactWriteItems (rate limit), GetItem,
-    -- PutItem, GetItem -- no hidden retries or extra reads
-    assert.are.equal(5 * ACTIONS, f.requests, out)
+    -- 4 requests an action: the rate limit's transaction (a limit of 1000
+    -- reads no slots), GetItem, PutItem, GetItem; plus, for a grant whose
+    -- transaction took over 50 ms, a second stamp (on a loaded machine,
+    -- most of them), and now and then a transaction lost to a busy slot.
+    -- No hidden retries or extra reads: never under 4, never much over 5.
+    assert.is_true(f.requests >= 4 * ACTIONS and f.requests <= 5 * ACTIONS + ACTIONS / 20,
+                   "requests: " .. out)
     assert.are.equal("0", out:match("EXIT:(%d+)"), out)
   end)
 end)
