@@ -300,7 +300,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(HARNESS_DIR)
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/ddbkit
 	install -m 755 tests/harness/ddb_local.sh tests/harness/deps.sh $(DESTDIR)$(HARNESS_DIR)/
-	install -m 644 tests/harness/proc.sh $(DESTDIR)$(HARNESS_DIR)/
+	install -m 644 tests/harness/daemon.sh tests/harness/proc.sh $(DESTDIR)$(HARNESS_DIR)/
 	install -m 755 $(SHIM) $(DESTDIR)$(HARNESS_DIR)/
 	install -m 644 tests/harness/package.json tests/harness/package-lock.json $(DESTDIR)$(HARNESS_DIR)/
 
