@@ -270,7 +270,7 @@ $(B)/fuzzobj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -c $< -o $@
 
-$(FUZZ_LUA:%=$(B)/fuzz/%): $(B)/fuzz/%: tests/fuzz/%.c tests/fuzz/lua_cov.h $(FUZZ_OBJ)
+$(FUZZ_LUA:%=$(B)/fuzz/%): $(B)/fuzz/%: tests/fuzz/%.c tests/fuzz/lua_host.h tests/fuzz/lua_cov.h $(FUZZ_OBJ)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -DFUZZ_ROOT='"$(CURDIR)"' -o $@ $< $(FUZZ_OBJ) -llua5.4 $(ENGINE_LIBS)
 
