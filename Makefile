@@ -270,7 +270,7 @@ $(B)/fuzzobj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -c $< -o $@
 
-$(FUZZ_LUA:%=$(B)/fuzz/%): $(B)/fuzz/%: tests/fuzz/%.c tests/fuzz/lua_cov.h $(FUZZ_OBJ)
+$(FUZZ_LUA:%=$(B)/fuzz/%): $(B)/fuzz/%: tests/fuzz/%.c tests/fuzz/lua_host.h tests/fuzz/lua_cov.h $(FUZZ_OBJ)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -DFUZZ_ROOT='"$(CURDIR)"' -o $@ $< $(FUZZ_OBJ) -llua5.4 $(ENGINE_LIBS)
 
@@ -300,7 +300,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(HARNESS_DIR)
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/ddbkit
 	install -m 755 tests/harness/ddb_local.sh tests/harness/deps.sh $(DESTDIR)$(HARNESS_DIR)/
-	install -m 644 tests/harness/proc.sh $(DESTDIR)$(HARNESS_DIR)/
+	install -m 644 tests/harness/daemon.sh tests/harness/proc.sh $(DESTDIR)$(HARNESS_DIR)/
 	install -m 755 $(SHIM) $(DESTDIR)$(HARNESS_DIR)/
 	install -m 644 tests/harness/package.json tests/harness/package-lock.json $(DESTDIR)$(HARNESS_DIR)/
 

@@ -74,18 +74,19 @@ Standard library only.
 
 import argparse
 import http.client
-import http.server
 import json
 import os
 import select
-import signal
-import socket
-import struct
 import sys
 import threading
-import time
 import uuid
 import zlib
+
+# The plumbing it shares with tests/hostile/hostile.py; no __pycache__
+# left in the source tree.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
+import loopback_http  # noqa: E402
 
 CONTROL_PREFIX = "/__proxy/"
 MAX_BODY = 64 * 1024 * 1024
@@ -226,45 +227,30 @@ def ddb_error_body(short, message):
                       separators=(",", ":")).encode()
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(loopback_http.Handler):
+    name = "faultproxy"
     timeout = 300                 # idle client connections are closed
 
     # -- connection lifecycle ---------------------------------------------
 
     def setup(self):
         super().setup()
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
         self.upstream = None
         self.epoch = None         # the count the current request is in
-        self.counted = False
-        self.aborted = False
 
     def finish(self):
-        try:
-            if not self.aborted:
-                super().finish()
-        except OSError:
-            pass
+        super().finish()
         self._close_upstream()
 
     def handle_one_request(self):
+        # The base class closes on OSError and ValueError (the client went
+        # away, timed out, or a fault closed the socket).
         try:
             super().handle_one_request()
         except BadRequest as e:
             if not self.aborted:
                 self._send_plain_error(400, str(e))
             self.close_connection = True
-        except (OSError, ValueError):
-            # client went away, timed out, or we closed the socket ourselves
-            # (a fault) and the base class touched the closed file after.
-            self.close_connection = True
-
-    def version_string(self):
-        return "faultproxy"
 
     def send_error(self, code, message=None, explain=None):
         # The base class's errors (bad request line, unsupported method,
@@ -280,14 +266,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         msg = message or short
         msg = msg.encode("ascii", "backslashreplace").decode("ascii")
         self._send_plain_error(code, msg, reason=short)
-
-    def log_message(self, fmt, *args):
-        if self.server.verbose:
-            sys.stderr.write("faultproxy: %s %s\n" % (self.address_string(), fmt % args))
-
-    def log_request(self, code="-", size="-"):
-        if self.server.verbose:
-            super().log_request(code, size)
 
     # -- entry points ------------------------------------------------------
 
@@ -364,15 +342,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # -- responses ---------------------------------------------------------
 
     def _send(self, status, body=b"", headers=(), reason=None, close=False):
-        self.send_response_only(status, reason)
-        self.send_header("Date", self.date_time_string())
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
+        self._head(status, headers, len(body), reason=reason, close=close)
         if body and self.command != "HEAD" and status >= 200 and status not in (204, 304):
             self.wfile.write(body)
         self.wfile.flush()
@@ -384,10 +354,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
         self.close_connection = True
-
-    def _send_json(self, status, obj):
-        body = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
-        self._send(status, body, [("Content-Type", "application/json")])
 
     def _send_ddb_error(self, status, short, message, extra=()):
         body = ddb_error_body(short, message)
@@ -613,55 +579,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if k.lower() not in HOP_BY_HOP and k.lower() != "date"]
         self._send(status, data, hdrs, reason=reason)
 
-    def _hard_close(self, rst):
-        """Close the client connection now, with no (further) response."""
-        self.close_connection = True
-        self.aborted = True
-        s = self.connection
-        try:
-            if rst:
-                # close() with a zero linger time sends an RST.
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            else:
-                try:
-                    self.wfile.flush()
-                except (OSError, ValueError):
-                    pass
-                s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        # The socket is only really closed once the rfile/wfile wrappers that
-        # reference it are closed too.
-        for f in (self.rfile, self.wfile):
-            try:
-                f.close()
-            except (OSError, ValueError):
-                pass
-        try:
-            s.close()
-        except OSError:
-            pass
-
     def _abort(self):
         self._hard_close(rst=True)
-
-
-class Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def handle_error(self, request, client_address):
-        # One bad connection must never take the proxy down; say so only if
-        # asked to.
-        if self.verbose:
-            super().handle_error(request, client_address)
-
-    def shutdown_request(self, request):
-        try:
-            super().shutdown_request(request)
-        except OSError:
-            pass
 
 
 def parse_hostport(s):
@@ -684,49 +603,21 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     state = State()
-    server = Server(("127.0.0.1", a.listen), Handler)
+    server = loopback_http.Server(("127.0.0.1", a.listen), Handler)
     server.state = state
     server.upstream = a.upstream
     server.upstream_timeout = a.upstream_timeout
     server.verbose = a.verbose
     port = server.server_address[1]
 
-    if a.port_file:
-        tmp = "%s.tmp.%d" % (a.port_file, os.getpid())
-        with open(tmp, "w") as fh:
-            fh.write("%d\n" % port)
-        os.replace(tmp, a.port_file)
+    def on_stop():
+        state.stopping.set()          # wake any delay faults
+        state.release()               # and any held ones
 
-    done = threading.Event()
-
-    def on_signal(signum, frame):
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                         name="serve", daemon=True)
-    t.start()
-    sys.stderr.write("faultproxy: listening on 127.0.0.1:%d -> %s:%d (pid %d)\n"
-                     % (port, a.upstream[0], a.upstream[1], os.getpid()))
-    sys.stderr.flush()
-
-    deadline = time.monotonic() + a.max_seconds
-    while not done.is_set():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            sys.stderr.write("faultproxy: --max-seconds reached, exiting\n")
-            break
-        done.wait(min(left, 1.0))
-
-    state.stopping.set()          # wake any delay faults
-    state.release()               # and any held ones
-    server.shutdown()
-    server.server_close()
-    sys.stderr.write("faultproxy: stopped\n")
-    sys.stderr.flush()
-    return 0
+    return loopback_http.serve(server, "faultproxy",
+                               "listening on 127.0.0.1:%d -> %s:%d (pid %d)"
+                               % (port, a.upstream[0], a.upstream[1], os.getpid()),
+                               a.port_file, a.max_seconds, on_stop)
 
 
 if __name__ == "__main__":

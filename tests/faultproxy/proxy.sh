@@ -19,52 +19,17 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 STATE_DIR="${FAULTPROXY_STATE_DIR:-$ROOT/build/faultproxy}"
-PIDFILE="$STATE_DIR/pid"
-PORTFILE="$STATE_DIR/port"
-LOGFILE="$STATE_DIR/proxy.log"
-. "$ROOT/tests/harness/proc.sh"
+DAEMON_PIDFILE="$STATE_DIR/pid"
+DAEMON_PORTFILE="$STATE_DIR/port"
+DAEMON_LOGFILE="$STATE_DIR/proxy.log"
+DAEMON_MARK='faultproxy.py'
+. "$ROOT/tests/harness/daemon.sh"
 
 say() { printf 'faultproxy: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 usage() {
     say "usage: proxy.sh start UPSTREAM_PORT | stop | status"
     exit 2
-}
-
-our_pid() {
-    [ -f "$PIDFILE" ] || return 1
-    local pid
-    pid="$(tr -dc '0-9' <"$PIDFILE" 2>/dev/null || true)"
-    [ -n "$pid" ] || return 1
-    alive "$pid" || return 1
-    if [ -r "/proc/$pid/cmdline" ]; then
-        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'faultproxy.py' || return 1
-    fi
-    printf '%s\n' "$pid"
-}
-
-stop_pid() {
-    local pid="$1" i
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do         # up to ~5 s
-        alive "$pid" || return 0
-        sleep 0.1
-    done
-    say "pid $pid did not exit on TERM; sending KILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 30; i++)); do
-        alive "$pid" || return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-cmd_stop() {
-    local pid
-    if pid="$(our_pid)"; then
-        stop_pid "$pid" || { say "pid $pid would not die"; exit 1; }
-    fi
-    rm -f "$PIDFILE" "$PORTFILE"
 }
 
 cmd_start() {
@@ -75,56 +40,18 @@ cmd_start() {
     command -v python3 >/dev/null 2>&1 || "$ROOT/tests/harness/deps.sh"
     command -v python3 >/dev/null 2>&1 || die "python3 not found"
 
-    mkdir -p "$STATE_DIR"
-    local pid
-    if pid="$(our_pid)"; then
-        say "replacing the proxy already running (pid $pid)"
-        stop_pid "$pid" || die "could not stop pid $pid"
-    fi
-    rm -f "$PIDFILE" "$PORTFILE"
-
-    python3 "$HERE/faultproxy.py" --listen 0 --upstream "127.0.0.1:$up" \
-        --port-file "$PORTFILE" --max-seconds "${FAULTPROXY_MAX_SECONDS:-3600}" \
-        </dev/null >"$LOGFILE" 2>&1 &
-    pid=$!
-    printf '%s\n' "$pid" >"$PIDFILE"
-
-    local i port=""
-    for ((i = 0; i < 100; i++)); do         # up to ~10 s
-        if [ -s "$PORTFILE" ]; then
-            port="$(tr -dc '0-9' <"$PORTFILE")"
-            [ -n "$port" ] && break
-        fi
-        if ! alive "$pid"; then
-            sed 's/^/    /' "$LOGFILE" >&2 || true
-            rm -f "$PIDFILE"
-            die "the proxy exited at start-up"
-        fi
-        sleep 0.1
-    done
-    if [ -z "$port" ]; then
-        stop_pid "$pid" || true
-        rm -f "$PIDFILE"
-        die "the proxy did not report its port within 10 s (log: $LOGFILE)"
-    fi
-    say "listening on 127.0.0.1:$port -> 127.0.0.1:$up (pid $pid)"
-    printf '%s\n' "$port"
-}
-
-cmd_status() {
-    if our_pid >/dev/null; then
-        echo running
-        return 0
-    fi
-    echo stopped
-    return 1
+    daemon_start "the proxy" python3 "$HERE/faultproxy.py" --listen 0 \
+        --upstream "127.0.0.1:$up" --port-file "$DAEMON_PORTFILE" \
+        --max-seconds "${FAULTPROXY_MAX_SECONDS:-3600}"
+    say "listening on 127.0.0.1:$DAEMON_PORT -> 127.0.0.1:$up (pid $DAEMON_STARTED_PID)"
+    printf '%s\n' "$DAEMON_PORT"
 }
 
 [ $# -ge 1 ] || usage
 cmd="$1"; shift
 case "$cmd" in
     start) cmd_start "$@" ;;
-    stop) cmd_stop ;;           # an UPSTREAM_PORT argument is accepted and ignored
-    status) cmd_status ;;
+    stop) daemon_stop ;;        # an UPSTREAM_PORT argument is accepted and ignored
+    status) daemon_status ;;
     *) usage ;;
 esac

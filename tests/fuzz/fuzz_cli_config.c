@@ -19,17 +19,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include <lauxlib.h>
-#include <lua.h>
-#include <lualib.h>
-
-#include "lua_cov.h"
-
-#ifndef FUZZ_ROOT
-#error "FUZZ_ROOT (the repository's root folder) must be defined"
-#endif
-
-int luaopen_ddbkit_core(lua_State *L);
+#include "lua_host.h"
 
 /* The harness, in Lua: returns function() -> nil | finding text, reading the
  * file DDBKIT_CONFIG names. */
@@ -83,25 +73,7 @@ static void init(void)
         unsetenv(OVERRIDES[i]);
     setenv("DDBKIT_CONFIG", path, 1);
 
-    L = luaL_newstate();
-    if (!L)
-        abort();
-    luaL_openlibs(L);
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushcfunction(L, luaopen_ddbkit_core);
-    lua_setfield(L, -2, "ddbkit.core");
-    lua_pop(L, 1);
-    if (luaL_loadbuffer(L, HARNESS, sizeof HARNESS - 1, "=fuzz_cli_config") != LUA_OK)
-        goto fail;
-    lua_pushstring(L, FUZZ_ROOT);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
-        goto fail;
-    harness_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_cov_start(L); /* after loading: coverage of the inputs, not of the set-up */
-    return;
-fail:
-    fprintf(stderr, "fuzz_cli_config: the harness did not load: %s\n", lua_tostring(L, -1));
-    abort();
+    L = lua_host_open("fuzz_cli_config", HARNESS, sizeof HARNESS - 1, &harness_ref);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -114,14 +86,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, harness_ref);
-    if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
-        fprintf(stderr, "fuzz_cli_config: harness error: %s\n", lua_tostring(L, -1));
-        abort();
-    }
-    if (!lua_isnil(L, -1)) {
-        fprintf(stderr, "fuzz_cli_config: finding: %s\n", lua_tostring(L, -1));
-        abort();
-    }
-    lua_pop(L, 1);
+    lua_host_check(L, "fuzz_cli_config", 0);
     return 0;
 }

@@ -28,20 +28,8 @@
  */
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 
-#include <lauxlib.h>
-#include <lua.h>
-#include <lualib.h>
-
-#include "lua_cov.h"
-
-#ifndef FUZZ_ROOT
-#error "FUZZ_ROOT (the repository's root folder) must be defined"
-#endif
-
-int luaopen_ddbkit_core(lua_State *L);
+#include "lua_host.h"
 
 /* The harness, in Lua: returns function(input) -> nil | finding text. */
 static const char HARNESS[] =
@@ -156,43 +144,12 @@ static const char HARNESS[] =
 static lua_State *L;
 static int harness_ref = LUA_NOREF;
 
-static void init(void)
-{
-    L = luaL_newstate();
-    if (!L)
-        abort();
-    luaL_openlibs(L);
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushcfunction(L, luaopen_ddbkit_core);
-    lua_setfield(L, -2, "ddbkit.core");
-    lua_pop(L, 1);
-    if (luaL_loadbuffer(L, HARNESS, sizeof HARNESS - 1, "=fuzz_response") != LUA_OK)
-        goto fail;
-    lua_pushstring(L, FUZZ_ROOT);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
-        goto fail;
-    harness_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_cov_start(L); /* after loading: coverage of the inputs, not of the set-up */
-    return;
-fail:
-    fprintf(stderr, "fuzz_response: the harness did not load: %s\n", lua_tostring(L, -1));
-    abort();
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!L)
-        init();
+        L = lua_host_open("fuzz_response", HARNESS, sizeof HARNESS - 1, &harness_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, harness_ref);
     lua_pushlstring(L, (const char *)data, size);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        fprintf(stderr, "fuzz_response: harness error: %s\n", lua_tostring(L, -1));
-        abort();
-    }
-    if (!lua_isnil(L, -1)) {
-        fprintf(stderr, "fuzz_response: finding: %s\n", lua_tostring(L, -1));
-        abort();
-    }
-    lua_pop(L, 1);
+    lua_host_check(L, "fuzz_response", 1);
     return 0;
 }

@@ -25,10 +25,11 @@
 # LD_PRELOAD shim build/loopback_bind.so (tests/harness/loopback_bind.c),
 # which turns wildcard binds into loopback binds.
 #
-# `make install` copies this script, deps.sh, proc.sh, the built shim and
-# the npm manifests to $PREFIX/share/ddbkit/harness for `ddbkit local`:
-# there the shim sits next to the script and, the prefix being usually
-# read-only for the user, state goes to the user's state directory.
+# `make install` copies this script, deps.sh, daemon.sh, proc.sh, the built
+# shim and the npm manifests to $PREFIX/share/ddbkit/harness for
+# `ddbkit local`: there the shim sits next to the script and, the prefix
+# being usually read-only for the user, state goes to the user's state
+# directory.
 #
 # Only the endpoint URL goes to stdout (on start); messages go to stderr.
 set -euo pipefail
@@ -38,7 +39,8 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 STATE_DIR="$ROOT/build/ddb-local"
 SHIM="$ROOT/build/loopback_bind.so"
 SHIM_SRC="$HERE/loopback_bind.c"
-. "$HERE/proc.sh"
+. "$HERE/daemon.sh"   # daemon_pid, daemon_stop_pid, daemon_status; alive
+DAEMON_MARK='DynamoDBLocal.jar'
 NPM_DIR="$HERE"
 if [ -f "$HERE/loopback_bind.so" ]; then
     SHIM="$HERE/loopback_bind.so"
@@ -75,6 +77,7 @@ if [ "$PORT" -lt 1 ] || [ "$PORT" -gt 65535 ]; then die "bad port: $PORT"; fi
 
 ENDPOINT="http://127.0.0.1:$PORT"
 PIDFILE="$STATE_DIR/$PORT.pid"
+DAEMON_PIDFILE="$PIDFILE"
 LOGFILE="$STATE_DIR/$PORT.log"
 TIMEOUT="${DDB_LOCAL_START_TIMEOUT:-60}"
 
@@ -82,17 +85,7 @@ TIMEOUT="${DDB_LOCAL_START_TIMEOUT:-60}"
 
 # The pid from our pid file, if that process is alive and is DynamoDB Local
 # (guards against a recycled pid).  Prints the pid; status 1 if not ours.
-our_pid() {
-    [ -f "$PIDFILE" ] || return 1
-    local pid
-    pid="$(tr -dc '0-9' <"$PIDFILE" 2>/dev/null || true)"
-    [ -n "$pid" ] || return 1
-    alive "$pid" || return 1
-    if [ -r "/proc/$pid/cmdline" ]; then
-        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'DynamoDBLocal.jar' || return 1
-    fi
-    printf '%s\n' "$pid"
-}
+our_pid() { daemon_pid; }
 
 # Is anything accepting TCP connections on 127.0.0.1:PORT?
 port_open() {
@@ -172,20 +165,10 @@ check_loopback_only() {
     fi
 }
 
+# Up to ~10 s after TERM, then ~5 s after KILL.
 stop_pid() {
-    local pid="$1" i
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do        # up to ~10 s
-        alive "$pid" || return 0
-        sleep 0.1
-    done
-    say "pid $pid did not exit on TERM; sending KILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do         # up to ~5 s
-        alive "$pid" || return 0
-        sleep 0.1
-    done
-    say "pid $pid still alive after KILL"
+    daemon_stop_pid "$1" 100 50 && return 0
+    say "pid $1 still alive after KILL"
     return 1
 }
 
@@ -260,15 +243,6 @@ cmd_stop() {
     rm -f "$PIDFILE"
 }
 
-cmd_status() {
-    if our_pid >/dev/null; then
-        echo running
-        return 0
-    fi
-    echo stopped
-    return 1
-}
-
 cmd_wait() {
     local pid=""
     pid="$(our_pid || true)"
@@ -279,7 +253,7 @@ cmd_wait() {
 case "$CMD" in
     start) cmd_start ;;
     stop) cmd_stop ;;
-    status) cmd_status ;;
+    status) daemon_status ;;
     wait) cmd_wait ;;
     *) usage ;;
 esac

@@ -1,6 +1,7 @@
 # Process helpers for the harness scripts, sourced (not run) by
-# tests/harness/ddb_local.sh, tests/faultproxy/proxy.sh, tests/nginx/driver.sh
-# and tests/bench/run.sh. `make install` puts it beside ddb_local.sh.
+# tests/harness/daemon.sh (so by ddb_local.sh, tests/faultproxy/proxy.sh and
+# tests/hostile/hostile.sh), tests/nginx/driver.sh and tests/bench/run.sh.
+# `make install` puts it beside ddb_local.sh.
 
 # alive PID: the process exists and is not a zombie. kill -0 alone says yes
 # to a zombie: a child of ours not yet waited for, or an orphan before init

@@ -72,16 +72,17 @@ Standard library only.
 """
 
 import argparse
-import http.server
 import json
 import os
-import signal
-import socket
-import struct
 import sys
 import threading
-import time
 import uuid
+
+# The plumbing it shares with tests/faultproxy/faultproxy.py; no
+# __pycache__ left in the source tree.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
+import loopback_http  # noqa: E402
 
 CONTROL_PREFIX = "/__hostile/"
 MAX_BODY = 16 * 1024 * 1024
@@ -217,42 +218,9 @@ def body_of(a):
     return json.dumps(b, separators=(",", ":")).encode()
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(loopback_http.Handler):
+    name = "hostile"
     timeout = 120
-
-    def setup(self):
-        super().setup()
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-        self.counted = False
-        self.aborted = False
-
-    def finish(self):
-        try:
-            if not self.aborted:
-                super().finish()
-        except OSError:
-            pass
-
-    def handle_one_request(self):
-        try:
-            super().handle_one_request()
-        except (OSError, ValueError):
-            self.close_connection = True
-
-    def version_string(self):
-        return "hostile"
-
-    def log_message(self, fmt, *args):
-        if self.server.verbose:
-            sys.stderr.write("hostile: %s %s\n" % (self.address_string(), fmt % args))
-
-    def log_request(self, code="-", size="-"):
-        if self.server.verbose:
-            super().log_request(code, size)
 
     def do_GET(self):
         body = self._read_body()
@@ -283,26 +251,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # -- responses ---------------------------------------------------------
 
-    def _head(self, status, headers, length, close=False):
-        self.send_response_only(status)
-        self.send_header("Date", self.date_time_string())
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(length))
-        if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-
     def _send(self, status, body, headers, close=False):
-        self._head(status, headers, len(body), close)
+        """The whole body as given (a hostile 204 or 304 keeps its body)."""
+        self._head(status, headers, len(body), close=close)
         if self.command != "HEAD":
             self.wfile.write(body)
         self.wfile.flush()
-
-    def _send_json(self, status, obj):
-        body = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
-        self._send(status, body, [("Content-Type", "application/json")])
 
     def _headers_of(self, a):
         given = [(str(k), str(v)) for k, v in (a.get("headers") or {}).items()]
@@ -313,31 +267,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if "x-amzn-requestid" not in names:
             out.append(("x-amzn-RequestId", str(uuid.uuid4())))
         return out + given
-
-    def _hard_close(self, rst):
-        self.close_connection = True
-        self.aborted = True
-        s = self.connection
-        try:
-            if rst:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            else:
-                try:
-                    self.wfile.flush()
-                except (OSError, ValueError):
-                    pass
-                s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        for f in (self.rfile, self.wfile):
-            try:
-                f.close()
-            except (OSError, ValueError):
-                pass
-        try:
-            s.close()
-        except OSError:
-            pass
 
     # -- control API -------------------------------------------------------
 
@@ -450,16 +379,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
 
 
-class Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def handle_error(self, request, client_address):
-        if self.verbose:
-            super().handle_error(request, client_address)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description="a scripted hostile DynamoDB test double")
     ap.add_argument("--listen", type=int, required=True, help="port on 127.0.0.1 (0 = any free)")
@@ -469,43 +388,17 @@ def main(argv=None):
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args(argv)
 
-    server = Server(("127.0.0.1", a.listen), Handler)
+    server = loopback_http.Server(("127.0.0.1", a.listen), Handler)
     server.state = State()
     server.verbose = a.verbose
     port = server.server_address[1]
-    if a.port_file:
-        tmp = "%s.tmp.%d" % (a.port_file, os.getpid())
-        with open(tmp, "w") as fh:
-            fh.write("%d\n" % port)
-        os.replace(tmp, a.port_file)
 
-    done = threading.Event()
+    def on_stop():
+        server.state.stopping.set()     # ends any trickle
 
-    def on_signal(signum, frame):
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                         name="serve", daemon=True)
-    t.start()
-    sys.stderr.write("hostile: listening on 127.0.0.1:%d (pid %d)\n" % (port, os.getpid()))
-    sys.stderr.flush()
-
-    deadline = time.monotonic() + a.max_seconds
-    while not done.is_set():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            sys.stderr.write("hostile: --max-seconds reached, exiting\n")
-            break
-        done.wait(min(left, 1.0))
-
-    server.state.stopping.set()     # ends any trickle
-    server.shutdown()
-    server.server_close()
-    sys.stderr.write("hostile: stopped\n")
-    sys.stderr.flush()
-    return 0
+    return loopback_http.serve(server, "hostile",
+                               "listening on 127.0.0.1:%d (pid %d)" % (port, os.getpid()),
+                               a.port_file, a.max_seconds, on_stop)
 
 
 if __name__ == "__main__":
