@@ -88,6 +88,15 @@ static const char HARNESS[] =
     "  self.pos = pos + p\n"
     "  return buf:sub(pos, pos + p - 1)\n"
     "end\n"
+    /* what has arrived, at most max bytes: here up to 1000, so a body
+       comes in several pieces as from a real socket */
+    "function sock:receiveany(max)\n"
+    "  local buf, pos = self.buf or '', self.pos or 1\n"
+    "  if pos > #buf then return nil, 'closed' end\n"
+    "  local e = math.min(#buf, pos + math.min(max, 1000) - 1)\n"
+    "  self.pos = e + 1\n"
+    "  return buf:sub(pos, e)\n"
+    "end\n"
     "ngx = { ERR = 4, log = function() end,\n"
     "  get_phase = function() return 'timer' end,\n"
     "  sleep = function(s) clock = clock + s * 1000 end,\n"

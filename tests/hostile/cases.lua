@@ -269,4 +269,37 @@ function _M.run(answer_name, op_name, runtime_name, endpoint)
   return out
 end
 
+
+local function has(list, x)
+  for _, v in ipairs(list or {}) do if v == x then return true end end
+  return false
+end
+
+--- check(outcome, expect, stats): raises (an assertion failure naming the
+-- case's outcome) unless the outcome of run() is what expect(answer, op)
+-- asks for, within the double's stats (H.hostile_stats()) for the case.
+-- Shared by the specs of every runtime (hostile_server_spec,
+-- openresty_hostile_spec).
+function _M.check(o, expect, stats)
+  local cjson = require "cjson.safe"
+  local what = cjson.encode(o)
+  assert(not o.died, o.died)
+  assert(o.raised == nil, "raised: " .. tostring(o.raised))
+  assert(stats.requests >= 1, "the call never reached the double")
+  assert(stats.requests <= _M.MAX_REQUESTS,
+    string.format("%d requests sent (bound %d)", stats.requests, _M.MAX_REQUESTS))
+  -- whatever it returns, an error has a code
+  if o.code_type ~= nil and o.code_type ~= "nil" then
+    assert(o.code_type == "string" and o.codes[1] ~= "", "an error without a code: " .. what)
+  end
+  if expect == "malformed" then
+    assert(o.first == "nil", "not nil, err: " .. what)
+    assert(has(o.codes, "MalformedResponse"), "not MalformedResponse: " .. what)
+  elseif expect == "fails" then
+    assert(o.first == "nil", "not nil, err: " .. what)
+    assert(o.code_type == "string" and o.codes[1] ~= "", "no err.code: " .. what)
+    assert(not o.err_item, "err.item decoded from a failed answer: " .. what)
+  end
+end
+
 return _M

@@ -129,6 +129,23 @@ function _M.calls()
               retries = after.retries - before.retries })
 end
 
+-- /hostile?answer=N&op=M: operation M of tests/hostile/cases.lua against
+-- the hostile double (DDBKIT_TEST_HOSTILE), whose answer N the spec
+-- (tests/spec/openresty_hostile_spec.lua) has already scripted, with a
+-- client of the OpenResty runtime. 200 with the outcome cases.run describes;
+-- 500 with the message when anything raised (a raise must not escape into
+-- nginx's own 500, where the spec could not tell it from a crash).
+function _M.hostile()
+  local cases = require "cases"
+  local a = cases.ANSWERS[tonumber(ngx.var.arg_answer) or 0]
+  local op = cases.OPS[tonumber(ngx.var.arg_op) or 0]
+  if not (a and op) then return json(400, { error = "no such answer or op" }) end
+  local ok, out = pcall(cases.run, a.name, op.name, "openresty", env("DDBKIT_TEST_HOSTILE"))
+  if not ok then return json(500, { raised = tostring(out) }) end
+  if out.raised then return json(500, out) end
+  json(200, out)
+end
+
 -- runtime.spawn: a light thread that finishes, and one cancelled mid-sleep.
 function _M.spawn()
   local runtime = worker().direct.runtime

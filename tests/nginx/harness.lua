@@ -95,9 +95,9 @@ function _M.start(H)
   N.run = H.unique("run")
   N.prefix = H.mktemp_dir()
   local out, ok = sh(string.format(
-    "env DDBKIT_TEST_ENDPOINT=%s DDBKIT_TEST_PROXY=%s DDBKIT_NGX_STORE_TABLE=%s "
+    "env DDBKIT_TEST_ENDPOINT=%s DDBKIT_TEST_PROXY=%s DDBKIT_TEST_HOSTILE=%s DDBKIT_NGX_STORE_TABLE=%s "
     .. "DDBKIT_NGX_IDEM_TABLE=%s DDBKIT_NGX_RUN=%s bash %s start %s",
-    q(H.endpoint), q(H.proxy or ""), q(N.store_table), q(N.idem_table), q(N.run), q(driver),
+    q(H.endpoint), q(H.proxy or ""), q(H.hostile or ""), q(N.store_table), q(N.idem_table), q(N.run), q(driver),
     q(N.prefix)))
   local pid, p = out:match("(%d+) (%d+)%s*$")
   if not (ok and pid) then

@@ -15,8 +15,8 @@
 -- never changes is answered 200 times, then refused: a pager that does not
 -- stop fails on its request count instead of hanging the run.
 --
--- OpenResty is not driven here: tests/spec/openresty_spec.lua's nginx
--- serves only the routes of tests/nginx/app.lua.
+-- OpenResty is driven by tests/spec/openresty_hostile_spec.lua (the same
+-- cases, through nginx's /hostile route).
 local H = require "test_helper"
 local cjson = require "cjson.safe"
 
@@ -57,31 +57,7 @@ local function run_isolated(a, op, rt)
   return { died = how .. "\n" .. stderr:sub(-1500) }
 end
 
-local function has(list, x)
-  for _, v in ipairs(list or {}) do if v == x then return true end end
-  return false
-end
-
-local function check(o, expect, stats)
-  local what = cjson.encode(o)
-  assert(not o.died, o.died)
-  assert(o.raised == nil, "raised: " .. tostring(o.raised))
-  assert(stats.requests >= 1, "the call never reached the double")
-  assert(stats.requests <= cases.MAX_REQUESTS,
-    string.format("%d requests sent (bound %d)", stats.requests, cases.MAX_REQUESTS))
-  -- whatever it returns, an error has a code
-  if o.code_type ~= nil and o.code_type ~= "nil" then
-    assert(o.code_type == "string" and o.codes[1] ~= "", "an error without a code: " .. what)
-  end
-  if expect == "malformed" then
-    assert(o.first == "nil", "not nil, err: " .. what)
-    assert(has(o.codes, "MalformedResponse"), "not MalformedResponse: " .. what)
-  elseif expect == "fails" then
-    assert(o.first == "nil", "not nil, err: " .. what)
-    assert(o.code_type == "string" and o.codes[1] ~= "", "no err.code: " .. what)
-    assert(not o.err_item, "err.item decoded from a failed answer: " .. what)
-  end
-end
+local check = cases.check
 
 describe("a hostile server", function()
   setup(function()

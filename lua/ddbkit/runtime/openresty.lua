@@ -172,34 +172,84 @@ local function left(deadline)
   return ms
 end
 
+-- A cosocket's read timeout is an idle timeout: every byte that arrives
+-- starts it again, so one receive(n) or receive("*l") from a server that
+-- trickles its answer a byte at a time lasts as long as the server likes,
+-- far past timeout_ms. The blocking runtime (libcurl) bounds the whole
+-- exchange; so do the reads below: a body is read as what has arrived
+-- (receiveany, which waits at most the time left), with the deadline
+-- checked between reads, and a line read is followed by the same check.
+
+-- One line (without CRLF); nil, err.
+local function receive_line(sock, deadline)
+  sock:settimeout(left(deadline))
+  local line, err = sock:receive("*l")
+  if line and mono_ms() > deadline then return nil, "timeout" end
+  return line, err
+end
+
+-- Exactly n bytes (n > 0); nil, err.
+local function receive_bytes(sock, deadline, n)
+  sock:settimeout(left(deadline))
+  local data, err = sock:receiveany(n)
+  if not data then return nil, err end
+  local got = #data
+  if got == n then return data end
+  local parts, k = { data }, 1
+  while got < n do
+    if mono_ms() > deadline then return nil, "timeout" end
+    sock:settimeout(left(deadline))
+    data, err = sock:receiveany(n - got)
+    if not data then return nil, err end
+    k = k + 1
+    parts[k] = data
+    got = got + #data
+  end
+  return concat(parts, "", 1, k)
+end
+
+-- Everything up to the close, at most max bytes; nil, err ("too large" past max).
+local function receive_to_close(sock, deadline, max)
+  local parts, k, got = {}, 0, 0
+  while true do
+    if mono_ms() > deadline then return nil, "timeout" end
+    sock:settimeout(left(deadline))
+    local data, err = sock:receiveany(max + 1 - got)
+    if not data then
+      if err == "closed" then return concat(parts, "", 1, k) end
+      return nil, err
+    end
+    k = k + 1
+    parts[k] = data
+    got = got + #data
+    if got > max then return nil, "too large" end
+  end
+end
+
 -- Reads a chunked body; nil, err, what on failure.
 local function read_chunked(sock, deadline, max)
   local parts, n, total = {}, 0, 0
   while true do
-    sock:settimeout(left(deadline))
-    local line, err = sock:receive("*l")
+    local line, err = receive_line(sock, deadline)
     if not line then return nil, err, "reading a chunk size" end
     local hex = match(line, "^%s*(%x+)")
     local size = hex and tonumber(hex, 16)
     if not size then return nil, "bad chunk size line", "reading the body" end
     if size == 0 then
       repeat  -- trailers, up to the empty line
-        sock:settimeout(left(deadline))
-        line, err = sock:receive("*l")
+        line, err = receive_line(sock, deadline)
         if not line then return nil, err, "reading the trailers" end
       until line == ""
       return concat(parts, "", 1, n), total
     end
     total = total + size
     if total > max then return nil, "too large", "reading the body" end
-    sock:settimeout(left(deadline))
     local data
-    data, err = sock:receive(size)
+    data, err = receive_bytes(sock, deadline, size)
     if not data then return nil, err, "reading the body" end
     n = n + 1
     parts[n] = data
-    sock:settimeout(left(deadline))
-    line, err = sock:receive("*l")   -- the CRLF after the chunk
+    line, err = receive_line(sock, deadline)   -- the CRLF after the chunk
     if not line then return nil, err, "reading the body" end
   end
 end
@@ -263,9 +313,8 @@ local function exchange(ngx, conf, u, req)
     return nil, transport_error(err, "sending the request", true)
   end
 
-  sock:settimeout(left(deadline))
   local line
-  line, err = sock:receive("*l")
+  line, err = receive_line(sock, deadline)
   if not line then
     sock:close()
     return nil, transport_error(err, "reading the status line", true)
@@ -282,8 +331,7 @@ local function exchange(ngx, conf, u, req)
   local length, chunked, rid
   local keep = version == "1.1"
   while true do
-    sock:settimeout(left(deadline))
-    line, err = sock:receive("*l")
+    line, err = receive_line(sock, deadline)
     if not line then
       sock:close()
       return nil, transport_error(err, "reading the response headers", true)
@@ -315,17 +363,14 @@ local function exchange(ngx, conf, u, req)
     elseif length == 0 then
       body = ""
     else
-      sock:settimeout(left(deadline))
-      body, err = sock:receive(length)
+      body, err = receive_bytes(sock, deadline, length)
       what = "reading the body"
     end
   else
     -- No length: the body runs to the close (never from DynamoDB, but legal).
     keep = false
-    sock:settimeout(left(deadline))
-    body, err = sock:receive("*a")
+    body, err = receive_to_close(sock, deadline, conf.max_body)
     what = "reading the body"
-    if body and #body > conf.max_body then body, err = nil, "too large" end
   end
   if not body then
     sock:close()
