@@ -61,6 +61,12 @@ _M.ANSWERS = {
   { name = "close without an answer", expect = "fails", script = { { kind = "close" } } },
   { name = "trickle past the timeout", expect = "fails", client = { timeout_ms = 300, max_attempts = 1 },
     script = { { kind = "trickle", body = '{"Item":{"pk":{"S":"slow"}}}', bytes = 1, interval_ms = 200 } } },
+  -- the status line, which would take 40 s: a client that bounds each
+  -- read, not the exchange, waits it out
+  { name = "trickle the status line past the timeout", expect = "fails",
+    client = { timeout_ms = 300, max_attempts = 1 },
+    script = { { kind = "trickle", head = true, reason = string.rep("X", 400),
+                 body = '{}', bytes = 1, interval_ms = 100 } } },
   { name = "200 Attributes nested 1,000,000 deep", expect = "shape", field = "Attributes", isolate = true,
     client = DEEP_CLIENT,
     script = { { gen = "deep", depth = 1000000, at = "Attributes" } } },
@@ -288,6 +294,8 @@ function _M.check(o, expect, stats)
   assert(stats.requests >= 1, "the call never reached the double")
   assert(stats.requests <= _M.MAX_REQUESTS,
     string.format("%d requests sent (bound %d)", stats.requests, _M.MAX_REQUESTS))
+  -- a slow answer is cut at the client's timeout, never waited out
+  assert((stats.trickles_finished or 0) == 0, "a trickled answer was waited out to its end")
   -- whatever it returns, an error has a code
   if o.code_type ~= nil and o.code_type ~= "nil" then
     assert(o.code_type == "string" and o.codes[1] ~= "", "an error without a code: " .. what)

@@ -63,7 +63,10 @@ Kinds:
                    the connection closes after the body
     trickle        status/headers/body as raw, sent "bytes" bytes (default
                    1) every "interval_ms" (default 200) until done, the
-                   client goes, or the double stops
+                   client goes, or the double stops; the body only, or with
+                   "head": true the status line (as long as "reason" makes
+                   it), then the rest at once (stats' "trickles_finished"
+                   counts the trickles sent to the end)
     close          read the request, close the connection without an answer
     reset          read the request, abort the connection (RST)
 
@@ -121,6 +124,7 @@ class State:
             self.targets = {}
             self.log = []
             self.answered = {}
+            self.trickles_finished = 0
 
     def stats(self):
         with self.lock:
@@ -132,6 +136,7 @@ class State:
                 "unscripted": self.unscripted,
                 "pending": len(self.queue),
                 "connections": self.connections,
+                "trickles_finished": self.trickles_finished,
             }
 
     def take(self, target):
@@ -368,15 +373,32 @@ class Handler(loopback_http.Handler):
 
     def _trickle(self, a):
         body = body_of(a)
-        self._head(a["status"], self._headers_of(a), len(body))
-        self.wfile.flush()
+        if a.get("head"):
+            # The status line trickles (made long with "reason"), then the
+            # rest goes at once: a client that bounds each read, not the
+            # exchange, waits the line out and so gets to the end.
+            lines = ["HTTP/1.1 %d %s" % (a["status"], a.get("reason", "X"))]
+            lines += ["%s: %s" % kv for kv in self._headers_of(a)]
+            lines += ["Content-Length: %d" % len(body), "", ""]
+            data = "\r\n".join(lines).encode() + body
+            slow = data.index(b"\r\n") + 2
+        else:
+            self._head(a["status"], self._headers_of(a), len(body))
+            self.wfile.flush()
+            data = body
+            slow = len(data)
         n, pause = a.get("bytes", 1), a.get("interval_ms", 200) / 1000.0
-        for i in range(0, len(body), n):
+        for i in range(0, slow, n):
             if self.server.state.stopping.wait(pause):
                 self._hard_close(rst=False)
                 return
-            self.wfile.write(body[i:i + n])
+            self.wfile.write(data[i:min(i + n, slow)])
             self.wfile.flush()
+        self.wfile.write(data[slow:])
+        self.wfile.flush()
+        # Sent to the end: the client waited the whole trickle out.
+        with self.server.state.lock:
+            self.server.state.trickles_finished += 1
 
 
 def main(argv=None):

@@ -38,6 +38,7 @@ local core = require "ddbkit.core"
 local type, pairs, tonumber, tostring, error, setmetatable, select, pcall =
       type, pairs, tonumber, tostring, error, setmetatable, select, pcall
 local lower, find, match, sub, fmt = string.lower, string.find, string.match, string.sub, string.format
+local byte = string.byte
 local concat = table.concat
 local unpack = table.unpack or unpack
 local mono_ms = core.mono_ms
@@ -176,81 +177,109 @@ end
 -- starts it again, so one receive(n) or receive("*l") from a server that
 -- trickles its answer a byte at a time lasts as long as the server likes,
 -- far past timeout_ms. The blocking runtime (libcurl) bounds the whole
--- exchange; so do the reads below: a body is read as what has arrived
+-- exchange; so do the reads below: everything is read as what has arrived
 -- (receiveany, which waits at most the time left), with the deadline
--- checked between reads, and a line read is followed by the same check.
+-- checked between reads. What has arrived is buf, read from pos on; each
+-- reader hands back the buf and pos the next one starts from (per
+-- exchange: concurrent requests of a worker never share them). Each gives
+-- value, buf, pos; or nil, err.
 
--- One line (without CRLF); nil, err.
-local function receive_line(sock, deadline)
+local READ_MAX = 16384      -- one receiveany
+local LINE_MAX = 8192       -- a status or header line, or a chunk size line
+
+-- buf without what was read, plus more bytes (at most want); nil, err.
+local function more(sock, deadline, buf, pos, want)
+  if mono_ms() > deadline then return nil, "timeout" end
   sock:settimeout(left(deadline))
-  local line, err = sock:receive("*l")
-  if line and mono_ms() > deadline then return nil, "timeout" end
-  return line, err
+  local data, err = sock:receiveany(want)
+  if not data then return nil, err end
+  if pos > #buf then return data end
+  return sub(buf, pos) .. data
 end
 
--- Exactly n bytes (n > 0); nil, err.
-local function receive_bytes(sock, deadline, n)
-  sock:settimeout(left(deadline))
-  local data, err = sock:receiveany(n)
-  if not data then return nil, err end
-  local got = #data
-  if got == n then return data end
-  local parts, k = { data }, 1
+-- One line, without its CRLF (or a bare LF).
+local function receive_line(sock, deadline, buf, pos)
+  while true do
+    local i = find(buf, "\n", pos, true)
+    if i then
+      local j = i - 1
+      if byte(buf, j) == 13 then j = j - 1 end
+      return sub(buf, pos, j), buf, i + 1
+    end
+    if #buf - pos + 1 > LINE_MAX then return nil, "line too long" end
+    local err
+    buf, err = more(sock, deadline, buf, pos, READ_MAX)
+    if not buf then return nil, err end
+    pos = 1
+  end
+end
+
+-- Exactly n bytes (n > 0), reading no further than n. The pieces are
+-- joined once at the end: appending each to what came before would copy a
+-- large body once per piece.
+local function receive_bytes(sock, deadline, n, buf, pos)
+  local have = #buf - pos + 1
+  if have >= n then
+    if pos == 1 and #buf == n then return buf, buf, n + 1 end
+    return sub(buf, pos, pos + n - 1), buf, pos + n
+  end
+  local parts, k, got = { sub(buf, pos) }, 1, have
   while got < n do
     if mono_ms() > deadline then return nil, "timeout" end
     sock:settimeout(left(deadline))
-    data, err = sock:receiveany(n - got)
+    local data, err = sock:receiveany(n - got)
     if not data then return nil, err end
     k = k + 1
     parts[k] = data
     got = got + #data
   end
-  return concat(parts, "", 1, k)
+  return concat(parts, "", 1, k), "", 1
 end
 
--- Everything up to the close, at most max bytes; nil, err ("too large" past max).
-local function receive_to_close(sock, deadline, max)
-  local parts, k, got = {}, 0, 0
-  while true do
+-- Everything up to the close, at most max bytes ("too large" past max).
+local function receive_to_close(sock, deadline, max, buf, pos)
+  local parts, k, got = { sub(buf, pos) }, 1, #buf - pos + 1
+  while got <= max do
     if mono_ms() > deadline then return nil, "timeout" end
     sock:settimeout(left(deadline))
     local data, err = sock:receiveany(max + 1 - got)
     if not data then
-      if err == "closed" then return concat(parts, "", 1, k) end
+      if err == "closed" then return concat(parts, "", 1, k), "", 1 end
       return nil, err
     end
     k = k + 1
     parts[k] = data
     got = got + #data
-    if got > max then return nil, "too large" end
   end
+  return nil, "too large"
 end
 
--- Reads a chunked body; nil, err, what on failure.
-local function read_chunked(sock, deadline, max)
+-- A chunked body.
+local function read_chunked(sock, deadline, max, buf, pos)
   local parts, n, total = {}, 0, 0
   while true do
-    local line, err = receive_line(sock, deadline)
-    if not line then return nil, err, "reading a chunk size" end
+    local line
+    line, buf, pos = receive_line(sock, deadline, buf, pos)
+    if not line then return nil, buf, "reading a chunk size" end
     local hex = match(line, "^%s*(%x+)")
     local size = hex and tonumber(hex, 16)
     if not size then return nil, "bad chunk size line", "reading the body" end
     if size == 0 then
       repeat  -- trailers, up to the empty line
-        line, err = receive_line(sock, deadline)
-        if not line then return nil, err, "reading the trailers" end
+        line, buf, pos = receive_line(sock, deadline, buf, pos)
+        if not line then return nil, buf, "reading the trailers" end
       until line == ""
-      return concat(parts, "", 1, n), total
+      return concat(parts, "", 1, n), buf, pos
     end
     total = total + size
     if total > max then return nil, "too large", "reading the body" end
     local data
-    data, err = receive_bytes(sock, deadline, size)
-    if not data then return nil, err, "reading the body" end
+    data, buf, pos = receive_bytes(sock, deadline, size, buf, pos)
+    if not data then return nil, buf, "reading the body" end
     n = n + 1
     parts[n] = data
-    line, err = receive_line(sock, deadline)   -- the CRLF after the chunk
-    if not line then return nil, err, "reading the body" end
+    line, buf, pos = receive_line(sock, deadline, buf, pos)   -- the CRLF after the chunk
+    if not line then return nil, buf, "reading the body" end
   end
 end
 
@@ -313,11 +342,11 @@ local function exchange(ngx, conf, u, req)
     return nil, transport_error(err, "sending the request", true)
   end
 
-  local line
-  line, err = receive_line(sock, deadline)
+  local line, buf, pos
+  line, buf, pos = receive_line(sock, deadline, "", 1)
   if not line then
     sock:close()
-    return nil, transport_error(err, "reading the status line", true)
+    return nil, transport_error(buf, "reading the status line", true)
   end
   local version, status = match(line, "^HTTP/(%d%.%d) (%d%d%d)")
   status = tonumber(status)
@@ -331,10 +360,10 @@ local function exchange(ngx, conf, u, req)
   local length, chunked, rid
   local keep = version == "1.1"
   while true do
-    line, err = receive_line(sock, deadline)
+    line, buf, pos = receive_line(sock, deadline, buf, pos)
     if not line then
       sock:close()
-      return nil, transport_error(err, "reading the response headers", true)
+      return nil, transport_error(buf, "reading the response headers", true)
     end
     if line == "" then break end
     local name, value = match(line, "^([^:]+):%s*(.-)%s*$")
@@ -356,21 +385,24 @@ local function exchange(ngx, conf, u, req)
 
   local body, what
   if chunked then
-    body, err, what = read_chunked(sock, deadline, conf.max_body)
+    body, buf, pos = read_chunked(sock, deadline, conf.max_body, buf, pos)
+    if not body then err, what = buf, pos end
   elseif length then
     if length > conf.max_body then
       err, what = "too large", "reading the body"
+    elseif length < 0 or length % 1 ~= 0 then
+      err, what = "a Content-Length that is no length", "reading the body"
     elseif length == 0 then
       body = ""
     else
-      body, err = receive_bytes(sock, deadline, length)
-      what = "reading the body"
+      body, buf, pos = receive_bytes(sock, deadline, length, buf, pos)
+      err, what = buf, "reading the body"
     end
   else
     -- No length: the body runs to the close (never from DynamoDB, but legal).
     keep = false
-    body, err = receive_to_close(sock, deadline, conf.max_body)
-    what = "reading the body"
+    body, buf, pos = receive_to_close(sock, deadline, conf.max_body, buf, pos)
+    err, what = buf, "reading the body"
   end
   if not body then
     sock:close()
@@ -382,7 +414,8 @@ local function exchange(ngx, conf, u, req)
     end
     return nil, transport_error(err, what, true)
   end
-  if keep then
+  -- Bytes past the answer are no answer to our next request: not pooled.
+  if keep and pos > #buf then
     sock:setkeepalive(POOL_IDLE_MS)
   else
     sock:close()
