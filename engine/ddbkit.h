@@ -98,6 +98,7 @@ void ddbk_error_set(ddbk_error *e, const char *code, long status,
 #define DDBK_ERR_CONNECTION "ConnectionError"
 #define DDBK_ERR_INVALID_ARGUMENT "InvalidArgument"
 #define DDBK_ERR_MISSING_CREDENTIALS "MissingCredentials"
+#define DDBK_ERR_CREDENTIALS "CredentialsError" /* a provider failed and nothing usable is left */
 #define DDBK_ERR_MISSING_REGION "MissingRegion"
 #define DDBK_ERR_RESPONSE_TOO_LARGE "ResponseTooLarge"
 #define DDBK_ERR_MALFORMED_RESPONSE "MalformedResponse"
@@ -133,6 +134,14 @@ typedef struct ddbk_config {
     int retry_quota;               /* default 500 tokens; 0 disables the quota */
     int verify_tls;                /* default 1 */
     size_t max_response_bytes;     /* default 64 MiB */
+    const char *ca_file;           /* CA bundle (PEM); else AWS_CA_BUNDLE, else the
+                                      system's */
+    int use_fips;                  /* default endpoint: dynamodb-fips.<region>...;
+                                      -1 (default) = AWS_USE_FIPS_ENDPOINT */
+    int use_dualstack;             /* default endpoint: ....api.aws (IPv4 and IPv6);
+                                      -1 (default) = AWS_USE_DUALSTACK_ENDPOINT */
+    int credentials_from_host;     /* 1: the host sets credentials itself
+                                      (ddbk_client_set_credentials), no chain */
 } ddbk_config;
 
 void ddbk_config_init(ddbk_config *cfg);
@@ -154,6 +163,44 @@ ddbk_client *ddbk_client_clone(const ddbk_client *c, ddbk_error *err);
 void ddbk_client_free(ddbk_client *c);
 const char *ddbk_client_region(const ddbk_client *c);
 const char *ddbk_client_endpoint(const ddbk_client *c);
+
+/* -------------------------------------------------------------- credentials */
+
+/*
+ * Where a client's credentials come from is decided when it is made, in the
+ * AWS SDKs' order: the config's keys; the environment (AWS_ACCESS_KEY_ID,
+ * ...); web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN, via STS);
+ * the profile of the shared files (static keys, role_arn with source_profile
+ * or credential_source, web_identity_token_file, credential_process, SSO);
+ * the container endpoint (ECS, EKS Pod Identity); EC2 instance metadata
+ * (IMDSv2). Temporary credentials are fetched when first needed and
+ * refreshed before they expire: ddbk_call fetches in the caller's thread
+ * (blocking), the event loop on its own sockets; a request is never signed
+ * with expired credentials. A failed refresh keeps the old ones while they
+ * last and tries again with backoff.
+ */
+typedef struct ddbk_credentials_info {
+    char provider[32];      /* "config", "environment", "web-identity", "profile",
+                               "assume-role", "process", "sso", "container",
+                               "imds", "host" */
+    char profile[64];       /* the profile they came from, "" when none */
+    int64_t expires_at;     /* epoch seconds; 0 when they do not expire or none yet */
+    int64_t refresh_at;     /* epoch seconds of the next refresh; 0 when none */
+    uint64_t fetches;       /* fetches that gave credentials */
+    uint64_t failures;      /* fetches that failed */
+    char last_error[256];   /* the last failure's code and message, "" when none */
+} ddbk_credentials_info;
+
+/* Fills out; never the secret. 0, or -1 when c or out is NULL. */
+int ddbk_client_credentials(const ddbk_client *c, ddbk_credentials_info *out);
+
+/* For a client made with credentials_from_host: installs credentials the
+ * host fetched (token may be NULL; expires_at epoch seconds, 0 = never),
+ * for the client and its clones. -1 with err ("InvalidArgument") on an
+ * empty or control-character value. */
+int ddbk_client_set_credentials(ddbk_client *c, const char *access_key_id,
+                                const char *secret_access_key, const char *session_token,
+                                int64_t expires_at, ddbk_error *err);
 
 /* ------------------------------------------------------------------ prepare */
 
