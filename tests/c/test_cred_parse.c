@@ -243,6 +243,15 @@ static void test_container(void **state)
                "{\"AccessKeyId\":\"\",\"SecretAccessKey\":\"" SECRET "\",\"Token\":\"" TOKEN "\","
                "\"Expiration\":\"2026-12-04T13:00:00Z\"}",
                "MalformedResponse", "AccessKeyId is empty");
+    /* The token is required here: empty is refused (a process may omit it). */
+    json_fails(DDBK__JSON_CONTAINER,
+               "{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"" SECRET "\",\"Token\":\"\","
+               "\"Expiration\":\"2026-12-04T13:00:00Z\"}",
+               "MalformedResponse", "Token is empty");
+    json_fails(DDBK__JSON_SSO,
+               "{\"roleCredentials\":{\"accessKeyId\":\"A\",\"secretAccessKey\":\"" SECRET "\","
+               "\"sessionToken\":\"\",\"expiration\":1796389200000}}",
+               "MalformedResponse", "roleCredentials.sessionToken is empty");
 }
 
 static void test_wrong_types(void **state)
@@ -829,6 +838,8 @@ static void test_sts_errors(void **state)
     assert_empty(&f);
     /* An ErrorResponse without a Code. */
     sts_fails(400, "<ErrorResponse><Error><Message>m</Message></Error></ErrorResponse>",
+              "UnknownError", "an ErrorResponse without a Code", 0, 0);
+    sts_fails(400, "<ErrorResponse><Error><Code> \n</Code></Error></ErrorResponse>",
               "UnknownError", "an ErrorResponse without a Code", 0, 0);
     /* Code elsewhere is not the error's. */
     sts_fails(400, "<ErrorResponse><Code>X</Code></ErrorResponse>", "UnknownError",
