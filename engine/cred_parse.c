@@ -16,6 +16,9 @@
  *
  * Errors name the field that was missing or wrong, never its value; the
  * IMDS Code and STS's error Code and Message are not secrets and are shown.
+ * STS: a 2xx that is not whole credentials is "MalformedResponse"; an
+ * ErrorResponse is its own Code; any other body with a failure status is
+ * "UnknownError" carrying that status (retryable for 5xx and 429).
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -417,7 +420,8 @@ static int j_number(void *ctx, const char *v, size_t n)
     return jvalue(ctx, 0, 1, J_NUMBER, (const unsigned char *)v, n);
 }
 /* null and booleans are neither type: a wanted field holding one fails
- * its type check (J_NUMBER vs J_STRING mismatch is forced below). */
+ * here; anywhere else they are only a value (a top-level null is no
+ * object, jvalue says so). */
 static int j_other(jreader *r)
 {
     if (r->pending >= 0) {
