@@ -559,7 +559,7 @@ static int is_loopback_v4(const char *h)
 /* The hosts AWS_CONTAINER_CREDENTIALS_FULL_URI may name over plain http,
  * as the SDKs allow: loopback, ECS's and EKS Pod Identity's link-local
  * agents. Anything else could hand the authorization token to a stranger. */
-UNITTEST int ddbk__container_host_allowed(const char *url)
+static int container_host_allowed(const char *url)
 {
     char host[256];
     const char *h, *end;
@@ -618,7 +618,7 @@ static int container_step(chain *ch, const char *profile)
                            "too long)");
             return -1;
         }
-        if (!ddbk__container_host_allowed(full)) {
+        if (!container_host_allowed(full)) {
             ddbk_error_set(ch->err, "InvalidArgument", 0,
                            "AWS_CONTAINER_CREDENTIALS_FULL_URI names a host that is not "
                            "allowed over http (loopback, 169.254.170.2, 169.254.170.23 or "
