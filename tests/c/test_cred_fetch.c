@@ -879,6 +879,35 @@ static void test_static_and_host(void **state)
     ddbk__plan_wipe(&plan);
 }
 
+
+/* A driver that asks twice, feeds the wrong kind of answer, or reads the
+ * result early gets a sane machine, not a stall or a crash. */
+static void test_driver_misuse(void **state)
+{
+    ddbk__plan plan;
+    ddbk__action a;
+    ddbk__fetch *f;
+    ddbk__fetched out;
+    ddbk_error err;
+
+    (void)state;
+    f = start(NULL, &plan);
+    assert_int_equal(ddbk__fetch_result(f, &out, &err), -1);
+    assert_non_null(strstr(err.message, "has not ended"));
+    expect_http(f, &a, "PUT", "http://127.0.0.1:9/latest/api/token");
+    /* Asked again without an answer: the same request again. */
+    expect_http(f, &a, "PUT", "http://127.0.0.1:9/latest/api/token");
+    /* An EXEC answer to an HTTP request is ignored. */
+    ddbk__fetch_feed_exec(f, 0, NULL, "{}", 2);
+    feed(f, 200, "IMDSTOKEN");
+    expect_http(f, &a, "GET", "http://127.0.0.1:9/latest/meta-data/iam/security-credentials/");
+    ddbk__fetch_free(f);
+
+    /* Freed mid-fetch, and freed NULL. */
+    ddbk__fetch_free(NULL);
+    ddbk__plan_wipe(&plan);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -896,6 +925,7 @@ int main(void)
         T(test_process),
         T(test_credential_source),
         T(test_static_and_host),
+        T(test_driver_misuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
