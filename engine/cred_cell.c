@@ -110,6 +110,8 @@ ddbk__cell *ddbk__cell_new(const ddbk__plan *plan, ddbk_error *err)
                    last->profile[0] ? last->profile : plan->steps[0].profile);
     }
     const ddbk__step *s0 = &plan->steps[0];
+    /* A HOST cell is told REFRESH when due too (the host's function is
+     * then called), but begin never claims it: the host fetches. */
     c->host = plan->nsteps > 0 && s0->kind == DDBK__STEP_HOST;
     c->can_fetch = plan->nsteps > 0 && !c->host &&
                    !(plan->nsteps == 1 && s0->kind == DDBK__STEP_STATIC);
@@ -166,7 +168,8 @@ enum ddbk__cell_state ddbk__cell_state(ddbk__cell *c, int64_t now_ms)
     pthread_mutex_lock(&c->mu);
     if (!usable(c, now_ms))
         st = DDBK__CELL_EXPIRED;
-    else if (c->can_fetch && c->refresh_ms && now_ms >= c->refresh_ms && !c->fetching &&
+    else if ((c->can_fetch || c->host) && c->refresh_ms && now_ms >= c->refresh_ms &&
+             !c->fetching &&
              now_ms >= c->retry_ms)
         st = DDBK__CELL_REFRESH;
     else
