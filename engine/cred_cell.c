@@ -63,11 +63,19 @@ struct ddbk__cell {
     char profile[64];
 };
 
+#ifdef DDBK_UNITTEST
+int64_t ddbk__test_wall_offset_ms;
+#endif
+
 int64_t ddbk__wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+#ifdef DDBK_UNITTEST
+    ms += ddbk__test_wall_offset_ms;
+#endif
+    return ms;
 }
 
 static char *dup_str(const char *s)

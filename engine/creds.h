@@ -324,6 +324,11 @@ DDBK_HIDDEN void ddbk__cell_info(ddbk__cell *c, ddbk_credentials_info *out);
 DDBK_HIDDEN int ddbk__cell_is_host(const ddbk__cell *c);
 /* The wall clock in epoch ms, the clock the cell's now_ms is read on. */
 DDBK_HIDDEN int64_t ddbk__wall_ms(void);
+#ifdef DDBK_UNITTEST
+/* Added to ddbk__wall_ms: a test moves the clock of ddbk_call and the loop
+ * past a refresh time or an expiry instead of waiting an hour. */
+extern int64_t ddbk__test_wall_offset_ms;
+#endif
 
 /* ------------------------------------------------------------ cred_http.c */
 

@@ -34,6 +34,10 @@ static const char *const cleared_vars[] = {
     "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION",
     "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
     "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_EC2_METADATA_DISABLED", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
+    "AWS_CA_BUNDLE", "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT",
     "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
     "all_proxy", NULL,
 };
@@ -119,7 +123,13 @@ static void test_defaults(void **state)
     assert_int_equal(c->max_attempts, 3);
     assert_int_equal(c->quota, 500);
     assert_int_equal(c->quota_max, 500);
-    assert_string_equal(c->creds.source, "environment");
+    ddbk_credentials_info info;
+    assert_int_equal(ddbk_client_credentials(c, &info), 0);
+    assert_string_equal(info.provider, "environment");
+    assert_int_equal(cfg.use_fips, -1);
+    assert_int_equal(cfg.use_dualstack, -1);
+    assert_null(cfg.ca_file);
+    assert_int_equal(cfg.credentials_from_host, 0);
     ddbk_client_free(c);
 }
 
@@ -424,6 +434,7 @@ static void test_missing_credentials(void **state)
     (void)state;
     ddbk_config_init(&cfg);
     cfg.region = "us-east-1";
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1); /* else IMDS applies */
     new_fails(&cfg, "MissingCredentials", NULL);
     /* Half a pair in the environment is still missing. */
     setenv("AWS_ACCESS_KEY_ID", "ENVID", 1);
