@@ -17,9 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "creds.h"
 #include "responder.h"
 
 static char tmpdir[256];
@@ -63,6 +64,8 @@ static int env_teardown(void **state)
 
     (void)state;
     responder_stop();
+    ddbk__test_wall_offset_ms = 0;
+    ddbk__test_random = NULL;
     ddbk_client_free(g_client);
     g_client = NULL;
     ddbk_response_free(&g_resp);
@@ -928,6 +931,286 @@ static void test_request_id_control_bytes(void **state)
     assert_string_equal(err.request_id, "RID1");
 }
 
+/* ------------------------------------------------------------ credentials */
+
+static void endpoint_is(int fips, int dual, const char *want)
+{
+    ddbk_config cfg;
+    base_config(&cfg);
+    cfg.region = "us-west-2";
+    cfg.use_fips = fips;
+    cfg.use_dualstack = dual;
+    ddbk_client *c = new_ok(&cfg);
+    assert_string_equal(ddbk_client_endpoint(c), want);
+    ddbk_client_free(c);
+}
+
+static void test_fips_dualstack_endpoints(void **state)
+{
+    (void)state;
+    endpoint_is(0, 0, "https://dynamodb.us-west-2.amazonaws.com");
+    endpoint_is(1, 0, "https://dynamodb-fips.us-west-2.amazonaws.com");
+    endpoint_is(0, 1, "https://dynamodb.us-west-2.api.aws");
+    endpoint_is(1, 1, "https://dynamodb-fips.us-west-2.api.aws");
+    /* -1: the environment, "true" in any case; anything else is off. */
+    endpoint_is(-1, -1, "https://dynamodb.us-west-2.amazonaws.com");
+    setenv("AWS_USE_FIPS_ENDPOINT", "TRUE", 1);
+    endpoint_is(-1, -1, "https://dynamodb-fips.us-west-2.amazonaws.com");
+    setenv("AWS_USE_DUALSTACK_ENDPOINT", "true", 1);
+    endpoint_is(-1, -1, "https://dynamodb-fips.us-west-2.api.aws");
+    endpoint_is(0, -1, "https://dynamodb.us-west-2.api.aws"); /* the config wins */
+    setenv("AWS_USE_FIPS_ENDPOINT", "1", 1);
+    endpoint_is(-1, 0, "https://dynamodb.us-west-2.amazonaws.com");
+
+    /* An explicit endpoint wins over both. */
+    ddbk_config cfg;
+    base_config(&cfg);
+    cfg.endpoint = "http://127.0.0.1:8000";
+    cfg.use_fips = 1;
+    cfg.use_dualstack = 1;
+    ddbk_client *c = new_ok(&cfg);
+    assert_string_equal(ddbk_client_endpoint(c), "http://127.0.0.1:8000");
+    ddbk_client_free(c);
+}
+
+static void test_ca_file(void **state)
+{
+    ddbk_config cfg;
+    char path[512];
+
+    (void)state;
+    base_config(&cfg);
+    cfg.ca_file = "/nonexistent/ddbkit-ca.pem";
+    new_fails(&cfg, "InvalidArgument", "/nonexistent/ddbkit-ca.pem");
+    cfg.ca_file = NULL;
+    setenv("AWS_CA_BUNDLE", "/nonexistent/bundle.pem", 1);
+    new_fails(&cfg, "InvalidArgument", "AWS_CA_BUNDLE \"/nonexistent/bundle.pem\"");
+
+    /* A readable file is taken; the config's wins over the environment's. */
+    snprintf(path, sizeof path, "%s/ca.pem", tmpdir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n", f);
+    fclose(f);
+    cfg.ca_file = path;
+    ddbk_client *c = new_ok(&cfg);
+    assert_string_equal(c->ca_file, path);
+    ddbk_error err;
+    ddbk_client *k = ddbk_client_clone(c, &err);
+    assert_non_null(k);
+    assert_string_equal(k->ca_file, path);
+    ddbk_client_free(k);
+    ddbk_client_free(c);
+    setenv("AWS_CA_BUNDLE", path, 1);
+    cfg.ca_file = NULL;
+    c = new_ok(&cfg);
+    assert_string_equal(c->ca_file, path);
+    ddbk_client_free(c);
+}
+
+/* A container endpoint's answer: credentials n, expiring exp_s. */
+static void creds_json(char *out, size_t cap, int n, int64_t exp_s)
+{
+    char iso[32];
+    time_t t = (time_t)exp_s;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(out, cap,
+             "{\"AccessKeyId\":\"AKIDROT%d\",\"SecretAccessKey\":\"SECRETROT%d\","
+             "\"Token\":\"TOKENROT%d\",\"Expiration\":\"%s\"}", n, n, n, iso);
+}
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* A client whose credentials come from the container endpoint that the
+ * responder on port plays, as DynamoDB too. No keys anywhere else. */
+static ddbk_client *container_client(int port)
+{
+    ddbk_config cfg;
+    char uri[96];
+    static char ep[64];
+
+    snprintf(uri, sizeof uri, "http://127.0.0.1:%d/creds", port);
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri, 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    ddbk_config_init(&cfg);
+    cfg.region = "eu-west-1";
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", port);
+    cfg.endpoint = ep;
+    cfg.max_attempts = 1;
+    cfg.timeout_ms = 2000;
+    return new_ok(&cfg);
+}
+
+static double zero(void) { return 0.0; }
+
+/* ddbk_call fetches the credentials at its first call, refreshes them when
+ * due (refresh at expiry - 300 s with r = 0), and never signs with expired
+ * ones: past the expiry guard with a failed refresh, the call fails with
+ * the cell's error, sending nothing to DynamoDB. */
+static void test_call_refresh_rotation(void **state)
+{
+    char c1[256], c2[256];
+    ddbk_error err;
+    ddbk_stats st;
+    ddbk_credentials_info info;
+
+    (void)state;
+    ddbk__test_random = zero;
+    int64_t now_s = ddbk__wall_ms() / 1000;
+    creds_json(c1, sizeof c1, 1, now_s + 3600);
+    creds_json(c2, sizeof c2, 2, now_s + 7200);
+    canned script[] = {
+        {200, NULL, c1}, {200, NULL, "{}"}, {200, NULL, "{}"},
+        {200, NULL, c2}, {200, NULL, "{}"},
+    };
+    int port = serve(script, 5);
+    ddbk_client *c = g_client = container_client(port);
+    ddbk_client_credentials(c, &info);
+    assert_string_equal(info.provider, "container");
+    assert_int_equal(info.fetches, 0); /* no I/O at creation */
+
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0); /* no fetch */
+    ddbk__test_wall_offset_ms = 3400 * 1000; /* past the refresh time, creds valid */
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0);
+    responder_stop();
+
+    const char *log = slurp(log_path());
+    assert_non_null(log);
+    assert_int_equal(count(log, "GET /creds HTTP/1.1"), 2);
+    assert_int_equal(count(log, "Credential=AKIDROT1/"), 2);
+    assert_int_equal(count(log, "Credential=AKIDROT2/"), 1);
+    assert_int_equal(count(log, "X-Amz-Security-Token: TOKENROT1\r\n"), 2);
+    assert_int_equal(count(log, "X-Amz-Security-Token: TOKENROT2\r\n"), 1);
+    /* In order: each fetch before the requests it signs. */
+    const char *f2 = strstr(strstr(log, "GET /creds") + 1, "GET /creds");
+    assert_non_null(f2);
+    assert_null(strstr(f2, "Credential=AKIDROT1/"));
+    assert_null(strstr(log, "SECRETROT"));
+    ddbk_client_credentials(c, &info);
+    assert_int_equal(info.fetches, 2);
+    assert_int_equal(info.expires_at, now_s + 7200);
+
+    /* Past the second set's expiry guard, the endpoint gone: the call fails
+     * with the cell's error and nothing is signed with the expired set. */
+    ddbk__test_wall_offset_ms = (7200 - 30) * 1000;
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), -1);
+    assert_string_equal(err.code, "CredentialsError");
+    assert_non_null(strstr(err.message, "container"));
+    assert_null(strstr(err.message, "SECRETROT"));
+    assert_null(strstr(err.message, "TOKENROT"));
+    assert_int_equal(g_resp.attempts, 0);
+    ddbk_stats_get(c, &st);
+    assert_int_equal(st.requests, 3);
+    assert_int_equal(st.errors, 1); /* the failed call is counted */
+    /* In the backoff, the next call fails at once with the same error. */
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), -1);
+    assert_string_equal(err.code, "CredentialsError");
+    ddbk_client_credentials(c, &info);
+    assert_int_equal(info.failures, 1);
+    assert_true(info.last_error[0] != '\0');
+    assert_null(strstr(info.last_error, "TOKENROT"));
+}
+
+/* A clone (what a lock keeper's thread signs with) shares the cell: the
+ * rotation its original fetched reaches it, without a fetch of its own. */
+static void test_clone_shares_rotation(void **state)
+{
+    char c1[256], c2[256];
+    ddbk_error err;
+    ddbk_response resp;
+
+    (void)state;
+    ddbk__test_random = zero;
+    int64_t now_s = ddbk__wall_ms() / 1000;
+    creds_json(c1, sizeof c1, 1, now_s + 3600);
+    creds_json(c2, sizeof c2, 2, now_s + 7200);
+    canned script[] = {
+        {200, NULL, c1}, {200, NULL, "{}"}, {200, NULL, "{}"},
+        {200, NULL, c2}, {200, NULL, "{}"}, {200, NULL, "{}"}, {200, NULL, "{}"},
+    };
+    int port = serve(script, 7);
+    ddbk_client *c = g_client = container_client(port);
+    ddbk_client *k = ddbk_client_clone(c, &err);
+    assert_non_null(k);
+    ddbk_response_init(&resp);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0);
+    assert_int_equal(ddbk_call(k, "PutItem", "{}", 2, &resp, &err), 0); /* the same set */
+    ddbk__test_wall_offset_ms = 3400 * 1000;
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0); /* refreshes */
+    assert_int_equal(ddbk_call(k, "PutItem", "{}", 2, &resp, &err), 0);
+    assert_int_equal(ddbk_call(k, "PutItem", "{}", 2, &resp, &err), 0);
+    responder_stop();
+    ddbk_response_free(&resp);
+    ddbk_client_free(k);
+
+    const char *log = slurp(log_path());
+    assert_non_null(log);
+    assert_int_equal(count(log, "GET /creds HTTP/1.1"), 2);
+    assert_int_equal(count(log, "Credential=AKIDROT1/"), 2);
+    assert_int_equal(count(log, "Credential=AKIDROT2/"), 3);
+    /* The clone's last two requests: the new set. */
+    const char *f2 = strstr(strstr(log, "GET /creds") + 1, "GET /creds");
+    assert_int_equal(count(f2, "X-Amz-Target: DynamoDB_20120810.PutItem"), 2);
+    assert_null(strstr(f2, "AKIDROT1"));
+}
+
+/* credentials_from_host: no chain, nothing until the host sets them; then
+ * every call signs with what it set last. Other clients refuse the set. */
+static void test_host_credentials(void **state)
+{
+    ddbk_config cfg;
+    ddbk_error err;
+    char ep[64];
+
+    (void)state;
+    static const canned script[] = { {200, NULL, "{}"}, {200, NULL, "{}"} };
+    int port = serve(script, 2);
+    local_config(&cfg, ep, sizeof ep, port);
+    cfg.access_key_id = cfg.secret_access_key = NULL;
+    cfg.credentials_from_host = 1;
+    cfg.max_attempts = 1;
+    ddbk_client *c = g_client = new_ok(&cfg);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), -1);
+    assert_string_equal(err.code, "MissingCredentials");
+    assert_int_equal(g_resp.attempts, 0);
+
+    assert_int_equal(ddbk_client_set_credentials(c, "AKIDHOST1", SECRET, NULL, 0, &err), 0);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0);
+    int64_t exp = ddbk__wall_ms() / 1000 + 900;
+    assert_int_equal(ddbk_client_set_credentials(c, "AKIDHOST2", SECRET, "HOSTTOKEN", exp, &err),
+                     0);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0);
+    responder_stop();
+    ddbk_credentials_info info;
+    ddbk_client_credentials(c, &info);
+    assert_string_equal(info.provider, "host");
+    assert_int_equal(info.expires_at, exp);
+    const char *log = slurp(log_path());
+    assert_int_equal(count(log, "Credential=AKIDHOST1/"), 1);
+    assert_int_equal(count(log, "Credential=AKIDHOST2/"), 1);
+    assert_int_equal(count(log, "X-Amz-Security-Token: HOSTTOKEN"), 1);
+
+    assert_int_equal(ddbk_client_set_credentials(c, "AKID\n", SECRET, NULL, 0, &err), -1);
+    assert_string_equal(err.code, "InvalidArgument");
+    assert_null(strstr(err.message, SECRET));
+
+    base_config(&cfg);
+    ddbk_client *other = new_ok(&cfg);
+    assert_int_equal(ddbk_client_set_credentials(other, "A", "B", NULL, 0, &err), -1);
+    assert_string_equal(err.code, "InvalidArgument");
+    assert_non_null(strstr(err.message, "credentials_from_host"));
+    ddbk_client_free(other);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
@@ -954,6 +1237,11 @@ int main(void)
         T(test_call_ccf_after_lost_answer),
         T(test_request_id_control_bytes),
         T(test_call_success_after_lost_answer),
+        T(test_fips_dualstack_endpoints),
+        T(test_ca_file),
+        T(test_call_refresh_rotation),
+        T(test_clone_shares_rotation),
+        T(test_host_credentials),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
