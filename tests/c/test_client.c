@@ -20,6 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+
 #include "creds.h"
 #include "responder.h"
 
@@ -1211,6 +1214,140 @@ static void test_host_credentials(void **state)
     ddbk_client_free(other);
 }
 
+/* ------------------------------------------------------------------ TLS */
+
+/* A CA made for the test, a server certificate it signed for 127.0.0.1, and
+ * another CA that signed nothing, in tmpdir (openssl's command line). */
+static int make_certs(void)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "(cd '%s' && printf 'subjectAltName=IP:127.0.0.1\\n' > ext.cnf && "
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout ca.key -out ca.pem -days 2 -subj /CN=ddbkit-test-ca && "
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout other.key -out other.pem -days 2 -subj /CN=ddbkit-other-ca && "
+             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout srv.key -out srv.csr -subj /CN=127.0.0.1 && "
+             "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+             "-out srv.pem -days 2 -extfile ext.cnf) >/dev/null 2>&1", tmpdir);
+    return system(cmd);
+}
+
+/* The TLS responder: n connections, one request each; GET /creds gets
+ * credentials 1 (body in script[0].body), anything else "{}". A handshake
+ * the client refuses just ends that connection. */
+static void respond_tls(int lfd, int notes, const void *arg, int n)
+{
+    const canned *script = arg;
+    char path[600], req[16384];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    (void)notes;
+    snprintf(path, sizeof path, "%s/srv.pem", tmpdir);
+    if (!ctx || SSL_CTX_use_certificate_file(ctx, path, SSL_FILETYPE_PEM) != 1)
+        _exit(5);
+    snprintf(path, sizeof path, "%s/srv.key", tmpdir);
+    if (SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM) != 1)
+        _exit(5);
+    FILE *log = fopen(log_path(), "w");
+    for (int i = 0; i < n; i++) {
+        int fd = accept(lfd, NULL, NULL);
+        if (fd < 0)
+            _exit(2);
+        SSL *ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, fd);
+        if (SSL_accept(ssl) == 1) {
+            size_t got = 0;
+            int r;
+            while ((r = SSL_read(ssl, req + got, (int)(sizeof req - 1 - got))) > 0) {
+                got += (size_t)r;
+                req[got] = '\0';
+                if (whole_request(req, got, NULL, NULL))
+                    break;
+            }
+            if (log) {
+                fwrite(req, 1, got, log);
+                fputs("\n=====\n", log);
+                fflush(log);
+            }
+            const char *body = strncmp(req, "GET /creds", 10) == 0 ? script[0].body : "{}";
+            char resp[1024];
+            int len = snprintf(resp, sizeof resp,
+                               "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                               "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                               strlen(body), body);
+            SSL_write(ssl, resp, len);
+            SSL_shutdown(ssl);
+        }
+        SSL_free(ssl);
+        close(fd);
+    }
+    if (log)
+        fclose(log);
+    SSL_CTX_free(ctx);
+}
+
+/* Verification on, against a server whose certificate a CA made for the
+ * test signed: ca_file makes it pass, for DynamoDB and for the container
+ * credentials endpoint alike; another CA fails with a clear error that
+ * names the host and the file, and is not retried. */
+static void test_tls_ca_file(void **state)
+{
+    char ca[512], other[512], ep[64], uri[96], c1[256];
+    ddbk_config cfg;
+    ddbk_error err;
+
+    (void)state;
+    if (make_certs() != 0)
+        skip(); /* no openssl command: nothing to test against */
+    snprintf(ca, sizeof ca, "%s/ca.pem", tmpdir);
+    snprintf(other, sizeof other, "%s/other.pem", tmpdir);
+    creds_json(c1, sizeof c1, 1, ddbk__wall_ms() / 1000 + 3600);
+    canned script[] = { {200, NULL, c1} };
+    int port = responder_start(respond_tls, script, 4);
+    snprintf(ep, sizeof ep, "https://127.0.0.1:%d", port);
+
+    base_config(&cfg);
+    cfg.endpoint = ep;
+    cfg.max_attempts = 3;
+    cfg.base_delay_ms = 1;
+    cfg.ca_file = ca;
+    ddbk_client *c = g_client = new_ok(&cfg);
+    if (ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err) != 0)
+        fail_msg("%s: %s", err.code, err.message);
+    ddbk_client_free(c);
+
+    cfg.ca_file = other;
+    c = g_client = new_ok(&cfg);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), -1);
+    assert_string_equal(err.code, "ConnectionError");
+    char want[700];
+    snprintf(want, sizeof want,
+             "TLS: certificate verification failed for 127.0.0.1:%d (ca_file %s)", port, other);
+    if (strncmp(err.message, want, strlen(want)) != 0)
+        fail_msg("message \"%s\", want it to start with \"%s\"", err.message, want);
+    assert_int_equal(err.retryable, 0);
+    assert_int_equal(err.ambiguous, 0);
+    assert_int_equal(g_resp.attempts, 1);
+    ddbk_client_free(c);
+
+    /* The credentials come over https too, verified with the same file. */
+    snprintf(uri, sizeof uri, "https://127.0.0.1:%d/creds", port);
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri, 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    cfg.access_key_id = cfg.secret_access_key = NULL;
+    cfg.ca_file = ca;
+    cfg.max_attempts = 1;
+    c = g_client = new_ok(&cfg);
+    if (ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err) != 0)
+        fail_msg("%s: %s", err.code, err.message);
+    responder_stop();
+    const char *log = slurp(log_path());
+    assert_non_null(log);
+    assert_non_null(strstr(log, "GET /creds HTTP/1.1"));
+    assert_non_null(strstr(log, "Credential=AKIDROT1/"));
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
@@ -1242,6 +1379,7 @@ int main(void)
         T(test_call_refresh_rotation),
         T(test_clone_shares_rotation),
         T(test_host_credentials),
+        T(test_tls_ca_file),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
