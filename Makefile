@@ -10,7 +10,7 @@ WARN     := -Wall -Wextra -Werror
 CSTD     := -std=c11 -D_GNU_SOURCE
 OPT      ?= -O2 -g
 CFLAGS_ALL = $(CSTD) $(OPT) $(WARN) -fPIC $(CFLAGS)
-ENGINE_LIBS := -lcurl -lssl -lcrypto -lyajl -lpthread -lm
+ENGINE_LIBS := -lcurl -lssl -lcrypto -lyajl -lexpat -lpthread -lm
 
 LUA54_INC  := $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
 LUAJIT_INC := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)

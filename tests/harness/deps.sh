@@ -29,7 +29,7 @@ want=(
     # on; Debian's luajit / libluajit-5.1-dev conflict with it (lua-resty-core
     # depends on libluajit2-5.1-2), so both builds and tests use this one.
     luajit2 libluajit2-5.1-dev
-    libyajl-dev libcmocka-dev libcurl4-openssl-dev libssl-dev libedit-dev
+    libyajl-dev libexpat1-dev libcmocka-dev libcurl4-openssl-dev libssl-dev libedit-dev
     python3 clang clang-tidy curl
     tmux
     # ddbkit inside OpenResty (tests/spec/openresty_spec.lua): Debian's nginx
