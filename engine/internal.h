@@ -371,9 +371,10 @@ DDBK_HIDDEN int ddbk__easy_finish(ddbk_client *c, CURL *h, const char *op,
                                   const ddbk__sink *s, const char *errbuf,
                                   ddbk_error *err);
 
-/* transport.c: when rc is a TLS failure (verification, a bad CA file, a
- * handshake), writes "TLS: ..." naming the host and the CA file into out
- * and returns 1; 0 otherwise. */
+/* transport.c: when rc is a TLS failure, writes "TLS: ..." naming the host
+ * and the CA file into out and returns 1 for a certificate refused or a CA
+ * file unusable (the same again would fail again), 2 for a handshake that
+ * failed otherwise (maybe cut short); 0 when rc is no TLS failure. */
 DDBK_HIDDEN int ddbk__tls_what(CURLcode rc, const char *host, const char *ca_file,
                                const char *errbuf, char *out, size_t cap);
 

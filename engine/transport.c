@@ -122,7 +122,7 @@ int ddbk__tls_what(CURLcode rc, const char *host, const char *ca_file, const cha
         snprintf(out, cap, "TLS: the handshake with %s failed (%s%s)%s%s", host,
                  ca ? "ca_file " : "the system's CA bundle", ca ? ca : "",
                  errbuf && *errbuf ? ": " : "", errbuf ? errbuf : "");
-        return 1;
+        return 2;
     default:
         return 0;
     }
@@ -226,12 +226,14 @@ int ddbk__easy_finish(ddbk_client *c, CURL *h, const char *op, size_t out_bytes,
     /* curl's message names the host and what failed; it never holds a
      * header, so no credential can reach it. */
     char what[CURL_ERROR_SIZE + 1500];
-    if (ddbk__tls_what(rc, c->host, c->ca_file, errbuf, what, sizeof what)) {
-        /* Nothing went out (a handshake comes before the request), and
-         * trying again would meet the same certificate. */
+    int tls = ddbk__tls_what(rc, c->host, c->ca_file, errbuf, what, sizeof what);
+    if (tls) {
+        /* Nothing went out: a handshake comes before the request. A
+         * certificate refused would be refused again; a handshake cut
+         * short (a reset) may go through the next time. */
         ddbk_error_transport(err, 0, what);
         err->ambiguous = 0;
-        err->retryable = 0;
+        err->retryable = tls == 2;
         return -1;
     }
     snprintf(what, sizeof what, "%s%s%s%s", curl_easy_strerror(rc),
