@@ -50,6 +50,19 @@ static void url_host(const char *url, char *out, size_t cap)
     out[n] = '\0';
 }
 
+/* The instance's own endpoints (IMDS, the ECS and EKS agents) and loopback:
+ * what a proxy from http_proxy must not carry (it would answer with its
+ * own host's credentials, or not at all). host is host[:port]. */
+static int link_local(const char *host)
+{
+    static const char *const local[] = { "169.254.", "127.", "localhost", "[::1]",
+                                         "[fd00:ec2::", NULL };
+    for (int i = 0; local[i]; i++)
+        if (strncmp(host, local[i], strlen(local[i])) == 0)
+            return 1;
+    return 0;
+}
+
 int ddbk__cred_xfer_setup(CURL *h, const ddbk__action *a, const char *ca_file, int verify_tls,
                           ddbk__cred_xfer *x, ddbk_error *err)
 {
@@ -103,6 +116,8 @@ int ddbk__cred_xfer_setup(CURL *h, const ddbk__action *a, const char *ca_file, i
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, verify_tls ? 2L : 0L);
     if (ca_file && *ca_file)
         curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
+    if (link_local(x->host))
+        curl_easy_setopt(h, CURLOPT_PROXY, ""); /* never through a proxy */
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
