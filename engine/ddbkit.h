@@ -355,8 +355,8 @@ typedef void (*ddbk_done_fn)(void *ud, const ddbk_response *resp, const ddbk_err
  * starts it on the loop (one per client and its clones) and goes on with the
  * old ones; a call whose credentials are expired or not fetched yet waits
  * (submitted, not sent) for the refresh, then goes on or fails with its
- * error. A credential_process runs blocking in ddbk_loop_step, up to its
- * timeout. */
+ * error. A credential_process runs blocking (in the submit or step that
+ * starts it), up to its timeout. */
 int ddbk_loop_submit(ddbk_loop *loop, ddbk_client *c, const char *op, const char *body,
                      size_t len, ddbk_done_fn cb, void *ud, ddbk_error *err);
 
