@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -406,6 +407,63 @@ static void test_refcount(void **state)
     ddbk__cell_unref(d);
 }
 
+/* Another thread (a lock keeper's clone) finding the cell EXPIRED while
+ * this one fetches waits for that fetch, then takes its result. */
+typedef struct waiter {
+    ddbk__cell *c;
+    int rc;
+    char akid[32];
+} waiter;
+
+static void *wait_and_take(void *arg)
+{
+    waiter *w = arg;
+    ddbk__fetched out;
+    ddbk__fetch *f = NULL;
+    ddbk_error err;
+    uint64_t gen = 0;
+
+    memset(&out, 0, sizeof out);
+    if (ddbk__cell_begin(w->c, NOW0, &f, &err) != 0) {
+        w->rc = -2; /* the claim is the main thread's */
+        return NULL;
+    }
+    ddbk__cell_wait(w->c, 20000);
+    w->rc = ddbk__cell_take(w->c, NOW0, &out, &gen, &err);
+    if (out.access_key_id)
+        snprintf(w->akid, sizeof w->akid, "%s", out.access_key_id);
+    ddbk__fetched_wipe(&out);
+    return NULL;
+}
+
+static void test_wait_for_another_thread(void **state)
+{
+    (void)state;
+    ddbk__cell *c = new_cell(DDBK__STEP_CONTAINER);
+    ddbk__fetch *f = NULL;
+    ddbk__action a;
+    ddbk_error err;
+    char body[512];
+    pthread_t t;
+    waiter w = { c, 0, "" };
+
+    assert_int_equal(ddbk__cell_begin(c, NOW0, &f, &err), 1);
+    assert_int_equal(pthread_create(&t, NULL, wait_and_take, &w), 0);
+    answer(body, sizeof body, 7, NOW0 / 1000 + 3600);
+    for (int i = 0; i < 50; i++) {
+        ddbk__fetch_next(f, NOW0 / 1000, &a);
+        if (a.kind == DDBK__ACT_DONE || a.kind == DDBK__ACT_FAILED)
+            break;
+        if (a.kind == DDBK__ACT_HTTP)
+            ddbk__fetch_feed_http(f, 200, 0, NULL, body, strlen(body));
+    }
+    ddbk__cell_end(c, f, NOW0);
+    pthread_join(t, NULL);
+    assert_int_equal(w.rc, 1);
+    assert_string_equal(w.akid, "AKID7");
+    ddbk__cell_unref(c);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -420,6 +478,7 @@ int main(void)
         T(test_failure_after_expiry),
         T(test_host_set),
         T(test_refcount),
+        T(test_wait_for_another_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
