@@ -190,7 +190,10 @@ int ddbk__cell_begin(ddbk__cell *c, int64_t now_ms, ddbk__fetch **f, ddbk_error 
 {
     *f = NULL;
     pthread_mutex_lock(&c->mu);
-    if (!c->can_fetch || c->fetching || now_ms < c->retry_ms) {
+    /* Not due (any more): a caller that saw REFRESH or EXPIRED just before
+     * another's fetch ended must not fetch the same rotation again. */
+    int due = !usable(c, now_ms) || (c->refresh_ms && now_ms >= c->refresh_ms);
+    if (!c->can_fetch || c->fetching || now_ms < c->retry_ms || !due) {
         pthread_mutex_unlock(&c->mu);
         return 0;
     }

@@ -286,8 +286,9 @@ enum ddbk__cell_state {
  * get FRESH while a fetch runs, or EXPIRED. */
 DDBK_HIDDEN enum ddbk__cell_state ddbk__cell_state(ddbk__cell *c, int64_t now_ms);
 /* Claims the refresh: 1 when this caller is to fetch (and gets a machine in
- * *f), 0 when another fetch is running or a failed one's backoff has not
- * run out. */
+ * *f), 0 when another fetch is running, a failed one's backoff has not run
+ * out, nothing is due (another's fetch just ended), or the cell never
+ * fetches (STATIC, HOST); -1 with err when the machine could not be made. */
 DDBK_HIDDEN int ddbk__cell_begin(ddbk__cell *c, int64_t now_ms, ddbk__fetch **f,
                                  ddbk_error *err);
 /* Ends a claimed refresh with what the machine gave (its result), frees f.

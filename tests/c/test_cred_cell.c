@@ -425,7 +425,8 @@ static void *wait_and_take(void *arg)
 
     memset(&out, 0, sizeof out);
     if (ddbk__cell_begin(w->c, NOW0, &f, &err) != 0) {
-        w->rc = -2; /* the claim is the main thread's */
+        ddbk__cell_abandon(w->c, f);
+        w->rc = -2; /* the claim is the main thread's, or nothing is due */
         return NULL;
     }
     ddbk__cell_wait(w->c, 20000);
