@@ -233,6 +233,15 @@ $(B)/fuzz/fuzz_error_body: tests/fuzz/fuzz_error_body.c engine/parse.c engine/er
 	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	  -DDDBK_UNITTEST -Iengine -o $@ tests/fuzz/fuzz_error_body.c engine/parse.c engine/error.c -lyajl
 
+# The parsers of what credential services answer (engine/cred_parse.c):
+# STS's XML (expat) and the JSON of IMDS, the container endpoint,
+# credential_process, the SSO portal and token cache (yajl), ISO 8601.
+CRED_PARSE_FUZZ_SRC := engine/cred_parse.c engine/buf.c engine/error.c
+$(B)/fuzz/fuzz_sts $(B)/fuzz/fuzz_cred_json: $(B)/fuzz/%: tests/fuzz/%.c $(CRED_PARSE_FUZZ_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -DDDBK_UNITTEST -Iengine -o $@ tests/fuzz/$*.c $(CRED_PARSE_FUZZ_SRC) -lyajl -lexpat -lcrypto
+
 # Engine targets: the engine's sources themselves under the fuzzer, built
 # with -DDDBK_UNITTEST for the helpers they reach (set_endpoint, on_header).
 FUZZ_ENGINE_CC = clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -DDDBK_UNITTEST -Iengine

@@ -16,6 +16,9 @@
  *
  * Errors name the field that was missing or wrong, never its value; the
  * IMDS Code and STS's error Code and Message are not secrets and are shown.
+ * STS: a 2xx that is not whole credentials is "MalformedResponse"; an
+ * ErrorResponse is its own Code; any other body with a failure status is
+ * "UnknownError" carrying that status (retryable for 5xx and 429).
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -417,7 +420,8 @@ static int j_number(void *ctx, const char *v, size_t n)
     return jvalue(ctx, 0, 1, J_NUMBER, (const unsigned char *)v, n);
 }
 /* null and booleans are neither type: a wanted field holding one fails
- * its type check (J_NUMBER vs J_STRING mismatch is forced below). */
+ * here; anywhere else they are only a value (a top-level null is no
+ * object, jvalue says so). */
 static int j_other(jreader *r)
 {
     if (r->pending >= 0) {
@@ -548,7 +552,8 @@ DDBK_HIDDEN int ddbk__cred_json_parse(enum ddbk__json_kind kind, const char *bod
     }
     if (jmissing(&r) != 0)
         goto fail;
-    if (jempty(&r, S_ID) != 0 || jempty(&r, S_SECRET) != 0)
+    if (jempty(&r, S_ID) != 0 || jempty(&r, S_SECRET) != 0 ||
+        (kind != DDBK__JSON_PROCESS && jempty(&r, S_TOKEN) != 0))
         goto fail;
     if (kind == DDBK__JSON_PROCESS && strcmp(r.val[S_VERSION], "1") != 0) {
         jfail(&r, "Version is not 1");
@@ -573,7 +578,8 @@ DDBK_HIDDEN int ddbk__cred_json_parse(enum ddbk__json_kind kind, const char *bod
     out->access_key_id = r.val[S_ID];
     out->secret_access_key = r.val[S_SECRET];
     r.val[S_ID] = r.val[S_SECRET] = NULL;
-    /* An empty token is no token (a credential_process may print ""). */
+    /* An empty token is no token (a credential_process may print ""; the
+     * others must give one, refused above). */
     if (r.val[S_TOKEN] != NULL && r.len[S_TOKEN] != 0) {
         out->session_token = r.val[S_TOKEN];
         r.val[S_TOKEN] = NULL;
@@ -907,7 +913,10 @@ DDBK_HIDDEN int ddbk__sts_parse(long status, const char *body, size_t len,
     }
     enum elem root = r.path[1];
     if (root == E_ERROR_RESPONSE) {
-        if (!r.seen[L_CODE]) {
+        const char *code;
+        size_t code_n;
+        trimmed(&r.text[L_CODE], &code, &code_n);
+        if (code_n == 0) { /* absent, or blank: no code to report */
             what = "an ErrorResponse without a Code";
             goto fail;
         }
@@ -968,7 +977,7 @@ fail:
     if (ok2xx) {
         ddbk_error_set(err, DDBK_ERR_MALFORMED_RESPONSE, status, "STS answer: %s", what);
     } else {
-        ddbk_error_set(err, DDBK_ERR_UNKNOWN, status, "STS answered HTTP %ld with %s", status,
+        ddbk_error_set(err, DDBK_ERR_UNKNOWN, status, "STS answered HTTP %ld: %s", status,
                        what);
         err->throttling = status == 429;
         err->retryable = status >= 500 || status == 429;

@@ -322,7 +322,7 @@ mkdir -p "$OUT"
 CFLAGS_BENCH=(-std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror)
 gcc "${CFLAGS_BENCH[@]}" -o "$OUT/floor" "$HERE/floor.c" -lcurl
 gcc "${CFLAGS_BENCH[@]}" -Iengine -o "$OUT/bench_c" "$HERE/bench_c.c" build/libddbkit.a \
-    -lcurl -lssl -lcrypto -lyajl -lpthread -lm
+    -lcurl -lssl -lcrypto -lyajl -lexpat -lpthread -lm
 
 # --- targets ---------------------------------------------------------------
 
