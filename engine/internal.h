@@ -142,9 +142,11 @@ DDBK_HIDDEN void ddbk__sleep_ms(long ms);
 DDBK_HIDDEN int ddbk__valid_op(const char *op);
 
 /* ddbk_client_clone in two steps, for a keeper thread that may never need
- * its clone's connection: the settings and credentials (cheap, and
- * independent of src afterwards), then the digest context and the curl
- * handle. A client whose I/O is not open yet may only be freed. */
+ * its clone's connection: the settings and a reference to the credentials
+ * cell (cheap; the cell is thread-safe, and a rotation either fetches
+ * reaches both; the rest is independent of src afterwards), then the
+ * digest context and the curl handle. A client whose I/O is not open yet
+ * may only be freed. */
 DDBK_HIDDEN ddbk_client *ddbk__client_copy_settings(const ddbk_client *src, ddbk_error *err);
 DDBK_HIDDEN int ddbk__client_open_io(ddbk_client *c, ddbk_error *err);
 
