@@ -489,6 +489,7 @@ static void test_secret_never_in_messages(void **state)
     fputs("[default]\naws_secret_access_key = " SECRET "\n", f);
     fclose(f);
     setenv("AWS_SHARED_CREDENTIALS_FILE", path, 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1); /* else IMDS applies */
     ddbk_config_init(&cfg);
     cfg.region = "us-east-1";
     new_fails(&cfg, "MissingCredentials", NULL);
