@@ -682,7 +682,24 @@ static void test_sso(void **state)
     f = ddbk__fetch_new(&plan, NOW, &(ddbk_error){0});
     expect_failed(f, "CredentialsError",
                   "sso (profile \"dev\"): GetRoleCredentials: the SSO session has expired: "
-                  "run `aws sso login",
+                  "run `aws sso login`",
+                  NULL);
+    ddbk__fetch_free(f);
+
+    /* No cached token at all: no request, and what to do about it. */
+    {
+        char cache[400];
+        unsigned char md[20];
+        unsigned int n = 0;
+        char hex[41];
+        EVP_Digest("corp", 4, md, &n, EVP_sha1(), NULL);
+        for (unsigned i = 0; i < n; i++)
+            snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        snprintf(cache, sizeof cache, "%s/.aws/sso/cache/%s.json", tmpdir, hex);
+        assert_int_equal(unlink(cache), 0);
+    }
+    f = ddbk__fetch_new(&plan, NOW, &(ddbk_error){0});
+    expect_failed(f, "CredentialsError", "no SSO token in", "missing", "run `aws sso login`",
                   NULL);
     ddbk__fetch_free(f);
     ddbk__plan_wipe(&plan);

@@ -864,6 +864,8 @@ static void test_plan_roles(void **state)
                "credential_source = Environment\n"
                "[profile baddur]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = keys\n"
                "duration_seconds = 60\n"
+               "[profile wifsrc]\nrole_arn = arn:aws:iam::1:role/ws\nsource_profile = keys\n"
+               "web_identity_token_file = /t\n"
                "[profile wif]\nrole_arn = arn:aws:iam::1:role/wif\n"
                "web_identity_token_file = ~/tok\nrole_session_name = s1\n"
                "[profile l1]\nrole_arn = arn:aws:iam::1:role/1\nsource_profile = l2\n"
@@ -897,7 +899,17 @@ static void test_plan_roles(void **state)
     ddbk__plan_wipe(&plan);
     setenv("AWS_ENDPOINT_URL_STS", "https://sts.internal:8443/x?y=1", 1);
     plan_fails(&cfg, "InvalidArgument", "AWS_ENDPOINT_URL_STS");
+    /* A bad STS endpoint matters only to a plan that calls STS. */
+    cfg.profile = "keys";
+    plan_ok(&cfg, &plan, "profile", 1);
+    ddbk__plan_wipe(&plan);
     unsetenv("AWS_ENDPOINT_URL_STS");
+
+    /* A source wins over web_identity_token_file. */
+    cfg.profile = "wifsrc";
+    plan_ok(&cfg, &plan, "assume-role", 2);
+    assert_string_equal(plan.steps[0].keys.access_key_id, "KEYSID");
+    ddbk__plan_wipe(&plan);
 
     cfg.profile = "wif";
     plan_ok(&cfg, &plan, "web-identity", 1);
@@ -917,7 +929,7 @@ static void test_plan_roles(void **state)
     cfg.profile = "badsrc";
     plan_fails(&cfg, "InvalidArgument", "credential_source of profile \"badsrc\"");
     cfg.profile = "both";
-    plan_fails(&cfg, "InvalidArgument", "more than one of source_profile");
+    plan_fails(&cfg, "InvalidArgument", "sets both source_profile and credential_source");
     cfg.profile = "baddur";
     plan_fails(&cfg, "InvalidArgument", "duration_seconds of profile \"baddur\"");
 }
