@@ -324,6 +324,11 @@ int ddbk__cell_is_host(const ddbk__cell *c)
     return c->host; /* set at creation, never changed */
 }
 
+const char *ddbk__cell_id(const ddbk__cell *c)
+{
+    return c->plan.id; /* set at creation, never changed */
+}
+
 /* A value that goes into a header: not empty (but the token, which may be
  * NULL), no control byte, and short enough for a request's header field. */
 static int bad_value(const char *s, int optional)

@@ -323,6 +323,9 @@ DDBK_HIDDEN void ddbk__cell_abandon(ddbk__cell *c, ddbk__fetch *f);
 DDBK_HIDDEN void ddbk__cell_info(ddbk__cell *c, ddbk_credentials_info *out);
 /* Whether the cell holds a HOST plan (only the host sets its credentials). */
 DDBK_HIDDEN int ddbk__cell_is_host(const ddbk__cell *c);
+/* The plan's id (ddbk__plan.id: no secret), fixed at creation: the
+ * OpenResty runtime keys its shared dict with it. */
+DDBK_HIDDEN const char *ddbk__cell_id(const ddbk__cell *c);
 /* The wall clock in epoch ms, the clock the cell's now_ms is read on. */
 DDBK_HIDDEN int64_t ddbk__wall_ms(void);
 #ifdef DDBK_UNITTEST
