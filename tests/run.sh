@@ -67,6 +67,7 @@ done
 
 DDB_PORT="$(tests/harness/free_port.sh "${DDBKIT_TEST_PORT:-18000}")"
 cleanup() {
+    tests/harness/tls_front.sh stop >/dev/null 2>&1
     tests/harness/fakemeta.sh stop >/dev/null 2>&1
     tests/hostile/hostile.sh stop >/dev/null 2>&1
     tests/faultproxy/proxy.sh stop >/dev/null 2>&1
@@ -92,6 +93,11 @@ export DDBKIT_TEST_HOSTILE="${HOSTILE_PORT:+http://127.0.0.1:$HOSTILE_PORT}"
 # tests/spec/fakemeta_spec.lua and credentials_chain_spec.lua.
 FAKEMETA_PORT="$(tests/harness/fakemeta.sh start)" || FAKEMETA_PORT=""
 export DDBKIT_TEST_FAKEMETA="${FAKEMETA_PORT:+http://127.0.0.1:$FAKEMETA_PORT}"
+# TLS in front of DynamoDB Local with a CA made for this run, for
+# tests/spec/tls_spec.lua: its https URL, then the CA's path.
+TLS_OUT="$(tests/harness/tls_front.sh start "$DDB_PORT")" || TLS_OUT=""
+export DDBKIT_TEST_TLS="$(printf '%s\n' "$TLS_OUT" | sed -n 1p)"
+export DDBKIT_TEST_TLS_CA="$(printf '%s\n' "$TLS_OUT" | sed -n 2p)"
 
 # busted with TAP output: "ok N - ..." / "not ok N - ...".
 run_busted() {

@@ -24,6 +24,7 @@ a fault):
     POST   /__proxy/release      let every request held by a "hold" delay go
     GET    /__proxy/signers      who signed each proxied request, oldest
                                  first: [{"seq": n, "key_id": s|null,
+                                 "region": s|null (of the credential scope),
                                  "token_sha256": hex|null, "amz_date":
                                  "20261204T130000Z"|null, "amz_epoch": n|null,
                                  "target": s|null, "at": epoch s}, ...];
@@ -113,7 +114,7 @@ DDB_ERR = "com.amazonaws.dynamodb.v20120810#"
 JSON_CT = "application/x-amz-json-1.0"
 
 MAX_SIGNERS = 200000
-CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/")
+CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/")
 
 KINDS = ("throttle", "provisioned", "status", "reset", "drop_response",
          "delay", "close_after", "unprocessed")
@@ -155,6 +156,7 @@ class State:
                 epoch = None
         e = {
             "key_id": m.group(1) if m else None,
+            "region": m.group(2) if m else None,
             "token_sha256": hashlib.sha256(tok.encode()).hexdigest() if tok is not None else None,
             "amz_date": date,
             "amz_epoch": epoch,

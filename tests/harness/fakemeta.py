@@ -42,6 +42,10 @@ Endpoints (point the SDK variables at them):
                must equal web_identity_token (when set).
              Answers <AssumeRoleResponse>/<AssumeRoleWithWebIdentityResponse>
              XML like the real service; errors as <ErrorResponse>.
+  process    GET /process/<anything> -> what a credential_process prints:
+             {Version: 1, AccessKeyId, SecretAccessKey, SessionToken,
+             Expiration}; a test's credential_process script curls it, so
+             its credentials are in the issue log too
   sso        AWS_ENDPOINT_URL_SSO=http://127.0.0.1:PORT/sso
              GET /sso/federation/credentials?account_id=..&role_name=..
              with x-amz-sso_bearer_token equal to sso_token (when set; else
@@ -68,7 +72,7 @@ Control API (never counted, never consumes a fault):
       "clear_faults": true      empty every queue (applied before "faults")
     answers {"ok": true, ...} or 400 {"error": why}.
 
-  A fault: {"endpoint": "imds"|"container"|"sts"|"sso", "kind": K,
+  A fault: {"endpoint": "imds"|"container"|"sts"|"sso"|"process", "kind": K,
             "count": n (1), "forever": bool, "match": s (only requests
             whose path or STS Action contains s; others pass by), ...}
       status    answer "status" (500) with the endpoint's error shape
@@ -85,11 +89,13 @@ Control API (never counted, never consumes a fault):
   GET /_stats    {"endpoints": {name: {"requests", "issued", "refused"
                   (auth failures: 401/403), "faults"}}, "routes":
                   {route: n}}
-  GET /_issued   [{seq, endpoint, access_key_id, secret_access_key,
+  GET /_issued   [{seq, endpoint, detail (imds: the role; container,
+                   process: the path; sts: "<Action> <RoleArn>"; sso:
+                   "<account> <role>"), access_key_id, secret_access_key,
                    session_token, token_sha256, issued_at (epoch s, float),
                    expires_at (epoch s), expiration (ISO 8601)}, ...]
                   (it holds the secrets on purpose: a test greps output for
-                  every one of them)
+                  every one of them); ?endpoint=E&detail=D keep only those
   GET /_requests [{seq, endpoint, route, method, path, status, at,
                    signer?, signer_token_sha256?, signature?, action?}, ...]
 
@@ -116,7 +122,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import loopback_http  # noqa: E402
 
-ENDPOINTS = ("imds", "container", "sts", "sso")
+ENDPOINTS = ("imds", "container", "sts", "sso", "process")
 FAULT_KINDS = ("status", "error", "throttle", "delay", "refuse", "garbage")
 MAX_BODY = 1024 * 1024
 STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
@@ -172,7 +178,7 @@ class State:
 
     # -- issuing -----------------------------------------------------------
 
-    def issue(self, endpoint):
+    def issue(self, endpoint, detail):
         with self.lock:
             self.counter += 1
             n = self.counter
@@ -181,6 +187,7 @@ class State:
             e = {
                 "seq": len(self.issued) + 1,
                 "endpoint": endpoint,
+                "detail": detail,
                 # Letters and digits only: DynamoDB Local refuses others.
                 "access_key_id": "ASIAFAKE%08d" % n,
                 "secret_access_key": "fakesecret%d%s" % (n, secrets.token_hex(12)),
@@ -373,6 +380,8 @@ class Handler(loopback_http.Handler):
             ep = "sts"
         elif path.startswith("/sso/"):
             ep = "sso"
+        elif path.startswith("/process/"):
+            ep = "process"
         else:
             self._send(404, "no such endpoint\n", [("Content-Type", "text/plain")])
             return
@@ -440,7 +449,7 @@ class Handler(loopback_http.Handler):
         if path.startswith(base + "/"):
             if path[len(base) + 1:].rstrip("/") != role:
                 return 404, text, "", ()
-            e = st.issue("imds")
+            e = st.issue("imds", role)
             return 200, text, json.dumps({
                 "Code": "Success",
                 "LastUpdated": iso8601(e["issued_at"]),
@@ -471,7 +480,7 @@ class Handler(loopback_http.Handler):
                                             "message": "invalid authorization token"}), ()
         if self.command != "GET":
             return 405, js, "", ()
-        e = st.issue("container")
+        e = st.issue("container", path)
         return 200, js, json.dumps({
             "RoleArn": "arn:aws:iam::123456789012:role/ddbkit-task-role",
             "AccessKeyId": e["access_key_id"],
@@ -511,7 +520,7 @@ class Handler(loopback_http.Handler):
                 entry["signed"] = True
         else:
             return sts_error(400, "InvalidAction", "Could not find operation %s" % action)
-        e = st.issue("sts")
+        e = st.issue("sts", "%s %s" % (action, form["RoleArn"]))
         role = form["RoleArn"]
         session = form["RoleSessionName"]
         role_name = role.rsplit("/", 1)[-1]
@@ -618,13 +627,29 @@ class Handler(loopback_http.Handler):
                 [("x-amzn-ErrorType", "InvalidRequestException")]
         entry["account_id"] = q["account_id"]
         entry["role_name"] = q["role_name"]
-        e = st.issue("sso")
+        e = st.issue("sso", "%s %s" % (q["account_id"], q["role_name"]))
         return 200, js, json.dumps({"roleCredentials": {
             "accessKeyId": e["access_key_id"],
             "secretAccessKey": e["secret_access_key"],
             "sessionToken": e["session_token"],
             "expiration": e["expires_at"] * 1000,
         }}), ()
+
+    # -- credential_process helper ---------------------------------------------
+
+    def _process(self, path, query, form, entry):
+        """What a credential_process prints (Version 1), for a test script
+        that only curls it: its credentials then appear in the issue log."""
+        if self.command != "GET":
+            return 405, "application/json", "", ()
+        e = self.server.state.issue("process", path)
+        return 200, "application/json", json.dumps({
+            "Version": 1,
+            "AccessKeyId": e["access_key_id"],
+            "SecretAccessKey": e["secret_access_key"],
+            "SessionToken": e["session_token"],
+            "Expiration": e["expiration"],
+        }), ()
 
     # -- control -------------------------------------------------------------
 
@@ -638,7 +663,13 @@ class Handler(loopback_http.Handler):
                 return self._send_json(400, {"error": str(e)})
             return self._send_json(200, out)
         if self.command == "GET" and route in ("/_stats", "/_issued", "/_requests"):
-            return self._send_json(200, st.snapshot(route[2:]))
+            out = st.snapshot(route[2:])
+            q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+            if isinstance(out, list):
+                for k in ("endpoint", "detail"):
+                    if k in q:
+                        out = [e for e in out if e.get(k) == q[k]]
+            return self._send_json(200, out)
         self._send_json(404, {"error": "no such control endpoint: %s %s" % (self.command, route)})
 
 

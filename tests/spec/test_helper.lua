@@ -351,4 +351,43 @@ function H.proxy_signer_seq()
   return #log > 0 and log[#log].seq or 0
 end
 
+--- H.env_worker(env, plan, seconds) -> a running credentials_worker.lua
+-- (tests/spec/credentials_worker.lua) in exactly the environment `env`
+-- ({ NAME = value }: env -i, so nothing of the suite's own environment
+-- leaks in but LUA_PATH, LUA_CPATH and a sanitized run's preload), with
+-- `plan` (a table, see the worker). H.env_worker_wait(w) -> its RESULT
+-- (decoded), its whole output (stdout and stderr), its exit status.
+function H.env_worker(env, plan, seconds)
+  local dir = H.mktemp_dir()
+  local plan_file = dir .. "/plan.json"
+  H.write_file(plan_file, cjson.encode(plan))
+  local e = {}
+  for k, v in pairs(env) do e[k] = v end
+  e.LUA_PATH = e.LUA_PATH or os.getenv("LUA_PATH")
+  e.LUA_CPATH = e.LUA_CPATH or os.getenv("LUA_CPATH")
+  for _, k in ipairs{ "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS" } do
+    local v = os.getenv(k)
+    if v and v ~= "" and e[k] == nil then e[k] = v end
+  end
+  local names = {}
+  for k in pairs(e) do names[#names + 1] = k end
+  table.sort(names)
+  local parts = { "env -u LD_PRELOAD timeout -k 5", tostring(seconds), "env -i" }
+  for _, k in ipairs(names) do parts[#parts + 1] = H.shell_quote(k .. "=" .. e[k]) end
+  parts[#parts + 1] = H.interpreter()
+  parts[#parts + 1] = H.shell_quote(H.spec_dir() .. "/credentials_worker.lua")
+  parts[#parts + 1] = H.shell_quote(plan_file)
+  local cmd = table.concat(parts, " ") .. " 2>&1; echo \"EXIT:$?\""
+  return { pipe = assert(io.popen(cmd, "r")), dir = dir }
+end
+
+function H.env_worker_wait(w)
+  local all = w.pipe:read("*a")
+  w.pipe:close()
+  os.execute("rm -rf " .. H.shell_quote(w.dir))
+  local code = all:match("EXIT:(%d+)%s*$")
+  local line = all:match("RESULT ([^\n]*)")
+  return line and cjson.decode(line), all, tonumber(code)
+end
+
 return H
