@@ -33,6 +33,17 @@ local function assert_verification_error(err)
 end
 
 describe("TLS to a local endpoint with a CA made for the test", function()
+  it("(the front itself: curl verifies it with the CA, not with the other one)", function()
+    assert(TLS and TLS ~= "", "the TLS front is not running (DDBKIT_TEST_TLS)")
+    local st, body = H.http("POST", TLS .. "/", { extra = "--cacert " .. H.shell_quote(CA),
+      headers = { "X-Amz-Target: DynamoDB_20120810.ListTables" }, body = "{}" })
+    assert.are.equal(400, st)                       -- DynamoDB Local: no signature
+    assert.is_truthy(body:find("MissingAuthenticationToken", 1, true))
+    local st2, _, rc = H.http("POST", TLS .. "/", { extra = "--cacert " .. H.shell_quote(other_ca()) })
+    assert.are.equal(0, st2)
+    assert.are.equal(60, rc)                        -- curl: peer certificate not verified
+  end)
+
   it("works with ca_file naming that CA (verification on)", function()
     local c = tls_client{ ca_file = CA }
     local res, err = c:list_tables{ Limit = 1 }

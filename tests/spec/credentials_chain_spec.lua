@@ -1,0 +1,331 @@
+-- The credential chain end to end: each case is a process
+-- (credentials_worker.lua) whose environment and HOME hold only what EC2,
+-- ECS, EKS (IRSA, Pod Identity), a laptop with SSO or a developer's shared
+-- files would give, pointed at the fake credential services
+-- (tests/harness/fakemeta.py) and, for DynamoDB, at the fault proxy in front
+-- of DynamoDB Local. The worker makes `ddbkit.client{}` and calls.
+--
+-- Rotation cases run until the fake has issued ROTATIONS + 1 credential
+-- sets with a short TTL, then hold every DynamoDB request the proxy saw
+-- (its signer log) against the fake's issue log: signed with a key the fake
+-- issued to that case, with that key's session token, X-Amz-Date before its
+-- expiry; one fetch per rotation (the fake's count equals the client's
+-- fetches, and no two fetches of one client come close together). The
+-- rotation cases run in two waves of parallel workers, each worker on
+-- endpoints no other one of its wave uses, so the suite waits for the
+-- rotations once per wave rather than once per case.
+--
+-- Every case greps all the worker printed for every secret and token the
+-- fake issued or the case configured.
+local H = require "test_helper"
+local cjson = require "cjson.safe"
+
+local FAKE = H.fakemeta
+local TTL = 10                 -- seconds: refresh comes 6-8 s after a fetch
+local ROTATIONS = 3
+local ROLE = "arn:aws:iam::111122223333:role/"
+local WAVE_SECONDS = 120       -- bound on a rotation worker
+
+-- Secrets the spec itself handed out (static secret keys, bearer tokens);
+-- the fake's issue log has the rest.
+local secrets = {}
+local function secret(s) secrets[#secrets + 1] = s return s end
+
+local function assert_no_secrets(out)
+  for _, e in ipairs(H.fake_get("issued")) do
+    assert.is_nil(out:find(e.secret_access_key, 1, true), "a secret key in the worker's output")
+    assert.is_nil(out:find(e.session_token, 1, true), "a session token in the worker's output")
+  end
+  for _, s in ipairs(secrets) do
+    assert.is_nil(out:find(s, 1, true), "a configured secret in the worker's output")
+  end
+end
+
+local function sha1_hex(s)
+  local p = assert(io.popen("printf '%s' " .. H.shell_quote(s) .. " | env -u LD_PRELOAD sha1sum"))
+  local out = p:read("*a")
+  p:close()
+  return assert(out:match("^(%x+)"))
+end
+
+-- "${HOME}" in a file or a variable of a case is the case's HOME.
+local function at_home(s, home)
+  return (s:gsub("%${HOME}", function() return home end))
+end
+
+-- A temporary HOME with files: { [relative path] = text | { text, mode } }.
+local function home_with(files)
+  local home = H.mktemp_dir()
+  for rel, v in pairs(files or {}) do
+    local path = home .. "/" .. rel
+    local text, mode = v, nil
+    if type(v) == "table" then text, mode = v[1], v[2] end
+    text = at_home(text, home)
+    os.execute("mkdir -p " .. H.shell_quote(path:match("^(.*)/[^/]*$")))
+    H.write_file(path, text)
+    if mode then os.execute("chmod " .. mode .. " " .. H.shell_quote(path)) end
+  end
+  return home
+end
+
+-- What every case's host has: IMDS (the fake: an EC2 instance underneath
+-- everything, so precedence is proven against it), STS and SSO endpoints,
+-- DynamoDB through the proxy, a region.
+local function base_env(home)
+  return {
+    PATH = "/usr/bin:/bin",
+    HOME = home,
+    AWS_REGION = "us-east-1",
+    AWS_ENDPOINT_URL_DYNAMODB = H.proxy,
+    AWS_EC2_METADATA_SERVICE_ENDPOINT = FAKE,
+    AWS_ENDPOINT_URL_STS = FAKE .. "/sts/",
+    AWS_ENDPOINT_URL_SSO = FAKE .. "/sso",
+    DDBKIT_CREDENTIAL_PROCESS_TIMEOUT_MS = "2000",
+  }
+end
+
+-- case: { env = { NAME = value | false (unset) }, files = ..., home = dir,
+-- (values and file texts may say ${HOME})
+-- plan = (worker plan), seconds = bound }
+local function start(case)
+  local home = case.home or home_with(case.files)
+  local env = base_env(home)
+  for k, v in pairs(case.env or {}) do
+    if v == false then env[k] = nil else env[k] = at_home(v, home) end
+  end
+  local w = H.env_worker(env, case.plan or { calls = 1 }, case.seconds or 60)
+  w.home = home
+  return w
+end
+
+local function finish(w)
+  local res, out, code = H.env_worker_wait(w)
+  os.execute("rm -rf " .. H.shell_quote(w.home))
+  assert_no_secrets(out)
+  assert.are.equal(0, code, "the worker failed:\n" .. out)
+  assert.is_table(res, "no RESULT from the worker:\n" .. out)
+  assert.is_nil(res.raised, out)
+  return res, out
+end
+
+local function run(case)
+  return finish(start(case))
+end
+
+local function issued(query)
+  local st, body = H.http("GET", FAKE .. "/_issued?" .. query)
+  assert.are.equal(200, st)
+  return assert(cjson.decode(body))
+end
+
+local function q(endpoint, detail)
+  local s = "endpoint=" .. endpoint
+  if detail then s = s .. "&detail=" .. detail:gsub("[^%w%-%._~]", function(c)
+    return string.format("%%%02X", c:byte()) end) end
+  return s
+end
+
+-- Polls (bounded) until f() is true; false when the bound ran out.
+local function eventually(seconds, f)
+  local deadline = os.time() + seconds
+  while os.time() <= deadline do
+    if f() then return true end
+    os.execute("sleep 0.1")
+  end
+  return false
+end
+
+local function endpoint_stats(name)
+  return H.fake_get("stats").endpoints[name]
+end
+
+-- The fake's requests of one route ("imds:PUT token", "sts:AssumeRole", ...).
+local function requests_of(route)
+  local out = {}
+  for _, r in ipairs(H.fake_get("requests")) do
+    if r.route == route then out[#out + 1] = r end
+  end
+  return out
+end
+
+local function worker_plan(query, extra)
+  local p = { calls = 1, pause_ms = 250, max_seconds = WAVE_SECONDS - 20,
+    wait = { url = FAKE, query = query, count = ROTATIONS + 1 } }
+  for k, v in pairs(extra or {}) do p[k] = v end
+  return p
+end
+
+--- The proof of a rotation case (see the head comment).
+local function assert_rotated(res, out, query, since, provider)
+  assert.is_nil(res.client_error, out)
+  assert.is_nil(res.waited_out, "the fake did not issue " .. (ROTATIONS + 1)
+    .. " sets in time:\n" .. out)
+  assert.are.equal(0, res.failed, out)
+  assert.is_true(res.ok >= 1, out)
+  local sets = issued(query)
+  assert.is_true(#sets >= ROTATIONS + 1, out)
+  local by_key = {}
+  for _, e in ipairs(sets) do by_key[e.access_key_id] = e end
+  local signed = 0
+  for _, s in ipairs(H.proxy_signers(since)) do
+    local e = by_key[s.key_id]
+    if e then
+      signed = signed + 1
+      assert.are.equal(e.token_sha256, s.token_sha256, "signed without its own session token")
+      assert.is_true(s.amz_epoch < e.expires_at, string.format(
+        "a request signed at %s with %s, which expired at %d", s.amz_date, s.key_id, e.expires_at))
+    end
+  end
+  assert.is_true(signed >= res.calls, string.format(
+    "%d calls but %d requests signed with this case's keys", res.calls, signed))
+  -- One fetch per rotation: the fetches the client counted are the sets
+  -- the fake issued to it, and none came right after another (a second
+  -- fetch of the same rotation would be milliseconds later; a rotation is
+  -- at least L - 1.5 * L/4 after the fetch before).
+  assert.are.equal(provider, res.info.provider, out)
+  assert.are.equal(#sets, res.info.fetches, out)
+  table.sort(sets, function(a, b) return a.issued_at < b.issued_at end)
+  for i = 2, #sets do
+    local gap = sets[i].issued_at - sets[i - 1].issued_at
+    assert.is_true(gap >= TTL / 2, string.format("two fetches %.3f s apart", gap))
+  end
+  assert.is_number(res.info.expires_at, out)
+  for k in pairs(res.info) do
+    assert.is_nil(k:find("secret", 1, true), "client:credentials() shows " .. k)
+  end
+end
+
+--- No DynamoDB request since `since` signed with a key the fake did not
+-- issue (or, when given, one of `static`), nor after its expiry.
+local function assert_all_signed_by_issued(since, static)
+  local by_key = {}
+  for _, e in ipairs(H.fake_get("issued")) do by_key[e.access_key_id] = e end
+  for _, s in ipairs(H.proxy_signers(since)) do
+    local e = by_key[s.key_id]
+    if not (static and static[s.key_id]) then
+      assert.is_table(e, "a DynamoDB request signed with an unknown key " .. tostring(s.key_id))
+      assert.is_true(s.amz_epoch < e.expires_at, "a request signed with an expired key")
+    end
+  end
+end
+
+local function assert_message_has(err, ...)
+  assert.is_table(err)
+  for _, word in ipairs{ ... } do
+    assert.is_truthy((err.message or ""):find(word, 1, true),
+      string.format("the %s message does not say %q: %s", tostring(err.code), word, tostring(err.message)))
+  end
+end
+
+local function free_port()
+  local p = assert(io.popen("env -u LD_PRELOAD " .. H.shell_quote(H.spec_dir() .. "/../harness/free_port.sh")))
+  local port = p:read("*l")
+  p:close()
+  return assert(port)
+end
+
+local function config_text(lines) return table.concat(lines, "\n") .. "\n" end
+
+assert(FAKE and FAKE ~= "", "the fake credential services are not running (DDBKIT_TEST_FAKEMETA)")
+assert(H.proxy, "the fault proxy is not running (DDBKIT_TEST_PROXY)")
+
+describe("the credential chain, across rotations", function()
+  describe("wave 1: IMDS, container (token file), web identity, SSO, credential_process", function()
+    local W, since = {}, 0
+    local ctok1, ctok2 = secret("ctokfile1" .. H.unique("x")), secret("ctokfile2" .. H.unique("x"))
+    local jwt1, jwt2 = secret("jwt1" .. H.unique("x")), secret("jwt2" .. H.unique("x"))
+    local ssotok = secret("ssotoken" .. H.unique("x"))
+    local sso_detail = "111122223333 DevRole"
+    local wi_detail = "AssumeRoleWithWebIdentity " .. ROLE .. "irsa"
+
+    setup(function()
+      H.fake_control{ reset = true, ttl = TTL, container_token = ctok1,
+        web_identity_token = jwt1, sso_token = ssotok }
+      since = H.proxy_signer_seq()
+      W.imds = start{ plan = worker_plan(q("imds")), seconds = WAVE_SECONDS }
+      W.container = start{ seconds = WAVE_SECONDS,
+        files = { ctoken = ctok1 .. "\n" },
+        env = { AWS_CONTAINER_CREDENTIALS_FULL_URI = FAKE .. "/container/file",
+          AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE = "${HOME}/ctoken" },
+        plan = worker_plan(q("container", "/container/file")) }
+      W.web = start{ seconds = WAVE_SECONDS, files = { ["eks/token"] = jwt1 },
+        env = { AWS_ROLE_ARN = ROLE .. "irsa", AWS_ROLE_SESSION_NAME = "ddbkit-spec",
+          AWS_WEB_IDENTITY_TOKEN_FILE = "${HOME}/eks/token" },
+        plan = worker_plan(q("sts", wi_detail)) }
+      W.sso = start{ seconds = WAVE_SECONDS, env = { AWS_PROFILE = "dev" },
+        files = {
+          [".aws/config"] = config_text{
+            "[profile dev]", "sso_session = corp", "sso_account_id = 111122223333",
+            "sso_role_name = DevRole", "region = us-east-1", "",
+            "[sso-session corp]", "sso_start_url = https://corp.awsapps.com/start",
+            "sso_region = us-east-1", "sso_registration_scopes = sso:account:access" },
+          [".aws/sso/cache/" .. sha1_hex("corp") .. ".json"] = cjson.encode{
+            startUrl = "https://corp.awsapps.com/start", region = "us-east-1",
+            accessToken = ssotok, expiresAt = "2099-01-01T00:00:00Z" },
+        },
+        plan = worker_plan(q("sso", sso_detail)) }
+      W.process = start{ seconds = WAVE_SECONDS,
+        files = {
+          ["bin/creds.sh"] = { "#!/bin/sh\nexec curl -s -f -m 5 " .. FAKE .. "/process/creds\n", "755" },
+          [".aws/config"] = config_text{ "[default]", "credential_process = ${HOME}/bin/creds.sh" },
+        },
+        plan = worker_plan(q("process")) }
+    end)
+
+    teardown(function()
+      for _, w in pairs(W) do
+        if type(w) == "table" and w.pipe then pcall(H.env_worker_wait, w) end
+      end
+    end)
+
+    it("IMDSv2 (the session token revoked after the first fetch: 401, new token)", function()
+      -- A reboot or a token past its TTL: the next fetch must take a new one.
+      eventually(20, function() return #issued(q("imds")) >= 1 end)
+      H.fake_control{ revoke_imds_tokens = true }
+      local res, out = finish(W.imds)
+      W.imds = nil
+      assert_rotated(res, out, q("imds"), since, "imds")
+    end)
+
+    it("container endpoint, token file rewritten mid-run (re-read at each fetch)", function()
+      eventually(20, function() return #issued(q("container", "/container/file")) >= 1 end)
+      H.write_file(W.container.home .. "/ctoken", ctok2 .. "\n")
+      H.fake_control{ container_token = ctok2 }
+      local res, out = finish(W.container)
+      W.container = nil
+      assert_rotated(res, out, q("container", "/container/file"), since, "container")
+      -- The fake refuses the old token now: sets issued after the change
+      -- prove the file was read again.
+      local refused = endpoint_stats("container").refused
+      assert.are.equal(0, refused, "the old token was sent after the file changed")
+    end)
+
+    it("web identity (IRSA), token file rewritten mid-run", function()
+      eventually(20, function() return #issued(q("sts", wi_detail)) >= 1 end)
+      H.write_file(W.web.home .. "/eks/token", jwt2)
+      H.fake_control{ web_identity_token = jwt2 }
+      local res, out = finish(W.web)
+      W.web = nil
+      assert_rotated(res, out, q("sts", wi_detail), since, "web-identity")
+      for _, r in ipairs(requests_of("sts:AssumeRoleWithWebIdentity")) do
+        assert.are.equal(200, r.status, "a web identity exchange was refused (an old token?)")
+      end
+    end)
+
+    it("SSO (cached token exchanged at the portal)", function()
+      local res, out = finish(W.sso)
+      W.sso = nil
+      assert_rotated(res, out, q("sso", sso_detail), since, "sso")
+    end)
+
+    it("credential_process", function()
+      local res, out = finish(W.process)
+      W.process = nil
+      assert_rotated(res, out, q("process"), since, "process")
+    end)
+
+    it("no request of the wave signed with an unknown or expired key", function()
+      assert_all_signed_by_issued(since)
+    end)
+  end)
+end)
