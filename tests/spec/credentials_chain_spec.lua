@@ -328,4 +328,296 @@ describe("the credential chain, across rotations", function()
       assert_all_signed_by_issued(since)
     end)
   end)
+
+  describe("wave 2: container (token, coroutine runtime), assume-role from static keys, IMDS with 4 tasks", function()
+    local W, since = {}, 0
+    local ctok = secret("Bearer ctok" .. H.unique("x"))
+    local src_secret = secret("srcsecret" .. H.unique("x"))
+    local role_detail = "AssumeRole " .. ROLE .. "app"
+
+    setup(function()
+      H.fake_control{ reset = true, ttl = TTL, container_token = ctok,
+        keys = { AKIDSRCSPEC1 = src_secret } }
+      since = H.proxy_signer_seq()
+      W.container = start{ seconds = WAVE_SECONDS,
+        env = { AWS_CONTAINER_CREDENTIALS_FULL_URI = FAKE .. "/container/plain",
+          AWS_CONTAINER_AUTHORIZATION_TOKEN = ctok },
+        plan = worker_plan(q("container", "/container/plain"), { runtime = "coroutine", tasks = 3 }) }
+      W.role = start{ seconds = WAVE_SECONDS, env = { AWS_PROFILE = "app" },
+        files = {
+          [".aws/credentials"] = config_text{ "[src]", "aws_access_key_id = AKIDSRCSPEC1",
+            "aws_secret_access_key = " .. src_secret },
+          [".aws/config"] = config_text{ "[profile app]", "role_arn = " .. ROLE .. "app",
+            "source_profile = src" },
+        },
+        plan = worker_plan(q("sts", role_detail)) }
+      W.imds = start{ seconds = WAVE_SECONDS,
+        plan = worker_plan(q("imds"), { runtime = "coroutine", tasks = 4, pause_ms = 100 }) }
+    end)
+
+    teardown(function()
+      for _, w in pairs(W) do pcall(H.env_worker_wait, w) end
+    end)
+
+    it("container endpoint with AWS_CONTAINER_AUTHORIZATION_TOKEN, coroutine runtime, 3 tasks", function()
+      local res, out = finish(W.container)
+      W.container = nil
+      assert_rotated(res, out, q("container", "/container/plain"), since, "container")
+    end)
+
+    it("profile role_arn + source_profile: AssumeRole signed with the source's static keys", function()
+      local res, out = finish(W.role)
+      W.role = nil
+      assert_rotated(res, out, q("sts", role_detail), since, "assume-role")
+      assert.are.equal("app", res.info.profile)
+      local calls = requests_of("sts:AssumeRole")
+      assert.are.equal(#issued(q("sts", role_detail)), #calls)
+      for _, r in ipairs(calls) do
+        assert.are.same({ "AKIDSRCSPEC1", "ok", 200 }, { r.signer, r.signature, r.status })
+      end
+    end)
+
+    it("IMDSv2, coroutine runtime, 4 tasks calling at once: one fetch per rotation", function()
+      local res, out = finish(W.imds)
+      W.imds = nil
+      assert_rotated(res, out, q("imds"), since, "imds")
+      -- One credentials GET per rotation, whatever the number of tasks.
+      assert.are.equal(#issued(q("imds")), #requests_of("imds:GET credentials"))
+    end)
+
+    it("no request of the wave signed with an unknown or expired key", function()
+      assert_all_signed_by_issued(since)
+    end)
+  end)
+end)
+
+describe("the credential chain: failures and precedence", function()
+  before_each(function()
+    H.fake_control{ reset = true, ttl = 3600 }
+  end)
+
+  it("IMDS answering 401 to a session token: a new token, once, and the call succeeds", function()
+    H.fake_control{ faults = { { endpoint = "imds", kind = "error", status = 401,
+      match = "security-credentials/ddbkit" } } }
+    local res, out = run{}
+    assert.are.same({ 1, 0 }, { res.ok, res.failed }, out)
+    assert.are.equal("imds", res.info.provider)
+    assert.are.equal(2, #requests_of("imds:PUT token"), out)
+    assert.are.equal(1, endpoint_stats("imds").issued)
+  end)
+
+  it("IMDS not answering (a closed port): MissingCredentials at once, listing every provider", function()
+    local res, out = run{ env = { AWS_EC2_METADATA_SERVICE_ENDPOINT = "http://127.0.0.1:" .. free_port() } }
+    local err = res.client_error or res.errors[1]
+    assert.is_table(err, out)
+    assert.are.equal("MissingCredentials", err.code, out)
+    assert_message_has(err, "environment", "web-identity", "profile", "container", "imds")
+    -- Refused at once: no waiting out the 1 s timeouts more than twice.
+    if res.first_ms then assert.is_true(res.first_ms < 5000, out) end
+  end)
+
+  it("IMDS that never answers is asked once, not on every call (the failure is remembered)", function()
+    H.fake_control{ faults = { { endpoint = "imds", kind = "refuse", forever = true } } }
+    local res1, out1 = run{ plan = { calls = 1 } }
+    assert.are.equal(1, res1.failed, out1)
+    local one = endpoint_stats("imds").requests
+    assert.is_true(one >= 1)
+    H.fake_control{ reset = true }
+    H.fake_control{ faults = { { endpoint = "imds", kind = "refuse", forever = true } } }
+    local res5, out5 = run{ plan = { calls = 5, pause_ms = 0 } }
+    assert.are.equal(5, res5.failed, out5)
+    assert.are.equal(one, endpoint_stats("imds").requests, out5)
+    assert.are.equal(res5.errors[1].code, res1.errors[1].code)
+  end)
+
+  it("AWS_EC2_METADATA_DISABLED and nothing else: MissingCredentials, IMDS never asked", function()
+    local res, out = run{ env = { AWS_EC2_METADATA_DISABLED = "true" } }
+    local err = res.client_error or res.errors[1]
+    assert.are.equal("MissingCredentials", err and err.code, out)
+    assert_message_has(err, "environment", "imds")
+    assert.are.equal(0, endpoint_stats("imds").requests)
+  end)
+
+  it("container endpoint with a wrong token: CredentialsError naming the provider, no token shown", function()
+    local good, bad = secret("Bearer good" .. H.unique("x")), secret("Bearer bad" .. H.unique("x"))
+    H.fake_control{ container_token = good }
+    local res, out = run{ env = { AWS_CONTAINER_CREDENTIALS_FULL_URI = FAKE .. "/container/creds",
+      AWS_CONTAINER_AUTHORIZATION_TOKEN = bad } }
+    assert.are.equal(1, res.failed, out)
+    assert.are.equal("CredentialsError", res.errors[1].code, out)
+    assert_message_has(res.errors[1], "container")
+    assert.are.equal(0, endpoint_stats("container").issued)
+    assert.are.equal(0, endpoint_stats("imds").requests, "fell through to IMDS")
+  end)
+
+  it("credential_process that hangs: a timeout error, the process killed", function()
+    local res, out = run{ files = {
+      ["bin/hang.sh"] = { "#!/bin/sh\nexec sleep 60\n", "755" },
+      [".aws/config"] = config_text{ "[default]", "credential_process = ${HOME}/bin/hang.sh" } } }
+    assert.are.equal(1, res.failed, out)
+    assert.are.equal("CredentialsError", res.errors[1].code, out)
+    assert_message_has(res.errors[1], "process")
+    local m = res.errors[1].message:lower()
+    assert.is_truthy(m:find("time", 1, true), "the message does not say it timed out: " .. m)
+  end)
+
+  it("credential_process printing garbage: CredentialsError, nothing of its output shown", function()
+    local junk = secret("notjson" .. H.unique("x"))
+    local res, out = run{ files = {
+      ["bin/junk.sh"] = { "#!/bin/sh\necho '" .. junk .. " {'\n", "755" },
+      [".aws/config"] = config_text{ "[default]", "credential_process = ${HOME}/bin/junk.sh" } } }
+    assert.are.equal(1, res.failed, out)
+    assert.are.equal("CredentialsError", res.errors[1].code, out)
+    assert_message_has(res.errors[1], "process")
+  end)
+
+  it("SSO with an expired cached token: CredentialsError telling to log in, portal not asked", function()
+    local tok = secret("ssoexpired" .. H.unique("x"))
+    local res, out = run{ env = { AWS_PROFILE = "dev" }, files = {
+      [".aws/config"] = config_text{ "[profile dev]", "sso_start_url = https://corp.awsapps.com/start",
+        "sso_region = us-east-1", "sso_account_id = 111122223333", "sso_role_name = DevRole" },
+      [".aws/sso/cache/" .. sha1_hex("https://corp.awsapps.com/start") .. ".json"] = cjson.encode{
+        startUrl = "https://corp.awsapps.com/start", region = "us-east-1",
+        accessToken = tok, expiresAt = "2020-01-01T00:00:00Z" } } }
+    assert.are.equal(1, res.failed + (res.client_error and 1 or 0), out)
+    local err = res.client_error or res.errors[1]
+    assert.are.equal("CredentialsError", err.code, out)
+    assert_message_has(err, "sso", "aws sso login")
+    assert.are.equal(0, endpoint_stats("sso").requests)
+  end)
+
+  it("STS AccessDenied: the service's code and the provider named", function()
+    H.fake_control{ web_identity_token = "jwt", faults = { { endpoint = "sts", kind = "error",
+      code = "AccessDenied", message = "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+      forever = true } } }
+    local res, out = run{ files = { token = "jwt" }, env = { AWS_ROLE_ARN = ROLE .. "irsa",
+      AWS_WEB_IDENTITY_TOKEN_FILE = "${HOME}/token" } }
+    assert.are.equal(1, res.failed, out)
+    local err = res.errors[1]
+    assert.is_truthy(err.code == "AccessDenied"
+      or (err.code == "CredentialsError" and err.message:find("AccessDenied", 1, true)), out)
+    assert_message_has(err, "web-identity")
+    -- Not retried: a refusal is an answer.
+    assert.are.equal(1, endpoint_stats("sts").requests)
+  end)
+
+  it("STS failing twice with 500, then answering: retried, the call succeeds", function()
+    H.fake_control{ web_identity_token = "jwt", faults = { { endpoint = "sts", kind = "status",
+      status = 500, count = 2 } } }
+    local res, out = run{ files = { token = "jwt" }, env = { AWS_ROLE_ARN = ROLE .. "irsa",
+      AWS_WEB_IDENTITY_TOKEN_FILE = "${HOME}/token" } }
+    assert.are.same({ 1, 0 }, { res.ok, res.failed }, out)
+    assert.are.equal("web-identity", res.info.provider)
+    local st = endpoint_stats("sts")
+    assert.are.same({ 3, 1 }, { st.requests, st.issued })
+  end)
+
+  describe("precedence", function()
+    local env_secret = secret("envsecret" .. H.unique("x"))
+    local prof_secret = secret("profsecret" .. H.unique("x"))
+
+    -- Every source at once: env keys, web identity, a profile with static
+    -- keys, a container endpoint, IMDS (base_env).
+    local function everything(extra)
+      local c = {
+        files = {
+          token = "jwt",
+          [".aws/credentials"] = config_text{ "[default]", "aws_access_key_id = profdefault1",
+            "aws_secret_access_key = " .. prof_secret, "", "[other]",
+            "aws_access_key_id = profother1", "aws_secret_access_key = " .. prof_secret },
+        },
+        env = {
+          AWS_ACCESS_KEY_ID = "envkeyspec1", AWS_SECRET_ACCESS_KEY = env_secret,
+          AWS_ROLE_ARN = ROLE .. "irsa", AWS_WEB_IDENTITY_TOKEN_FILE = "${HOME}/token",
+          AWS_CONTAINER_CREDENTIALS_FULL_URI = FAKE .. "/container/creds",
+        },
+      }
+      for k, v in pairs(extra or {}) do c.env[k] = v end
+      return c
+    end
+
+    local function signer_of(since)
+      local log = H.proxy_signers(since)
+      assert.is_true(#log >= 1)
+      return log[#log]
+    end
+
+    local function nothing_asked()
+      for _, e in pairs(H.fake_get("stats").endpoints) do
+        assert.are.equal(0, e.requests, "a provider after the chosen one was asked")
+      end
+    end
+
+    it("environment keys beat everything after them (AWS_PROFILE too)", function()
+      H.fake_control{ web_identity_token = "jwt" }
+      local since = H.proxy_signer_seq()
+      local res, out = run(everything{ AWS_PROFILE = "other" })
+      assert.are.same({ 1, 0 }, { res.ok, res.failed }, out)
+      assert.are.equal("environment", res.info.provider)
+      assert.are.equal("envkeyspec1", signer_of(since).key_id)
+      nothing_asked()
+    end)
+
+    it("web identity beats the shared files, the container endpoint and IMDS", function()
+      H.fake_control{ web_identity_token = "jwt" }
+      local res, out = run(everything{ AWS_ACCESS_KEY_ID = false, AWS_SECRET_ACCESS_KEY = false })
+      assert.are.same({ 1, 0 }, { res.ok, res.failed }, out)
+      assert.are.equal("web-identity", res.info.provider)
+      local st = H.fake_get("stats").endpoints
+      assert.are.same({ 1, 0, 0 }, { st.sts.issued, st.container.requests, st.imds.requests })
+    end)
+
+    it("the shared files beat the container endpoint and IMDS; AWS_PROFILE picks the profile", function()
+      local base = { AWS_ACCESS_KEY_ID = false, AWS_SECRET_ACCESS_KEY = false,
+        AWS_ROLE_ARN = false, AWS_WEB_IDENTITY_TOKEN_FILE = false }
+      local since = H.proxy_signer_seq()
+      local res, out = run(everything(base))
+      assert.are.same({ 1, 0 }, { res.ok, res.failed }, out)
+      assert.are.equal("profile", res.info.provider)
+      assert.are.equal("profdefault1", signer_of(since).key_id)
+      base.AWS_PROFILE = "other"
+      since = H.proxy_signer_seq()
+      res, out = run(everything(base))
+      assert.are.same({ 1, 0 }, { res.ok, res.failed }, out)
+      assert.are.equal("other", res.info.profile)
+      assert.are.equal("profother1", signer_of(since).key_id)
+      nothing_asked()
+    end)
+
+    it("the container endpoint beats IMDS", function()
+      local res, out = run{ env = { AWS_CONTAINER_CREDENTIALS_FULL_URI = FAKE .. "/container/creds" } }
+      assert.are.same({ 1, 0 }, { res.ok, res.failed }, out)
+      assert.are.equal("container", res.info.provider)
+      assert.are.equal(0, endpoint_stats("imds").requests)
+    end)
+
+    -- As `aws --profile app`: a profile named explicitly (the client's
+    -- `profile` option) passes over the environment's keys, which the
+    -- profile then uses as its source. With only AWS_PROFILE the keys
+    -- would win (the case above), as in the AWS CLI and boto3.
+    it("credential_source = Environment: AssumeRole signed with the environment's keys", function()
+      local env_src_secret = secret("envsrcsecret" .. H.unique("x"))
+      H.fake_control{ keys = { AKIDENVSRC1 = env_src_secret } }
+      local res, out = run{ plan = { calls = 1, profile = "app" },
+        env = { AWS_ACCESS_KEY_ID = "AKIDENVSRC1", AWS_SECRET_ACCESS_KEY = env_src_secret },
+        files = { [".aws/config"] = config_text{ "[profile app]", "role_arn = " .. ROLE .. "envrole",
+          "credential_source = Environment" } } }
+      assert.are.same({ 1, 0 }, { res.ok, res.failed }, out)
+      assert.are.equal("assume-role", res.info.provider)
+      local calls = requests_of("sts:AssumeRole")
+      assert.are.equal(1, #calls)
+      assert.are.same({ "AKIDENVSRC1", "ok", 200 }, { calls[1].signer, calls[1].signature, calls[1].status })
+    end)
+  end)
+
+  it("the region from the profile when no AWS_REGION is set", function()
+    local since = H.proxy_signer_seq()
+    local res, out = run{ env = { AWS_REGION = false, AWS_PROFILE = "eu" }, files = {
+      [".aws/config"] = config_text{ "[profile eu]", "region = eu-west-1" },
+      [".aws/credentials"] = config_text{ "[eu]", "aws_access_key_id = regionkey1",
+        "aws_secret_access_key = " .. secret("regionsecret" .. H.unique("x")) } } }
+    assert.are.same({ 1, 0 }, { res.ok, res.failed }, out)
+    local log = H.proxy_signers(since)
+    assert.are.same({ "regionkey1", "eu-west-1" }, { log[#log].key_id, log[#log].region })
+  end)
 end)

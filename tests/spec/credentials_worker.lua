@@ -5,7 +5,8 @@
 --   env -i HOME=... AWS_...=... lua credentials_worker.lua PLAN.json
 --
 -- Makes `ddbkit.client{}` with nothing but what the environment and the
--- files under HOME say (plus `runtime` for the coroutine runtime), then
+-- files under HOME say (plus `runtime` for the coroutine runtime, and
+-- `profile` when plan.profile says so), then
 -- makes DynamoDB calls (ListTables, Limit 1):
 --   * at least plan.calls of them;
 --   * when plan.wait is set, more, paced by plan.pause_ms, until the fake
@@ -64,7 +65,9 @@ local function issued()
   return type(list) == "table" and #list or -1
 end
 
-local opts = {}
+-- Nothing but the runtime, unless a case names a profile explicitly (as
+-- `aws --profile` does: see credentials_chain_spec's credential_source case).
+local opts = { profile = plan.profile }
 local rt
 if plan.runtime == "coroutine" then
   rt = require "ddbkit.runtime.coroutine"
