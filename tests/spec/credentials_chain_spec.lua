@@ -512,6 +512,93 @@ describe("the credential chain: failures and precedence", function()
     assert.are.same({ 3, 1 }, { st.requests, st.issued })
   end)
 
+  it("web identity token refused by STS as expired: the service's code, the provider named", function()
+    H.fake_control{ faults = { { endpoint = "sts", kind = "error", status = 400,
+      code = "ExpiredTokenException", message = "Token expired: current date/time 1 must be before the expiration date/time 0",
+      forever = true } } }
+    local res, out = run{ files = { token = "oldjwt" }, env = { AWS_ROLE_ARN = ROLE .. "irsa",
+      AWS_WEB_IDENTITY_TOKEN_FILE = "${HOME}/token" } }
+    assert.are.equal(1, res.failed, out)
+    local err = res.errors[1]
+    assert.is_truthy(err.code == "ExpiredTokenException"
+      or (err.code == "CredentialsError" and err.message:find("ExpiredToken", 1, true)), out)
+    assert_message_has(err, "web-identity")
+  end)
+
+  it("web identity token file missing: an error naming the provider and the variable, not a crash", function()
+    local res, out = run{ env = { AWS_ROLE_ARN = ROLE .. "irsa",
+      AWS_WEB_IDENTITY_TOKEN_FILE = "${HOME}/no-such-token" } }
+    local err = res.client_error or res.errors[1]
+    assert.is_table(err, out)
+    assert.is_truthy(err.code == "CredentialsError" or err.code == "MissingCredentials", out)
+    assert_message_has(err, "web-identity")
+    assert.are.equal(0, endpoint_stats("sts").requests)
+  end)
+
+  it("STS throttling twice, then answering: retried, the call succeeds", function()
+    H.fake_control{ web_identity_token = "jwt", faults = { { endpoint = "sts", kind = "throttle", count = 2 } } }
+    local res, out = run{ files = { token = "jwt" }, env = { AWS_ROLE_ARN = ROLE .. "irsa",
+      AWS_WEB_IDENTITY_TOKEN_FILE = "${HOME}/token" } }
+    assert.are.same({ 1, 0 }, { res.ok, res.failed }, out)
+    assert.are.same({ 3, 1 }, { endpoint_stats("sts").requests, endpoint_stats("sts").issued })
+  end)
+
+  it("IMDS answering garbage: CredentialsError naming IMDS", function()
+    H.fake_control{ faults = { { endpoint = "imds", kind = "garbage", forever = true,
+      match = "security-credentials/ddbkit" } } }
+    local res, out = run{}
+    assert.are.equal(1, res.failed, out)
+    assert.are.equal("CredentialsError", res.errors[1].code, out)
+    assert_message_has(res.errors[1], "imds")
+  end)
+
+  it("a container endpoint that never answers in time: a timeout error naming the provider", function()
+    H.fake_control{ faults = { { endpoint = "container", kind = "delay", ms = 30000, forever = true } } }
+    local res, out = run{ env = { AWS_CONTAINER_CREDENTIALS_FULL_URI = FAKE .. "/container/slow" },
+      seconds = 90 }
+    assert.are.equal(1, res.failed, out)
+    assert.are.equal("CredentialsError", res.errors[1].code, out)
+    assert_message_has(res.errors[1], "container")
+    assert.is_truthy(res.errors[1].message:lower():find("time", 1, true), out)
+    assert.are.equal(0, endpoint_stats("imds").requests, "fell through to IMDS")
+  end)
+
+  it("a refresh that keeps failing: the old credentials until they expire, then CredentialsError", function()
+    H.fake_control{ ttl = TTL }
+    local w = start{ seconds = WAVE_SECONDS,
+      env = { AWS_CONTAINER_CREDENTIALS_FULL_URI = FAKE .. "/container/failing" },
+      plan = { calls = 1, pause_ms = 200, until_failed = 3, max_seconds = WAVE_SECONDS - 20 } }
+    local since = H.proxy_signer_seq()
+    assert.is_true(eventually(20, function() return endpoint_stats("container").issued >= 1 end))
+    H.fake_control{ faults = { { endpoint = "container", kind = "status", status = 500, forever = true } } }
+    local res, out = finish(w)
+    assert.is_nil(res.waited_out, out)
+    assert.are.equal(3, res.failed, out)
+    -- Calls went on with the first set while its refresh failed.
+    assert.is_true(res.ok >= 2, out)
+    local sets = issued(q("container", "/container/failing"))
+    assert.are.equal(1, #sets)
+    local signed = 0
+    for _, s in ipairs(H.proxy_signers(since)) do
+      if s.key_id == sets[1].access_key_id then
+        signed = signed + 1
+        assert.is_true(s.amz_epoch < sets[1].expires_at, "signed with expired credentials")
+      end
+    end
+    assert.are.equal(res.ok, signed, "a failed call still went to DynamoDB")
+    local err = res.errors[1]
+    assert.are.equal("CredentialsError", err.code, out)
+    assert_message_has(err, "container")
+    assert.are.equal(1, #res.errors, "each failed call said the same")
+    -- Backoff: a failed fetch is not tried again on every call.
+    assert.is_true(endpoint_stats("container").requests >= 2, out)
+    assert.are.equal(1, res.info.fetches, out)
+    assert.is_true(res.info.failures >= 1, out)
+    assert.is_true(res.info.failures < res.calls, string.format(
+      "%d failed fetches for %d calls: no backoff", res.info.failures, res.calls))
+    assert.is_truthy(tostring(res.info.last_error):find("container", 1, true), out)
+  end)
+
   describe("precedence", function()
     local env_secret = secret("envsecret" .. H.unique("x"))
     local prof_secret = secret("profsecret" .. H.unique("x"))

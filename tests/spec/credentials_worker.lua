@@ -12,7 +12,9 @@
 --   * when plan.wait is set, more, paced by plan.pause_ms, until the fake
 --     credential services have issued plan.wait.count credential sets that
 --     match plan.wait.query (GET /_issued?<query>), i.e. until the client
---     has gone through that many rotations; bounded by plan.max_seconds.
+--     has gone through that many rotations; bounded by plan.max_seconds;
+--   * with plan.until_failed = n, until n calls have failed (the same
+--     bound).
 -- Coroutine runtime: plan.tasks tasks make the calls at once, so a refresh
 -- finds several callers waiting (single flight).
 --
@@ -86,6 +88,7 @@ local pause = plan.pause_ms or 250
 local want_calls = plan.calls or 1
 
 local function done()
+  if plan.until_failed and out.failed >= plan.until_failed then return true end
   if out.calls < want_calls then return false end
   if not plan.wait then return true end
   out.issued = issued()
