@@ -30,6 +30,8 @@ local function assert_verification_error(err)
   local m = (err.message or ""):lower()
   assert.is_truthy(m:find("certificate", 1, true) or m:find("verif", 1, true),
     "the message does not say verification failed: " .. tostring(err.message))
+  -- The same certificate would be refused again.
+  assert.is_falsy(err.retryable, "a refused certificate is retried")
 end
 
 describe("TLS to a local endpoint with a CA made for the test", function()
