@@ -699,6 +699,39 @@ describe("the credential chain: failures and precedence", function()
     end)
   end)
 
+  it("the ddbkit command on an EC2 host: credentials from IMDS, nothing configured", function()
+    local root = H.spec_dir() .. "/../.."
+    local bin = root .. "/build/ddbkit"
+    local preload = os.getenv("LD_PRELOAD") or ""
+    if preload:find("asan", 1, true) and H.read_file(root .. "/build/ddbkit-asan") then
+      bin = root .. "/build/ddbkit-asan"
+    end
+    local home = home_with{ ["list.lua"] = table.concat({
+      "local r, err = client:list_tables{ Limit = 1 }",
+      "print(r and 'ok' or ('failed ' .. tostring(err and err.code)))",
+      "local ok, info = pcall(client.credentials, client)",
+      "print('provider=' .. tostring(ok and info and info.provider))" }, "\n") }
+    local env = base_env(home)
+    env.XDG_CONFIG_HOME, env.XDG_STATE_HOME = home .. "/config", home .. "/state"
+    local parts = { "env -u LD_PRELOAD timeout -k 5 60 env -i" }
+    for k, v in pairs(env) do parts[#parts + 1] = H.shell_quote(k .. "=" .. v) end
+    if preload ~= "" then parts[#parts + 1] = H.shell_quote("LD_PRELOAD=" .. preload) end
+    parts[#parts + 1] = H.shell_quote(bin) .. " run " .. H.shell_quote(home .. "/list.lua")
+    local since = H.proxy_signer_seq()
+    local p = assert(io.popen(table.concat(parts, " ") .. " 2>&1; echo \"EXIT:$?\""))
+    local out = p:read("*a")
+    p:close()
+    os.execute("rm -rf " .. H.shell_quote(home))
+    assert_no_secrets(out)
+    assert.is_truthy(out:find("EXIT:0", 1, true), out)
+    assert.is_truthy(out:find("ok\nprovider=imds\n", 1, true), out)
+    local sets = issued(q("imds"))
+    assert.are.equal(1, #sets)
+    local log = H.proxy_signers(since)
+    assert.are.same({ sets[1].access_key_id, sets[1].token_sha256 },
+      { log[#log].key_id, log[#log].token_sha256 })
+  end)
+
   it("the region from the profile when no AWS_REGION is set", function()
     local since = H.proxy_signer_seq()
     local res, out = run{ env = { AWS_REGION = false, AWS_PROFILE = "eu" }, files = {
