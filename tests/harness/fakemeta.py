@@ -96,6 +96,8 @@ Control API (never counted, never consumes a fault):
                    expires_at (epoch s), expiration (ISO 8601)}, ...]
                   (it holds the secrets on purpose: a test greps output for
                   every one of them); ?endpoint=E&detail=D keep only those
+  GET /_tokens   every IMDS session token handed out (a test greps for them
+                  too)
   GET /_requests [{seq, endpoint, route, method, path, status, at,
                    signer?, signer_token_sha256?, signature?, action?}, ...]
 
@@ -170,6 +172,7 @@ class State:
             self.by_key = {}          # access key id -> its issue entry
             self.requests = []
             self.imds_tokens = {}     # token -> expires (monotonic)
+            self.imds_given = []      # every IMDS token handed out, for /_tokens
             # The counter is not reset: a key id is never handed out twice
             # in one run, so a request signed before a reset cannot match
             # a key issued after it.
@@ -242,6 +245,8 @@ class State:
                         "routes": dict(self.routes)}
             if what == "issued":
                 return [dict(e) for e in self.issued]
+            if what == "tokens":
+                return list(self.imds_given)
             return [dict(e) for e in self.requests]
 
     # -- control -----------------------------------------------------------
@@ -432,6 +437,7 @@ class Handler(loopback_http.Handler):
             with st.lock:
                 life = min(int(ttl), st.cfg["imds_token_ttl"])
                 st.imds_tokens[tok] = time.monotonic() + life
+                st.imds_given.append(tok)
             return 200, text, tok, [("X-aws-ec2-metadata-token-ttl-seconds", str(int(life)))]
         if self.command != "GET":
             return 405, text, "", ()
@@ -662,7 +668,7 @@ class Handler(loopback_http.Handler):
             except (ValueError, UnicodeDecodeError) as e:
                 return self._send_json(400, {"error": str(e)})
             return self._send_json(200, out)
-        if self.command == "GET" and route in ("/_stats", "/_issued", "/_requests"):
+        if self.command == "GET" and route in ("/_stats", "/_issued", "/_requests", "/_tokens"):
             out = st.snapshot(route[2:])
             q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
             if isinstance(out, list):

@@ -36,6 +36,9 @@ local function assert_no_secrets(out)
     assert.is_nil(out:find(e.secret_access_key, 1, true), "a secret key in the worker's output")
     assert.is_nil(out:find(e.session_token, 1, true), "a session token in the worker's output")
   end
+  for _, t in ipairs(H.fake_get("tokens")) do
+    assert.is_nil(out:find(t, 1, true), "an IMDS session token in the worker's output")
+  end
   for _, s in ipairs(secrets) do
     assert.is_nil(out:find(s, 1, true), "a configured secret in the worker's output")
   end

@@ -95,6 +95,7 @@ describe("the fake credential services", function()
       assert.are.equal(401, (imds_get(ROLE_PATH, tok)))
       assert.are.equal(200, (imds_get(ROLE_PATH, imds_token())))
       assert.are.equal(1, H.fake_get("stats").endpoints.imds.refused)
+      assert.are.equal(2, #H.fake_get("tokens"))
     end)
   end)
 
