@@ -129,10 +129,13 @@ local function host_refresh(st, cc, now, state)
   st.failures = st.failures + 1
   st.last_error = "CredentialsError: host: " .. sub(msg, 1, 240)
   backoff(st, now)
-  st.next_ms = st.retry_ms
   if state == "expired" or cred_state(cc) == "expired" then
+    -- Nothing usable: every call looks again (and fails at once with this
+    -- error until the backoff ends).
+    st.next_ms = 0
     return cred_error("host: " .. msg)
   end
+  st.next_ms = st.retry_ms
 end
 
 --- host(fn, runtime) -> ensure(cc) for a client whose credentials come
