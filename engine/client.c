@@ -4,15 +4,18 @@
  * strings prepare, transport, parse and the retry decision together.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
-#include "internal.h"
+#include "creds.h"
 
 void ddbk_config_init(ddbk_config *cfg)
 {
@@ -25,6 +28,8 @@ void ddbk_config_init(ddbk_config *cfg)
     cfg->retry_quota = 500;
     cfg->verify_tls = 1;
     cfg->max_response_bytes = DDBK_BUF_DEFAULT_MAX;
+    cfg->use_fips = -1;
+    cfg->use_dualstack = -1;
 }
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -132,6 +137,68 @@ bad:;
     return -1;
 }
 
+/* A config switch: 0 or 1 as given, or for -1 the environment variable
+ * (AWS_USE_FIPS_ENDPOINT, ...) being "true" in any case, as the SDKs read it. */
+static int switch_on(int v, const char *env)
+{
+    if (v >= 0)
+        return v != 0;
+    const char *e = getenv(env);
+    return e && strcasecmp(e, "true") == 0;
+}
+
+/* The CA bundle: the config's, else AWS_CA_BUNDLE, else none (curl's
+ * default). Checked readable now, so a wrong path is an error at creation
+ * rather than a TLS failure on the first call. */
+static int set_ca_file(ddbk_client *c, const ddbk_config *cfg, ddbk_error *err)
+{
+    const char *ca = cfg->ca_file && *cfg->ca_file ? cfg->ca_file : first_env("AWS_CA_BUNDLE", NULL);
+    const char *from = cfg->ca_file && *cfg->ca_file ? "ca_file" : "AWS_CA_BUNDLE";
+    char got[200];
+
+    if (!ca)
+        return 0;
+    shown(got, sizeof got, ca);
+    if (strlen(ca) >= sizeof c->ca_file) {
+        ddbk_error_set(err, "InvalidArgument", 0, "%s is longer than %zu bytes (\"%s...\")",
+                       from, sizeof c->ca_file - 1, got);
+        return -1;
+    }
+    int fd = open(ca, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        ddbk_error_set(err, "InvalidArgument", 0, "%s \"%s\" cannot be read: %s", from, got,
+                       strerror(errno));
+        return -1;
+    }
+    close(fd);
+    memcpy(c->ca_file, ca, strlen(ca) + 1);
+    return 0;
+}
+
+/* The credentials: the chain resolved (no network I/O: a fetch happens
+ * when a call first needs them) into a cell of the client's own. */
+static int make_cell(ddbk_client *c, const ddbk_config *cfg, ddbk_error *err)
+{
+    ddbk__plan *plan = calloc(1, sizeof *plan);
+    int rc = -1;
+
+    if (!plan || !(c->creds = calloc(1, sizeof *c->creds))) {
+        ddbk_error_set(err, "OutOfMemory", 0, "out of memory creating the client");
+        goto done;
+    }
+    if (ddbk__plan_resolve(cfg, plan, err) != 0)
+        goto done;
+    if ((c->cell = ddbk__cell_new(plan, err)) == NULL)
+        goto done;
+    rc = 0;
+done:
+    if (plan) {
+        ddbk__plan_wipe(plan);
+        free(plan);
+    }
+    return rc;
+}
+
 /* What a client owns for doing requests: its digest context and its curl
  * handle (the connection pool). Makes only what is missing, so a failed
  * call can simply be repeated. */
@@ -206,12 +273,19 @@ ddbk_client *ddbk_client_new(const ddbk_config *cfg_in, ddbk_error *err)
         goto fail;
     }
     if (!endpoint) {
-        snprintf(ep, sizeof ep, "https://dynamodb.%s.amazonaws.com", c->region);
+        /* The SDKs' default endpoints: FIPS and dual-stack (IPv4 and IPv6)
+         * each change the name, together too. */
+        int fips = switch_on(cfg->use_fips, "AWS_USE_FIPS_ENDPOINT");
+        int dual = switch_on(cfg->use_dualstack, "AWS_USE_DUALSTACK_ENDPOINT");
+        snprintf(ep, sizeof ep, "https://dynamodb%s.%s.%s", fips ? "-fips" : "", c->region,
+                 dual ? "api.aws" : "amazonaws.com");
         endpoint = ep;
     }
     if (set_endpoint(c, endpoint, err) != 0)
         goto fail;
-    if (ddbk__credentials_resolve(cfg, &c->creds, err) != 0)
+    if (set_ca_file(c, cfg, err) != 0)
+        goto fail;
+    if (make_cell(c, cfg, err) != 0)
         goto fail;
     if (open_io(c, err) != 0)
         goto fail;
@@ -259,11 +333,16 @@ ddbk_client *ddbk__client_copy_settings(const ddbk_client *src, ddbk_error *err)
     c->quota_max = c->quota = src->quota_max;
     c->verify_tls = src->verify_tls;
     c->max_response_bytes = src->max_response_bytes;
-    if (ddbk__credentials_copy(&src->creds, &c->creds) != 0) {
+    memcpy(c->ca_file, src->ca_file, sizeof c->ca_file);
+    /* The same cell: a rotation one of them fetches reaches the other (a
+     * lock keeper's clone signs through it). Its own copy is taken at its
+     * first signing. */
+    if (!(c->creds = calloc(1, sizeof *c->creds))) {
         ddbk_error_set(err, "OutOfMemory", 0, "out of memory cloning the client");
         ddbk_client_free(c);
         return NULL;
     }
+    c->cell = ddbk__cell_ref(src->cell);
     return c;
 }
 
@@ -277,7 +356,11 @@ void ddbk_client_free(ddbk_client *c)
     if (!c)
         return;
     ddbk__transport_close(c);
-    ddbk__credentials_wipe(&c->creds);
+    if (c->creds) {
+        ddbk__fetched_wipe(c->creds);
+        free(c->creds);
+    }
+    ddbk__cell_unref(c->cell);
     ddbk__sigv4_key_wipe(&c->key);
     EVP_MD_CTX_free(c->md); /* frees its digest state, HMAC pads included */
     /* The Authorization line of the last request is in hdr_lines. */
@@ -287,6 +370,67 @@ void ddbk_client_free(ddbk_client *c)
 
 const char *ddbk_client_region(const ddbk_client *c) { return c->region; }
 const char *ddbk_client_endpoint(const ddbk_client *c) { return c->endpoint; }
+
+int ddbk_client_credentials(const ddbk_client *c, ddbk_credentials_info *out)
+{
+    if (!c || !out)
+        return -1;
+    ddbk__cell_info(c->cell, out);
+    return 0;
+}
+
+/* Only for a client made with credentials_from_host: on any other, the
+ * chain's next refresh would replace what the host set without a word, so
+ * setting is refused rather than half-honoured. */
+int ddbk_client_set_credentials(ddbk_client *c, const char *access_key_id,
+                                const char *secret_access_key, const char *session_token,
+                                int64_t expires_at, ddbk_error *err)
+{
+    ddbk_error scratch;
+    if (!err)
+        err = &scratch;
+    ddbk_error_clear(err);
+    if (!c) {
+        ddbk_error_set(err, "InvalidArgument", 0, "set_credentials: no client given");
+        return -1;
+    }
+    if (!ddbk__cell_is_host(c->cell)) {
+        ddbk_error_set(err, "InvalidArgument", 0,
+                       "set_credentials: the client was not made with credentials_from_host");
+        return -1;
+    }
+    ddbk__fetched f = { (char *)access_key_id, (char *)secret_access_key,
+                        (char *)session_token, expires_at };
+    return ddbk__cell_set(c->cell, &f, NULL, err);
+}
+
+/* How long a call waits for another thread's fetch of the same cell (a
+ * lock keeper's clone): longer than any fetch's own bounds (three attempts
+ * of a credential_process's 30 s are not waited out; the call then fails
+ * with the cell's error and the next one waits again). */
+#define CRED_WAIT_MS 35000
+
+/* Before an attempt: refreshes the credentials when the cell says so, in
+ * this thread (blocking: the machine's timeouts bound it). Never fails by
+ * itself: ddbk_prepare then takes what the cell holds, or refuses with the
+ * cell's error. */
+static void refresh_creds(ddbk_client *c)
+{
+    int64_t now = ddbk__wall_ms();
+    enum ddbk__cell_state st = ddbk__cell_state(c->cell, now);
+    ddbk__fetch *f;
+    ddbk_error e;
+
+    if (st == DDBK__CELL_FRESH)
+        return;
+    int mine = ddbk__cell_begin(c->cell, now, &f, &e);
+    if (mine == 1) {
+        ddbk__cred_drive(f, c->ca_file, c->verify_tls);
+        ddbk__cell_end(c->cell, f, ddbk__wall_ms());
+    } else if (mine == 0 && st == DDBK__CELL_EXPIRED && ddbk__cell_fetching(c->cell)) {
+        ddbk__cell_wait(c->cell, CRED_WAIT_MS);
+    }
+}
 
 void ddbk_response_init(ddbk_response *r)
 {
@@ -347,7 +491,8 @@ int ddbk_call(ddbk_client *c, const char *op, const char *body,
     resp->ambiguous = 0;
     for (int attempt = 1;; attempt++) {
         /* Re-signed each attempt: a long backoff must not outlive the
-         * signature's five-minute validity. */
+         * signature's five-minute validity, nor the credentials theirs. */
+        refresh_creds(c);
         if (ddbk_prepare(c, op, body, body_len, 0, &req, err) != 0)
             break;
         resp->attempts = attempt;

@@ -286,8 +286,9 @@ enum ddbk__cell_state {
  * get FRESH while a fetch runs, or EXPIRED. */
 DDBK_HIDDEN enum ddbk__cell_state ddbk__cell_state(ddbk__cell *c, int64_t now_ms);
 /* Claims the refresh: 1 when this caller is to fetch (and gets a machine in
- * *f), 0 when another fetch is running or a failed one's backoff has not
- * run out. */
+ * *f), 0 when another fetch is running, a failed one's backoff has not run
+ * out, nothing is due (another's fetch just ended), or the cell never
+ * fetches (STATIC, HOST); -1 with err when the machine could not be made. */
 DDBK_HIDDEN int ddbk__cell_begin(ddbk__cell *c, int64_t now_ms, ddbk__fetch **f,
                                  ddbk_error *err);
 /* Ends a claimed refresh with what the machine gave (its result), frees f.
@@ -306,5 +307,67 @@ DDBK_HIDDEN int ddbk__cell_set(ddbk__cell *c, const ddbk__fetched *creds,
  * "MissingCredentials"). */
 DDBK_HIDDEN int ddbk__cell_take(ddbk__cell *c, int64_t now_ms, ddbk__fetched *out,
                                 uint64_t *gen, ddbk_error *err);
+/* Whether a fetch runs (claimed by ddbk__cell_begin, not yet ended): a
+ * caller that finds the cell EXPIRED and begin refused waits for it then,
+ * and fails at once otherwise (a backoff, or a HOST cell nobody set). */
+DDBK_HIDDEN int ddbk__cell_fetching(ddbk__cell *c);
+/* Blocks until no fetch runs, at most max_ms (ddbk_call, when another
+ * thread's fetch is the one to wait for). */
+DDBK_HIDDEN void ddbk__cell_wait(ddbk__cell *c, long max_ms);
+/* Gives up a claimed refresh without a result (its driver went away: a
+ * loop freed mid-fetch, a Lua coroutine that died): frees f, lets the next
+ * caller claim; counts no failure and sets no backoff. */
+DDBK_HIDDEN void ddbk__cell_abandon(ddbk__cell *c, ddbk__fetch *f);
+/* What ddbk_client_credentials shows: provider, profile, expiry, the next
+ * refresh, the counts and the last failure; never a secret. */
+DDBK_HIDDEN void ddbk__cell_info(ddbk__cell *c, ddbk_credentials_info *out);
+/* Whether the cell holds a HOST plan (only the host sets its credentials). */
+DDBK_HIDDEN int ddbk__cell_is_host(const ddbk__cell *c);
+/* The plan's id (ddbk__plan.id: no secret), fixed at creation: the
+ * OpenResty runtime keys its shared dict with it. */
+DDBK_HIDDEN const char *ddbk__cell_id(const ddbk__cell *c);
+/* The wall clock in epoch ms, the clock the cell's now_ms is read on. */
+DDBK_HIDDEN int64_t ddbk__wall_ms(void);
+#ifdef DDBK_UNITTEST
+/* Added to ddbk__wall_ms: a test moves the clock of ddbk_call and the loop
+ * past a refresh time or an expiry instead of waiting an hour. */
+extern int64_t ddbk__test_wall_offset_ms;
+#endif
+
+/* ------------------------------------------------------------ cred_http.c */
+
+/* One HTTP action on a libcurl easy handle: the blocking driver and the
+ * event loop (loop.c) set a handle up and read its end the same way. The
+ * header lines and the body are copies of the machine's (it may move on),
+ * wiped when freed: they may hold a bearer token or a signature. */
+typedef struct ddbk__cred_xfer {
+    ddbk_buf resp;                       /* the answer's body, capped */
+    char *lines;                         /* the header lines, heap, wiped */
+    size_t lines_cap;
+    struct curl_slist nodes[DDBK__ACT_MAX_HEADERS + 1];
+    char *body;                          /* the request body, heap, wiped */
+    size_t body_len;
+    char host[256];                      /* for a TLS error's message */
+    char errbuf[CURL_ERROR_SIZE];
+    int overflow;
+} ddbk__cred_xfer;
+
+/* Resets h (its connections kept) and sets it up for HTTP action a: method,
+ * URL, headers, body, the action's timeouts and size cap, http(s) only, no
+ * redirects, TLS verification with ca_file (NULL or "": the system's).
+ * -1 with err on OOM. */
+DDBK_HIDDEN int ddbk__cred_xfer_setup(CURL *h, const ddbk__action *a, const char *ca_file,
+                                      int verify_tls, ddbk__cred_xfer *x, ddbk_error *err);
+/* After h's transfer ended with rc: feeds the machine (status, timed out,
+ * what curl said, TLS errors named as such) and empties x's request copies. */
+DDBK_HIDDEN void ddbk__cred_xfer_feed(ddbk__fetch *f, CURL *h, CURLcode rc,
+                                      ddbk__cred_xfer *x, const char *ca_file);
+DDBK_HIDDEN void ddbk__cred_xfer_free(ddbk__cred_xfer *x);
+/* Runs an EXEC action with ddbk__process_run and feeds the machine. Blocks
+ * up to the action's timeout. */
+DDBK_HIDDEN void ddbk__cred_exec(ddbk__fetch *f, const ddbk__action *a);
+/* The blocking driver: runs f to DONE or FAILED in the caller's thread, with
+ * an easy handle of its own (SLEEP actions sleep). Then ddbk__cell_end. */
+DDBK_HIDDEN void ddbk__cred_drive(ddbk__fetch *f, const char *ca_file, int verify_tls);
 
 #endif

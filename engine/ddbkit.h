@@ -135,11 +135,15 @@ typedef struct ddbk_config {
     int verify_tls;                /* default 1 */
     size_t max_response_bytes;     /* default 64 MiB */
     const char *ca_file;           /* CA bundle (PEM); else AWS_CA_BUNDLE, else the
-                                      system's */
+                                      system's; for DynamoDB and the credential
+                                      services. Checked readable at creation
+                                      ("InvalidArgument" naming the path) */
     int use_fips;                  /* default endpoint: dynamodb-fips.<region>...;
                                       -1 (default) = AWS_USE_FIPS_ENDPOINT */
     int use_dualstack;             /* default endpoint: ....api.aws (IPv4 and IPv6);
-                                      -1 (default) = AWS_USE_DUALSTACK_ENDPOINT */
+                                      -1 (default) = AWS_USE_DUALSTACK_ENDPOINT;
+                                      the environment's counts when "true" in any
+                                      case. An explicit endpoint wins over both */
     int credentials_from_host;     /* 1: the host sets credentials itself
                                       (ddbk_client_set_credentials), no chain */
 } ddbk_config;
@@ -191,13 +195,17 @@ typedef struct ddbk_credentials_info {
     char last_error[256];   /* the last failure's code and message, "" when none */
 } ddbk_credentials_info;
 
-/* Fills out; never the secret. 0, or -1 when c or out is NULL. */
+/* Fills out; never the secret. 0, or -1 when c or out is NULL. Shared with
+ * the client's clones: the counts are theirs too. */
 int ddbk_client_credentials(const ddbk_client *c, ddbk_credentials_info *out);
 
 /* For a client made with credentials_from_host: installs credentials the
  * host fetched (token may be NULL; expires_at epoch seconds, 0 = never),
  * for the client and its clones. -1 with err ("InvalidArgument") on an
- * empty or control-character value. */
+ * empty or control-character value, on credentials that have expired, or on
+ * a client whose credentials come from the chain (its next refresh would
+ * replace them without a word). Thread-safe against the client's clones
+ * signing meanwhile. */
 int ddbk_client_set_credentials(ddbk_client *c, const char *access_key_id,
                                 const char *secret_access_key, const char *session_token,
                                 int64_t expires_at, ddbk_error *err);
@@ -224,7 +232,11 @@ typedef struct ddbk_request {
 /* Builds and signs a DynamoDB request for operation `op` ("GetItem") with the
  * JSON `body`. `time_s` is the signing time in epoch seconds, or 0 for now.
  * Does no I/O; costs one SHA-256 of the body and one HMAC (the signing key is
- * cached per day, region and service). */
+ * cached per day, region, service and access key id). Signs with the
+ * credentials the client's cell holds (copied when they changed); never with
+ * expired ones: then -1 with "CredentialsError" (the provider and its last
+ * failure) or "MissingCredentials" (nothing fetched or set yet). It does not
+ * fetch: ddbk_call and the event loop do, before they prepare. */
 int ddbk_prepare(ddbk_client *c, const char *op, const char *body,
                  size_t body_len, int64_t time_s, ddbk_request *out,
                  ddbk_error *err);
@@ -335,8 +347,16 @@ typedef void (*ddbk_done_fn)(void *ud, const ddbk_response *resp, const ddbk_err
  * ddbk_loop_free.
  * Returns 0; or -1 with err when nothing was submitted (cb will not run):
  * "InvalidArgument" (a bad op, counted in the stats as ddbk_call counts it,
- * or a missing argument) or "OutOfMemory". c must outlive its calls in
- * flight; a client may have calls in several loops, not in several threads. */
+ * or a missing argument), "OutOfMemory", or the credentials' error when c
+ * has none usable and none are being fetched (a failed fetch's backoff). c
+ * must outlive its calls in flight; a client may have calls in several
+ * loops, not in several threads.
+ * Credentials: a call whose client's credentials are due for a refresh
+ * starts it on the loop (one per client and its clones) and goes on with the
+ * old ones; a call whose credentials are expired or not fetched yet waits
+ * (submitted, not sent) for the refresh, then goes on or fails with its
+ * error. A credential_process runs blocking (in the submit or step that
+ * starts it), up to its timeout. */
 int ddbk_loop_submit(ddbk_loop *loop, ddbk_client *c, const char *op, const char *body,
                      size_t len, ddbk_done_fn cb, void *ud, ddbk_error *err);
 
@@ -345,7 +365,8 @@ int ddbk_loop_submit(ddbk_loop *loop, ddbk_client *c, const char *op, const char
  * loop, then does everything ready: reads and writes, retries whose backoff
  * ran out, and the callbacks of the calls that finished, in the order they
  * finished. Waits even with nothing in flight, so a host's timers can sleep
- * here. Returns the number of calls still in flight (backoffs included), or
+ * here. Returns the number of calls still in flight (backoffs included, and
+ * a credentials refresh the loop runs, counted as one), or
  * -1 with err ("UnknownError", "OutOfMemory": the loop itself failed; the
  * callbacks of calls that finished have still run), or -1 with
  * "InvalidArgument" when called from one of the loop's callbacks. */
@@ -362,7 +383,8 @@ int ddbk_loop_step(ddbk_loop *loop, long timeout_ms, ddbk_error *err);
  * again after each. Costs a copy of the set, no system call. */
 int ddbk_loop_fds(ddbk_loop *loop, struct pollfd *fds, int max, long *timeout_ms);
 
-/* Calls in flight: submitted and not yet called back (0 for NULL). */
+/* Calls in flight: submitted and not yet called back, plus the credentials
+ * refreshes the loop runs (0 for NULL). */
 int ddbk_loop_pending(const ddbk_loop *loop);
 
 /* Cancels the calls submitted with ud whose callbacks have not run: a

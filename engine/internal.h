@@ -68,6 +68,7 @@ typedef struct ddbk_sigv4_key {
     char date[9];             /* YYYYMMDD */
     char region[64];
     char service[64];
+    char key_id[128];         /* the access key id it was derived for */
     unsigned char key[32];
     int valid;
 } ddbk_sigv4_key;
@@ -105,8 +106,9 @@ DDBK_HIDDEN int ddbk__sigv4_finish(EVP_MD_CTX *md, const char *canonical, size_t
                                   const char *amz_date, ddbk_sigv4_key *cache,
                                   char sts_text[DDBK_SIGV4_STS_MAX], ddbk_sigv4_out *out,
                                   ddbk_error *err);
-/* The cache is keyed by date, region and service only: a client signs with
- * one set of credentials for its life, so it never needs the key id too. */
+/* The cache is keyed by date, region, service and access key id (a key id
+ * longer than key_id is never cached): rotated credentials get a new key
+ * even if a caller forgot to wipe the cache (prepare.c does, on a change). */
 DDBK_HIDDEN void ddbk__sigv4_key_wipe(ddbk_sigv4_key *k);
 /* "20150830T123600Z" from epoch seconds. */
 DDBK_HIDDEN void ddbk__amz_date(int64_t t, char out[17]);
@@ -140,9 +142,11 @@ DDBK_HIDDEN void ddbk__sleep_ms(long ms);
 DDBK_HIDDEN int ddbk__valid_op(const char *op);
 
 /* ddbk_client_clone in two steps, for a keeper thread that may never need
- * its clone's connection: the settings and credentials (cheap, and
- * independent of src afterwards), then the digest context and the curl
- * handle. A client whose I/O is not open yet may only be freed. */
+ * its clone's connection: the settings and a reference to the credentials
+ * cell (cheap; the cell is thread-safe, and a rotation either fetches
+ * reaches both; the rest is independent of src afterwards), then the
+ * digest context and the curl handle. A client whose I/O is not open yet
+ * may only be freed. */
 DDBK_HIDDEN ddbk_client *ddbk__client_copy_settings(const ddbk_client *src, ddbk_error *err);
 DDBK_HIDDEN int ddbk__client_open_io(ddbk_client *c, ddbk_error *err);
 
@@ -269,7 +273,13 @@ struct ddbk_client {
     char endpoint[400];           /* scheme://host[:port], no trailing slash */
     char url[420];                /* endpoint + "/" */
     char host[256];               /* Host header value */
-    ddbk_credentials creds;
+    /* Credentials: the cell (cred_cell.c) is shared with the clones and
+     * refreshed by whoever finds it due; creds is this client's own copy
+     * to sign with, taken again only when the cell's generation changed. */
+    struct ddbk__cell *cell;
+    struct ddbk__fetched *creds;  /* heap, wiped; its strings NULL until taken */
+    uint64_t cred_gen;
+    char ca_file[1024];           /* CA bundle (config, AWS_CA_BUNDLE), "" for the system's */
     ddbk_sigv4_key key;           /* cached signing key */
     EVP_MD_CTX *md;               /* reused by every signing */
 
@@ -362,6 +372,13 @@ DDBK_HIDDEN int ddbk__easy_finish(ddbk_client *c, CURL *h, const char *op,
                                   size_t out_bytes, double latency_us, CURLcode rc,
                                   const ddbk__sink *s, const char *errbuf,
                                   ddbk_error *err);
+
+/* transport.c: when rc is a TLS failure, writes "TLS: ..." naming the host
+ * and the CA file into out and returns 1 for a certificate refused or a CA
+ * file unusable (the same again would fail again), 2 for a handshake that
+ * failed otherwise (maybe cut short); 0 when rc is no TLS failure. */
+DDBK_HIDDEN int ddbk__tls_what(CURLcode rc, const char *host, const char *ca_file,
+                               const char *errbuf, char *out, size_t cap);
 
 /* stats.c */
 DDBK_HIDDEN void ddbk__stats_retry_delay(ddbk_client *c, long delay_ms);

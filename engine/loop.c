@@ -13,6 +13,19 @@
  * report socket changes through that callback, so mixing it in would leave
  * the tracked set stale. One driver keeps ddbk_loop_step and ddbk_loop_fds
  * consistent, and each step costs O(sockets ready), not O(calls).
+ *
+ * Credentials: before each attempt a call looks at its client's cell
+ * (cred_cell.c). FRESH goes on; REFRESH goes on and starts a refresh;
+ * EXPIRED starts one and waits, parked in the timer heap, until the
+ * refresh ends (it wakes them) or, when another thread or loop is the one
+ * fetching, re-checks every CRED_POLL_MS. One refresh per cell per loop,
+ * and one per cell in all (the cell's claim). A refresh runs the fetch
+ * machine (cred_fetch.c) here: its HTTP actions are transfers of this
+ * multi handle (set up by cred_http.c, as the blocking driver does), its
+ * SLEEP actions timers; an EXEC action (credential_process) runs blocking,
+ * the loop's thread waiting for it up to its timeout (30 s by default).
+ * A refresh counts as pending work (ddbk_loop_step's answer) until it ends,
+ * so a host stepping until nothing is pending lets it finish.
  */
 #include <errno.h>
 #include <limits.h>
@@ -23,7 +36,7 @@
 
 #include <openssl/crypto.h>
 
-#include "internal.h"
+#include "creds.h"
 
 #define SPARE_EASY_MAX 64 /* idle easy handles kept for reuse */
 /* Attempts on the wire at once. Past this, a call waits in the timer heap,
@@ -32,9 +45,19 @@
  * their connect timeout. Waiting here costs no attempt time, since an
  * attempt's timeout starts when it is handed to curl. */
 #define ACTIVE_MAX 48
+/* How often a call waiting for credentials another thread or loop fetches
+ * looks again (it has no other way to learn that fetch ended). */
+#define CRED_POLL_MS 50
+/* Bounds a refresh's run of actions, in case a machine misbehaved. */
+#define REFRESH_ACTIONS_MAX 256
+
+/* What CURLOPT_PRIVATE points at: a call, or a credentials refresh; both
+ * begin with their kind. */
+enum { KIND_CALL = 1, KIND_REFRESH = 2 };
 
 typedef struct call call;
 struct call {
+    int kind;                     /* KIND_CALL */
     call *prev, *next;            /* the loop's calls in flight */
     call *done_next;              /* finished, waiting for its callback */
     ddbk_client *c;
@@ -51,6 +74,7 @@ struct call {
     double due_us;                /* when the next attempt is due */
     int responded;                /* the last attempt got a whole response */
     int succeeded;
+    int cred_wait;                /* parked until its credentials come */
     ddbk__sink sink;
     ddbk_response resp;
     ddbk_error err;
@@ -60,8 +84,26 @@ struct call {
     size_t hdr_cap;
 };
 
+/* A credentials refresh the loop drives (one per cell). */
+typedef struct refresh refresh;
+struct refresh {
+    int kind;                     /* KIND_REFRESH */
+    refresh *next;
+    ddbk__cell *cell;             /* a reference of its own */
+    ddbk__fetch *f;               /* claimed with ddbk__cell_begin */
+    CURL *h;                      /* its handle, reused action after action */
+    int in_multi;                 /* an HTTP action is in flight */
+    double due_us;                /* a SLEEP action ends then; 0 when none */
+    int actions;
+    ddbk__cred_xfer x;
+    char ca_file[1024];
+    int verify_tls;
+};
+
 struct ddbk_loop {
     CURLM *multi;
+    refresh *refreshes;
+    int nrefresh;
     call *calls;                  /* in flight: a transfer or a backoff */
     int pending;
     call *done, **done_tail;      /* finished during this step */
@@ -165,6 +207,14 @@ static long next_deadline_ms(ddbk_loop *l)
      * sockets wake us then, and waking for the timer would only spin. */
     if (l->nheap > 0 && l->active < ACTIVE_MAX) {
         double d = (l->heap[0]->due_us - ddbk__mono_us()) / 1000.0;
+        long ms = d <= 0 ? 0 : d >= (double)INT_MAX ? INT_MAX : (long)d + 1;
+        if (t < 0 || ms < t)
+            t = ms;
+    }
+    for (refresh *r = l->refreshes; r; r = r->next) {
+        if (r->due_us <= 0)
+            continue;
+        double d = (r->due_us - ddbk__mono_us()) / 1000.0;
         long ms = d <= 0 ? 0 : d >= (double)INT_MAX ? INT_MAX : (long)d + 1;
         if (t < 0 || ms < t)
             t = ms;
@@ -284,6 +334,174 @@ static void call_done(ddbk_loop *l, call *k)
     l->done_tail = &k->done_next;
 }
 
+/* ------------------------------------------------------ credentials */
+
+static refresh *refresh_find(const ddbk_loop *l, const ddbk__cell *cell)
+{
+    for (refresh *r = l->refreshes; r; r = r->next)
+        if (r->cell == cell)
+            return r;
+    return NULL;
+}
+
+/* The calls parked for cell's credentials are due now: the refresh ended,
+ * and each looks at the cell again (to go on, or fail with its error). */
+static void refresh_wake(ddbk_loop *l, const ddbk__cell *cell)
+{
+    double now = ddbk__mono_us();
+    int woke = 0;
+    for (int i = 0; i < l->nheap; i++) {
+        call *k = l->heap[i];
+        if (k->cred_wait && k->c->cell == cell && k->due_us > now) {
+            k->due_us = now;
+            woke = 1;
+        }
+    }
+    if (woke) /* due times only fell: rebuilt whole, O(calls) once a refresh */
+        for (int i = l->nheap / 2 - 1; i >= 0; i--)
+            heap_down(l, i);
+}
+
+/* Out of the loop's list; its handle out of the multi; freed. With the
+ * machine still running (the loop freed mid-fetch) the claim is given up,
+ * else the cell has the result already. */
+static void refresh_free(ddbk_loop *l, refresh *r)
+{
+    for (refresh **pr = &l->refreshes; *pr; pr = &(*pr)->next)
+        if (*pr == r) {
+            *pr = r->next;
+            l->nrefresh--;
+            break;
+        }
+    if (r->in_multi)
+        curl_multi_remove_handle(l->multi, r->h);
+    if (r->h)
+        curl_easy_cleanup(r->h);
+    if (r->f)
+        ddbk__cell_abandon(r->cell, r->f);
+    ddbk__cred_xfer_free(&r->x);
+    ddbk__cell_unref(r->cell);
+    free(r);
+}
+
+/* Runs r's machine until it waits (a transfer, a sleep) or ends. An end
+ * installs the result in the cell, wakes the calls parked on it and frees r. */
+static void refresh_advance(ddbk_loop *l, refresh *r)
+{
+    ddbk__action a;
+    ddbk_error e;
+
+    for (;;) {
+        if (++r->actions > REFRESH_ACTIONS_MAX) {
+            /* A machine that never ends: given up, counted as no attempt. */
+            ddbk__cell_abandon(r->cell, r->f);
+            r->f = NULL;
+            break;
+        }
+        ddbk__fetch_next(r->f, ddbk__wall_ms() / 1000, &a);
+        if (a.kind == DDBK__ACT_DONE || a.kind == DDBK__ACT_FAILED) {
+            ddbk__cell_end(r->cell, r->f, ddbk__wall_ms());
+            r->f = NULL;
+            break;
+        }
+        if (a.kind == DDBK__ACT_SLEEP) {
+            r->due_us = ddbk__mono_us() + (double)(a.sleep_ms > 0 ? a.sleep_ms : 0) * 1000.0;
+            return;
+        }
+        if (a.kind == DDBK__ACT_EXEC) {
+            ddbk__cred_exec(r->f, &a); /* blocks: see the head comment */
+            continue;
+        }
+        if (!r->h && !(r->h = curl_easy_init())) {
+            ddbk__fetch_feed_http(r->f, 0, 0, "could not create a libcurl handle", "", 0);
+            continue;
+        }
+        if (ddbk__cred_xfer_setup(r->h, &a, r->ca_file, r->verify_tls, &r->x, &e) != 0) {
+            ddbk__fetch_feed_http(r->f, 0, 0, e.message, "", 0);
+            continue;
+        }
+        curl_easy_setopt(r->h, CURLOPT_PRIVATE, (void *)r);
+        if (curl_multi_add_handle(l->multi, r->h) != CURLM_OK) {
+            ddbk__fetch_feed_http(r->f, 0, 0, "could not add a transfer to the loop", "", 0);
+            continue;
+        }
+        r->in_multi = 1;
+        return;
+    }
+    const ddbk__cell *cell = r->cell;
+    refresh_free(l, r); /* the cell lives on: the calls' clients hold it */
+    refresh_wake(l, cell);
+}
+
+static void refresh_transfer_done(ddbk_loop *l, refresh *r, CURL *h, CURLcode rc)
+{
+    curl_multi_remove_handle(l->multi, h);
+    r->in_multi = 0;
+    ddbk__cred_xfer_feed(r->f, h, rc, &r->x, r->ca_file);
+    refresh_advance(l, r);
+}
+
+/* Claimed fetch f of c's cell becomes a refresh of this loop. On OOM the
+ * claim is given up (the calls then fail with the cell's error, or wait for
+ * another's fetch). */
+static void refresh_start(ddbk_loop *l, const ddbk_client *c, ddbk__fetch *f)
+{
+    refresh *r = calloc(1, sizeof *r);
+    if (!r) {
+        ddbk__cell_abandon(c->cell, f);
+        return;
+    }
+    r->kind = KIND_REFRESH;
+    r->cell = ddbk__cell_ref(c->cell);
+    r->f = f;
+    memcpy(r->ca_file, c->ca_file, sizeof r->ca_file);
+    r->verify_tls = c->verify_tls;
+    ddbk_buf_init(&r->x.resp, 0);
+    r->next = l->refreshes;
+    l->refreshes = r;
+    l->nrefresh++;
+    refresh_advance(l, r);
+}
+
+/* SLEEP actions that ran out. */
+static void refresh_timers(ddbk_loop *l)
+{
+    double now = ddbk__mono_us();
+    for (refresh *r = l->refreshes, *next; r; r = next) {
+        next = r->next;
+        if (r->due_us > 0 && r->due_us <= now) {
+            r->due_us = 0;
+            refresh_advance(l, r); /* may free r, never another */
+        }
+    }
+}
+
+/* Before an attempt of k: 0 when it may go on (its credentials are usable,
+ * or nothing is coming and ddbk_prepare will refuse with the cell's error),
+ * 1 when it was parked in the timer heap to wait for a refresh. Starts the
+ * refresh when one is due and nobody runs it. */
+static int creds_gate(ddbk_loop *l, call *k)
+{
+    ddbk__cell *cell = k->c->cell;
+    int64_t now = ddbk__wall_ms();
+    enum ddbk__cell_state st = ddbk__cell_state(cell, now);
+    ddbk__fetch *f;
+    ddbk_error e;
+
+    if (st == DDBK__CELL_FRESH)
+        return 0;
+    if (!refresh_find(l, cell) && ddbk__cell_begin(cell, now, &f, &e) == 1)
+        refresh_start(l, k->c, f);
+    if (st == DDBK__CELL_REFRESH)
+        return 0;
+    if (!refresh_find(l, cell) && !ddbk__cell_fetching(cell))
+        return 0; /* it ended already, or there is nothing to wait for */
+    k->cred_wait = 1;
+    k->due_us = ddbk__mono_us() + CRED_POLL_MS * 1000.0;
+    timer_add(l, k);
+    return 1;
+}
+
 /* Starts the call's next attempt, signed afresh with op (the caller's
  * string on the first attempt: it is copied only once ddbk_prepare has
  * checked it). Returns 0; -1 with err when ddbk_prepare refused, -2 with err
@@ -338,6 +556,10 @@ static void transfer_done(ddbk_loop *l, CURL *h, CURLcode rc)
 {
     char *priv = NULL;
     curl_easy_getinfo(h, CURLINFO_PRIVATE, &priv);
+    if (priv && *(int *)(void *)priv == KIND_REFRESH) {
+        refresh_transfer_done(l, (refresh *)(void *)priv, h, rc);
+        return;
+    }
     call *k = (call *)(void *)priv;
     double t1 = ddbk__mono_us();
 
@@ -377,8 +599,12 @@ static void drain_messages(ddbk_loop *l)
 static void fire_timers(ddbk_loop *l)
 {
     double now = ddbk__mono_us();
+    refresh_timers(l);
     while (l->nheap > 0 && l->heap[0]->due_us <= now && l->active < ACTIVE_MAX) {
         call *k = timer_pop(l);
+        k->cred_wait = 0;
+        if (creds_gate(l, k))
+            continue; /* parked again, due later: the loop ends */
         if (start_attempt(l, k, k->op, &k->err) != 0) {
             k->err.ambiguous = k->retries.ambiguous; /* as ddbk_call says it */
             ddbk_stats_record_call(k->c, k->op, k->retries.retries, &k->err);
@@ -456,6 +682,7 @@ int ddbk_loop_submit(ddbk_loop *l, ddbk_client *c, const char *op, const char *b
     memcpy(k->body, body, len);
     k->body[len] = '\0';
     k->body_len = len;
+    k->kind = KIND_CALL;
     k->c = c;
     k->cb = cb;
     k->ud = ud;
@@ -474,6 +701,8 @@ int ddbk_loop_submit(ddbk_loop *l, ddbk_client *c, const char *op, const char *b
         k->due_us = ddbk__mono_us();
         timer_add(l, k);
         started = 0;
+    } else if (ddbk__valid_op(op) && (ddbk__copy(k->op, sizeof k->op, op), creds_gate(l, k))) {
+        started = 0; /* parked until its credentials come */
     } else {
         started = start_attempt(l, k, op, e);
     }
@@ -520,7 +749,7 @@ static int work(ddbk_loop *l, long timeout_ms, ddbk_error *err)
 
     if (next >= 0 && (wait < 0 || next < wait))
         wait = next;
-    if (wait < 0 && l->pending == 0)
+    if (wait < 0 && l->pending == 0 && l->nrefresh == 0)
         wait = 0; /* nothing could ever wake us */
     int n = poll(l->socks, (nfds_t)l->nsocks, wait > INT_MAX ? INT_MAX : (int)wait);
     if (n < 0 && errno != EINTR) {
@@ -594,7 +823,7 @@ int ddbk_loop_step(ddbk_loop *l, long timeout_ms, ddbk_error *err)
         loop_destroy(l);
         return rc < 0 ? -1 : 0;
     }
-    return rc < 0 ? -1 : l->pending;
+    return rc < 0 ? -1 : l->pending + l->nrefresh;
 }
 
 int ddbk_loop_fds(ddbk_loop *l, struct pollfd *fds, int max, long *timeout_ms)
@@ -607,13 +836,13 @@ int ddbk_loop_fds(ddbk_loop *l, struct pollfd *fds, int max, long *timeout_ms)
         fds[i].revents = 0;
     }
     if (timeout_ms)
-        *timeout_ms = l->pending > 0 ? next_deadline_ms(l) : -1;
+        *timeout_ms = l->pending + l->nrefresh > 0 ? next_deadline_ms(l) : -1;
     return l->nsocks;
 }
 
 int ddbk_loop_pending(const ddbk_loop *l)
 {
-    return l ? l->pending : 0;
+    return l ? l->pending + l->nrefresh : 0;
 }
 
 /* Stops what k has going (a transfer, which closes its connection, or a
@@ -715,6 +944,8 @@ static void loop_destroy(ddbk_loop *l)
     l->calls = NULL;
     l->pending = 0;
     call_back_cancelled(list);
+    while (l->refreshes) /* their claims given up: another may fetch */
+        refresh_free(l, l->refreshes);
     for (int i = 0; i < l->nspare; i++)
         curl_easy_cleanup(l->spare[i]);
     curl_multi_cleanup(l->multi);

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "creds.h"
 
 #define TARGET_PREFIX "DynamoDB_20120810."
 #define CONTENT_TYPE "application/x-amz-json-1.0"
@@ -46,7 +46,7 @@ static int canonical_request(char *cr, size_t cap, size_t *len, const ddbk_clien
                              const char *amz_date, const char *target,
                              const char *payload_hash, const char **signed_headers)
 {
-    const char *token = c->creds.session_token;
+    const char *token = c->creds->session_token;
     *signed_headers = token ? "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
                             : "content-type;host;x-amz-date;x-amz-target";
     *len = 0;
@@ -84,8 +84,16 @@ int ddbk_prepare(ddbk_client *c, const char *op, const char *body,
         body = "{}";
         body_len = 2;
     }
-    if (c->creds.session_token &&
-        strlen(c->creds.session_token) >= sizeof out->headers[0].value) {
+    /* The cell's credentials, copied only when they changed (a refresh, a
+     * host's set); never expired ones: the cell refuses those with its
+     * error, which names the provider and the last failure. */
+    int took = ddbk__cell_take(c->cell, ddbk__wall_ms(), c->creds, &c->cred_gen, err);
+    if (took < 0)
+        return -1;
+    if (took > 0)
+        ddbk__sigv4_key_wipe(&c->key); /* derived from the secret replaced */
+    if (c->creds->session_token &&
+        strlen(c->creds->session_token) >= sizeof out->headers[0].value) {
         /* Checked, not cut: a cut token would sign a request AWS rejects
          * with a far less helpful message. */
         ddbk_error_set(err, "InvalidArgument", 0,
@@ -104,8 +112,8 @@ int ddbk_prepare(ddbk_client *c, const char *op, const char *body,
         ddbk_error_set(err, "InvalidArgument", 0, "request headers too long to sign");
         return -1;
     }
-    if (ddbk__sigv4_sign_canonical(c->md, cr, crlen, signed_headers, c->creds.access_key_id,
-                                   c->creds.secret_access_key, c->region, "dynamodb",
+    if (ddbk__sigv4_sign_canonical(c->md, cr, crlen, signed_headers, c->creds->access_key_id,
+                                   c->creds->secret_access_key, c->region, "dynamodb",
                                    amz_date, &c->key, &sig, err) != 0)
         return -1;
 
@@ -119,8 +127,8 @@ int ddbk_prepare(ddbk_client *c, const char *op, const char *body,
     add_header(out, "Content-Type", CONTENT_TYPE);
     add_header(out, "X-Amz-Date", amz_date);
     add_header(out, "X-Amz-Target", target);
-    if (c->creds.session_token)
-        add_header(out, "X-Amz-Security-Token", c->creds.session_token);
+    if (c->creds->session_token)
+        add_header(out, "X-Amz-Security-Token", c->creds->session_token);
     add_header(out, "Authorization", sig.authorization);
     return 0;
 }

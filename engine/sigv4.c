@@ -8,8 +8,8 @@
  * digest context. The generic canonicaliser (any method, path, query and
  * header set, as the AWS test vectors need) is test support only:
  * tests/c/sigv4_canon.c, over ddbk__sigv4_finish.
- * The signing key is derived (four HMACs) only when the day, region or service
- * changes; the caller owns that cache.
+ * The signing key is derived (four HMACs) only when the day, region, service
+ * or access key id changes; the caller owns that cache.
  *
  * What this file does not do: add headers. The caller passes every header it
  * wants signed (host, x-amz-date, x-amz-security-token when there is a
@@ -267,8 +267,11 @@ static int finish(EVP_MD_CTX *md, const char *cr, size_t cr_len,
         return -1;
     }
 
+    /* The key id too: rotated credentials (a refresh) derive a new key. */
+    size_t kl = strlen(access_key_id);
     if (!key->valid || memcmp(key->date, amz_date, 8) != 0 ||
-        strcmp(key->region, region) != 0 || strcmp(key->service, service) != 0) {
+        strcmp(key->region, region) != 0 || strcmp(key->service, service) != 0 ||
+        kl >= sizeof key->key_id || memcmp(key->key_id, access_key_id, kl + 1) != 0) {
         ddbk__sigv4_key_wipe(key);
         if (derive_key(md, secret_access_key, amz_date, region, service,
                        key->key) != 0) {
@@ -279,6 +282,8 @@ static int finish(EVP_MD_CTX *md, const char *cr, size_t cr_len,
         key->date[8] = '\0';
         memcpy(key->region, region, strlen(region) + 1);
         memcpy(key->service, service, strlen(service) + 1);
+        if (kl < sizeof key->key_id)
+            memcpy(key->key_id, access_key_id, kl + 1);
         key->valid = 1;
     }
     if (hmac(md, key->key, sizeof key->key, sts_text, sl, sig) != 0)

@@ -87,6 +87,8 @@ void ddbk__easy_config(CURL *h, const ddbk_client *c, char *errbuf)
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, c->verify_tls ? 1L : 0L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, c->verify_tls ? 2L : 0L);
+    if (c->ca_file[0])
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
@@ -95,6 +97,35 @@ void ddbk__easy_config(CURL *h, const ddbk_client *c, char *errbuf)
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_MAXCONNECTS, 4L); /* a multi handle ignores it */
+}
+
+int ddbk__tls_what(CURLcode rc, const char *host, const char *ca_file, const char *errbuf,
+                   char *out, size_t cap)
+{
+    const char *ca = ca_file && *ca_file ? ca_file : NULL;
+    switch (rc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        snprintf(out, cap, "TLS: certificate verification failed for %s (%s%s)%s%s", host,
+                 ca ? "ca_file " : "the system's CA bundle", ca ? ca : "",
+                 errbuf && *errbuf ? ": " : "", errbuf ? errbuf : "");
+        return 1;
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CRL_BADFILE:
+        snprintf(out, cap, "TLS: the CA bundle could not be used for %s (%s%s)%s%s", host,
+                 ca ? "ca_file " : "the system's", ca ? ca : "",
+                 errbuf && *errbuf ? ": " : "", errbuf ? errbuf : "");
+        return 1;
+    case CURLE_SSL_CONNECT_ERROR:
+        snprintf(out, cap, "TLS: the handshake with %s failed (%s%s)%s%s", host,
+                 ca ? "ca_file " : "the system's CA bundle", ca ? ca : "",
+                 errbuf && *errbuf ? ": " : "", errbuf ? errbuf : "");
+        return 2;
+    default:
+        return 0;
+    }
 }
 
 int ddbk__transport_open(ddbk_client *c, ddbk_error *err)
@@ -194,7 +225,17 @@ int ddbk__easy_finish(ddbk_client *c, CURL *h, const char *op, size_t out_bytes,
     }
     /* curl's message names the host and what failed; it never holds a
      * header, so no credential can reach it. */
-    char what[CURL_ERROR_SIZE + 128];
+    char what[CURL_ERROR_SIZE + 1500];
+    int tls = ddbk__tls_what(rc, c->host, c->ca_file, errbuf, what, sizeof what);
+    if (tls) {
+        /* Nothing went out: a handshake comes before the request. A
+         * certificate refused would be refused again; a handshake cut
+         * short (a reset) may go through the next time. */
+        ddbk_error_transport(err, 0, what);
+        err->ambiguous = 0;
+        err->retryable = tls == 2;
+        return -1;
+    }
     snprintf(what, sizeof what, "%s%s%s%s", curl_easy_strerror(rc),
              errbuf[0] ? ": " : "", errbuf,
              s->sends ? " (the request was sent: it may have been applied)" : "");

@@ -2,8 +2,9 @@
 # Runs every test and prints `N passed, N failed` as its last line:
 #   1. C unit tests, built plain and with ASan/UBSan (build/tests*, cmocka);
 #   2. the busted suite (tests/spec) on Lua 5.4 and on LuaJIT, against a
-#      DynamoDB Local, the fault-injecting proxy and the hostile double
-#      (tests/hostile) this script starts and stops by PID.
+#      DynamoDB Local, the fault-injecting proxy, the hostile double
+#      (tests/hostile) and the fake credential services
+#      (tests/harness/fakemeta.py) this script starts and stops by PID.
 # Exit status is non-zero when anything failed.
 set -uo pipefail
 
@@ -66,6 +67,8 @@ done
 
 DDB_PORT="$(tests/harness/free_port.sh "${DDBKIT_TEST_PORT:-18000}")"
 cleanup() {
+    tests/harness/tls_front.sh stop >/dev/null 2>&1
+    tests/harness/fakemeta.sh stop >/dev/null 2>&1
     tests/hostile/hostile.sh stop >/dev/null 2>&1
     tests/faultproxy/proxy.sh stop >/dev/null 2>&1
     tests/harness/ddb_local.sh stop --port "$DDB_PORT" >/dev/null 2>&1
@@ -86,6 +89,15 @@ export DDBKIT_TEST_PROXY="${PROXY_PORT:+http://127.0.0.1:$PROXY_PORT}"
 # tests/spec/hostile_server_spec.lua.
 HOSTILE_PORT="$(tests/hostile/hostile.sh start)" || HOSTILE_PORT=""
 export DDBKIT_TEST_HOSTILE="${HOSTILE_PORT:+http://127.0.0.1:$HOSTILE_PORT}"
+# AWS's credential services, faked (IMDSv2, container, STS, SSO), for
+# tests/spec/fakemeta_spec.lua and credentials_chain_spec.lua.
+FAKEMETA_PORT="$(tests/harness/fakemeta.sh start)" || FAKEMETA_PORT=""
+export DDBKIT_TEST_FAKEMETA="${FAKEMETA_PORT:+http://127.0.0.1:$FAKEMETA_PORT}"
+# TLS in front of DynamoDB Local with a CA made for this run, for
+# tests/spec/tls_spec.lua: its https URL, then the CA's path.
+TLS_OUT="$(tests/harness/tls_front.sh start "$DDB_PORT")" || TLS_OUT=""
+export DDBKIT_TEST_TLS="$(printf '%s\n' "$TLS_OUT" | sed -n 1p)"
+export DDBKIT_TEST_TLS_CA="$(printf '%s\n' "$TLS_OUT" | sed -n 2p)"
 
 # busted with TAP output: "ok N - ..." / "not ok N - ...".
 run_busted() {

@@ -56,4 +56,8 @@ void ddbk_lua_push_call_error(lua_State *L, const ddbk_error *e, const ddbk_buf 
  * exact text the Node stores log. */
 void ddbk_lua_missing_table(ddbk_error *e, const char *table);
 
+/* Registers the credential functions (creds.c) in the module table at
+ * index module. */
+void ddbk_lua_creds_open(lua_State *L, int module);
+
 #endif

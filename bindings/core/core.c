@@ -323,7 +323,7 @@ static int l_new_client(lua_State *L)
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    luaL_checkstack(L, 12, "new_client");
+    luaL_checkstack(L, 16, "new_client");
     ddbk_config_init(&cfg);
     ddbk_lua_opt_number(L, 1, "client", "timeout_ms", 1, OPT_MAX, 0, &cfg.timeout_ms);
     ddbk_lua_opt_number(L, 1, "client", "connect_timeout_ms", 1, OPT_MAX, 0, &cfg.connect_timeout_ms);
@@ -343,11 +343,22 @@ static int l_new_client(lua_State *L)
         cfg.verify_tls = lua_toboolean(L, -1);
     lua_pop(L, 1);
 
-    /* From here the option values stay on the stack (slots 2..8). */
+    /* From here the option values stay on the stack (slots 2..12). */
     cfg.region = opt_string(L, 1, "region");
     cfg.endpoint = opt_string(L, 1, "endpoint");
     cfg.profile = opt_string(L, 1, "profile");
+    cfg.ca_file = opt_string(L, 1, "ca_file");
+    lua_getfield(L, 1, "use_fips_endpoint");
+    if (!lua_isnil(L, -1))
+        cfg.use_fips = lua_toboolean(L, -1);
+    lua_getfield(L, 1, "use_dualstack_endpoint");
+    if (!lua_isnil(L, -1))
+        cfg.use_dualstack = lua_toboolean(L, -1);
     lua_getfield(L, 1, "credentials");
+    /* A function: the host fetches (ddbkit.credentials calls it and sets
+     * what it gives with core.cred_set); the engine runs no chain. */
+    if (lua_isfunction(L, -1))
+        cfg.credentials_from_host = 1;
     if (lua_istable(L, -1)) {
         int ct = lua_gettop(L);
         cfg.access_key_id = opt_string(L, ct, "access_key_id");
@@ -864,5 +875,6 @@ int luaopen_ddbkit_core(lua_State *L)
     ddbk_lua_values_open(L, lua_gettop(L));
     ddbk_lua_lock_open(L, lua_gettop(L));
     ddbk_lua_loop_open(L, lua_gettop(L));
+    ddbk_lua_creds_open(L, lua_gettop(L));
     return 1;
 }

@@ -4,6 +4,7 @@
 -- unprocessed, and stats. The engine (ddbkit.core) marshals, signs, sends
 -- and retries; this file only checks options and shapes the API.
 local core = require "ddbkit.core"
+local credentials = require "ddbkit.credentials"
 
 local type, pairs, ipairs, error, setmetatable, tostring, next =
       type, pairs, ipairs, error, setmetatable, tostring, next
@@ -46,7 +47,12 @@ local RUNTIMES = {
 }
 
 local OPTIONS = {
-  region = str, endpoint = str, profile = str, credentials = tbl,
+  region = str, endpoint = str, profile = str,
+  credentials = function(v)
+    if type(v) ~= "table" and type(v) ~= "function" then return "a table or a function" end
+  end,
+  ca_file = str, use_fips_endpoint = bool, use_dualstack_endpoint = bool,
+  credentials_dict = str,
   timeout_ms = positive, connect_timeout_ms = positive, max_attempts = at_least_one,
   base_delay_ms = non_negative, max_backoff_ms = non_negative, retry_quota = non_negative,
   verify_tls = bool, max_response_bytes = positive, batch_max_attempts = at_least_one,
@@ -78,7 +84,7 @@ local function check_options(opts)
     end
   end
   local c = opts.credentials
-  if c then
+  if type(c) == "table" then
     for k, v in pairs(c) do
       if k ~= "access_key_id" and k ~= "secret_access_key" and k ~= "session_token" then
         error("ddbkit.client: unknown option opts.credentials." .. tostring(k), 3)
@@ -110,16 +116,44 @@ end
 -- default: "openresty" inside nginx, else "blocking".
 -- opts.max_pages: the most pages one paging walk reads (default MAX_PAGES,
 -- see Paging below); opts.batch_max_attempts: see batch_write_item.
+-- Credentials: opts.credentials = { access_key_id, secret_access_key,
+-- session_token? } (static), or a function returning such a table plus
+-- expiration? (epoch seconds), or nil, err: called when the credentials
+-- are due, in the calling task (it may yield in the coroutine and OpenResty
+-- runtimes); a failure keeps the old ones while they last. Without it the
+-- AWS chain applies (environment, web identity, profiles, SSO,
+-- credential_process, container, IMDS). opts.credentials_dict (OpenResty
+-- only): the name of a lua_shared_dict the workers share, so that one
+-- worker fetches each rotation for the whole nginx.
+-- TLS and endpoints: opts.ca_file (a PEM bundle; else AWS_CA_BUNDLE; in
+-- OpenResty cosockets trust nginx's lua_ssl_trusted_certificate instead,
+-- which must name the same bundle: ca_file cannot be applied per socket
+-- there), opts.use_fips_endpoint, opts.use_dualstack_endpoint (else
+-- AWS_USE_FIPS_ENDPOINT / AWS_USE_DUALSTACK_ENDPOINT = "true").
 function _M.new(opts)
   opts = opts or {}
   check_options(opts)
   local runtime = runtime_of(opts)
+  if opts.credentials_dict and runtime.name ~= "openresty" then
+    error("ddbkit.client: opts.credentials_dict is for the openresty runtime", 2)
+  end
   local cc, err = core.new_client(opts)
   if not cc then return nil, err end
   -- A runtime doing its own I/O learns the client's timeouts and TLS options.
   if runtime.attach then runtime.attach(cc, opts) end
+  -- Credentials Lua fetches (a host function; the chain in a runtime doing
+  -- its own I/O) are looked at before every send: wrapping the runtime is
+  -- the one place every call of the client and its stores and locks passes.
+  local ensure, cred_st
+  if type(opts.credentials) == "function" then
+    ensure, cred_st = credentials.host(opts.credentials, runtime)
+  elseif runtime.credentials then
+    ensure, cred_st = runtime.credentials(cc, opts)
+  end
+  if ensure then runtime = credentials.wrap(runtime, ensure) end
   return setmetatable({
     core = cc,
+    cred_state = cred_st,
     runtime = runtime,
     batch_max_attempts = opts.batch_max_attempts or 10,
     max_pages = opts.max_pages or _M.MAX_PAGES,
@@ -255,6 +289,11 @@ function _M:reset_stats() return self.core:reset_stats() end
 function _M:region() return self.core:region() end
 function _M:endpoint() return self.core:endpoint() end
 function _M:close() return self.core:close() end
+
+--- client:credentials() -> { provider, profile?, expires_at?, refresh_at?,
+-- fetches, failures, last_error? }: which credentials the client signs
+-- with and when they expire (epoch seconds); never the secret.
+function _M:credentials() return credentials.info(self.core, self.cred_state) end
 
 -- Full-jitter backoff for the batch loops, by the engine's formula.
 local function backoff(self, attempt)

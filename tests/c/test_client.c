@@ -17,9 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+
+#include "creds.h"
 #include "responder.h"
 
 static char tmpdir[256];
@@ -34,6 +38,10 @@ static const char *const cleared_vars[] = {
     "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION",
     "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
     "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_EC2_METADATA_DISABLED", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
+    "AWS_CA_BUNDLE", "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT",
     "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
     "all_proxy", NULL,
 };
@@ -59,6 +67,8 @@ static int env_teardown(void **state)
 
     (void)state;
     responder_stop();
+    ddbk__test_wall_offset_ms = 0;
+    ddbk__test_random = NULL;
     ddbk_client_free(g_client);
     g_client = NULL;
     ddbk_response_free(&g_resp);
@@ -119,7 +129,13 @@ static void test_defaults(void **state)
     assert_int_equal(c->max_attempts, 3);
     assert_int_equal(c->quota, 500);
     assert_int_equal(c->quota_max, 500);
-    assert_string_equal(c->creds.source, "environment");
+    ddbk_credentials_info info;
+    assert_int_equal(ddbk_client_credentials(c, &info), 0);
+    assert_string_equal(info.provider, "environment");
+    assert_int_equal(cfg.use_fips, -1);
+    assert_int_equal(cfg.use_dualstack, -1);
+    assert_null(cfg.ca_file);
+    assert_int_equal(cfg.credentials_from_host, 0);
     ddbk_client_free(c);
 }
 
@@ -424,6 +440,7 @@ static void test_missing_credentials(void **state)
     (void)state;
     ddbk_config_init(&cfg);
     cfg.region = "us-east-1";
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1); /* else IMDS applies */
     new_fails(&cfg, "MissingCredentials", NULL);
     /* Half a pair in the environment is still missing. */
     setenv("AWS_ACCESS_KEY_ID", "ENVID", 1);
@@ -472,6 +489,7 @@ static void test_secret_never_in_messages(void **state)
     fputs("[default]\naws_secret_access_key = " SECRET "\n", f);
     fclose(f);
     setenv("AWS_SHARED_CREDENTIALS_FILE", path, 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1); /* else IMDS applies */
     ddbk_config_init(&cfg);
     cfg.region = "us-east-1";
     new_fails(&cfg, "MissingCredentials", NULL);
@@ -917,6 +935,430 @@ static void test_request_id_control_bytes(void **state)
     assert_string_equal(err.request_id, "RID1");
 }
 
+/* ------------------------------------------------------------ credentials */
+
+static void endpoint_is(int fips, int dual, const char *want)
+{
+    ddbk_config cfg;
+    base_config(&cfg);
+    cfg.region = "us-west-2";
+    cfg.use_fips = fips;
+    cfg.use_dualstack = dual;
+    ddbk_client *c = new_ok(&cfg);
+    assert_string_equal(ddbk_client_endpoint(c), want);
+    ddbk_client_free(c);
+}
+
+static void test_fips_dualstack_endpoints(void **state)
+{
+    (void)state;
+    endpoint_is(0, 0, "https://dynamodb.us-west-2.amazonaws.com");
+    endpoint_is(1, 0, "https://dynamodb-fips.us-west-2.amazonaws.com");
+    endpoint_is(0, 1, "https://dynamodb.us-west-2.api.aws");
+    endpoint_is(1, 1, "https://dynamodb-fips.us-west-2.api.aws");
+    /* -1: the environment, "true" in any case; anything else is off. */
+    endpoint_is(-1, -1, "https://dynamodb.us-west-2.amazonaws.com");
+    setenv("AWS_USE_FIPS_ENDPOINT", "TRUE", 1);
+    endpoint_is(-1, -1, "https://dynamodb-fips.us-west-2.amazonaws.com");
+    setenv("AWS_USE_DUALSTACK_ENDPOINT", "true", 1);
+    endpoint_is(-1, -1, "https://dynamodb-fips.us-west-2.api.aws");
+    endpoint_is(0, -1, "https://dynamodb.us-west-2.api.aws"); /* the config wins */
+    setenv("AWS_USE_FIPS_ENDPOINT", "1", 1);
+    endpoint_is(-1, 0, "https://dynamodb.us-west-2.amazonaws.com");
+
+    /* An explicit endpoint wins over both. */
+    ddbk_config cfg;
+    base_config(&cfg);
+    cfg.endpoint = "http://127.0.0.1:8000";
+    cfg.use_fips = 1;
+    cfg.use_dualstack = 1;
+    ddbk_client *c = new_ok(&cfg);
+    assert_string_equal(ddbk_client_endpoint(c), "http://127.0.0.1:8000");
+    ddbk_client_free(c);
+}
+
+static void test_ca_file(void **state)
+{
+    ddbk_config cfg;
+    char path[512];
+
+    (void)state;
+    base_config(&cfg);
+    cfg.ca_file = "/nonexistent/ddbkit-ca.pem";
+    new_fails(&cfg, "InvalidArgument", "/nonexistent/ddbkit-ca.pem");
+    cfg.ca_file = NULL;
+    setenv("AWS_CA_BUNDLE", "/nonexistent/bundle.pem", 1);
+    new_fails(&cfg, "InvalidArgument", "AWS_CA_BUNDLE \"/nonexistent/bundle.pem\"");
+
+    /* A readable file is taken; the config's wins over the environment's. */
+    snprintf(path, sizeof path, "%s/ca.pem", tmpdir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n", f);
+    fclose(f);
+    cfg.ca_file = path;
+    ddbk_client *c = new_ok(&cfg);
+    assert_string_equal(c->ca_file, path);
+    ddbk_error err;
+    ddbk_client *k = ddbk_client_clone(c, &err);
+    assert_non_null(k);
+    assert_string_equal(k->ca_file, path);
+    ddbk_client_free(k);
+    ddbk_client_free(c);
+    setenv("AWS_CA_BUNDLE", path, 1);
+    cfg.ca_file = NULL;
+    c = new_ok(&cfg);
+    assert_string_equal(c->ca_file, path);
+    ddbk_client_free(c);
+}
+
+/* A container endpoint's answer: credentials n, expiring exp_s. */
+static void creds_json(char *out, size_t cap, int n, int64_t exp_s)
+{
+    char iso[32];
+    time_t t = (time_t)exp_s;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(out, cap,
+             "{\"AccessKeyId\":\"AKIDROT%d\",\"SecretAccessKey\":\"SECRETROT%d\","
+             "\"Token\":\"TOKENROT%d\",\"Expiration\":\"%s\"}", n, n, n, iso);
+}
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* A client whose credentials come from the container endpoint that the
+ * responder on port plays, as DynamoDB too. No keys anywhere else. */
+static ddbk_client *container_client(int port)
+{
+    ddbk_config cfg;
+    char uri[96];
+    static char ep[64];
+
+    snprintf(uri, sizeof uri, "http://127.0.0.1:%d/creds", port);
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri, 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    ddbk_config_init(&cfg);
+    cfg.region = "eu-west-1";
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", port);
+    cfg.endpoint = ep;
+    cfg.max_attempts = 1;
+    cfg.timeout_ms = 2000;
+    return new_ok(&cfg);
+}
+
+static double zero(void) { return 0.0; }
+
+/* ddbk_call fetches the credentials at its first call, refreshes them when
+ * due (refresh at expiry - 300 s with r = 0), and never signs with expired
+ * ones: past the expiry guard with a failed refresh, the call fails with
+ * the cell's error, sending nothing to DynamoDB. */
+static void test_call_refresh_rotation(void **state)
+{
+    char c1[256], c2[256];
+    ddbk_error err;
+    ddbk_stats st;
+    ddbk_credentials_info info;
+
+    (void)state;
+    ddbk__test_random = zero;
+    int64_t now_s = ddbk__wall_ms() / 1000;
+    creds_json(c1, sizeof c1, 1, now_s + 3600);
+    creds_json(c2, sizeof c2, 2, now_s + 7200);
+    canned script[] = {
+        {200, NULL, c1}, {200, NULL, "{}"}, {200, NULL, "{}"},
+        {200, NULL, c2}, {200, NULL, "{}"},
+    };
+    int port = serve(script, 5);
+    ddbk_client *c = g_client = container_client(port);
+    ddbk_client_credentials(c, &info);
+    assert_string_equal(info.provider, "container");
+    assert_int_equal(info.fetches, 0); /* no I/O at creation */
+
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0); /* no fetch */
+    ddbk__test_wall_offset_ms = 3400 * 1000; /* past the refresh time, creds valid */
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0);
+    responder_stop();
+
+    const char *log = slurp(log_path());
+    assert_non_null(log);
+    assert_int_equal(count(log, "GET /creds HTTP/1.1"), 2);
+    assert_int_equal(count(log, "Credential=AKIDROT1/"), 2);
+    assert_int_equal(count(log, "Credential=AKIDROT2/"), 1);
+    assert_int_equal(count(log, "X-Amz-Security-Token: TOKENROT1\r\n"), 2);
+    assert_int_equal(count(log, "X-Amz-Security-Token: TOKENROT2\r\n"), 1);
+    /* In order: each fetch before the requests it signs. */
+    const char *f2 = strstr(strstr(log, "GET /creds") + 1, "GET /creds");
+    assert_non_null(f2);
+    assert_null(strstr(f2, "Credential=AKIDROT1/"));
+    assert_null(strstr(log, "SECRETROT"));
+    ddbk_client_credentials(c, &info);
+    assert_int_equal(info.fetches, 2);
+    assert_int_equal(info.expires_at, now_s + 7200);
+
+    /* Past the second set's expiry guard, the endpoint gone: the call fails
+     * with the cell's error and nothing is signed with the expired set. */
+    ddbk__test_wall_offset_ms = (7200 - 30) * 1000;
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), -1);
+    assert_string_equal(err.code, "CredentialsError");
+    assert_non_null(strstr(err.message, "container"));
+    assert_null(strstr(err.message, "SECRETROT"));
+    assert_null(strstr(err.message, "TOKENROT"));
+    assert_int_equal(g_resp.attempts, 0);
+    ddbk_stats_get(c, &st);
+    assert_int_equal(st.requests, 3);
+    assert_int_equal(st.errors, 1); /* the failed call is counted */
+    /* In the backoff, the next call fails at once with the same error. */
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), -1);
+    assert_string_equal(err.code, "CredentialsError");
+    ddbk_client_credentials(c, &info);
+    assert_int_equal(info.failures, 1);
+    assert_true(info.last_error[0] != '\0');
+    assert_null(strstr(info.last_error, "TOKENROT"));
+}
+
+/* A clone (what a lock keeper's thread signs with) shares the cell: the
+ * rotation its original fetched reaches it, without a fetch of its own. */
+static void test_clone_shares_rotation(void **state)
+{
+    char c1[256], c2[256];
+    ddbk_error err;
+    ddbk_response resp;
+
+    (void)state;
+    ddbk__test_random = zero;
+    int64_t now_s = ddbk__wall_ms() / 1000;
+    creds_json(c1, sizeof c1, 1, now_s + 3600);
+    creds_json(c2, sizeof c2, 2, now_s + 7200);
+    canned script[] = {
+        {200, NULL, c1}, {200, NULL, "{}"}, {200, NULL, "{}"},
+        {200, NULL, c2}, {200, NULL, "{}"}, {200, NULL, "{}"}, {200, NULL, "{}"},
+    };
+    int port = serve(script, 7);
+    ddbk_client *c = g_client = container_client(port);
+    ddbk_client *k = ddbk_client_clone(c, &err);
+    assert_non_null(k);
+    ddbk_response_init(&resp);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0);
+    assert_int_equal(ddbk_call(k, "PutItem", "{}", 2, &resp, &err), 0); /* the same set */
+    ddbk__test_wall_offset_ms = 3400 * 1000;
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0); /* refreshes */
+    assert_int_equal(ddbk_call(k, "PutItem", "{}", 2, &resp, &err), 0);
+    assert_int_equal(ddbk_call(k, "PutItem", "{}", 2, &resp, &err), 0);
+    responder_stop();
+    ddbk_response_free(&resp);
+    ddbk_client_free(k);
+
+    const char *log = slurp(log_path());
+    assert_non_null(log);
+    assert_int_equal(count(log, "GET /creds HTTP/1.1"), 2);
+    assert_int_equal(count(log, "Credential=AKIDROT1/"), 2);
+    assert_int_equal(count(log, "Credential=AKIDROT2/"), 3);
+    /* The clone's last two requests: the new set. */
+    const char *f2 = strstr(strstr(log, "GET /creds") + 1, "GET /creds");
+    assert_int_equal(count(f2, "X-Amz-Target: DynamoDB_20120810.PutItem"), 2);
+    assert_null(strstr(f2, "AKIDROT1"));
+}
+
+/* credentials_from_host: no chain, nothing until the host sets them; then
+ * every call signs with what it set last. Other clients refuse the set. */
+static void test_host_credentials(void **state)
+{
+    ddbk_config cfg;
+    ddbk_error err;
+    char ep[64];
+
+    (void)state;
+    static const canned script[] = { {200, NULL, "{}"}, {200, NULL, "{}"} };
+    int port = serve(script, 2);
+    local_config(&cfg, ep, sizeof ep, port);
+    cfg.access_key_id = cfg.secret_access_key = NULL;
+    cfg.credentials_from_host = 1;
+    cfg.max_attempts = 1;
+    ddbk_client *c = g_client = new_ok(&cfg);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), -1);
+    assert_string_equal(err.code, "MissingCredentials");
+    assert_int_equal(g_resp.attempts, 0);
+
+    assert_int_equal(ddbk_client_set_credentials(c, "AKIDHOST1", SECRET, NULL, 0, &err), 0);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0);
+    int64_t exp = ddbk__wall_ms() / 1000 + 900;
+    assert_int_equal(ddbk_client_set_credentials(c, "AKIDHOST2", SECRET, "HOSTTOKEN", exp, &err),
+                     0);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), 0);
+    responder_stop();
+    ddbk_credentials_info info;
+    ddbk_client_credentials(c, &info);
+    assert_string_equal(info.provider, "host");
+    assert_int_equal(info.expires_at, exp);
+    const char *log = slurp(log_path());
+    assert_int_equal(count(log, "Credential=AKIDHOST1/"), 1);
+    assert_int_equal(count(log, "Credential=AKIDHOST2/"), 1);
+    assert_int_equal(count(log, "X-Amz-Security-Token: HOSTTOKEN"), 1);
+
+    assert_int_equal(ddbk_client_set_credentials(c, "AKID\n", SECRET, NULL, 0, &err), -1);
+    assert_string_equal(err.code, "InvalidArgument");
+    assert_null(strstr(err.message, SECRET));
+
+    base_config(&cfg);
+    ddbk_client *other = new_ok(&cfg);
+    assert_int_equal(ddbk_client_set_credentials(other, "A", "B", NULL, 0, &err), -1);
+    assert_string_equal(err.code, "InvalidArgument");
+    assert_non_null(strstr(err.message, "credentials_from_host"));
+    ddbk_client_free(other);
+}
+
+/* ------------------------------------------------------------------ TLS */
+
+/* A CA made for the test, a server certificate it signed for 127.0.0.1, and
+ * another CA that signed nothing, in tmpdir (openssl's command line). */
+static int make_certs(void)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "(cd '%s' && printf 'subjectAltName=IP:127.0.0.1\\n' > ext.cnf && "
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout ca.key -out ca.pem -days 2 -subj /CN=ddbkit-test-ca && "
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout other.key -out other.pem -days 2 -subj /CN=ddbkit-other-ca && "
+             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout srv.key -out srv.csr -subj /CN=127.0.0.1 && "
+             "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+             "-out srv.pem -days 2 -extfile ext.cnf) >/dev/null 2>&1", tmpdir);
+    return system(cmd);
+}
+
+/* The TLS responder: n connections, one request each; GET /creds gets
+ * credentials 1 (body in script[0].body), anything else "{}". A handshake
+ * the client refuses just ends that connection. */
+static void respond_tls(int lfd, int notes, const void *arg, int n)
+{
+    const canned *script = arg;
+    char path[600], req[16384];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    (void)notes;
+    snprintf(path, sizeof path, "%s/srv.pem", tmpdir);
+    if (!ctx || SSL_CTX_use_certificate_file(ctx, path, SSL_FILETYPE_PEM) != 1)
+        _exit(5);
+    snprintf(path, sizeof path, "%s/srv.key", tmpdir);
+    if (SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM) != 1)
+        _exit(5);
+    FILE *log = fopen(log_path(), "w");
+    for (int i = 0; i < n; i++) {
+        int fd = accept(lfd, NULL, NULL);
+        if (fd < 0)
+            _exit(2);
+        SSL *ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, fd);
+        if (SSL_accept(ssl) == 1) {
+            size_t got = 0;
+            int r;
+            while ((r = SSL_read(ssl, req + got, (int)(sizeof req - 1 - got))) > 0) {
+                got += (size_t)r;
+                req[got] = '\0';
+                if (whole_request(req, got, NULL, NULL))
+                    break;
+            }
+            if (log) {
+                fwrite(req, 1, got, log);
+                fputs("\n=====\n", log);
+                fflush(log);
+            }
+            const char *body = strncmp(req, "GET /creds", 10) == 0 ? script[0].body : "{}";
+            char resp[1024];
+            int len = snprintf(resp, sizeof resp,
+                               "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                               "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                               strlen(body), body);
+            SSL_write(ssl, resp, len);
+            SSL_shutdown(ssl);
+        }
+        SSL_free(ssl);
+        close(fd);
+    }
+    if (log)
+        fclose(log);
+    SSL_CTX_free(ctx);
+}
+
+/* Verification on, against a server whose certificate a CA made for the
+ * test signed: ca_file makes it pass, for DynamoDB and for the container
+ * credentials endpoint alike; another CA fails with a clear error that
+ * names the host and the file, and is not retried. */
+static void test_tls_ca_file(void **state)
+{
+    char ca[512], other[512], ep[64], uri[96], c1[256];
+    ddbk_config cfg;
+    ddbk_error err;
+
+    (void)state;
+    if (make_certs() != 0)
+        skip(); /* no openssl command: nothing to test against */
+    snprintf(ca, sizeof ca, "%s/ca.pem", tmpdir);
+    snprintf(other, sizeof other, "%s/other.pem", tmpdir);
+    creds_json(c1, sizeof c1, 1, ddbk__wall_ms() / 1000 + 3600);
+    canned script[] = { {200, NULL, c1} };
+    int port = responder_start(respond_tls, script, 7); /* the fetch tries 3 times */
+    snprintf(ep, sizeof ep, "https://127.0.0.1:%d", port);
+
+    base_config(&cfg);
+    cfg.endpoint = ep;
+    cfg.max_attempts = 3;
+    cfg.base_delay_ms = 1;
+    cfg.ca_file = ca;
+    ddbk_client *c = g_client = new_ok(&cfg);
+    if (ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err) != 0)
+        fail_msg("%s: %s", err.code, err.message);
+    ddbk_client_free(c);
+
+    cfg.ca_file = other;
+    c = g_client = new_ok(&cfg);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), -1);
+    assert_string_equal(err.code, "ConnectionError");
+    char want[700];
+    snprintf(want, sizeof want,
+             "TLS: certificate verification failed for 127.0.0.1:%d (ca_file %s)", port, other);
+    if (strncmp(err.message, want, strlen(want)) != 0)
+        fail_msg("message \"%s\", want it to start with \"%s\"", err.message, want);
+    assert_int_equal(err.retryable, 0);
+    assert_int_equal(err.ambiguous, 0);
+    assert_int_equal(g_resp.attempts, 1);
+    ddbk_client_free(c);
+
+    /* The credentials come over https too, verified with the same file. */
+    snprintf(uri, sizeof uri, "https://127.0.0.1:%d/creds", port);
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri, 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    cfg.access_key_id = cfg.secret_access_key = NULL;
+    cfg.ca_file = ca;
+    cfg.max_attempts = 1;
+    c = g_client = new_ok(&cfg);
+    if (ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err) != 0)
+        fail_msg("%s: %s", err.code, err.message);
+    ddbk_client_free(c);
+    g_client = NULL;
+    const char *log = slurp(log_path());
+    assert_non_null(log);
+    assert_non_null(strstr(log, "GET /creds HTTP/1.1"));
+    assert_non_null(strstr(log, "Credential=AKIDROT1/"));
+
+    /* The other CA: the fetch fails on the certificate, and says so. */
+    cfg.ca_file = other;
+    c = g_client = new_ok(&cfg);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), -1);
+    responder_stop();
+    assert_string_equal(err.code, "CredentialsError");
+    if (strstr(err.message, "TLS: certificate verification failed") == NULL)
+        fail_msg("message \"%s\" does not name the TLS failure", err.message);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
@@ -943,6 +1385,12 @@ int main(void)
         T(test_call_ccf_after_lost_answer),
         T(test_request_id_control_bytes),
         T(test_call_success_after_lost_answer),
+        T(test_fips_dualstack_endpoints),
+        T(test_ca_file),
+        T(test_call_refresh_rotation),
+        T(test_clone_shares_rotation),
+        T(test_host_credentials),
+        T(test_tls_ca_file),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,10 +19,12 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "creds.h"
 #include "responder.h"
 
 #define CCF_BODY "{" CCF_TYPE ",\"message\":\"The conditional request failed\"," \
@@ -63,10 +65,20 @@ static ddbk_client *g_client, *g_client2;
 static double draw_half(void) { return 0.5; }
 static double draw_top(void) { return 0.999; }
 
+/* The container endpoint the responder plays too (GET /creds): the i-th
+ * fetch gets g_creds[i], a 500 once they run out. Set before the fork. */
+#define MAX_CREDS 4
+static const char *g_creds[MAX_CREDS];
+static int g_ncreds;
+
 static int setup(void **state)
 {
     (void)state;
     ddbk__test_random = NULL;
+    ddbk__test_wall_offset_ms = 0;
+    g_ncreds = 0;
+    unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    unsetenv("AWS_EC2_METADATA_DISABLED");
     responder_setup();
     g_loop = NULL;
     g_client = g_client2 = NULL;
@@ -115,7 +127,21 @@ static int answer(conn *c, int notes, const canned *script, int n, int *served)
     if (!whole_request(c->buf, c->got, &body, &blen))
         return 0;
 
+    if (strncmp(c->buf, "GET /creds ", 11) == 0) {
+        /* A credentials fetch: noted '?', not a step of the script. */
+        static int fetched;
+        note(notes, '?');
+        const char *b = fetched < g_ncreds ? g_creds[fetched] : NULL;
+        fetched++;
+        send_response(c->fd, b ? 200 : 500, NULL, b ? b : "{\"message\":\"down\"}");
+        c->got = 0;
+        return 1;
+    }
     note(notes, op_letter(c->buf));
+    /* Which rotated set signed it: its number, noted. */
+    const char *akid = strstr(c->buf, "Credential=AKIDROT");
+    if (akid != NULL)
+        note(notes, akid[18]);
     int i = (*served)++;
     const canned *k = &script[i < n ? i : n - 1];
     if (k->status == DROP)
@@ -1031,6 +1057,227 @@ static void test_success_after_lost_answer(void **state)
     assert_int_equal(g_out[1].ambiguous, 1);
 }
 
+/* ------------------------------------------------------------ credentials */
+
+static void creds_json(char *out, size_t cap, int n, int64_t exp_s)
+{
+    char iso[32];
+    time_t t = (time_t)exp_s;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(out, cap,
+             "{\"AccessKeyId\":\"AKIDROT%d\",\"SecretAccessKey\":\"SECRETROT%d\","
+             "\"Token\":\"TOKENROT%d\",\"Expiration\":\"%s\"}", n, n, n, iso);
+}
+
+static double zero(void) { return 0.0; }
+
+#define ROT 20
+
+static void submit_batch(int from, int n)
+{
+    for (int i = from; i < from + n; i++)
+        submit_ok(g_client, "GetItem", "{}", &g_out[i]);
+}
+
+static void all_ok(int from, int n)
+{
+    for (int i = from; i < from + n; i++) {
+        assert_int_equal(g_out[i].runs, 1);
+        if (!g_out[i].ok)
+            fail_msg("call %d: %s: %s", i, g_out[i].err.code, g_out[i].err.message);
+    }
+}
+
+/* The loop fetches container credentials on its own multi handle: calls
+ * with none wait for one fetch (one for all of them), calls in the refresh
+ * window go on with the old set while the fetch runs, calls past the
+ * expiry guard wait for the new set, and when the fetch fails the waiting
+ * calls fail with the cell's error, none of them sent. */
+static void test_refresh_on_the_loop(void **state)
+{
+    static char c1[256], c2[256], c3[256];
+    char notes[256], uri[96], ep[64];
+    ddbk_config cfg;
+    ddbk_credentials_info info;
+
+    (void)state;
+    ddbk__test_random = zero; /* refresh at expiry - 300 s */
+    int64_t now_s = ddbk__wall_ms() / 1000;
+    creds_json(c1, sizeof c1, 1, now_s + 3600);
+    creds_json(c2, sizeof c2, 2, now_s + 7200);
+    creds_json(c3, sizeof c3, 3, now_s + 10800);
+    g_creds[0] = c1;
+    g_creds[1] = c2;
+    g_creds[2] = c3;
+    g_ncreds = 3;
+    int port = serve(ECHO, 1);
+    snprintf(uri, sizeof uri, "http://127.0.0.1:%d/creds", port);
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri, 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    ddbk_config_init(&cfg);
+    cfg.region = "eu-west-1";
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", port);
+    cfg.endpoint = ep;
+    cfg.max_attempts = 1;
+    g_client = new_client(&cfg, NULL);
+    g_loop = new_loop();
+
+    /* None yet: every call waits for the one fetch. */
+    submit_batch(0, ROT);
+    assert_int_equal(ddbk_loop_pending(g_loop), ROT + 1); /* the refresh counts */
+    run();
+    all_ok(0, ROT);
+    drain(notes, sizeof notes);
+    assert_int_equal(count(notes, '?'), 1);
+    assert_int_equal(count(notes, '1'), ROT);
+
+    /* In the refresh window: the calls go on at once with set 1 while the
+     * one fetch runs; the next call signs with set 2. */
+    ddbk__test_wall_offset_ms = 3400 * 1000;
+    submit_batch(ROT, ROT);
+    run();
+    all_ok(ROT, ROT);
+    submit_batch(2 * ROT, 1);
+    run();
+    all_ok(2 * ROT, 1);
+    drain(notes, sizeof notes);
+    assert_int_equal(count(notes, '?'), 1);
+    assert_int_equal(count(notes, '1'), ROT);
+    assert_int_equal(count(notes, '2'), 1);
+
+    /* Past set 2's expiry guard: nothing is signed with it; all wait. */
+    ddbk__test_wall_offset_ms = (7200 - 30) * 1000;
+    submit_batch(2 * ROT + 1, ROT);
+    run();
+    all_ok(2 * ROT + 1, ROT);
+    drain(notes, sizeof notes);
+    assert_int_equal(count(notes, '?'), 1);
+    assert_int_equal(count(notes, '2'), 0);
+    assert_int_equal(count(notes, '3'), ROT);
+
+    /* Past set 3's, the endpoint failing: the waiting calls fail with the
+     * cell's error, and none reached DynamoDB. */
+    ddbk__test_wall_offset_ms = (10800 - 30) * 1000;
+    submit_batch(3 * ROT + 1, 5);
+    run();
+    for (int i = 3 * ROT + 1; i < 3 * ROT + 6; i++) {
+        assert_int_equal(g_out[i].runs, 1);
+        assert_int_equal(g_out[i].ok, 0);
+        assert_string_equal(g_out[i].err.code, "CredentialsError");
+        assert_null(strstr(g_out[i].err.message, "SECRETROT"));
+        assert_null(strstr(g_out[i].err.message, "TOKENROT"));
+    }
+    drain(notes, sizeof notes);
+    assert_true(count(notes, '?') >= 1);
+    assert_int_equal(count(notes, 'G'), 0);
+    ddbk_client_credentials(g_client, &info);
+    assert_int_equal(info.fetches, 3);
+    assert_int_equal(info.failures, 1);
+    ddbk_stats st;
+    ddbk_stats_get(g_client, &st);
+    assert_int_equal(st.requests, 3 * ROT + 1);
+    assert_int_equal(st.errors, 5);
+
+    /* In the backoff: a submit fails at once with the same error. */
+    ddbk_error err;
+    assert_int_equal(ddbk_loop_submit(g_loop, g_client, "GetItem", "{}", 2, record,
+                                      &g_out[3 * ROT + 7], &err), -1);
+    assert_string_equal(err.code, "CredentialsError");
+    assert_int_equal(ddbk_loop_pending(g_loop), 0);
+}
+
+/* Freed while a refresh runs: its claim is given up, so the next caller
+ * (here ddbk_call on the same client) fetches instead of waiting forever. */
+static void test_free_during_refresh(void **state)
+{
+    static char c1[256];
+    char uri[96], ep[64];
+    ddbk_config cfg;
+    ddbk_error err;
+
+    (void)state;
+    creds_json(c1, sizeof c1, 1, ddbk__wall_ms() / 1000 + 3600);
+    g_creds[0] = c1;
+    g_ncreds = 1;
+    /* The DynamoDB side hangs; the credentials side never gets the first
+     * fetch (the loop is freed before a step sends it). */
+    int port = serve(ECHO, 1);
+    snprintf(uri, sizeof uri, "http://127.0.0.1:%d/creds", port);
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri, 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    ddbk_config_init(&cfg);
+    cfg.region = "eu-west-1";
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", port);
+    cfg.endpoint = ep;
+    cfg.max_attempts = 1;
+    g_client = new_client(&cfg, NULL);
+    g_loop = new_loop();
+    submit_ok(g_client, "GetItem", "{}", &g_out[0]);
+    ddbk_loop_free(g_loop);
+    g_loop = NULL;
+    assert_int_equal(g_out[0].runs, 1);
+    assert_string_equal(g_out[0].err.code, "Cancelled");
+
+    ddbk_response resp;
+    ddbk_response_init(&resp);
+    int rc = ddbk_call(g_client, "GetItem", "{}", 2, &resp, &err);
+    ddbk_response_free(&resp);
+    if (rc != 0)
+        fail_msg("ddbk_call: %s: %s", err.code, err.message);
+}
+
+/* Another driver (a thread, another loop) holds the cell's fetch: the call
+ * waits, re-checking on its 50 ms timer, sends nothing meanwhile, and goes
+ * on with what that fetch installed. */
+static void test_wait_for_another_fetch(void **state)
+{
+    static char c1[256];
+    char uri[96], ep[64], notes[64];
+    ddbk_config cfg;
+    ddbk_error err;
+    ddbk__fetch *f = NULL;
+    ddbk__action a;
+
+    (void)state;
+    int port = serve(ECHO, 1);
+    snprintf(uri, sizeof uri, "http://127.0.0.1:%d/creds", port);
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri, 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    ddbk_config_init(&cfg);
+    cfg.region = "eu-west-1";
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", port);
+    cfg.endpoint = ep;
+    g_client = new_client(&cfg, NULL);
+    g_loop = new_loop();
+
+    assert_int_equal(ddbk__cell_begin(g_client->cell, ddbk__wall_ms(), &f, &err), 1);
+    submit_ok(g_client, "GetItem", "{}", &g_out[0]);
+    for (int i = 0; i < 3; i++) /* a few rounds of its timer: still waiting */
+        assert_int_equal(ddbk_loop_step(g_loop, 60, &err), 1);
+    assert_int_equal(g_out[0].runs, 0);
+    drain(notes, sizeof notes);
+    assert_int_equal(count(notes, 'G'), 0);
+
+    /* The other driver ends its fetch (the test feeds it). */
+    creds_json(c1, sizeof c1, 5, ddbk__wall_ms() / 1000 + 3600);
+    for (int i = 0; i < 20; i++) {
+        ddbk__fetch_next(f, ddbk__wall_ms() / 1000, &a);
+        if (a.kind == DDBK__ACT_DONE || a.kind == DDBK__ACT_FAILED)
+            break;
+        if (a.kind == DDBK__ACT_HTTP)
+            ddbk__fetch_feed_http(f, 200, 0, NULL, c1, strlen(c1));
+    }
+    assert_int_equal(a.kind, DDBK__ACT_DONE);
+    ddbk__cell_end(g_client->cell, f, ddbk__wall_ms());
+    run();
+    all_ok(0, 1);
+    drain(notes, sizeof notes);
+    assert_int_equal(count(notes, '?'), 0); /* the loop fetched nothing */
+    assert_int_equal(count(notes, '5'), 1);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1052,6 +1299,9 @@ int main(void)
         T(test_connection_refused),
         T(test_lost_answer_is_an_attempt),
         T(test_success_after_lost_answer),
+        T(test_refresh_on_the_loop),
+        T(test_free_during_refresh),
+        T(test_wait_for_another_fetch),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

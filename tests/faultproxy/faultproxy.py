@@ -22,6 +22,14 @@ a fault):
                                   "faults_pending": n, "upstream_errors": n}
     POST   /__proxy/reset-stats  zero the counters
     POST   /__proxy/release      let every request held by a "hold" delay go
+    GET    /__proxy/signers      who signed each proxied request, oldest
+                                 first: [{"seq": n, "key_id": s|null,
+                                 "region": s|null (of the credential scope),
+                                 "token_sha256": hex|null, "amz_date":
+                                 "20261204T130000Z"|null, "amz_epoch": n|null,
+                                 "target": s|null, "at": epoch s}, ...];
+                                 ?since=N: only entries with seq > N
+    DELETE /__proxy/signers      clear that log (seq keeps counting)
 
 A fault is {"kind": K, ...options}.  Common options:
     "count": n     apply to n consecutive (matching) requests (default 1)
@@ -68,17 +76,29 @@ A reset starts a new count: a request received before it is not counted
 after it, not even its forward, which a delay fault can put off until long
 after the client gave up on it and the next test began.
 
+Signer log: every proxied request (faulted or not) is logged on arrival
+with the access key id of its Authorization's Credential=, the SHA-256 of
+its X-Amz-Security-Token (never the token itself) and its X-Amz-Date, so a
+test checks each request against the credentials it knows were issued
+(tests/harness/fakemeta.py's GET /_issued has the same token_sha256): signed
+with an issued key, X-Amz-Date before that key's expiry. Up to 200000
+entries; reset-stats leaves it alone (DELETE it or read ?since=).
+
 Exits cleanly on SIGTERM/SIGINT, and by itself after --max-seconds.
 Standard library only.
 """
 
 import argparse
+import calendar
+import hashlib
 import http.client
 import json
 import os
+import re
 import select
 import sys
 import threading
+import time
 import uuid
 import zlib
 
@@ -92,6 +112,9 @@ CONTROL_PREFIX = "/__proxy/"
 MAX_BODY = 64 * 1024 * 1024
 DDB_ERR = "com.amazonaws.dynamodb.v20120810#"
 JSON_CT = "application/x-amz-json-1.0"
+
+MAX_SIGNERS = 200000
+CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/")
 
 KINDS = ("throttle", "provisioned", "status", "reset", "drop_response",
          "delay", "close_after", "unprocessed")
@@ -116,7 +139,45 @@ class State:
         self.epoch = 0            # counts reset_stats: which count a request is in
         self.stopping = threading.Event()
         self.released = threading.Event()   # replaced at each release
+        self.signers = []         # the signer log
+        self.signer_seq = 0
         self.reset_stats()
+
+    def log_signer(self, headers):
+        """Logs who signed a proxied request (see the signer log above)."""
+        m = CREDENTIAL_RE.search(headers.get("Authorization") or "")
+        tok = headers.get("X-Amz-Security-Token")
+        date = headers.get("X-Amz-Date")
+        epoch = None
+        if date:
+            try:
+                epoch = calendar.timegm(time.strptime(date, "%Y%m%dT%H%M%SZ"))
+            except ValueError:
+                epoch = None
+        e = {
+            "key_id": m.group(1) if m else None,
+            "region": m.group(2) if m else None,
+            "token_sha256": hashlib.sha256(tok.encode()).hexdigest() if tok is not None else None,
+            "amz_date": date,
+            "amz_epoch": epoch,
+            "target": headers.get("X-Amz-Target"),
+            "at": time.time(),
+        }
+        with self.lock:
+            self.signer_seq += 1
+            e["seq"] = self.signer_seq
+            if len(self.signers) < MAX_SIGNERS:
+                self.signers.append(e)
+
+    def signer_log(self, since):
+        with self.lock:
+            return [dict(e) for e in self.signers if e["seq"] > since]
+
+    def clear_signers(self):
+        with self.lock:
+            n = len(self.signers)
+            self.signers = []
+            return n
 
     def release(self):
         """Wakes the holds waiting now; later holds wait for the next."""
@@ -391,6 +452,19 @@ class Handler(loopback_http.Handler):
         elif route == "/__proxy/release" and m == "POST":
             st.release()
             self._send_json(200, {"ok": True})
+        elif route == "/__proxy/signers" and m == "GET":
+            q = path.split("?", 1)[1] if "?" in path else ""
+            since = 0
+            for part in q.split("&"):
+                k, _, v = part.partition("=")
+                if k == "since":
+                    if not v.isdigit():
+                        self._send_json(400, {"error": "since must be a whole number"})
+                        return
+                    since = int(v)
+            self._send_json(200, st.signer_log(since))
+        elif route == "/__proxy/signers" and m == "DELETE":
+            self._send_json(200, {"cleared": st.clear_signers()})
         elif route == "/__proxy/reset-stats" and m == "POST":
             st.reset_stats()
             self._send_json(200, {"ok": True})
@@ -404,6 +478,7 @@ class Handler(loopback_http.Handler):
         if not self.counted:
             self.counted = True
             st.count("connections")
+        st.log_signer(self.headers)
         fault, self.epoch = st.take_fault(self.headers.get("X-Amz-Target"))
         kind = fault["kind"] if fault else None
 

@@ -18,8 +18,9 @@
 #                                    the same for one request, in the foreground
 #   driver.sh reap DIR               stop the curls of DIR/pids still running
 #
-# Env: NGINX_BIN (default: nginx on PATH, else /usr/sbin/nginx); the
-# DDBKIT_* variables the config passes to the workers (env directives).
+# Env: NGINX_BIN (default: nginx on PATH, else /usr/sbin/nginx); NGINX_CONF_IN
+# (the template, default tests/nginx/nginx.conf.in); the DDBKIT_* variables
+# the config passes to the workers (env directives).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -53,7 +54,7 @@ cmd_start() {
     port="$("$ROOT/tests/harness/free_port.sh")"
     mkdir -p "$prefix/conf" "$prefix/logs" "$prefix/temp"
     conf="$prefix/conf/nginx.conf"
-    python3 - "$HERE/nginx.conf.in" "$conf" "$prefix" "$port" "$ROOT" "$(id -un)" "$(id -gn)" "$mods" <<'PY'
+    python3 - "${NGINX_CONF_IN:-$HERE/nginx.conf.in}" "$conf" "$prefix" "$port" "$ROOT" "$(id -un)" "$(id -gn)" "$mods" <<'PY'
 import sys
 src, dst, prefix, port, root, user, group, mods = sys.argv[1:]
 out = []

@@ -279,4 +279,115 @@ function H.hostile_client(opts)
   return H.client(o)
 end
 
+-- For specs against the fake credential services -------------------------
+-- (tests/harness/fakemeta.py: IMDSv2, container, STS, SSO; the runner starts
+-- it and exports its address)
+
+H.fakemeta = os.getenv("DDBKIT_TEST_FAKEMETA")
+
+--- H.http(method, url, opts?) -> status (0: no answer), body, curl's exit
+-- code. opts: body (string), headers ({ "Name: value", ... }), timeout
+-- (seconds, default 10), extra (more curl arguments, already quoted).
+function H.http(method, url, opts)
+  opts = opts or {}
+  local out = os.tmpname()
+  local parts = { "env -u LD_PRELOAD curl -s -o", H.shell_quote(out), "-w '%{http_code}'",
+    "-m", tostring(opts.timeout or 10), "-X", method }
+  for _, h in ipairs(opts.headers or {}) do parts[#parts + 1] = "-H " .. H.shell_quote(h) end
+  if opts.extra then parts[#parts + 1] = opts.extra end
+  local input
+  if opts.body then
+    input = os.tmpname()
+    H.write_file(input, opts.body)
+    parts[#parts + 1] = "--data-binary @" .. H.shell_quote(input)
+  end
+  parts[#parts + 1] = H.shell_quote(url)
+  parts[#parts + 1] = "; echo \" $?\""
+  local p = assert(io.popen(table.concat(parts, " ")))
+  local res = p:read("*a")
+  p:close()
+  local body = H.read_file(out) or ""
+  os.remove(out)
+  if input then os.remove(input) end
+  local code, rc = res:match("^(%d*) (%d+)")
+  return tonumber(code) or 0, body, tonumber(rc)
+end
+
+local function fake_url(path)
+  assert(H.fakemeta and H.fakemeta ~= "", "the fake credential services are not running (DDBKIT_TEST_FAKEMETA)")
+  return H.fakemeta .. path
+end
+
+--- H.fake_control(tbl) -> the fake's answer (raises when it refuses): POST
+-- /_control, e.g. H.fake_control{ reset = true, ttl = 20 }.
+function H.fake_control(tbl)
+  local st, body = H.http("POST", fake_url("/_control"), {
+    body = cjson.encode(tbl), headers = { "Content-Type: application/json" } })
+  assert(st == 200, "the fake refused the control: " .. tostring(st) .. " " .. body)
+  return cjson.decode(body)
+end
+
+--- H.fake_get("stats" | "issued" | "requests") -> the decoded answer.
+function H.fake_get(what)
+  local st, body = H.http("GET", fake_url("/_" .. what))
+  assert(st == 200, "the fake's /_" .. what .. " answered " .. tostring(st))
+  return assert(cjson.decode(body), "bad JSON from the fake: " .. body)
+end
+
+--- H.proxy_signers(since?) -> the fault proxy's signer log (entries with
+-- seq > since): { { seq, key_id, token_sha256, amz_date, amz_epoch, target,
+-- at }, ... }
+function H.proxy_signers(since)
+  assert(H.proxy, "the fault proxy is not running")
+  local st, body = H.http("GET", H.proxy .. "/__proxy/signers?since=" .. string.format("%d", since or 0))
+  assert(st == 200, "the proxy's signer log answered " .. tostring(st))
+  return assert(cjson.decode(body))
+end
+
+--- H.proxy_signer_seq() -> the seq of the last entry in the signer log (0
+-- when empty): read before a case, pass to H.proxy_signers after it.
+function H.proxy_signer_seq()
+  local log = H.proxy_signers(0)
+  return #log > 0 and log[#log].seq or 0
+end
+
+--- H.env_worker(env, plan, seconds) -> a running credentials_worker.lua
+-- (tests/spec/credentials_worker.lua) in exactly the environment `env`
+-- ({ NAME = value }: env -i, so nothing of the suite's own environment
+-- leaks in but LUA_PATH, LUA_CPATH and a sanitized run's preload), with
+-- `plan` (a table, see the worker). H.env_worker_wait(w) -> its RESULT
+-- (decoded), its whole output (stdout and stderr), its exit status.
+function H.env_worker(env, plan, seconds)
+  local dir = H.mktemp_dir()
+  local plan_file = dir .. "/plan.json"
+  H.write_file(plan_file, cjson.encode(plan))
+  local e = {}
+  for k, v in pairs(env) do e[k] = v end
+  e.LUA_PATH = e.LUA_PATH or os.getenv("LUA_PATH")
+  e.LUA_CPATH = e.LUA_CPATH or os.getenv("LUA_CPATH")
+  for _, k in ipairs{ "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS" } do
+    local v = os.getenv(k)
+    if v and v ~= "" and e[k] == nil then e[k] = v end
+  end
+  local names = {}
+  for k in pairs(e) do names[#names + 1] = k end
+  table.sort(names)
+  local parts = { "env -u LD_PRELOAD timeout -k 5", tostring(seconds), "env -i" }
+  for _, k in ipairs(names) do parts[#parts + 1] = H.shell_quote(k .. "=" .. e[k]) end
+  parts[#parts + 1] = H.interpreter()
+  parts[#parts + 1] = H.shell_quote(H.spec_dir() .. "/credentials_worker.lua")
+  parts[#parts + 1] = H.shell_quote(plan_file)
+  local cmd = table.concat(parts, " ") .. " 2>&1; echo \"EXIT:$?\""
+  return { pipe = assert(io.popen(cmd, "r")), dir = dir }
+end
+
+function H.env_worker_wait(w)
+  local all = w.pipe:read("*a")
+  w.pipe:close()
+  os.execute("rm -rf " .. H.shell_quote(w.dir))
+  local code = all:match("EXIT:(%d+)%s*$")
+  local line = all:match("RESULT ([^\n]*)")
+  return line and cjson.decode(line), all, tonumber(code)
+end
+
 return H

@@ -17,7 +17,18 @@
 -- What it needs from nginx.conf: a `resolver` for a DynamoDB host name
 -- (cosockets do not read /etc/resolv.conf), and `lua_ssl_trusted_certificate`
 -- for https endpoints (verification is on unless the client says
--- verify_tls = false).
+-- verify_tls = false). The CA bundle is nginx's, one per worker: a cosocket
+-- cannot take a CA of its own, so a client's ca_file (or AWS_CA_BUNDLE)
+-- does not apply here; lua_ssl_trusted_certificate must name that bundle
+-- (it is not detectable from Lua whether it does).
+--
+-- Credentials: the engine resolves the chain; fetches (IMDS, container,
+-- STS, SSO, credential_process) run here, with cosockets (request below),
+-- ngx.sleep and ngx.pipe (exec below), never blocking the worker; see
+-- ddbkit.credentials. With the client option credentials_dict (a
+-- lua_shared_dict) one worker fetches per rotation for the whole nginx;
+-- without it, one per worker. The variables the chain reads must reach the
+-- workers: nginx clears the environment but for `env NAME;` lines.
 --
 -- One attempt, as the engine's transport does it: connect (or take a
 -- pooled connection), send the request with Content-Length, read the status
@@ -503,6 +514,100 @@ function _M.call_raw(cc, op, json)
     error("bad argument #3 to 'call_raw' (string expected, got " .. type(json) .. ")", 2)
   end
   return run(cc, op, json, finish_raw)
+end
+
+-- Credential fetches --------------------------------------------------------
+
+--- request(req, verify?) -> status, body | nil, err: one HTTP exchange for
+-- the credential machine (req: method, url, headers, body,
+-- connect_timeout_ms, timeout_ms, max_bytes), over the same bounded reader
+-- as DynamoDB's; no retries (the machine retries what the SDKs retry).
+function _M.request(req, verify)
+  local ngx = phase_error(2)
+  local u, uerr = parse_url(req.url)
+  if not u then return nil, fail("InvalidArgument", uerr, false) end
+  local headers = {}
+  for k, v in pairs(req.headers or {}) do headers[k] = v end
+  if not headers.Host and not headers.host then
+    local default = u.https and 443 or 80
+    headers.Host = u.port == default and u.host or (u.host .. ":" .. u.port)
+  end
+  local conf = {
+    connect_ms = req.connect_timeout_ms or DEFAULT_CONNECT_MS,
+    timeout_ms = req.timeout_ms or DEFAULT_TIMEOUT_MS,
+    max_body = req.max_bytes or DEFAULT_MAX_BODY,
+    verify = verify ~= false,
+  }
+  local status, body = exchange(ngx, conf, u,
+                                { method = req.method, headers = headers, body = req.body or "" })
+  if not status then return nil, body end
+  return status, body
+end
+
+--- exec(argv, timeout_ms, max_bytes) -> code, out | -1, out, what: runs a
+-- credential_process with ngx.pipe (no shell; the worker is not blocked).
+-- Without ngx.pipe (OpenResty before 1.15.8.1) it fails with a message
+-- saying so.
+function _M.exec(argv, timeout_ms, max_bytes)
+  phase_error(2)
+  local okp, pipe = pcall(require, "ngx.pipe")
+  if not okp then
+    return -1, "", "credential_process needs ngx.pipe (OpenResty 1.15.8.1 or later)"
+  end
+  local proc, err = pipe.spawn(argv, { merge_stderr = false })
+  if not proc then return -1, "", "could not start: " .. tostring(err) end
+  local deadline = mono_ms() + timeout_ms
+  local parts, n, got = {}, 0, 0
+  while true do
+    local ms = deadline - mono_ms()
+    if ms < 1 then
+      proc:kill(9)
+      return -1, "", "timed out after " .. timeout_ms .. " ms"
+    end
+    proc:set_timeouts(nil, ms, nil, ms)
+    local data, rerr = proc:stdout_read_any(max_bytes + 1 - got)
+    if not data then
+      if rerr == "closed" then break end
+      proc:kill(9)
+      if rerr == "timeout" then return -1, "", "timed out after " .. timeout_ms .. " ms" end
+      return -1, "", "reading its output: " .. tostring(rerr)
+    end
+    n = n + 1
+    parts[n] = data
+    got = got + #data
+    if got > max_bytes then
+      proc:kill(9)
+      return -1, "", "wrote more than " .. max_bytes .. " bytes"
+    end
+  end
+  proc:set_timeouts(nil, nil, nil, left(deadline))
+  local ok, reason, status = proc:wait()
+  local out = concat(parts, "", 1, n)
+  if reason == "exit" then return status, out end
+  if not ok and reason == "timeout" then proc:kill(9) end
+  return -1, out, "ended by " .. tostring(reason) .. " " .. tostring(status)
+end
+
+-- Providers whose credentials are known at creation: nothing to fetch.
+local STATIC = { config = true, environment = true, profile = true }
+
+--- credentials(core_client, opts) -> ensure, state | nil: called by
+-- ddbkit.client for a client without a host function; for a chain
+-- provider that fetches, the hook that fetches with cosockets.
+function _M.credentials(cc, opts)
+  if STATIC[core.cred_info(cc).provider] then return nil end
+  local dict
+  if opts.credentials_dict then
+    local shared = type(ngx) == "table" and ngx.shared
+    dict = shared and shared[opts.credentials_dict]
+    if not dict then
+      error("ddbkit.client: opts.credentials_dict: no lua_shared_dict named "
+            .. opts.credentials_dict .. " in nginx.conf", 4)
+    end
+  end
+  local pid = type(ngx) == "table" and ngx.worker and ngx.worker.pid and ngx.worker.pid() or 0
+  return require("ddbkit.credentials").engine(cc, _M, { dict = dict, pid = pid,
+                                                        verify = opts.verify_tls ~= false })
 end
 
 --- sleep(ms): ngx.sleep; the worker serves others meanwhile.

@@ -1,0 +1,196 @@
+-- Credentials from the chain inside OpenResty: nginx with 2 workers
+-- (tests/nginx/credentials.conf.in, handlers tests/nginx/credapp.lua) gets
+-- them from the container endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI with
+-- an authorization token, as ECS and EKS Pod Identity give), played by the
+-- fake (tests/harness/fakemeta.py) with 6 s credentials, so a run of a few
+-- hundred requests spans at least 3 rotations. The fetches run on cosockets
+-- (ddbkit.credentials driving the engine's machine); with credentials_dict
+-- the workers share one fetch per rotation: the fake's issue log must show
+-- issues a rotation apart, never two at once. Every DynamoDB request goes
+-- through the fault proxy, whose signer log proves each was signed with a
+-- key the fake issued, before it expired. This file only drives nginx from
+-- outside (curl), so it runs the same under Lua 5.4 and LuaJIT.
+local H = require "test_helper"
+local cjson = require "cjson.safe"
+
+local q = H.shell_quote
+local DRIVER = H.spec_dir() .. "/../nginx/driver.sh"
+local CONF = H.spec_dir() .. "/../nginx/credentials.conf.in"
+local TTL = 6               -- seconds the fake's credentials live
+local TOKEN = "ctok-openresty-spec"
+
+local function sh(cmd)
+  local p = assert(io.popen("env -u LD_PRELOAD " .. cmd .. " 2>&1"))
+  local out = p:read("*a")
+  local ok, _, code = p:close()
+  return out, ok == true or code == 0
+end
+
+describe("OpenResty credentials from the container endpoint", function()
+  local prefix, base
+
+  setup(function()
+    assert(H.fakemeta and H.fakemeta ~= "", "the fake credential services are not running")
+    assert(H.proxy, "the fault proxy is not running")
+    H.fake_control{ reset = true, ttl = { container = TTL }, container_token = TOKEN }
+    prefix = H.mktemp_dir()
+    local out, ok = sh(string.format(
+      "NGINX_CONF_IN=%s DDBKIT_TEST_PROXY=%s AWS_CONTAINER_CREDENTIALS_FULL_URI=%s "
+      .. "AWS_CONTAINER_AUTHORIZATION_TOKEN=%s AWS_REGION=us-east-1 bash %s start %s",
+      q(CONF), q(H.proxy), q(H.fakemeta .. "/container/creds"), q(TOKEN), q(DRIVER), q(prefix)))
+    local pid, port = out:match("(%d+) (%d+)%s*$")
+    assert(ok and pid, "nginx did not start:\n" .. out)
+    base = "http://127.0.0.1:" .. port
+  end)
+
+  teardown(function()
+    if prefix then
+      local out, ok = sh("bash " .. q(DRIVER) .. " stop " .. q(prefix))
+      assert(ok, "nginx did not stop:\n" .. out)
+    end
+  end)
+
+  -- Issues of the container endpoint, oldest first.
+  local function issued(after_seq)
+    local out = {}
+    for _, e in ipairs(H.fake_get("issued?endpoint=container")) do
+      if e.seq > (after_seq or 0) then out[#out + 1] = e end
+    end
+    table.sort(out, function(a, b) return a.seq < b.seq end)
+    return out
+  end
+
+  local function last_issue_seq()
+    local all = H.fake_get("issued")
+    local m = 0
+    for _, e in ipairs(all) do if e.seq > m then m = e.seq end end
+    return m
+  end
+
+  -- Requests /call(?dict=1) until the fake has issued `rotations` + 1 sets
+  -- for this phase (bounded: 60 s). Returns the answers and the pids seen.
+  local function run(path, after_seq, rotations)
+    local answers, pids = {}, {}
+    local deadline = os.time() + 60
+    while os.time() < deadline do
+      for _ = 1, 10 do
+        local st, body = H.http("GET", base .. path)
+        assert.are.equal(200, st, body)
+        local a = assert(cjson.decode(body), body)
+        answers[#answers + 1] = { a = a, body = body }
+        pids[a.pid] = true
+        sh("sleep 0.05")   -- pacing of the load, not synchronisation
+      end
+      if #issued(after_seq) >= rotations + 1 then break end
+    end
+    return answers, pids
+  end
+
+  -- Every signer-log entry since `since` names a key the fake issued and
+  -- was made before that key expired; returns how many.
+  local function assert_signed_unexpired(since)
+    local by_key = {}
+    for _, e in ipairs(H.fake_get("issued")) do by_key[e.access_key_id] = e end
+    local n = 0
+    for _, s in ipairs(H.proxy_signers(since)) do
+      local e = by_key[s.key_id]
+      assert.is_truthy(e, "a request signed with a key the fake never issued: " .. tostring(s.key_id))
+      assert.is_true(s.amz_epoch < e.expires_at,
+        s.key_id .. " signed at " .. s.amz_epoch .. ", expired at " .. e.expires_at)
+      n = n + 1
+    end
+    return n
+  end
+
+  -- The requests are sequential, one DynamoDB request each: signer-log
+  -- entry i is answer i's. key id -> the set of worker pids that signed
+  -- with it; and how many keys both workers used.
+  local function keys_by_worker(answers, since)
+    local log = H.proxy_signers(since)
+    assert.are.equal(#answers, #log)
+    local pids_of, shared = {}, 0
+    for i, s in ipairs(log) do
+      local t = pids_of[s.key_id] or {}
+      pids_of[s.key_id] = t
+      if not t[answers[i].a.pid] then
+        t[answers[i].a.pid] = true
+        local n = 0
+        for _ in pairs(t) do n = n + 1 end
+        if n == 2 then shared = shared + 1 end
+      end
+    end
+    return pids_of, shared
+  end
+
+  local function assert_no_secret(answers)
+    for _, e in ipairs(H.fake_get("issued")) do
+      for _, x in ipairs(answers) do
+        assert.is_falsy(x.body:find(e.secret_access_key, 1, true))
+        assert.is_falsy(x.body:find(e.session_token, 1, true))
+      end
+    end
+  end
+
+  it("with credentials_dict: one fetch per rotation for the whole nginx, across 3 rotations", function()
+    local seq0, since = last_issue_seq(), H.proxy_signer_seq()
+    local answers, pids = run("/call?dict=1", seq0, 3)
+    for _, x in ipairs(answers) do assert.is_true(x.a.ok, x.body) end
+    local npids = 0
+    for _ in pairs(pids) do npids = npids + 1 end
+    assert.are.equal(2, npids, "both workers served requests")
+    local iss = issued(seq0)
+    assert.is_true(#iss >= 4, "only " .. #iss .. " issues: fewer than 3 rotations")
+    -- One fetch per rotation: each issue comes a rotation after the one
+    -- before (the earliest refresh is 3/8 of the lifetime before expiry,
+    -- ~3.7 s here), never two at once as two workers fetching each would.
+    for i = 2, #iss do
+      local gap = iss[i].issued_at - iss[i - 1].issued_at
+      assert.is_true(gap > TTL / 3, string.format("issues %d and %d %.2f s apart", i - 1, i, gap))
+    end
+    assert.are.equal(#answers, assert_signed_unexpired(since))
+    -- The same keys signed in both workers: one fetched, the other took
+    -- them from the shared dict.
+    local _, shared = keys_by_worker(answers, since)
+    assert.is_true(shared >= 3, "only " .. shared .. " keys used by both workers")
+    assert_no_secret(answers)
+    -- client:credentials() in a worker: the provider and the expiry, no secret
+    local st, body = H.http("GET", base .. "/info?dict=1")
+    assert.are.equal(200, st)
+    local info = assert(cjson.decode(body))
+    assert.are.equal("container", info.provider)
+    assert.is_number(info.expires_at)
+    assert_no_secret{ { body = body } }
+  end)
+
+  it("without a dict: each worker fetches for itself, on cosockets, never signing with expired keys", function()
+    local seq0, since = last_issue_seq(), H.proxy_signer_seq()
+    local answers = run("/call", seq0, 3)
+    for _, x in ipairs(answers) do assert.is_true(x.a.ok, x.body) end
+    assert.are.equal(#answers, assert_signed_unexpired(since))
+    -- Each worker signs with keys it fetched itself: none is used by both
+    -- (what the dict case above rules out the other way round).
+    local _, shared = keys_by_worker(answers, since)
+    assert.are.equal(0, shared)
+    assert_no_secret(answers)
+  end)
+
+  it("a refused container token: CredentialsError naming the provider, no request sent", function()
+    H.fake_control{ container_token = "another-token" }
+    -- A fresh nginx client would be needed to see the first fetch fail; the
+    -- running ones hold valid keys, so wait for their expiry through calls.
+    local since = H.proxy_signer_seq()
+    local deadline = os.time() + 30
+    local failed
+    while os.time() < deadline and not failed do
+      local _, body = H.http("GET", base .. "/call")
+      local a = cjson.decode(body)
+      if a and not a.ok then failed = a end
+      sh("sleep 0.1")
+    end
+    H.fake_control{ container_token = TOKEN }
+    assert.is_truthy(failed, "calls still worked after the keys expired")
+    assert.are.equal("CredentialsError", failed.code)
+    assert.matches("container", failed.message, 1, true)
+    assert_signed_unexpired(since)
+  end)
+end)
