@@ -267,9 +267,13 @@ describe("the credential chain, across rotations", function()
             accessToken = ssotok, expiresAt = "2099-01-01T00:00:00Z" },
         },
         plan = worker_plan(q("sso", sso_detail)) }
+      -- A generous timeout: the machine is busy with the whole wave.
       W.process = start{ seconds = WAVE_SECONDS,
+        env = { DDBKIT_CREDENTIAL_PROCESS_TIMEOUT_MS = "15000" },
         files = {
-          ["bin/creds.sh"] = { "#!/bin/sh\nexec curl -s -f -m 5 " .. FAKE .. "/process/creds\n", "755" },
+          -- No sanitizer preload for curl: it would only slow it down.
+          ["bin/creds.sh"] = { "#!/bin/sh\nexec env -u LD_PRELOAD curl -s -f -m 5 " .. FAKE
+            .. "/process/creds\n", "755" },
           [".aws/config"] = config_text{ "[default]", "credential_process = ${HOME}/bin/creds.sh" },
         },
         plan = worker_plan(q("process")) }
@@ -704,10 +708,14 @@ describe("the credential chain: failures and precedence", function()
 
   it("the ddbkit command on an EC2 host: credentials from IMDS, nothing configured", function()
     local root = H.spec_dir() .. "/../.."
+    -- As cli_spec: the sanitized run drives the sanitized build, preloaded;
+    -- the plain build never gets the preload.
     local bin = root .. "/build/ddbkit"
     local preload = os.getenv("LD_PRELOAD") or ""
     if preload:find("asan", 1, true) and H.read_file(root .. "/build/ddbkit-asan") then
       bin = root .. "/build/ddbkit-asan"
+    else
+      preload = ""
     end
     local home = home_with{ ["list.lua"] = table.concat({
       "local r, err = client:list_tables{ Limit = 1 }",
