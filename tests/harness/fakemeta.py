@@ -62,8 +62,10 @@ Control API (never counted, never consumes a fault):
       "imds_token_ttl": n       cap on an IMDS session token's life (s)
       "revoke_imds_tokens": true  every IMDS token given so far now gets 401
                                 (an expired session token, as after a reboot)
-      "container_token": s|null, "web_identity_token": s|null,
-      "sso_token": s|null       what the endpoint expects (null: no check)
+      "container_token": s|[s]|null, "web_identity_token": s|[s]|null,
+      "sso_token": s|[s]|null   what the endpoint expects (null: no check; a
+                                list: any of them, for a rotation without a
+                                window where the fake and the file disagree)
       "role_name": s            the IMDS role (default "ddbkit-test-role")
       "region": s               the IMDS region (default "us-west-2")
       "keys": {key_id: secret}  secrets of static keys, so AssumeRole
@@ -282,9 +284,13 @@ class State:
                 self.imds_tokens.clear()
             for k in ("container_token", "web_identity_token", "sso_token"):
                 if k in obj:
-                    if obj[k] is not None and not isinstance(obj[k], str):
-                        raise ValueError("%s must be a string or null" % k)
-                    cfg[k] = obj[k]
+                    v = obj[k]
+                    if isinstance(v, str):
+                        v = [v]
+                    if v is not None and (not isinstance(v, list) or not v or not all(
+                            isinstance(x, str) for x in v)):
+                        raise ValueError("%s must be a string, a list of strings or null" % k)
+                    cfg[k] = v
             for k in ("role_name", "region"):
                 if k in obj:
                     if not isinstance(obj[k], str) or not obj[k]:
@@ -481,7 +487,7 @@ class Handler(loopback_http.Handler):
             if got is None:
                 return 401, js, json.dumps({"code": "Unauthorized",
                                             "message": "missing authorization"}), ()
-            if not hmac.compare_digest(got.encode(), want.encode()):
+            if not one_of(got, want):
                 return 403, js, json.dumps({"code": "AccessDenied",
                                             "message": "invalid authorization token"}), ()
         if self.command != "GET":
@@ -519,7 +525,7 @@ class Handler(loopback_http.Handler):
             got = form.get("WebIdentityToken")
             if not got:
                 return sts_error(400, "ValidationError", "WebIdentityToken is required")
-            if want is not None and not hmac.compare_digest(got.encode(), want.encode()):
+            if want is not None and not one_of(got, want):
                 return sts_error(400, "InvalidIdentityToken",
                                  "Couldn't retrieve verification key from your identity provider")
             if self.headers.get("Authorization"):
@@ -624,8 +630,7 @@ class Handler(loopback_http.Handler):
         with st.lock:
             want = st.cfg["sso_token"]
         got = self.headers.get("x-amz-sso_bearer_token")
-        if not got or (want is not None and not hmac.compare_digest(got.encode(),
-                                                                    want.encode())):
+        if not got or (want is not None and not one_of(got, want)):
             return 401, js, json.dumps({"message": "Session token not found or invalid"}), \
                 [("x-amzn-ErrorType", "UnauthorizedException")]
         if not q.get("account_id") or not q.get("role_name"):
@@ -677,6 +682,14 @@ class Handler(loopback_http.Handler):
                         out = [e for e in out if e.get(k) == q[k]]
             return self._send_json(200, out)
         self._send_json(404, {"error": "no such control endpoint: %s %s" % (self.command, route)})
+
+
+def one_of(got, wanted):
+    """Whether got is one of the wanted tokens (compared in constant time)."""
+    ok = False
+    for w in wanted:
+        ok |= hmac.compare_digest(got.encode(), w.encode())
+    return ok
 
 
 def route_of(path):

@@ -277,6 +277,29 @@ describe("the credential chain, across rotations", function()
           [".aws/config"] = config_text{ "[default]", "credential_process = ${HOME}/bin/creds.sh" },
         },
         plan = worker_plan(q("process")) }
+
+      -- Mid-run, right after each worker's first fetch (its next one is
+      -- seconds away): what rotates under a running host. The fake accepts
+      -- both tokens while the file is rewritten, then only the new one, so
+      -- there is no instant where the file and the fake disagree, and any
+      -- set issued after that proves the file was read again.
+      W.switched = {}
+      if eventually(20, function() return #issued(q("imds")) >= 1 end) then
+        H.fake_control{ revoke_imds_tokens = true }     -- a reboot, a token past its TTL
+        W.switched.imds = #issued(q("imds"))
+      end
+      if eventually(20, function() return #issued(q("container", "/container/file")) >= 1 end) then
+        H.fake_control{ container_token = { ctok1, ctok2 } }
+        H.write_file(W.container.home .. "/ctoken", ctok2 .. "\n")
+        H.fake_control{ container_token = ctok2 }
+        W.switched.container = #issued(q("container", "/container/file"))
+      end
+      if eventually(20, function() return #issued(q("sts", wi_detail)) >= 1 end) then
+        H.fake_control{ web_identity_token = { jwt1, jwt2 } }
+        H.write_file(W.web.home .. "/eks/token", jwt2)
+        H.fake_control{ web_identity_token = jwt2 }
+        W.switched.web = #issued(q("sts", wi_detail))
+      end
     end)
 
     teardown(function()
@@ -286,34 +309,35 @@ describe("the credential chain, across rotations", function()
     end)
 
     it("IMDSv2 (the session token revoked after the first fetch: 401, new token)", function()
-      -- A reboot or a token past its TTL: the next fetch must take a new one.
-      eventually(20, function() return #issued(q("imds")) >= 1 end)
-      H.fake_control{ revoke_imds_tokens = true }
       local res, out = finish(W.imds)
       W.imds = nil
       assert_rotated(res, out, q("imds"), since, "imds")
+      -- Every token given before the revoke is refused now: the sets
+      -- issued after it came with a new one (a client that keeps its token
+      -- across fetches gets a 401 and takes a new one, the case "IMDS
+      -- answering 401" below; one that takes a token per fetch never sees
+      -- the 401).
+      assert.is_number(W.switched.imds, "no first fetch to revoke the token after")
+      assert.is_true(#issued(q("imds")) > W.switched.imds)
     end)
 
     it("container endpoint, token file rewritten mid-run (re-read at each fetch)", function()
-      eventually(20, function() return #issued(q("container", "/container/file")) >= 1 end)
-      H.write_file(W.container.home .. "/ctoken", ctok2 .. "\n")
-      H.fake_control{ container_token = ctok2 }
       local res, out = finish(W.container)
       W.container = nil
       assert_rotated(res, out, q("container", "/container/file"), since, "container")
-      -- The fake refuses the old token now: sets issued after the change
-      -- prove the file was read again.
-      local refused = endpoint_stats("container").refused
-      assert.are.equal(0, refused, "the old token was sent after the file changed")
+      assert.is_number(W.switched.container, "no first fetch to rotate the token after")
+      assert.is_true(#issued(q("container", "/container/file")) > W.switched.container,
+        "no set issued after the token file changed")
+      assert.are.equal(0, endpoint_stats("container").refused, "the old token was sent after the file changed")
     end)
 
     it("web identity (IRSA), token file rewritten mid-run", function()
-      eventually(20, function() return #issued(q("sts", wi_detail)) >= 1 end)
-      H.write_file(W.web.home .. "/eks/token", jwt2)
-      H.fake_control{ web_identity_token = jwt2 }
       local res, out = finish(W.web)
       W.web = nil
       assert_rotated(res, out, q("sts", wi_detail), since, "web-identity")
+      assert.is_number(W.switched.web, "no first fetch to rotate the token after")
+      assert.is_true(#issued(q("sts", wi_detail)) > W.switched.web,
+        "no set issued after the token file changed")
       for _, r in ipairs(requests_of("sts:AssumeRoleWithWebIdentity")) do
         assert.are.equal(200, r.status, "a web identity exchange was refused (an old token?)")
       end
