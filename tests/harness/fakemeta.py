@@ -84,7 +84,8 @@ Control API (never counted, never consumes a fault):
                 shape (STS AccessDenied: status 403, code AccessDenied)
       throttle  STS: 400 <Code>Throttling</Code> "Rate exceeded";
                 others: 429
-      delay     wait "ms" then answer normally (a slow endpoint)
+      delay     wait "ms" then answer normally (a slow endpoint); after
+                a reset in the meantime: closed, unanswered, unlogged
       refuse    read the request, close the connection (RST), no answer
       garbage   200 with "body" (default: not JSON, not XML)
 
@@ -165,6 +166,10 @@ class State:
 
     def reset(self):
         with self.lock:
+            # A request that arrived before a reset (one held by a delay
+            # fault) is neither answered nor logged after it: it belongs
+            # to the test before.
+            self.epoch = getattr(self, "epoch", 0) + 1
             self.cfg = defaults()
             self.faults = {e: [] for e in ENDPOINTS}
             self.stats = {e: {"requests": 0, "issued": 0, "refused": 0, "faults": 0}
@@ -403,6 +408,7 @@ class Handler(loopback_http.Handler):
                                                keep_blank_values=True))
             what = path + " " + form.get("Action", "")
         route = ep + ":" + (form.get("Action") or self.command + " " + route_of(path))
+        epoch = st.epoch
         st.count(ep, route)
         entry = {"endpoint": ep, "route": route, "method": self.command, "path": path}
         if form.get("Action"):
@@ -412,7 +418,7 @@ class Handler(loopback_http.Handler):
             entry["fault"] = fault["kind"]
             k = fault["kind"]
             if k == "delay":
-                if st.stopping.wait(fault.get("ms", 0) / 1000.0):
+                if st.stopping.wait(fault.get("ms", 0) / 1000.0) or st.epoch != epoch:
                     return self._hard_close(rst=False)
             elif k == "refuse":
                 entry["status"] = 0

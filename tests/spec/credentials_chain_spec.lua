@@ -328,7 +328,15 @@ describe("the credential chain, across rotations", function()
       assert.is_number(W.switched.container, "no first fetch to rotate the token after")
       assert.is_true(#issued(q("container", "/container/file")) > W.switched.container,
         "no set issued after the token file changed")
-      assert.are.equal(0, endpoint_stats("container").refused, "the old token was sent after the file changed")
+      local seen = {}
+      for _, r in ipairs(H.fake_get("requests")) do
+        if r.endpoint == "container" then
+          seen[#seen + 1] = string.format("%s %d at %.3f", r.path, r.status, r.at)
+        end
+      end
+      assert.are.equal(0, endpoint_stats("container").refused,
+        "the old token was sent after the file changed:\n" .. table.concat(seen, "\n")
+        .. string.format("\nswitched after set %d", W.switched.container))
     end)
 
     it("web identity (IRSA), token file rewritten mid-run", function()
