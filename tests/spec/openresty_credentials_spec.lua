@@ -174,7 +174,7 @@ describe("OpenResty credentials from the container endpoint", function()
     assert_no_secret(answers)
   end)
 
-  it("a refused container token: CredentialsError naming the provider, no request sent", function()
+  it("a refused container token: CredentialsError naming the provider once the keys expire, none signed after", function()
     H.fake_control{ container_token = "another-token" }
     -- A fresh nginx client would be needed to see the first fetch fail; the
     -- running ones hold valid keys, so wait for their expiry through calls.
