@@ -11,12 +11,13 @@ local _M = {}
 
 local clients = {}
 
-local function client(shared)
-  local key = shared and "dict" or "worker"
+local function client(shared, profile)
+  local key = (shared and "dict" or "worker") .. ":" .. (profile or "")
   if not clients[key] then
     clients[key] = assert(ddbkit.client{
       endpoint = os.getenv("DDBKIT_TEST_PROXY"),
       credentials_dict = shared and "ddbkit_creds" or nil,
+      profile = profile,
     })
   end
   return clients[key]
@@ -28,14 +29,14 @@ local function json(v)
 end
 
 function _M.call()
-  local c = client(ngx.var.arg_dict == "1")
+  local c = client(ngx.var.arg_dict == "1", ngx.var.arg_profile)
   local res, err = c:list_tables{ Limit = 1 }
   json{ pid = ngx.worker.pid(), ok = res ~= nil,
         code = err and err.code, message = err and err.message }
 end
 
 function _M.info()
-  local c = client(ngx.var.arg_dict == "1")
+  local c = client(ngx.var.arg_dict == "1", ngx.var.arg_profile)
   local info = c:credentials()
   info.pid = ngx.worker.pid()
   json(info)
