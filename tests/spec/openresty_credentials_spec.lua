@@ -176,6 +176,39 @@ describe("OpenResty credentials from the container endpoint", function()
     assert_no_secret(answers)
   end)
 
+  it("a host credentials function that yields (ngx.sleep): every worker rotates, none signs expired", function()
+    local since = H.proxy_signer_seq()
+    local answers, keys = {}, {}
+    local deadline = os.time() + 40
+    while os.time() < deadline do
+      local st, body = H.http("GET", base .. "/host")
+      assert.are.equal(200, st, body)
+      answers[#answers + 1] = { a = cjson.decode(body), body = body }
+      sh("sleep 0.05")   -- pacing of the load, not synchronisation
+      if #answers % 10 == 0 then
+        keys = {}
+        local n = 0
+        for _, e in ipairs(H.proxy_signers(since)) do
+          if not keys[e.key_id] then keys[e.key_id] = true n = n + 1 end
+        end
+        if n >= 6 then break end   -- 3 rotations in each of 2 workers
+      end
+    end
+    local n = 0
+    for _, x in ipairs(answers) do assert.is_true(x.a.ok, x.body) end
+    for _, e in ipairs(H.proxy_signers(since)) do
+      -- the function names each key ngxhost<pid>x<n>e<expiration>
+      local exp = tonumber(e.key_id:match("^ngxhost%d+x%d+e(%d+)$"))
+      assert.is_truthy(exp, "a key the function never gave: " .. e.key_id)
+      assert.is_true(e.amz_epoch < exp, e.key_id .. " signed at " .. e.amz_epoch)
+      n = n + 1
+    end
+    assert.are.equal(#answers, n)
+    for _ in pairs(keys) do n = n + 1 end
+    assert.is_true(n - #answers >= 6, "fewer than 3 rotations per worker")
+    for _, x in ipairs(answers) do assert.is_falsy(x.body:find("ngxhostsecret", 1, true)) end
+  end)
+
   it("a refused container token: CredentialsError naming the provider once the keys expire, none signed after", function()
     H.fake_control{ container_token = "another-token" }
     -- A fresh nginx client would be needed to see the first fetch fail; the
@@ -256,7 +289,8 @@ describe("OpenResty credentials from IMDSv2 and a credential_process", function(
       assert.are.equal(1, #issued(seq0, "process"))
       assert.are.equal(1, assert_signed_unexpired(since))
     else
-      -- lua-nginx-module without lua-resty-core's ngx.pipe (OpenResty < 1.15.8)
+      -- lua-nginx-module without a working ngx.pipe (OpenResty before
+      -- 1.15.8.1, or a distribution's nginx without OpenResty's patches)
       assert.are.equal("CredentialsError", a.code)
       assert.matches("ngx.pipe", a.message, 1, true)
       assert.are.equal(0, #H.proxy_signers(since))
