@@ -246,7 +246,8 @@ $(B)/fuzz/fuzz_sts $(B)/fuzz/fuzz_cred_json: $(B)/fuzz/%: tests/fuzz/%.c $(CRED_
 # with -DDDBK_UNITTEST for the helpers they reach (set_endpoint, on_header).
 FUZZ_ENGINE_CC = clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -DDDBK_UNITTEST -Iengine
 $(B)/fuzz/fuzz_credentials: tests/fuzz/fuzz_credentials.c engine/credentials.c engine/ini.c \
-    engine/error.c engine/cred_parse.c engine/buf.c $(HEADERS)
+    engine/error.c engine/cred_parse.c engine/cred_fetch.c engine/cred_process.c \
+    engine/sigv4.c engine/buf.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_ENGINE_CC) -o $@ $(filter %.c,$^) -lyajl -lexpat -lcrypto
 

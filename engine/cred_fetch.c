@@ -561,8 +561,8 @@ static void sso_request(ddbk__fetch *f, ddbk__action *a)
     rc = read_small(path, MAX_ANSWER, &file);
     if (rc != 0) {
         fail(f, DDBK_ERR_CREDENTIALS, 0,
-             "no SSO token in %s (%s): run `aws sso login --profile %s`", path,
-             rc == -1 ? "missing or unreadable" : "larger than 64 KB", s->profile);
+             "no SSO token in %s (%s): run `aws sso login`", path,
+             rc == -1 ? "missing or unreadable" : "larger than 64 KB");
         goto out;
     }
     if (ddbk__sso_cache_parse(file.data, file.len, &token, &expires_at, &perr) != 0) {
@@ -570,8 +570,8 @@ static void sso_request(ddbk__fetch *f, ddbk__action *a)
         goto out;
     }
     if (expires_at <= f->now_s) {
-        fail(f, DDBK_ERR_CREDENTIALS, 0,
-             "the SSO session has expired: run `aws sso login --profile %s`", s->profile);
+        /* The profile is named in the message's head. */
+        fail(f, DDBK_ERR_CREDENTIALS, 0, "the SSO session has expired: run `aws sso login`");
         goto out;
     }
     f->method = "GET";
@@ -855,8 +855,7 @@ void ddbk__fetch_feed_http(ddbk__fetch *f, long status, int timed_out, const cha
     case DDBK__STEP_SSO:
         if (status == 401 || status == 403)
             fail(f, DDBK_ERR_CREDENTIALS, status,
-                 "the SSO token was refused (HTTP %ld): run `aws sso login --profile %s`",
-                 status, s->profile);
+                 "the SSO token was refused (HTTP %ld): run `aws sso login`", status);
         else if (status < 200 || status > 299)
             fail(f, DDBK_ERR_CREDENTIALS, status, "HTTP %ld", status);
         else

@@ -4,7 +4,9 @@
  * it, and run with execvp: never through a shell, so nothing in it is
  * expanded, globbed or chained.
  *
- * The child runs in its own process group with stdin on /dev/null, stdout
+ * The program is looked up in PATH before the fork, and only
+ * async-signal-safe calls run between fork and exec (the host may be
+ * threaded). The child runs in its own process group with stdin on /dev/null, stdout
  * on a pipe we read with poll() up to a cap, stderr inherited (it is where
  * a helper explains itself to the operator). A child that outlives its time
  * or writes past the cap is killed with its whole group: a helper that
@@ -144,19 +146,54 @@ static void kill_reap(pid_t pid)
         ;
 }
 
+/* The file execvp would run for name, found here in the parent: execvp
+ * is not async-signal-safe (it may allocate), execv is. 0 with path
+ * filled, -1 when there is no such executable. */
+static int find_program(const char *name, char *path, size_t cap)
+{
+    const char *dirs = getenv("PATH"), *p;
+
+    if (strchr(name, '/') != NULL) {
+        if (strlen(name) >= cap)
+            return -1;
+        memcpy(path, name, strlen(name) + 1);
+        return 0;
+    }
+    if (dirs == NULL || *dirs == '\0')
+        dirs = "/usr/local/bin:/bin:/usr/bin";
+    for (p = dirs;; p++) {
+        const char *end = strchr(p, ':');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        /* An empty PATH entry means the current directory, as for execvp. */
+        int w = n == 0 ? snprintf(path, cap, "./%s", name)
+                       : snprintf(path, cap, "%.*s/%s", (int)n, p, name);
+        if (w > 0 && (size_t)w < cap && access(path, X_OK) == 0)
+            return 0;
+        if (end == NULL)
+            return -1;
+        p = end;
+    }
+}
+
 int ddbk__process_run(char *const *argv, long timeout_ms, size_t max_out, ddbk_buf *out,
                       const char **what)
 {
     int pipefd[2], nullfd, st;
     pid_t pid;
     long deadline;
-    char chunk[4096];
+    char chunk[4096], prog[4096];
+    sigset_t none;
 
     *what = NULL;
     if (argv == NULL || argv[0] == NULL) {
         *what = "empty command";
         return -1;
     }
+    if (find_program(argv[0], prog, sizeof prog) != 0) {
+        *what = "could not be started (not found in PATH, or not executable)";
+        return -1;
+    }
+    sigemptyset(&none);
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
         *what = "could not make a pipe";
         return -1;
@@ -180,9 +217,13 @@ int ddbk__process_run(char *const *argv, long timeout_ms, size_t max_out, ddbk_b
         /* Only async-signal-safe calls from here to exec: the parent may
          * be threaded. dup2 clears O_CLOEXEC on the targets. */
         setpgid(0, 0);
+        /* What the host blocked or ignored (a server ignores SIGPIPE) is
+         * not the helper's business. */
+        signal(SIGPIPE, SIG_DFL);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         if (dup2(nullfd, 0) < 0 || dup2(pipefd[1], 1) < 0)
             _exit(126);
-        execvp(argv[0], argv);
+        execv(prog, argv);
         _exit(127);
     }
     /* Also from the parent, so a kill right away reaches the group. */

@@ -236,6 +236,7 @@ typedef struct chain {
     ddbk_error *err;
     file_text cred, conf;
     char sts_url[512], sts_region[64];
+    ddbk_error sts_err;       /* a bad STS endpoint, reported if a role needs it */
     char visited[MAX_DEPTH + 1][256]; /* profiles on the source_profile path */
     int nvisited;
 } chain;
@@ -482,17 +483,29 @@ static int sts_where(chain *ch)
     if (ddbk__region_resolve(ch->cfg, region, sizeof region) != 0 || !region_ok(region))
         snprintf(region, sizeof region, "us-east-1");
     snprintf(ch->sts_region, sizeof ch->sts_region, "%s", region);
-    if ((v = env("AWS_ENDPOINT_URL_STS")) != NULL)
-        return url_check(ch, "AWS_ENDPOINT_URL_STS", v, ch->sts_url, sizeof ch->sts_url, 1);
-    if ((v = env("AWS_ENDPOINT_URL")) != NULL)
-        return url_check(ch, "AWS_ENDPOINT_URL", v, ch->sts_url, sizeof ch->sts_url, 1);
     snprintf(ch->sts_url, sizeof ch->sts_url, "https://sts.%s.amazonaws.com/", region);
+    if ((v = env("AWS_ENDPOINT_URL_STS")) != NULL ||
+        (v = env("AWS_ENDPOINT_URL")) != NULL) {
+        /* Checked now, reported only when a role needs STS: a bad
+         * AWS_ENDPOINT_URL does not stop static keys. */
+        ddbk_error *keep = ch->err;
+        ch->err = &ch->sts_err;
+        if (url_check(ch, env("AWS_ENDPOINT_URL_STS") ? "AWS_ENDPOINT_URL_STS"
+                                                      : "AWS_ENDPOINT_URL",
+                      v, ch->sts_url, sizeof ch->sts_url, 1) != 0)
+            ch->sts_url[0] = '\0';
+        ch->err = keep;
+    }
     return 0;
 }
 
 static int fill_role(chain *ch, ddbk__step *s, const char *role_arn, const char *session,
                      const char *external_id, const char *duration)
 {
+    if (ch->sts_url[0] == '\0') {
+        *ch->err = ch->sts_err;
+        return -1;
+    }
     if (strlen(role_arn) >= sizeof s->role_arn || strlen(session) >= sizeof s->session_name ||
         strlen(external_id) >= sizeof s->external_id) {
         ddbk_error_set(ch->err, "InvalidArgument", 0,
@@ -546,7 +559,7 @@ static int is_loopback_v4(const char *h)
 /* The hosts AWS_CONTAINER_CREDENTIALS_FULL_URI may name over plain http,
  * as the SDKs allow: loopback, ECS's and EKS Pod Identity's link-local
  * agents. Anything else could hand the authorization token to a stranger. */
-UNITTEST int ddbk__container_host_allowed(const char *url)
+static int container_host_allowed(const char *url)
 {
     char host[256];
     const char *h, *end;
@@ -605,7 +618,7 @@ static int container_step(chain *ch, const char *profile)
                            "too long)");
             return -1;
         }
-        if (!ddbk__container_host_allowed(full)) {
+        if (!container_host_allowed(full)) {
             ddbk_error_set(ch->err, "InvalidArgument", 0,
                            "AWS_CONTAINER_CREDENTIALS_FULL_URI names a host that is not "
                            "allowed over http (loopback, 169.254.170.2, 169.254.170.23 or "
@@ -773,14 +786,14 @@ static int role_profile(chain *ch, const char *profile, const char *role_arn)
         prop(ch, profile, "external_id", ext, sizeof ext) < 0 ||
         prop(ch, profile, "duration_seconds", dur, sizeof dur) < 0)
         return -1;
-    if (nonempty(source) + nonempty(csrc) + nonempty(wit) > 1) {
+    if (nonempty(source) && nonempty(csrc)) {
         ddbk_error_set(ch->err, "InvalidArgument", 0,
-                       "profile \"%s\" sets more than one of source_profile, "
-                       "credential_source and web_identity_token_file",
+                       "profile \"%s\" sets both source_profile and credential_source",
                        profile);
         return -1;
     }
-    if (nonempty(wit)) {
+    /* A source wins over web_identity_token_file, as in botocore. */
+    if (nonempty(wit) && !nonempty(source) && !nonempty(csrc)) {
         if ((s = add_step(ch, DDBK__STEP_WEB_IDENTITY, profile)) == NULL)
             return -1;
         expand_path(s->token_file, sizeof s->token_file, wit);

@@ -489,6 +489,7 @@ static void test_secret_never_in_messages(void **state)
     fputs("[default]\naws_secret_access_key = " SECRET "\n", f);
     fclose(f);
     setenv("AWS_SHARED_CREDENTIALS_FILE", path, 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1); /* else IMDS applies */
     ddbk_config_init(&cfg);
     cfg.region = "us-east-1";
     new_fails(&cfg, "MissingCredentials", NULL);
@@ -1304,7 +1305,7 @@ static void test_tls_ca_file(void **state)
     snprintf(other, sizeof other, "%s/other.pem", tmpdir);
     creds_json(c1, sizeof c1, 1, ddbk__wall_ms() / 1000 + 3600);
     canned script[] = { {200, NULL, c1} };
-    int port = responder_start(respond_tls, script, 4);
+    int port = responder_start(respond_tls, script, 7); /* the fetch tries 3 times */
     snprintf(ep, sizeof ep, "https://127.0.0.1:%d", port);
 
     base_config(&cfg);
@@ -1341,11 +1342,21 @@ static void test_tls_ca_file(void **state)
     c = g_client = new_ok(&cfg);
     if (ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err) != 0)
         fail_msg("%s: %s", err.code, err.message);
-    responder_stop();
+    ddbk_client_free(c);
+    g_client = NULL;
     const char *log = slurp(log_path());
     assert_non_null(log);
     assert_non_null(strstr(log, "GET /creds HTTP/1.1"));
     assert_non_null(strstr(log, "Credential=AKIDROT1/"));
+
+    /* The other CA: the fetch fails on the certificate, and says so. */
+    cfg.ca_file = other;
+    c = g_client = new_ok(&cfg);
+    assert_int_equal(ddbk_call(c, "GetItem", "{}", 2, &g_resp, &err), -1);
+    responder_stop();
+    assert_string_equal(err.code, "CredentialsError");
+    if (strstr(err.message, "TLS: certificate verification failed") == NULL)
+        fail_msg("message \"%s\" does not name the TLS failure", err.message);
 }
 
 int main(void)

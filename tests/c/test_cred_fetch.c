@@ -682,7 +682,24 @@ static void test_sso(void **state)
     f = ddbk__fetch_new(&plan, NOW, &(ddbk_error){0});
     expect_failed(f, "CredentialsError",
                   "sso (profile \"dev\"): GetRoleCredentials: the SSO session has expired: "
-                  "run `aws sso login",
+                  "run `aws sso login`",
+                  NULL);
+    ddbk__fetch_free(f);
+
+    /* No cached token at all: no request, and what to do about it. */
+    {
+        char cache[400];
+        unsigned char md[20];
+        unsigned int n = 0;
+        char hex[41];
+        EVP_Digest("corp", 4, md, &n, EVP_sha1(), NULL);
+        for (unsigned i = 0; i < n; i++)
+            snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        snprintf(cache, sizeof cache, "%s/.aws/sso/cache/%s.json", tmpdir, hex);
+        assert_int_equal(unlink(cache), 0);
+    }
+    f = ddbk__fetch_new(&plan, NOW, &(ddbk_error){0});
+    expect_failed(f, "CredentialsError", "no SSO token in", "missing", "run `aws sso login`",
                   NULL);
     ddbk__fetch_free(f);
     ddbk__plan_wipe(&plan);
@@ -862,6 +879,35 @@ static void test_static_and_host(void **state)
     ddbk__plan_wipe(&plan);
 }
 
+
+/* A driver that asks twice, feeds the wrong kind of answer, or reads the
+ * result early gets a sane machine, not a stall or a crash. */
+static void test_driver_misuse(void **state)
+{
+    ddbk__plan plan;
+    ddbk__action a;
+    ddbk__fetch *f;
+    ddbk__fetched out;
+    ddbk_error err;
+
+    (void)state;
+    f = start(NULL, &plan);
+    assert_int_equal(ddbk__fetch_result(f, &out, &err), -1);
+    assert_non_null(strstr(err.message, "has not ended"));
+    expect_http(f, &a, "PUT", "http://127.0.0.1:9/latest/api/token");
+    /* Asked again without an answer: the same request again. */
+    expect_http(f, &a, "PUT", "http://127.0.0.1:9/latest/api/token");
+    /* An EXEC answer to an HTTP request is ignored. */
+    ddbk__fetch_feed_exec(f, 0, NULL, "{}", 2);
+    feed(f, 200, "IMDSTOKEN");
+    expect_http(f, &a, "GET", "http://127.0.0.1:9/latest/meta-data/iam/security-credentials/");
+    ddbk__fetch_free(f);
+
+    /* Freed mid-fetch, and freed NULL. */
+    ddbk__fetch_free(NULL);
+    ddbk__plan_wipe(&plan);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -879,6 +925,7 @@ int main(void)
         T(test_process),
         T(test_credential_source),
         T(test_static_and_host),
+        T(test_driver_misuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "creds.h"
 #include "internal.h"
 
 /* ------------------------------------------------------------ ini */
@@ -216,7 +217,12 @@ static char cred_path[300], conf_path[300];
 static const char *const aws_vars[] = {
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
     "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION",
-    "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", NULL,
+    "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_EC2_METADATA_DISABLED", "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_SSO", NULL,
 };
 
 static void write_file(const char *path, const char *text)
@@ -684,6 +690,289 @@ static void test_control_characters_in_files(void **state)
     fails_clean(&cfg, "profile name from the config");
 }
 
+
+/* ------------------------------------------------------------ plans */
+
+static void plan_ok(const ddbk_config *cfg, ddbk__plan *plan, const char *provider,
+                    int nsteps)
+{
+    ddbk_error err;
+
+    if (ddbk__plan_resolve(cfg, plan, &err) != 0)
+        fail_msg("plan failed: %s: %s", err.code, err.message);
+    assert_string_equal(plan->provider, provider);
+    assert_int_equal(plan->nsteps, nsteps);
+    for (const char *p = plan->id; *p; p++)
+        assert_true((unsigned char)*p >= 0x20);
+    assert_null(strstr(plan->id, "SECRET"));
+    assert_null(strstr(plan->skipped, "SECRET"));
+}
+
+static void plan_fails(const ddbk_config *cfg, const char *code, const char *want)
+{
+    ddbk__plan plan;
+    ddbk_error err;
+
+    assert_int_equal(ddbk__plan_resolve(cfg, &plan, &err), -1);
+    assert_string_equal(err.code, code);
+    if (want != NULL && strstr(err.message, want) == NULL)
+        fail_msg("message \"%s\" lacks \"%s\"", err.message, want);
+    assert_null(strstr(err.message, "SECRET"));
+    assert_null(strstr(err.message, "TOKENVALUE"));
+    assert_int_equal(plan.nsteps, 0);
+}
+
+static void test_plan_precedence(void **state)
+{
+    ddbk__plan plan;
+    ddbk_config cfg;
+    char tf[300];
+
+    (void)state;
+    write_file(cred_path, CRED_FILE);
+    write_file(conf_path, CONF_FILE);
+    snprintf(tf, sizeof tf, "%s/token", tmpdir);
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:1/c", 1);
+    setenv("AWS_WEB_IDENTITY_TOKEN_FILE", tf, 1);
+    setenv("AWS_ROLE_ARN", "arn:aws:iam::1:role/w", 1);
+    setenv("AWS_ACCESS_KEY_ID", "ENVID", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "ENVSECRET", 1);
+
+    /* Environment keys beat web identity, the profile, container, IMDS. */
+    plan_ok(NULL, &plan, "environment", 1);
+    assert_string_equal(plan.steps[0].keys.access_key_id, "ENVID");
+    ddbk__plan_wipe(&plan);
+
+    /* A profile named in the config skips the environment's keys, but
+     * web identity from the environment still comes before it. */
+    memset(&cfg, 0, sizeof cfg);
+    cfg.profile = "dev";
+    plan_ok(&cfg, &plan, "web-identity", 1);
+    assert_non_null(strstr(plan.skipped, "environment: skipped, the config names a profile"));
+    ddbk__plan_wipe(&plan);
+
+    /* Web identity beats the profile. */
+    unsetenv("AWS_ACCESS_KEY_ID");
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    plan_ok(NULL, &plan, "web-identity", 1);
+    assert_string_equal(plan.steps[0].token_file, tf);
+    assert_string_equal(plan.steps[0].role_arn, "arn:aws:iam::1:role/w");
+    ddbk__plan_wipe(&plan);
+
+    /* The profile beats the container endpoint. */
+    unsetenv("AWS_ROLE_ARN");
+    plan_ok(NULL, &plan, "profile", 1);
+    assert_string_equal(plan.steps[0].keys.access_key_id, "FILEDEFAULT");
+    assert_non_null(strstr(plan.skipped, "web-identity: AWS_ROLE_ARN not set"));
+    ddbk__plan_wipe(&plan);
+
+    /* The container endpoint beats IMDS. */
+    unlink(cred_path);
+    unlink(conf_path);
+    plan_ok(NULL, &plan, "container", 1);
+    assert_string_equal(plan.steps[0].url, "http://127.0.0.1:1/c");
+    assert_null(plan.steps[0].auth_token);
+    ddbk__plan_wipe(&plan);
+
+    /* IMDS last, at its default address unless told otherwise. */
+    unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    plan_ok(NULL, &plan, "imds", 1);
+    assert_string_equal(plan.steps[0].imds_endpoint, "http://169.254.169.254");
+    assert_string_equal(plan.id, "imds||http://169.254.169.254");
+    assert_non_null(strstr(plan.skipped, "container: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"));
+    ddbk__plan_wipe(&plan);
+    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://[fd00:ec2::254]/", 1);
+    plan_ok(NULL, &plan, "imds", 1);
+    assert_string_equal(plan.steps[0].imds_endpoint, "http://[fd00:ec2::254]");
+    ddbk__plan_wipe(&plan);
+    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "file:///etc/passwd", 1);
+    plan_fails(NULL, "InvalidArgument", "AWS_EC2_METADATA_SERVICE_ENDPOINT");
+
+    /* Disabled: nothing applies, and the message says why for each. */
+    setenv("AWS_EC2_METADATA_DISABLED", "TRUE", 1);
+    plan_fails(NULL, "MissingCredentials", "environment: AWS_ACCESS_KEY_ID not set; "
+                                           "web-identity: AWS_ROLE_ARN not set; profile: no "
+                                           "profile \"default\" in");
+    plan_fails(NULL, "MissingCredentials", "imds: disabled by AWS_EC2_METADATA_DISABLED");
+
+    /* The host's own source. */
+    memset(&cfg, 0, sizeof cfg);
+    cfg.credentials_from_host = 1;
+    plan_ok(&cfg, &plan, "host", 1);
+    ddbk__plan_wipe(&plan);
+}
+
+static void test_plan_container_hosts(void **state)
+{
+    static const char *const allowed[] = {
+        "http://127.0.0.1/c", "http://127.1.2.3:8080/c", "http://localhost:9/c",
+        "http://[::1]:9/c", "http://169.254.170.2/v2/credentials", "http://169.254.170.23/v1",
+        "http://[fd00:ec2::23]/v1", "https://creds.example.com/x", NULL};
+    static const char *const refused[] = {
+        "http://example.com/c", "http://127.0.0.1.evil.com/c", "http://169.254.170.3/c",
+        "http://10.0.0.1/c", "http://[::2]/c", "ftp://127.0.0.1/c",
+        "http://user@127.0.0.1/c", "http://127.0.0.1/c\r\nX: y", NULL};
+    ddbk__plan plan;
+
+    (void)state;
+    for (int i = 0; allowed[i] != NULL; i++) {
+        setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", allowed[i], 1);
+        plan_ok(NULL, &plan, "container", 1);
+        assert_string_equal(plan.steps[0].url, allowed[i]);
+        ddbk__plan_wipe(&plan);
+    }
+    for (int i = 0; refused[i] != NULL; i++) {
+        setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", refused[i], 1);
+        plan_fails(NULL, "InvalidArgument", "AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    }
+    /* RELATIVE_URI wins and names the ECS agent; the token is kept. */
+    setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/x", 1);
+    setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "TOKENVALUE", 1);
+    plan_ok(NULL, &plan, "container", 1);
+    assert_string_equal(plan.steps[0].url, "http://169.254.170.2/v2/credentials/x");
+    assert_string_equal(plan.steps[0].auth_token, "TOKENVALUE");
+    ddbk__plan_wipe(&plan);
+    setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "TOKENVALUE\r\nX: y", 1);
+    plan_fails(NULL, "InvalidArgument", "AWS_CONTAINER_AUTHORIZATION_TOKEN");
+    setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "@evil.com/x", 1);
+    plan_fails(NULL, "InvalidArgument", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+}
+
+static void test_plan_roles(void **state)
+{
+    ddbk__plan plan;
+    ddbk_config cfg;
+
+    (void)state;
+    memset(&cfg, 0, sizeof cfg);
+    write_file(cred_path, "[keys]\naws_access_key_id = KEYSID\naws_secret_access_key = SECRET\n"
+                          "[self]\naws_access_key_id = SELFID\naws_secret_access_key = SECRET\n");
+    write_file(conf_path,
+               "[profile a]\nrole_arn = arn:aws:iam::1:role/a\nsource_profile = b\n"
+               "[profile b]\nrole_arn = arn:aws:iam::1:role/b\nsource_profile = c\n"
+               "[profile c]\nrole_arn = arn:aws:iam::1:role/c\nsource_profile = a\n"
+               "[profile self]\nrole_arn = arn:aws:iam::1:role/self\nsource_profile = self\n"
+               "[profile viaself]\nrole_arn = arn:aws:iam::1:role/v\nsource_profile = self\n"
+               "[profile direct]\nrole_arn = arn:aws:iam::1:role/d\nsource_profile = keys\n"
+               "region = sa-east-1\nduration_seconds = 3600\n"
+               "[profile lonely]\nrole_arn = arn:aws:iam::1:role/l\n"
+               "[profile nosrc]\nrole_arn = arn:aws:iam::1:role/n\nsource_profile = ghost\n"
+               "[profile empty]\nregion = us-west-2\n"
+               "[profile emptysrc]\nrole_arn = arn:aws:iam::1:role/e\nsource_profile = empty\n"
+               "[profile badsrc]\nrole_arn = arn:aws:iam::1:role/x\ncredential_source = Moon\n"
+               "[profile both]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = keys\n"
+               "credential_source = Environment\n"
+               "[profile baddur]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = keys\n"
+               "duration_seconds = 60\n"
+               "[profile wifsrc]\nrole_arn = arn:aws:iam::1:role/ws\nsource_profile = keys\n"
+               "web_identity_token_file = /t\n"
+               "[profile wif]\nrole_arn = arn:aws:iam::1:role/wif\n"
+               "web_identity_token_file = ~/tok\nrole_session_name = s1\n"
+               "[profile l1]\nrole_arn = arn:aws:iam::1:role/1\nsource_profile = l2\n"
+               "[profile l2]\nrole_arn = arn:aws:iam::1:role/2\nsource_profile = l3\n"
+               "[profile l3]\nrole_arn = arn:aws:iam::1:role/3\nsource_profile = l4\n"
+               "[profile l4]\nrole_arn = arn:aws:iam::1:role/4\nsource_profile = l5\n"
+               "[profile l5]\nrole_arn = arn:aws:iam::1:role/5\nsource_profile = l6\n"
+               "[profile l6]\nrole_arn = arn:aws:iam::1:role/6\nsource_profile = keys\n");
+
+    cfg.profile = "a";
+    plan_fails(&cfg, "InvalidArgument", "source_profile loop: a -> b -> c -> a");
+
+    /* A profile that is its own source uses its static keys. */
+    cfg.profile = "self";
+    plan_ok(&cfg, &plan, "assume-role", 2);
+    assert_string_equal(plan.steps[0].keys.access_key_id, "SELFID");
+    assert_string_equal(plan.steps[1].role_arn, "arn:aws:iam::1:role/self");
+    ddbk__plan_wipe(&plan);
+    /* And so does a profile with role_arn and keys when it is a source. */
+    cfg.profile = "viaself";
+    plan_ok(&cfg, &plan, "assume-role", 2);
+    assert_string_equal(plan.steps[0].keys.access_key_id, "SELFID");
+    ddbk__plan_wipe(&plan);
+
+    cfg.profile = "direct";
+    plan_ok(&cfg, &plan, "assume-role", 2);
+    assert_int_equal(plan.steps[1].duration_s, 3600);
+    /* The profile's region places STS. */
+    assert_string_equal(plan.steps[1].sts_url, "https://sts.sa-east-1.amazonaws.com/");
+    assert_string_equal(plan.steps[1].sts_region, "sa-east-1");
+    ddbk__plan_wipe(&plan);
+    setenv("AWS_ENDPOINT_URL_STS", "https://sts.internal:8443/x?y=1", 1);
+    plan_fails(&cfg, "InvalidArgument", "AWS_ENDPOINT_URL_STS");
+    /* A bad STS endpoint matters only to a plan that calls STS. */
+    cfg.profile = "keys";
+    plan_ok(&cfg, &plan, "profile", 1);
+    ddbk__plan_wipe(&plan);
+    unsetenv("AWS_ENDPOINT_URL_STS");
+
+    /* A source wins over web_identity_token_file. */
+    cfg.profile = "wifsrc";
+    plan_ok(&cfg, &plan, "assume-role", 2);
+    assert_string_equal(plan.steps[0].keys.access_key_id, "KEYSID");
+    ddbk__plan_wipe(&plan);
+
+    cfg.profile = "wif";
+    plan_ok(&cfg, &plan, "web-identity", 1);
+    assert_string_equal(plan.steps[0].session_name, "s1");
+    assert_non_null(strstr(plan.steps[0].token_file, "/tok"));
+    assert_int_equal(strncmp(plan.steps[0].token_file, tmpdir, strlen(tmpdir)), 0);
+    ddbk__plan_wipe(&plan);
+
+    cfg.profile = "l1";
+    plan_fails(&cfg, "InvalidArgument", "longer than 6 steps");
+    cfg.profile = "lonely";
+    plan_fails(&cfg, "InvalidArgument", "profile \"lonely\" has role_arn but no source_profile");
+    cfg.profile = "nosrc";
+    plan_fails(&cfg, "InvalidArgument", "source_profile \"ghost\" of profile \"nosrc\" not found");
+    cfg.profile = "emptysrc";
+    plan_fails(&cfg, "InvalidArgument", "source_profile \"empty\" of profile \"emptysrc\" has no");
+    cfg.profile = "badsrc";
+    plan_fails(&cfg, "InvalidArgument", "credential_source of profile \"badsrc\"");
+    cfg.profile = "both";
+    plan_fails(&cfg, "InvalidArgument", "sets both source_profile and credential_source");
+    cfg.profile = "baddur";
+    plan_fails(&cfg, "InvalidArgument", "duration_seconds of profile \"baddur\"");
+}
+
+static void test_plan_process_and_sso(void **state)
+{
+    ddbk__plan plan;
+    ddbk_config cfg;
+
+    (void)state;
+    memset(&cfg, 0, sizeof cfg);
+    write_file(conf_path, "[profile p]\ncredential_process = helper --x\n"
+                          "[profile s]\nsso_session = corp\nsso_account_id = 1\n"
+                          "sso_role_name = R\n"
+                          "[sso-session corp]\nsso_start_url = https://x/start\n"
+                          "sso_region = ca-central-1\n"
+                          "[profile nosess]\nsso_session = gone\nsso_account_id = 1\n"
+                          "sso_role_name = R\n"
+                          "[profile noacct]\nsso_start_url = https://x\nsso_region = us-east-1\n"
+                          "[profile badregion]\nsso_start_url = https://x\n"
+                          "sso_region = us/east\nsso_account_id = 1\nsso_role_name = R\n");
+    cfg.profile = "p";
+    plan_ok(&cfg, &plan, "process", 1);
+    assert_string_equal(plan.steps[0].command, "helper --x");
+    assert_string_equal(plan.id, "process|p|");
+    ddbk__plan_wipe(&plan);
+
+    cfg.profile = "s";
+    plan_ok(&cfg, &plan, "sso", 1);
+    assert_string_equal(plan.steps[0].sso_session, "corp");
+    assert_string_equal(plan.steps[0].sso_start_url, "https://x/start");
+    assert_string_equal(plan.steps[0].sso_url, "https://portal.sso.ca-central-1.amazonaws.com");
+    assert_non_null(strstr(plan.steps[0].sso_cache_dir, "/.aws/sso/cache"));
+    ddbk__plan_wipe(&plan);
+
+    cfg.profile = "nosess";
+    plan_fails(&cfg, "InvalidArgument", "[sso-session gone] of profile \"nosess\"");
+    cfg.profile = "noacct";
+    plan_fails(&cfg, "InvalidArgument", "profile \"noacct\" lacks sso_account_id");
+    cfg.profile = "badregion";
+    plan_fails(&cfg, "InvalidArgument", "sso_region of profile \"badregion\"");
+}
+
 int main(void)
 {
     const struct CMUnitTest ini[] = {
@@ -714,6 +1003,10 @@ int main(void)
         ENV_TEST(test_control_characters_in_config),
         ENV_TEST(test_control_characters_in_env),
         ENV_TEST(test_control_characters_in_files),
+        ENV_TEST(test_plan_precedence),
+        ENV_TEST(test_plan_container_hosts),
+        ENV_TEST(test_plan_roles),
+        ENV_TEST(test_plan_process_and_sso),
     };
     int failed = cmocka_run_group_tests_name("ini", ini, NULL, NULL);
 

@@ -1228,6 +1228,56 @@ static void test_free_during_refresh(void **state)
         fail_msg("ddbk_call: %s: %s", err.code, err.message);
 }
 
+/* Another driver (a thread, another loop) holds the cell's fetch: the call
+ * waits, re-checking on its 50 ms timer, sends nothing meanwhile, and goes
+ * on with what that fetch installed. */
+static void test_wait_for_another_fetch(void **state)
+{
+    static char c1[256];
+    char uri[96], ep[64], notes[64];
+    ddbk_config cfg;
+    ddbk_error err;
+    ddbk__fetch *f = NULL;
+    ddbk__action a;
+
+    (void)state;
+    int port = serve(ECHO, 1);
+    snprintf(uri, sizeof uri, "http://127.0.0.1:%d/creds", port);
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri, 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    ddbk_config_init(&cfg);
+    cfg.region = "eu-west-1";
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", port);
+    cfg.endpoint = ep;
+    g_client = new_client(&cfg, NULL);
+    g_loop = new_loop();
+
+    assert_int_equal(ddbk__cell_begin(g_client->cell, ddbk__wall_ms(), &f, &err), 1);
+    submit_ok(g_client, "GetItem", "{}", &g_out[0]);
+    for (int i = 0; i < 3; i++) /* a few rounds of its timer: still waiting */
+        assert_int_equal(ddbk_loop_step(g_loop, 60, &err), 1);
+    assert_int_equal(g_out[0].runs, 0);
+    drain(notes, sizeof notes);
+    assert_int_equal(count(notes, 'G'), 0);
+
+    /* The other driver ends its fetch (the test feeds it). */
+    creds_json(c1, sizeof c1, 5, ddbk__wall_ms() / 1000 + 3600);
+    for (int i = 0; i < 20; i++) {
+        ddbk__fetch_next(f, ddbk__wall_ms() / 1000, &a);
+        if (a.kind == DDBK__ACT_DONE || a.kind == DDBK__ACT_FAILED)
+            break;
+        if (a.kind == DDBK__ACT_HTTP)
+            ddbk__fetch_feed_http(f, 200, 0, NULL, c1, strlen(c1));
+    }
+    assert_int_equal(a.kind, DDBK__ACT_DONE);
+    ddbk__cell_end(g_client->cell, f, ddbk__wall_ms());
+    run();
+    all_ok(0, 1);
+    drain(notes, sizeof notes);
+    assert_int_equal(count(notes, '?'), 0); /* the loop fetched nothing */
+    assert_int_equal(count(notes, '5'), 1);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1251,6 +1301,7 @@ int main(void)
         T(test_success_after_lost_answer),
         T(test_refresh_on_the_loop),
         T(test_free_during_refresh),
+        T(test_wait_for_another_fetch),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

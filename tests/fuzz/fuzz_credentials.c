@@ -1,16 +1,24 @@
 /*
- * libFuzzer target for credential and region resolution
- * (engine/credentials.c over engine/ini.c): the input is cut at 0xff bytes
- * into a shared credentials file, a shared config file, and the values of
- * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE
- * and AWS_REGION; the first byte says which of those are set and whether the
- * config names the profile or gives the keys itself. The files are written
- * to a private temporary folder (removed at exit), so the whole chain runs
- * as in a host.
+ * libFuzzer target for the credential chain (engine/credentials.c over
+ * engine/ini.c) and the first move of the fetch machine on what it
+ * resolves (engine/cred_fetch.c): the input is cut at 0xff bytes into a
+ * shared credentials file, a shared config file, and the values of
+ * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE,
+ * AWS_REGION, AWS_CONTAINER_CREDENTIALS_FULL_URI,
+ * AWS_EC2_METADATA_SERVICE_ENDPOINT, AWS_ENDPOINT_URL_STS, AWS_ROLE_ARN and
+ * AWS_CONTAINER_AUTHORIZATION_TOKEN; the first two bytes say which of
+ * those are set and whether the config names the profile or gives the keys
+ * itself. The files are written to a private temporary folder (removed at
+ * exit), so the whole chain runs as in a host: profiles with role chains,
+ * loops, credential_source, web identity, credential_process and SSO.
  *
- * What must hold: resolution succeeds or fails with a message, never
- * crashes; resolved credentials hold no control character (they go into
- * request headers as they are); no message holds one either.
+ * What must hold: resolution succeeds with a plan of 1 to
+ * DDBK__PLAN_MAX_STEPS steps or fails with a message, never crashes;
+ * nothing in a plan that goes into a request (keys, URLs, ARNs, names)
+ * holds a control character, nor do its id, its skipped list or any
+ * message; a copy of a plan is equal in its strings; the machine's first
+ * action on it is well-formed (an HTTP request with clean headers, an
+ * EXEC with an argv, DONE for static keys, or FAILED with a message).
  *
  *   make build/fuzz/fuzz_credentials
  */
@@ -21,7 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "creds.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -71,12 +79,101 @@ static void remove_dir(void)
     rmdir(dir);
 }
 
+/* The machine draws its backoff jitter here (engine/retry.c, which would
+ * bring the client in); the first action never waits. */
+double ddbk_random(void)
+{
+    return 0.5;
+}
+
+static void check_clean(const char *s)
+{
+    if (!clean(s))
+        abort();
+}
+
+static void check_plan(const ddbk__plan *plan)
+{
+    if (plan->nsteps < 1 || plan->nsteps > DDBK__PLAN_MAX_STEPS || plan->provider[0] == '\0')
+        abort();
+    check_clean(plan->id);
+    check_clean(plan->skipped);
+    for (int i = 0; i < plan->nsteps; i++) {
+        const ddbk__step *st = &plan->steps[i];
+        check_clean(st->profile);
+        check_clean(st->keys.access_key_id);
+        check_clean(st->keys.secret_access_key);
+        check_clean(st->keys.session_token);
+        check_clean(st->role_arn);
+        check_clean(st->session_name);
+        check_clean(st->external_id);
+        check_clean(st->sts_url);
+        check_clean(st->url);
+        check_clean(st->auth_token);
+        check_clean(st->imds_endpoint);
+        check_clean(st->sso_start_url);
+        check_clean(st->sso_url);
+        check_clean(st->sso_account_id);
+        check_clean(st->sso_role_name);
+        if (st->kind == DDBK__STEP_STATIC &&
+            (st->keys.access_key_id == NULL || st->keys.secret_access_key == NULL))
+            abort();
+        /* Assume-role hops follow a source; they never start a plan. */
+        if (st->kind == DDBK__STEP_ASSUME_ROLE && i == 0)
+            abort();
+    }
+}
+
+/* The machine's first move on the plan: well-formed whatever it is. */
+static void first_action(const ddbk__plan *plan)
+{
+    ddbk_error err;
+    ddbk__fetch *f = ddbk__fetch_new(plan, 1800000000, &err);
+    ddbk__action a;
+    ddbk__fetched out;
+
+    if (f == NULL)
+        abort();
+    ddbk__fetch_next(f, 1800000000, &a);
+    switch (a.kind) {
+    case DDBK__ACT_HTTP:
+        check_clean(a.url);
+        for (int i = 0; i < a.nheaders; i++) {
+            check_clean(a.header_name[i]);
+            check_clean(a.header_value[i]);
+        }
+        break;
+    case DDBK__ACT_EXEC:
+        if (a.argv == NULL || a.argv[0] == NULL)
+            abort();
+        break;
+    case DDBK__ACT_DONE:
+        if (ddbk__fetch_result(f, &out, &err) != 0)
+            abort();
+        ddbk__fetched_wipe(&out);
+        break;
+    case DDBK__ACT_FAILED:
+        if (ddbk__fetch_result(f, &out, &err) != -1 || err.code[0] == '\0' ||
+            !clean(err.message))
+            abort();
+        break;
+    case DDBK__ACT_SLEEP:
+        abort(); /* nothing failed yet */
+    }
+    ddbk__fetch_free(f);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const vars[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                        "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION"};
-    char *parts[7] = {0};
-    size_t lens[7] = {0};
+    static const char *const more[] = {"AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                                       "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                                       "AWS_ENDPOINT_URL_STS", "AWS_ROLE_ARN",
+                                       "AWS_CONTAINER_AUTHORIZATION_TOKEN"};
+    enum { NPARTS = 12 };
+    char *parts[NPARTS] = {0};
+    size_t lens[NPARTS] = {0};
 
     if (dir[0] == '\0') {
         /* tmpfs when there is one: two files are written per input. */
@@ -91,12 +188,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         setenv("AWS_SHARED_CREDENTIALS_FILE", cred_path, 1);
         setenv("AWS_CONFIG_FILE", conf_path, 1);
         unsetenv("AWS_DEFAULT_REGION");
+        unsetenv("AWS_ENDPOINT_URL");
+        unsetenv("AWS_ENDPOINT_URL_SSO");
+        unsetenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+        unsetenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+        /* A token file that does not exist: web identity fails at its
+         * first move, without reading anything the input did not make. */
+        setenv("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/ddbk-fuzz-token", 1);
     }
-    if (size < 1)
+    if (size < 2)
         return 0;
-    unsigned mode = data[0];
-    const uint8_t *p = data + 1, *end = data + size;
-    for (int i = 0; i < 7; i++)
+    unsigned mode = data[0], mode2 = data[1];
+    const uint8_t *p = data + 2, *end = data + size;
+    for (int i = 0; i < NPARTS; i++)
         parts[i] = piece(&p, end, &lens[i]);
 
     write_file(cred_path, (const uint8_t *)(parts[0] ? parts[0] : ""), lens[0]);
@@ -109,6 +213,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         else
             unsetenv(vars[i]);
     }
+    for (int i = 0; i < 5; i++) {
+        if ((mode2 & (1u << i)) && parts[7 + i] != NULL)
+            setenv(more[i], parts[7 + i], 1);
+        else
+            unsetenv(more[i]);
+    }
+    if (mode2 & 0x20)
+        setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    else
+        unsetenv("AWS_EC2_METADATA_DISABLED");
 
     ddbk_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -121,9 +235,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (mode & 0x80)
         cfg.region = parts[6];
+    cfg.credentials_from_host = (mode2 & 0xc0) == 0xc0;
+
+    static ddbk__plan plan, copy;
+    ddbk_error err;
+    ddbk_error_clear(&err);
+    if (ddbk__plan_resolve(&cfg, &plan, &err) == 0) {
+        check_plan(&plan);
+        if (ddbk__plan_copy(&plan, &copy) != 0)
+            abort();
+        check_plan(&copy);
+        if (strcmp(copy.id, plan.id) != 0 || copy.nsteps != plan.nsteps)
+            abort();
+        ddbk__plan_wipe(&plan);
+        first_action(&copy);
+        ddbk__plan_wipe(&copy);
+    } else {
+        if (err.code[0] == '\0' || !clean(err.message) || plan.nsteps != 0)
+            abort();
+    }
 
     ddbk_credentials creds;
-    ddbk_error err;
     ddbk_error_clear(&err);
     if (ddbk__credentials_resolve(&cfg, &creds, &err) == 0) {
         if (creds.access_key_id == NULL || creds.secret_access_key == NULL ||
@@ -146,7 +278,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rr != 0 && rr != -1 && rr != -2)
         abort();
 
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < NPARTS; i++)
         free(parts[i]);
     return 0;
 }

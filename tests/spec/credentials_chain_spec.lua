@@ -568,10 +568,10 @@ describe("the credential chain: failures and precedence", function()
 
   it("a refresh that keeps failing: the old credentials until they expire, then CredentialsError", function()
     H.fake_control{ ttl = TTL }
+    local since = H.proxy_signer_seq()
     local w = start{ seconds = WAVE_SECONDS,
       env = { AWS_CONTAINER_CREDENTIALS_FULL_URI = FAKE .. "/container/failing" },
       plan = { calls = 1, pause_ms = 200, until_failed = 3, max_seconds = WAVE_SECONDS - 20 } }
-    local since = H.proxy_signer_seq()
     assert.is_true(eventually(20, function() return endpoint_stats("container").issued >= 1 end))
     H.fake_control{ faults = { { endpoint = "container", kind = "status", status = 500, forever = true } } }
     local res, out = finish(w)

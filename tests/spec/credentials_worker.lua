@@ -88,7 +88,7 @@ local pause = plan.pause_ms or 250
 local want_calls = plan.calls or 1
 
 local function done()
-  if plan.until_failed and out.failed >= plan.until_failed then return true end
+  if plan.until_failed then return out.failed >= plan.until_failed end
   if out.calls < want_calls then return false end
   if not plan.wait then return true end
   out.issued = issued()
