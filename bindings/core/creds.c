@@ -49,8 +49,10 @@ typedef struct lfetch {
 static ddbk__cell *cell_of(lua_State *L, int idx)
 {
     ddbk_client *c = ddbk_lua_check_client(L, idx);
-    if (!c)
+    if (!c) {
         luaL_error(L, "client is closed");
+        __builtin_unreachable(); /* luaL_error longjmps; the analyzer cannot know */
+    }
     return c->cell;
 }
 

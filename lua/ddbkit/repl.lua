@@ -36,6 +36,8 @@ Globals:
 Commands:
   :help              this help
   :stats             the client's request statistics
+  :credentials       where the client's credentials come from and when they
+                     expire (never the secret)
   :reload            the same as reload()
   :time EXPR         run EXPR; show its values, the time it took and the DynamoDB
                      requests it made through client
@@ -152,6 +154,8 @@ local COMMANDS = {}
 function COMMANDS.help() write(HELP) end
 
 function COMMANDS.stats(s) write(pretty.format(s.client:stats()), "\n") end
+
+function COMMANDS.credentials(s) write(pretty.format(s.client:credentials()), "\n") end
 
 function COMMANDS.reload(s)
   local ok, r = pcall(s.reload)

@@ -314,6 +314,8 @@ describe("stats", function()
       else assert.is_falsy(tostring(v):find("very%-secret")) end
     end
     walk(c:stats())
+    walk(c:credentials())
+    walk(tostring(c.core))
     local _, err = c:get_item{ TableName = "missing", Key = { pk = "a" } }
     walk(err)
     c:close()

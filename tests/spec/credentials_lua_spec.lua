@@ -9,6 +9,7 @@ local ddbkit = require "ddbkit"
 local core = require "ddbkit.core"
 local credentials = require "ddbkit.credentials"
 local corort = require "ddbkit.runtime.coroutine"
+local cjson = require "cjson.safe"
 
 local floor = math.floor
 local function now_s() return floor(core.now_ms() / 1000) end
@@ -325,5 +326,59 @@ describe("credentials: options and shapes", function()
     assert.are.equal("CredentialsError", err.code)
     assert.is_string(core.cred_id(c.core))
     c:close()
+  end)
+end)
+
+describe("the engine's machine driven from Lua (as in OpenResty), outside nginx", function()
+  it("fetches with the runtime's request, shares through the dict, gives back a dropped claim", function()
+    assert(H.fakemeta and H.fakemeta ~= "", "the fake credential services are not running")
+    H.fake_control{ reset = true, ttl = { container = 600 }, container_token = "luaworker-token" }
+    local before = H.fake_get("stats").endpoints.container.issued
+    local env = {
+      AWS_CONTAINER_CREDENTIALS_FULL_URI = H.fakemeta .. "/container/creds",
+      AWS_CONTAINER_AUTHORIZATION_TOKEN = "luaworker-token",
+      AWS_REGION = "us-east-1", DDBKIT_TEST_PROXY = H.proxy, PATH = os.getenv("PATH"),
+      HOME = "/nonexistent",
+    }
+    local e = {}
+    for k, v in pairs(env) do e[#e + 1] = H.shell_quote(k .. "=" .. v) end
+    for _, k in ipairs{ "LUA_PATH", "LUA_CPATH", "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS" } do
+      local v = os.getenv(k)
+      if v and v ~= "" then e[#e + 1] = H.shell_quote(k .. "=" .. v) end
+    end
+    local cmd = "env -u LD_PRELOAD timeout -k 5 60 env -i " .. table.concat(e, " ") .. " "
+      .. H.interpreter() .. " " .. H.shell_quote(H.spec_dir() .. "/credentials_lua_worker.lua") .. " 2>&1"
+    local p = assert(io.popen(cmd))
+    local out = p:read("*a")
+    p:close()
+    local R = cjson.decode(out:match("RESULT ([^\n]*)") or "null")
+    assert.is_table(R, out)
+    assert.is_true(R.first, out)
+    assert.are.equal("container", R.info1.provider)
+    assert.are.equal(1, R.info1.fetches)
+    assert.are.equal(1, R.requests_after_first)
+    assert.are.equal(1, R.dict_entries)
+    assert.is_true(R.second)
+    assert.are.equal(1, R.requests_after_second)   -- from the dict, no fetch
+    assert.are.equal(R.info1.expires_at, R.info2.expires_at)
+    assert.is_true(R.began)
+    assert.are.equal("http", R.first_action)
+    assert.matches("not done", R.take_early, 1, true)
+    assert.matches("a fetch of this client expected", R.end_other, 1, true)
+    assert.is_false(R.while_claimed)
+    assert.is_true(R.after_gc)
+    assert.is_true(R.done)
+    assert.are.same({ "access_key_id", "expiration", "secret_access_key", "session_token" }, R.take_fields)
+    assert.is_true(R.ended)
+    assert.matches("has ended", R.used_after_end, 1, true)
+    assert.are.equal("fresh", R.state3)
+    assert.is_true(R.third)
+    -- Two issues: c1's and c3's; c2 took c1's from the dict, and the
+    -- dropped fetch never sent its request (dropped after next).
+    assert.are.equal(before + 2, H.fake_get("stats").endpoints.container.issued)
+    for _, iss in ipairs(H.fake_get("issued?endpoint=container")) do
+      assert.is_falsy(out:find(iss.secret_access_key, 1, true))
+      assert.is_falsy(out:find(iss.session_token, 1, true))
+    end
   end)
 end)

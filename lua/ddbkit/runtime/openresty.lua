@@ -552,7 +552,8 @@ function _M.exec(argv, timeout_ms, max_bytes)
   phase_error(2)
   local okp, pipe = pcall(require, "ngx.pipe")
   if not okp then
-    return -1, "", "credential_process needs ngx.pipe (OpenResty 1.15.8.1 or later)"
+    return -1, "", "credential_process needs ngx.pipe (OpenResty 1.15.8.1 or later): "
+                   .. sub(match(tostring(pipe), "^[^\n]*"), 1, 160)
   end
   local proc, err = pipe.spawn(argv, { merge_stderr = false })
   if not proc then return -1, "", "could not start: " .. tostring(err) end
