@@ -34,7 +34,10 @@
 -- without updating the doc fails here; so does a doc that grants more.
 local cjson = require "cjson.safe"
 
-local ROOT = debug.getinfo(1, "S").source:match("^@(.*)/tests/spec/[^/]*$") or "."
+-- The tree this spec is in (busted may name it relative to the working
+-- directory, or absolutely).
+local ROOT = (debug.getinfo(1, "S").source:match("^@(.-)/?tests/spec/[^/]*$") or "")
+if ROOT == "" then ROOT = "." end
 
 local function read(rel)
   local f = assert(io.open(ROOT .. "/" .. rel, "rb"), "cannot open " .. rel)
