@@ -496,6 +496,19 @@ describe("docs/iam.md", function()
     end
   end)
 
+  it("keeps the OpenResty helpers free of requests of their own", function()
+    -- docs/iam.md gives them their stores' policies: they must only call stores.
+    local lock_ops = engine_lock_ops()
+    for _, rel in ipairs({ "lua/ddbkit/resty/rate_limit.lua", "lua/ddbkit/resty/cache_proxy.lua",
+                           "lua/ddbkit/resty/idempotent.lua", "lua/ddbkit/resty/http.lua" }) do
+      local file = parse(rel)
+      for _, qual in ipairs(file.order) do
+        local ops = direct(file.chunks[qual], lock_ops)
+        assert.are.same({}, sorted_keys(ops), rel .. " " .. qual .. " sends a request itself")
+      end
+    end
+  end)
+
   it("keeps the REPL's start free of requests", function()
     -- The REPL and `ddbkit run` make their globals without a request, so
     -- starting them needs no permission (docs/iam.md says so).
