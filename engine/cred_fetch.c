@@ -199,8 +199,12 @@ static void retry(ddbk__fetch *f, long status, const char *fmt, ...)
     vsnprintf(f->last_cause, sizeof f->last_cause, fmt, ap);
     va_end(ap);
     if (f->attempt >= max) {
-        fail(f, DDBK_ERR_CREDENTIALS, status, "%s (after %d attempts)", f->last_cause,
-             f->attempt);
+        /* IMDS as the chain's last resort that never answered: no EC2 here,
+         * so nothing was found (as the SDKs say), not a provider failing. */
+        int nothing = status == 0 && f->plan.nsteps == 1 &&
+                      step_of(f)->kind == DDBK__STEP_IMDS;
+        fail(f, nothing ? DDBK_ERR_MISSING_CREDENTIALS : DDBK_ERR_CREDENTIALS, status,
+             "%s (after %d attempts)", f->last_cause, f->attempt);
         return;
     }
     ceiling = (double)BACKOFF_BASE_MS * (double)(1 << (f->attempt - 1));

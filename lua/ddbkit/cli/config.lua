@@ -150,7 +150,11 @@ end
 function _M.new_client(cfg)
   local o = client_options(cfg)
   local client, err = ddbkit.client(o)
-  if not client and err.code == "MissingCredentials" and is_loopback(cfg.value.endpoint) then
+  -- Nothing configured but EC2's metadata as the chain's last resort: a
+  -- local endpoint gets the placeholder keys rather than a probe of IMDS.
+  local nothing = not client and err.code == "MissingCredentials"
+                  or client and client:credentials().provider == "imds"
+  if nothing and is_loopback(cfg.value.endpoint) then
     o.credentials = LOCAL_KEYS
     client, err = ddbkit.client(o)
     return client, err, client ~= nil
