@@ -294,7 +294,7 @@ static void test_imds_no_answer(void **state)
     expect_http(f, &a, "PUT", "http://127.0.0.1:9/latest/api/token");
     ddbk__fetch_feed_http(f, 0, 1, "Connection timed out after 1000 ms", NULL, 0);
     /* Two attempts for IMDS, and the whole chain's story in one message. */
-    expect_failed(f, "CredentialsError", "imds: PUT token: timed out", "after 2 attempts",
+    expect_failed(f, "MissingCredentials", "imds: PUT token: timed out", "after 2 attempts",
                   "environment: AWS_ACCESS_KEY_ID not set", "web-identity:",
                   "profile: no profile \"default\"", "container:", NULL);
     ddbk__fetch_free(f);
