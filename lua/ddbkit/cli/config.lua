@@ -150,10 +150,12 @@ end
 function _M.new_client(cfg)
   local o = client_options(cfg)
   local client, err = ddbkit.client(o)
-  -- Nothing configured but EC2's metadata as the chain's last resort: a
-  -- local endpoint gets the placeholder keys rather than a probe of IMDS.
+  -- Nothing configured but EC2's default metadata address as the chain's
+  -- last resort: a local endpoint gets the placeholder keys rather than a
+  -- probe of IMDS. An IMDS endpoint the user named is used.
   local nothing = not client and err.code == "MissingCredentials"
                   or client and client:credentials().provider == "imds"
+                     and not os.getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT")
   if nothing and is_loopback(cfg.value.endpoint) then
     o.credentials = LOCAL_KEYS
     client, err = ddbkit.client(o)
