@@ -27,7 +27,7 @@
 -- Costs (requests): register_or_join / register 1 (owner, or joining a
 -- pending job: the failed conditional Put returns the old item with
 -- ReturnValuesOnConditionCheckFailure = ALL_OLD; the Node package pays 2);
--- complete 1 (Node: 2), fail 1, is_in_progress 1 (2 when it deletes an
+-- complete 1 (Node: 1 too), fail 1, is_in_progress 1 (2 when it deletes an
 -- expired job), wait_for 1 per poll (+1 when it marks a job timed out),
 -- clear 1 Scan page + 1 BatchWriteItem per 25 items.
 --
