@@ -383,27 +383,53 @@ function _M:record(resource, priority)
   return true
 end
 
---- store:get_status(resource) -> { remaining, reset_time, limit, adaptive =
---- { user_reserved, background_max, background_paused,
---- recent_user_activity, reason } } | nil, err. remaining: what both
---- priorities may still take (each share's unused part; a paused
---- background's counts as 0).
+-- Every log item of a priority in the window, all pages (Node's
+-- getCurrentUsage: get_status must count what Node counts, over-admitted
+-- grants included, so no Limit). 1 request per MB of items.
+local function used(self, p, priority, now)
+  local n = 0
+  for page, err in self.client:query_pages{ TableName = p.table, IndexName = "gsi1", Select = "COUNT",
+      KeyConditionExpression = "gsi1pk = :pk AND gsi1sk >= :from",
+      ExpressionAttributeValues = { [":pk"] = p.log_pk .. "#" .. priority,
+                                    [":from"] = "TS#" .. rl.ms_text(now - p.cfg.window_ms) } } do
+    if page == false then return nil, err end
+    n = n + (page.Count or 0)
+  end
+  return n
+end
+
+--- store:get_status(resource) -> { remaining, available, reset_time,
+--- limit, adaptive = { user_reserved, background_max, background_paused,
+--- recent_user_activity, reason } } | nil, err.
+-- remaining: what the Node package's getStatus reports, so a dashboard
+--   reading either agrees: user_reserved - user_used + (background_max -
+--   background_used), with the used counts of log items in the window per
+--   priority; no floor (a priority over its share, e.g. after a share
+--   shrank, subtracts from the other) and a paused background's share
+--   counted (compat.md A.4, checked against the package).
+-- available: ddbkit's own view of what acquire may still grant: each
+--   priority's unused share, floored at 0, a paused background's as 0.
+-- The shares are ddbkit's (integers, see scripts/strategies/adaptive.lua);
+-- where Node's are fractional (6.24 / 3.76) their sum is the same (the
+-- limit), so remaining is Node's number (Node's may carry the double
+-- rounding of its fractions: 4.999999999999999 where ddbkit says 5).
+-- Cost: 2 Queries (COUNT; +1 per further MB of log items in the window).
 function _M:get_status(resource)
   local p, err = prepare(self, resource)
   if not p then return nil, err end
-  local remaining = 0
-  for _, priority in ipairs({ "user", "background" }) do
-    local share = share_of(p.cap, priority)
-    if share > 0 then
-      local c, _, cerr = count(self, p, priority)
-      if not c then return nil, cerr end
-      remaining = remaining + max(0, share - c)
-    end
-  end
   local now = floor(self.runtime.now_ms())
+  local remaining, available = 0, 0
+  for _, priority in ipairs({ "user", "background" }) do
+    local n, cerr = used(self, p, priority, now)
+    if not n then return nil, cerr end
+    local share = priority == "user" and p.cap.user_reserved or p.cap.background_max
+    remaining = remaining + (share - n)
+    available = available + max(0, share_of(p.cap, priority) - n)
+  end
   local m = metrics_of(self, p.activity, now)
   return {
-    remaining = remaining, reset_time = now + p.cfg.window_ms, limit = p.cfg.limit,
+    remaining = remaining, available = available, reset_time = now + p.cfg.window_ms,
+    limit = p.cfg.limit,
     adaptive = {
       user_reserved = p.cap.user_reserved, background_max = p.cap.background_max,
       background_paused = p.cap.background_paused, recent_user_activity = m.recent_user,
