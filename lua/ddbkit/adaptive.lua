@@ -8,7 +8,8 @@
 --     default_config = { limit = 200, window_ms = 3600000 },
 --     adaptive_config = { high_activity_threshold = 10 } }
 --   local ok, err = arl:acquire("api", "user")        -- or "background"
---   local st = arl:get_status("api")                  -- st.adaptive.user_reserved ...
+--   local st = arl:get_status("api")                  -- st.remaining (Node's number),
+--                                                     -- st.available, st.adaptive.user_reserved ...
 --
 -- Items: the log item of ddbkit.ratelimit plus priority, gsi1pk =
 -- "RATELIMIT#<resource>#<priority>", gsi1sk = sk; slots per priority,
@@ -48,13 +49,62 @@
 -- requests. Same partition as ddbkit.ratelimit's on the same resource: a
 -- plain and an adaptive store on one resource share one total, as they
 -- share one log.
--- Mixed fleet (Node processes on the same resource): Node's grants take
--- only a priority slot, so they do not count against ddbkit's total, while
--- ddbkit's grants hold priority slots that Node's condition honours. Any
--- window then holds at most min(U + B, limit + N) grants, U and B the
--- largest user and background shares any process (Node or ddbkit) uses,
--- N the Node processes' grants in it (what a Node-only fleet allows);
--- ddbkit's own grants never exceed `limit`.
+-- Mixed fleet (Node processes on the same resource; compat.md A.4).
+-- Node's shares are not rounded (moderate: user = min(0.7L, floor(0.4L) *
+-- m), e.g. 6.24 of 10, background 3.76) and its acquire names slots
+-- `(start + offset) % share`, start in [0, ceil(s)), offset in [0, ceil(s)),
+-- so for a share s it names the slot keys
+--   S(s) = SLOT#0 .. SLOT#(ceil(s)-1), and for a fractional s also
+--          SLOT#(k - s) for k = ceil(s) .. 2*ceil(s)-2 ("SLOT#0.7599999999999998"),
+--   |S(s)| = s for an integer s, 2*ceil(s) - 1 for a fractional one
+-- (13 for 6.24, 7 for 3.76). A Node-only fleet can fill all of them in a
+-- window (adaptive_node_spec shows 13 user grants with a share of 6.24):
+-- |S(s_user)| + |S(s_background)| is what Node alone allows per window
+-- (only the user term while background is paused).
+-- What ddbkit does with them:
+-- * its own shares are integers: the store floors what a strategy returns,
+--   and the default strategy floors Node's user share and gives
+--   background the rest, so where Node splits 6.24 / 3.76 ddbkit splits
+--   6 / 4 = floor / ceil, and it only ever names SLOT#0 .. SLOT#(u-1) with
+--   u <= ceil(s): keys of Node's S(s) for the same split, never a fraction;
+-- * it counts every slot item of the priority's partition it reads, Node's
+--   fractional ones included, as busy until its timestamp leaves the
+--   window (ddbkit.ratelimit's read_view), and refuses once its share's
+--   worth are busy: ddbkit does not add to an over-admission Node has
+--   already made (as far as its read saw: a share of at most READ_MAX
+--   (100) is read, one page of 100 items; above that, or when expired
+--   fractional items push a partition past one page, only the bound below
+--   holds).
+-- The bound (proved by adaptive_node_spec with Node's items written as
+-- Node writes them, keys computed by node itself): every grant, Node's or
+-- ddbkit's, holds one slot item of its priority's partition, and the
+-- conditional Put lets a key hold at most one grant per window (up to
+-- ddbkit.ratelimit's STAMP_SLACK_MS). With every process on the same
+-- split, ddbkit's keys are among Node's, so the grants of a mixed fleet in
+-- any window number at most |S(s_user)| + |S(s_background)|: never more
+-- than Node alone allows. When processes split differently (each sees
+-- its own activity), the keys in use are the union of each process's
+-- set, so the bound is that union's size per priority; ddbkit's keys add
+-- to Node's only where its integer share exceeds ceil(s) of every Node
+-- share in the window, and ddbkit's own grants never exceed `limit`
+-- (the total partition, which Node's adaptive store does not use).
+-- Same answers as Node's store, field by field: get_status's remaining
+-- (Node's rule, see get_status), limit, adaptive.background_paused;
+-- get_wait_time for limit 0 (window_ms), with
+-- capacity (0), for a paused background (recalculation_interval_ms), and
+-- else until the priority's oldest grant leaves the window. Different on
+-- purpose:
+-- * adaptive.user_reserved / background_max are the integer shares ddbkit
+--   enforces (6 / 4 where Node reports 6.24 / 3.76); their sum, and so
+--   remaining, is the same; can_proceed, acquire and get_wait_time admit
+--   a priority while its count is below the integer share (Node: below
+--   6.24, i.e. up to 7);
+-- * get_wait_time for a share of 0 (user after sustained inactivity) is
+--   recalculation_interval_ms (only a recalculation can change it); Node
+--   answers 0 when no user grant is in the window, and a caller that waits
+--   0 is refused again at once;
+-- * reset_time is epoch ms (Node: a Date of the same instant);
+-- * get_status also returns available (ddbkit's own view, see get_status).
 --
 -- Default priority: "background", as in the Node store.
 --
@@ -63,7 +113,8 @@
 -- the share is 0; a share above 100 is probed, not read: 1 per grant, 0
 -- when known full; +1 per slot lost to others, at most 6; +1 when the
 -- grant was slow and its slots are stamped again), can_proceed 1, record
--- 1, get_status 2, get_wait_time 0 (limit 0, paused, share 0) or 1, reset
+-- 1, get_status 2 (COUNTs of every log item in the window: +1 per further
+-- MB of them), get_wait_time 0 (limit 0, paused, share 0) or 1, reset
 -- 4 Queries + the deletes. Cooldowns, configs, clear and close are ddbkit.ratelimit's.
 local ddbkit_core = require "ddbkit.core"
 local store = require "ddbkit.store"
