@@ -462,8 +462,10 @@ end
 --   priority's unused share, floored at 0, a paused background's as 0.
 -- The shares are ddbkit's (integers, see scripts/strategies/adaptive.lua);
 -- where Node's are fractional (6.24 / 3.76) their sum is the same (the
--- limit), so remaining is Node's number (Node's may carry the double
--- rounding of its fractions: 4.999999999999999 where ddbkit says 5).
+-- limit), so remaining is Node's number, exactly where Node's fractions
+-- sum exactly, else within the double rounding of its arithmetic (with
+-- node: limit 4, Node's shares 1.12 / 2.88, 2 user grants: Node says
+-- 1.9999999999999998, ddbkit 2).
 -- Cost: 2 Queries (COUNT; +1 per further MB of log items in the window).
 function _M:get_status(resource)
   local p, err = prepare(self, resource)

@@ -29,6 +29,9 @@
 --   most |S(6.24)| + |S(3.76)| = 20, every slot key used is one Node's
 --   acquire can name, and ddbkit's own grants stay within its shares and
 --   the limit.
+-- * processes that split differently (ddbkit 9 / 1 beside Node's 6.24):
+--   the grants reach the union of their slot keys, 13 + 2, and no more;
+--   ddbkit takes none once Node has filled its 13.
 -- * get_status: remaining is Node's rule (no floor, a paused background
 --   counted) on the same items, Node's grants included; Node's rule applied
 --   to the items ddbkit wrote counts ddbkit's; `available` is ddbkit's own
@@ -301,6 +304,46 @@ describe("ddbkit.adaptive beside Node on one table", function()
     assert.equals(90 - 12 + (10 - 1), st.remaining)
     assert.equals(node_remaining(res, state.T, share), st.remaining)
     assert.equals(90 - 12, st.available)
+  end)
+
+  -- Processes that split differently: a ddbkit process that saw high
+  -- activity (user 9) beside a Node process still on 6.24. The keys in use
+  -- are S(6.24) and SLOT#0..8: the union holds 13 + 2 (SLOT#7, SLOT#8),
+  -- and that is the bound; ddbkit adds keys only past ceil(6.24) = 7.
+  it("processes with different splits: the bound is the union of their slot keys", function()
+    local now = 1701500000000
+    local c = H.clock_client({ T = now })
+    local function forced()
+      return adaptive.new{ client = c, table_name = T,
+        default_config = { limit = LIMIT, window_ms = WINDOW },
+        strategy = { name = "high-view", compute = function()
+          return { user_reserved = 9, background_max = 1, background_paused = false, reason = "x" }
+        end } }
+    end
+    local union = #ref.distinct.user + 2
+    -- ddbkit first: it takes SLOT#0..8, Node then finds the six fractions
+    local res = H.unique("nviews")
+    local s, granted = forced(), 0
+    for _ = 1, 12 do if s:acquire(res, "user") then granted = granted + 1 end end
+    assert.equals(9, granted)
+    for i = 1, 20 do
+      if node_acquire(admin, res, "user", (i * 3) % 7, now) == true then granted = granted + 1 end
+    end
+    assert.equals(union, granted)
+    assert.equals(union, #slot_keys(res, "user"))
+    -- Node first: it fills S(6.24); ddbkit reads 13 busy slot items, above
+    -- its 9, and takes none
+    res = H.unique("nviews")
+    granted = 0
+    for _, start in ipairs({ 6, 6, 6, 6, 6, 6, 6, 0, 0, 0, 0, 0, 0, 0 }) do
+      if node_acquire(admin, res, "user", start, now) == true then granted = granted + 1 end
+    end
+    assert.equals(13, granted)
+    s = forced()
+    local n, ok = H.requests(c, function() return s:acquire(res, "user") end)
+    assert.is_false(ok)
+    assert.equals(2 + 1, n)      -- the activity load, then one read of the partition
+    assert.equals(13, #slot_keys(res, "user"))
   end)
 
   it("ddbkit and Node acquiring together stay within what Node alone allows", function()
