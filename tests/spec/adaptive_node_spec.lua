@@ -306,6 +306,27 @@ describe("ddbkit.adaptive beside Node on one table", function()
     assert.equals(90 - 12, st.available)
   end)
 
+  it("reads slot keys it did not write: numbers count as busy slots, other text is ignored", function()
+    local now = 1701600000000
+    local c = H.clock_client({ T = now })
+    local res = H.unique("nodd")
+    seed(res, now)
+    local s = store(c)
+    assert.equals(6, assert(s:get_status(res)).adaptive.user_reserved)
+    local function put(sk)
+      assert(admin:put_item{ TableName = T, Item = { pk = "RATELIMIT_SLOT#" .. res .. "#user", sk = sk,
+        timestamp = now - 10, ttl = math.floor((now + WINDOW) / 1000) } })
+    end
+    -- not slot numbers: ignored
+    for _, sk in ipairs({ "SLOT#x", "SLOT#", "SLOT#1.5.5", "OTHER#1" }) do put(sk) end
+    -- numbers, none of them a slot ddbkit draws: 5 busy, 1 of the share left
+    for _, sk in ipairs({ "SLOT#0.7599999999999998", "SLOT#1e-7", "SLOT#1e400", "SLOT#-1", "SLOT#6" }) do
+      put(sk)
+    end
+    assert.is_true(s:acquire(res, "user"))
+    assert.is_false(s:acquire(res, "user"))
+  end)
+
   -- Processes that split differently: a ddbkit process that saw high
   -- activity (user 9) beside a Node process still on 6.24. The keys in use
   -- are S(6.24) and SLOT#0..8: the union holds 13 + 2 (SLOT#7, SLOT#8),
