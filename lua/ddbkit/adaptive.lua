@@ -8,7 +8,8 @@
 --     default_config = { limit = 200, window_ms = 3600000 },
 --     adaptive_config = { high_activity_threshold = 10 } }
 --   local ok, err = arl:acquire("api", "user")        -- or "background"
---   local st = arl:get_status("api")                  -- st.adaptive.user_reserved ...
+--   local st = arl:get_status("api")                  -- st.remaining (Node's number),
+--                                                     -- st.available, st.adaptive.user_reserved ...
 --
 -- Items: the log item of ddbkit.ratelimit plus priority, gsi1pk =
 -- "RATELIMIT#<resource>#<priority>", gsi1sk = sk; slots per priority,
@@ -48,13 +49,62 @@
 -- requests. Same partition as ddbkit.ratelimit's on the same resource: a
 -- plain and an adaptive store on one resource share one total, as they
 -- share one log.
--- Mixed fleet (Node processes on the same resource): Node's grants take
--- only a priority slot, so they do not count against ddbkit's total, while
--- ddbkit's grants hold priority slots that Node's condition honours. Any
--- window then holds at most min(U + B, limit + N) grants, U and B the
--- largest user and background shares any process (Node or ddbkit) uses,
--- N the Node processes' grants in it (what a Node-only fleet allows);
--- ddbkit's own grants never exceed `limit`.
+-- Mixed fleet (Node processes on the same resource; compat.md A.4).
+-- Node's shares are not rounded (moderate: user = min(0.7L, floor(0.4L) *
+-- m), e.g. 6.24 of 10, background 3.76) and its acquire names slots
+-- `(start + offset) % share`, start in [0, ceil(s)), offset in [0, ceil(s)),
+-- so for a share s it names the slot keys
+--   S(s) = SLOT#0 .. SLOT#(ceil(s)-1), and for a fractional s also
+--          SLOT#(k - s) for k = ceil(s) .. 2*ceil(s)-2 ("SLOT#0.7599999999999998"),
+--   |S(s)| = s for an integer s, 2*ceil(s) - 1 for a fractional one
+-- (13 for 6.24, 7 for 3.76). A Node-only fleet can fill all of them in a
+-- window (adaptive_node_spec shows 13 user grants with a share of 6.24):
+-- |S(s_user)| + |S(s_background)| is what Node alone allows per window
+-- (only the user term while background is paused).
+-- What ddbkit does with them:
+-- * its own shares are integers: the store floors what a strategy returns,
+--   and the default strategy floors Node's user share and gives
+--   background the rest, so where Node splits 6.24 / 3.76 ddbkit splits
+--   6 / 4 = floor / ceil, and it only ever names SLOT#0 .. SLOT#(u-1) with
+--   u <= ceil(s): keys of Node's S(s) for the same split, never a fraction;
+-- * it counts every slot item of the priority's partition it reads, Node's
+--   fractional ones included, as busy until its timestamp leaves the
+--   window (ddbkit.ratelimit's read_view), and refuses once its share's
+--   worth are busy: ddbkit does not add to an over-admission Node has
+--   already made (as far as its read saw: a share of at most READ_MAX
+--   (100) is read, one page of 100 items; above that, or when expired
+--   fractional items push a partition past one page, only the bound below
+--   holds).
+-- The bound (proved by adaptive_node_spec with Node's items written as
+-- Node writes them, keys computed by node itself): every grant, Node's or
+-- ddbkit's, holds one slot item of its priority's partition, and the
+-- conditional Put lets a key hold at most one grant per window (up to
+-- ddbkit.ratelimit's STAMP_SLACK_MS). With every process on the same
+-- split, ddbkit's keys are among Node's, so the grants of a mixed fleet in
+-- any window number at most |S(s_user)| + |S(s_background)|: never more
+-- than Node alone allows. When processes split differently (each sees
+-- its own activity), the keys in use are the union of each process's
+-- set, so the bound is that union's size per priority; ddbkit's keys add
+-- to Node's only where its integer share exceeds ceil(s) of every Node
+-- share in the window, and ddbkit's own grants never exceed `limit`
+-- (the total partition, which Node's adaptive store does not use).
+-- Same answers as Node's store, field by field: get_status's remaining
+-- (Node's rule, see get_status), limit, adaptive.background_paused;
+-- get_wait_time for limit 0 (window_ms), with
+-- capacity (0), for a paused background (recalculation_interval_ms), and
+-- else until the priority's oldest grant leaves the window. Different on
+-- purpose:
+-- * adaptive.user_reserved / background_max are the integer shares ddbkit
+--   enforces (6 / 4 where Node reports 6.24 / 3.76); their sum, and so
+--   remaining, is the same; can_proceed, acquire and get_wait_time admit
+--   a priority while its count is below the integer share (Node: below
+--   6.24, i.e. up to 7);
+-- * get_wait_time for a share of 0 (user after sustained inactivity) is
+--   recalculation_interval_ms (only a recalculation can change it); Node
+--   answers 0 when no user grant is in the window, and a caller that waits
+--   0 is refused again at once;
+-- * reset_time is epoch ms (Node: a Date of the same instant);
+-- * get_status also returns available (ddbkit's own view, see get_status).
 --
 -- Default priority: "background", as in the Node store.
 --
@@ -63,7 +113,8 @@
 -- the share is 0; a share above 100 is probed, not read: 1 per grant, 0
 -- when known full; +1 per slot lost to others, at most 6; +1 when the
 -- grant was slow and its slots are stamped again), can_proceed 1, record
--- 1, get_status 2, get_wait_time 0 (limit 0, paused, share 0) or 1, reset
+-- 1, get_status 2 (COUNTs of every log item in the window: +1 per further
+-- MB of them), get_wait_time 0 (limit 0, paused, share 0) or 1, reset
 -- 4 Queries + the deletes. Cooldowns, configs, clear and close are ddbkit.ratelimit's.
 local ddbkit_core = require "ddbkit.core"
 local store = require "ddbkit.store"
@@ -383,27 +434,55 @@ function _M:record(resource, priority)
   return true
 end
 
---- store:get_status(resource) -> { remaining, reset_time, limit, adaptive =
---- { user_reserved, background_max, background_paused,
---- recent_user_activity, reason } } | nil, err. remaining: what both
---- priorities may still take (each share's unused part; a paused
---- background's counts as 0).
+-- Every log item of a priority in the window, all pages (Node's
+-- getCurrentUsage: get_status must count what Node counts, over-admitted
+-- grants included, so no Limit). 1 request per MB of items.
+local function used(self, p, priority, now)
+  local n = 0
+  for page, err in self.client:query_pages{ TableName = p.table, IndexName = "gsi1", Select = "COUNT",
+      KeyConditionExpression = "gsi1pk = :pk AND gsi1sk >= :from",
+      ExpressionAttributeValues = { [":pk"] = p.log_pk .. "#" .. priority,
+                                    [":from"] = "TS#" .. rl.ms_text(now - p.cfg.window_ms) } } do
+    if page == false then return nil, err end
+    n = n + (page.Count or 0)
+  end
+  return n
+end
+
+--- store:get_status(resource) -> { remaining, available, reset_time,
+--- limit, adaptive = { user_reserved, background_max, background_paused,
+--- recent_user_activity, reason } } | nil, err.
+-- remaining: what the Node package's getStatus reports, so a dashboard
+--   reading either agrees: user_reserved - user_used + (background_max -
+--   background_used), with the used counts of log items in the window per
+--   priority; no floor (a priority over its share, e.g. after a share
+--   shrank, subtracts from the other) and a paused background's share
+--   counted (compat.md A.4, checked against the package).
+-- available: ddbkit's own view of what acquire may still grant: each
+--   priority's unused share, floored at 0, a paused background's as 0.
+-- The shares are ddbkit's (integers, see scripts/strategies/adaptive.lua);
+-- where Node's are fractional (6.24 / 3.76) their sum is the same (the
+-- limit), so remaining is Node's number, exactly where Node's fractions
+-- sum exactly, else within the double rounding of its arithmetic (with
+-- node: limit 4, Node's shares 1.12 / 2.88, 2 user grants: Node says
+-- 1.9999999999999998, ddbkit 2).
+-- Cost: 2 Queries (COUNT; +1 per further MB of log items in the window).
 function _M:get_status(resource)
   local p, err = prepare(self, resource)
   if not p then return nil, err end
-  local remaining = 0
-  for _, priority in ipairs({ "user", "background" }) do
-    local share = share_of(p.cap, priority)
-    if share > 0 then
-      local c, _, cerr = count(self, p, priority)
-      if not c then return nil, cerr end
-      remaining = remaining + max(0, share - c)
-    end
-  end
   local now = floor(self.runtime.now_ms())
+  local remaining, available = 0, 0
+  for _, priority in ipairs({ "user", "background" }) do
+    local n, cerr = used(self, p, priority, now)
+    if not n then return nil, cerr end
+    local share = priority == "user" and p.cap.user_reserved or p.cap.background_max
+    remaining = remaining + (share - n)
+    available = available + max(0, share_of(p.cap, priority) - n)
+  end
   local m = metrics_of(self, p.activity, now)
   return {
-    remaining = remaining, reset_time = now + p.cfg.window_ms, limit = p.cfg.limit,
+    remaining = remaining, available = available, reset_time = now + p.cfg.window_ms,
+    limit = p.cfg.limit,
     adaptive = {
       user_reserved = p.cap.user_reserved, background_max = p.cap.background_max,
       background_paused = p.cap.background_paused, recent_user_activity = m.recent_user,

@@ -349,8 +349,12 @@ function _M.forget_slots(self) self.slot_views = nil end
 -- Reads one page (at most READ_MAX items, strongly consistent) of the slot
 -- partition into a fresh view: the page's busy slots, and whether the page
 -- was the whole partition. A slot without a number timestamp reads as busy
--- forever (Node's condition cannot free it either). Returns view, complete
--- | nil, err.
+-- forever (Node's condition cannot free it either). Slot numbers are read
+-- as numbers, fractions included: the Node adaptive store names slots
+-- `(start + offset) % share` with a fractional share ("SLOT#0.76"), and
+-- such a slot holds a grant like any other, so it counts towards the
+-- partition's `share` busy slots (pick never chooses one: it draws
+-- integers). Returns view, complete | nil, err.
 local function read_view(client, tbl, slot_pk)
   local page, err = client:query{
     TableName = tbl, ConsistentRead = true, Limit = READ_MAX,
@@ -361,7 +365,7 @@ local function read_view(client, tbl, slot_pk)
   if not page then return nil, err end
   local v = new_view()
   for _, item in ipairs(page.Items or {}) do
-    local n = tonumber(type(item.sk) == "string" and item.sk:match("^SLOT#(%d+)$"))
+    local n = tonumber(type(item.sk) == "string" and item.sk:match("^SLOT#([%d.eE+-]+)$"))
     if n then
       local ts = item.timestamp
       learn(v, n, type(ts) == "number" and ts or math.huge)
@@ -387,7 +391,7 @@ local function pick(v, share, window_start)
     if ts[n] == nil then return n end
   end
   local below = {}
-  for n in pairs(ts) do
+  for n in pairs(ts) do   -- Node's fractional slots are not ours to draw
     if n >= 0 and n <= top and n == floor(n) then below[#below + 1] = n end
   end
   local nfree = top + 1 - #below

@@ -60,8 +60,11 @@
 -- Rounding (the one place this differs in form from the Node code): the
 -- Node package leaves min(0.9L, ...) and min(0.7L, floor(0.4L)*m)
 -- fractional, which lets a priority's "count < share" test admit a request
--- past the split (user 4.5 + background 5.5 of L = 10 admit 5 + 6). The
--- store needs counts, so user is floored after the min:
+-- past the split (user 4.5 + background 5.5 of L = 10 admit 5 + 6), and its
+-- acquire, numbering slots (start + offset) % share ("SLOT#0.5"), admits
+-- up to 2*ceil(share) - 1 per priority (what ddbkit does with those slots,
+-- and the bound a mixed fleet keeps: lua/ddbkit/adaptive.lua, "Mixed
+-- fleet"). The store needs counts, so user is floored after the min:
 --   high:     user = floor(min(9L/10, floor(0.5L * s)))
 --   moderate: user = floor(min(7L/10, floor(0.4L) * m))
 -- keeping user <= 90% (70%) of L as the text says and user + background
