@@ -262,10 +262,10 @@ local function run_single(endpoint, tname, fill)
   n, b, _, v, err = measure(c, function() return arl:acquire(k("adaptive"), "user") end)
   if v ~= true then die("adaptive acquire (first) did not grant: %s", tostring(err or v)) end
   row(("adaptive acquire (user, limit %d), first call: includes the once-per-process load"):format(ALIMIT),
-      shown(n, b), "≤ 2 + the load (2 Query)", n <= 4, "1 to share transactions")
+      shown(n, b), "≤ 2 + the load (2 Query)", n <= 4, "1 to ⌈share⌉ transactions")
   n, b, _, v, err = measure(c, function() return arl:acquire(k("adaptive"), "user") end)
   if v ~= true then die("adaptive acquire (steady) did not grant: %s", tostring(err or v)) end
-  row("adaptive acquire (user), steady state", shown(n, b), "≤ 2", n <= 2, "1 to share transactions")
+  row("adaptive acquire (user), steady state", shown(n, b), "≤ 2", n <= 2, "1 to ⌈share⌉ transactions")
 
   c:close()
 end
