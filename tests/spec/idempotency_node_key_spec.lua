@@ -164,12 +164,12 @@ describe("idempotency cache keys against the Node middleware", function()
     }
   end)
 
-  it("sorts vary pairs as JavaScript's localeCompare does (generated header names)", function()
+  it("sorts vary pairs as JavaScript's localeCompare does (2500+ generated header names)", function()
     -- RFC 7230 token characters: what a header name may hold.
     local token = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
     local rnd = 12345
     local function random(n)   -- a fixed LCG: the same names on every run
-      rnd = (rnd * 1103515245 + 12345) % 2147483648
+      rnd = rnd * 48271 % 2147483647   -- exact in doubles too (LuaJIT)
       return rnd % n + 1
     end
     local function name(len)
@@ -205,7 +205,7 @@ describe("idempotency cache keys against the Node middleware", function()
     for i, s in ipairs(names) do got[i] = s end
     table.sort(got, keys.locale_less)
     got[#got + 1] = "ties:0"
-    assert.is_true(#names > 3000)
+    assert.is_true(#names > 2500, #names .. " names")
     assert.are.same(want, got)
   end)
 
@@ -235,12 +235,12 @@ describe("idempotency cache keys against the Node middleware", function()
     for i, k in ipairs(probe) do
       local units, blank = want[i]:match("^(%d+) (%a+)$")
       local refused = blank == "true" or tonumber(units) > 4
-      local _, err = keys.check(k, 4)
+      local err = keys.check(k, 4)
       assert.are.equal(refused, err ~= nil, hex(k) .. " node: " .. want[i])
       if err then assert.are.equal("KEY_REQUIRED", err.code) end
       assert.are.equal(tonumber(units), keys.utf16_length(k), hex(k))
     end
-    assert.are.equal("ran", (run("\240\159\152\128\240\159\152\128")))
+    assert.is_nil(keys.check("\240\159\152\128\240\159\152\128", 4))
   end)
 
   it("refuses a key that is not UTF-8 (no JavaScript string has those bytes)", function()
