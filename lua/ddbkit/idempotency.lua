@@ -34,9 +34,12 @@
 -- middleware does: long enough for the callers racing the first one to get
 -- it, short enough that a later retry runs the handler again.
 --
--- Errors: nil, err with err.code and err.status: KEY_REQUIRED 400,
--- LOCK_TIMEOUT 409, CONFLICT 409, STORAGE_ERROR 503 (err.cause: the
--- DynamoDB error), SERIALIZATION_ERROR 500, LOST 500. A handler's own error
+-- Errors: nil, err with err.code and err.status: KEY_REQUIRED 400 (empty,
+-- whitespace only, not UTF-8, or longer than max_key_length UTF-16 units,
+-- as the Node middleware counts), BODY_NOT_JSON 400 (a body given as JSON
+-- text that is not JSON), LOCK_TIMEOUT 409, CONFLICT 409, STORAGE_ERROR
+-- 503 (err.cause: the DynamoDB error), SERIALIZATION_ERROR 500, LOST 500.
+-- A handler's own error
 -- (raised, or returned as nil, err) is stored as the Node tagged object
 -- {"@@idempotency/error": true, name, message, extras?} and comes back to
 -- the first caller and every replay alike: err.code = err.name, err.message,

@@ -206,6 +206,15 @@ describe("idempotency cache keys against the Node middleware", function()
     local body = { sku = "abc", qty = 2, tags = { "a", "b" } }
     assert.are.equal(core.sha256_hex("POST:/:k:" .. core.sha256_hex(jsjson.stringify(body)) .. ":"),
                      plain:cache_key("k", { body = body }))
+    -- that order: array-index keys ascending, then the others by UTF-16
+    -- units. Node's key is the same when its object's keys came in that
+    -- order, and differs when they did not ({b, a} below).
+    local mixed = { b = 1, a = 2, ["10"] = true, ["2"] = 0, ["\195\169"] = 3, z = 4 }
+    local want = node("out.push(execKey({}, 'k', { body: { '2': 0, '10': true, a: 2, b: 1, z: 4, '\\u00e9': 3 } }));\n"
+                      .. "out.push(execKey({}, 'k', { body: { b: 1, a: 2 } }));")
+    assert.are.equal(want[1], plain:cache_key("k", { body = mixed }))
+    assert.are_not.equal(want[2], plain:cache_key("k", { body = { b = 1, a = 2 } }))
+    assert.are.equal(want[2], plain:cache_key("k", { body = { b = 1, a = 2 }, body_json = '{"b":1,"a":2}' }))
   end)
 
   it("refuses vary header names that are not header names", function()
