@@ -34,9 +34,12 @@
 -- middleware does: long enough for the callers racing the first one to get
 -- it, short enough that a later retry runs the handler again.
 --
--- Errors: nil, err with err.code and err.status: KEY_REQUIRED 400,
--- LOCK_TIMEOUT 409, CONFLICT 409, STORAGE_ERROR 503 (err.cause: the
--- DynamoDB error), SERIALIZATION_ERROR 500, LOST 500. A handler's own error
+-- Errors: nil, err with err.code and err.status: KEY_REQUIRED 400 (empty,
+-- whitespace only, not UTF-8, or longer than max_key_length UTF-16 units,
+-- as the Node middleware counts), BODY_NOT_JSON 400 (a body given as JSON
+-- text that is not JSON), LOCK_TIMEOUT 409, CONFLICT 409, STORAGE_ERROR
+-- 503 (err.cause: the DynamoDB error), SERIALIZATION_ERROR 500, LOST 500.
+-- A handler's own error
 -- (raised, or returned as nil, err) is stored as the Node tagged object
 -- {"@@idempotency/error": true, name, message, extras?} and comes back to
 -- the first caller and every replay alike: err.code = err.name, err.message,
@@ -54,7 +57,6 @@ local adapter = require "ddbkit.idempotency.adapter"
 local type, pairs, ipairs, error, setmetatable, tostring, pcall =
       type, pairs, ipairs, error, setmetatable, tostring, pcall
 local floor, min, max = math.floor, math.min, math.max
-local sort = table.sort
 local fail, classify, replay = errors.fail, record.classify, record.replay
 
 local _M = { _VERSION = "0.1.0" }
@@ -91,6 +93,7 @@ local OPTIONS = {
   max_key_length = is_integer_at_least(1),
   include_body_in_key = function(v) if type(v) ~= "boolean" then return "a boolean" end end,
   vary_headers = is_list_of_strings,
+  json_bodies = function(v) if type(v) ~= "boolean" then return "a boolean" end end,
   methods = is_list_of_strings,
   should_cache = function(v) if type(v) ~= "function" then return "a function" end end,
   mode = function(v) if v ~= "compat" and v ~= "fast" then return '"compat" or "fast"' end end,
@@ -104,7 +107,11 @@ local function always() return true end
 --- ddbkit.idempotency.new{ client, table_name?, ttl_ms?, lock_timeout_ms?,
 --    lock_ttl_ms?, lock_poll_interval_ms?, max_key_length?,
 --    include_body_in_key?, vary_headers?, methods?, should_cache?, mode?,
---    lru_size?, max_clock_skew_ms?, header_name? } -> idem. Raises on a bad option.
+--    lru_size?, max_clock_skew_ms?, header_name?, json_bodies? } -> idem.
+-- Raises on a bad option. vary_headers: header names (RFC 7230 tokens),
+-- kept as written: the cache key holds "Name=value" with the name as
+-- configured, as the Node middleware's does. json_bodies (false): see
+-- idem:handle.
 function _M.new(opts)
   opts = store.options(NAME .. ".new", opts, OPTIONS)
   if opts.client == nil then error(NAME .. ".new: opts.client must be a ddbkit.client", 2) end
@@ -120,9 +127,7 @@ function _M.new(opts)
     error(NAME .. ".new: opts.lock_ttl_ms (" .. ttl .. ") must be larger than "
           .. "opts.max_clock_skew_ms (" .. skew .. ")", 2)
   end
-  local vary = {}
-  for i, h in ipairs(opts.vary_headers or {}) do vary[i] = h:lower() end
-  sort(vary)
+  local vary = keys.vary(opts.vary_headers or {})
   local methods = {}
   for _, m in ipairs(opts.methods or { "POST", "PUT", "PATCH" }) do methods[m:upper()] = true end
   local self = setmetatable({
@@ -135,6 +140,7 @@ function _M.new(opts)
     poll_ms = opts.lock_poll_interval_ms or 100,
     max_key_length = opts.max_key_length or 256,
     include_body = opts.include_body_in_key ~= false,
+    json_bodies = opts.json_bodies == true,
     vary = vary,
     methods = methods,
     should_cache = opts.should_cache or always,
@@ -149,15 +155,35 @@ end
 
 function _M:close() return true end
 
---- idem:cache_key(key, ctx?) -> 64 hex characters: SHA-256 of
--- "METHOD:PATH:KEY:BODYHASH:HEADERS" (compat.md B; method POST and path /
--- when ctx does not say; BODYHASH empty without a body or when
--- include_body_in_key is false).
+--- idem:cache_key(key, ctx?) -> 64 hex characters | nil, err (BODY_NOT_JSON)
+-- The Node middleware's execute(key, ctx) key, SHA-256 of
+-- "METHOD:PATH:KEY:BODYHASH:HEADERS" (compat.md B). ctx = { method?,
+-- path? (else POST and /), body? or input? (body ?? input), body_json?,
+-- headers? }; see cache_key.of for each part. In short: a string body is
+-- hashed as is ("" too); a table body as JSON.stringify writes it, and Lua
+-- tables have no key order: pass ctx.body_json, the body's JSON text (or
+-- a table from ddbkit.jsjson.decode), to hash its keys in the order Node's
+-- JSON.parse saw; a table built in Lua is written with array-index keys
+-- first, then the other keys sorted (by UTF-16 units), and matches Node's
+-- key only when Node's object had its keys in that order. Vary headers
+-- are looked up only under their lowercase names in ctx.headers.
 function _M:cache_key(key, ctx)
   if type(key) ~= "string" then error(NAME .. ": key must be a string", 2) end
   ctx = ctx or {}
   if type(ctx) ~= "table" then error(NAME .. ": ctx must be a table", 2) end
   return keys.of(key, ctx, self.include_body, self.vary)
+end
+
+--- idem:request_cache_key(req) -> cache key, idempotency key | nil (the
+-- request is passed through: its method is not the store's, or it has no
+-- key) | nil, err (KEY_REQUIRED, BODY_NOT_JSON): the key the Node
+-- middleware's Express integration gives the same HTTP request; see
+-- idem:handle for req.
+function _M:request_cache_key(req)
+  if type(req) ~= "table" then error(NAME .. ": req must be a table", 2) end
+  local method = (req.method or "GET"):upper()
+  if not self.methods[method] then return nil end
+  return keys.request({ method = method, path = req.path, headers = req.headers, body = req.body }, self)
 end
 
 local function now_ms(self) return self.runtime.now_ms() end
@@ -288,7 +314,9 @@ function _M:execute(key, ctx, handler)
   if ctx ~= nil and type(ctx) ~= "table" then error(NAME .. ": ctx must be a table", 2) end
   local kerr = keys.check(key, self.max_key_length)
   if kerr then return nil, kerr end
-  return run(self, self:cache_key(key, ctx), handler, ctx or {}, record.plain)
+  local ck, cerr = self:cache_key(key, ctx)
+  if not ck then return nil, cerr end
+  return run(self, ck, handler, ctx or {}, record.plain)
 end
 
 -- The web helper --------------------------------------------------------------
@@ -300,30 +328,39 @@ local function error_response(err)
 end
 
 --- idem:handle(req, handler) -> response
--- For web frameworks (nginx not needed): req = { method, path, headers,
--- body (raw string) }; handler(req) returns { status, headers, body }.
--- Requests whose method is not in opts.methods, or without the header, go
--- straight to the handler. Otherwise the response comes from the first
--- request with the same key and request (replays carry replayed = true and
--- an Idempotent-Replayed header); failures become JSON error responses with
--- err.status.
+-- For web frameworks (nginx not needed): req = { method, path (as the
+-- client sent it: not percent-decoded, without the query, as Express's
+-- req.path), headers (names in any case, values as received), body (the
+-- raw bytes, or nil) }; handler(req) returns { status, headers, body }.
+-- Requests whose method is not in opts.methods, or without the header (or
+-- with it empty), go straight to the handler. Otherwise the response comes
+-- from the first request with the same key and request (replays carry
+-- replayed = true and an Idempotent-Replayed header); failures become JSON
+-- error responses with err.status.
+-- The request is keyed as the Node middleware's Express integration keys
+-- it (idem:request_cache_key): header values as Node reads them (latin1),
+-- a key longer than max_key_length bytes refused (400), no whitespace
+-- check; the raw body hashed as a string, as behind express.text(). With
+-- opts.json_bodies, an application/json body is hashed as express.json()
+-- parses it (key order kept, {} when empty; 400 BODY_NOT_JSON when it is
+-- not a JSON object or array): set it when the Node services parse JSON
+-- bodies, so both keep one record per request.
 function _M:handle(req, handler)
   if type(req) ~= "table" then error(NAME .. ": req must be a table", 2) end
   if type(handler) ~= "function" then error(NAME .. ": handler must be a function", 2) end
-  local method = (req.method or "GET"):upper()
-  local key = keys.header_value(req.headers, self.header_name)
-  if not self.methods[method] or key == nil then return handler(req) end
-  local kerr = keys.check(key, self.max_key_length)
-  if kerr then return error_response(kerr) end
-  local ctx = { method = method, path = req.path or "/", headers = req.headers, body = req.body }
-  local resp, err = run(self, self:cache_key(key, ctx), function()
+  local ck, kerr = self:request_cache_key(req)
+  if not ck then
+    if kerr then return error_response(kerr) end
+    return handler(req)
+  end
+  local resp, err = run(self, ck, function()
     local r, herr = handler(req)
     if r == nil then return nil, herr end
     if type(r) ~= "table" or type(r.status) ~= "number" then
       error({ name = "Error", message = "the handler must return { status, headers, body }" })
     end
     return { status = r.status, headers = r.headers, body = r.body }
-  end, ctx, record.http)
+  end, req, record.http)
   if not resp then return error_response(err) end
   if resp.replayed then resp.headers["Idempotent-Replayed"] = "true" end
   return resp

@@ -98,6 +98,28 @@ describe("ddbkit.resty behind nginx", function()
     end)
   end)
 
+  describe("idempotent and a Node service on the same table", function()
+    it("stores under the key the Node middleware's Express integration computes for the request", function()
+      -- The path as sent (percent-encoded, a query), a key header with a
+      -- byte Node reads as latin1, a JSON body kept as raw text.
+      local key = "node-" .. N.run .. "-\233"
+      local body = '{"b":1, "a":[]}'
+      local status, _, rbody = N.request("/idem/echo/a%2Db?x=1", "-X POST -H 'Idempotency-Key: " .. key
+                                         .. "' -H 'Content-Type: text/plain' --data-binary '" .. body .. "'")
+      assert.are.equal(200, status, rbody .. "\n" .. N.log_errors())
+      local R = require "idem_node_ref"
+      local want = R.node(string.format("out.push(expressKey({}, { method: 'POST', path: '/idem/echo/a%%2Db', "
+        .. "headers: { 'idempotency-key': bytes('%s'), 'content-type': 'text/plain' }, body: %s }));",
+        R.hex(key), R.js_string(body)))
+      R.cleanup()
+      local res = assert(N.admin:get_item{ TableName = N.idem_table, Key = { cacheKey = want[1] },
+                                           ConsistentRead = true })
+      assert.is_not_nil(res.Item, "no record under Node's key " .. tostring(want[1]))
+      assert.are.equal("ok", res.Item.response)
+      assert.are.equal(200, res.Item.statusCode)
+    end)
+  end)
+
   describe("idempotent and request bodies nginx spooled to a file", function()
     local big
 

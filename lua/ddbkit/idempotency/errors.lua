@@ -9,9 +9,12 @@ local _M = {}
 
 local ERROR_TAG = "@@idempotency/error"
 
+-- BODY_NOT_JSON is ddbkit's: a body given as JSON text (ctx.body_json, or
+-- an application/json request with json_bodies) that does not parse, where
+-- Node's JSON.parse (express.json()) would have refused it.
 _M.STATUS = {
   KEY_REQUIRED = 400, LOCK_TIMEOUT = 409, CONFLICT = 409,
-  STORAGE_ERROR = 503, SERIALIZATION_ERROR = 500, LOST = 500,
+  STORAGE_ERROR = 503, SERIALIZATION_ERROR = 500, LOST = 500, BODY_NOT_JSON = 400,
 }
 
 --- errors.fail(code, message, fields?) -> err with err.status (500 for a

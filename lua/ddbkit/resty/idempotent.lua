@@ -82,7 +82,16 @@ end
 --                  function(uri) -> URI
 --   opts.handler   instead of location: function(req) -> { status,
 --                  headers, body } | nil, err, with req = { method, path,
---                  headers, body }
+--                  headers, body }: path as the client sent it (not
+--                  percent-decoded, no query; ngx.var.uri is nginx's
+--                  normalized one), headers as ngx.req.get_headers() gives
+--                  them (lowercase names), body the raw bytes
+-- The request is keyed as the Node middleware's Express integration keys
+-- the same request (idem:handle): the method, the path as sent (Express's
+-- req.path), the key and vary header values as Node reads their bytes,
+-- the raw body (hashed as text, or as express.json() parses it with the
+-- store's json_bodies), so a Node service on the same table replays what
+-- this location stored and the other way round.
 -- The request body is read only when the request is the store's (method
 -- and key header): its bytes are part of the key. A body nginx spooled to
 -- a file (larger than client_body_buffer_size) is not read (a blocking
@@ -118,7 +127,9 @@ local function idempotent(opts)
 
   local req = setmetatable({
     method = ngx.req.get_method(),
-    path = ngx.var.uri,
+    -- What Express's req.path is: the request line's path, undecoded (an
+    -- internal redirect does not change it).
+    path = ngx.var.request_uri:match("^[^?]*"),
     headers = ngx.req.get_headers(),
   }, LAZY_BODY)
   local fresh, stored  -- this run's response, and what was stored for it
