@@ -159,10 +159,12 @@ describe("ddbkit.idempotency", function()
         local idem = new({ mode = mode, lock_ttl_ms = 600, max_clock_skew_ms = 0 }, pc)
         local key = H.unique("k")
         local r, err = idem:execute(key, nil, function()
-          -- every renewal (an UpdateItem) fails from now on
+          -- every renewal (an UpdateItem) fails from now on, until execute
+          -- has returned: a renewal let through between the handler's end
+          -- and the keeper's stop would rightly take the lease back (nobody
+          -- else took it), and the result would be stored
           H.faults{ { kind = "status", status = 503, match = "UpdateItem", count = 1000 } }
           core.sleep_ms(1200)
-          H.clear_faults()
           return "late"
         end)
         H.clear_faults()
