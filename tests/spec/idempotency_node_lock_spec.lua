@@ -219,4 +219,49 @@ describe("ddbkit.idempotency and a Node lock holder", function()
     assert.are.equal(fences[1] + 1, fences[2])  -- the item kept: + 1
     assert.is_true(fences[4] < 2 ^ 53)
   end)
+
+  -- The read-back after a final write whose outcome was hidden: the lock
+  -- item it reads may be gone (TTL deleted the released item) or be a Node
+  -- holder's (its Put replaced the item, releasedRvn included), whether our
+  -- write applied or not: that is "unknown" (ambiguous), never LOST.
+  describe("lease_end's read-back of a lock item it cannot vouch for", function()
+    local lease_end = require "ddbkit.idempotency.lease_end"
+    local cond = { rvn = "rv1", ExpressionAttributeValues = { [":ddbkit_o"] = "me", [":ddbkit_r"] = "rv1" } }
+    local lost_answer = { code = "Timeout", message = "timed out", ambiguous = true }
+
+    local function after_read_back(item)
+      local idem = { table_name = T, client = {
+        get_item = function() return { Item = item } end } }
+      local marked = false
+      local h = { mark_released = function() marked = true end }
+      local ok, err, how = lease_end.failed(idem, h, "lock:x", cond, lost_answer)
+      return ok, err, marked, how
+    end
+
+    it("a missing item: unknown", function()
+      local ok, err, marked = after_read_back(nil)
+      assert.is_nil(ok)
+      assert.are.equal("STORAGE_ERROR", err.code)
+      assert.is_true(err.ambiguous)
+      assert.is_false(marked)
+    end)
+
+    it("a Node lock item: unknown", function()
+      local ok, err = after_read_back{ cacheKey = "lock:x", acquiredAt = 1, expiresAt = 2 }
+      assert.is_nil(ok)
+      assert.is_true(err.ambiguous)
+    end)
+
+    it("our release mark: applied; another ddbkit holder: LOST; still ours: not applied", function()
+      assert.is_true((after_read_back{ cacheKey = "lock:x", releasedRvn = "rv1", releasedAt = 5 }))
+      local ok, err = after_read_back{ cacheKey = "lock:x", lockOwner = "other", lockRvn = "z",
+                                       releasedRvn = "older" }
+      assert.is_nil(ok)
+      assert.are.equal("LOST", err.code)
+      local ok2, err2, _, how = after_read_back{ cacheKey = "lock:x", lockOwner = "me", lockRvn = "rv1" }
+      assert.is_nil(ok2)
+      assert.are.equal("STORAGE_ERROR", err2.code)
+      assert.are.equal("not_applied", how)
+    end)
+  end)
 end)
