@@ -48,7 +48,6 @@ local errors = require "ddbkit.idempotency.errors"
 local lease_end = require "ddbkit.idempotency.lease_end"
 
 local type = type
-local merged = lease_end.merged
 local LOCK_PREFIX = record.LOCK_PREFIX
 
 local _M = { name = "compat" }
