@@ -463,7 +463,11 @@ void ddbk_stats_record_call(ddbk_client *c, const char *op, int retries,
  * our owner with one of them adopts it as our own write and goes on from
  * it, instead of reporting the lock taken over by ourselves. The item stays readable by the Node
  * idempotency adapter: expiresAt is epoch seconds, and a released lock has
- * expiresAt = 0, so its `expiresAt < :nowSec` sees it free.
+ * an expiresAt a second or more in the past (the release's wall clock less
+ * the skew margin), so its `expiresAt < :nowSec` sees it free at once and
+ * DynamoDB's TTL on expiresAt deletes it later. A fresh item's fence starts
+ * from the wall clock (ms x 1000), so the fences of an item created after
+ * the previous one was deleted are above all the old ones.
  *
  * Failures carry ddbk_error codes DDBK_ERR_BUSY (held by someone else when
  * the wait ran out), DDBK_ERR_LOST (renew found another holder),
@@ -495,6 +499,11 @@ typedef struct ddbk_lock_opts {
      * seen (or did not fit under the buffer's cap) and on success. Last, so
      * that {lease, wait, skew} initialisers leave it NULL. */
     ddbk_buf *busy_item;
+    /* An item no ddbkit lock ever held (no lockOwner and no releasedRvn:
+     * the Node idempotency adapter's lock, which nobody renews or fences)
+     * is taken only once it expired more than this many ms (plus the skew
+     * margin) ago; 0 takes it as the Node adapter does. */
+    long foreign_grace_ms;
 } ddbk_lock_opts;
 
 /* The holder of a lock as the item last showed it. */

@@ -5,20 +5,67 @@
  * The item holds lockOwner (unique per process and handle), lockRvn (a
  * record version, fresh on every acquire and renew), leaseMs, expiresAt
  * (epoch seconds, as DynamoDB TTL and the Node adapter read it), acquiredAt
- * (ms) and fence, which `if_not_exists(fence, 0) + 1` grows on every acquire.
- * Release keeps the fence, sets expiresAt = 0 and records releasedRvn.
+ * (ms) and fence, which `if_not_exists(fence, :base) + 1` grows on every
+ * acquire (:base = the acquirer's wall clock in ms x 1000). Release keeps the
+ * fence, removes lockOwner and lockRvn, records releasedRvn and releasedAt
+ * (ms, the "released" mark; the next acquire removes it) and sets expiresAt
+ * to a second already past (released_expires_at), never 0.
  *
  * Why each condition is safe:
- * - acquire succeeds only when the item is missing, released or expired by
- *   the wall clock with the caller's skew margin, or when its record version
- *   is one the caller has watched stay unchanged for a whole lease on its own
- *   monotonic clock (a holder that renews changes it; one that does not has
- *   lost its lease by then, whatever the clocks say).
+ * - acquire takes an item that is
+ *   . missing;
+ *   . released (releasedAt and no lockOwner): nobody holds it. lockOwner is
+ *     in the test because an older ddbkit, which does not remove releasedAt,
+ *     may have taken it since;
+ *   . ddbkit's (lockOwner or releasedRvn: a lease, an older release with
+ *     expiresAt = 0, or an idempotency record ended by one) and expired by
+ *     the wall clock with the caller's skew margin;
+ *   . foreign (neither attribute: the Node adapter's lock, or one a Node
+ *     acquire replaced with its Put) and expired more than opts.foreign_grace_ms
+ *     plus the skew margin ago. Nobody renews a Node lock, and its holder
+ *     writes its record unconditionally, so a holder whose handler outlives
+ *     the lease would overwrite the answer of whoever took over; the grace is
+ *     how long such a holder is given (the Node adapter itself uses none);
+ *   . or one whose record version the caller has watched stay unchanged for
+ *     a whole lease on its own monotonic clock (a holder that renews changes
+ *     it; one that does not has lost its lease by then, whatever the clocks
+ *     say).
  * - renew and release require both our owner and our record version.
  * - every attempt of one operation sends the same new record version, so when
  *   a response is lost and the engine's retry meets a failed condition, the
  *   old item it returns (ALL_OLD) says whether the first attempt took effect.
  *   A failure with no item to look at is settled by reading the item back.
+ *
+ * Released items are collected. DynamoDB's TTL ignores expiresAt values more
+ * than five years in the past (0 among them), so a release writes the
+ * release time less the skew margin, less a second: past for every clock
+ * within the margin (the Node adapter's `expiresAt < :nowSec` passes at once;
+ * ddbkit goes by the released mark and ignores it) and recent, so TTL deletes
+ * the item some time later. The Node adapter deletes its lock items on
+ * release, and its acquire (a Put) replaces a ddbkit item whole, fence
+ * included. TTL deletes an item only once its expiresAt has passed, and a
+ * lease's expiresAt is in the future while anyone may act on it.
+ *
+ * Fences stay strictly increasing across a deletion, for every holder that
+ * could still act. An item's first fence is B0 + 1 with B0 = 1000 x c0, c0
+ * the creator's clock (ms); each later acquire adds 1. DynamoDB applies the
+ * writes to one item one at a time, and each acquire is a conditional write
+ * over the network: far fewer than 1000 per ms. So a holder P that acquired
+ * at real time tP got a fence fP <= B0 + 1000 x (tP - t0 + 1), t0 the
+ * creation. P could still act only if it never released: then the item went
+ * to anyone else only after P's expiresAt, which P wrote as at least
+ * (tP - s + lease)/1000 (s: the skew margin every acquirer already assumes),
+ * and was deleted no sooner: TTL deletes after it, a Node acquire
+ * (`expiresAt < ceil(now/1000)`, so expiresAt x 1000 < its clock) takes it
+ * after it by a clock at most s off. The next item is created at
+ * t1 > tP + lease - 2s by a clock c1 >= t1 - s, while c0 <= t0 + s: so
+ * c1 - c0 > tP - t0 + lease - 4s, and its first fence 1000 x c1 + 1 > fP
+ * whenever lease > 4s (30 s against 1 s, the idempotency defaults, leave
+ * room; a shorter lease counts on clocks closer than the margin). A holder
+ * that released acts no more, so an item deleted at once after a release
+ * changes nothing. An item that exists keeps growing by 1 from wherever it
+ * is (an item from before this rule included: no migration), and 1000 x ms
+ * stays below 2^53, exact as a Lua double (LuaJIT), until the year 2255.
  *
  * The protocol is a machine without I/O (ddbk_lock_op): it says what to do
  * next (send this request, sleep this long, stop) and is fed each request's
@@ -44,6 +91,7 @@
 #define A_ACQUIRED "acquiredAt"
 #define A_FENCE "fence"
 #define A_RELEASED "releasedRvn"
+#define A_FREED "releasedAt"
 
 /* Backoff between contended attempts: full jitter over a ceiling that
  * doubles from 25 ms to 500 ms. */
@@ -64,6 +112,20 @@ static int64_t wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A fresh item's fence starts at the wall clock in ms times this (see the
+ * top of this file): room for that many acquires per ms, and still below
+ * 2^53 (exact in a Lua double) until the year 2255. */
+#define FENCE_PER_MS 1000
+
+/* The expiresAt a release writes: a second already past by every clock
+ * within the skew margin of ours, so the Node adapter's `expiresAt <
+ * :nowSec` sees the item free at once, and recent, so DynamoDB's TTL
+ * (which skips values more than five years old) deletes it. */
+UNITTEST int64_t released_expires_at(int64_t now_ms, long skew_ms)
+{
+    return (now_ms - skew_ms) / 1000 - 1;
 }
 
 static void random_hex(char *out, size_t bytes)
@@ -446,12 +508,21 @@ static void took(ddbk_lock_op *op, const seen *s)
     let_go(l);
 }
 
+/* The acquire's condition: which items are free to take (see the top of
+ * this file for why each clause is safe). */
+#define ACQUIRE_FREE                                                                  \
+    "attribute_not_exists(#k)"                                                        \
+    " OR (attribute_exists(#m) AND attribute_not_exists(#o))"                         \
+    " OR ((attribute_exists(#o) OR attribute_exists(#x)) AND #e < :cut)"              \
+    " OR (attribute_not_exists(#o) AND attribute_not_exists(#x) AND #e < :fcut)"
+
 static int acquire_write(ddbk_lock_op *op, ddbk_lock_next *next)
 {
     ddbk_lock *l = op->l;
     ddbk_buf *v = &op->values;
     int64_t now = wall_ms();
     int64_t cutoff = (now - op->opts.max_clock_skew_ms) / 1000;
+    int64_t foreign_cutoff = (now - op->opts.max_clock_skew_ms - op->opts.foreign_grace_ms) / 1000;
     double t = mono_ms();
     /* The clock-free takeover: this record version has stood still for a
      * whole lease of its holder, as we measured it ourselves. */
@@ -463,18 +534,17 @@ static int acquire_write(ddbk_lock_op *op, ddbk_lock_next *next)
     random_hex(op->rvn, 16);
     ddbk_buf_reset(v);
     if (sval(v, ":o", l->owner) || sval(v, ":r", op->rvn) || nval(v, ":l", op->lease_ms) ||
-        nval(v, ":e", op->expires_at) || nval(v, ":a", now) || nval(v, ":zero", 0) ||
-        nval(v, ":one", 1) || nval(v, ":cut", cutoff) ||
-        (takeover && sval(v, ":seen", op->watched_rvn)))
+        nval(v, ":e", op->expires_at) || nval(v, ":a", now) ||
+        nval(v, ":base", now * FENCE_PER_MS) || nval(v, ":one", 1) || nval(v, ":cut", cutoff) ||
+        nval(v, ":fcut", foreign_cutoff) || (takeover && sval(v, ":seen", op->watched_rvn)))
         return values_failed(op, next);
     op->sent = mono_ms();
     if (build_update(op,
                      /* releasedRvn stays: a release whose answer was lost can
                       * still recognise itself after the next acquire. */
                      "SET #o = :o, #r = :r, #l = :l, #e = :e, #a = :a, "
-                     "#f = if_not_exists(#f, :zero) + :one",
-                     takeover ? "attribute_not_exists(#k) OR #e < :cut OR #r = :seen"
-                              : "attribute_not_exists(#k) OR #e < :cut",
+                     "#f = if_not_exists(#f, :base) + :one REMOVE #m",
+                     takeover ? ACQUIRE_FREE " OR #r = :seen" : ACQUIRE_FREE,
                      op->names.data, "ALL_NEW") != 0)
         return step_done(op, -1, next);
     return step_send(op, "UpdateItem", ST_WRITE, next);
@@ -544,9 +614,11 @@ ddbk_lock_op *ddbk_lock_op_acquire(const ddbk_lock_key *key, const ddbk_lock_opt
     *out = NULL;
     if (opts && opts->busy_item)
         ddbk_buf_reset(opts->busy_item);
-    if (!opts || opts->lease_ms <= 0 || opts->wait_ms < 0 || opts->max_clock_skew_ms < 0) {
+    if (!opts || opts->lease_ms <= 0 || opts->wait_ms < 0 || opts->max_clock_skew_ms < 0 ||
+        opts->foreign_grace_ms < 0) {
         ddbk_error_set(err, DDBK_ERR_INVALID_ARGUMENT, 0,
-                       "lock: lease_ms must be > 0, wait_ms and max_clock_skew_ms >= 0");
+                       "lock: lease_ms must be > 0, wait_ms, max_clock_skew_ms and "
+                       "foreign_grace_ms >= 0");
         return NULL;
     }
     if (!(l = ddbk__lock_new())) {
@@ -572,7 +644,8 @@ ddbk_lock_op *ddbk_lock_op_acquire(const ddbk_lock_key *key, const ddbk_lock_opt
     op->opts = *opts;
     if (ddbk_buf_puts(&op->names, "\"#o\":\"" A_OWNER "\",\"#r\":\"" A_RVN "\",\"#l\":\"" A_LEASE
                                   "\",\"#e\":\"" A_EXPIRES "\",\"#a\":\"" A_ACQUIRED "\",\"#f\":\""
-                                  A_FENCE "\",\"#k\":") ||
+                                  A_FENCE "\",\"#x\":\"" A_RELEASED "\",\"#m\":\"" A_FREED
+                                  "\",\"#k\":") ||
         ddbk__json_cstr(&op->names, l->pk_name)) {
         ddbk_error_set(err, DDBK_ERR_OUT_OF_MEMORY, 0, "lock: out of memory building a request");
         ddbk_lock_op_free(op);
@@ -630,11 +703,13 @@ static int renew_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
 
 static int release_write(ddbk_lock_op *op, ddbk_lock_next *next)
 {
-    if (owner_values(op) || nval(&op->values, ":zero", 0))
+    int64_t now = wall_ms();
+    if (owner_values(op) || nval(&op->values, ":past", released_expires_at(now, op->l->skew_ms)) ||
+        nval(&op->values, ":now", now))
         return values_failed(op, next);
-    if (build_update(op, "SET #e = :zero, #x = :r REMOVE #o, #r", "#o = :o AND #r = :r",
+    if (build_update(op, "SET #e = :past, #x = :r, #m = :now REMOVE #o, #r", "#o = :o AND #r = :r",
                      "\"#o\":\"" A_OWNER "\",\"#r\":\"" A_RVN "\",\"#e\":\"" A_EXPIRES
-                     "\",\"#x\":\"" A_RELEASED "\"",
+                     "\",\"#x\":\"" A_RELEASED "\",\"#m\":\"" A_FREED "\"",
                      "UPDATED_NEW") != 0)
         return step_done(op, -1, next);
     return step_send(op, "UpdateItem", ST_WRITE, next);

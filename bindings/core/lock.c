@@ -187,7 +187,7 @@ static void to_error(lua_State *L, int idx, ddbk_error *e)
 
 /* core.lock_op(kind, ...) -> op | nil, err
  *   "acquire", key, opts: key = { table, pk_name, pk_value, sk_name?, sk_value? },
- *       opts = { lease_ms, wait_ms, max_clock_skew_ms, with_item? }
+ *       opts = { lease_ms, wait_ms, max_clock_skew_ms, foreign_grace_ms?, with_item? }
  *   "renew", handle, lease_ms?
  *   "release", handle
  * nil, err when the outcome is known before any request (a bad key, a
@@ -214,11 +214,13 @@ static int l_lock_op(lua_State *L)
         key.sk_value = opt_field(L, 2, "sk_value");
         /* 0 (unset) is the engine's default; anything else is checked,
          * since a NaN or an infinity cast to long is undefined. */
-        opts.lease_ms = opts.wait_ms = opts.max_clock_skew_ms = 0;
+        opts.lease_ms = opts.wait_ms = opts.max_clock_skew_ms = opts.foreign_grace_ms = 0;
         ddbk_lua_opt_number(L, 3, "lock_op", "lease_ms", 0, INT_MAX, 0, &opts.lease_ms);
         ddbk_lua_opt_number(L, 3, "lock_op", "wait_ms", 0, INT_MAX, 0, &opts.wait_ms);
         ddbk_lua_opt_number(L, 3, "lock_op", "max_clock_skew_ms", 0, INT_MAX, 0,
                             &opts.max_clock_skew_ms);
+        ddbk_lua_opt_number(L, 3, "lock_op", "foreign_grace_ms", 0, INT_MAX, 0,
+                            &opts.foreign_grace_ms);
         lua_getfield(L, 3, "with_item");
         int with_item = lua_toboolean(L, -1);
         lua_pop(L, 1);

@@ -110,13 +110,19 @@ function _M.new(opts)
   }, mt)
 end
 
---- locks:acquire{ lease_ms, wait_ms?, max_clock_skew_ms?, with_item? } -> handle | nil, err
+--- locks:acquire{ lease_ms, wait_ms?, max_clock_skew_ms?, foreign_grace_ms?, with_item? }
+-- -> handle | nil, err
 -- with_item: when busy, err.item is the whole item as last seen (for items
 -- that hold more than the lock, such as an idempotency record).
+-- foreign_grace_ms (default 0): an item no ddbkit lock ever held (no
+-- lockOwner, no releasedRvn: the Node idempotency adapter's lock, which
+-- nobody renews or fences) is taken only once it expired this long (plus
+-- the skew margin) ago; 0 takes it at expiry, as the Node adapter does.
 function _M:acquire(opts)
   if type(opts) ~= "table" then error("ddbkit.lock: acquire takes an options table", 2) end
   for k in pairs(opts) do
-    if k ~= "lease_ms" and k ~= "wait_ms" and k ~= "max_clock_skew_ms" and k ~= "with_item" then
+    if k ~= "lease_ms" and k ~= "wait_ms" and k ~= "max_clock_skew_ms" and k ~= "with_item"
+       and k ~= "foreign_grace_ms" then
       error("ddbkit.lock: unknown option opts." .. tostring(k), 2)
     end
   end
@@ -125,6 +131,7 @@ function _M:acquire(opts)
     lease_ms = check_ms(opts, "lease_ms", 1),
     wait_ms = check_ms(opts, "wait_ms", 0, 0),
     max_clock_skew_ms = check_ms(opts, "max_clock_skew_ms", 0, self.skew),
+    foreign_grace_ms = check_ms(opts, "foreign_grace_ms", 0, 0),
     with_item = opts.with_item and true or nil,
   }
   local op, err = lock_op("acquire", self.target, o)
@@ -134,7 +141,7 @@ function _M:acquire(opts)
   if not lk then return nil, err end
   local info = lk:info()
   return setmetatable({
-    lock = lk, client = self.client,
+    lock = lk, client = self.client, skew = o.max_clock_skew_ms,
     owner = info.owner, rvn = info.rvn, fence = info.fence,
     lease_ms = info.lease_ms, expires_at = info.expires_at,
   }, handle_mt)
@@ -314,19 +321,24 @@ function handle:keep(period_ms)
   }
 end
 
---- handle:owner_condition() -> the condition that this handle's lease is
--- still the item's current one, for a write of the caller's own on the lock
--- item (a write that also ends the lease, say):
+--- handle:owner_condition(opts?) -> the condition that this handle's lease
+-- is still the item's current one, for a write of the caller's own on the
+-- lock item (a write that also ends the lease, say):
 --   { ConditionExpression, ExpressionAttributeNames, ExpressionAttributeValues,
---     set_released = "releasedRvn = :ddbkit_r",   -- for the SET clause
+--     set_released = "#ddbkit_x = :ddbkit_r",     -- for the SET clause
 --     remove_owner = "#ddbkit_o, #ddbkit_r",      -- for the REMOVE clause
 --     rvn = the record version }
 -- A write that ends the lease with both clauses is read by waiters as a
--- release; call mark_released() once it succeeded.
-function handle:owner_condition()
+-- release; call mark_released() once it succeeded. With opts.free,
+-- set_released also marks the item released (releasedAt) and sets its
+-- expiresAt to a second already past, as handle:release() does: the next
+-- acquire (ddbkit's or the Node adapter's) takes it at once, and DynamoDB's
+-- TTL deletes it. Without, the item stays the caller's to date (a record
+-- that ends the lease keeps its own expiresAt and is not free).
+function handle:owner_condition(opts)
   check_held(self, "owner_condition")
   local info = self.lock:info()
-  return {
+  local cond = {
     ConditionExpression = "#ddbkit_o = :ddbkit_o AND #ddbkit_r = :ddbkit_r",
     ExpressionAttributeNames = { ["#ddbkit_o"] = "lockOwner", ["#ddbkit_r"] = "lockRvn",
                                  ["#ddbkit_x"] = "releasedRvn" },
@@ -335,6 +347,20 @@ function handle:owner_condition()
     remove_owner = "#ddbkit_o, #ddbkit_r",
     rvn = info.rvn,
   }
+  if opts ~= nil and type(opts) ~= "table" then
+    error("ddbkit.lock: owner_condition takes nil or an options table", 2)
+  end
+  if opts and opts.free then
+    -- engine/lock.c, released_expires_at: past for every clock within the
+    -- skew margin, recent enough for TTL.
+    local now = floor(core.now_ms())
+    local names, values = cond.ExpressionAttributeNames, cond.ExpressionAttributeValues
+    names["#ddbkit_ra"], names["#ddbkit_e"] = "releasedAt", "expiresAt"
+    values[":ddbkit_ra"] = now
+    values[":ddbkit_e"] = floor((now - self.skew) / 1000) - 1
+    cond.set_released = "#ddbkit_x = :ddbkit_r, #ddbkit_ra = :ddbkit_ra, #ddbkit_e = :ddbkit_e"
+  end
+  return cond
 end
 
 --- handle:mark_released(): the caller's own write (see owner_condition)

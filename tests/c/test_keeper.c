@@ -127,7 +127,7 @@ static const char *rvn_of(const ddbk_lock *l)
 static ddbk_lock *acquire_ok(ddbk_client *c)
 {
     ddbk_lock *l;
-    ddbk_lock_opts o = { 5000, 0, 0, NULL };
+    ddbk_lock_opts o = { 5000, 0, 0, NULL, 0 };
     ddbk_error err;
     if (ddbk_lock_acquire(c, &KEY, &o, &l, NULL, &err) != 0)
         fail_msg("acquire: %s: %s", err.code, err.message);
@@ -210,7 +210,7 @@ static void acquire_fails(const canned *script, int n, const char *code, const c
     ddbk_lock_holder h;
     ddbk_error err;
     ddbk_buf item;
-    ddbk_lock_opts o = { 5000, 0, 0, &item };
+    ddbk_lock_opts o = { 5000, 0, 0, &item, 0 };
 
     int port = serve(script, n);
     ddbk_client *c = g_client = responder_client(port, 1);
@@ -262,7 +262,7 @@ static void test_busy_item_empty_on_success(void **state)
     ddbk_lock *l = NULL;
     ddbk_error err;
     ddbk_buf item;
-    ddbk_lock_opts o = { 5000, 0, 0, &item };
+    ddbk_lock_opts o = { 5000, 0, 0, &item, 0 };
     (void)state;
 
     ddbk_client *c = g_client = responder_client(serve(script, 1), 1);

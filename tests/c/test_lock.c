@@ -19,6 +19,15 @@
 #include "responder.h"
 
 int build_target(ddbk_lock *l, const ddbk_lock_key *k, ddbk_error *err);
+int64_t released_expires_at(int64_t now_ms, long skew_ms);
+
+/* Which items an acquire takes (engine/lock.c): missing, released, ddbkit's
+ * and expired, foreign and expired past the grace. */
+#define ACQUIRE_FREE                                                                  \
+    "attribute_not_exists(#k)"                                                        \
+    " OR (attribute_exists(#m) AND attribute_not_exists(#o))"                         \
+    " OR ((attribute_exists(#o) OR attribute_exists(#x)) AND #e < :cut)"              \
+    " OR (attribute_not_exists(#o) AND attribute_not_exists(#x) AND #e < :fcut)"
 
 static void test_target_hash_and_range(void **state)
 {
@@ -113,7 +122,8 @@ static void test_acquire_checks_options_before_sending(void **state)
     ddbk_lock *l = NULL;
     ddbk_lock_key k = { "t", "pk", "v", NULL, NULL };
     static const ddbk_lock_opts bad[] = {
-        { 0, 0, 0, NULL }, { -5, 0, 0, NULL }, { 100, -1, 0, NULL }, { 100, 0, -1, NULL },
+        { 0, 0, 0, NULL, 0 },    { -5, 0, 0, NULL, 0 },  { 100, -1, 0, NULL, 0 },
+        { 100, 0, -1, NULL, 0 }, { 100, 0, 0, NULL, -1 },
     };
     (void)state;
     ddbk_config_init(&cfg);
@@ -241,6 +251,23 @@ static void sent_rvn(const char *body, const char *name, char out[40])
     out[n] = '\0';
 }
 
+/* The number the request sent as ExpressionAttributeValues[name]. */
+static long long sent_num(const char *body, const char *name)
+{
+    char pat[32];
+    snprintf(pat, sizeof pat, "\"%s\":{\"N\":\"", name);
+    const char *p = strstr(body, pat);
+    assert_non_null(p);
+    return strtoll(p + strlen(pat), NULL, 10);
+}
+
+static long long wall_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* The item as the holder `owner` with record version `rvn` left it. */
 static const char *item_of(char *buf, size_t cap, const char *field, const char *owner,
                            const char *rvn)
@@ -278,7 +305,7 @@ static void expect_send(int what, const ddbk_lock_next *nx, const char *op)
 /* A held lock, taken through the machine with one canned success. */
 static ddbk_lock *acquired(void)
 {
-    ddbk_lock_opts o = { 5000, 0, 1000, NULL };
+    ddbk_lock_opts o = { 5000, 0, 1000, NULL, 0 };
     ddbk_lock_next nx;
     ddbk_error err;
     char rvn[40], ok[512];
@@ -298,7 +325,7 @@ static ddbk_lock *acquired(void)
 static void test_machine_acquire_success(void **state)
 {
     ddbk_lock *l = NULL;
-    ddbk_lock_opts o = { 5000, 0, 1000, NULL };
+    ddbk_lock_opts o = { 5000, 0, 1000, NULL, 0 };
     ddbk_lock_next nx;
     ddbk_lock_holder h;
     ddbk_error err;
@@ -310,7 +337,9 @@ static void test_machine_acquire_success(void **state)
     assert_int_equal(ddbk_lock_op_result(op, &h, &err), -1); /* not finished */
     expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
     assert_non_null(strstr(nx.body, "\"TableName\":\"t\",\"Key\":{\"pk\":{\"S\":\"k\"}}"));
-    assert_non_null(strstr(nx.body, "\"ConditionExpression\":\"attribute_not_exists(#k) OR #e < :cut\""));
+    assert_non_null(strstr(nx.body, "\"ConditionExpression\":\"" ACQUIRE_FREE "\""));
+    assert_non_null(strstr(nx.body, "#f = if_not_exists(#f, :base) + :one REMOVE #m\""));
+    assert_non_null(strstr(nx.body, "\"#x\":\"releasedRvn\",\"#m\":\"releasedAt\""));
     assert_non_null(strstr(nx.body, "\"ReturnValuesOnConditionCheckFailure\":\"ALL_OLD\""));
     assert_non_null(strstr(nx.body, "\"ReturnValues\":\"ALL_NEW\""));
     sent_rvn(nx.body, ":r", rvn);
@@ -336,7 +365,7 @@ static void test_machine_acquire_busy_then_sleep_then_success(void **state)
 {
     ddbk_lock *l = NULL;
     ddbk_buf busy;
-    ddbk_lock_opts o = { 5000, 10000, 1000, &busy };
+    ddbk_lock_opts o = { 5000, 10000, 1000, &busy, 0 };
     ddbk_lock_next nx;
     ddbk_lock_holder h;
     ddbk_error err;
@@ -378,7 +407,7 @@ static void test_machine_acquire_busy_then_sleep_then_success(void **state)
 static void test_machine_acquire_busy_without_wait(void **state)
 {
     ddbk_lock *l = NULL;
-    ddbk_lock_opts o = { 5000, 0, 1000, NULL };
+    ddbk_lock_opts o = { 5000, 0, 1000, NULL, 0 };
     ddbk_lock_next nx;
     ddbk_lock_holder h;
     ddbk_error err;
@@ -403,7 +432,7 @@ static void test_machine_acquire_busy_without_wait(void **state)
 static void test_machine_acquire_timeout_settled_by_read_back(void **state)
 {
     ddbk_lock *l = NULL;
-    ddbk_lock_opts o = { 5000, 0, 1000, NULL };
+    ddbk_lock_opts o = { 5000, 0, 1000, NULL, 0 };
     ddbk_lock_next nx;
     ddbk_error err;
     char rvn[40], item[512];
@@ -554,7 +583,7 @@ static void test_machine_refusals_and_abandon(void **state)
     ddbk_lock *l = NULL;
     ddbk_lock_next nx;
     ddbk_error err;
-    ddbk_lock_opts bad = { 0, 0, 0, NULL }, good = { 5000, 0, 0, NULL };
+    ddbk_lock_opts bad = { 0, 0, 0, NULL, 0 }, good = { 5000, 0, 0, NULL, 0 };
     ddbk_lock_key badkey = { "t", "pk", "\xff", NULL, NULL };
     (void)state;
 
@@ -583,7 +612,7 @@ static void test_machine_refusals_and_abandon(void **state)
  * which must now want the read-back; the record version it sent in rvn. */
 static ddbk_lock_op *acquire_answered(ddbk_lock **l, const char *body, size_t len, char rvn[40])
 {
-    ddbk_lock_opts o = { 5000, 0, 1000, NULL };
+    ddbk_lock_opts o = { 5000, 0, 1000, NULL, 0 };
     ddbk_lock_next nx;
     ddbk_error err;
     ddbk_lock_free(*l);
@@ -630,7 +659,7 @@ static void test_machine_acquire_unproven_success_is_read_back(void **state)
     ddbk_lock_op_free(op);
     char other_rvn[40];
     snprintf(other_rvn, sizeof other_rvn, "%s", "0123");
-    ddbk_lock_opts o = { 5000, 0, 1000, NULL };
+    ddbk_lock_opts o = { 5000, 0, 1000, NULL, 0 };
     ddbk_lock_free(l);
     op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
     expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
@@ -721,7 +750,7 @@ static void test_machine_renew_release_unproven_success(void **state)
 static void test_machine_foreign_rvn_is_escaped(void **state)
 {
     ddbk_lock *l = NULL;
-    ddbk_lock_opts o = { 5000, 10000, 0, NULL };
+    ddbk_lock_opts o = { 5000, 10000, 0, NULL, 0 };
     ddbk_lock_next nx;
     ddbk_error err;
     static const char odd[] =
@@ -889,7 +918,7 @@ static void test_machine_deep_bodies(void **state)
     assert_false(ddbk_lock_held(l));
 
     /* A failed condition whose old item is deep: read back. */
-    ddbk_lock_opts o = { 5000, 0, 1000, NULL };
+    ddbk_lock_opts o = { 5000, 0, 1000, NULL, 0 };
     ddbk_lock_free(l);
     op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
     expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
@@ -976,7 +1005,7 @@ static void test_blocking_calls_survive_deep_answers(void **state)
     cfg.max_attempts = 1;
     cfg.timeout_ms = 10000;
     ddbk_client *c = new_client(&cfg, NULL);
-    ddbk_lock_opts o = { 5000, 0, 1000, NULL };
+    ddbk_lock_opts o = { 5000, 0, 1000, NULL, 0 };
 
     assert_int_equal(ddbk_lock_acquire(c, &KEY, &o, &l, NULL, &err), -1);
     assert_string_equal(err.code, "MalformedResponse");
@@ -998,6 +1027,73 @@ static void test_blocking_calls_survive_deep_answers(void **state)
     free(ccf_body);
 }
 
+/* A fresh item's fence starts from the wall clock (ms x 1000), so an item
+ * created after the last one was deleted hands out higher fences; a
+ * foreign item's cutoff is the grace earlier than ddbkit's own. */
+static void test_machine_acquire_clock_values(void **state)
+{
+    ddbk_lock *l = NULL;
+    ddbk_lock_opts o = { 5000, 0, 1000, NULL, 30000 };
+    ddbk_lock_next nx;
+    ddbk_error err;
+    (void)state;
+
+    long long before = wall_now_ms();
+    ddbk_lock_op *op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
+    assert_non_null(op);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    long long after = wall_now_ms();
+    long long base = sent_num(nx.body, ":base");
+    assert_true(base >= before * 1000 && base <= after * 1000);
+    assert_true(base < 9007199254740992LL); /* exact as a double */
+    long long cut = sent_num(nx.body, ":cut"), fcut = sent_num(nx.body, ":fcut");
+    assert_true(cut >= (before - 1000) / 1000 && cut <= (after - 1000) / 1000);
+    assert_true(fcut >= (before - 31000) / 1000 && fcut <= (after - 31000) / 1000);
+    assert_null(strstr(nx.body, ":zero")); /* an unused value would be refused */
+    ddbk_lock_op_free(op);
+    ddbk_lock_free(l);
+}
+
+/* A release leaves expiresAt a second or more in the past by every clock
+ * within the skew margin (free for the Node adapter at once), recent (TTL
+ * deletes it), and marks the item released. */
+static void test_machine_release_values(void **state)
+{
+    ddbk_lock *l = NULL;
+    ddbk_lock_opts o = { 5000, 0, 2000, NULL, 0 };
+    ddbk_lock_next nx;
+    ddbk_error err;
+    char rvn[40], ok[512];
+    (void)state;
+
+    assert_int_equal(released_expires_at(1700000000999LL, 0), 1699999999);
+    assert_int_equal(released_expires_at(1700000000999LL, 2000), 1699999997);
+    ddbk_lock_op *op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    sent_rvn(nx.body, ":r", rvn);
+    grant_of(ok, sizeof ok, ddbk_lock_owner(l), rvn, 7);
+    assert_int_equal(ddbk_lock_op_next(op, ok, strlen(ok), NULL, &nx), DDBK_LOCK_DONE);
+    ddbk_lock_op_free(op);
+    op = ddbk_lock_op_release(l, &err);
+    long long before = wall_now_ms();
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    long long after = wall_now_ms();
+    assert_non_null(strstr(nx.body, "\"UpdateExpression\":\"SET #e = :past, #x = :r, #m = :now "
+                                    "REMOVE #o, #r\""));
+    long long past = sent_num(nx.body, ":past"), now = sent_num(nx.body, ":now");
+    assert_true(now >= before && now <= after);
+    assert_true(past == (now - 2000) / 1000 - 1);
+    assert_true(past * 1000 < before - 2000); /* past for a clock 2 s behind */
+    assert_true(past > before / 1000 - 5 * 365 * 86400); /* TTL still collects it */
+    snprintf(ok, sizeof ok, "{\"Attributes\":{\"expiresAt\":{\"N\":\"%lld\"},"
+                            "\"releasedRvn\":{\"S\":\"%s\"}}}", past, rvn);
+    assert_int_equal(ddbk_lock_op_next(op, ok, strlen(ok), NULL, &nx), DDBK_LOCK_DONE);
+    assert_int_equal(ddbk_lock_op_result(op, NULL, &err), 0);
+    ddbk_lock_op_free(op);
+    assert_false(ddbk_lock_held(l));
+    ddbk_lock_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1009,6 +1105,8 @@ int main(void)
         cmocka_unit_test(test_renew_release_of_lost_handle),
         cmocka_unit_test(test_fence_condition),
         cmocka_unit_test(test_machine_acquire_success),
+        cmocka_unit_test(test_machine_acquire_clock_values),
+        cmocka_unit_test(test_machine_release_values),
         cmocka_unit_test(test_machine_acquire_busy_then_sleep_then_success),
         cmocka_unit_test(test_machine_acquire_busy_without_wait),
         cmocka_unit_test(test_machine_acquire_timeout_settled_by_read_back),

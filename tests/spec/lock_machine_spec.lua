@@ -105,7 +105,7 @@ describe("ddbkit.lock through a runtime's call_raw and sleep", function()
     assert.are.equal(1, #rt.calls)
     assert.are.equal("UpdateItem", rt.calls[1].op)
     assert.truthy(rt.calls[1].body:find('"TableName":"' .. T .. '"', 1, true))
-    assert.truthy(rt.calls[1].body:find("attribute_not_exists(#k) OR #e < :cut", 1, true))
+    assert.truthy(rt.calls[1].body:find("attribute_not_exists(#k) OR (attribute_exists(#m) AND attribute_not_exists(#o))", 1, true))
     assert.are.equal(h.rvn, read(key).lockRvn)
 
     local rvn0 = h.rvn

@@ -68,11 +68,18 @@ local function assert_held_by(h, item)
   assert.are.equal(h.expires_at, item.expiresAt)
 end
 
--- The lock item is released: fence kept, expiresAt 0, no owner.
+-- The lock item is released: fence kept, no owner, the released mark, and
+-- expiresAt in the recent past: at or before now (the Node adapter's
+-- `expiresAt < :nowSec` sees it free), within five years (DynamoDB's TTL,
+-- which skips older values, deletes it).
 local function assert_released(item, fence)
   assert.is_table(item, "the lock item is missing")
   assert.are.equal(fence, item.fence)
-  assert.are.equal(0, item.expiresAt)
+  local now_s = math.floor(now_ms() / 1000)
+  assert.is_true(is_integer(item.expiresAt), "expiresAt " .. tostring(item.expiresAt))
+  assert.is_true(item.expiresAt < now_s, "expiresAt " .. item.expiresAt .. " not before " .. now_s)
+  assert.is_true(item.expiresAt > now_s - 5 * 365 * 86400, "expiresAt too old for TTL")
+  assert.is_true(is_integer(item.releasedAt))
   assert.is_nil(item.lockOwner)
   assert.is_nil(item.lockRvn)
   assert.is_string(item.releasedRvn)
@@ -166,7 +173,7 @@ describe("ddbkit.lock state transitions", function()
     assert.is_true(h:release())
   end)
 
-  it("held -> released: the item keeps its fence, expiresAt 0, no lockOwner", function()
+  it("held -> released: the item keeps its fence, expiresAt in the recent past, no lockOwner", function()
     local key = new_key()
     local h = assert(locks_for(key):acquire{ lease_ms = 10000 })
     local ok, err = h:release()
@@ -206,6 +213,62 @@ describe("ddbkit.lock state transitions", function()
     assert.are_not.equal(h1.owner, h2.owner)
     assert_held_by(h2, read(key))
     assert.is_true(h2:release())
+  end)
+
+  it("a fresh item's fence starts from the wall clock (ms x 1000), exact below 2^53", function()
+    local key = new_key()
+    local before = now_ms()
+    local h = assert(locks_for(key):acquire{ lease_ms = 10000 })
+    local after = now_ms()
+    assert.is_true(is_integer(h.fence))
+    assert.is_true(h.fence > before * 1000 and h.fence <= after * 1000 + 1,
+      "fence " .. string.format("%.0f", h.fence) .. " not from [" .. before .. ", " .. after .. "] ms")
+    assert.is_true(h.fence < 2 ^ 53)
+    assert.are.equal(h.fence, read(key).fence)
+    assert.is_true(h:release())
+  end)
+
+  it("released items are collected: after a deletion (TTL), fences still strictly increase", function()
+    local key = new_key()
+    local fences = {}
+    for round = 1, 3 do
+      for _ = 1, 2 do
+        local h = assert(locks_for(key):acquire{ lease_ms = 10000 })
+        fences[#fences + 1] = h.fence
+        assert.is_true(h:release())
+        assert_released(read(key), h.fence)
+      end
+      -- DynamoDB's TTL removes the released item (its expiresAt is past)
+      assert(admin:delete_item{ TableName = T, Key = key })
+      assert.is_nil(read(key), "round " .. round)
+    end
+    -- and a holder whose lease ran out before a deletion is fenced out
+    local stale = assert(locks_for(key):acquire{ lease_ms = 1000 })
+    fences[#fences + 1] = stale.fence
+    lapse(key)
+    assert(admin:delete_item{ TableName = T, Key = key })
+    local h = assert(locks_for(key):acquire{ lease_ms = 10000 })
+    fences[#fences + 1] = h.fence
+    for i = 2, #fences do
+      assert.is_true(fences[i] > fences[i - 1], string.format("fence %d: %.0f after %.0f",
+        i, fences[i], fences[i - 1]))
+    end
+    local guarded = { pk = H.unique("guarded"), sk = "G" }
+    assert(guarded_put(admin, T, guarded, h, "new"))
+    local res, err = guarded_put(admin, T, guarded, stale, "stale")
+    assert.is_nil(res)
+    assert.are.equal("ConditionalCheckFailedException", err.code)
+    assert.is_true(h:release())
+  end)
+
+  it("an item from before the clock base keeps growing by 1 (no migration)", function()
+    local key = new_key()
+    assert(admin:put_item{ TableName = T, Item = { pk = key.pk, sk = key.sk, fence = 57,
+                                                   expiresAt = 0, releasedRvn = "old" } })
+    local h = assert(locks_for(key):acquire{ lease_ms = 10000 })
+    assert.are.equal(58, h.fence)
+    assert.is_true(h:release())
+    assert_released(read(key), 58)
   end)
 
   it("returns an engine error, not a raise, for a missing table", function()
@@ -560,6 +623,67 @@ describe("ddbkit.lock and the Node idempotency adapter's lock layout", function(
     assert.is_nil(res)
     assert.are.equal("ConditionalCheckFailedException", err2.code)
     assert.is_true(h:release())
+  end)
+
+  it("a ddbkit-released lock: Node's exact conditional Put succeeds at once", function()
+    local k = H.unique("n5")
+    local h = assert(node_locks(k, { max_clock_skew_ms = 0 }):acquire{ lease_ms = 10000 })
+    assert.is_true(h:release())
+    local item = read(ddbkit.lock.node_key(k), IT)
+    assert_released(item, h.fence)
+    -- the Node adapter's own condition, at the same instant by its clock
+    local now = now_ms()
+    assert.is_true(item.expiresAt < ceil_div(now, 1000))
+    assert(node_acquire(k, 30000, now))
+    assert(node_release(k))
+  end)
+
+  it("a Node acquire replaces ddbkit's item (fence gone): the next fences are still higher", function()
+    local k = H.unique("n6")
+    local h1 = assert(node_locks(k):acquire{ lease_ms = 10000 })
+    assert.is_true(h1:release())
+    assert(node_acquire(k, 30000))
+    assert.is_nil(read(ddbkit.lock.node_key(k), IT).fence)
+    assert(node_release(k))
+    local h2 = assert(node_locks(k):acquire{ lease_ms = 10000, wait_ms = 0 })
+    assert.is_true(h2.fence > h1.fence)
+    assert.is_true(h2:release())
+  end)
+
+  it("foreign_grace_ms: an expired Node lock is left to its holder for the grace, then taken", function()
+    local k = H.unique("n7")
+    -- acquired by Node 100 s ago with a 30 s ttl: expired 70 s ago
+    assert(node_acquire(k, 30000, now_ms() - 100000))
+    local before = read(ddbkit.lock.node_key(k), IT)
+    local h, err = node_locks(k, { max_clock_skew_ms = 0 }):acquire{ lease_ms = 10000,
+                                                                     foreign_grace_ms = 120000 }
+    assert.is_nil(h)
+    assert.are.equal("busy", err.code)
+    assert.is_true(H.same(before, read(ddbkit.lock.node_key(k), IT)), "ddbkit changed a Node lock")
+    h, err = node_locks(k, { max_clock_skew_ms = 0 }):acquire{ lease_ms = 10000,
+                                                              foreign_grace_ms = 60000 }
+    assert.is_nil(err)
+    assert_held_by(h, read(ddbkit.lock.node_key(k), IT))
+    assert.is_true(h:release())
+  end)
+
+  it("foreign_grace_ms does not hold back ddbkit's own expired or released items", function()
+    local k = H.unique("n8")
+    local h1 = assert(node_locks(k):acquire{ lease_ms = 1000 })
+    lapse(ddbkit.lock.node_key(k), 5, IT)
+    local h2 = assert(node_locks(k, { max_clock_skew_ms = 0 }):acquire{ lease_ms = 10000,
+      foreign_grace_ms = 3600000, wait_ms = 0 })
+    assert.is_true(h2.fence > h1.fence)
+    assert.is_true(h2:release())
+    local h3 = assert(node_locks(k):acquire{ lease_ms = 10000, foreign_grace_ms = 3600000,
+                                              wait_ms = 0 })
+    assert.are.equal(h2.fence + 1, h3.fence)
+    assert.is_true(h3:release())
+  end)
+
+  it("rejects a negative or fractional foreign_grace_ms", function()
+    assert.has_error(function() node_locks("x"):acquire{ lease_ms = 1000, foreign_grace_ms = -1 } end)
+    assert.has_error(function() node_locks("x"):acquire{ lease_ms = 1000, foreign_grace_ms = 1.5 } end)
   end)
 end)
 

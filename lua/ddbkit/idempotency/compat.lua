@@ -3,8 +3,9 @@
 -- each other's results. The record item is cacheKey = <cache key>; the lock
 -- item is cacheKey = "lock:<cache key>", held with ddbkit's conditional
 -- lock (owner and record version, renewals, fencing; the Node adapter reads
--- it as its own: expiresAt in epoch seconds, 0 once released). A first call
--- costs 4 requests where the Node adapter pays 5:
+-- it as its own: expiresAt in epoch seconds, a second already past once
+-- released, so Node takes it at once and DynamoDB's TTL deletes it later).
+-- A first call costs 4 requests where the Node adapter pays 5:
 --   GetItem record -> UpdateItem lock (acquire) -> GetItem record (someone
 --   may have finished between the two) -> TransactWriteItems [ Put record,
 --   release the lock if still ours ].
@@ -23,6 +24,23 @@
 --   settled(idem, ck, state)  -> after the watched item left "held" (state
 --                                not "record"): "again" (take over) | a
 --                                record item to replay | false (CONFLICT) | nil, err
+--
+-- A Node holder's lock is neither renewed nor fenced, and the Node holder
+-- stores its record unconditionally: taking over from one whose handler
+-- still runs gives the key two answers. So a Node lock (no lockOwner, no
+-- releasedRvn) is treated as the Node middleware treats it, and no looser:
+-- - a waiter that sees it expire answers CONFLICT (or replays a record the
+--   holder stored), as the Node middleware's waiters do (compat.md B), and
+--   never runs the handler itself;
+-- - a fresh caller that finds it expired answers CONFLICT too, until it has
+--   been expired for a whole lock TTL more (lock_ttl_ms, plus the skew
+--   margin): then the holder is taken for dead and the lock is taken over
+--   (the engine's foreign_grace_ms). The Node middleware's own fresh caller
+--   takes it at once; refusing forever would block the key until TTL
+--   deleted the item (days on AWS). A Node handler that runs longer than
+--   twice its lock TTL can still race the one who takes over, as it races
+--   another Node caller today; a mixed fleet should give both sides the
+--   same lock TTL, longer than any handler runs.
 local lock = require "ddbkit.lock"
 local client_mod = require "ddbkit.client"
 local record = require "ddbkit.idempotency.record"
@@ -30,7 +48,6 @@ local errors = require "ddbkit.idempotency.errors"
 local lease_end = require "ddbkit.idempotency.lease_end"
 
 local type = type
-local merged = lease_end.merged
 local LOCK_PREFIX = record.LOCK_PREFIX
 
 local _M = { name = "compat" }
@@ -40,6 +57,12 @@ local _M = { name = "compat" }
 function _M.lock_of(idem, ck)
   return lock.new{ client = idem.client, table_name = idem.table_name,
                    key = { cacheKey = LOCK_PREFIX .. ck }, max_clock_skew_ms = idem.skew_ms }
+end
+
+-- How long after its expiry a Node lock's holder is still taken to run (see
+-- the top of this file).
+local function node_grace_ms(idem)
+  return idem.lock_ttl_ms
 end
 
 -- A record to replay, read now: a Node service may have stored it.
@@ -55,7 +78,8 @@ function _M.lookup(idem, ck)
 end
 
 function _M.acquire(idem, ck)
-  local h, err = _M.lock_of(idem, ck):acquire{ lease_ms = idem.lock_ttl_ms }
+  local h, err = _M.lock_of(idem, ck):acquire{ lease_ms = idem.lock_ttl_ms,
+                                                foreign_grace_ms = node_grace_ms(idem) }
   if h then return h end
   if err.code == "busy" then return nil, nil, false end
   -- The holder's storing transaction was on the item at that moment: it is
@@ -79,7 +103,10 @@ function _M.watched(ck)
   return LOCK_PREFIX .. ck
 end
 
--- A lock released (or gone): the record, if the holder stored one.
+-- A lock released (or gone): the record, if the holder stored one. A
+-- ddbkit lock that expired is taken over: its holder can no longer store
+-- (finish is conditional on the lease). A Node lock that expired
+-- ("node_expired") is not: its holder may still run and store.
 function _M.settled(idem, ck, state)
   if state == "expired" then return "again" end
   return current_record(idem, ck)
@@ -101,16 +128,17 @@ local function conflicted(err)
 end
 
 function _M.finish(idem, h, ck, item)
-  local cond = h:owner_condition()
+  local cond = h:owner_condition{ free = true }
   local req = {
     TransactItems = {
       { Put = { TableName = idem.table_name, Item = item } },
       { Update = {
           TableName = idem.table_name, Key = { cacheKey = LOCK_PREFIX .. ck },
-          UpdateExpression = "SET #e = :zero, " .. cond.set_released .. " REMOVE " .. cond.remove_owner,
+          -- released, free at once and collected by TTL (engine/lock.c)
+          UpdateExpression = "SET " .. cond.set_released .. " REMOVE " .. cond.remove_owner,
           ConditionExpression = cond.ConditionExpression,
-          ExpressionAttributeNames = merged(cond.ExpressionAttributeNames, { ["#e"] = "expiresAt" }),
-          ExpressionAttributeValues = merged(cond.ExpressionAttributeValues, { [":zero"] = 0 }),
+          ExpressionAttributeNames = cond.ExpressionAttributeNames,
+          ExpressionAttributeValues = cond.ExpressionAttributeValues,
       } },
     },
     -- The same token on every retry: a transaction that went through and

@@ -18,6 +18,11 @@ local merged = lease_end.merged
 
 local _M = { name = "fast" }
 
+-- What a record writes on the item, and what a release clears (its
+-- expiresAt is the release's own).
+local RECORD_FIELDS = { "response", "statusCode", "headers", "createdAt", "ttl" }
+local RECORD = { "response", "statusCode", "headers", "createdAt", "ttl", "expiresAt" }
+
 local function lease_of(idem, ck)
   return lock.new{ client = idem.client, table_name = idem.table_name,
                    key = { cacheKey = ck }, max_clock_skew_ms = idem.skew_ms }
@@ -39,7 +44,8 @@ function _M.recheck() return false end
 
 function _M.watched(ck) return ck end
 
--- A free or expired item is ours to take; a released one ended without a record.
+-- A free or expired item is ours to take; a released one ended without a
+-- record (the next fresh caller takes it).
 function _M.settled(_, _, state)
   if state == "expired" or state == "free" then return "again" end
   return false
@@ -49,12 +55,13 @@ end
 -- record (item non-nil) or clears it (nil), on condition that the lease is
 -- still ours.
 function _M.finish(idem, h, ck, item)
-  local cond = h:owner_condition()
+  -- Without a record the item is released: free at once, and collected by
+  -- TTL (set_released then sets expiresAt itself).
+  local cond = h:owner_condition{ free = item == nil }
   local names, values = merged(cond.ExpressionAttributeNames, {}), merged(cond.ExpressionAttributeValues, {})
   local sets, removes = { cond.set_released }, { cond.remove_owner }
-  for _, attr in ipairs{ "response", "statusCode", "headers", "createdAt", "ttl", "expiresAt" } do
+  for _, attr in ipairs(item and RECORD or RECORD_FIELDS) do
     local v = item and item[attr]
-    if attr == "expiresAt" and v == nil then v = 0 end  -- released: free for the next caller
     names["#" .. attr] = attr
     if v ~= nil then
       sets[#sets + 1] = "#" .. attr .. " = :" .. attr

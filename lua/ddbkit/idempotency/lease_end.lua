@@ -22,14 +22,22 @@ end
 -- The item the final write ended the lease on says what happened:
 -- "applied" (releasedRvn is our record version: only our write sets it),
 -- "held" (our lease is still on it: the write did not apply), "taken"
--- (someone else's now), or nil, err when the read fails too.
+-- (someone else's now), or nil, err when the read fails too or the item
+-- cannot tell: a released lock item may be gone (deleted by TTL, or by a
+-- Node holder that took it and released) or be a Node holder's (its Put
+-- replaced the item whole, releasedRvn included), after our write as well
+-- as instead of it.
 local function read_back(idem, key, cond)
   local item, err = record.get(idem, key)
   if item == nil then return nil, err end
+  if item == false then return nil, "the item is gone: whether the write applied is unknown" end
   if item and item.releasedRvn == cond.rvn then return "applied" end
   if item and item.lockOwner == cond.ExpressionAttributeValues[":ddbkit_o"]
      and item.lockRvn == cond.rvn then
     return "held"
+  end
+  if item.lockOwner == nil and item.releasedRvn == nil then
+    return nil, "a Node lock replaced the item: whether the write applied is unknown"
   end
   return "taken"
 end

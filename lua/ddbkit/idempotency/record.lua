@@ -19,14 +19,20 @@ _M.LOCK_PREFIX = "lock:"
 
 --- record.classify(idem, item, now) -> the item's state at wall-clock time
 -- now: "record" (replayable), "expired", "held" (someone's live lease),
--- "released", or "free" (no item).
+-- "node_expired" (a Node lock whose lease ran out: its holder may still
+-- run), "released", or "free" (no item).
 function _M.classify(idem, item, now)
   if item == nil then return "free" end
   local exp = tonumber(item.expiresAt) or 0
-  if item.lockOwner ~= nil or (item.acquiredAt ~= nil and item.response == nil and exp > 0) then
-    -- a ddbkit lease, or a Node lock item (acquiredAt + expiresAt, no owner)
-    if exp * 1000 >= now - idem.skew_ms then return "held" end
-    return "expired"
+  local live = exp * 1000 >= now - idem.skew_ms
+  if item.lockOwner ~= nil then return live and "held" or "expired" end  -- a ddbkit lease
+  -- released by ddbkit (its expiresAt is in the past, for the Node adapter
+  -- and TTL; engine/lock.c)
+  if item.releasedAt ~= nil then return "released" end
+  if item.acquiredAt ~= nil and item.response == nil and exp > 0 then
+    if live then return "held" end
+    -- no owner and no releasedRvn: a Node lock item (acquiredAt + expiresAt)
+    return item.releasedRvn == nil and "node_expired" or "expired"
   end
   if item.createdAt ~= nil and item.ttl ~= nil and item.response ~= nil then
     -- get refuses undatable records; a seen item (a busy lock's) that
@@ -35,8 +41,8 @@ function _M.classify(idem, item, now)
     if not created or not ttl or now > created + ttl then return "expired" end
     return "record"
   end
-  if exp == 0 then return "released" end
-  return exp * 1000 >= now - idem.skew_ms and "held" or "expired"
+  if exp == 0 then return "released" end  -- released by a ddbkit from before releasedAt
+  return live and "held" or "expired"
 end
 
 --- record.fields(res) -> the stored fields of a result: response,
