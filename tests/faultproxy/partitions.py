@@ -84,6 +84,16 @@ READ_OPS = ("GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems")
 
 
 # -- sizes and units ------------------------------------------------------
+# A malformed request is DynamoDB's to refuse: what is not the shape the
+# API says counts as empty here, and the request is forwarded.
+
+def _dict(x):
+    return x if isinstance(x, dict) else {}
+
+
+def _list(x):
+    return x if isinstance(x, list) else []
+
 
 def _n_size(s):
     digits = re.sub(r"[^0-9]", "", s.split("e")[0].split("E")[0]).strip("0") or "0"
@@ -110,15 +120,15 @@ def value_size(v):
     if t in ("BOOL", "NULL"):
         return 1
     if t == "SS":
-        return sum(len(str(e).encode("utf-8")) for e in x or [])
+        return sum(len(str(e).encode("utf-8")) for e in _list(x))
     if t == "NS":
-        return sum(_n_size(str(e)) for e in x or [])
+        return sum(_n_size(str(e)) for e in _list(x))
     if t == "BS":
-        return sum(_b_size(str(e)) for e in x or [])
+        return sum(_b_size(str(e)) for e in _list(x))
     if t == "L":
-        return 3 + sum(1 + value_size(e) for e in x or [])
+        return 3 + sum(1 + value_size(e) for e in _list(x))
     if t == "M":
-        return 3 + sum(1 + item_size({k: e}) for k, e in (x or {}).items())
+        return 3 + sum(1 + item_size({k: e}) for k, e in _dict(x).items())
     return 0
 
 
@@ -130,11 +140,11 @@ def item_size(item):
 
 def update_size(req):
     n = item_size(req.get("Key"))
-    for v in (req.get("ExpressionAttributeValues") or {}).values():
+    for v in _dict(req.get("ExpressionAttributeValues")).values():
         n += value_size(v)
-    for name in (req.get("ExpressionAttributeNames") or {}).values():
+    for name in _dict(req.get("ExpressionAttributeNames")).values():
         n += len(str(name).encode("utf-8"))
-    for name, upd in (req.get("AttributeUpdates") or {}).items():
+    for name, upd in _dict(req.get("AttributeUpdates")).items():
         n += len(str(name).encode("utf-8"))
         if isinstance(upd, dict):
             n += value_size(upd.get("Value"))
@@ -414,8 +424,8 @@ _EQ_RE = re.compile(r"([#:]?[A-Za-z0-9_.\-]+)\s*=\s*([#:]?[A-Za-z0-9_.\-]+)")
 
 def query_key(req, hk):
     """The hash key value a Query names, or None."""
-    names = req.get("ExpressionAttributeNames") or {}
-    values = req.get("ExpressionAttributeValues") or {}
+    names = _dict(req.get("ExpressionAttributeNames"))
+    values = _dict(req.get("ExpressionAttributeValues"))
     expr = req.get("KeyConditionExpression")
     if isinstance(expr, str):
         for a, b in _EQ_RE.findall(expr):
@@ -427,7 +437,7 @@ def query_key(req, hk):
     if isinstance(kc, dict):
         c = kc.get(hk)
         if isinstance(c, dict) and c.get("ComparisonOperator") == "EQ":
-            lst = c.get("AttributeValueList") or []
+            lst = _list(c.get("AttributeValueList"))
             if lst:
                 return lst[0]
     return None
@@ -451,10 +461,6 @@ def _rewrite(resp, out):
     status, reason, headers, _ = resp
     hdrs = [(k, v) for k, v in headers if k.lower() != "x-amz-crc32"]
     return (status, reason, hdrs, json.dumps(out, separators=(",", ":")).encode())
-
-
-def _dict(x):
-    return x if isinstance(x, dict) else {}
 
 
 def run(sim, op, req, body, forward, fetch):
@@ -499,7 +505,7 @@ def run(sim, op, req, body, forward, fetch):
         resp = forward(body)
         out = _ok_json(resp)
         if out is not None:
-            size = sum(item_size(i) for i in out.get("Items") or [])
+            size = sum(item_size(i) for i in _list(out.get("Items")))
             sim.charge_read(table, key, read_units(size, consistent))
         return resp
 
@@ -510,7 +516,7 @@ def run(sim, op, req, body, forward, fetch):
         out = _ok_json(resp)
         if out is not None and name is not None and req.get("IndexName") is None:
             sizes = {}
-            for i in out.get("Items") or []:
+            for i in _list(out.get("Items")):
                 k = key_text(_dict(i).get(name))
                 if k is not None:
                     sizes[k] = sizes.get(k, 0) + item_size(i)
@@ -546,7 +552,7 @@ def run(sim, op, req, body, forward, fetch):
         resp = forward(body)
         out = _ok_json(resp) if op == "TransactGetItems" else None
         if out is not None:
-            got = out.get("Responses") or []
+            got = _list(out.get("Responses"))
             for t in touches:
                 item = _dict(got[t.index]).get("Item") if t.index < len(got) else None
                 sim.charge_read(t.table, t.key, 2 * read_units(item_size(item), True))
@@ -608,7 +614,7 @@ def run(sim, op, req, body, forward, fetch):
                 if not t.admitted:
                     continue
                 size = 0
-                for item in got.get(t.table) or []:
+                for item in _list(got.get(t.table)):
                     if all(_dict(item).get(k) == v for k, v in t.keyattrs.items()):
                         size = item_size(item)
                         break
@@ -620,9 +626,10 @@ def run(sim, op, req, body, forward, fetch):
                 if table not in mine:
                     mine[table] = rest
                 elif op == "BatchWriteItem":
-                    mine[table] = mine[table] + rest
+                    mine[table] = _list(mine[table]) + rest
                 else:
-                    mine[table] = dict(mine[table], Keys=mine[table].get("Keys", []) + rest["Keys"])
+                    was = _dict(mine[table])
+                    mine[table] = dict(was, Keys=_list(was.get("Keys")) + rest["Keys"])
             out[field] = mine
             return _rewrite(resp, out)
         return resp
