@@ -7,13 +7,14 @@ sustains 20x what one partition can write" is only measured through this.
 
 Model (each choice is what the tests and the benchmark rely on):
 - One token bucket per (table, partition key value) and per kind (write,
-  read).  A real partition holds many key values, so real DynamoDB can
-  throttle sooner than this; it never throttles later.
+  read).  A real partition holds many key values (and a write to a table
+  with a GSI also spends the index's partition), so real DynamoDB may
+  throttle sooner than this.
 - Rate: "wcu" / "rcu" units per second (default 1000 / 3000).  Capacity:
   rate x "burst_s" (default 1 s: no burst beyond one second's units).
-  DynamoDB keeps up to 300 s of unused *table* capacity as burst, but one
-  partition still cannot exceed its per-second limit for long; 1 s is the
-  honest default for a hot key.  Buckets start full and refill
+  DynamoDB keeps up to 300 s of unused *table* capacity as burst, but the
+  per-partition limit is per second, so 1 s is the default for a hot key;
+  a larger burst_s models a partition that saved up.  Buckets start full and refill
   continuously on a monotonic clock ("refill": false freezes it; then only
   POST /__proxy/partitions/advance moves it, so a test counts, not times).
 - Writes are charged before forwarding, atomically with the check: a
@@ -36,8 +37,13 @@ Model (each choice is what the tests and the benchmark rely on):
   names the request carries (ExpressionAttributeValues / Names,
   AttributeUpdates), i.e. what the update writes, not the whole stored item
   afterwards: a lower bound of what DynamoDB charges.
-- Not accounted: Query on an index (IndexName), PartiQL, control-plane
-  calls, and tables whose key schema cannot be learnt.
+- Not accounted: Query/Scan on an index (IndexName), index partitions of
+  writes, PartiQL, control-plane calls, and tables whose key schema cannot
+  be learnt.
+- Counters, per partition: "requests" (requests that touched it, once per
+  request), "throttled" (of those, refused because of it; a batch counts
+  once per dry partition), "wcu" / "rcu" consumed.  "totals": requests
+  accounted, requests refused whole, units.
 
 The hash key of a table comes from "keys" in the control call, else from
 one DescribeTable the proxy sends upstream itself (cached; not in the
