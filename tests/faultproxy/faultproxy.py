@@ -30,6 +30,22 @@ a fault):
                                  "target": s|null, "at": epoch s}, ...];
                                  ?since=N: only entries with seq > N
     DELETE /__proxy/signers      clear that log (seq keeps counting)
+    POST   /__proxy/partitions   switch the partition simulator on (off by
+                                 default) with a fresh state: body {"wcu":
+                                 1000, "rcu": 3000, "burst_s": 1, "mode":
+                                 "provisioned"|"on_demand", "refill": true,
+                                 "transactions": "canceled"|"plain", "keys":
+                                 {table: hash key attribute}} (all optional;
+                                 "enabled": false keeps it off)
+    GET    /__proxy/partitions   {"enabled", "config", "clock", "totals":
+                                 {requests, throttled, wcu, rcu},
+                                 "partitions": {table: {"S:value": {requests,
+                                 throttled, wcu, rcu, write_tokens,
+                                 read_tokens}}}}
+    DELETE /__proxy/partitions   switch it off, forget everything
+    POST   /__proxy/partitions/reset    zero its counters, fill its buckets
+    POST   /__proxy/partitions/advance  body {"seconds": s}: move its clock
+                                 (the only way it moves with "refill": false)
 
 A fault is {"kind": K, ...options}.  Common options:
     "count": n     apply to n consecutive (matching) requests (default 1)
@@ -84,6 +100,17 @@ test checks each request against the credentials it knows were issued
 with an issued key, X-Amz-Date before that key's expiry. Up to 200000
 entries; reset-stats leaves it alone (DELETE it or read ?since=).
 
+Partition simulator (partitions.py, whose header has the model): DynamoDB's
+per-partition limits, a token bucket of "wcu" write and "rcu" read units a
+second per (table, partition key value).  A request whose partition is dry
+is answered as DynamoDB does (ProvisionedThroughputExceededException, or
+ThrottlingException with "mode": "on_demand"; a transaction is cancelled
+with ThrottlingError / ProvisionedThroughputExceeded reasons; a batch hands
+the dry partitions' items back unprocessed) and is NOT forwarded.  It sees
+every request a fault would forward (faults come first: a "throttle" fault
+still answers without it).  "requests"/"forwarded" count as before: a
+request it refuses is counted, not forwarded.
+
 Exits cleanly on SIGTERM/SIGINT, and by itself after --max-seconds.
 Standard library only.
 """
@@ -107,6 +134,7 @@ import zlib
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
 import loopback_http  # noqa: E402
+import partitions  # noqa: E402
 
 CONTROL_PREFIX = "/__proxy/"
 MAX_BODY = 64 * 1024 * 1024
@@ -465,11 +493,37 @@ class Handler(loopback_http.Handler):
             self._send_json(200, st.signer_log(since))
         elif route == "/__proxy/signers" and m == "DELETE":
             self._send_json(200, {"cleared": st.clear_signers()})
+        elif route.startswith("/__proxy/partitions"):
+            self._control_partitions(route, m, body)
         elif route == "/__proxy/reset-stats" and m == "POST":
             st.reset_stats()
             self._send_json(200, {"ok": True})
         else:
             self._send_json(404, {"error": "no such control endpoint: %s %s" % (m, route)})
+
+    def _control_partitions(self, route, m, body):
+        sim = self.server.partitions
+        try:
+            if route == "/__proxy/partitions" and m == "GET":
+                self._send_json(200, sim.describe())
+            elif route == "/__proxy/partitions" and m == "POST":
+                self._send_json(200, sim.configure(json.loads(body.decode("utf-8") or "{}")))
+            elif route == "/__proxy/partitions" and m == "DELETE":
+                sim.disable()
+                self._send_json(200, {"ok": True})
+            elif route == "/__proxy/partitions/reset" and m == "POST":
+                sim.reset()
+                self._send_json(200, {"ok": True})
+            elif route == "/__proxy/partitions/advance" and m == "POST":
+                obj = json.loads(body.decode("utf-8") or "{}")
+                if not isinstance(obj, dict):
+                    raise ValueError("body must be {\"seconds\": n}")
+                sim.advance(obj.get("seconds"))
+                self._send_json(200, {"ok": True, "clock": sim.describe()["clock"]})
+            else:
+                self._send_json(404, {"error": "no such control endpoint: %s %s" % (m, route)})
+        except (ValueError, UnicodeDecodeError) as e:
+            self._send_json(400, {"error": str(e)})
 
     # -- proxying ----------------------------------------------------------
 
@@ -493,12 +547,12 @@ class Handler(loopback_http.Handler):
                 "UpdateTable API.")
         elif kind == "status":
             if fault.get("forward"):
-                self._forward(body)      # takes effect upstream; its answer is replaced
+                self._forward_sim(body)      # takes effect upstream; its answer is replaced
             self._fault_status(fault)
         elif kind == "reset":
             self._abort()
         elif kind == "drop_response":
-            self._forward(body)          # takes effect upstream
+            self._forward_sim(body)          # takes effect upstream
             self._hard_close(rst=False)
         elif kind == "delay":
             wait = st.wait_hold if fault.get("hold") else st.stopping.wait
@@ -508,14 +562,14 @@ class Handler(loopback_http.Handler):
             if fault.get("forward", True) is False:
                 self._hard_close(rst=False)
                 return
-            self._relay(self._forward(body))
+            self._relay(self._forward_sim(body))
         elif kind == "close_after":
-            self._relay(self._forward(body))
+            self._relay(self._forward_sim(body))
             self._hard_close(rst=False)
         elif kind == "unprocessed":
             self._partial_batch(body)
         else:
-            self._relay(self._forward(body))
+            self._relay(self._forward_sim(body))
 
     def _partial_batch(self, body):
         """What DynamoDB does to a batch under load: process only the first
@@ -526,7 +580,7 @@ class Handler(loopback_http.Handler):
             req = json.loads(body or b"{}")
             items = req["RequestItems"]
         except (ValueError, KeyError, TypeError):
-            self._relay(self._forward(body))
+            self._relay(self._forward_sim(body))
             return
         left = {}
         for table, spec in items.items():
@@ -543,13 +597,23 @@ class Handler(loopback_http.Handler):
                     rest["Keys"] = keys[keep:]
                     left[table] = rest
                 spec["Keys"] = keys[:keep]
-        resp = self._forward(json.dumps(req).encode())
+        resp = self._forward_sim(json.dumps(req).encode())
         if resp is None or resp[0] == "error" or resp[0] != 200:
             self._relay(resp)
             return
         status, reason, headers, data = resp
         out = json.loads(data or b"{}")
         field = "UnprocessedKeys" if "Responses" in out else "UnprocessedItems"
+        # What the partition simulator (or DynamoDB) left unprocessed too.
+        for table, rest in (out.get(field) or {}).items():
+            if table not in left:
+                left[table] = rest
+            elif isinstance(rest, list):
+                left[table] = rest + left[table]
+            else:
+                merged = dict(left[table])
+                merged["Keys"] = rest.get("Keys", []) + left[table]["Keys"]
+                left[table] = merged
         out[field] = left
         hdrs = [(k, v) for k, v in headers if k.lower() != "x-amz-crc32"]
         self._relay((status, reason, hdrs, json.dumps(out).encode()))
@@ -611,6 +675,50 @@ class Handler(loopback_http.Handler):
             c = http.client.HTTPConnection(host, port, timeout=self.server.upstream_timeout)
             self.upstream = c
         return c
+
+    def _forward_sim(self, body):
+        """_forward through the partition simulator when it is on: the
+        upstream's answer (trimmed and charged), or a throttling answer for
+        a request that is then not forwarded."""
+        sim = self.server.partitions
+        if not sim.enabled:
+            return self._forward(body)
+        op = (self.headers.get("X-Amz-Target") or "").rpartition(".")[2]
+        try:
+            req = json.loads(body or b"{}")
+        except (ValueError, RecursionError):
+            return self._forward(body)
+        if not isinstance(req, dict):
+            return self._forward(body)
+        if op in ("CreateTable", "DeleteTable") and isinstance(req.get("TableName"), str):
+            sim.forget(req["TableName"])
+            return self._forward(body)
+        return partitions.run(sim, op, req, body, self._forward, self._describe_hash_key)
+
+    def _describe_hash_key(self, table):
+        """The table's hash key attribute, asked of the upstream with the
+        client's own signature headers (DynamoDB Local does not check the
+        signature); None when it cannot tell."""
+        host, port = self.server.upstream
+        hdrs = {"Content-Type": JSON_CT, "X-Amz-Target": "DynamoDB_20120810.DescribeTable"}
+        for h in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
+            if self.headers.get(h) is not None:
+                hdrs[h] = self.headers.get(h)
+        c = http.client.HTTPConnection(host, port, timeout=self.server.upstream_timeout)
+        try:
+            c.request("POST", "/", json.dumps({"TableName": table}).encode(), hdrs)
+            r = c.getresponse()
+            data = r.read()
+            if r.status != 200:
+                return None
+            for ks in json.loads(data)["Table"]["KeySchema"]:
+                if ks.get("KeyType") == "HASH":
+                    return ks["AttributeName"]
+        except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError):
+            return None
+        finally:
+            c.close()
+        return None
 
     def _forward(self, body):
         """Send the request upstream; return (status, reason, headers, body)
@@ -680,6 +788,7 @@ def main(argv=None):
     state = State()
     server = loopback_http.Server(("127.0.0.1", a.listen), Handler)
     server.state = state
+    server.partitions = partitions.Partitions()
     server.upstream = a.upstream
     server.upstream_timeout = a.upstream_timeout
     server.verbose = a.verbose

@@ -60,3 +60,57 @@ describe("the fault proxy's counters", function()
     c:close()
   end)
 end)
+
+describe("the fault proxy's faults with its partition simulator on", function()
+  local cjson = require "cjson.safe"
+  local function sim(method, path, body)
+    local st, out = H.http(method, H.proxy .. "/__proxy/partitions" .. (path or ""),
+      { body = body and cjson.encode(body) or nil })
+    assert.are.equal(200, st)
+    return assert(cjson.decode(out))
+  end
+  local function stored(pk)
+    local res = assert(admin:query{ TableName = T, KeyConditionExpression = "pk = :p",
+      ExpressionAttributeValues = { [":p"] = pk }, ConsistentRead = true })
+    local sks = {}
+    for _, it in ipairs(res.Items) do sks[#sks + 1] = it.sk end
+    table.sort(sks)
+    return sks
+  end
+
+  after_each(function()
+    H.clear_faults()
+    sim("DELETE")
+  end)
+
+  it("hand back what an unprocessed fault and the simulator both left", function()
+    local c = H.proxied_client{ max_attempts = 1, batch_max_attempts = 1 }
+    sim("POST", "", { wcu = 1, refill = false })
+    H.faults{ { kind = "unprocessed", match = "BatchWriteItem" } }
+    local reqs = {}
+    for i = 1, 4 do reqs[i] = { PutRequest = { Item = { pk = "both", sk = "s" .. i } } } end
+    -- The fault keeps s1 and s2; of those the simulator admits s1 (1 WCU).
+    local res, err = c:batch_write_item{ RequestItems = { [T] = reqs } }
+    assert.is_nil(res)
+    assert.are.equal("UnprocessedItems", err.code)
+    local left = {}
+    for _, r in ipairs(err.unprocessed_items[T]) do left[#left + 1] = r.PutRequest.Item.sk end
+    table.sort(left)
+    assert.are.same({ "s2", "s3", "s4" }, left)
+    assert.are.same({ "s1" }, stored("both"))
+    c:close()
+  end)
+
+  it("come first: a throttle fault answers without the simulator seeing the request", function()
+    local c = H.proxied_client{ max_attempts = 1 }
+    sim("POST", "", { wcu = 5, refill = false })
+    H.faults{ { kind = "throttle", match = "PutItem" } }
+    local res, err = c:put_item{ TableName = T, Item = { pk = "first", sk = "a" } }
+    assert.is_nil(res)
+    assert.are.equal("ThrottlingException", err.code)
+    assert.is_nil(next(sim("GET").partitions))
+    assert(c:put_item{ TableName = T, Item = { pk = "first", sk = "a" } })
+    assert.are.equal(1, sim("GET").partitions[T]["S:first"].wcu)
+    c:close()
+  end)
+end)
