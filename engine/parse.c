@@ -18,11 +18,24 @@
 
 typedef struct scan {
     int depth;
-    int want;          /* 0 none, 1 __type, 2 message */
+    int want;          /* 0 none, 1 __type, 2 message, 3 a reason's Code */
+    int reasons_next;  /* the last top-level key was CancellationReasons */
+    int in_reasons;    /* inside that array (at depth 2) */
     char type[128];    /* the error name, namespace and suffix already cut */
     char message[512];
     int have_type, have_message;
+    /* A cancelled transaction's reasons, by kind: see classify(). */
+    int reasons, throttled_reasons, other_reasons;
 } scan;
+
+/* A cancelled transaction is a throttled one, as retryable as any other,
+ * when every item it names was throttled or not at fault: nothing of it
+ * applied. DynamoDB sends the per-item codes in CancellationReasons (the
+ * exception's own name says only "cancelled"). */
+static const char *const throttled_reason_codes[] = {
+    "ThrottlingError", "ProvisionedThroughputExceeded", NULL,
+};
+#define TX_CANCELED "TransactionCanceledException"
 
 /* Nesting past the decoder's limit ends the scan (returning 0 stops yajl,
  * whose own stack would otherwise grow with the body): __type and message
@@ -31,27 +44,49 @@ typedef struct scan {
 static int enter(scan *s)
 {
     s->want = 0;
+    s->reasons_next = 0;
     return ++s->depth <= DDBK__MAX_JSON_DEPTH;
 }
 
 static int leave(scan *s)
 {
     s->want = 0;
+    s->reasons_next = 0;
+    if (s->depth == 2)
+        s->in_reasons = 0;
     s->depth--;
     return 1;
 }
 
 static int on_start_map(void *ctx) { return enter(ctx); }
 static int on_end_map(void *ctx) { return leave(ctx); }
-static int on_start_array(void *ctx) { return enter(ctx); }
+static int on_start_array(void *ctx)
+{
+    scan *s = ctx;
+    int reasons = s->reasons_next && s->depth == 1;
+    int ok = enter(s);
+    s->in_reasons = reasons;
+    return ok;
+}
 static int on_end_array(void *ctx) { return leave(ctx); }
 
 static int on_key(void *ctx, const unsigned char *k, size_t n)
 {
     scan *s = ctx;
     s->want = 0;
+    s->reasons_next = 0;
+    /* A reason is a map in the array: {"Code": ..., "Message": ..., "Item": ...} */
+    if (s->depth == 3 && s->in_reasons) {
+        if (n == 4 && memcmp(k, "Code", 4) == 0)
+            s->want = 3;
+        return 1;
+    }
     if (s->depth != 1)
         return 1;
+    if (n == 19 && memcmp(k, "CancellationReasons", 19) == 0) {
+        s->reasons_next = 1;
+        return 1;
+    }
     if (n == 6 && memcmp(k, "__type", 6) == 0)
         s->want = 1;
     /* DynamoDB says "message"; some errors (and other AWS services) say
@@ -59,6 +94,28 @@ static int on_key(void *ctx, const unsigned char *k, size_t n)
     else if (n == 7 && (memcmp(k, "message", 7) == 0 || memcmp(k, "Message", 7) == 0))
         s->want = 2;
     return 1;
+}
+
+/* Codes the standard retry mode treats as throttling or transient. */
+static const char *const throttling_codes[] = {
+    "Throttling", "ThrottlingException", "ThrottledException",
+    "RequestThrottledException", "TooManyRequestsException",
+    "ProvisionedThroughputExceededException", "TransactionInProgressException",
+    "RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException",
+    "RequestThrottled", "SlowDown", "PriorRequestNotComplete",
+    "EC2ThrottledException", NULL,
+};
+static const char *const transient_codes[] = {
+    "RequestTimeout", "RequestTimeoutException", "InternalServerError",
+    "InternalFailure", "ServiceUnavailable", NULL,
+};
+
+static int in_list(const char *const *list, const char *code)
+{
+    for (; *list; list++)
+        if (strcmp(*list, code) == 0)
+            return 1;
+    return 0;
 }
 
 static void copy_text(char *dst, size_t cap, const unsigned char *v, size_t n)
@@ -86,15 +143,25 @@ static int on_string(void *ctx, const unsigned char *v, size_t n)
     } else if (s->want == 2 && !s->have_message) {
         copy_text(s->message, sizeof s->message, v, n);
         s->have_message = 1;
+    } else if (s->want == 3) {
+        char code[64];
+        copy_text(code, sizeof code, v, n);
+        s->reasons++;
+        if (in_list(throttled_reason_codes, code))
+            s->throttled_reasons++;
+        else if (strcmp(code, "None") != 0)
+            s->other_reasons++;
     }
     s->want = 0;
-    /* Both found: the rest (a failed condition's item, say) is not ours. */
-    return !(s->have_type && s->have_message);
+    /* Both found: the rest (a failed condition's item, say) is not ours,
+     * unless the reasons of a cancelled transaction are still to come. */
+    return !(s->have_type && s->have_message && strcmp(s->type, TX_CANCELED) != 0);
 }
 
 static int on_other(void *ctx)
 {
     ((scan *)ctx)->want = 0;
+    ((scan *)ctx)->reasons_next = 0;
     return 1;
 }
 static int on_bool(void *ctx, int b) { (void)b; return on_other(ctx); }
@@ -112,31 +179,11 @@ static const yajl_callbacks scan_callbacks = {
     .yajl_end_array = on_end_array,
 };
 
-/* Codes the standard retry mode treats as throttling or transient. */
-static const char *const throttling_codes[] = {
-    "Throttling", "ThrottlingException", "ThrottledException",
-    "RequestThrottledException", "TooManyRequestsException",
-    "ProvisionedThroughputExceededException", "TransactionInProgressException",
-    "RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException",
-    "RequestThrottled", "SlowDown", "PriorRequestNotComplete",
-    "EC2ThrottledException", NULL,
-};
-static const char *const transient_codes[] = {
-    "RequestTimeout", "RequestTimeoutException", "InternalServerError",
-    "InternalFailure", "ServiceUnavailable", NULL,
-};
-
-static int in_list(const char *const *list, const char *code)
+static void classify(ddbk_error *err, const scan *s)
 {
-    for (; *list; list++)
-        if (strcmp(*list, code) == 0)
-            return 1;
-    return 0;
-}
-
-static void classify(ddbk_error *err)
-{
-    err->throttling = in_list(throttling_codes, err->code);
+    err->throttling = in_list(throttling_codes, err->code) ||
+                      (strcmp(err->code, TX_CANCELED) == 0 && s->throttled_reasons > 0 &&
+                       s->other_reasons == 0);
     err->retryable = err->throttling || in_list(transient_codes, err->code) ||
                      err->status == 500 || err->status == 502 ||
                      err->status == 503 || err->status == 504;
@@ -193,7 +240,7 @@ int ddbk_parse(long status, const char *request_id, const char *body,
                  s.have_type ? " (its __type names no error)" : "",
                  s.have_message ? ": " : "", s.have_message ? s.message : "");
     }
-    classify(err);
+    classify(err, &s);
     /* A 5xx says the service failed, not that it did nothing: DynamoDB
      * answers InternalServerError for writes that may have been applied. */
     err->ambiguous = status >= 500;

@@ -289,6 +289,54 @@ static void test_nested_keys_ignored(void **state)
            "T", "T", 0, 0);
 }
 
+/* A cancelled transaction whose items were throttled (or not at fault)
+ * applied nothing: it is retried like a throttled request. One reason of
+ * another kind (a failed condition) makes it final. */
+static void test_transaction_throttled(void **state)
+{
+    (void)state;
+    expect(400,
+           "{\"__type\":\"" NS "TransactionCanceledException\","
+           "\"CancellationReasons\":[{\"Code\":\"ThrottlingError\",\"Message\":\"x\"},"
+           "{\"Code\":\"None\"}],\"Message\":\"Transaction cancelled\"}",
+           "TransactionCanceledException", "Transaction cancelled", 1, 1);
+    /* The reasons after __type and message (scanning goes on for them),
+     * and the provisioned table's code. */
+    expect(400,
+           "{\"__type\":\"" NS "TransactionCanceledException\",\"Message\":\"m\","
+           "\"CancellationReasons\":[{\"Code\":\"None\"},"
+           "{\"Code\":\"ProvisionedThroughputExceeded\"}]}",
+           "TransactionCanceledException", "m", 1, 1);
+    /* A failed condition among them: final. */
+    expect(400,
+           "{\"__type\":\"" NS "TransactionCanceledException\",\"Message\":\"m\","
+           "\"CancellationReasons\":[{\"Code\":\"ThrottlingError\"},"
+           "{\"Code\":\"ConditionalCheckFailed\",\"Item\":{\"Code\":{\"S\":\"ThrottlingError\"}}}]}",
+           "TransactionCanceledException", "m", 0, 0);
+    /* Only None, or no reasons: nothing says throttled. */
+    expect(400,
+           "{\"__type\":\"" NS "TransactionCanceledException\",\"Message\":\"m\","
+           "\"CancellationReasons\":[{\"Code\":\"None\"}]}",
+           "TransactionCanceledException", "m", 0, 0);
+    expect(400, "{\"__type\":\"" NS "TransactionCanceledException\",\"Message\":\"m\"}",
+           "TransactionCanceledException", "m", 0, 0);
+    /* A Code somewhere else (an item's attribute, a top-level key, another
+     * error's reasons) is not a reason. */
+    expect(400,
+           "{\"Code\":\"ThrottlingError\",\"Item\":{\"Code\":{\"S\":\"ThrottlingError\"}},"
+           "\"__type\":\"" NS "TransactionCanceledException\",\"Message\":\"m\"}",
+           "TransactionCanceledException", "m", 0, 0);
+    expect(400,
+           "{\"__type\":\"" NS "ValidationException\",\"Message\":\"m\","
+           "\"CancellationReasons\":[{\"Code\":\"ThrottlingError\"}]}",
+           "ValidationException", "m", 0, 0);
+    /* Reasons nested one level too deep are not reasons. */
+    expect(400,
+           "{\"__type\":\"" NS "TransactionCanceledException\",\"Message\":\"m\","
+           "\"CancellationReasons\":[[{\"Code\":\"ThrottlingError\"}]]}",
+           "TransactionCanceledException", "m", 0, 0);
+}
+
 static void test_malformed(void **state)
 {
     static const char *const bodies[] = {
@@ -639,6 +687,7 @@ int main(void)
         cmocka_unit_test(test_not_retryable),
         cmocka_unit_test(test_request_id),
         cmocka_unit_test(test_nested_keys_ignored),
+        cmocka_unit_test(test_transaction_throttled),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_overlong),
         cmocka_unit_test(test_long_namespace_keeps_code),

@@ -197,6 +197,8 @@ describe("the partition simulator", function()
     assert.is_nil(res)
     assert.are.equal("TransactionCanceledException", err.code)
     assert.are.equal("ThrottlingError", err.cancellation_reasons[1].Code)
+    -- nothing of it applied: the engine retries it like any throttling
+    assert.is_true(err.retryable)
     assert.are.same({ "1" }, stored("odtx"))
   end)
 
@@ -297,6 +299,14 @@ describe("the partition simulator", function()
     assert.are.equal(3, ps.requests)
     assert.are.equal(0, ps.forwarded)
     assert.are.equal(3, part("retry").throttled)
+    -- A transaction cancelled for throttling alone is retried the same way.
+    rc:reset_stats()
+    local tres, terr = rc:transact_write_items{ TransactItems = {
+      { Put = { TableName = T, Item = { pk = "retry", sk = "t" } } } } }
+    assert.is_nil(tres)
+    assert.are.equal("TransactionCanceledException", terr.code)
+    assert.are.equal(2, rc:stats().retries)
+    assert.are.same({ "a" }, stored("retry"))
     rc:close()
   end)
 
