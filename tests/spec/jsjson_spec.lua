@@ -144,7 +144,63 @@ local function generator(seed)
   return function() return ws() .. value(0) .. ws() end
 end
 
+-- Whether two decoded values are the same: types (and math.type), array
+-- marks, key lists (jsjson.keys), recursively. Returns nil or a difference.
+local function differ(a, b, path)
+  if type(a) ~= type(b) then return path .. ": " .. type(a) .. " vs " .. type(b) end
+  if type(a) == "number" then
+    if math.type and math.type(a) ~= math.type(b) then return path .. ": number types" end
+    if a ~= b and not (a ~= a and b ~= b) then return path .. ": " .. a .. " vs " .. b end
+    return nil
+  end
+  if type(a) ~= "table" then
+    if a ~= b then return path .. ": values" end
+    return nil
+  end
+  if (a == core.null) ~= (b == core.null) then return path .. ": null" end
+  if core.is_array(a) ~= core.is_array(b) then return path .. ": array mark" end
+  if core.is_array(a) then
+    if #a ~= #b then return path .. ": lengths" end
+    for i = 1, #a do
+      local d = differ(a[i], b[i], path .. "[" .. i .. "]")
+      if d then return d end
+    end
+    return nil
+  end
+  local ka, kb = jsjson.keys(a), jsjson.keys(b)
+  if table.concat(ka, "\0") ~= table.concat(kb, "\0") then return path .. ": key order" end
+  for _, k in ipairs(ka) do
+    local d = differ(a[k], b[k], path .. "." .. k)
+    if d then return d end
+  end
+end
+
 describe("ddbkit.jsjson", function()
+  it("decodes in C (core.js_parse) exactly as its Lua reference decoder", function()
+    assert.is_function(core.js_parse)
+    local texts = {}
+    for i, t in ipairs(FIXED) do texts[i] = t end
+    local gen = generator(99)
+    for _ = 1, 300 do texts[#texts + 1] = gen() end
+    texts[#texts + 1] = string.rep("[", jsjson.MAX_DEPTH) .. string.rep("]", jsjson.MAX_DEPTH)
+    texts[#texts + 1] = string.rep("[", jsjson.MAX_DEPTH + 1) .. string.rep("]", jsjson.MAX_DEPTH + 1)
+    texts[#texts + 1] = '"\255"'
+    texts[#texts + 1] = '"a\255"'
+    local bad = {}
+    for i, t in ipairs(texts) do
+      local a, aerr = jsjson.decode(t)
+      local b, berr = jsjson._decode_lua(t)
+      if (a == nil) ~= (b == nil) then
+        bad[#bad + 1] = string.format("case %d %q: C %s, Lua %s", i, t, tostring(aerr or "ok"),
+                                      tostring(berr or "ok"))
+      elseif a ~= nil then
+        local d = differ(a, b, "$")
+        if d then bad[#bad + 1] = string.format("case %d %q: %s", i, t, d) end
+      end
+    end
+    assert.are.same({}, bad)
+  end)
+
   it("restringify gives JSON.stringify(JSON.parse(x))'s bytes for fixed cases (node)", function()
     local want = check_against_node(FIXED)
     local okn = 0
