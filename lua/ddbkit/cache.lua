@@ -314,6 +314,22 @@ function _M:delete(hash)
   return batch(self, tname, dels)
 end
 
+-- The entry set_with_tags just wrote lists its tags, a claim that they
+-- are all of the hash's tag items; when removing the old ones failed, the
+-- claim is false, so the list is taken off again (1 UpdateItem, only on
+-- that failure, best effort, and only while the entry is still the one
+-- written: same createdAt): the next delete or retag then treats the entry
+-- as one ddbkit cannot vouch for. Returns nil, err (the first failure).
+local function unvouch(self, tname, ck, item, err)
+  self.client:update_item{
+    TableName = tname, Key = { pk = ck, sk = ck },
+    UpdateExpression = "REMOVE " .. TAGS_ATTR,
+    ConditionExpression = "createdAt = :c",
+    ExpressionAttributeValues = { [":c"] = item.createdAt },
+  }
+  return nil, err
+end
+
 --- cache:set_with_tags(hash, value, ttl_seconds, tags) -> true | nil, err
 -- Writes the entry, removes the hash's old tag items that are not in
 -- `tags`, writes one tag item per tag. Cost: 1 PutItem (returning the old
@@ -354,7 +370,7 @@ function _M:set_with_tags(hash, value, ttl_seconds, tags)
   local res, perr2 = self.client:put_item{ TableName = tname, Item = item, ReturnValues = "ALL_OLD" }
   if not res then return nil, perr2 end
   local old, qerr = old_tag_keys(self, tname, ck, tp, res.Attributes)
-  if not old then return nil, qerr end
+  if not old then return unvouch(self, tname, ck, item, qerr) end
   local dels, puts = {}, {}
   for _, pk in ipairs(old) do
     if not seen[pk] then
@@ -365,7 +381,9 @@ function _M:set_with_tags(hash, value, ttl_seconds, tags)
   for _, pk in ipairs(new) do
     puts[#puts + 1] = { pk = pk, sk = ck, ttl = item.ttl, gsi1pk = ck, gsi1sk = pk }
   end
-  return batch(self, tname, dels, puts)
+  local ok, berr = batch(self, tname, dels, puts)
+  if not ok then return unvouch(self, tname, ck, item, berr) end
+  return true
 end
 
 -- Invalidates every entry named by the tag partitions `tags` (a list).
