@@ -61,6 +61,13 @@
 --
 -- Lua 5.4 and LuaJIT give identical bytes: numbers are formatted from
 -- doubles with the shortest round-trip search below, never with %.14g.
+--
+-- decode runs in C (core.js_parse, bindings/core/jsparse.c) when the
+-- loaded core has it: the same values, refusals and key lists as the Lua
+-- decoder below, which stays the reference (jsjson_spec and the fuzz
+-- target fuzz_jsjson compare the two). Measured on Lua 5.4, a 4.9 KB
+-- value of 50 objects: 134 us in C, 385 us in Lua (lua-cjson: 92 us).
+-- stringify is Lua: it must apply JavaScript's rules (key order, String(n)).
 local core = require "ddbkit.core"
 
 local type, pairs, ipairs, error, tostring, tonumber, next, getmetatable, setmetatable, pcall =
