@@ -458,9 +458,10 @@ static int l_js_parse(lua_State *L)
     p.pos = 0;
     p.order = 2;
     p.err[0] = '\0';
-    ddbk__lua_push_refs(L); /* null at 3, array mt at 4, then three more */
-    p.null_idx = 3;
-    p.array_mt = 4;
+    /* upvalues, not registry lookups: five of those were a third of a
+     * small value's decode */
+    p.null_idx = lua_upvalueindex(1);
+    p.array_mt = lua_upvalueindex(2);
     int base = lua_gettop(L);
 
     size_t bad = utf8_bad(p.s, n);
@@ -484,6 +485,8 @@ static int l_js_parse(lua_State *L)
 
 void ddbk_lua_jsparse_open(lua_State *L, int module_idx)
 {
-    lua_pushcfunction(L, l_js_parse);
+    ddbk__lua_push_refs(L); /* null, then the array, binary, set, decimal mts */
+    lua_pop(L, 3);
+    lua_pushcclosure(L, l_js_parse, 2);
     lua_setfield(L, module_idx, "js_parse");
 }
