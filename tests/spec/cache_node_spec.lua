@@ -350,6 +350,48 @@ describe("ddbkit.cache beside the Node package", function()
     end)
   end)
 
+  describe("request counts, each mode, each writer (a table of one Scan page)", function()
+    it("are what cache.lua's header states", function()
+      local want = {
+        -- mode, writer of the old entry, operation -> requests by operation
+        { "scan", "ddbkit", "delete", { DeleteItem = 1, BatchWriteItem = 1 } },
+        { "scan", "node", "delete", { DeleteItem = 1, Scan = 1, BatchWriteItem = 1 } },
+        { "scan", "ddbkit", "retag", { PutItem = 1, BatchWriteItem = 1 } },
+        { "scan", "node", "retag", { PutItem = 1, Scan = 1, BatchWriteItem = 1 } },
+        { "ignore", "ddbkit", "delete", { DeleteItem = 1, BatchWriteItem = 1 } },
+        { "ignore", "node", "delete", { DeleteItem = 1, Query = 1 } },  -- Node's tags stay
+        { "ignore", "ddbkit", "retag", { PutItem = 1, BatchWriteItem = 1 } },
+        { "ignore", "node", "retag", { PutItem = 1, Query = 1, BatchWriteItem = 1 } },
+      }
+      for i, w in ipairs(want) do
+        local mode, writer, op, expect = w[1], w[2], w[3], w[4]
+        local cc = ddbkit.cache.new{ client = c, table_name = tname, node_tags = mode }
+        local h = "cost" .. i
+        if writer == "ddbkit" then
+          assert.is_true(cc:set_with_tags(h, 1, 0, { "c1", "c2", "c3" }))
+        else
+          node_set_with_tags(c, tname, h, "1", 0, { "c1", "c2", "c3" })
+        end
+        c:reset_stats()
+        if op == "delete" then
+          assert.is_true(cc:delete(h))
+        else
+          assert.is_true(cc:set_with_tags(h, 2, 0, { "c3", "c4", "c5" }))
+        end
+        local _, o = ops(c)
+        assert.are.same(expect, o, mode .. " " .. writer .. " " .. op)
+        local left = node_tag_items(c, tname, h)
+        if mode == "ignore" and writer == "node" then
+          assert.is_true(#left > 0)  -- the documented cost of "ignore" in a mixed fleet
+        elseif op == "delete" then
+          assert.are.same({}, left)
+        else
+          assert.are.same({ "TAG#c3", "TAG#c4", "TAG#c5" }, left)
+        end
+      end
+    end)
+  end)
+
   describe("node_tags = \"ignore\" (a table no Node service writes)", function()
     it("never scans: Node's tag items survive, ddbkit's are found through gsi1", function()
       local ig = ddbkit.cache.new{ client = c, table_name = tname, node_tags = "ignore" }
