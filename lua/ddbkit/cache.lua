@@ -26,10 +26,12 @@
 --      ddbkitTagKeys, the last writer of the entry was ddbkit's
 --      set_with_tags (or ddbkit's set after it: set is an UpdateItem that
 --      keeps the list), which removed every other tag item of the hash
---      when it wrote the list; the list is then exactly the hash's tag
---      items (read from the base table, so strongly consistent). Only
---      ddbkit writes that attribute and Node's writes (PutItem) drop it,
---      so it is the mark of an entry ddbkit vouches for.
+--      when it wrote the list (in "ignore" mode: every one it could find);
+--      the list is then exactly the hash's tag items (read from the base
+--      table, so strongly consistent). Only ddbkit writes that attribute
+--      and Node's writes (PutItem) drop it, so it is the mark of an entry
+--      ddbkit vouches for. When the removal fails, set_with_tags takes the
+--      list off again (see unvouch), so the mark is never a false claim.
 --   2. Otherwise (the entry is gone, or Node wrote it: Node's set keeps the
 --      tag items ddbkit wrote, Node's setWithTags writes tag items with no
 --      gsi1 attributes) what happens is the `node_tags` option of new():
@@ -45,17 +47,21 @@
 --        survive, and a later invalidate_by_tag of such a tag deletes the
 --        re-set entry early (over-invalidation, never a stale read).
 -- Why "scan" is the default: the cache cannot tell that a table has no
--- Node writers, and a wrong "ignore" in a mixed fleet loses entries
--- silently, while a wrong "scan" only costs requests, and only for hashes
--- ddbkit cannot vouch for (a hash set with tags for the first time, or
--- last written by Node). A fleet without Node sets "ignore" and never
--- scans. Request counts (measured in cache_node_spec.lua, one Scan page):
---                            ddbkit's entry   Node's entry / new hash
---   delete, "scan"           2 (Delete+Batch) 3 (Delete+Scan+Batch)
---   delete, "ignore"         2                2 or 3 (Delete+Query[+Batch])
---   set_with_tags, "scan"    2 (Put+Batch)    3 (Put+Scan+Batch)
---   set_with_tags, "ignore"  2                3 (Put+Query+Batch)
--- (Batch = ceil(items / 25) BatchWriteItem; a Scan is one per 1 MB page.)
+-- Node writers, and a wrong "ignore" in a mixed fleet leaves stale
+-- mappings that later delete fresh entries, silently, while a wrong
+-- "scan" only costs requests, and only for hashes ddbkit cannot vouch for
+-- (a hash set with tags for the first time, or last written by Node). A
+-- fleet without Node sets "ignore" and never scans. Request counts,
+-- measured in cache_node_spec.lua (3 tags, a table of one Scan page):
+--                            ddbkit's entry      Node's entry / new hash
+--   delete, "scan"           Delete [+Batch]     Delete + Scan [+Batch]
+--   delete, "ignore"         Delete [+Batch]     Delete + Query [+Batch]
+--   set_with_tags, "scan"    Put + Batch         Put + Scan + Batch
+--   set_with_tags, "ignore"  Put + Batch         Put + Query + Batch
+-- Batch = ceil(items / 25) BatchWriteItem, sent when there are items; a
+-- Scan is one request per 1 MB page of the whole table. "ignore" finds no
+-- tag item Node wrote: they are left. Concurrent writers of one hash can
+-- still leave a mapping (see set_with_tags' known race).
 -- ALL_OLD costs no extra request or read capacity, but it does carry the
 -- old value back over the wire (up to ~400 KB for a large entry).
 local store = require "ddbkit.store"
