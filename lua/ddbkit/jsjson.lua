@@ -818,9 +818,10 @@ local function sparse(len, count)
 end
 
 -- Object keys repeat (every element of a list of records has the same
--- ones): their quoted text '"k":' is kept, up to MEMO_MAX keys, then the
--- memo starts over (bounded memory whatever the keys).
-local MEMO_MAX = 512
+-- ones): their quoted text '"k":' is kept for keys of up to MEMO_KEY
+-- bytes, MEMO_MAX of them, then the memo starts over (bounded memory
+-- whatever the keys).
+local MEMO_MAX, MEMO_KEY = 512, 64
 local key_memo, memo_n = {}, 0
 
 write = function(v, out, n, depth)
@@ -875,8 +876,10 @@ write = function(v, out, n, depth)
         q = quote(k)
         if not q then fail("an object key is not valid UTF-8") end
         q = q .. ":"
-        if memo_n >= MEMO_MAX then key_memo, memo_n = {}, 0 end
-        key_memo[k], memo_n = q, memo_n + 1
+        if #k <= MEMO_KEY then
+          if memo_n >= MEMO_MAX then key_memo, memo_n = {}, 0 end
+          key_memo[k], memo_n = q, memo_n + 1
+        end
       end
       n = n + 1
       out[n] = i > 1 and ("," .. q) or q
