@@ -273,7 +273,8 @@ $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(MARSHAL_SRC) engine/buf.c
 #   fuzz_response    hostile full responses through the client into every store
 #   fuzz_cli_config  the `ddbkit` command's config file parser
 #   fuzz_idem_key    the idempotency key and request key of the web helper
-FUZZ_LUA    := fuzz_response fuzz_cli_config fuzz_idem_key
+#   fuzz_jsjson      core.js_parse (JSON.parse) against jsjson.lua's own decoder
+FUZZ_LUA    := fuzz_response fuzz_cli_config fuzz_idem_key fuzz_jsjson
 FUZZ_CFLAGS := $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(LUA54_INC) -Iengine -Ibindings/core
 FUZZ_OBJ    := $(patsubst %.c,$(B)/fuzzobj/%.o,$(CORE_SRC) $(ENGINE_SRC))
 

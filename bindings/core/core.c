@@ -24,6 +24,7 @@
 #include "client.h"
 #include "compat.h"
 #include "ddbkit.h"
+#include "jsparse.h"
 #include "lock.h"
 #include "loop.h"
 #include "marshal.h"
@@ -876,5 +877,6 @@ int luaopen_ddbkit_core(lua_State *L)
     ddbk_lua_lock_open(L, lua_gettop(L));
     ddbk_lua_loop_open(L, lua_gettop(L));
     ddbk_lua_creds_open(L, lua_gettop(L));
+    ddbk_lua_jsparse_open(L, lua_gettop(L));
     return 1;
 }

@@ -13,29 +13,57 @@
 --          ddbkitTagKeys (L of the tag item pks), which Node ignores.
 --   tag    pk = "TAG#<tag>", sk = "CACHE#<hash>", ttl (the entry's), plus
 --          gsi1pk = "CACHE#<hash>", gsi1sk = "TAG#<tag>" (ddbkit only).
+-- Values are JavaScript's JSON text (store.json_encode, ddbkit.jsjson): a
+-- value Node wrote reads back with [] and {} apart and its key order, and
+-- is written back byte for byte; the size limit counts the same UTF-8
+-- bytes Node counts (Buffer.byteLength(JSON.stringify(value))).
 --
--- Where the Node package scans the whole table (delete, set_with_tags) this
--- module finds a hash's tag items by key instead:
---   1. the write of the entry (DeleteItem / PutItem with ReturnValues
---      ALL_OLD, no extra request) returns the old entry; when it carries
---      ddbkitTagKeys, those are exactly the tag items ddbkit wrote for it
---      (a strongly consistent answer, since it comes from the base table);
---   2. when the old entry has no such list (written by `set`, by Node, or
---      gone), one Query of the gsi1 index by gsi1pk finds the tag items
---      ddbkit wrote. A GSI is eventually consistent: a tag item written a
---      moment ago (typically well under a second) may not be listed yet and
---      would then survive the delete. A surviving tag item is harmless
---      beyond cost: it expires with the entry's ttl, and a later
---      invalidate_by_tag of that tag deletes the (re-set) entry early --
---      over-invalidation, never a stale read.
--- Why both: the list alone would miss tag items once a plain `set` (or a
--- Node write) replaced the entry, since Node's `set` keeps them; the GSI
--- alone would cost a Query on every delete and miss just-written ones.
+-- Tag items of a hash (delete, set_with_tags). The Node package scans the
+-- whole table for items with sk = CACHE#<hash>, on every call. ddbkit
+-- avoids that Scan for the entries it can vouch for:
+--   1. The write of the entry (DeleteItem / PutItem with ReturnValues
+--      ALL_OLD, no extra request) returns the old entry. When it carries
+--      ddbkitTagKeys, the last writer of the entry was ddbkit's
+--      set_with_tags (or ddbkit's set after it: set is an UpdateItem that
+--      keeps the list), which removed every other tag item of the hash
+--      when it wrote the list (in "ignore" mode: every one it could find);
+--      the list is then exactly the hash's tag items (read from the base
+--      table, so strongly consistent). Only ddbkit writes that attribute
+--      and Node's writes (PutItem) drop it, so it is the mark of an entry
+--      ddbkit vouches for. When the removal fails, set_with_tags takes the
+--      list off again (see unvouch), so the mark is never a false claim.
+--   2. Otherwise (the entry is gone, or Node wrote it: Node's set keeps the
+--      tag items ddbkit wrote, Node's setWithTags writes tag items with no
+--      gsi1 attributes) what happens is the `node_tags` option of new():
+--      "scan" (the default): what Node does, a Scan of the table filtered
+--        on sk = CACHE#<hash> (ConsistentRead, paged through the client's
+--        guarded cursor: bounded by max_pages, a repeated LastEvaluatedKey
+--        is an error). It finds Node's and ddbkit's tag items alike, so no
+--        stale mapping survives a delete or a retag in a mixed fleet. Cost:
+--        the table's size in 1 MB pages, as Node pays on every call.
+--      "ignore": for a table no Node service writes. One Query of gsi1 by
+--        gsi1pk finds the tag items ddbkit wrote (eventually consistent: one
+--        written a moment ago may be missed); Node's are not found and
+--        survive, and a later invalidate_by_tag of such a tag deletes the
+--        re-set entry early (over-invalidation, never a stale read).
+-- Why "scan" is the default: the cache cannot tell that a table has no
+-- Node writers, and a wrong "ignore" in a mixed fleet leaves stale
+-- mappings that later delete fresh entries, silently, while a wrong
+-- "scan" only costs requests, and only for hashes ddbkit cannot vouch for
+-- (a hash set with tags for the first time, or last written by Node). A
+-- fleet without Node sets "ignore" and never scans. Request counts,
+-- measured in cache_node_spec.lua (3 tags, a table of one Scan page):
+--                            ddbkit's entry      Node's entry / new hash
+--   delete, "scan"           Delete [+Batch]     Delete + Scan [+Batch]
+--   delete, "ignore"         Delete [+Batch]     Delete + Query [+Batch]
+--   set_with_tags, "scan"    Put + Batch         Put + Scan + Batch
+--   set_with_tags, "ignore"  Put + Batch         Put + Query + Batch
+-- Batch = ceil(items / 25) BatchWriteItem, sent when there are items; a
+-- Scan is one request per 1 MB page of the whole table. "ignore" finds no
+-- tag item Node wrote: they are left. Concurrent writers of one hash can
+-- still leave a mapping (see set_with_tags' known race).
 -- ALL_OLD costs no extra request or read capacity, but it does carry the
 -- old value back over the wire (up to ~400 KB for a large entry).
--- Tag items written by the Node package have no gsi1 attributes and cannot
--- be found without a Scan; they behave like (2)'s survivors. The Node
--- package itself finds ddbkit's tag items with its Scan, as before.
 local store = require "ddbkit.store"
 local core = require "ddbkit.core"
 
@@ -60,9 +88,16 @@ local OPTIONS = {
     end
   end,
   max_entry_size_bytes = store.is_positive,
+  node_tags = function(v)
+    if v ~= "scan" and v ~= "ignore" then
+      return '"scan" (a table Node services share, the default) or "ignore" (no Node writers)'
+    end
+  end,
 }
 
---- ddbkit.cache.new{ client, table_name?, policy?, max_entry_size_bytes? } -> cache
+--- ddbkit.cache.new{ client, table_name?, policy?, max_entry_size_bytes?, node_tags? } -> cache
+-- node_tags: "scan" (default) or "ignore", how tag items of an entry
+-- ddbkit cannot vouch for are found (see the header).
 function _M.new(opts)
   opts = store.options("ddbkit.cache.new", opts, OPTIONS)
   if opts.client == nil then error("ddbkit.cache.new: opts.client must be a ddbkit.client", 2) end
@@ -72,6 +107,7 @@ function _M.new(opts)
     table_name = opts.table_name or DEFAULT_TABLE,
     policy = store.policy(opts.policy),
     max_entry_size_bytes = opts.max_entry_size_bytes or DEFAULT_MAX_ENTRY,
+    node_tags = opts.node_tags or "scan",
   }, mt)
 end
 
@@ -131,14 +167,27 @@ local function batch(self, tname, deletes, puts)
   return true
 end
 
--- The pks of the tag items ddbkit wrote for entry key `ck`: from the old
--- entry's list when it has one, else one gsi1 Query (eventually consistent,
--- see the header).
-local function old_tag_keys(self, tname, ck, old)
+-- The pks of the tag items of entry key `ck` (tp: the tag prefix): the
+-- old entry's list when it has one, else a Scan by sk (node_tags "scan")
+-- or one gsi1 Query ("ignore"); see the header.
+local function old_tag_keys(self, tname, ck, tp, old)
   local listed = old and old[TAGS_ATTR]
   if type(listed) == "table" then
     local out = {}
     for _, pk in ipairs(listed) do if type(pk) == "string" then out[#out + 1] = pk end end
+    return out
+  end
+  local out = {}
+  if self.node_tags == "scan" then
+    for it, err in self.client:scan_items{
+      TableName = tname, ConsistentRead = true,
+      FilterExpression = "sk = :k AND begins_with(pk, :t)",
+      ExpressionAttributeValues = { [":k"] = ck, [":t"] = tp },
+      ProjectionExpression = "pk, sk",
+    } do
+      if it == false then return nil, err end
+      if it.sk == ck and it.pk ~= ck then out[#out + 1] = it.pk end
+    end
     return out
   end
   local items, err = self.client:query_all{
@@ -148,7 +197,6 @@ local function old_tag_keys(self, tname, ck, old)
     ProjectionExpression = "pk, sk",
   }
   if not items then return nil, err end
-  local out = {}
   for _, it in ipairs(items) do
     -- only tag items of this entry (sk names it), whatever else shares gsi1pk
     if it.sk == ck and it.pk ~= ck then out[#out + 1] = it.pk end
@@ -219,9 +267,13 @@ local function entry(self, ck, value, ttl_seconds)
 end
 
 --- cache:set(hash, value, ttl_seconds) -> true | nil, err
--- Cost: 1 PutItem (none when the serialized value exceeds
+-- Cost: 1 UpdateItem (none when the serialized value exceeds
 -- max_entry_size_bytes: silently not stored, still true). Tag items of an
--- earlier set_with_tags stay, as in the Node package.
+-- earlier set_with_tags stay, as in the Node package; an UpdateItem (not a
+-- PutItem) so that the entry keeps its ddbkitTagKeys list, which still
+-- names exactly those tag items (see the header): a later delete or retag
+-- needs no Scan. The item Node reads is the same: pk, sk, value, ttl,
+-- createdAt.
 function _M:set(hash, value, ttl_seconds)
   check_ttl(ttl_seconds, "set")
   local tname, ck = entry_key(self, hash)
@@ -231,33 +283,66 @@ function _M:set(hash, value, ttl_seconds)
     if err then return nil, err end
     return true
   end
-  local ok, perr2 = self.client:put_item{ TableName = tname, Item = item }
-  if not ok then return nil, perr2 end
+  local ok, uerr = self.client:update_item{
+    TableName = tname, Key = { pk = ck, sk = ck },
+    UpdateExpression = "SET #v = :v, #ttl = :ttl, createdAt = :c",
+    ExpressionAttributeNames = { ["#v"] = "value", ["#ttl"] = "ttl" },
+    ExpressionAttributeValues = { [":v"] = item.value, [":ttl"] = item.ttl, [":c"] = item.createdAt },
+  }
+  if not ok then return nil, uerr end
   return true
 end
 
 --- cache:delete(hash) -> true | nil, err
 -- Deletes the entry and its tag items. Cost: 1 DeleteItem (returning the
--- old entry), plus 1 gsi1 Query when the old entry does not list its tags,
--- plus ceil(tags / 25) BatchWriteItem. No Scan, whatever the table size.
+-- old entry); when the old entry does not list its tags (Node wrote it,
+-- or it is gone), a Scan by sk (node_tags "scan": the table's size in
+-- 1 MB pages) or 1 gsi1 Query ("ignore"); then ceil(tags / 25)
+-- BatchWriteItem (none when there are none).
 function _M:delete(hash)
-  local tname, ck = entry_key(self, hash)
+  local perr = store.check_part("hash", hash)
+  if perr then return nil, perr end
+  local tname, ck, tp = names(self)
   if not tname then return nil, ck end
+  ck = ck .. hash
   local res, err = self.client:delete_item{ TableName = tname, Key = { pk = ck, sk = ck },
                                             ReturnValues = "ALL_OLD" }
   if not res then return nil, err end
-  local keys, qerr = old_tag_keys(self, tname, ck, res.Attributes)
+  local keys, qerr = old_tag_keys(self, tname, ck, tp, res.Attributes)
   if not keys then return nil, qerr end
-  local dels = {}
-  for _, pk in ipairs(keys) do dels[#dels + 1] = { pk = pk, sk = ck } end
+  local dels, seen = {}, {}
+  for _, pk in ipairs(keys) do
+    if not seen[pk] then  -- one batch may not name a key twice
+      seen[pk] = true
+      dels[#dels + 1] = { pk = pk, sk = ck }
+    end
+  end
   return batch(self, tname, dels)
+end
+
+-- The entry set_with_tags just wrote lists its tags, a claim that they
+-- are all of the hash's tag items; when removing the old ones failed, the
+-- claim is false, so the list is taken off again (1 UpdateItem, only on
+-- that failure, best effort, and only while the entry is still the one
+-- written: same createdAt): the next delete or retag then treats the entry
+-- as one ddbkit cannot vouch for. Returns nil, err (the first failure).
+local function unvouch(self, tname, ck, item, err)
+  self.client:update_item{
+    TableName = tname, Key = { pk = ck, sk = ck },
+    UpdateExpression = "REMOVE " .. TAGS_ATTR,
+    ConditionExpression = "createdAt = :c",
+    ExpressionAttributeValues = { [":c"] = item.createdAt },
+  }
+  return nil, err
 end
 
 --- cache:set_with_tags(hash, value, ttl_seconds, tags) -> true | nil, err
 -- Writes the entry, removes the hash's old tag items that are not in
 -- `tags`, writes one tag item per tag. Cost: 1 PutItem (returning the old
--- entry), plus 1 gsi1 Query when the old entry did not list its tags, plus
--- ceil((stale + new tags) / 25) BatchWriteItem. No Scan.
+-- entry); when the old entry did not list its tags (a new hash, or Node
+-- wrote it), a Scan by sk (node_tags "scan": the table's size in 1 MB
+-- pages) or 1 gsi1 Query ("ignore"); then ceil((stale + new tags) / 25)
+-- BatchWriteItem.
 -- Known race: two set_with_tags of one hash at the same moment can leave
 -- the union of both tag sets (over-invalidation later, never a stale read).
 function _M:set_with_tags(hash, value, ttl_seconds, tags)
@@ -290,8 +375,8 @@ function _M:set_with_tags(hash, value, ttl_seconds, tags)
   item[TAGS_ATTR] = array(new)
   local res, perr2 = self.client:put_item{ TableName = tname, Item = item, ReturnValues = "ALL_OLD" }
   if not res then return nil, perr2 end
-  local old, qerr = old_tag_keys(self, tname, ck, res.Attributes)
-  if not old then return nil, qerr end
+  local old, qerr = old_tag_keys(self, tname, ck, tp, res.Attributes)
+  if not old then return unvouch(self, tname, ck, item, qerr) end
   local dels, puts = {}, {}
   for _, pk in ipairs(old) do
     if not seen[pk] then
@@ -302,7 +387,9 @@ function _M:set_with_tags(hash, value, ttl_seconds, tags)
   for _, pk in ipairs(new) do
     puts[#puts + 1] = { pk = pk, sk = ck, ttl = item.ttl, gsi1pk = ck, gsi1sk = pk }
   end
-  return batch(self, tname, dels, puts)
+  local ok, berr = batch(self, tname, dels, puts)
+  if not ok then return unvouch(self, tname, ck, item, berr) end
+  return true
 end
 
 -- Invalidates every entry named by the tag partitions `tags` (a list).

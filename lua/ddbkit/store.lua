@@ -2,7 +2,7 @@
 -- Node package's rules and messages), the key-prefix policy, value
 -- encoding, error values, and time through the client's runtime.
 local core = require "ddbkit.core"
-local cjson = require "cjson.safe"
+local jsjson = require "ddbkit.jsjson"
 
 local type, pairs, ipairs, error, setmetatable, tostring, pcall, floor =
       type, pairs, ipairs, error, setmetatable, tostring, pcall, math.floor
@@ -97,37 +97,8 @@ function _M.load_script(spec, default, what)
 end
 
 -- Whether s is UTF-8 as DynamoDB reads it: no overlong forms, no UTF-16
--- surrogates, nothing above U+10FFFF. Lua 5.4's utf8.len is not in LuaJIT.
-local byte = string.byte
-local function is_utf8(s)
-  local i, n = 1, #s
-  while i <= n do
-    local c = byte(s, i)
-    local len, lo, hi = 1, 0x80, 0xBF
-    if c < 0x80 then len = 1
-    elseif c >= 0xC2 and c <= 0xDF then len = 2
-    elseif c >= 0xE0 and c <= 0xEF then
-      len = 3
-      if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
-    elseif c >= 0xF0 and c <= 0xF4 then
-      len = 4
-      if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
-    else
-      return false
-    end
-    for j = 1, len - 1 do
-      local b = byte(s, i + j)
-      if not b then return false end
-      if j == 1 then
-        if b < lo or b > hi then return false end
-      elseif b < 0x80 or b > 0xBF then
-        return false
-      end
-    end
-    i = i + len
-  end
-  return true
-end
+-- surrogates, nothing above U+10FFFF (ddbkit.jsjson's check).
+local is_utf8 = jsjson.is_utf8
 _M.is_utf8 = is_utf8
 
 -- A prefix is followed by a key part of up to MAX_PART bytes, and the cache,
@@ -217,116 +188,35 @@ end
 
 -- Values are stored as the JSON text of the value, as the Node package
 -- does (JSON.stringify / JSON.parse); nil is the literal __UNDEFINED__.
--- lua-cjson does the parsing and printing; what it gets wrong for that
--- contract is corrected around it, in one place for every store:
---   ddbkit.null <-> JSON null; ddbkit.array() -> [] (lua-cjson 2.1.0 writes
---   an empty table as {}; an empty list read back is an empty table: a
---   lua-cjson limit); numbers in the shortest of %.14g..%.17g that reads
---   back to the same double, Lua 5.4 integers as integers (lua-cjson prints
---   %.14g, losing digits) and read back as integers (it makes every number
---   a float).
+-- ddbkit.jsjson writes and reads that text exactly as JavaScript does (see
+-- its header): the bytes JSON.stringify writes ("/" and DEL unescaped,
+-- String(n) numbers), [] and {} kept apart (an array reads back marked
+-- with ddbkit.array, an empty unmarked table writes {}), a decoded
+-- object's key order kept for its rewrite, JSON null <-> ddbkit.null
+-- (lua-cjson's null is accepted when writing), on Lua 5.4 integral numbers
+-- read back as integers. So a value Node wrote, read and written back by
+-- ddbkit, is the same text.
 _M.UNDEFINED = "__UNDEFINED__"
 
-local cjson_codec = cjson.new()   -- our own instance: settings stay ours
-local json_null = cjson_codec.null
-local null, is_array, uuid = core.null, core.is_array, core.uuid
-local format, tonumber, next = string.format, tonumber, next
-local mtype = math.type   -- nil on LuaJIT
-local MAX_DEPTH = 1000
-
--- Numbers: the shortest %.Ng (14..17) that reads back to the same double;
--- Lua 5.4 integers as integers (lua-cjson would print them as %.14g doubles).
-local function number_text(x)
-  if mtype and mtype(x) == "integer" then return format("%d", x) end
-  if x ~= x or x == math.huge or x == -math.huge then return nil end
-  for p = 14, 17 do
-    local s = format("%." .. p .. "g", x)
-    if tonumber(s) == x then return s end
-  end
-  return format("%.17g", x)
-end
-
--- Copies v into what lua-cjson can encode: ddbkit.null -> JSON null, and
--- the parts lua-cjson would get wrong (empty ddbkit.array, numbers it would
--- round) replaced by placeholder strings that encode() swaps for their text.
-local function prepare(v, ctx, depth)
-  local t = type(v)
-  if t == "number" then
-    local s = number_text(v)
-    if not s then return nil, "a NaN or infinite number" end
-    if s == format("%.14g", v) then return v end
-    ctx.n = ctx.n + 1
-    ctx.subs[ctx.n] = s
-    return "\0" .. ctx.token .. ":" .. ctx.n .. "\0"
-  end
-  if t ~= "table" then
-    if t == "string" or t == "boolean" or v == json_null then return v end
-    return nil, "a " .. t
-  end
-  if v == null then return json_null end
-  if depth > MAX_DEPTH then return nil, "nested deeper than " .. MAX_DEPTH .. " levels (a cycle?)" end
-  if next(v) == nil and is_array(v) then
-    ctx.n = ctx.n + 1
-    ctx.subs[ctx.n] = "[]"
-    return "\0" .. ctx.token .. ":" .. ctx.n .. "\0"
-  end
-  local copy = {}
-  for k, x in pairs(v) do
-    local y, why = prepare(x, ctx, depth + 1)
-    if why then return nil, why end
-    copy[k] = y
-  end
-  return copy
-end
-
 --- store.json_encode(v, what?) -> JSON text | nil, err (SerializationError)
+-- JSON.stringify's bytes for v (ddbkit.jsjson.stringify); `what` names v
+-- in the message.
 function _M.json_encode(v, what)
-  if v == null then return "null" end
-  local ctx = { n = 0, subs = {}, token = uuid() }
-  local p, why = prepare(v, ctx, 1)
-  local s, cerr
-  if not why then s, cerr = cjson_codec.encode(p) end
+  local s, why = jsjson.stringify(v)
   if not s then
     return nil, _M.err("SerializationError", (what or "value") .. " is not JSON-encodable: "
-                       .. tostring(why or cerr))
-  end
-  if ctx.n > 0 then
-    s = s:gsub('"\\u0000' .. ctx.token:gsub("%-", "%%-") .. ':(%d+)\\u0000"',
-               function(i) return ctx.subs[tonumber(i)] end)
+                       .. tostring(why))
   end
   return s
 end
 
--- What lua-cjson decoded, in ddbkit's terms: JSON null -> ddbkit.null, and
--- on Lua 5.4 integral numbers (lua-cjson 2.1.0 makes every number a float)
--- back to integers, so 42 reads back as 42, not 42.0.
-local tointeger = math.tointeger
--- Only numbers, nulls and tables are touched: this runs on every cache
--- hit, and writing every field back was most of a small value's decode.
-local function normalize(v)
-  if v == json_null then return null end
-  local t = type(v)
-  if t == "number" then return tointeger and tointeger(v) or v end
-  if t == "table" then
-    for k, x in pairs(v) do
-      local tx = type(x)
-      if tx == "number" then
-        local i = tointeger and tointeger(x)
-        if i then v[k] = i end
-      elseif tx == "table" or x == json_null then
-        v[k] = normalize(x)
-      end
-    end
-  end
-  return v
-end
-
---- store.json_decode(s) -> ok, value: ok false when the text is not JSON.
+--- store.json_decode(s) -> ok, value: ok false when the text is not JSON
+-- (JSON.parse would throw), or is nested deeper than jsjson.MAX_DEPTH.
 function _M.json_decode(s)
   if type(s) ~= "string" then return false end
-  local v = cjson_codec.decode(s)
+  local v = jsjson.decode(s)
   if v == nil then return false end
-  return true, normalize(v)
+  return true, v
 end
 
 --- store.encode_value(v) -> the stored text of a value (nil: __UNDEFINED__)

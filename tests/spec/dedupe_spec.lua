@@ -405,12 +405,20 @@ describe("ddbkit.dedupe", function()
       local d = new()
       local h = H.unique("h")
       assert(d:register_or_join(h))
-      for _, bad in ipairs{ function() end, 0 / 0, math.huge, { f = io.stdout } } do
+      for _, bad in ipairs{ function() end, { f = io.stdout }, "\255", { [1] = 1, [100] = 2 } } do
         local ok, err = d:complete(h, bad)
         assert.is_nil(ok)
         assert.are.equal("SerializationError", err.code)
       end
       assert.are.equal("pending", raw(h).status)
+    end)
+
+    it("NaN and infinities are written null, as JSON.stringify writes them", function()
+      local d = new()
+      local h = H.unique("h")
+      assert(d:register_or_join(h))
+      assert.is_true(d:complete(h, { 0 / 0, math.huge, -math.huge }))
+      assert.are.equal("[null,null,null]", raw(h).result)
     end)
   end)
 

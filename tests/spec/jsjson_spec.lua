@@ -45,6 +45,48 @@ process.stdout.write(out.join('\n') + '\n');
   return res
 end
 
+-- JSON.stringify of each text's value rebuilt with every object's keys
+-- inserted in JavaScript's default sort order (UTF-16 code units): what
+-- stringify must write for a table built in Lua (no remembered order).
+local function node_sorted(texts)
+  local input, js = os.tmpname(), os.tmpname()
+  local f = assert(io.open(input, "wb"))
+  for _, t in ipairs(texts) do f:write(hex(t), "\n") end
+  f:close()
+  f = assert(io.open(js, "wb"))
+  f:write([[
+const lines = require('fs').readFileSync(process.argv[2], 'latin1').split('\n');
+lines.pop();
+const sorted = (v) => {
+  if (Array.isArray(v)) return v.map(sorted);
+  if (v === null || typeof v !== 'object') return v;
+  const o = {};
+  for (const k of Object.keys(v).sort()) o[k] = sorted(v[k]);
+  return o;
+};
+const out = lines.map((h) => Buffer.from(JSON.stringify(sorted(JSON.parse(
+  Buffer.from(h, 'hex').toString('utf8')))), 'utf8').toString('hex'));
+process.stdout.write(out.join('\n') + '\n');
+]])
+  f:close()
+  local p = assert(io.popen("node " .. js .. " " .. input))
+  local res = {}
+  for line in p:lines() do res[#res + 1] = unhex(line) end
+  p:close()
+  os.remove(input)
+  os.remove(js)
+  assert(#res == #texts, "node answered " .. #res .. " of " .. #texts .. " cases")
+  return res
+end
+
+-- A decoded value copied into fresh tables: no remembered key order.
+local function forget_order(v)
+  if type(v) ~= "table" or v == core.null then return v end
+  local c = core.is_array(v) and core.array() or {}
+  for k, x in pairs(v) do c[k] = forget_order(x) end
+  return c
+end
+
 local function check_against_node(texts)
   local want = node_restringify(texts)
   local bad = {}
@@ -144,7 +186,63 @@ local function generator(seed)
   return function() return ws() .. value(0) .. ws() end
 end
 
+-- Whether two decoded values are the same: types (and math.type), array
+-- marks, key lists (jsjson.keys), recursively. Returns nil or a difference.
+local function differ(a, b, path)
+  if type(a) ~= type(b) then return path .. ": " .. type(a) .. " vs " .. type(b) end
+  if type(a) == "number" then
+    if math.type and math.type(a) ~= math.type(b) then return path .. ": number types" end
+    if a ~= b and not (a ~= a and b ~= b) then return path .. ": " .. a .. " vs " .. b end
+    return nil
+  end
+  if type(a) ~= "table" then
+    if a ~= b then return path .. ": values" end
+    return nil
+  end
+  if (a == core.null) ~= (b == core.null) then return path .. ": null" end
+  if core.is_array(a) ~= core.is_array(b) then return path .. ": array mark" end
+  if core.is_array(a) then
+    if #a ~= #b then return path .. ": lengths" end
+    for i = 1, #a do
+      local d = differ(a[i], b[i], path .. "[" .. i .. "]")
+      if d then return d end
+    end
+    return nil
+  end
+  local ka, kb = jsjson.keys(a), jsjson.keys(b)
+  if table.concat(ka, "\0") ~= table.concat(kb, "\0") then return path .. ": key order" end
+  for _, k in ipairs(ka) do
+    local d = differ(a[k], b[k], path .. "." .. k)
+    if d then return d end
+  end
+end
+
 describe("ddbkit.jsjson", function()
+  it("decodes in C (core.js_parse) exactly as its Lua reference decoder", function()
+    assert.is_function(core.js_parse)
+    local texts = {}
+    for i, t in ipairs(FIXED) do texts[i] = t end
+    local gen = generator(99)
+    for _ = 1, 300 do texts[#texts + 1] = gen() end
+    texts[#texts + 1] = string.rep("[", jsjson.MAX_DEPTH) .. string.rep("]", jsjson.MAX_DEPTH)
+    texts[#texts + 1] = string.rep("[", jsjson.MAX_DEPTH + 1) .. string.rep("]", jsjson.MAX_DEPTH + 1)
+    texts[#texts + 1] = '"\255"'
+    texts[#texts + 1] = '"a\255"'
+    local bad = {}
+    for i, t in ipairs(texts) do
+      local a, aerr = jsjson.decode(t)
+      local b, berr = jsjson._decode_lua(t)
+      if (a == nil) ~= (b == nil) then
+        bad[#bad + 1] = string.format("case %d %q: C %s, Lua %s", i, t, tostring(aerr or "ok"),
+                                      tostring(berr or "ok"))
+      elseif a ~= nil then
+        local d = differ(a, b, "$")
+        if d then bad[#bad + 1] = string.format("case %d %q: %s", i, t, d) end
+      end
+    end
+    assert.are.same({}, bad)
+  end)
+
   it("restringify gives JSON.stringify(JSON.parse(x))'s bytes for fixed cases (node)", function()
     local want = check_against_node(FIXED)
     local okn = 0
@@ -157,6 +255,24 @@ describe("ddbkit.jsjson", function()
     for i = 1, 400 do texts[i] = gen() end
     local want = check_against_node(texts)
     for _, w in ipairs(want) do assert.is_true(w.ok) end  -- all are valid JSON
+  end)
+
+  it("writes a table built in Lua with its keys in JavaScript's sort order (node)", function()
+    local gen, texts = generator(4242), {}
+    for i = 1, 300 do texts[i] = gen() end
+    texts[#texts + 1] = '{"b":1,"a":2,"10":3,"2":4,"é":5,"😀":6,"\239\191\191":7,"B":8,"":9}'
+    local want = node_sorted(texts)
+    local bad = {}
+    for i, t in ipairs(texts) do
+      local v, derr = jsjson.decode(t)
+      assert(v ~= nil, derr)
+      local got, err = jsjson.stringify(forget_order(v))
+      if got ~= want[i] then
+        bad[#bad + 1] = string.format("case %d %q: node %q, ddbkit %q (%s)", i, t, want[i],
+                                      tostring(got), tostring(err))
+      end
+    end
+    assert.are.same({}, bad)
   end)
 
   it("writes numbers as String(n) (node), both runtimes alike", function()
