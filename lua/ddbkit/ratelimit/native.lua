@@ -298,9 +298,11 @@ local function take(self, st, tbl, pk, cfg)
   for _ = 1, MAX_WRITES do
     local now, mono = floor(rt.now_ms()), rt.mono_ms()
     local ends, sums, used = live(s, now, w, skew)
+    local gave = false
     if back and back.e > now - w and remove(ends, sums, back.e, back.n) then
       used = used - back.n
-      local e2 = min(back.e, ceil(back.last / g) * g)
+      gave = true
+      local e2 = min(back.e, ceil((back.last + 1) / g) * g)   -- +1: now is floored
       if back.spent > 0 and e2 > now - w - skew then
         if add(ends, sums, e2, back.spent) then
           used = used + back.spent
@@ -309,27 +311,34 @@ local function take(self, st, tbl, pk, cfg)
           -- (room: bucket e was just emptied or still exists)
           add(ends, sums, back.e, back.n)
           used = used + back.n
+          gave = false
         end
       end
     end
     local free = limit - used
+    local n, e = 0, nil
     if free < 1 then
-      st.item = s
-      st.back = back        -- not written: the next take may still give it back
-      learn_full(self, st, ends, now, w)
-      return false
-    end
-    local n = min(want, free)
-    local e = ceil((now + l) / g) * g
-    if not add(ends, sums, e, n) then
-      st.item, st.back = s, back
-      return false
+      if not gave then
+        st.item = s
+        st.back = back      -- not written: the next take may still give it back
+        learn_full(self, st, ends, now, w)
+        return false
+      end
+      -- full, but our previous lease's record shrinks: write that alone
+      -- (+1 request), so the capacity it held comes back at its real end
+    else
+      n = min(want, free)
+      e = ceil((now + 1 + l) / g) * g   -- +1: now is floored, the real end is below now + 1 + l
+      if not add(ends, sums, e, n) then
+        st.item, st.back = s, back
+        return false
+      end
     end
     local v = s.v + 1
     local params_ = {
       TableName = tbl,
       Item = { pk = pk, sk = pk, v = v, w = token, b = encode(ends, sums),
-               ttl = ceil((ends[#ends] + w + skew) / 1000) },
+               ttl = ceil(((ends[#ends] or now) + w + skew) / 1000) },
       ReturnValuesOnConditionCheckFailure = "ALL_OLD",
     }
     if s.v == 0 and s.w == nil then
@@ -357,16 +366,25 @@ local function take(self, st, tbl, pk, cfg)
       end
       s = ns
     end
+    if mine and n == 0 then
+      st.item = { v = v, w = token, ends = ends, sums = sums }
+      learn_full(self, st, ends, now, w)
+      return false
+    end
     if mine then
       st.item = { v = v, w = token, ends = ends, sums = sums }
-      st.left = n - 1
-      st.n, st.spent = n, 1
       st.e = e
       st.take_now, st.take_mono = now, mono
       st.until_mono = mono + l
-      st.last_mono = rt.mono_ms()
       st.calls = 0
       st.full_until = nil
+      local at = rt.mono_ms()
+      if at >= st.until_mono then
+        -- the write took the whole lease: nothing may be spent; all given back
+        st.n, st.spent, st.left, st.last_mono = n, 0, 0, mono
+        return false
+      end
+      st.n, st.spent, st.left, st.last_mono = n, 1, n - 1, at
       return true
     end
   end

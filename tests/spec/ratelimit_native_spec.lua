@@ -1,0 +1,301 @@
+-- ddbkit.ratelimit's native layout (lua/ddbkit/ratelimit/native.lua):
+-- leases taken with one conditional write, decisions in memory.
+--
+-- Single-process cases run on a client whose wall and monotonic clocks are
+-- one number the spec moves (H.clock_client): they assert request counts
+-- and answers, never timings. The multi-process case runs 8 OS processes
+-- (ratelimit_native_worker.lua) against DynamoDB Local, records the wall
+-- time of every grant and checks every sliding window. The hot-key case
+-- runs through the fault proxy's partition simulator.
+local H = require "test_helper"
+local ddbkit = require "ddbkit"
+local cjson = require "cjson.safe"
+local native = require "ddbkit.ratelimit.native"
+
+local shell_quote, spec_dir, interpreter, bounded, mktemp_dir =
+  H.shell_quote, H.spec_dir, H.interpreter, H.bounded, H.mktemp_dir
+
+local admin, T, dir
+
+setup(function()
+  admin = H.client()
+  T = H.store_table(admin, "rln")
+  dir = mktemp_dir()
+end)
+
+teardown(function()
+  admin:delete_table{ TableName = T }
+  admin:close()
+  if dir then os.execute("env -u LD_PRELOAD rm -rf " .. shell_quote(dir)) end
+end)
+
+local function item_of(resource)
+  local res = assert(admin:get_item{ TableName = T, ConsistentRead = true,
+                                     Key = { pk = "RLN#" .. resource, sk = "RLN#" .. resource } })
+  return res.Item
+end
+
+-- The bytes DynamoDB counts for an item: attribute names + values.
+local function item_bytes(item)
+  local n = 0
+  for k, v in pairs(item) do n = n + #k + #tostring(v) end
+  return n
+end
+
+local function clocked(state, opts)
+  local c = H.clock_client(state)
+  local o = { client = c, table_name = T, layout = "native" }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return ddbkit.ratelimit.new(o), c
+end
+
+describe("ddbkit.ratelimit native layout, one process", function()
+  it("is chosen by layout = \"native\"; the default stays the Node layout; a bad layout raises", function()
+    local c = H.client()
+    local node = ddbkit.ratelimit.new{ client = c, table_name = T }
+    assert.is_nil(node.layout)
+    local n = ddbkit.ratelimit.new{ client = c, table_name = T, layout = "native" }
+    assert.equals("native", n.layout)
+    assert.has_error(function() ddbkit.ratelimit.new{ client = c, layout = "fast" } end,
+      'ddbkit.ratelimit.new: opts.layout must be "node" or "native", got fast')
+    assert.has_error(function() ddbkit.ratelimit.new{ client = c, layout = "native", lease_ms = -1 } end)
+    c:close()
+  end)
+
+  it("grants exactly the limit, then refuses with 0 requests until the first bucket is due, with that wait", function()
+    local state = { T = 1700000000000 }
+    local rl, c = clocked(state, { default_config = { limit = 50, window_ms = 1000 } })
+    local grants = 0
+    c:reset_stats()
+    for _ = 1, 200 do
+      local ok = rl:acquire("full")
+      assert(ok ~= nil)
+      if ok then grants = grants + 1 end
+    end
+    assert.equals(50, grants)
+    local taken = c:stats().requests
+    assert.is_true(taken <= 8, taken .. " writes for 50 grants")   -- leases grow with demand
+    -- known full: refusals, waits and can_proceed cost nothing
+    local n, ok = H.requests(c, function() return rl:acquire("full") end)
+    assert.equals(0, n); assert.is_false(ok)
+    local wait
+    n, wait = H.requests(c, function() return rl:get_wait_time("full") end)
+    assert.equals(0, n)
+    assert.is_true(wait > 1000 and wait <= 1000 + 100 + 37 + 2, "wait " .. wait)
+    n, ok = H.requests(c, function() return rl:can_proceed("full") end)
+    assert.equals(0, n); assert.is_false(ok)
+    -- one ms before it is due: still refused for free; when due: granted
+    state.T = state.T + wait - 1
+    n, ok = H.requests(c, function() return rl:acquire("full") end)
+    assert.equals(0, n); assert.is_false(ok)
+    state.T = state.T + 1
+    assert.is_true(rl:acquire("full"))
+    c:close()
+  end)
+
+  it("another process sees the window full from the item (1 request), then refuses for free", function()
+    local state = { T = 1700000100000 }
+    local a, ca = clocked(state, { default_config = { limit = 20, window_ms = 1000 } })
+    local b, cb = clocked(state, { default_config = { limit = 20, window_ms = 1000 } })
+    local grants = 0
+    for _ = 1, 100 do if a:acquire("shared") then grants = grants + 1 end end
+    assert.equals(20, grants)
+    local n, ok = H.requests(cb, function() return b:acquire("shared") end)
+    assert.equals(1, n); assert.is_false(ok)           -- its first write lost the race: ALL_OLD says full
+    n, ok = H.requests(cb, function() return b:acquire("shared") end)
+    assert.equals(0, n); assert.is_false(ok)
+    assert.equals(0, assert(b:get_status("shared")).remaining)
+    ca:close(); cb:close()
+  end)
+
+  it("a limit of 1,000,000 works with an item of the same bounded size as a limit of 10", function()
+    for _, limit in ipairs({ 10, 1000000 }) do
+      local state = { T = 1700000200000 }
+      local rl, c = clocked(state, { default_config = { limit = limit, window_ms = 1000 } })
+      local res = "big" .. limit
+      local grants, biggest = 0, 0
+      c:reset_stats()
+      for _ = 1, 200 do                     -- 200 steps of 5 ms: 1 s, 40 leases' time
+        state.T = state.T + 5
+        for _ = 1, 2000 do if rl:acquire(res) then grants = grants + 1 end end
+        local item = item_of(res)
+        biggest = math.max(biggest, item_bytes(item))
+        assert.is_true(#native.decode(item.b) <= native.BUCKETS)
+      end
+      print(string.format("\n# limit %d: %d grants, %d requests, largest item %d bytes", limit, grants,
+                          c:stats().requests, biggest))
+      assert.is_true(biggest < 1024, "item of " .. biggest .. " bytes")
+      if limit == 10 then assert.equals(10, grants) else assert.equals(400000, grants) end
+      assert.is_true(c:stats().requests <= 200, c:stats().requests .. " requests")
+      c:close()
+    end
+  end)
+
+  it("keeps per-resource configs", function()
+    local state = { T = 1700000300000 }
+    local rl, c = clocked(state, { default_config = { limit = 100, window_ms = 1000 },
+                                   resource_configs = { slow = { limit = 3, window_ms = 60000 } } })
+    local slow, fast = 0, 0
+    for _ = 1, 50 do
+      if rl:acquire("slow") then slow = slow + 1 end
+      if rl:acquire("fastres") then fast = fast + 1 end
+    end
+    assert.equals(3, slow); assert.equals(50, fast)
+    assert.same({ limit = 3, window_ms = 60000 }, rl:get_resource_config("slow"))
+    assert.is_true(rl:set_resource_config("slow", { limit = 5, window_ms = 60000 }))
+    for _ = 1, 50 do if rl:acquire("slow") then slow = slow + 1 end end
+    assert.equals(5, slow)
+    local n, wait = H.requests(c, function() return rl:get_wait_time("slow") end)
+    assert.equals(0, n); assert.is_true(wait > 60000, "wait " .. wait)
+    local zero = clocked(state, { default_config = { limit = 0, window_ms = 500 } })
+    assert.is_false(zero:acquire("z")); assert.equals(500, zero:get_wait_time("z"))
+    c:close()
+  end)
+
+  it("has the Node layout's cooldowns (same items), reset and clear", function()
+    local state = { T = 1700000400000 }
+    local rl, c = clocked(state, { default_config = { limit = 2, window_ms = 60000 } })
+    assert.is_true(rl:set_cooldown("origin-n", state.T + 5000))
+    assert.equals(state.T + 5000, rl:get_cooldown("origin-n"))
+    local raw = admin:get_item{ TableName = T, Key = { pk = "COOLDOWN#origin-n", sk = "COOLDOWN#origin-n" } }.Item
+    assert.equals(state.T + 5000, raw.cooldownUntil)
+    assert.is_true(rl:clear_cooldown("origin-n"))
+    assert.is_nil(rl:get_cooldown("origin-n"))
+    assert.is_true(rl:acquire("rs")); assert.is_true(rl:acquire("rs")); assert.is_false(rl:acquire("rs"))
+    assert.is_true(rl:reset("rs"))
+    assert.is_nil(item_of("rs"))
+    assert.is_true(rl:acquire("rs"))
+    assert.is_true(rl:clear())
+    assert.is_nil(item_of("rs"))
+    assert.is_true(rl:acquire("rs"))
+    c:close()
+  end)
+
+  it("runs on the coroutine runtime, two tasks sharing a store never over the limit", function()
+    local c = H.client{ runtime = require "ddbkit.runtime.coroutine" }
+    local rl = ddbkit.ratelimit.new{ client = c, table_name = T, layout = "native",
+                                     default_config = { limit = 30, window_ms = 60000 } }
+    local grants, errs = 0, 0
+    for _ = 1, 2 do
+      ddbkit.spawn(function()
+        for _ = 1, 100 do
+          local ok = rl:acquire("co")
+          if ok then grants = grants + 1 elseif ok == nil then errs = errs + 1 end
+        end
+      end)
+    end
+    local steps = 0
+    while ddbkit.step(100) > 0 and steps < 10000 do steps = steps + 1 end
+    assert.equals(0, errs)
+    assert.equals(30, grants)
+    c:close()
+  end)
+end)
+
+describe("ddbkit.ratelimit native layout across processes", function()
+  -- Runs n workers; returns sorted grant times and the summed stats.
+  local function run(resource, n, limit, window_ms, run_ms, pace_us)
+    local worker = spec_dir() .. "/ratelimit_native_worker.lua"
+    local procs = {}
+    for i = 1, n do
+      local out = string.format("%s/%s-%d.txt", dir, resource, i)
+      local cmd = bounded(table.concat({ interpreter(), shell_quote(worker), shell_quote(H.endpoint), shell_quote(T),
+        shell_quote(resource), shell_quote(out), tostring(run_ms), tostring(limit), tostring(window_ms),
+        tostring(pace_us) }, " "), 120)
+      procs[i] = { out = out, pipe = assert(io.popen(cmd .. " 2>&1; echo \"EXIT:$?\"", "r")) }
+    end
+    local r = { grants = {}, calls = 0, granted = 0, quiet = 0, requests = 0, throttled = 0, cpu_us = 0,
+                first = math.huge, last = -math.huge }
+    for i, w in ipairs(procs) do
+      local log = w.pipe:read("*a")
+      w.pipe:close()
+      assert.are.equal("0", log:match("EXIT:(%d+)%s*$"), "worker " .. i .. " failed:\n" .. log)
+      local mine, summary = 0, nil
+      for line in io.lines(w.out) do
+        local g = line:match("^G (%d+)$")
+        if g then
+          r.grants[#r.grants + 1] = tonumber(g); mine = mine + 1
+        else
+          summary = { line:match("^S (%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$") }
+          assert(#summary == 8, "bad line from worker " .. i .. ": " .. line)
+        end
+      end
+      for k = 1, 8 do summary[k] = tonumber(summary[k]) end
+      assert.equals(summary[2], mine)               -- every grant has its timestamp line
+      r.calls, r.granted, r.quiet = r.calls + summary[1], r.granted + summary[2], r.quiet + summary[3]
+      r.requests, r.throttled, r.cpu_us = r.requests + summary[4], r.throttled + summary[5], r.cpu_us + summary[6]
+      r.first, r.last = math.min(r.first, summary[7]), math.max(r.last, summary[8])
+    end
+    table.sort(r.grants)
+    return r
+  end
+
+  -- No window of window_ms holds more than limit grants (times floored to
+  -- ms: two grants window_ms apart in real time are >= window_ms apart
+  -- floored, see the native layout's +1 ms).
+  local function assert_exact(grants, limit, window_ms)
+    for i = 1, #grants - limit do
+      assert.is_true(grants[i + limit] - grants[i] >= window_ms, string.format(
+        "%d grants within %d ms: from %d to %d", limit + 1, grants[i + limit] - grants[i], grants[i], grants[i + limit]))
+    end
+  end
+
+  local function report(what, r, limit, window_ms)
+    local span = r.last - r.first
+    -- what a steady stream could get: limit per window over the span
+    local possible = limit * span / window_ms
+    print(string.format("\n# %s: %d grants of %.0f possible (utilisation %.1f%%) over %d ms; %d decisions, "
+      .. "%.1f%% with no request, %.4f requests per decision, %d throttled, %.2f CPU us per decision",
+      what, r.granted, possible, 100 * r.granted / possible, span, r.calls, 100 * r.quiet / r.calls,
+      r.requests / r.calls, r.throttled, r.cpu_us / r.calls))
+  end
+
+  it("8 processes, demand 4x the limit of 2000 per 1000 ms for 5 s: no sliding window over the limit", function()
+    local r = run("mp", 8, 2000, 1000, 5000, 1000)
+    report("8 processes, limit 2000/1000 ms", r, 2000, 1000)
+    assert.equals(r.granted, #r.grants)
+    assert.is_true(r.granted > 0 and r.calls > r.granted)
+    assert_exact(r.grants, 2000, 1000)
+  end)
+
+  it("4 processes, a small limit (10 per 500 ms): no sliding window over the limit", function()
+    local r = run("small", 4, 10, 500, 3000, 2000)
+    report("4 processes, limit 10/500 ms", r, 10, 500)
+    assert.is_true(r.granted > 0)
+    assert_exact(r.grants, 10, 500)
+  end)
+end)
+
+describe("ddbkit.ratelimit native layout on a hot partition", function()
+  local function sim(method, path, body)
+    local st, out = H.http(method, H.proxy .. "/__proxy/partitions" .. (path or ""),
+      { body = body and cjson.encode(body) or nil })
+    assert(st == 200, "the simulator's control answered " .. tostring(st) .. ": " .. tostring(out))
+    return assert(cjson.decode(out))
+  end
+
+  after_each(function() if H.proxy then sim("DELETE") end end)
+
+  it("serves 20,000 decisions on one resource with a partition that can take 20 writes, none throttled", function()
+    assert(H.proxy, "the fault proxy is not running")
+    -- frozen buckets: the partition gets 20 WCU in all (refill only by /advance)
+    sim("POST", "", { wcu = 20, rcu = 60, refill = false })
+    local state = { T = 1700000500000 }
+    local blocking = require "ddbkit.runtime.blocking"
+    local c = H.proxied_client{ max_attempts = 1, runtime = {
+      send = blocking.send, sleep = function() end,
+      now_ms = function() return state.T end, mono_ms = function() return state.T end } }
+    local rl = ddbkit.ratelimit.new{ client = c, table_name = T, layout = "native", lease_ms = 10000,
+                                     default_config = { limit = 1000000, window_ms = 60000 } }
+    local grants = 0
+    for _ = 1, 20000 do if assert(rl:acquire("hot")) then grants = grants + 1 end end
+    local p = sim("GET").partitions[T]["S:RLN#hot"]
+    print(string.format("\n# hot key: %d decisions granted with %d requests (%s WCU) on the partition, %d throttled",
+                        grants, p.requests, tostring(p.wcu), p.throttled))
+    assert.equals(20000, grants)
+    assert.equals(0, p.throttled)
+    assert.is_true(p.requests <= 20)
+    assert.equals(0, c:stats().errors)
+    c:close()
+  end)
+end)
