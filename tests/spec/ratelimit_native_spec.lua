@@ -216,11 +216,12 @@ describe("ddbkit.ratelimit native layout across processes", function()
         if g then
           r.grants[#r.grants + 1] = tonumber(g); mine = mine + 1
         else
-          summary = { line:match("^S (%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$") }
-          assert(#summary == 8, "bad line from worker " .. i .. ": " .. line)
+          summary = { line:match("^S (%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$") }
+          assert(#summary == 9, "bad line from worker " .. i .. ": " .. line)
         end
       end
-      for k = 1, 8 do summary[k] = tonumber(summary[k]) end
+      for k = 1, 9 do summary[k] = tonumber(summary[k]) end
+      r.latency_us = math.max(r.latency_us or 0, summary[9])
       assert.equals(summary[2], mine)               -- every grant has its timestamp line
       r.calls, r.granted, r.quiet = r.calls + summary[1], r.granted + summary[2], r.quiet + summary[3]
       r.requests, r.throttled, r.cpu_us = r.requests + summary[4], r.throttled + summary[5], r.cpu_us + summary[6]
@@ -245,9 +246,9 @@ describe("ddbkit.ratelimit native layout across processes", function()
     -- what a steady stream could get: limit per window over the span
     local possible = limit * span / window_ms
     print(string.format("\n# %s: %d grants of %.0f possible (utilisation %.1f%%) over %d ms; %d decisions, "
-      .. "%.1f%% with no request, %.4f requests per decision, %d throttled, %.2f CPU us per decision",
-      what, r.granted, possible, 100 * r.granted / possible, span, r.calls, 100 * r.quiet / r.calls,
-      r.requests / r.calls, r.throttled, r.cpu_us / r.calls))
+      .. "%.1f%% with no request, %.4f requests per decision, %d throttled, %.2f CPU us per decision, "
+      .. "mean request latency up to %.1f ms", what, r.granted, possible, 100 * r.granted / possible, span, r.calls, 100 * r.quiet / r.calls,
+      r.requests / r.calls, r.throttled, r.cpu_us / r.calls, (r.latency_us or 0) / 1000))
   end
 
   it("8 processes, demand 4x the limit of 2000 per 1000 ms for 5 s: no sliding window over the limit", function()

@@ -12,7 +12,7 @@
 --                   the lease check, or, for a grant from a new lease, the
 --                   read after its write), floored to ms
 -- and, last, "S <calls> <grants> <calls_with_no_request> <requests> <throttled>
--- <cpu_us> <first_wall_ms> <last_wall_ms>"; requests are HTTP attempts
+-- <cpu_us> <first_wall_ms> <last_wall_ms> <mean_request_latency_us>"; requests are HTTP attempts
 -- (client:stats()), calls_with_no_request counts calls during which the
 -- runtime sent nothing, cpu_us is os.clock() over the loop.
 -- Exits 0 when done; on any failure prints why on stderr and exits 1.
@@ -81,8 +81,8 @@ local throttled = 0
 for code, n in pairs(st.error_codes or {}) do
   if code:find("Throughput") or code:find("Throttl") then throttled = throttled + n end
 end
-lines[#lines + 1] = string.format("S %d %d %d %d %d %.0f %.0f %.0f", calls, grants, quiet, st.requests,
-                                  throttled, cpu_us, first, now_ms())
+lines[#lines + 1] = string.format("S %d %d %d %d %d %.0f %.0f %.0f %.0f", calls, grants, quiet, st.requests,
+                                  throttled, cpu_us, first, now_ms(), st.latency_us and st.latency_us.mean or 0)
 out:write(table.concat(lines, "\n"), "\n")
 out:close()
 client:close()

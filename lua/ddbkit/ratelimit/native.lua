@@ -275,7 +275,8 @@ end
 -- The window known full until the first bucket leaves it.
 local function learn_full(self, st, ends, now, w)
   local due = (ends[1] or now) + w + self.skew - now + 1
-  st.full_until = self.runtime.mono_ms() + max(1, due)
+  local mono = self.runtime.mono_ms()
+  st.full_until, st.full_seen = mono + max(1, due), mono
 end
 
 -- Taking a lease -----------------------------------------------------------
@@ -289,7 +290,12 @@ local function take(self, st, tbl, pk, cfg)
   -- demand: calls since the previous take over the time since
   local mono0 = rt.mono_ms()
   local rate = st.take_mono and st.calls / max(1, mono0 - st.take_mono) or 0
-  local want = max(1, ceil(rate * l))
+  -- A window found full in the last W: capacity comes back a bucket at a
+  -- time and others wait for it, so leases are sized for L / 4: a grant
+  -- counts until its lease's last spend + W, and a lease spread thin over L
+  -- holds its first grants' capacity longer (measured: utilisation).
+  local full_lately = st.full_seen and mono0 - st.full_seen < w
+  local want = max(1, ceil(rate * l / (full_lately and 4 or 1)))
   -- the previous lease's give-back, claimed by this take only
   local back = st.back
   st.back = nil
