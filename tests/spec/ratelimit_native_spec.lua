@@ -192,6 +192,67 @@ describe("ddbkit.ratelimit native layout, one process", function()
   end)
 end)
 
+describe("ddbkit.ratelimit native layout, lost answers (fault proxy)", function()
+  local function proxied(state, opts)
+    local blocking = require "ddbkit.runtime.blocking"
+    local c = H.proxied_client{ max_attempts = opts.max_attempts, base_delay_ms = 0, runtime = {
+      send = blocking.send, sleep = function() end,
+      now_ms = function() return state.T end, mono_ms = function() return state.T end } }
+    return ddbkit.ratelimit.new{ client = c, table_name = T, layout = "native",
+                                 default_config = { limit = 100, window_ms = 1000 } }, c
+  end
+
+  local function total(resource)
+    local _, sums = native.decode(item_of(resource).b)
+    local n = 0
+    for _, v in ipairs(sums) do n = n + v end
+    return n
+  end
+
+  after_each(function() if H.proxy then H.clear_faults() end end)
+
+  it("a take whose answer is lost and is sent again counts once (its token comes back with ALL_OLD)", function()
+    assert(H.proxy, "the fault proxy is not running")
+    local state = { T = 1700000600000 }
+    local rl, c = proxied(state, { max_attempts = 3 })
+    assert.is_true(rl:acquire("lost"))                       -- lease of 1
+    assert.equals(1, total("lost"))
+    H.reset_proxy_stats()
+    H.faults{ { kind = "drop_response", match = "PutItem" } }
+    -- the next take gives the first lease back and takes 99: applied, the
+    -- answer lost, sent again: its version condition fails on our own write
+    assert.is_true(rl:acquire("lost"))
+    assert.equals(1, H.proxy_stats().faults_applied.drop_response)
+    assert.equals(2, item_of("lost").v)
+    assert.equals(100, total("lost"))
+    local grants = 2
+    for _ = 1, 200 do if rl:acquire("lost") then grants = grants + 1 end end
+    assert.equals(100, grants)
+    c:close()
+  end)
+
+  it("a take whose outcome stays unknown is not spent: the capacity it may hold is lost, never granted", function()
+    assert(H.proxy, "the fault proxy is not running")
+    local state = { T = 1700000700000 }
+    local rl, c = proxied(state, { max_attempts = 1 })
+    assert.is_true(rl:acquire("unknown"))
+    H.reset_proxy_stats()
+    H.faults{ { kind = "status", status = 500, forward = true, match = "PutItem" } }
+    local ok, err = rl:acquire("unknown")                   -- applied, reported as failed
+    assert.is_nil(ok); assert.is_table(err)
+    assert.equals(1, H.proxy_stats().faults_applied.status)
+    assert.equals(2, item_of("unknown").v)
+    assert.equals(100, total("unknown"))                    -- 1 spent + 99 leased, unused
+    local n
+    n, ok = H.requests(c, function() return rl:acquire("unknown") end)
+    assert.is_false(ok); assert.equals(1, n)                -- learns the full item, gives nothing back
+    assert.equals(100, total("unknown"))
+    n, ok = H.requests(c, function() return rl:acquire("unknown") end)
+    assert.is_false(ok); assert.equals(0, n)
+    c:close()
+  end)
+end)
+
 describe("ddbkit.ratelimit native layout across processes", function()
   -- Runs n workers; returns sorted grant times and the summed stats.
   local function run(resource, n, limit, window_ms, run_ms, pace_us)
