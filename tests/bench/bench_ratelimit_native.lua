@@ -5,6 +5,8 @@
 --
 -- (LUA_PATH/LUA_CPATH as for the specs: lua/, tests/spec/, the matching
 -- build/{lua54,luajit}/core.so.) Creates a table, then:
+-- * steady: 4 processes at 200 decisions/s each, a limit of 10,000 per
+--   1000 ms (demand below it): the share of decisions with no request;
 -- * local: one process, a limit of 1,000,000 per 60 s, 1,000,000 acquires
 --   in a loop: CPU us per decision (os.clock) and requests;
 -- * for limits 10, 1,000 and 1,000,000 per 1000 ms: 8 worker processes
@@ -14,9 +16,12 @@
 --   window)), decisions/s, requests per decision, % decisions with no
 --   request, throttled requests, CPU us per decision, windows over the
 --   limit (every sliding window of the grants' wall-clock times checked);
--- * with PROXY_URL, the limit 1,000 case again through the fault proxy
---   with its partition simulator on (1,000 WCU / 3,000 RCU per partition,
---   real-time refill): throttled requests as DynamoDB would answer them.
+-- * with PROXY_URL, the limit 1,000 and 1,000,000 cases again through the
+--   fault proxy with its partition simulator on (1,000 WCU / 3,000 RCU per
+--   partition, real-time refill): throttled requests as DynamoDB would
+--   answer them, decisions/s on one hot resource.
+-- CPU us per decision of the paced cases includes the pacing's sleeps; the
+-- "local" case is the decision alone.
 -- Prints one line per case.
 local endpoint, proxy, run_ms = arg[1], arg[2], tonumber(arg[3] or "5000")
 if not endpoint then
@@ -109,6 +114,8 @@ local function case(name, ep, limit, window_ms, procs, pace_us, ms)
     cpu / calls, over))
 end
 
+-- steady load below the limit: 4 processes at 200 decisions/s each
+case("steady", endpoint, 10000, 1000, 4, 5000)
 case("direct", endpoint, 10, 1000, 8, 2000)
 case("direct", endpoint, 1000, 1000, 8, 1000)
 -- as fast as they can: 1.5 s only (each grant is a line of the workers' files)
@@ -116,6 +123,7 @@ case("direct", endpoint, 1000000, 1000, 8, 0, 1500)
 if proxy then
   control("POST", "", '{"wcu": 1000, "rcu": 3000}')
   case("partition-sim", proxy, 1000, 1000, 8, 1000)
+  case("partition-sim-hot", proxy, 1000000, 1000, 8, 0, 1500)
   control("DELETE", "")
 end
 
