@@ -132,6 +132,25 @@ describe("ddbkit.ratelimit native layout, one process", function()
     end
   end)
 
+  it("reads only buckets it wrote: decode(b) is nil or encodes back to b (random inputs, bounded)", function()
+    assert.same({ { 5, 9 }, { 1, 2 } }, { native.decode("5:1,9:2") })
+    for _, bad in ipairs({ "5:1,5:2", "9:1,5:2", "05:1", "5:1,", " 5:1", "5:1;9:2", "5:-1", "5", 7,
+                           "99999999999999999999:1", string.rep("1:1,", 40) .. "1:1" }) do
+      assert.is_nil(native.decode(bad), tostring(bad))
+    end
+    local alphabet = { "0", "1", "9", ":", ",", "-", " ", "e", "." }
+    local seed = 12345
+    local function rnd(n) seed = (seed * 16807) % 2147483647; return seed % n + 1 end
+    for _ = 1, 20000 do
+      local t = {}
+      for i = 1, rnd(24) - 1 do t[i] = alphabet[rnd(#alphabet)] end
+      local b = table.concat(t)
+      local ok, ends, sums = pcall(native.decode, b)
+      assert.is_true(ok, b)
+      if ends then assert.equals(b, native.encode(ends, sums)) end
+    end
+  end)
+
   it("keeps per-resource configs", function()
     local state = { T = 1700000300000 }
     local rl, c = clocked(state, { default_config = { limit = 100, window_ms = 1000 },

@@ -201,26 +201,28 @@ end
 
 -- Item codec ---------------------------------------------------------------
 
--- "E:s,E:s" -> sorted arrays ends, sums (nil when malformed: then the item
--- is treated as unreadable, an error, never as empty).
-local function decode(b)
-  local ends, sums = {}, {}
-  if b == nil or b == "" then return ends, sums end
-  if type(b) ~= "string" then return nil end
-  local prev = -1
-  for e, s in b:gmatch("(%d+):(%d+)") do
-    e, s = tonumber(e), tonumber(s)
-    if e <= prev then return nil end
-    ends[#ends + 1], sums[#sums + 1], prev = e, s, e
-  end
-  if #ends > B then return nil end
-  return ends, sums
-end
-
 local function encode(ends, sums)
   local parts = {}
   for i = 1, #ends do parts[i] = format("%.0f:%.0f", ends[i], sums[i]) end
   return concat(parts, ",")
+end
+
+-- "E:s,E:s" -> arrays ends (strictly increasing), sums; nil when b is not
+-- exactly what encode writes (at most B buckets, integers below 2^53):
+-- then the item is unreadable, an error, never read as fewer leases.
+local MAX_INT = 2 ^ 53
+local function decode(b)
+  local ends, sums = {}, {}
+  if b == nil or b == "" then return ends, sums end
+  if type(b) ~= "string" or #b > B * 40 then return nil end
+  local prev = -1
+  for e, s in b:gmatch("(%d+):(%d+)") do
+    e, s = tonumber(e), tonumber(s)
+    if e <= prev or e >= MAX_INT or s >= MAX_INT or #ends >= B then return nil end
+    ends[#ends + 1], sums[#sums + 1], prev = e, s, e
+  end
+  if encode(ends, sums) ~= b then return nil end   -- nothing else in it, no leading zeros
+  return ends, sums
 end
 
 -- The item's state { v, w, ends, sums } or nil, err.
