@@ -314,19 +314,17 @@ local function take(self, st, tbl, pk, cfg)
   local mono0 = rt.mono_ms()
   local rate = st.take_mono and st.calls / max(1, mono0 - st.take_mono) or 0
   -- A window found full in the last W: capacity comes back a bucket at a
-  -- time and others wait for it, so leases are sized for L / 4: a grant
-  -- counts until its lease's last spend + W, and a lease spread thin over L
-  -- holds its first grants' capacity longer (measured: utilisation).
+  -- time and others wait for it, so leases are sized for L / 10: a grant
+  -- counts until its lease's last spend + W, and a lease spread over L
+  -- holds its first grants' capacity longer (see the header: measured).
   local full_lately = st.full_seen and mono0 - st.full_seen < w
-  -- Otherwise twice the demand: the unspent part comes back with the next
-  -- take, and a rate measured a little low does not cost a write per L/2.
   local want = max(1, ceil(rate * l * (full_lately and 0.1 or 1)))
   -- the previous lease's give-back, claimed by this take only
   local back = st.back
   st.back = nil
   local s = st.item or state_of_item(nil)
-  local token = uuid()
   for _ = 1, MAX_WRITES do
+    local token = uuid()   -- this attempt's: found in ALL_OLD, the write was ours
     -- mono first: the lease's spending ends at mono + l, whose wall time
     -- is then at most the real now + l (< now + 1 + l, now being floored)
     local mono = rt.mono_ms()
