@@ -151,6 +151,40 @@ describe("ddbkit.ratelimit native layout, one process", function()
     end
   end)
 
+  -- Two processes whose wall clocks differ by D = 40 ms (B ahead); all of
+  -- A's 10 grants at real time R0. B asks every real ms from R0 + 900: its
+  -- first grant is when A's grants stop counting for it. With
+  -- max_clock_skew_ms >= D it is at R0 + W or later (exact in real time);
+  -- with 0 it may come up to D early, never more (the bound the header
+  -- states: no interval of W - (D - S) holds more than the limit).
+  for _, case in ipairs({ { skew = 40, earliest = 1000 }, { skew = 0, earliest = 1000 - 40 } }) do
+    it(string.format("clocks 40 ms apart, max_clock_skew_ms = %d: the first grant of the other process is at R0 + %d or later",
+                     case.skew, case.earliest), function()
+      local real = { T = 1700000800000 }
+      local R0 = real.T
+      local ahead = setmetatable({}, { __index = function(_, k) if k == "T" then return real.T + 40 end end })
+      local opts = { default_config = { limit = 10, window_ms = 1000 }, lease_ms = 100, max_clock_skew_ms = case.skew }
+      local a, ca = clocked(real, opts)
+      local b, cb = clocked(ahead, opts)
+      local res = "skew" .. case.skew
+      local grants = 0
+      for _ = 1, 20 do if a:acquire(res) then grants = grants + 1 end end
+      assert.equals(10, grants)
+      local first
+      for t = 900, 1200 do
+        real.T = R0 + t
+        local ok = b:acquire(res)
+        assert.is_not_nil(ok)
+        if ok then first = t; break end
+      end
+      print(string.format("\n# max_clock_skew_ms %d: the other process's first grant at R0 + %s", case.skew, tostring(first)))
+      assert.is_not_nil(first)
+      assert.is_true(first >= case.earliest, "first grant at R0 + " .. tostring(first))
+      if case.skew == 0 then assert.is_true(first < 1000, "the skew was not felt: " .. first) end
+      ca:close(); cb:close()
+    end)
+  end
+
   it("keeps per-resource configs", function()
     local state = { T = 1700000300000 }
     local rl, c = clocked(state, { default_config = { limit = 100, window_ms = 1000 },
