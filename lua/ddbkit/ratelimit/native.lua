@@ -35,8 +35,8 @@
 -- window full in the last window_ms: capacity then comes back a bucket at
 -- a time while others wait, and a lease spread over L holds its first
 -- grants' capacity until its last spend + W (measured with 8 processes
--- over the limit, spec runs: sizing for 2 x L outside the full regime gave
--- 88-93% utilisation, for L 97-99%).
+-- over the limit, spec runs on a shared 2-core machine: sizing for 2 x L
+-- outside the full regime gave 88-93% utilisation, for L 92-99%).
 --
 -- Rule at take time t (one conditional PutItem of the whole item, version
 -- check; on a lost race the item comes back with
