@@ -208,10 +208,19 @@ function _M.init(self, name, opts, default_config)
 end
 
 --- ddbkit.ratelimit.new{ client, table_name?, policy?, default_config?
---- ({ limit = 60, window_ms = 60000 }), resource_configs? } -> store.
+--- ({ limit = 60, window_ms = 60000 }), resource_configs?, layout? ("node",
+--- the default; "native": see ddbkit/ratelimit/native.lua) } -> store.
 --- Raises on a bad option.
 function _M.new(opts)
+  -- layout = "native": ddbkit.ratelimit.native (leases; its own options)
+  if type(opts) == "table" and opts.layout ~= nil and opts.layout ~= "node" then
+    if opts.layout ~= "native" then
+      error(NAME .. '.new: opts.layout must be "node" or "native", got ' .. tostring(opts.layout), 2)
+    end
+    return require("ddbkit.ratelimit.native").new(opts)
+  end
   opts = store.options(NAME .. ".new", opts, {
+    layout = function() end,   -- "node" (checked above)
     client = store.is_client, table_name = store.is_string, policy = store.is_any,
     default_config = config_error, resource_configs = check_resource_configs,
   })
@@ -787,7 +796,7 @@ function _M:clear()
   local tbl, terr = _M.table_of(self)
   if not tbl then return nil, terr end
   local values, ors = {}, {}
-  for i, kind in ipairs({ "ratelimit", "ratelimit_slot", "cooldown" }) do
+  for i, kind in ipairs(self.clear_kinds or { "ratelimit", "ratelimit_slot", "cooldown" }) do
     local p, err = self.policy.prefix(kind)
     if not p then return nil, err end
     values[":p" .. i] = p
