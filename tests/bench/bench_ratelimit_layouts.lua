@@ -131,7 +131,7 @@ print(("RESULT bench=rl-layouts kind=%s layout=%s limit=%d window_ms=%d procs=%d
   .. "cpu_us_per_decision=%s err_codes=%s")
   :format(kind, layout, limit, window_ms, files, elapsed, T.decisions, T.grants, T.refusals, T.errors,
           T.decisions / elapsed, T.grants / elapsed, ratio(T.requests_sent, calls),
-          ratio(100 * T.zero_req, T.decisions, "%.2f"), min_rate, ratio(wcu, T.grants, "%.2f"),
+          ratio(100 * T.zero_req, T.decisions, "%.2f"), min_rate, ratio(wcu, T.grants, "%.4f"),
           ratio(rcu, calls), throttled, sim_requests, T.requests_sent, over, most,
           T.grants / (limit * elapsed * 1000 / window_ms), ratio(T.req_refusals, T.refusals),
           ratio(T.cpu_s * 1e6, calls, "%.1f"), #ct > 0 and table.concat(ct, ",") or "-"))

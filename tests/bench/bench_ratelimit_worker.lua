@@ -18,10 +18,12 @@
 -- Writes OUTFILE: one line per grant, "G <granted_ms>", then one line
 --   S decisions=N grants=G refusals=R errors=E req_grants=X req_refusals=Y
 --     zero_req=Z cpu_s=C first_ms=F last_ms=L requests_stats=Q err_codes=...
--- <granted_ms>: the last wall-clock now_ms the acquire read through the
--- runtime (the Node layout's slot stamp: the time its window check uses), or,
--- when the call read none (a decision from local state), the wall clock when
--- it returned. req_*: HTTP requests sent during grants / refusals, counted by
+-- <granted_ms>: for the Node layout, the last wall-clock now_ms the acquire
+-- read through the runtime (the slot's stamp: the time its window check
+-- uses; the wall clock at return if it read none); for the native layout,
+-- the wall clock when acquire returned (a lease's grant is spent in memory
+-- during the call, after any write the call made, so this is at or after
+-- the spend: the strict choice). req_*: HTTP requests sent during grants / refusals, counted by
 -- wrapping the runtime's send (every attempt, retries included; checked
 -- against client:stats().requests at the end, requests_stats). zero_req:
 -- decisions that sent no request. cpu_s: os.clock() over the loop (the
@@ -88,6 +90,11 @@ local wait = start_ms - blocking.now_ms()
 if wait > 0 then blocking.sleep(wait) end
 local deadline = blocking.mono_ms() + (start_ms + run_ms - blocking.now_ms())
 
+-- The Node layout stamps a grant's slot with the now_ms it read for the
+-- winning transaction: its windows are counted on that stamp. A native
+-- grant is spent in memory during the call, after any write it needed:
+-- the wall clock at return is at or after the spend (strict for the check).
+local stamp_of_read = layout == "node"
 local grants_ts, ng = {}, 0
 local decisions, refusals, errors, req_grants, req_refusals, zero_req = 0, 0, 0, 0, 0, 0
 local codes = {}
@@ -108,7 +115,7 @@ while blocking.mono_ms() < deadline do
     if n == 0 then zero_req = zero_req + 1 end
     if got then
       ng = ng + 1
-      grants_ts[ng] = last_now or blocking.now_ms()
+      grants_ts[ng] = (stamp_of_read and last_now) or blocking.now_ms()
       req_grants = req_grants + n
     else
       refusals = refusals + 1
