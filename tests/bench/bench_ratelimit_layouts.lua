@@ -18,7 +18,7 @@
 --         elapsed_s decisions grants refusals errors decisions_per_s
 --         grants_per_s req_per_decision zero_req_pct min_proc_decisions_per_s
 --         wcu_per_grant throttled sim_requests windows_over max_in_window
---         utilisation req_per_refusal cpu_us_per_decision err_codes
+--         utilisation req_per_refusal cpu_us_per_decision waiting_pct err_codes
 --     Exit status 1 when a file is missing or malformed; a window over the
 --     limit is reported, not an error here (run.sh fails the run on it).
 --
@@ -32,6 +32,8 @@
 --                  sliding window; max_in_window is that most.
 --   utilisation    grants / (LIMIT x elapsed / WINDOW_MS)
 --   requests       every HTTP attempt the workers sent (retries included)
+--   waiting_pct    the share of the processes' time (procs x elapsed)
+--                  spent inside calls that sent a request
 local cmd = arg[1]
 
 local function die(fmt, ...)
@@ -73,7 +75,7 @@ if not (wcu and rcu and throttled and sim_requests) then die("analyze: bad simul
 
 local ts = {}
 local T = { decisions = 0, grants = 0, refusals = 0, errors = 0, req_grants = 0, req_refusals = 0,
-            zero_req = 0, cpu_s = 0, requests_sent = 0 }
+            zero_req = 0, cpu_s = 0, requests_sent = 0, req_call_ms = 0 }
 local first, last, min_rate = math.huge, -math.huge, math.huge
 local codes = {}
 local files = 0
@@ -128,10 +130,10 @@ print(("RESULT bench=rl-layouts kind=%s layout=%s limit=%d window_ms=%d procs=%d
   .. "grants=%d refusals=%d errors=%d decisions_per_s=%.0f grants_per_s=%.0f req_per_decision=%s "
   .. "zero_req_pct=%s min_proc_decisions_per_s=%.0f wcu_per_grant=%s rcu_per_decision=%s throttled=%d "
   .. "sim_requests=%d requests=%d windows_over=%d max_in_window=%d utilisation=%.3f req_per_refusal=%s "
-  .. "cpu_us_per_decision=%s err_codes=%s")
+  .. "cpu_us_per_decision=%s waiting_pct=%.1f err_codes=%s")
   :format(kind, layout, limit, window_ms, files, elapsed, T.decisions, T.grants, T.refusals, T.errors,
           T.decisions / elapsed, T.grants / elapsed, ratio(T.requests_sent, calls),
           ratio(100 * T.zero_req, T.decisions, "%.2f"), min_rate, ratio(wcu, T.grants, "%.4f"),
           ratio(rcu, calls), throttled, sim_requests, T.requests_sent, over, most,
           T.grants / (limit * elapsed * 1000 / window_ms), ratio(T.req_refusals, T.refusals),
-          ratio(T.cpu_s * 1e6, calls, "%.1f"), #ct > 0 and table.concat(ct, ",") or "-"))
+          ratio(T.cpu_s * 1e6, calls, "%.1f"), 100 * T.req_call_ms / (files * elapsed * 1000), #ct > 0 and table.concat(ct, ",") or "-"))

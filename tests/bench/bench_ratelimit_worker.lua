@@ -26,7 +26,9 @@
 -- the spend: the strict choice). req_*: HTTP requests sent during grants / refusals, counted by
 -- wrapping the runtime's send (every attempt, retries included; checked
 -- against client:stats().requests at the end, requests_stats). zero_req:
--- decisions that sent no request. cpu_s: os.clock() over the loop (the
+-- decisions that sent no request. req_call_ms: wall time spent inside
+-- calls that sent a request (the process asks nothing else meanwhile).
+-- cpu_s: os.clock() over the loop (the
 -- process's user+sys), so it includes this file's own bookkeeping.
 -- Exit 0 when done, 1 on a failure (why on stderr), 3 for a layout this
 -- ddbkit does not have.
@@ -98,13 +100,15 @@ local stamp_of_read = layout == "node"
 local grants_ts, ng = {}, 0
 local decisions, refusals, errors, req_grants, req_refusals, zero_req = 0, 0, 0, 0, 0, 0
 local codes = {}
+local req_call_ms = 0      -- wall time inside calls that sent a request
 local first_ms = blocking.now_ms()
 local c0 = os.clock()
 while blocking.mono_ms() < deadline do
   last_now = nil
-  local s0 = sent
+  local s0, m0 = sent, blocking.mono_ms()
   local got, err = rl:acquire(resource)
   local n = sent - s0
+  if n > 0 then req_call_ms = req_call_ms + (blocking.mono_ms() - m0) end
   if got == nil then
     errors = errors + 1
     local code = type(err) == "table" and tostring(err.code) or tostring(err)
@@ -143,8 +147,8 @@ local ecs = {}
 for code, n in pairs(st.error_codes or {}) do ecs[#ecs + 1] = code .. ":" .. tostring(n) end
 table.sort(ecs)
 lines[#lines + 1] = ("S decisions=%d grants=%d refusals=%d errors=%d req_grants=%d req_refusals=%d zero_req=%d "
-  .. "cpu_s=%.6f first_ms=%.0f last_ms=%.0f requests_stats=%d requests_sent=%d err_codes=%s ops=%s seen_codes=%s")
-  :format(decisions, ng, refusals, errors, req_grants, req_refusals, zero_req, cpu_s, first_ms, last_ms,
+  .. "cpu_s=%.6f req_call_ms=%.0f first_ms=%.0f last_ms=%.0f requests_stats=%d requests_sent=%d err_codes=%s ops=%s seen_codes=%s")
+  :format(decisions, ng, refusals, errors, req_grants, req_refusals, zero_req, cpu_s, req_call_ms, first_ms, last_ms,
           st.requests, sent, #ct > 0 and table.concat(ct, ",") or "-", #ops > 0 and table.concat(ops, ",") or "-",
           #ecs > 0 and table.concat(ecs, ",") or "-")
 out:write(table.concat(lines, "\n"), "\n")

@@ -134,8 +134,8 @@
 # BENCH_RLL_PROCS (8), BENCH_RLL_SECONDS (4), BENCH_RLL_CPU (1; 0 skips the
 # one-process CPU rows), BENCH_RLL_CPU_LIMIT (20000), BENCH_RLL_LUA
 # (lua5.4 or luajit for the multi-process rows), BENCH_RLL_WARMUP (3 s of
-# unmeasured Node-layout load first: DynamoDB Local's JIT warming up; 0
-# skips). To run only this section:
+# unmeasured load per layout at the hot limit first: DynamoDB Local's JIT
+# warming up; 0 skips). To run only this section:
 #   BENCH_TARGETS=ddblocal BENCH_SEQ=0 BENCH_SERVER_WARMUP=0 BENCH_CONC=0 \
 #   BENCH_LOCK=0 BENCH_IDEM=0 BENCH_BUDGETS=0 BENCH_RATELIMIT=0 tests/bench/run.sh
 # (BENCH_DDB_PORT picks DynamoDB Local's port; default a free one.)
@@ -878,12 +878,15 @@ bench_rl_layouts() {
     RLL_RUN="$(date +%s)"
     rll_sim POST "" '{"wcu": 1000, "rcu": 3000, "burst_s": 1, "refill": true}' >/dev/null \
         || { say "FAILED: could not switch the partition simulator on"; FAILED=1; return 0; }
-    # DynamoDB Local's JIT answers its first transactions several times
-    # slower: an unmeasured Node-layout row first (the worker files are
-    # kept, the RESULT line is not).
+    # DynamoDB Local's JIT answers its first requests of a kind several
+    # times slower (the Node layout's transactions, the native layout's
+    # conditional PutItems): an unmeasured row per layout at the hot limit
+    # first (the worker files are kept, the RESULT lines are not).
     if [ "$RLL_WARMUP" -gt 0 ]; then
-        say "ddblocal via the partition simulator: warm-up, node layout, $RLL_PROCS x $RLL_LUA, ${RLL_WARMUP}s (not measured)"
-        rll_row warmup node 1000 "$RLL_PROCS" "$RLL_LUA" "$RLL_WARMUP" >/dev/null || FAILED=1
+        for layout in $RLL_LAYOUTS; do
+            say "ddblocal via the partition simulator: warm-up, $layout layout, $RLL_PROCS x $RLL_LUA, ${RLL_WARMUP}s (not measured)"
+            rll_row warmup "$layout" "$RLL_HOT" "$RLL_PROCS" "$RLL_LUA" "$RLL_WARMUP" >/dev/null || FAILED=1
+        done
         sed -i '/ kind=warmup /d' "$RLL_RESULTS"
     fi
     for limit in $RLL_LIMITS; do
@@ -1154,21 +1157,21 @@ sdk_version="$(node -p 'require("./tests/bench/sdk/node_modules/@aws-sdk/client-
     fi
     if [ -s "$RLL_RESULTS" ]; then
         echo
-        printf 'Rate-limit layouts side by side (ddbkit.ratelimit, layout "node" and "native") against DynamoDB Local through the partition simulator (1,000 WCU/s and 3,000 RCU/s per partition key, 1 s buckets): one fresh resource per row, %s %s processes started together, each calling acquire as fast as it can (a random 0..5 ms pause after a refusal) for %s s; window %s ms. Requests: every HTTP attempt (retries included). WCU and throttled requests: the simulator'"'"'s counters for the row. Windows over the limit: every sliding window over all processes'"'"' grant timestamps (the most grants seen in one window in brackets). Utilisation: grants / (limit x elapsed windows). One run.\n' \
+        printf 'Rate-limit layouts side by side (ddbkit.ratelimit, layout "node" and "native") against DynamoDB Local through the partition simulator (1,000 WCU/s and 3,000 RCU/s per partition key, 1 s buckets): one fresh resource per row, %s %s processes started together, each calling acquire as fast as it can (a random 0..5 ms pause after a refusal) for %s s; window %s ms. Requests: every HTTP attempt (retries included). WCU and throttled requests: the simulator'"'"'s counters for the row. Windows over the limit: every sliding window over all processes'"'"' grant timestamps (the most grants seen in one window in brackets). Utilisation: grants / (limit x elapsed windows). Time waiting on requests: the share of the processes'"'"' time spent inside calls that sent a request (a process asks nothing else meanwhile). One run.\n' \
             "$RLL_PROCS" "$RLL_LUA" "$RLL_SECONDS" "$RLL_WINDOW_MS"
         echo
         awk "$AWK_KV"'
         /^RESULT / && / kind=procs / {
             kv($0)
             if (F["unavailable"] == 1) {
-                printf "| %s | %s | not available in this ddbkit | | | | | | | | |\n", F["layout"], F["limit"]
+                printf "| %s | %s | not available in this ddbkit | | | | | | | | | |\n", F["layout"], F["limit"]
                 next
             }
-            printf "| %s | %s | %d | %d | %s | %s%% | %s | %d | %d (%d) | %.1f%% | %s |\n", F["layout"], F["limit"], F["decisions_per_s"], F["grants_per_s"], F["req_per_decision"], F["zero_req_pct"], F["wcu_per_grant"], F["throttled"], F["windows_over"], F["max_in_window"], 100 * F["utilisation"], F["req_per_refusal"]
+            printf "| %s | %s | %d | %d | %s | %s%% | %s | %d | %d (%d) | %.1f%% | %s | %s%% |\n", F["layout"], F["limit"], F["decisions_per_s"], F["grants_per_s"], F["req_per_decision"], F["zero_req_pct"], F["wcu_per_grant"], F["throttled"], F["windows_over"], F["max_in_window"], 100 * F["utilisation"], F["req_per_refusal"], F["waiting_pct"]
         }
         BEGIN {
-            print "| layout | limit | decisions/s | granted/s | requests/decision | decisions with no request | WCU/grant | throttled requests | windows over the limit (most in one) | utilisation | requests/refusal |"
-            print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            print "| layout | limit | decisions/s | granted/s | requests/decision | decisions with no request | WCU/grant | throttled requests | windows over the limit (most in one) | utilisation | requests/refusal | time waiting on requests |"
+            print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         }' "$RLL_RESULTS"
         if grep -q ' kind=cpu ' "$RLL_RESULTS"; then
             echo
