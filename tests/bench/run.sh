@@ -127,7 +127,7 @@
 # build/bench/rl_layouts/, tables in results.md with the issue's targets
 # (>= 95% of decisions with no request, >= 90% utilisation, 0 windows over
 # the limit, the hot row >= 20,000 decisions/s with no throttling) marked
-# PASS/MISS; a window over the limit fails the run. About 1.5 minutes with
+# PASS/MISS; a window over the limit fails the run. About 1 min 45 s with
 # the defaults. Env: BENCH_RLL (1; 0 skips), BENCH_RLL_LAYOUTS ("node
 # native"), BENCH_RLL_LIMITS ("10 1000 20000 1000000"), BENCH_RLL_HOT
 # (20000: the limit of the hot-key row), BENCH_RLL_WINDOW_MS (1000),
