@@ -108,6 +108,38 @@
 # Lines in build/bench/ratelimit_results.txt. Env: BENCH_RATELIMIT (1; 0
 # skips), BENCH_RATELIMIT_CALLS (300).
 #
+# Rate-limit layouts side by side (issue 15), against DynamoDB Local through
+# the fault proxy's partition simulator (tests/faultproxy/partitions.py,
+# 1,000 WCU/s and 3,000 RCU/s per partition key, buckets of 1 s, refilling):
+# bench_ratelimit_layouts.lua + bench_ratelimit_worker.lua, table
+# bench_rl_layouts. For layout "node" and "native" (ddbkit.ratelimit.new{
+# layout = ... }), for each limit of BENCH_RLL_LIMITS per window
+# BENCH_RLL_WINDOW_MS, on one fresh resource: BENCH_RLL_PROCS (8) processes
+# of BENCH_RLL_LUA (lua5.4) started together, each calling acquire as fast
+# as it can (a random 0..5 ms pause after a refusal) for BENCH_RLL_SECONDS;
+# the simulator's counters are zeroed and its buckets filled before each
+# row. Then CPU per decision: one process, BENCH_RLL_CPU_LIMIT per window,
+# per layout on Lua 5.4 and LuaJIT. One line per row:
+#     RESULT bench=rl-layouts kind=procs|cpu layout=L limit=N ... (see
+#            bench_ratelimit_layouts.lua for the fields)
+# A layout this ddbkit does not have gives "unavailable=1" and an n/a row.
+# Lines in build/bench/rl_layouts_results.txt, worker files in
+# build/bench/rl_layouts/, tables in results.md with the issue's targets
+# (>= 95% of decisions with no request, >= 90% utilisation, 0 windows over
+# the limit, the hot row >= 20,000 decisions/s with no throttling) marked
+# PASS/MISS; a window over the limit fails the run. About 1 min 45 s with
+# the defaults. Env: BENCH_RLL (1; 0 skips), BENCH_RLL_LAYOUTS ("node
+# native"), BENCH_RLL_LIMITS ("10 1000 20000 1000000"), BENCH_RLL_HOT
+# (20000: the limit of the hot-key row), BENCH_RLL_WINDOW_MS (1000),
+# BENCH_RLL_PROCS (8), BENCH_RLL_SECONDS (4), BENCH_RLL_CPU (1; 0 skips the
+# one-process CPU rows), BENCH_RLL_CPU_LIMIT (20000), BENCH_RLL_LUA
+# (lua5.4 or luajit for the multi-process rows), BENCH_RLL_WARMUP (3 s of
+# unmeasured load per layout at the hot limit first: DynamoDB Local's JIT
+# warming up; 0 skips). To run only this section:
+#   BENCH_TARGETS=ddblocal BENCH_SEQ=0 BENCH_SERVER_WARMUP=0 BENCH_CONC=0 \
+#   BENCH_LOCK=0 BENCH_IDEM=0 BENCH_BUDGETS=0 BENCH_RATELIMIT=0 tests/bench/run.sh
+# (BENCH_DDB_PORT picks DynamoDB Local's port; default a free one.)
+#
 # Concurrency (issue 7), against both targets right after their GetItem
 # rounds (bench_conc.lua, sdk/conc.mjs): for each level C of
 # BENCH_CONC_LEVELS ("16 64"), C requests in flight in one process, N
@@ -184,11 +216,23 @@ BUDGET_WORKERS="${BENCH_BUDGET_WORKERS:-6}"
 BUDGET_LOAD_MS="${BENCH_BUDGET_LOAD_MS:-6000}"
 RL_BENCH="${BENCH_RATELIMIT:-1}"
 RL_CALLS="${BENCH_RATELIMIT_CALLS:-300}"
+RLL_BENCH="${BENCH_RLL:-1}"
+RLL_LAYOUTS="${BENCH_RLL_LAYOUTS:-node native}"
+RLL_LIMITS="${BENCH_RLL_LIMITS:-10 1000 20000 1000000}"
+RLL_HOT="${BENCH_RLL_HOT:-20000}"
+RLL_WINDOW_MS="${BENCH_RLL_WINDOW_MS:-1000}"
+RLL_PROCS="${BENCH_RLL_PROCS:-8}"
+RLL_SECONDS="${BENCH_RLL_SECONDS:-4}"
+RLL_CPU="${BENCH_RLL_CPU:-1}"
+RLL_CPU_LIMIT="${BENCH_RLL_CPU_LIMIT:-20000}"
+RLL_LUA="${BENCH_RLL_LUA:-lua5.4}"
+RLL_WARMUP="${BENCH_RLL_WARMUP:-3}"
 for v in "$N_NGINX" "$N_DDBLOCAL" "$WARMUP" "$WARMUP_SDK" "$SERVER_WARMUP" "$ROUNDS" \
          "$LOCK_BENCH" "$LOCK_N" "$LOCK_WARMUP" "$LOCK_WORKERS" "$LOCK_GRANTS" "$LOCK_SECONDS" \
          "$IDEM_BENCH" "$IDEM_N" "$IDEM_WARMUP" "$IDEM_ROUNDS" \
          "$CACHE_BENCH" "$BUDGETS" "$BUDGET_FILL" "$BUDGET_WORKERS" "$BUDGET_LOAD_MS" \
          "$RL_BENCH" "$RL_CALLS" \
+         "$RLL_BENCH" "$RLL_HOT" "$RLL_WINDOW_MS" "$RLL_PROCS" "$RLL_SECONDS" "$RLL_CPU" "$RLL_CPU_LIMIT" "$RLL_WARMUP" $RLL_LIMITS \
          "$SEQ_BENCH" "$CONC_BENCH" "$CONC_N_NGINX" "$CONC_N_DDBLOCAL" "$CONC_ROUNDS" "$CONC_WARMUP" "$CONC_SDK_LOW" $CONC_LEVELS; do
     case "$v" in ''|*[!0-9]*) echo "bench: counts must be whole numbers (got '$v')" >&2; exit 2 ;; esac
 done
@@ -209,6 +253,13 @@ for v in $CONC_LEVELS; do
         echo "bench: each of BENCH_CONC_LEVELS must be 1 to 256 and at most BENCH_CONC_N_*" >&2; exit 2
     fi
 done
+if [ "$RLL_PROCS" -lt 1 ] || [ "$RLL_SECONDS" -lt 1 ] || [ "$RLL_WINDOW_MS" -lt 1 ] || [ -z "${RLL_LIMITS// /}" ]; then
+    echo "bench: BENCH_RLL_PROCS, _SECONDS and _WINDOW_MS must be at least 1, BENCH_RLL_LIMITS not empty" >&2; exit 2
+fi
+for v in $RLL_LAYOUTS; do
+    case "$v" in node|native) ;; *) echo "bench: BENCH_RLL_LAYOUTS holds node and/or native (got '$v')" >&2; exit 2 ;; esac
+done
+case "$RLL_LUA" in lua5.4|luajit) ;; *) echo "bench: BENCH_RLL_LUA is lua5.4 or luajit" >&2; exit 2 ;; esac
 if [ "$RL_CALLS" -lt 1 ]; then
     echo "bench: BENCH_RATELIMIT_CALLS must be at least 1" >&2; exit 2
 fi
@@ -225,6 +276,8 @@ NGINX_PID=""
 DDB_PORT=""
 LOCK_PIDS=()        # the lock benchmark's workers while they run
 BUDGET_PIDS=()      # the rate limit load's workers while they run
+RLL_PIDS=()         # the rate-limit layouts' workers while they run
+RLL_PROXY_DIR=""    # the fault proxy's state folder while it runs
 . "$ROOT/tests/harness/proc.sh"   # alive
 # reap_by LIMIT WHAT PID...: waits for the workers until $SECONDS reaches
 # LIMIT, then stops those still running (TERM, a second, KILL), so a bench
@@ -251,12 +304,17 @@ reap_by() {
 }
 cleanup() {
     local rc=$? i p
-    for p in "${LOCK_PIDS[@]}" "${BUDGET_PIDS[@]}"; do
+    for p in "${LOCK_PIDS[@]}" "${BUDGET_PIDS[@]}" "${RLL_PIDS[@]}"; do
         if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
         wait "$p" 2>/dev/null || true
     done
     LOCK_PIDS=()
     BUDGET_PIDS=()
+    RLL_PIDS=()
+    if [ -n "$RLL_PROXY_DIR" ]; then
+        FAULTPROXY_STATE_DIR="$RLL_PROXY_DIR" tests/faultproxy/proxy.sh stop >/dev/null 2>&1 || true
+    fi
+    RLL_PROXY_DIR=""
     if [ -n "$NGINX_PID" ] && alive "$NGINX_PID"; then
         kill -TERM "$NGINX_PID" 2>/dev/null || true
         for ((i = 0; i < 100; i++)); do alive "$NGINX_PID" || break; sleep 0.1; done
@@ -310,8 +368,10 @@ for tool in node npm lua5.4 luajit; do
     command -v "$tool" >/dev/null || die "$tool is missing: run tests/harness/deps.sh"
 done
 
-if [ ! -d "$HERE/sdk/node_modules/@aws-sdk/lib-dynamodb" ] \
-   || [ ! -d "$HERE/sdk/node_modules/@aws-sdk/client-dynamodb" ]; then
+# Only the sequential and concurrency rounds run the SDK.
+if { [ "$SEQ_BENCH" != 0 ] || [ "$CONC_BENCH" != 0 ]; } \
+   && { [ ! -d "$HERE/sdk/node_modules/@aws-sdk/lib-dynamodb" ] \
+        || [ ! -d "$HERE/sdk/node_modules/@aws-sdk/client-dynamodb" ]; }; then
     say "npm ci in tests/bench/sdk (AWS SDK for JavaScript v3)"
     (cd "$HERE/sdk" && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi
@@ -377,7 +437,7 @@ start_nginx() {
 }
 
 start_ddblocal() {
-    DDB_PORT="$(tests/harness/free_port.sh)"
+    DDB_PORT="${BENCH_DDB_PORT:-$(tests/harness/free_port.sh)}"
     DDB_URL="$(tests/harness/ddb_local.sh start --port "$DDB_PORT")" \
         || die "DynamoDB Local did not start"
     LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;" LUA_CPATH="$ROOT/build/lua54/?.so;;" \
@@ -733,6 +793,120 @@ bench_ratelimit() {
     printf '%s\n' "$out" | grep '^RESULT ' | tee -a "$RL_RESULTS" >&2 || true
 }
 
+# --- rate-limit layouts side by side, through the partition simulator --------
+
+RLL_RESULTS="$OUT/rl_layouts_results.txt"
+RLL_DIR="$OUT/rl_layouts"
+RLL_TABLE=bench_rl_layouts
+: >"$RLL_RESULTS"
+
+# rll_sim METHOD PATH [BODY]: one control call on the simulator.
+rll_sim() {
+    curl -sf --max-time 10 -X "$1" "$RLL_PROXY_URL/__proxy/partitions$2" ${3:+--data "$3"}
+}
+
+# rll_row KIND LAYOUT LIMIT PROCS LUA [SECONDS]: one row. The simulator's counters are
+# zeroed and its buckets filled first; the workers start together
+# (START_MS, 1.5 s ahead: time to load); the row's RESULT line goes to
+# RLL_RESULTS. Returns 1 when something failed (said on stderr).
+rll_row() {
+    local kind="$1" layout="$2" limit="$3" procs="$4" lua="$5" secs="${6:-$RLL_SECONDS}" i p rc start resource sim out
+    local env_=("${lua54_env[@]}") files=() ok=1 unavailable=0
+    [ "$lua" = luajit ] && env_=("${luajit_env[@]}")
+    resource="bench-rll-$RLL_RUN-$kind-$layout-$lua-$limit"
+    rll_sim POST /reset >/dev/null || { say "FAILED: could not reset the partition simulator"; return 1; }
+    start=$(($(date +%s%3N) + 1500))
+    RLL_PIDS=()
+    for ((i = 1; i <= procs; i++)); do
+        "${env_[@]}" "$lua" "$HERE/bench_ratelimit_worker.lua" "$RLL_PROXY_URL" "$RLL_TABLE" "$resource" \
+            "$layout" "$limit" "$RLL_WINDOW_MS" "$start" "$((secs * 1000))" "$RLL_DIR/$resource.w$i.txt" \
+            </dev/null >"$RLL_DIR/$resource.w$i.out" 2>"$RLL_DIR/$resource.w$i.err" &
+        RLL_PIDS+=("$!")
+        files+=("$RLL_DIR/$resource.w$i.txt")
+    done
+    # A worker stops by itself SECONDS after the start plus its last
+    # call (retries of at most 5 s each); 60 s margin on top.
+    reap_by "$((SECONDS + 2 + secs + 60))" "rate-limit layouts worker" "${RLL_PIDS[@]}"
+    i=0
+    for p in "${RLL_PIDS[@]}"; do
+        i=$((i + 1))
+        rc=0
+        wait "$p" || rc=$?
+        if [ "$rc" = 3 ]; then
+            unavailable=1
+        elif [ "$rc" -ne 0 ]; then
+            ok=0
+            say "FAILED: rate-limit layouts worker $i ($layout, limit $limit, pid $p) exit status $rc:"
+            sed 's/^/    /' "$RLL_DIR/$resource.w$i.err" >&2 || true
+        fi
+    done
+    RLL_PIDS=()
+    if [ "$unavailable" = 1 ]; then
+        out="RESULT bench=rl-layouts kind=$kind layout=$layout limit=$limit window_ms=$RLL_WINDOW_MS procs=$procs lua=$lua unavailable=1"
+        say "$layout layout not available in this ddbkit: $(head -n 1 "$RLL_DIR/$resource.w1.err" 2>/dev/null)"
+        printf '%s\n' "$out" | tee -a "$RLL_RESULTS" >&2
+        return 0
+    fi
+    [ "$ok" = 1 ] || return 1
+    sim="$(rll_sim GET "" | python3 -c 'import json, sys
+t = json.load(sys.stdin)["totals"]
+print(t["wcu"], t["rcu"], t["throttled"], t["requests"])')" || { say "FAILED: could not read the simulator"; return 1; }
+    if ! out="$("${lua54_env[@]}" lua5.4 "$HERE/bench_ratelimit_layouts.lua" analyze "$kind" "$layout" "$limit" \
+            "$RLL_WINDOW_MS" "$sim" "${files[@]}")"; then
+        printf '%s\n' "$out" >&2
+        say "FAILED: bench_ratelimit_layouts.lua analyze ($layout, limit $limit)"
+        return 1
+    fi
+    out="$(printf '%s\n' "$out" | grep '^RESULT ' | sed "s/\$/ lua=$lua/")"
+    printf '%s\n' "$out" | tee -a "$RLL_RESULTS" >&2
+    case "$out" in
+        *" windows_over=0 "*) ;;
+        *) say "FAILED: $layout layout, limit $limit: grants over the limit in some window (see above)"; return 1 ;;
+    esac
+}
+
+bench_rl_layouts() {
+    local url="$1" port layout limit lua
+    rm -rf "$RLL_DIR"
+    mkdir -p "$RLL_DIR"
+    "${lua54_env[@]}" lua5.4 "$HERE/bench_ratelimit_layouts.lua" setup "$url" "$RLL_TABLE" \
+        || { say "FAILED: could not create table $RLL_TABLE"; FAILED=1; return 0; }
+    RLL_PROXY_DIR="$OUT/rl_layouts_proxy"
+    port="$(FAULTPROXY_STATE_DIR="$RLL_PROXY_DIR" tests/faultproxy/proxy.sh start "$DDB_PORT")" \
+        || { say "FAILED: the fault proxy did not start"; RLL_PROXY_DIR=""; FAILED=1; return 0; }
+    RLL_PROXY_URL="http://127.0.0.1:$port"
+    RLL_RUN="$(date +%s)"
+    rll_sim POST "" '{"wcu": 1000, "rcu": 3000, "burst_s": 1, "refill": true}' >/dev/null \
+        || { say "FAILED: could not switch the partition simulator on"; FAILED=1; return 0; }
+    # DynamoDB Local's JIT answers its first requests of a kind several
+    # times slower (the Node layout's transactions, the native layout's
+    # conditional PutItems): an unmeasured row per layout at the hot limit
+    # first (the worker files are kept, the RESULT lines are not).
+    if [ "$RLL_WARMUP" -gt 0 ]; then
+        for layout in $RLL_LAYOUTS; do
+            say "ddblocal via the partition simulator: warm-up, $layout layout, $RLL_PROCS x $RLL_LUA, ${RLL_WARMUP}s (not measured)"
+            rll_row warmup "$layout" "$RLL_HOT" "$RLL_PROCS" "$RLL_LUA" "$RLL_WARMUP" >/dev/null || FAILED=1
+        done
+        sed -i '/ kind=warmup /d' "$RLL_RESULTS"
+    fi
+    for limit in $RLL_LIMITS; do
+        for layout in $RLL_LAYOUTS; do
+            say "ddblocal via the partition simulator: $layout layout, limit $limit per $RLL_WINDOW_MS ms, $RLL_PROCS x $RLL_LUA, ${RLL_SECONDS}s"
+            rll_row procs "$layout" "$limit" "$RLL_PROCS" "$RLL_LUA" || FAILED=1
+        done
+    done
+    if [ "$RLL_CPU" != 0 ]; then
+        for layout in $RLL_LAYOUTS; do
+            for lua in lua5.4 luajit; do
+                say "ddblocal via the partition simulator: $layout layout, CPU per decision, one $lua process, limit $RLL_CPU_LIMIT per $RLL_WINDOW_MS ms"
+                rll_row cpu "$layout" "$RLL_CPU_LIMIT" 1 "$lua" || FAILED=1
+            done
+        done
+    fi
+    FAULTPROXY_STATE_DIR="$RLL_PROXY_DIR" tests/faultproxy/proxy.sh stop >/dev/null 2>&1 || true
+    RLL_PROXY_DIR=""
+}
+
 T0=$SECONDS
 for target in $TARGETS; do
     case "$target" in
@@ -752,6 +926,7 @@ for target in $TARGETS; do
             if [ "$IDEM_BENCH" != 0 ]; then bench_idem "$DDB_URL"; fi
             if [ "$BUDGETS" != 0 ]; then run_budgets "$DDB_URL"; fi
             if [ "$RL_BENCH" != 0 ]; then bench_ratelimit "$DDB_URL"; fi
+            if [ "$RLL_BENCH" != 0 ]; then bench_rl_layouts "$DDB_URL"; fi
             ;;
         *) die "unknown target '$target' (nginx, ddblocal)" ;;
     esac
@@ -979,6 +1154,88 @@ sdk_version="$(node -p 'require("./tests/bench/sdk/node_modules/@aws-sdk/client-
             print "| limit | scenario | calls | grants | denials | requests/call | max | bytes read/call | Queries |"
             print "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         }' "$RL_RESULTS"
+    fi
+    if [ -s "$RLL_RESULTS" ]; then
+        echo
+        printf 'Rate-limit layouts side by side (ddbkit.ratelimit, layout "node" and "native") against DynamoDB Local through the partition simulator (1,000 WCU/s and 3,000 RCU/s per partition key, 1 s buckets): one fresh resource per row, %s %s processes started together, each calling acquire as fast as it can (a random 0..5 ms pause after a refusal) for %s s; window %s ms. Requests: every HTTP attempt (retries included). WCU and throttled requests: the simulator'"'"'s counters for the row. Windows over the limit: every sliding window over all processes'"'"' grant timestamps (the most grants seen in one window in brackets). Utilisation: grants / (limit x elapsed windows). Time waiting on requests: the share of the processes'"'"' time spent inside calls that sent a request (a process asks nothing else meanwhile). One run.\n' \
+            "$RLL_PROCS" "$RLL_LUA" "$RLL_SECONDS" "$RLL_WINDOW_MS"
+        echo
+        awk "$AWK_KV"'
+        /^RESULT / && / kind=procs / {
+            kv($0)
+            if (F["unavailable"] == 1) {
+                printf "| %s | %s | not available in this ddbkit | | | | | | | | | |\n", F["layout"], F["limit"]
+                next
+            }
+            printf "| %s | %s | %d | %d | %s | %s%% | %s | %d | %d (%d) | %.1f%% | %s | %s%% |\n", F["layout"], F["limit"], F["decisions_per_s"], F["grants_per_s"], F["req_per_decision"], F["zero_req_pct"], F["wcu_per_grant"], F["throttled"], F["windows_over"], F["max_in_window"], 100 * F["utilisation"], F["req_per_refusal"], F["waiting_pct"]
+        }
+        BEGIN {
+            print "| layout | limit | decisions/s | granted/s | requests/decision | decisions with no request | WCU/grant | throttled requests | windows over the limit (most in one) | utilisation | requests/refusal | time waiting on requests |"
+            print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        }' "$RLL_RESULTS"
+        if grep -q ' kind=cpu ' "$RLL_RESULTS"; then
+            echo
+            printf 'CPU per decision: one process, blocking runtime, limit %s per %s ms, %s s, through the same simulator; CPU = os.clock() (user+sys of the process) over the loop, including the worker'"'"'s own bookkeeping, divided by the calls.\n' "$RLL_CPU_LIMIT" "$RLL_WINDOW_MS" "$RLL_SECONDS"
+            echo
+            awk "$AWK_KV"'
+            BEGIN {
+                print "| layout | interpreter | decisions | CPU µs/decision | decisions/s | requests/decision | decisions with no request |"
+                print "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+            }
+            /^RESULT / && / kind=cpu / {
+                kv($0)
+                if (F["unavailable"] == 1) { printf "| %s | %s | not available in this ddbkit | | | | |\n", F["layout"], F["lua"]; next }
+                printf "| %s | %s | %d | %s | %d | %s | %s%% |\n", F["layout"], F["lua"], F["decisions"], F["cpu_us_per_decision"], F["decisions_per_s"], F["req_per_decision"], F["zero_req_pct"]
+            }' "$RLL_RESULTS"
+        fi
+        echo
+        awk -v hot="$RLL_HOT" -v layouts="$RLL_LAYOUTS" "$AWK_KV"'
+        /^RESULT / && / kind=procs / {
+            kv($0); l = F["layout"]
+            if (F["unavailable"] == 1) { na[l] = 1; next }
+            over[l] += F["windows_over"]; rows[l]++
+            if (F["limit"] + 0 <= hot + 0) {
+                u = F["utilisation"] + 0
+                if (!(l in umin) || u < umin[l]) { umin[l] = u; ulim[l] = F["limit"] }
+            }
+            if (F["limit"] + 0 == hot + 0) {
+                hz[l] = F["zero_req_pct"]; hmin[l] = F["min_proc_decisions_per_s"]
+                hd[l] = F["decisions_per_s"] + 0; ht[l] = F["throttled"] + 0; have[l] = 1
+            }
+        }
+        function cell(l, what) {
+            if (l in na) return "n/a (layout not available)"
+            if (what == "zero") {
+                if (!(l in have)) return "n/a (no hot row)"
+                return sprintf("%s%% (slowest process %d decisions/s) %s", hz[l], hmin[l], (hz[l] + 0 >= 95 ? "PASS" : "MISS"))
+            }
+            if (what == "util") {
+                if (!(l in umin)) return "n/a"
+                return sprintf("lowest %.1f%% (limit %s) %s", 100 * umin[l], ulim[l], (umin[l] >= 0.9 ? "PASS" : "MISS"))
+            }
+            if (what == "over") {
+                if (!(l in rows)) return "n/a"
+                return sprintf("%d in %d rows %s", over[l], rows[l], (over[l] == 0 ? "PASS" : "MISS"))
+            }
+            if (!(l in have)) return "n/a (no hot row)"
+            return sprintf("%d decisions/s, %d throttled %s", hd[l], ht[l], ((hd[l] >= 20000 && ht[l] == 0) ? "PASS" : "MISS"))
+        }
+        END {
+            n = split(layouts, L, " ")
+            line = "| target (issue 15) |"; sep = "| --- |"
+            for (i = 1; i <= n; i++) { line = line " " L[i] " layout |"; sep = sep " --- |" }
+            print line; print sep
+            split("zero util over hot", W, " ")
+            T["zero"] = sprintf(">= 95%% of decisions send no request (hot row, limit %s)", hot)
+            T["util"] = sprintf(">= 90%% utilisation (rows with limit <= %s)", hot)
+            T["over"] = "0 windows over the limit (every row)"
+            T["hot"] = sprintf("hot resource >= 20,000 decisions/s, no throttling (limit %s)", hot)
+            for (w = 1; w <= 4; w++) {
+                line = "| " T[W[w]] " |"
+                for (i = 1; i <= n; i++) line = line " " cell(L[i], W[w]) " |"
+                print line
+            }
+        }' "$RLL_RESULTS"
     fi
 } >"$OUT/results.md"
 
