@@ -108,6 +108,9 @@
 --
 -- Default priority: "background", as in the Node store.
 --
+-- layout = "native" (ddbkit only): the same store on the native rate
+-- limit's leases, decisions in memory; lua/ddbkit/adaptive/native.lua.
+--
 -- Costs (requests, after the once-per-process load): acquire 2 (1 when the
 -- share is full or the total known full, 0 when background is paused or
 -- the share is 0; a share above 100 is probed, not read: 1 per grant, 0

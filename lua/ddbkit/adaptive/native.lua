@@ -37,6 +37,13 @@
 --   lease of p in it: a share is approximate per process, the total exact.
 -- Same clock assumption and bound as the native rate limit
 -- (max_clock_skew_ms).
+-- A share applies at take time: when a recalculation shrinks it, a lease
+-- already taken is still spent (at most lease_ms more), as the bound
+-- above says (it is the share of the lease's take).
+-- Config: every process on a resource must use the same limit, window_ms,
+-- lease_ms and max_clock_skew_ms (g depends on all four). Where they
+-- differ, the priorities read from the residues can be wrong (shares
+-- off); the total does not read them and stays exact.
 --
 -- Activity for the strategy: in process memory only. The native layout has
 -- no log items, so each process feeds scripts/strategies/adaptive.lua (or
