@@ -352,6 +352,10 @@ describe("ddbkit.adaptive native layout across processes of different views", fu
     assert.equals(900, r.workers[1].summary[4]); assert.equals(500, r.workers[2].summary[4])
     local busy = r.workers[3].summary[4]
     assert.is_true(busy == 900 or busy == 5, "busy's user share " .. busy)
+    -- the item stayed within the native bound (32 buckets of both priorities)
+    local ends = native.decode(item_of("large").b)
+    assert.is_not_nil(ends)
+    assert.is_true(#ends <= native.BUCKETS)
     local calm = r.workers[4].summary[4]
     assert.is_true(calm == 300 or calm == 5, "calm's user share " .. calm)
   end)
