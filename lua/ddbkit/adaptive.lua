@@ -108,6 +108,9 @@
 --
 -- Default priority: "background", as in the Node store.
 --
+-- layout = "native" (ddbkit only): the same store on the native rate
+-- limit's leases, decisions in memory; lua/ddbkit/adaptive/native.lua.
+--
 -- Costs (requests, after the once-per-process load): acquire 2 (1 when the
 -- share is full or the total known full, 0 when background is paused or
 -- the share is 0; a share above 100 is probed, not read: 1 per grant, 0
@@ -184,10 +187,18 @@ end
 --- adaptive_config?, strategy? (module name, file path or table) } -> store.
 --- Raises on a bad option or a strategy that cannot be loaded.
 function _M.new(opts)
+  -- layout = "native": ddbkit.adaptive.native (leases; lua/ddbkit/adaptive/native.lua)
+  if type(opts) == "table" and opts.layout ~= nil and opts.layout ~= "node" then
+    if opts.layout ~= "native" then
+      error(NAME .. '.new: opts.layout must be "node" or "native", got ' .. tostring(opts.layout), 2)
+    end
+    return require("ddbkit.adaptive.native").new(opts)
+  end
   opts = store.options(NAME .. ".new", opts, {
     client = store.is_client, table_name = store.is_string, policy = store.is_any,
     default_config = rl.config_error, resource_configs = rl.check_resource_configs,
     adaptive_config = store.is_table, strategy = store.is_any,
+    layout = function() end,   -- "node" (checked above)
   })
   if opts.client == nil then error(NAME .. ".new: opts.client must be a ddbkit.client", 2) end
   local self = rl.init(setmetatable({}, mt), NAME, opts, { limit = 200, window_ms = 3600000 })
@@ -521,5 +532,11 @@ end
 
 --- store:strategy_info() -> the strategy's name (for the REPL and logs)
 function _M:strategy_info() return self.strategy_name end
+
+-- For the native layout (lua/ddbkit/adaptive/native.lua): the same
+-- config, strategy, activity metrics and capacity, not copied.
+_M.internal = { adaptive_config = adaptive_config, check_priority = check_priority,
+                track = track, metrics_of = metrics_of, capacity_of = capacity_of,
+                share_of = share_of, NAME = NAME, STORE_NAME = STORE_NAME }
 
 return _M

@@ -5,8 +5,8 @@
 --   policy.name                      a string used in error messages
 --   policy.prefix(kind) -> string    the key prefix for one kind of item;
 --     kind is one of "cache", "tag", "dedupe", "ratelimit",
---     "ratelimit_slot", "cooldown", "ratelimit_native" (ddbkit's native
---     rate-limit layout; needed only where it is used). Non-empty valid UTF-8, no control
+--     "ratelimit_slot", "cooldown", "ratelimit_native", "adaptive_native" (ddbkit's native
+--     rate-limit / adaptive layouts; needed only where they are used). Non-empty valid UTF-8, no control
 --     characters, at most 512 bytes (a key part of up to 512 bytes follows,
 --     and DynamoDB's sort keys hold 1024).
 --   policy.table_name(store, configured) -> string   (optional)
@@ -26,6 +26,7 @@ local PREFIX = {
   ratelimit_slot = "RATELIMIT_SLOT#",
   cooldown = "COOLDOWN#",
   ratelimit_native = "RLN#",   -- ddbkit only: ratelimit's native layout
+  adaptive_native = "ARLN#",   -- ddbkit only: adaptive's native layout
 }
 
 return {

@@ -167,6 +167,7 @@ function _M.new(opts)
   self.lease_ms = opts.lease_ms
   self.clear_kinds = { "ratelimit", "ratelimit_slot", "cooldown", KIND }
   self.states, self.nstates = {}, 0
+  self.kind = KIND
   return self
 end
 
@@ -185,8 +186,10 @@ end
 local function params(self, cfg)
   local w = cfg.window_ms
   local l = self.lease_ms or max(min(w / 4, 1000), min(w / 2, 20))
-  local g = ceil((w + 2 * self.skew + l) / (B - 2))
-  return w, l, max(1, g)
+  -- grid points per tag: B - 2 for one; ddbkit.adaptive's native layout
+  -- (two tags, see there) sets self.grid_points = 14
+  local g = ceil((w + 2 * self.skew + l) / (self.grid_points or (B - 2)))
+  return w, l, max(self.min_grid or 1, g)   -- adaptive: 2, so that the tag (end % g) exists
 end
 
 local function state_of(self, resource)
@@ -283,7 +286,7 @@ local function prepare(self, resource)
   if bad then return nil, bad end
   local tbl, terr = ratelimit.table_of(self)
   if not tbl then return nil, terr end
-  local pk, kerr = store.key(self.policy, KIND, resource)
+  local pk, kerr = store.key(self.policy, self.kind, resource)
   if not pk then return nil, kerr end
   return tbl, pk
 end
@@ -296,8 +299,8 @@ local function read(self, tbl, pk)
 end
 
 -- The window known full until the first bucket leaves it.
-local function learn_full(self, st, ends, now, w)
-  local due = (ends[1] or now) + w + self.skew - now + 1
+local function learn_full(self, st, first, now, w)
+  local due = (first or now) + w + self.skew - now + 1
   local mono = self.runtime.mono_ms()
   st.full_until, st.full_seen = mono + max(1, due), mono
 end
@@ -305,11 +308,15 @@ end
 -- Taking a lease -----------------------------------------------------------
 
 -- One conditional write per attempt; true (a lease installed, one grant
--- spent), false, or nil, err.
-local function take(self, st, tbl, pk, cfg)
+-- spent), false, or nil, err. tag (ddbkit.adaptive's native layout only):
+-- { off = 0 | 1, share = n }: this lease's buckets end at grid + off, and
+-- the live buckets with that offset may hold at most share (besides the
+-- total's limit); nil: offset 0, no share.
+local function take(self, st, tbl, pk, cfg, tag)
   local rt = self.runtime
   local w, l, g = params(self, cfg)
   local limit, skew = cfg.limit, self.skew
+  local off = tag and tag.off or 0
   -- demand: calls since the previous take over the time since
   local mono0 = rt.mono_ms()
   local rate = st.take_mono and st.calls / max(1, mono0 - st.take_mono) or 0
@@ -334,7 +341,7 @@ local function take(self, st, tbl, pk, cfg)
     if back and back.e > now - w and remove(ends, sums, back.e, back.n) then
       used = used - back.n
       gave = true
-      local e2 = min(back.e, ceil((back.last + 1) / g) * g)   -- +1: now is floored
+      local e2 = min(back.e, ceil((back.last + 1) / g) * g + off)   -- +1: now is floored
       if back.spent > 0 and e2 > now - w - skew then
         if add(ends, sums, e2, back.spent) then
           used = used + back.spent
@@ -347,20 +354,30 @@ local function take(self, st, tbl, pk, cfg)
         end
       end
     end
-    local free = limit - used
+    local free, first = limit - used, ends[1]
+    if tag then
+      -- the tag's own sum against its share; its first bucket is when a
+      -- refusal for the share can end
+      local tused, tfirst = 0, nil
+      for i = 1, #ends do
+        if ends[i] % g == off then tused = tused + sums[i]; tfirst = tfirst or ends[i] end
+      end
+      if free >= 1 and tag.share - tused < 1 then first = tfirst end
+      free = min(free, tag.share - tused)
+    end
     local n, e = 0, nil
     if free < 1 then
       if not gave then
         st.item = s
         st.back = back      -- not written: the next take may still give it back
-        learn_full(self, st, ends, now, w)
+        learn_full(self, st, first, now, w)
         return false
       end
       -- full, but our previous lease's record shrinks: write that alone
       -- (+1 request), so the capacity it held comes back at its real end
     else
       n = min(want, free)
-      e = ceil((now + 1 + l) / g) * g   -- +1: now is floored, the real end is below now + 1 + l
+      e = ceil((now + 1 + l) / g) * g + off   -- +1: now is floored, the real end is below now + 1 + l
       if not add(ends, sums, e, n) then
         st.item, st.back = s, back
         return false
@@ -400,7 +417,7 @@ local function take(self, st, tbl, pk, cfg)
     end
     if mine and n == 0 then
       st.item = { v = v, w = token, ends = ends, sums = sums }
-      learn_full(self, st, ends, now, w)
+      learn_full(self, st, first, now, w)
       return false
     end
     if mine then
@@ -435,12 +452,8 @@ end
 
 -- Methods ------------------------------------------------------------------
 
---- store:acquire(resource) -> true | false | nil, err
-function _M:acquire(resource)
-  local tbl, pk = prepare(self, resource)
-  if not tbl then return nil, pk end
-  local cfg = ratelimit.config_for(self, resource)
-  local st = state_of(self, resource)
+-- A decision on state st: from its lease, or a take (tag: see take).
+local function spend(self, st, tbl, pk, cfg, tag)
   st.calls = st.calls + 1
   if cfg.limit <= 0 then return false end
   local mono = self.runtime.mono_ms()
@@ -454,7 +467,15 @@ function _M:acquire(resource)
   end
   if st.n then retire(st) end
   if st.full_until and mono < st.full_until then return false end
-  return take(self, st, tbl, pk, cfg)
+  return take(self, st, tbl, pk, cfg, tag)
+end
+
+--- store:acquire(resource) -> true | false | nil, err
+function _M:acquire(resource)
+  local tbl, pk = prepare(self, resource)
+  if not tbl then return nil, pk end
+  local cfg = ratelimit.config_for(self, resource)
+  return spend(self, state_of(self, resource), tbl, pk, cfg)
 end
 
 -- What the item says now: used, first end, or nil, err (1 GetItem).
@@ -528,5 +549,10 @@ function _M:reset(resource)
 end
 
 _M.decode, _M.encode = decode, encode
+-- For ddbkit.adaptive's native layout (lua/ddbkit/adaptive/native.lua),
+-- which runs the same leases with a tag per priority.
+_M.internal = { prepare = prepare, read = read, state_of = state_of, spend = spend,
+                params = params, live = live, has_lease = has_lease, known_full = known_full,
+                is_layout = is_layout, TTL_SLACK_S = TTL_SLACK_S }
 
 return _M
