@@ -283,6 +283,7 @@ struct ddbk_lock_op {
     char watched_rvn[40];
     double watched_since, watched_lease, deadline;
     int attempt;
+    int sent_takeover;         /* the attempt in flight carried :seen */
 };
 
 static int is_ccf(const ddbk_error *e)
@@ -529,6 +530,7 @@ static int acquire_write(ddbk_lock_op *op, ddbk_lock_next *next)
     int takeover = op->watched_rvn[0] && op->watched_lease > 0 &&
                    t - op->watched_since >= op->watched_lease;
 
+    op->sent_takeover = takeover;
     op->lease_ms = op->opts.lease_ms;
     op->expires_at = (now + op->lease_ms + 999) / 1000;
     random_hex(op->rvn, 16);
@@ -585,6 +587,9 @@ static int acquire_judge(ddbk_lock_op *op, const seen *s, ddbk_lock_next *next)
         double due = op->watched_since + op->watched_lease - mono_ms();
         if (due > 0 && due < pause)
             pause = due; /* be there when the takeover rule allows it */
+        else if (due <= 0 && !op->sent_takeover &&
+                 strcmp(s->rvn, op->watched_rvn) == 0)
+            pause = 0;   /* it allowed it while this attempt was on its way */
     }
     return step_sleep(op, pause < left ? pause : left, next);
 }

@@ -404,6 +404,50 @@ static void test_machine_acquire_busy_then_sleep_then_success(void **state)
     ddbk_buf_free(&busy);
 }
 
+/* The clock-free takeover came due while an attempt was on its way (sent
+ * just before, answered just after): the next attempt goes at once, with
+ * the watched version, instead of waiting out a random backoff that could
+ * be longer than the holder's whole lease (a loaded CI slept 305 ms after
+ * a 300 ms lease). */
+static void test_machine_takeover_due_in_flight_goes_at_once(void **state)
+{
+    static const char stale[] =
+        "{\"Item\":{\"pk\":{\"S\":\"k\"},\"lockOwner\":{\"S\":\"other:1\"},"
+        "\"lockRvn\":{\"S\":\"r1\"},\"fence\":{\"N\":\"9\"},"
+        "\"expiresAt\":{\"N\":\"4102444800\"},\"leaseMs\":{\"N\":\"20\"}}}";
+    ddbk_lock *l = NULL;
+    ddbk_lock_opts o = { 5000, 10000, 1000, NULL, 0 };
+    ddbk_lock_next nx;
+    ddbk_error err;
+    struct timespec ts = { 0, 40 * 1000000L };
+    (void)state;
+
+    ddbk_lock_op *op = ddbk_lock_op_acquire(&KEY, &o, &l, &err);
+    assert_non_null(op);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    ddbk_error ccf = failure(CCF_CODE, 400, 0, 0);
+    /* First look at r1 (lease 20 ms): wait at most until it is due. */
+    assert_int_equal(ddbk_lock_op_next(op, stale, strlen(stale), &ccf, &nx), DDBK_LOCK_SLEEP);
+    assert_true(nx.sleep_ms >= 0 && nx.sleep_ms <= 20);
+    /* The next attempt is built at once, before r1 has stood a lease. */
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    assert_null(strstr(nx.body, ":seen"));
+    /* Its answer (r1 unchanged) comes after the lease has passed. */
+    nanosleep(&ts, NULL);
+    ccf = failure(CCF_CODE, 400, 0, 0);
+    assert_int_equal(ddbk_lock_op_next(op, stale, strlen(stale), &ccf, &nx), DDBK_LOCK_SLEEP);
+    assert_true(nx.sleep_ms == 0);
+    expect_send(ddbk_lock_op_next(op, NULL, 0, NULL, &nx), &nx, "UpdateItem");
+    assert_non_null(strstr(nx.body, "\":seen\":{\"S\":\"r1\"}"));
+    /* That one carried the takeover: a refusal now backs off as usual
+     * (no retry storm), bounded by the backoff ceiling. */
+    ccf = failure(CCF_CODE, 400, 0, 0);
+    assert_int_equal(ddbk_lock_op_next(op, stale, strlen(stale), &ccf, &nx), DDBK_LOCK_SLEEP);
+    assert_true(nx.sleep_ms >= 0 && nx.sleep_ms <= 500);
+    ddbk_lock_op_free(op);
+    ddbk_lock_free(l);
+}
+
 static void test_machine_acquire_busy_without_wait(void **state)
 {
     ddbk_lock *l = NULL;
@@ -1109,6 +1153,7 @@ int main(void)
         cmocka_unit_test(test_machine_release_values),
         cmocka_unit_test(test_machine_acquire_busy_then_sleep_then_success),
         cmocka_unit_test(test_machine_acquire_busy_without_wait),
+        cmocka_unit_test(test_machine_takeover_due_in_flight_goes_at_once),
         cmocka_unit_test(test_machine_acquire_timeout_settled_by_read_back),
         cmocka_unit_test(test_machine_renew),
         cmocka_unit_test(test_machine_release),
