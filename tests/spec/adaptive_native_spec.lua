@@ -304,13 +304,7 @@ describe("ddbkit.adaptive native layout across processes of different views", fu
     return r
   end
 
-  -- No window of window_ms holds more than n of the times.
-  local function assert_within(times, n, window_ms, what)
-    for i = 1, #times - n do
-      assert.is_true(times[i + n] - times[i] >= window_ms, string.format(
-        "%s: %d grants within %d ms: from %d to %d", what, n + 1, times[i + n] - times[i], times[i], times[i + n]))
-    end
-  end
+  local assert_within = H.assert_at_most_per_window
 
   local function check(r, limit, window_ms, shares)
     assert.equals(r.granted, #r.all)

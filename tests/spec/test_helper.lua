@@ -158,6 +158,17 @@ end
 
 -- For specs that start worker processes -------------------------------
 
+-- Asserts that no window of window_ms holds more than n of `times` (sorted
+-- grant times in ms): the (n+1)-th grant after any grant is window_ms or
+-- more after it. `what` names the grants in the message.
+function H.assert_at_most_per_window(times, n, window_ms, what)
+  for i = 1, #times - n do
+    assert(times[i + n] - times[i] >= window_ms, string.format(
+      "%s: %d grants within %d ms: from %d to %d", what, n + 1, times[i + n] - times[i],
+      times[i], times[i + n]))
+  end
+end
+
 function H.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 -- The folder of the calling spec file.
