@@ -222,8 +222,8 @@ for _, k in ipairs({ "set_cooldown", "get_cooldown", "clear_cooldown", "set_reso
 end
 
 -- A new config for a resource takes effect at once.
-function _M:on_config(resource) self.capacity[resource] = nil end
-function _M:on_clear() self.activity, self.capacity = {}, {} end
+function _M.on_config(self, resource) self.capacity[resource] = nil end
+function _M.on_clear(self) self.activity, self.capacity = {}, {} end
 
 local function check_priority(priority, fname)
   if priority == nil then return DEFAULT_PRIORITY end

@@ -196,8 +196,10 @@ local function cmd_repl(p, cfg)
   make_history_dir(cfg.history_file)
   local ok, err = globals.install(_G, cfg, client)
   local v = cfg.value
-  out(version_text(), "  endpoint ", escape(client:endpoint()), "  table ", escape(v.table), "\n",
-      "Type :help for help, Ctrl-D to exit.\n")
+  if le.isatty(0) then   -- piped input gets its results only
+    out(version_text(), "  endpoint ", escape(client:endpoint()), "  table ", escape(v.table), "\n",
+        "Type :help for help, Ctrl-D to exit.\n")
+  end
   if not ok then
     say("warning: the stores are not loaded: ", escape(err), "\n",
         "         fix the script and type :reload\n")
@@ -205,6 +207,7 @@ local function cmd_repl(p, cfg)
   return require("ddbkit.repl").run{
     le = le, client = client, reload = _G.reload, debug = p.debug,
     history_file = cfg.history_file, history_size = math.tointeger(tonumber(v.history_size)),
+    tables = { store = v.table, idempotency = v.idempotency_table },
   }
 end
 

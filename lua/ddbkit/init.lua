@@ -86,7 +86,7 @@ function _M.create_stores(opts)
     for k, v in pairs(opts[field] or {}) do o[k] = v end
     stores[field] = require(module).new(o)
   end
-  function stores.close(self)
+  function stores:close()
     for field in pairs(STORES) do self[field]:close() end
   end
   return stores

@@ -335,7 +335,7 @@ end
 -- acquire (ddbkit's or the Node adapter's) takes it at once, and DynamoDB's
 -- TTL deletes it. Without, the item stays the caller's to date (a record
 -- that ends the lease keeps its own expiresAt and is not free).
-function handle:owner_condition(opts)
+function handle.owner_condition(self, opts)
   check_held(self, "owner_condition")
   local info = self.lock:info()
   local cond = {
@@ -365,7 +365,7 @@ end
 
 --- handle:mark_released(): the caller's own write (see owner_condition)
 -- ended the lease, or showed it was lost; the handle stops claiming it.
-function handle:mark_released()
+function handle.mark_released(self)
   check_held(self, "mark_released")
   core.lock_mark_released(self.lock)
   self.released = true

@@ -2,20 +2,31 @@
 -- globals in place (client, stores, locks, idem, reload) and calls
 --
 --   repl.run{ le = require "ddbkit.lineedit", client = client, reload = fn,
---             debug = bool, history_file = path | nil, history_size = n }
+--             debug = bool, history_file = path | nil, history_size = n,
+--             tables = { store = name, idempotency = name } } -> exit status
 --
 -- Each input is compiled as "return <input>" first, so that an expression
 -- prints its values; an input that ends too early (its syntax error is at
--- <eof>) continues on the next line. Runs with Ctrl-C turned into the error
+-- <eof>) continues on the next line. Inputs run in one environment (its
+-- misses fall through to _G) where their top-level locals stay
+-- (ddbkit.repl.locals). Runs with Ctrl-C turned into the error
 -- "interrupted" (le.interruptible), prints results with ddbkit.pretty and
 -- errors in red (when stdout is a terminal and NO_COLOR is not set).
+--
+-- Input that is not a terminal (a pipe, a file) is read the same way, and
+-- the exit status says whether all of it went well: 1 when any input
+-- failed (raised, did not compile, or printed a ddbkit error value, as in
+-- `nil, err`), else 0. Every input runs, as at the prompt, so the output
+-- is the whole transcript. At a terminal the status is 0.
 local core = require "ddbkit.core"
 local pretty = require "ddbkit.pretty"
+local complete = require "ddbkit.repl.complete"
+local locals = require "ddbkit.repl.locals"
 local escape = pretty.escape
 
-local type, next, getmetatable, rawget, tostring =
-      type, next, getmetatable, rawget, tostring
-local format, sort = string.format, table.sort
+local type, next, ipairs, getmetatable, setmetatable, tostring =
+      type, next, ipairs, getmetatable, setmetatable, tostring
+local format = string.format
 local pack, unpack = table.pack, table.unpack
 
 local _M = { _VERSION = "0.1.0" }
@@ -41,10 +52,24 @@ Commands:
   :reload            the same as reload()
   :time EXPR         run EXPR; show its values, the time it took and the DynamoDB
                      requests it made through client
+  :lock NAME [--watch MS]
+                     the lock locks(NAME): state, holder, fence, lease, expiry,
+                     and whether the holder renews (watched up to MS, default
+                     2000, or until the lease ends)
+  :limit RESOURCE    rate_limit's RESOURCE: grants in the window, remaining,
+                     next free slot, cooldown (Node and native layouts)
+  :idem KEY          the idempotency record of cache key KEY: state, owner,
+                     stored result
+  :cache HASH        the cache entry HASH: value, expiry, tags
+                     (each of these four takes --output json: one JSON line)
   :quit              exit (so does Ctrl-D)
-An expression prints its values; an unfinished statement continues on the next
-line, and Ctrl-C drops it (or stops what is running). Locals last for one input:
-keep values in globals. Tab completes names, fields after '.', methods after ':'.
+An expression prints its values (trailing nils left out: `true, nil` prints
+true); an unfinished statement continues on the next line, and Ctrl-C drops it
+(or stops what is running). `local x = ...` at the top of an input keeps x for
+the next inputs. Tab completes names, fields after '.', methods after ':'
+(the public API only).
+Input from a pipe or a file runs the same way, without the banner; the exit
+status is 1 when any input failed (an error raised or shown), else 0.
 ]]
 
 -- Output -----------------------------------------------------------------------
@@ -84,6 +109,7 @@ local function error_parts(e)
 end
 
 local function show_error(s, e, trace)
+  s.failures = (s.failures or 0) + 1
   local head, rest = error_parts(e)
   write(red(s, head), "\n")
   if rest then write(pretty.format(rest), "\n") end
@@ -91,9 +117,12 @@ local function show_error(s, e, trace)
 end
 
 -- Values print one per line; a ddbkit error among them (the err of
--- nil, err) prints as an error.
+-- nil, err) prints as an error. Trailing nils are left out (a call that
+-- answers `true, nil` prints true), unless all are nil: then one nil.
 local function show_results(s, r)
-  for i = 1, r.n do
+  local n = r.n
+  while n > 1 and r[n] == nil do n = n - 1 end
+  for i = 1, n do
     local v = r[i]
     if is_error_value(v) then show_error(s, v) else write(pretty.format(v), "\n") end
   end
@@ -108,11 +137,11 @@ end
 -- The function of one input, or nil, "incomplete", or nil and the syntax
 -- error. An input is incomplete when either reading ends at <eof>, so that
 -- an expression left open ("{", "f(") continues as well as a statement.
-local function compile(input)
-  local fn, rerr = load("return " .. input, CHUNKNAME, "t")
+local function compile(s, input)
+  local fn, rerr = load("return " .. input, CHUNKNAME, "t", s.env)
   if fn then return fn end
   local err
-  fn, err = load(input, CHUNKNAME, "t")
+  fn, err = load(locals.rewrite(input), CHUNKNAME, "t", s.env)
   if fn then return fn end
   if is_incomplete(err) or is_incomplete(rerr) then return nil, "incomplete" end
   return nil, err
@@ -153,7 +182,28 @@ local COMMANDS = {}
 
 function COMMANDS.help() write(HELP) end
 
-function COMMANDS.stats(s) write(pretty.format(s.client:stats()), "\n") end
+-- A latency in ms from µs, to 3 significant digits (0.0423, 1.24, 12.3,
+-- 124, 1240): as precise as one request's timing is worth.
+local function ms3(us)
+  if type(us) ~= "number" or us ~= us then return us end
+  local ms = us / 1000
+  if ms == 0 then return 0 end
+  local digits = math.max(0, 2 - math.floor(math.log(math.abs(ms), 10)))
+  local v = tonumber(format("%." .. digits .. "f", ms))
+  return math.tointeger(v) or v
+end
+
+-- The client's stats, its latencies (the engine's µs) as latency_ms.
+function COMMANDS.stats(s)
+  local st = s.client:stats()
+  local lat = st.latency_us
+  if type(lat) == "table" then
+    local ms = {}
+    for k, v in next, lat do ms[k] = k == "count" and v or ms3(v) end
+    st.latency_us, st.latency_ms = nil, ms
+  end
+  write(pretty.format(st), "\n")
+end
 
 function COMMANDS.credentials(s) write(pretty.format(s.client:credentials()), "\n") end
 
@@ -170,7 +220,7 @@ end
 
 function COMMANDS.time(s, expr)
   if expr == "" then return show_error(s, "usage: :time EXPR") end
-  local fn, err = compile(expr)
+  local fn, err = compile(s, expr)
   if not fn then
     return show_error(s, err == "incomplete" and "incomplete input: " .. expr or err)
   end
@@ -184,6 +234,20 @@ end
 
 function COMMANDS.quit() return "quit" end
 
+-- The record views (ddbkit.repl.inspect), loaded on first use.
+for _, name in ipairs({ "lock", "limit", "idem", "cache" }) do
+  COMMANDS[name] = function(s, args)
+    -- :lock may watch for seconds: Ctrl-C stops it, as it stops an input.
+    local ok, text, err = s.le.interruptible(require("ddbkit.repl.inspect").run, s, name, args)
+    if not ok then
+      if text == "interrupted" then write("\n") end
+      return show_error(s, text)
+    end
+    if text == nil then return show_error(s, err) end
+    write(text)
+  end
+end
+
 -- Runs ":name args"; "quit" when the REPL should end.
 local function command(s, line)
   local name, args = line:match("^%s*:(%a+)%s*(.-)%s*$")
@@ -194,91 +258,10 @@ end
 
 -- Completion ---------------------------------------------------------------------
 
-local MAX_CHAIN = 32   -- __index chains can loop; completion gives up, never hangs
-
--- Calls fn(key, value) for the string keys of v (if a table) and of each
--- table along its metatables' __index chain. Only tables are walked:
--- completing never runs code (an __index function is not called).
-local function each_field(v, fn)
-  local seen = {}
-  for _ = 1, MAX_CHAIN do
-    if type(v) == "table" and not seen[v] then
-      seen[v] = true
-      for k, x in next, v do
-        if type(k) == "string" then fn(k, x) end
-      end
-    end
-    local mt = getmetatable(v)
-    v = type(mt) == "table" and rawget(mt, "__index") or nil
-    if type(v) ~= "table" then return end
-  end
-end
-
--- v[k] as completion sees it: raw fields along the __index tables.
-local function lookup(v, k)
-  local found
-  each_field(v, function(name, x)
-    if found == nil and name == k then found = x end
-  end)
-  return found
-end
-
-local function command_candidates(word)
-  local out = {}
-  for name in next, COMMANDS do
-    if (":" .. name):sub(1, #word) == word then out[#out + 1] = ":" .. name end
-  end
-  return out
-end
-
-local function name_candidates(word)
-  local out, seen = {}, {}
-  local function add(name)
-    if not seen[name] and name:sub(1, #word) == word then
-      seen[name] = true
-      out[#out + 1] = name
-    end
-  end
-  each_field(_G, function(k) if pretty.is_identifier(k) then add(k) end end)
-  for k in next, pretty.KEYWORDS do add(k) end
-  return out
-end
-
--- "a.b.c:pa" -> the fields of a.b.c starting with "pa" (functions only
--- after ':'), each as the whole replacement "a.b.c:part".
-local function field_candidates(head, sep, partial)
-  local v = _G
-  for part in (head .. "."):gmatch("(.-)%.") do
-    if not pretty.is_identifier(part) then return {} end
-    v = lookup(v, part)
-    if v == nil then return {} end
-  end
-  local out, seen = {}, {}
-  each_field(v, function(k, x)
-    if not seen[k] and pretty.is_identifier(k) and k:sub(1, #partial) == partial
-       and (sep == "." or type(x) == "function") then
-      seen[k] = true
-      out[#out + 1] = head .. sep .. k
-    end
-  end)
-  return out
-end
-
---- repl.complete(word, line_before_cursor) -> candidates (sorted)
-function _M.complete(word, line)
-  local head, sep, partial = word:match("^(.-)([.:])([%w_]*)$")
-  local out
-  if not head then
-    out = name_candidates(word)
-  elseif head == "" and sep == ":" and line:match("^%s*:%a*$") then
-    out = command_candidates(word)
-  elseif head == "" then
-    out = {}
-  else
-    out = field_candidates(head, sep, partial)
-  end
-  sort(out)
-  return out
+--- repl.complete(word, line_before_cursor, env?) -> candidates (sorted);
+-- see ddbkit.repl.complete for what is offered.
+function _M.complete(word, line, env)
+  return complete.candidates(word, line, env or _G, COMMANDS)
 end
 
 -- History -----------------------------------------------------------------------
@@ -307,18 +290,30 @@ local function color_wanted(le)
   return le.isatty(1) and (no_color == nil or no_color == "")
 end
 
---- repl.run(s) -> exit status (0): reads, evaluates and prints until
--- Ctrl-D or :quit, then saves the history.
+--- repl.env() -> a fresh environment for the inputs: what they assign
+-- (and their top-level locals) goes there; reads fall through to _G, so
+-- the globals ddbkit.cli put in place (client, the stores, reload's new
+-- ones) are seen.
+function _M.env()
+  return setmetatable({}, { __index = _G })
+end
+
+--- repl.run(s) -> exit status: reads, evaluates and prints until Ctrl-D,
+-- :quit or the end of the input, then saves the history. 0, or 1 when
+-- the input is not a terminal and any of it failed.
 function _M.run(s)
   s.color = color_wanted(s.le)
+  s.env = s.env or _M.env()
+  s.failures = 0
   open_history(s)
-  s.le.set_completer(_M.complete)
+  s.le.set_completer(function(word, line) return _M.complete(word, line, s.env) end)
   local pending   -- the lines of an unfinished input
   while true do
     io.stdout:flush()
     local line = s.le.readline(pending and CONTINUE or PROMPT)
     if line == nil then
-      write("\n")
+      if s.le.isatty(0) then write("\n") end   -- past the terminal's ^D
+      if pending then show_error(s, "incomplete input at the end: " .. pending) end
       break
     elseif line == false then
       pending = nil
@@ -327,7 +322,7 @@ function _M.run(s)
       if guarded(s, command, line) == "quit" then break end
     elseif pending or line:match("%S") then
       local input = pending and pending .. "\n" .. line or line
-      local fn, err = compile(input)
+      local fn, err = compile(s, input)
       pending = err == "incomplete" and input or nil
       if not pending then
         s.le.add_history(input)
@@ -336,6 +331,7 @@ function _M.run(s)
     end
   end
   save_history(s)
+  if s.failures > 0 and not s.le.isatty(0) then return 1 end
   return 0
 end
 

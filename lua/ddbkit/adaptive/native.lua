@@ -121,8 +121,8 @@ local function forget(self, resource)
   end
   self.capacity[resource] = nil
 end
-function _M:on_config(resource) forget(self, resource) end
-function _M:on_clear() self.states, self.nstates, self.activity, self.capacity = {}, 0, {}, {} end
+function _M.on_config(self, resource) forget(self, resource) end
+function _M.on_clear(self) self.states, self.nstates, self.activity, self.capacity = {}, 0, {}, {} end
 
 -- Everything a priority operation needs: table, key, config, capacity.
 local function prepare(self, resource)

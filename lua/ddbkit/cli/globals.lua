@@ -18,7 +18,8 @@ function _M.install(G, cfg, client)
   local stores
   -- ddbkit loads these on first use through an __index function, which Tab
   -- completion does not call; the stores load them anyway, so name them now.
-  for _, m in ipairs({ "cache", "dedupe", "ratelimit", "adaptive", "idempotency", "hash" }) do
+  for _, m in ipairs({ "cache", "dedupe", "ratelimit", "adaptive", "idempotency", "hash",
+                       "hash_request" }) do
     local _ = ddbkit[m]
   end
   G.ddbkit, G.client = ddbkit, client

@@ -174,8 +174,8 @@ end
 -- Local state --------------------------------------------------------------
 
 local function forget(self) self.states, self.nstates = {}, 0 end
-function _M:on_clear() forget(self) end
-function _M:on_config(resource)
+function _M.on_clear(self) forget(self) end
+function _M.on_config(self, resource)
   if self.states[resource] then
     self.states[resource] = nil
     self.nstates = self.nstates - 1
