@@ -186,10 +186,7 @@ function COMMANDS.help() write(HELP) end
 -- 124, 1240): as precise as one request's timing is worth.
 local function ms3(us)
   if type(us) ~= "number" or us ~= us then return us end
-  local ms = us / 1000
-  if ms == 0 then return 0 end
-  local digits = math.max(0, 2 - math.floor(math.log(math.abs(ms), 10)))
-  local v = tonumber(format("%." .. digits .. "f", ms))
+  local v = tonumber(format("%.3g", us / 1000))
   return math.tointeger(v) or v
 end
 

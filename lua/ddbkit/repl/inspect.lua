@@ -203,7 +203,9 @@ local function lock_view(s, o)
     v.layout = (item.lockOwner or item.releasedRvn or item.releasedAt) and "ddbkit" or "node"
   end
   if v.state ~= "held" then
-    if v.state == "expired" then v.alive = false end
+    if v.state == "expired" then
+      v.alive, v.alive_note = false, "its lease ran out without a renewal"
+    end
     return v
   end
   if v.layout == "node" then
@@ -240,6 +242,7 @@ local function lock_view(s, o)
     end
   end
   v.watched_ms = floor(runtime.mono_ms() - t0)
+  v.alive = core.null   -- unknown (JSON null)
   v.alive_note = "no renewal seen in " .. seconds(v.watched_ms)
                  .. " (a holder renews before its lease ends; watch longer with --watch MS)"
   return v
@@ -364,7 +367,8 @@ end
 local function limit_text(v, now)
   local rows = {
     { "resource", escape(v.resource) .. "  (table " .. escape(v.table) .. ")" },
-    { "config", format("limit %s per %s", value_text(v.limit), seconds(v.window_ms)) },
+    { "config", format("limit %s per %s (rate_limit's config for it)", value_text(v.limit),
+                       seconds(v.window_ms)) },
     { "layout", v.layout == "none" and "none (no grant recorded: the whole limit is free)"
                 or v.layout },
   }
@@ -392,8 +396,8 @@ local function limit_text(v, now)
   end
   local c = v.cooldown
   if c then
-    rows[#rows + 1] = { "cooldown", c.active and "until " .. when(c.until_ms, now)
-                        or "passed " .. (c.until_ms and when(c.until_ms, now) or "") }
+    rows[#rows + 1] = { "cooldown", c.active and "active, ends " .. when(c.until_ms, now)
+                        or "passed, ended " .. (c.until_ms and when(c.until_ms, now) or "") }
   else
     rows[#rows + 1] = { "cooldown", "none" }
   end
