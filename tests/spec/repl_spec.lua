@@ -161,6 +161,7 @@ describe("the REPL", function()
       { "local x = 'a\\'b' --[[ local c ]] local y = 2", " x = 'a\\'b' --[[ local c ]]  y = 2" },
       { 'local s = "unfinished', 'local s = "unfinished' },
       { "local t = {\n  1,\n  2 }", " t = {\n  1,\n  2 }" },
+      { "local a <\nconst> = 1", " a \n = 1" },   -- found by fuzz_repl_locals
     }
     for _, case in ipairs(cases) do
       it(string.format("%q", case[1]), function()

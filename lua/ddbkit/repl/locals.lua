@@ -151,11 +151,14 @@ function _M.rewrite(input)
     end
   end
   if #edits == 0 then return input end
-  -- Applied from the end, so earlier positions stay valid.
+  -- Applied from the end, so earlier positions stay valid. A span removed
+  -- leaves its line breaks ("<\nconst>" may span lines), so every line
+  -- keeps its number.
   table.sort(edits, function(a, b) return a[1] > b[1] end)
   local out = input
   for _, e in ipairs(edits) do
-    out = sub(out, 1, e[1] - 1) .. e[3] .. sub(out, e[2] + 1)
+    local breaks = sub(out, e[1], e[2]):gsub("[^\n]", "")
+    out = sub(out, 1, e[1] - 1) .. e[3] .. breaks .. sub(out, e[2] + 1)
   end
   return out
 end
