@@ -349,6 +349,26 @@ describe("the REPL", function()
       assert.same({ lock = "never-taken", table = T, key = "LOCK#never-taken", state = "free" }, v)
     end)
 
+    it(":lock's watch: shown at a terminal, and Ctrl-C stops it", function()
+      local h = assert(locks("watched"):acquire{ lease_ms = 60000 })
+      local r = new_repl()
+      finally(function()
+        r:close()
+        h:release()
+      end)
+      r:start("--table " .. q(T))
+      r:type(":lock watched --watch 60000")
+      r:key("Enter")
+      r:wait(function(s) return s:find("watching for a renewal, up to 60.0 s (Ctrl-C stops)", 1, true) end,
+             "the watch to start")
+      local before = count_prompts(r:screen())
+      r:key("C-c")
+      local screen = r:wait(function(s) return count_prompts(s) > before end, "a prompt after Ctrl-C")
+      contains(screen, "\ninterrupted\n", "the screen")
+      assert.equals(PROMPT, last_line(screen))
+      assert.equals("2", (r:run("1 + 1")))
+    end)
+
     it(":lock of a lease that ran out: expired, not alive", function()
       -- The engine's layout with an expiresAt already past (a holder that
       -- died without releasing).
@@ -433,6 +453,28 @@ describe("the REPL", function()
       assert.is_false(v.found)
     end)
 
+    -- What an item holds comes from anyone: no byte a terminal acts on
+    -- (C0 but newline, DEL, C1 raw or as UTF-8) reaches it, in rows or JSON.
+    it("hostile strings in the items are printed escaped, in rows and in JSON", function()
+      local EVIL = "\27]0;pwned\7\27[2J\194\155\127"
+      local json = assert(jsjson.stringify({ t = EVIL }))
+      assert(c:put_item{ TableName = T, Item = { pk = "CACHE#evil", sk = "CACHE#evil",
+        value = json, ttl = 0, createdAt = 1 } })
+      assert(c:put_item{ TableName = T, Item = { pk = "LOCK#evil", sk = "LOCK#evil",
+        lockOwner = EVIL, lockRvn = EVIL, fence = 1, leaseMs = 1000, acquiredAt = 1,
+        expiresAt = 2 } })
+      for _, cmd in ipairs({ ":cache evil", ":cache evil --output json", ":lock evil",
+                             ":lock evil --output json" }) do
+        local r = piped(cmd .. "\n", nil, env)
+        exits(r, 0)
+        local bad = r.out:find("[%z\1-\9\11-\31\127]") or r.out:find("\194[\128-\159]")
+        assert(not bad, cmd .. ": a control byte at " .. tostring(bad) .. show(r))
+        assert(r.out:find("pwned", 1, true), cmd .. show(r))
+      end
+      local v = view(":lock evil")
+      assert.equals(EVIL, v.holder)   -- the JSON escapes are the same string
+    end)
+
     it("bad arguments are errors (exit 1), each naming the usage", function()
       for _, cmd in ipairs({ ":lock", ":limit a b", ":idem k --output yaml", ":cache h --bogus",
                              ":lock x --watch soon" }) do
@@ -443,6 +485,3 @@ describe("the REPL", function()
     end)
   end)
 end)
-
--- Silence "unused" for helpers kept for symmetry with cli_spec.
-local _ = { q, PROMPT, count_prompts }

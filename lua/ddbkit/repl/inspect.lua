@@ -128,7 +128,9 @@ end
 local function when(ms, now)
   if type(ms) ~= "number" then return tostring(ms) end
   local rel = ms >= now and "in " .. seconds(ms - now) or seconds(now - ms) .. " ago"
-  return rel .. " (" .. os.date("!%Y-%m-%dT%H:%M:%SZ", floor(ms / 1000)) .. ")"
+  -- An item's date may be anything: os.date refuses what time_t cannot hold.
+  local ok, date = pcall(os.date, "!%Y-%m-%dT%H:%M:%SZ", floor(ms / 1000))
+  return rel .. " (" .. (ok and date or "not a date") .. ")"
 end
 
 -- Rows { label, text } as aligned lines.
@@ -218,6 +220,10 @@ local function lock_view(s, o)
   local watch = o.watch or WATCH_MS
   local t0 = runtime.mono_ms()
   local limit = min(watch, max(0, v.expires_at_ms - now) + 1000)
+  if not o.json and s.le and s.le.isatty(1) and limit > 0 then   -- a person waits: say why
+    io.stdout:write("watching for a renewal, up to ", seconds(limit), " (Ctrl-C stops)\n")
+    io.stdout:flush()
+  end
   while runtime.mono_ms() - t0 < limit do
     runtime.sleep(POLL_MS)
     local again, rerr = get(s, tbl, key)
@@ -579,6 +585,12 @@ function _M.run(s, name, args)
   if o.json then
     local text, err = jsjson.stringify(v)
     if not text then return nil, "the view has no JSON form: " .. tostring(err) end
+    -- JSON.stringify escapes C0 controls but leaves DEL and the C1
+    -- controls (U+0080-U+009F, CSI among them) as they are: escaped here,
+    -- as the same JSON, so that no stored string drives the terminal.
+    text = text:gsub("\127", "\\u007f"):gsub("\194([\128-\159])", function(c)
+      return format("\\u%04x", c:byte())
+    end)
     return text .. "\n"
   end
   return VIEWS[name][2](v, s.client.runtime.now_ms())
