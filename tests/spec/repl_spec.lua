@@ -137,6 +137,15 @@ describe("the REPL", function()
       assert.is_nil(set["ddbkit.ratelimit.init"])
       assert.is_nil(set["ddbkit.ratelimit.config_error"])
       assert.same({ "fx" }, complete.candidates("fx", "fx", env, {}))
+      -- An object: its own fields and its class's methods, not the module's
+      -- constructor or constants.
+      env.rl = ddbkit.ratelimit.new{ client = c, table_name = T }
+      set = {}
+      for _, w in ipairs(complete.candidates("rl.", "", env, {})) do set[w] = true end
+      assert(set["rl.acquire"] and set["rl.table_name"], "methods and own fields")
+      assert.is_nil(set["rl.new"])
+      assert.is_nil(set["rl.MAX_LIMIT"])
+      assert.is_nil(set["rl.init"])
     end)
   end)
 

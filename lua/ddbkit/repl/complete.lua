@@ -10,7 +10,11 @@
 --     ratelimit's init or acquire_slot);
 --   * after ':' only methods are offered: functions defined with method
 --     syntax, `function M:f(...)`, or as `function(self, ...)` (the
---     client's generated operations), and C functions.
+--     client's generated operations), and C functions;
+--   * an object offers its own fields and its class's methods: what is
+--     reached through __index (a module table) is offered as after ':',
+--     so `rate_limit.` does not list ratelimit's `new` or its constants,
+--     while `ddbkit.ratelimit.` (the module itself) does.
 --
 -- The definition is found with debug.getinfo (its file and line) and the
 -- line is read from the file once. Completing never runs the values' code:
@@ -24,15 +28,15 @@ local _M = { _VERSION = "0.1.0" }
 
 local MAX_CHAIN = 32   -- __index chains can loop; completion gives up, never hangs
 
--- Calls fn(key, value) for the string keys of v (if a table) and of each
--- table along its metatables' __index chain.
+-- Calls fn(key, value, inherited) for the string keys of v (if a table)
+-- and of each table along its metatables' __index chain (inherited true).
 local function each_field(v, fn)
   local seen = {}
-  for _ = 1, MAX_CHAIN do
+  for i = 1, MAX_CHAIN do
     if type(v) == "table" and not seen[v] then
       seen[v] = true
       for k, x in next, v do
-        if type(k) == "string" then fn(k, x) end
+        if type(k) == "string" then fn(k, x, i > 1) end
       end
     end
     local mt = getmetatable(v)
@@ -133,10 +137,10 @@ local function field_candidates(env, head, sep, partial)
     if v == nil then return {} end
   end
   local out, seen = {}, {}
-  each_field(v, function(k, x)
+  each_field(v, function(k, x, inherited)
     if not seen[k] and k:sub(1, #partial) == partial then
       seen[k] = true   -- the first found shadows the rest of the chain
-      if _M.is_public(k, x, sep) then out[#out + 1] = head .. sep .. k end
+      if _M.is_public(k, x, inherited and ":" or sep) then out[#out + 1] = head .. sep .. k end
     end
   end)
   return out
