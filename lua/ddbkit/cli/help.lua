@@ -79,8 +79,10 @@ Nothing is sent to DynamoDB until you use them.
 
 Expressions print their values (tables indented, DynamoDB items as Lua
 values, errors in red with their code); an incomplete statement continues
-on the next line. Locals last for one input: use globals to keep values.
-Commands: :help, :stats, :reload, :time EXPR, :quit.
+on the next line. `local x = ...` keeps x for the next inputs.
+Commands: :help, :stats, :reload, :time EXPR, :lock NAME, :limit RESOURCE,
+:idem KEY, :cache HASH (the last four read ddbkit's own records; --output
+json), :quit. From a pipe: no banner; exit status 1 if any input failed.
 Keys: Tab completes globals, fields after '.', methods after ':'; Ctrl-C
 drops the current input or stops a running one; Ctrl-D exits.
 History: $XDG_STATE_HOME/ddbkit/history (else ~/.local/state/ddbkit/history).

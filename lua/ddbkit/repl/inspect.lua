@@ -468,7 +468,8 @@ end
 
 local function idem_text(v, now)
   local rows = { { "key", escape(v.key) .. "  (table " .. escape(v.table) .. ")" },
-                 { "state", v.state } }
+                 { "state", v.state == "none" and "none (KEY is the cache key as stored: "
+                   .. "idem:cache_key(key, ctx) gives it)" or v.state } }
   if v.owner then rows[#rows + 1] = { "owner", value_text(v.owner) } end
   if v.fence then rows[#rows + 1] = { "fence", value_text(v.fence) } end
   if v.lease_expires_at_ms then
