@@ -124,6 +124,16 @@ describe("the README's Lua examples", function()
 
   -- What each later block must print, found by a line of its text.
   local expect = {
+    { "update_time_to_live", function(out)
+        assert.are.equal(2, #out)
+        table.sort(out)
+        assert.truthy(out[1]:match("^http%-client%-toolkit\t"), out[1])
+        assert.truthy(out[2]:match("^idempotency%-cache\t"), out[2])
+        for _, l in ipairs(out) do
+          local r = l:match("\t(.*)$")
+          assert.is_true(r == "TTL on" or r == "ValidationException", l)
+        end
+      end },
     { "create_stores", function(out) assert.are.same({ "ada" }, out) end },
     { "ddbkit.lock.new", function(out)
         assert.are.equal(1, #out)
