@@ -371,6 +371,16 @@ describe("error values format themselves", function()
     ok, raised = pcall(assert, nil, serr)
     assert.is_false(ok)
     assert.are.equal("InvalidArgument: hash must not be empty", tostring(raised))
+    -- a lock's refusal (the troubleshooting table's `busy`), from the engine's lock machine
+    local tname = H.store_table(c, "readme-lock")
+    local key = { pk = "LOCK#x", sk = "LOCK#x" }
+    local h = assert(ddbkit.lock.new{ client = c, table_name = tname, key = key }:acquire{ lease_ms = 10000 })
+    local h2, lerr = ddbkit.lock.new{ client = c, table_name = tname, key = key }:acquire{ lease_ms = 10000 }
+    assert.is_nil(h2)
+    assert.are.equal("busy", lerr.code)
+    assert.truthy(tostring(lerr):find("^busy: "), tostring(lerr))
+    assert.is_table(lerr.holder)
+    assert(h:release())
     c:close()
   end)
 
