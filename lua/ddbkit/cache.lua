@@ -256,19 +256,24 @@ function _M:get(hash)
   return value
 end
 
--- The entry item for set / set_with_tags, or nil when the value is too
--- large (silently not stored), or nil, err.
+-- The entry item for set / set_with_tags; or false, why when the value is
+-- too large to store (not an error: the Node package skips such a value
+-- silently, and so do we, but the caller can tell); or nil, err.
 local function entry(self, ck, value, ttl_seconds)
   local text, err = store.encode_value(value)
   if not text then return nil, err end
-  if #text > self.max_entry_size_bytes then return nil end
+  if #text > self.max_entry_size_bytes then
+    return false, "not stored: the value is " .. #text .. " bytes of JSON, over max_entry_size_bytes ("
+                  .. self.max_entry_size_bytes .. ")"
+  end
   return { pk = ck, sk = ck, value = text, ttl = ttl_of(self, ttl_seconds),
            createdAt = floor(self.runtime.now_ms()) }
 end
 
---- cache:set(hash, value, ttl_seconds) -> true | nil, err
+--- cache:set(hash, value, ttl_seconds) -> true | false, why | nil, err
 -- Cost: 1 UpdateItem (none when the serialized value exceeds
--- max_entry_size_bytes: silently not stored, still true). Tag items of an
+-- max_entry_size_bytes: not stored, false and a message naming the size and
+-- the limit; Node skips it silently, and nothing is written either way). Tag items of an
 -- earlier set_with_tags stay, as in the Node package; an UpdateItem (not a
 -- PutItem) so that the entry keeps its ddbkitTagKeys list, which still
 -- names exactly those tag items (see the header): a later delete or retag
@@ -279,10 +284,7 @@ function _M:set(hash, value, ttl_seconds)
   local tname, ck = entry_key(self, hash)
   if not tname then return nil, ck end
   local item, err = entry(self, ck, value, ttl_seconds)
-  if not item then
-    if err then return nil, err end
-    return true
-  end
+  if not item then return item, err end
   local ok, uerr = self.client:update_item{
     TableName = tname, Key = { pk = ck, sk = ck },
     UpdateExpression = "SET #v = :v, #ttl = :ttl, createdAt = :c",
@@ -336,8 +338,8 @@ local function unvouch(self, tname, ck, item, err)
   return nil, err
 end
 
---- cache:set_with_tags(hash, value, ttl_seconds, tags) -> true | nil, err
--- Writes the entry, removes the hash's old tag items that are not in
+--- cache:set_with_tags(hash, value, ttl_seconds, tags) -> true | false, why | nil, err
+-- (false: too large, as cache:set.) Writes the entry, removes the hash's old tag items that are not in
 -- `tags`, writes one tag item per tag. Cost: 1 PutItem (returning the old
 -- entry); when the old entry did not list its tags (a new hash, or Node
 -- wrote it), a Scan by sk (node_tags "scan": the table's size in 1 MB
@@ -360,10 +362,7 @@ function _M:set_with_tags(hash, value, ttl_seconds, tags)
   if not tname then return nil, ck end
   ck = ck .. hash
   local item, err = entry(self, ck, value, ttl_seconds)
-  if not item then
-    if err then return nil, err end
-    return true
-  end
+  if not item then return item, err end
   local new, seen = {}, {}
   for _, tag in ipairs(tags) do
     local pk = tp .. tag

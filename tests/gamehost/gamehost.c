@@ -7,6 +7,9 @@
  *
  *   gamehost SCRIPT ENDPOINT TABLE [PLAYERS [ACTIONS [IN_FLIGHT [TICK_MS]]]]
  *
+ * Defaults: 200 players, 2000 actions, 200 in flight, a 20 ms tick
+ * (tests/spec/gamehost_spec.lua passes 50).
+ *
  * It prints one line,
  *   RESULT ticks=N tick_ms=T max_late_ms=L ok=K failed=F peak_in_flight=P requests=R
  * and exits 0 only when every action finished correctly and no tick started

@@ -200,7 +200,7 @@ describe("ddbkit.cache beside the Node package", function()
         if type(at) == "string" then over = at .. over end
         assert.is_true(small:set("size-at-" .. cs[1], at, 60))
         assert.are.equal(LIMIT, #raw(c, tname, "CACHE#size-at-" .. cs[1]).value, cs[1])
-        assert.is_true(small:set("size-over-" .. cs[1], over, 60))  -- silently not stored
+        assert.is_false(small:set("size-over-" .. cs[1], over, 60))  -- not stored (Node: silently)
         assert.is_nil(raw(c, tname, "CACHE#size-over-" .. cs[1]), cs[1])
       end
     end)
@@ -215,7 +215,7 @@ describe("ddbkit.cache beside the Node package", function()
       local at = ("/"):rep(399360 - 2)
       assert.is_true(cache:set("slashes-at", at, 60))
       assert.are.equal(399360, #raw(c, tname, "CACHE#slashes-at").value)
-      assert.is_true(cache:set("slashes-over", at .. "/", 60))
+      assert.is_false(cache:set("slashes-over", at .. "/", 60))
       assert.is_nil(raw(c, tname, "CACHE#slashes-over"))
     end)
   end)

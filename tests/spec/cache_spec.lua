@@ -214,20 +214,29 @@ describe("ddbkit.cache", function()
       assert.is_nil(raw(c, tname, "CACHE#bad"))
     end)
 
-    it("silently does not store an oversized value", function()
+    it("does not store an oversized value: false and a message naming the size and the limit", function()
       local small = ddbkit.cache.new{ client = c, table_name = tname, max_entry_size_bytes = 10 }
-      assert.is_true(small:set("big", ("x"):rep(9), 60))      -- "xxxxxxxxx" + quotes = 11 bytes
+      c:reset_stats()
+      local ok, why = small:set("big", ("x"):rep(9), 60)      -- "xxxxxxxxx" + quotes = 11 bytes
+      assert.is_false(ok)
+      assert.are.equal("not stored: the value is 11 bytes of JSON, over max_entry_size_bytes (10)", why)
+      assert.are.equal(0, requests(c))                        -- nothing sent, as Node sends nothing
       assert.is_nil(raw(c, tname, "CACHE#big"))
       assert.is_true(small:set("fits", ("x"):rep(8), 60))     -- 10 bytes: stored
       assert.is_truthy(raw(c, tname, "CACHE#fits"))
-      assert.is_true(small:set_with_tags("bigt", ("x"):rep(20), 60, { "tg" }))
+      ok, why = small:set_with_tags("bigt", ("x"):rep(20), 60, { "tg" })
+      assert.is_false(ok)
+      assert.are.equal("not stored: the value is 22 bytes of JSON, over max_entry_size_bytes (10)", why)
       assert.is_nil(raw(c, tname, "CACHE#bigt"))
       assert.is_nil(raw(c, tname, "TAG#tg", "CACHE#bigt"))
       -- the default limit: 399360 bytes of JSON
       local s = ("y"):rep(399360 - 2)
       assert.is_true(cache:set("edge", s, 60))
       assert.are.equal(s, cache:get("edge"))
-      assert.is_true(cache:set("over", s .. "y", 60))
+      ok, why = cache:set("over", s .. "y", 60)
+      assert.is_false(ok)
+      assert.truthy(why:find("399361 bytes", 1, true), why)
+      assert.truthy(why:find("(399360)", 1, true), why)
       assert.is_nil(raw(c, tname, "CACHE#over"))
     end)
   end)

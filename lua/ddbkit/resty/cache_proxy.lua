@@ -196,7 +196,11 @@ local function cache_proxy(opts)
   else
     ok, serr = cache:set(key, value, ttl)
   end
-  if not ok then ngx.log(ngx.ERR, "ddbkit.resty.cache_proxy: set: ", tostring(serr)) end
+  if ok == false then      -- too large for an entry: not stored, not an error
+    ngx.log(ngx.INFO, "ddbkit.resty.cache_proxy: ", serr)
+  elseif not ok then
+    ngx.log(ngx.ERR, "ddbkit.resty.cache_proxy: set: ", tostring(serr))
+  end
   return true
 end
 
