@@ -109,6 +109,63 @@ describe("ddbkit.ratelimit native layout, one process", function()
     ca:close(); cb:close()
   end)
 
+  -- Races lost to other processes: a PutItem hook bumps the item's version
+  -- (another process's write, through another client) before each of the
+  -- first `losses` writes of the store under test.
+  local function racing(state, resource, losses)
+    local other = H.client()
+    local pk = "RLN#" .. resource
+    local writes = 0
+    state.slept = {}
+    state.hooks = { PutItem = function(params)
+      if params.Item.pk ~= pk then return end
+      writes = writes + 1
+      if writes <= losses then
+        assert(other:update_item{ TableName = T, Key = { pk = pk, sk = pk },
+          UpdateExpression = "SET v = v + :one", ConditionExpression = "attribute_exists(pk)",
+          ExpressionAttributeValues = { [":one"] = 1 } })
+      end
+    end }
+    return function() return writes end, other
+  end
+
+  for _, losses in ipairs({ 5, 9 }) do
+    it(string.format("a take that loses %d races in a row with capacity free backs off and is granted", losses), function()
+      local state = { T = 1700000200000 }
+      local a = clocked(state, { default_config = { limit = 1000000, window_ms = 1000 } })
+      local res = "race" .. losses
+      assert.is_true(a:acquire(res))            -- the item exists: later writes are conditioned on v
+      local b, cb = clocked(state, { default_config = { limit = 1000000, window_ms = 1000 } })
+      local writes, other = racing(state, res, losses)
+      local n, ok = H.requests(cb, function() return b:acquire(res) end)
+      assert.is_true(ok)                        -- not false: the window was never full
+      assert.equals(losses + 1, n); assert.equals(losses + 1, writes())
+      -- a backoff after every loss, within the cap for its place in the row
+      -- (the clock stands still here: a round trip counts as its floor, 1 ms)
+      assert.equals(losses, #state.slept)
+      for k, ms in ipairs(state.slept) do
+        assert.is_true(ms >= 0 and ms <= math.min(1000 / 8, 2 ^ (k - 1)), "sleep " .. k .. ": " .. ms)
+      end
+      other:close(); cb:close()
+    end)
+  end
+
+  it("a take that loses every race refuses, learns nothing, and the next call takes again", function()
+    local state = { T = 1700000300000 }
+    local a = clocked(state, { default_config = { limit = 1000000, window_ms = 1000 } })
+    assert.is_true(a:acquire("race-all"))
+    local b, cb = clocked(state, { default_config = { limit = 1000000, window_ms = 1000 } })
+    local writes, other = racing(state, "race-all", 1000)
+    assert.is_false(b:acquire("race-all"))
+    assert.equals(native.MAX_WRITES, writes())
+    assert.equals(native.MAX_WRITES - 1, #state.slept)    -- a backoff after every loss but the last
+    -- not learnt as full: the next call writes again and, the race over, is granted
+    state.hooks = nil
+    local n, ok = H.requests(cb, function() return b:acquire("race-all") end)
+    assert.equals(1, n); assert.is_true(ok)
+    other:close(); cb:close()
+  end)
+
   it("a limit of 1,000,000 works with an item of the same bounded size as a limit of 10", function()
     for _, limit in ipairs({ 10, 1000000 }) do
       local state = { T = 1700000200000 }

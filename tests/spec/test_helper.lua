@@ -143,7 +143,9 @@ function H.clock_client(state)
       if hook then hook(params) end
       return blocking.send(core, op, params)
     end,
-    sleep = function() end,
+    -- no real sleep: the clock stands still; state.slept, when given,
+    -- records each sleep asked for
+    sleep = function(ms) if state.slept then state.slept[#state.slept + 1] = ms end end,
     now_ms = function() return state.T end,
     mono_ms = function() return state.T end,
   } }
