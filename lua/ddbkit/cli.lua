@@ -64,7 +64,7 @@ end
 local OPTIONS = {
   endpoint = "URL", region = "R", profile = "P", table = "NAME", name = "N", schema = "KIND",
   port = "P", debug = false, help = false, version = false, output = "FORMAT", yes = false,
-  limit = "N", index = "NAME",
+  limit = "N", index = "NAME", ["page-size"] = "N",
 }
 -- The short options: their long names.
 local SHORT = { ["-h"] = "help", ["-o"] = "output", ["-e"] = "eval" }
@@ -80,8 +80,10 @@ local COMMANDS = {
             actions = { "create", "describe", "delete", "ttl" } },
   ["local"] = { options = { port = true }, actions = { "start", "stop", "status" } },
   config = { options = { table = true } },
-  scan = { options = { table = true, limit = true, index = true }, words = { 0, 0 } },
-  query = { options = { table = true, limit = true, index = true }, words = { 1, 1 },
+  scan = { options = { table = true, limit = true, index = true, ["page-size"] = true },
+           words = { 0, 0 } },
+  query = { options = { table = true, limit = true, index = true, ["page-size"] = true },
+            words = { 1, 1 },
             usage = "'ddbkit query' needs PK, the partition key's value" },
   get = { options = { table = true }, words = { 1, 2 },
           usage = "'ddbkit get' needs PK (and SK when the table has a sort key)" },
@@ -210,10 +212,12 @@ local function check(p)
   if p.opts.yes and words[1] ~= "delete" then
     usage(cmd, "option --yes applies to 'ddbkit table delete' only")
   end
-  local limit = p.opts.limit
-  local lim = limit and math.tointeger(tonumber(limit))
-  if limit and (not limit:match("^%d+$") or not lim or lim < 1) then
-    usage(cmd, "--limit must be a positive integer, not '" .. limit .. "'")
+  for _, o in ipairs({ "limit", "page-size" }) do
+    local v = p.opts[o]
+    local n = v and math.tointeger(tonumber(v))
+    if v and (not v:match("^%d+$") or not n or n < 1) then
+      usage(cmd, "--" .. o .. " must be a positive integer, not '" .. v .. "'")
+    end
   end
   if cmd == "help" and words[1] and not HELP[words[1]] then
     usage("help", "no help on '" .. words[1] .. "'; topics: " .. _M.topics())
@@ -403,12 +407,15 @@ local function key_names(client, name, index)
 end
 
 -- Prints every item of a paginated Scan or Query as it arrives, page by
--- page (--limit: at most that many items in all). Returns 0.
+-- page (--limit: at most that many items in all; --page-size: at most that
+-- many per request). Returns 0.
 local function print_pages(p, call, params)
   local limit = p.opts.limit and math.tointeger(tonumber(p.opts.limit))
+  local page = p.opts["page-size"] and math.tointeger(tonumber(p.opts["page-size"]))
   local shown = 0
   repeat
-    if limit then params.Limit = limit - shown end
+    params.Limit = page
+    if limit and (not page or limit - shown < page) then params.Limit = limit - shown end
     local res, err = call(params)
     if not res then fail(err.code, err.message) end
     for _, item in ipairs(res.Items or {}) do
