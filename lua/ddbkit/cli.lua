@@ -69,7 +69,7 @@ local OPTIONS = {
 -- The short options: their long names.
 local SHORT = { ["-h"] = "help", ["-o"] = "output", ["-e"] = "eval" }
 local EVERYWHERE = { endpoint = true, region = true, profile = true, debug = true,
-                     help = true, version = true, output = true }
+                     help = true, version = true }
 
 -- words: the number of arguments a command takes (min, max).
 local COMMANDS = {
@@ -89,6 +89,10 @@ local COMMANDS = {
           usage = "'ddbkit get' needs PK (and SK when the table has a sort key)" },
   help = { options = {}, words = { 0, 1 } },
 }
+-- --output applies to every command but the REPL, which prints for a person.
+for cmd, spec in pairs(COMMANDS) do
+  if cmd ~= "repl" and cmd ~= "help" then spec.options.output = true end
+end
 
 -- Reads one option at args[i]; returns its name, its value (true for a
 -- flag) and the index of the next argument, or nil and what is wrong.

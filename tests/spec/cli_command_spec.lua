@@ -248,6 +248,12 @@ describe("the ddbkit command for scripts", function()
       json_error(cli(words("-o", "json", "--bogus")), 2, "UsageError", "unknown option --bogus")
     end)
 
+    it("is refused for the REPL, which prints for a person", function()
+      local r = cli(words("-o", "json"))
+      exits(r, 2)
+      contains(r.err, "option --output does not apply to 'ddbkit repl'", r)
+    end)
+
     it("a format other than text or json is refused, naming it", function()
       local r = cli(words("-o", "yaml", "config"))
       exits(r, 2)

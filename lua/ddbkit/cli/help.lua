@@ -12,9 +12,9 @@ Connection options (every command):
   --profile P      the AWS profile to take credentials and region from
   --debug          show tracebacks with errors (also DDBKIT_DEBUG=1)
   -o, --output FORMAT
-                   text (default) or json: results as JSON, errors as one
-                   JSON line {"code":...,"message":...} on stderr (see
-                   'ddbkit help output')
+                   text (default) or json (not for the REPL): results as
+                   JSON, errors as one JSON line {"code":...,"message":...}
+                   on stderr (see 'ddbkit help output')
   -h, --help       this help
 ]]
 
