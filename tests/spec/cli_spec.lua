@@ -129,7 +129,7 @@ describe("the ddbkit command", function()
       one_line_error(ddb(words("table", "create", "--name", name, "--schema", kind)), 1,
                      "ResourceInUseException: table " .. name .. " already exists")
 
-      r = ddb(words("table", "delete", "--name", name))
+      r = ddb(words("table", "delete", "--yes", "--name", name))
       exits(r, 0)
       assert.equals("deleted table " .. name .. "\n", r.out)
       local gone, err = c:describe_table{ TableName = name }
@@ -156,7 +156,7 @@ describe("the ddbkit command", function()
       exits(r, 0)
       assert.equals("created table " .. name .. " (ACTIVE); TTL enabled on ttl\n", r.out)
       assert(c:describe_table{ TableName = name })
-      r = cli(home, words("--endpoint", H.endpoint, "table", "delete"), env)
+      r = cli(home, words("--endpoint", H.endpoint, "table", "delete", "--yes"), env)
       exits(r, 0)
       assert.equals("deleted table " .. name .. "\n", r.out)
       assert.is_nil((c:describe_table{ TableName = name }))
@@ -165,8 +165,8 @@ describe("the ddbkit command", function()
 
     it("a missing table is one line and status 1 for every action", function()
       local name = H.unique("cli-missing")
-      for _, action in ipairs({ "describe", "ttl", "delete" }) do
-        one_line_error(ddb(words("table", action, "--name", name)), 1,
+      for _, action in ipairs({ "describe", "ttl", "delete --yes" }) do
+        one_line_error(ddb(words("table", "--name", name) .. " " .. action), 1,
                        "ddbkit: ResourceNotFoundException: table " .. name .. " not found at "
                        .. H.endpoint)
       end
@@ -231,10 +231,10 @@ print("globals=" .. type(cache) .. "," .. type(dedupe) .. "," .. type(rate_limit
       assert.equals("42\ttable\n", r.out)
     end)
 
-    it("a script that raises: status 1, message and traceback on stderr", function()
+    it("a script that raises, with --debug: status 1, message and traceback on stderr", function()
       local script = home .. "/bad.lua"
       write_file(script, "local function inner()\n  error(\"kaboom\")\nend\ninner()\n")
-      local r = cli(home, words("run", "--endpoint", H.endpoint, script))
+      local r = cli(home, words("run", "--debug", "--endpoint", H.endpoint, script))
       exits(r, 1)
       assert.equals("", r.out)
       local l = lines_of(r.err)

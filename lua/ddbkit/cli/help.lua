@@ -11,6 +11,10 @@ Connection options (every command):
                    when only an endpoint is given)
   --profile P      the AWS profile to take credentials and region from
   --debug          show tracebacks with errors (also DDBKIT_DEBUG=1)
+  -o, --output FORMAT
+                   text (default) or json (not for the REPL): results as
+                   JSON, errors as one JSON line {"code":...,"message":...}
+                   on stderr (see 'ddbkit help output')
   -h, --help       this help
 ]]
 
@@ -18,6 +22,8 @@ local HELP = {}
 
 HELP.main = [[
 usage: ddbkit [COMMAND] [OPTIONS]
+       ddbkit -e EXPR [OPTIONS]
+       ddbkit help [TOPIC]
 
 Drive ddbkit (DynamoDB for Lua) from a Lua 5.4 prompt or a script, provision
 its tables, and run a local DynamoDB to try it without AWS.
@@ -25,12 +31,20 @@ its tables, and run a local DynamoDB to try it without AWS.
 Commands:
   repl                  an interactive Lua prompt with the client and every
                         store ready (the default command)
+  -e EXPR               evaluate EXPR (Lua) with the REPL's globals and print
+                        its values as the REPL does (JSON with -o json); an
+                        error, raised or returned (nil, err), exits 1
   run SCRIPT [ARGS]     run a Lua script in the same environment
+  scan                  print every item of the table (--table), page by page
+  query PK              print the items whose partition key is PK
+  get PK [SK]           print one item
   table ACTION          create | describe | delete | ttl the store table or
                         the idempotency table
   local ACTION          start | stop | status the local DynamoDB of the test
                         harness
   config                print the resolved configuration, secrets masked
+  help [TOPIC]          this help, or a command's ('ddbkit help table'), or
+                        'ddbkit help output' for the JSON output
 
 ]] .. CONNECTION_HELP .. [[
   --version        print the version of ddbkit and of Lua
@@ -98,21 +112,24 @@ Runs the Lua script SCRIPT ("-" reads it from standard input) with the REPL's
 globals (see 'ddbkit repl --help'). The script gets its arguments as ... and
 in the global arg, as the lua command gives them: arg[0] is SCRIPT, arg[1]
 the first argument. Everything after SCRIPT goes to the script.
-An error in the script prints its message and a traceback on stderr and
-exits with status 1 (130 when interrupted by Ctrl-C).
+An error in the script prints one line on stderr, "ddbkit: " and its
+message (with --debug, the script's traceback after it), and exits with
+status 1 (130 when interrupted by Ctrl-C).
 
 Options:
   --table NAME     the store table (default http-client-toolkit)
 ]] .. "\n" .. CONNECTION_HELP
 
 HELP.table = [[
-usage: ddbkit table create|describe|delete|ttl [--name N] [--schema KIND]
-                    [connection options]
+usage: ddbkit table create|describe|delete|ttl [--table NAME] [--schema KIND]
+                    [--yes] [connection options]
 
 Provisions the tables ddbkit uses (the stores never create them).
   create      create the table, wait until it is ACTIVE, enable TTL
   describe    print its status, keys, indexes, size, item count and TTL
-  delete      delete the table and wait until it is gone
+  delete      delete the table and wait until it is gone; asks to type the
+              table's name when standard input is a terminal, else needs
+              --yes (without it nothing is deleted, exit status 1)
   ttl         enable TTL on the schema's attribute if it is not, and print
               the TTL status
 
@@ -121,9 +138,13 @@ Options:
                    gsi1sk), on-demand, TTL on "ttl" -- the Node store
                    package's table;
                    idempotency: HASH cacheKey, on-demand, TTL on "expiresAt"
-  --name N         the table; default: for store, the configured table
-                   (else http-client-toolkit); for idempotency, the
-                   configured idempotency_table (else idempotency-cache)
+  --table NAME     the table (--name N is the same); default: for store,
+                   the configured table (else http-client-toolkit); for
+                   idempotency, the configured idempotency_table (else
+                   idempotency-cache)
+  --yes            delete without asking (for scripts)
+  With -o json: create, delete and ttl print one JSON object; describe
+  prints {"Table":...,"TimeToLiveDescription":...} as DynamoDB returns them.
 ]] .. "\n" .. CONNECTION_HELP
 
 HELP["local"] = [[
@@ -157,5 +178,79 @@ Options:
   --table NAME     the store table (default http-client-toolkit)
 
 ]] .. CONNECTION_HELP
+
+HELP.scan = [[
+usage: ddbkit scan [--table NAME] [--index NAME] [--limit N] [connection options]
+
+Prints every item of the table (or of its index), as it reads each page:
+one item per line, as the REPL prints it, or with -o json one JSON object
+per line (NDJSON), flushed page by page.
+
+Options:
+  --table NAME     the table (default: the configured table, else
+                   http-client-toolkit)
+  --index NAME     scan this secondary index instead
+  --limit N        stop after N items
+]] .. "\n" .. CONNECTION_HELP
+
+HELP.query = [[
+usage: ddbkit query PK [--table NAME] [--index NAME] [--limit N] [connection options]
+
+Prints the items whose partition key (the table's, or the index's with
+--index) is the string PK, in sort-key order, page by page: one item per
+line, or with -o json one JSON object per line (NDJSON). Asks DynamoDB for
+the key's name first (DescribeTable).
+
+Options:
+  --table NAME     the table (default: the configured table, else
+                   http-client-toolkit)
+  --index NAME     query this secondary index
+  --limit N        stop after N items
+]] .. "\n" .. CONNECTION_HELP
+
+HELP.get = [[
+usage: ddbkit get PK [SK] [--table NAME] [connection options]
+
+Prints the item whose partition key is the string PK (and sort key the
+string SK, which a table with a sort key needs), or with -o json the item
+as one JSON object. No such item: exit status 1 (code NotFound).
+
+Options:
+  --table NAME     the table (default: the configured table, else
+                   http-client-toolkit)
+]] .. "\n" .. CONNECTION_HELP
+
+HELP.help = [[
+usage: ddbkit help [TOPIC]
+
+Prints the help of ddbkit, or of TOPIC: a command (repl, run, table, local,
+config, scan, query, get) or output (the JSON output). Same as
+'ddbkit TOPIC --help'.
+]]
+
+HELP.output = [[
+--output json (-o json): output for scripts, as the AWS CLI's.
+
+  -e EXPR          each value on its own line as JSON
+  get              the item, one JSON object
+  scan, query      NDJSON: one item per line, written page by page
+  table ACTION     one JSON object (describe: DynamoDB's description)
+  config           one JSON object, key -> value
+Errors: nothing on stdout; one line {"code":"...","message":"..."} on
+stderr; exit status 1 (2 for a usage error, code UsageError; 130 when
+interrupted, code Interrupted).
+
+Items and values are written as plain JSON:
+  string, boolean   as they are
+  number            a JSON number when a double holds it exactly (every
+                    float; integers within +-2^53), else a string of its
+                    digits, e.g. "9007199254740993"
+  decimal           (DynamoDB numbers a double cannot hold) a string of
+                    its digits, e.g. "3.14159265358979323846"
+  binary            a string: the bytes in base64 (RFC 4648, padded)
+  set               an array of its elements (converted as above), sorted
+  null              null;  lists: arrays;  maps: objects
+  anything else     (a function, a client) its REPL text, as a string
+]]
 
 return HELP

@@ -2,9 +2,9 @@
 -- the tables ddbkit uses (the stores never create them).
 --
 --   local kind = tables.SCHEMAS.store   -- or .idempotency (--schema)
---   tables.run("create", client, table_name, kind, tty)
+--   tables.run("create", client, table_name, kind, tty, output.new("text"))
 --
--- Prints its result on stdout; problems are raised as failures
+-- Prints its result on stdout (text, or JSON with --output json); problems are raised as failures
 -- (ddbkit.cli.errors.fail).
 local core = require "ddbkit.core"
 local schema = require "ddbkit.schema"
@@ -104,7 +104,7 @@ local function ensure_ttl(client, name, attr)
   return "TTL enabled on " .. attr
 end
 
-local function table_create(client, name, kind, tty)
+local function table_create(client, name, kind, tty, o)
   local res, err = client:create_table(schema.create_table_params(kind.params, name))
   if not res then
     if err.code == "ResourceInUseException" then
@@ -114,18 +114,23 @@ local function table_create(client, name, kind, tty)
   end
   wait_table(client, name, "creating " .. name, tty,
              function(t) return t and t.TableStatus == "ACTIVE" end)
-  out("created table ", escape(name), " (ACTIVE); ", escape(ensure_ttl(client, name, kind.ttl)), "\n")
+  local ttl = ensure_ttl(client, name, kind.ttl)
+  if o.json then return o:value{ table = name, status = "ACTIVE", ttl = ttl } end
+  out("created table ", escape(name), " (ACTIVE); ", escape(ttl), "\n")
 end
 
-local function table_delete(client, name, _, tty)
+local function table_delete(client, name, _, tty, o)
   local res, err = client:delete_table{ TableName = name }
   if not res then table_fail(client, name, err) end
   wait_table(client, name, "deleting " .. name, tty, function(t) return t == nil end)
+  if o.json then return o:value{ table = name, deleted = true } end
   out("deleted table ", escape(name), "\n")
 end
 
-local function table_ttl(client, name, kind)
-  out(escape(name), ": ", escape(ensure_ttl(client, name, kind.ttl)), "\n")
+local function table_ttl(client, name, kind, _, o)
+  local ttl = ensure_ttl(client, name, kind.ttl)
+  if o.json then return o:value{ table = name, ttl = ttl } end
+  out(escape(name), ": ", escape(ttl), "\n")
 end
 
 -- Rows of what DynamoDB said (names, statuses): escaped, since a server
@@ -156,9 +161,14 @@ local function keys_text(key_schema, types)
   return concat(parts, ", ")
 end
 
-local function table_describe(client, name)
+local function table_describe(client, name, _, _, o)
   local res, err = client:describe_table{ TableName = name }
   if not res then table_fail(client, name, err) end
+  if o.json then   -- DynamoDB's own description, for scripts that know its fields
+    local ttl, terr = client:describe_time_to_live{ TableName = name }
+    if not ttl then table_fail(client, name, terr) end
+    return o:value{ Table = res.Table, TimeToLiveDescription = ttl.TimeToLiveDescription }
+  end
   local t = map(res.Table)
   local types = {}
   for _, a in ipairs(map(t.AttributeDefinitions)) do
@@ -193,11 +203,28 @@ end
 local ACTIONS = { create = table_create, describe = table_describe, delete = table_delete,
                   ttl = table_ttl }
 
---- tables.run(action, client, name, kind, tty): runs one action on the
+--- tables.run(action, client, name, kind, tty, o): runs one action on the
 -- table name of kind (one of SCHEMAS); tty: whether stderr is a terminal,
--- to show a spinner while waiting.
-function _M.run(action, client, name, kind, tty)
-  ACTIONS[action](client, name, kind, tty)
+-- to show a spinner while waiting; o: the ddbkit.cli.output to print with.
+function _M.run(action, client, name, kind, tty, o)
+  ACTIONS[action](client, name, kind, tty, o)
+end
+
+--- tables.confirm_delete(name, yes, tty_in): raises unless the deletion of
+-- name is confirmed: by --yes (yes), else on a terminal (tty_in: stdin is
+-- one) by typing the table's name. Without either nothing is deleted.
+function _M.confirm_delete(name, yes, tty_in)
+  if yes then return end
+  if not tty_in then
+    fail("NotConfirmed", "not deleting table " .. name .. ": standard input is not a terminal "
+         .. "to confirm on; add --yes to delete it")
+  end
+  say("This deletes table ", escape(name), " and every item in it.\n",
+      "Type the table name to confirm: ")
+  local line = io.stdin:read("l")
+  if line ~= name then
+    fail("NotConfirmed", "not deleting table " .. name .. ": the name typed did not match")
+  end
 end
 
 return _M
