@@ -28,9 +28,13 @@ function H.proxied_client(opts)
 end
 
 local seq = 0
+-- LuaJIT's math.random is unseeded: two spec processes started in the same
+-- second drew the same names ("Cannot create preexisting table" on a
+-- shared DynamoDB Local). A table's address differs between processes.
+local NONCE = (tostring({}):match("0x(%x+)") or "0"):sub(-8)
 function H.unique(prefix)
   seq = seq + 1
-  return string.format("%s-%d-%d-%d", prefix or "t", os.time(), math.random(1, 1e6), seq)
+  return string.format("%s-%d-%s-%d-%d", prefix or "t", os.time(), NONCE, math.random(1, 1e6), seq)
 end
 
 -- Creates a table with a string hash key `pk` and optional range key `sk`.
