@@ -35,7 +35,7 @@ local function synopsis(text)
   return rest:sub(e + 1, close)
 end
 
-local PAGES = { "cache" }
+local PAGES = { "cache", "dedupe" }
 
 describe("docs synopses", function()
   for _, page in ipairs(PAGES) do
