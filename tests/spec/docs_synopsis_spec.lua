@@ -5,7 +5,8 @@
 -- docs/README.md). A block preceded by the line "<!-- fragment -->" is a
 -- piece of a larger program (needs nginx) and is not run here.
 -- Each synopsis creates its own table when missing. A `print(...)` line
--- ending with a comment `-- WORD ...` promises WORD among what it prints;
+-- ending with a comment `-- WORD ...` promises WORD (up to a space, `:`, `,`
+-- or `;`) among what it prints;
 -- the test checks every such promise, so the comments cannot drift.
 local H = require "test_helper"
 
@@ -35,7 +36,7 @@ local function synopsis(text)
   return rest:sub(e + 1, close)
 end
 
-local PAGES = { "cache", "dedupe" }
+local PAGES = { "cache", "dedupe", "ratelimit" }
 
 describe("docs synopses", function()
   for _, page in ipairs(PAGES) do
@@ -58,7 +59,7 @@ describe("docs synopses", function()
       assert(ok, page .. ".md synopsis raised: " .. tostring(err))
       local printed = table.concat(out, "\n")
       local promises = 0
-      for word in code:gmatch("print%b()[^\n]-%-%-%s*(%S+)") do
+      for word in code:gmatch("print%b()[^\n]-%-%-%s*([^%s:,;]+)") do
         promises = promises + 1
         assert.truthy(printed:find(word, 1, true),
                       page .. ".md synopsis should print " .. word .. ", printed:\n" .. printed)
