@@ -36,7 +36,7 @@ local function synopsis(text)
   return rest:sub(e + 1, close)
 end
 
-local PAGES = { "cache", "dedupe", "ratelimit" }
+local PAGES = { "cache", "dedupe", "ratelimit", "adaptive" }
 
 describe("docs synopses", function()
   for _, page in ipairs(PAGES) do
