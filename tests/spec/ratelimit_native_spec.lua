@@ -59,6 +59,8 @@ describe("ddbkit.ratelimit native layout, one process", function()
     assert.has_error(function() ddbkit.ratelimit.new{ client = c, layout = "fast" } end,
       'ddbkit.ratelimit.new: opts.layout must be "node" or "native", got fast')
     assert.has_error(function() ddbkit.ratelimit.new{ client = c, layout = "native", lease_ms = -1 } end)
+    assert.has_error(function() n:record("r") end,
+      "ddbkit.ratelimit:record is not supported by the native layout (it has no log items; acquire records the grant)")
     c:close()
   end)
 

@@ -562,6 +562,14 @@ function _M:get_wait_time(resource)
   return max(0, first + cfg.window_ms + self.skew - now + 1)
 end
 
+--- store:record(): not supported (the native layout has no log items;
+--- acquire is the grant). Raises, naming the layout, rather than failing
+--- as a call of nil.
+function _M:record()
+  error(NAME .. ":record is not supported by the native layout (it has no log items; "
+        .. "acquire records the grant)", 2)
+end
+
 --- store:reset(resource) -> true | nil, err: deletes the item (1 request).
 function _M:reset(resource)
   local tbl, pk = prepare(self, resource)
