@@ -29,6 +29,11 @@ fi
 lua5.4 scripts/setup_tables.lua "$ENDPOINT" "$@"
 if [ -t 0 ] && [ -z "${DDBKIT_DEMO:-}" ]; then
     echo "The ddbkit REPL on $ENDPOINT (:help for help, Ctrl-D to leave; DDBKIT_DEMO=1 make run for the demo)"
+    # set -m: the REPL runs in its own process group, which gets the
+    # terminal, so a Ctrl-C typed at its prompt reaches the REPL only (it
+    # cancels the line), not this script nor the `make` that runs it (which
+    # would otherwise end with 130 once the REPL is left).
+    set -m
     DDBKIT_IDEMPOTENCY_TABLE="${2:-idempotency-cache}" \
         build/ddbkit --endpoint "$ENDPOINT" --table "${1:-http-client-toolkit}"
 else
