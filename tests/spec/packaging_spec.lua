@@ -156,3 +156,38 @@ for _, flavour in ipairs{ { lua = "5.4", interp = "lua5.4" }, { lua = "5.1", int
     end)
   end)
 end
+
+describe("the version", function()
+  it("is engine/ddbkit.h's, and the rockspec's name and version say the same", function()
+    local v = version()
+    local ls = sh("cd " .. q(ROOT) .. " && ls *.rockspec")
+    assert.equals("ddbkit-" .. v .. "-1.rockspec", (ls:gsub("%s+$", "")))
+    local spec = assert(H.read_file(ROOT .. "/ddbkit-" .. v .. "-1.rockspec"))
+    assert.equals(v .. "-1", spec:match('\nversion%s*=%s*"([^"]+)"'))
+    assert.equals("v" .. v, spec:match('tag%s*=%s*"([^"]+)"'))
+  end)
+
+  it("heads CHANGELOG.md", function()
+    local log = assert(H.read_file(ROOT .. "/CHANGELOG.md"), "CHANGELOG.md not found")
+    local top = log:match("\n## %[([^%]]+)%]")
+    assert.equals(version(), top)
+  end)
+
+  it("is every Lua module's _VERSION", function()
+    local v = version()
+    local files = sh("cd " .. q(ROOT) .. " && grep -rl '_VERSION *= *\"' lua")
+    local n = 0
+    for f in files:gmatch("[^\n]+") do
+      local text = assert(H.read_file(ROOT .. "/" .. f))
+      for found in text:gmatch('_VERSION%s*=%s*"([^"]*)"') do
+        n = n + 1
+        assert.equals(v, found, f .. "'s _VERSION")
+      end
+    end
+    assert.is_true(n > 0, "no _VERSION literal found under lua/")
+  end)
+
+  it("is what ddbkit._VERSION reports", function()
+    assert.equals(version(), require("ddbkit")._VERSION)
+  end)
+end)
