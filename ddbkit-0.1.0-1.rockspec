@@ -1,5 +1,6 @@
--- ddbkit's rockspec: `luarocks make` from the checkout (add
--- --lua-version=5.1 for LuaJIT / OpenResty). The version is the one in
+-- ddbkit's rockspec: `luarocks --lua-version=5.4 make` from the checkout,
+-- or --lua-version=5.1 for LuaJIT / OpenResty (the module then built is
+-- LuaJIT's: PUC Lua 5.1 lacks luaL_setfuncs). The version is the one in
 -- engine/ddbkit.h (DDBK_VERSION); tests/spec/packaging_spec.lua checks that
 -- this file's name and `version` agree with it.
 rockspec_format = "3.0"
