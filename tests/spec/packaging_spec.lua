@@ -51,7 +51,12 @@ describe("make install into a scratch PREFIX", function()
     prefix = H.mktemp_dir()
     out, ok = sh("make -C " .. q(ROOT) .. " --no-print-directory install PREFIX=" .. q(prefix))
   end)
-  teardown(function() sh("rm -rf " .. q(prefix)) end)
+  teardown(function()
+    sh("rm -rf " .. q(prefix))
+    -- install compiled the scratch PREFIX into build/ddbkit: build it back
+    -- for the default one, which the later specs' `make`-built tree has.
+    sh("make -C " .. q(ROOT) .. " --no-print-directory build/ddbkit")
+  end)
 
   it("installs the library with its SONAME, the header, ddbkit.pc and the Lua modules", function()
     assert.is_true(ok, out)
@@ -84,6 +89,17 @@ describe("make install into a scratch PREFIX", function()
     local flags = sh(pc .. "--cflags --libs ddbkit")
     assert.matches("-I" .. prefix:gsub("%p", "%%%0") .. "/include", flags)
     assert.matches("-lddbkit", flags, 1, true)
+  end)
+
+  it("installs a ddbkit command that runs the prefix's Lua modules", function()
+    assert.is_true(ok, out)
+    H.write_file(prefix .. "/where.lua", 'print("lua " .. package.searchpath("ddbkit", package.path))\n'
+      .. 'print("version " .. require("ddbkit")._VERSION)\n')
+    local run, ran = sh("cd " .. q(prefix) .. " && unset LUA_PATH LUA_CPATH && ./bin/ddbkit --endpoint "
+      .. q(H.endpoint) .. " --region us-east-1 run where.lua", 60)
+    assert.is_true(ran, run)
+    assert.matches("lua " .. prefix:gsub("%p", "%%%0") .. "/share/lua/5%.4/ddbkit/init%.lua", run)
+    assert.matches("version " .. version():gsub("%p", "%%%0"), run)
   end)
 
   it("compiles the README's C quick start with pkg-config and runs it", function()
