@@ -45,7 +45,7 @@ SHIM    := $(B)/loopback_bind.so
 CLI     := $(B)/ddbkit
 GAMEHOST := $(B)/gamehost
 
-.PHONY: all deps test run bench install uninstall rock rock-install clean fuzz ctest lint FORCE
+.PHONY: all deps test run bench install clean fuzz ctest lint FORCE
 # Keep the objects the test binaries are linked from: without this make
 # deletes them as intermediates and rebuilds them every time.
 .SECONDARY:
@@ -334,6 +334,7 @@ ldconfig_or_say = \
     echo "ddbkit: with LD_LIBRARY_PATH=$(1), or add it to /etc/ld.so.conf.d/ and run ldconfig"; \
   fi
 
+.PHONY: uninstall rock rock-install
 # Removes what install put under PREFIX (the same variables).
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/libddbkit.a $(DESTDIR)$(PREFIX)/lib/libddbkit.so \
