@@ -53,8 +53,8 @@ describe("make install into a scratch PREFIX", function()
   end)
   teardown(function()
     sh("rm -rf " .. q(prefix))
-    -- install compiled the scratch PREFIX into build/ddbkit: build it back
-    -- for the default one, which the later specs' `make`-built tree has.
+    -- install compiled the scratch PREFIX into build/ddbkit (its installed
+    -- paths); build it again for the default PREFIX, as `make` left it.
     sh("make -C " .. q(ROOT) .. " --no-print-directory build/ddbkit")
   end)
 
