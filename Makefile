@@ -305,22 +305,65 @@ install: all
 	ln -sf libddbkit.so.$(DDBK_VER) $(DESTDIR)$(PREFIX)/lib/$(LIB_SONAME)
 	ln -sf $(LIB_SONAME) $(DESTDIR)$(PREFIX)/lib/libddbkit.so
 	install -m 644 engine/ddbkit.h $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define DDBK_VERSION "\(.*\)"/\1/p' engine/ddbkit.h)|' \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(DDBK_VER)|' \
 	  ddbkit.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ddbkit.pc
 	install -d $(DESTDIR)$(LUA54_CMOD)/ddbkit $(DESTDIR)$(LUAJIT_CMOD)/ddbkit
 	install -m 755 $(CORE54) $(DESTDIR)$(LUA54_CMOD)/ddbkit/core.so
 	install -m 755 $(COREJIT) $(DESTDIR)$(LUAJIT_CMOD)/ddbkit/core.so
-	for d in $(LUA54_LMOD) $(LUAJIT_LMOD); do \
-	  (cd lua && find ddbkit -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$$d/{} \;); \
-	  (cd scripts && find policies strategies examples -name '*.lua' 2>/dev/null \
-	    -exec install -D -m 644 {} $(DESTDIR)$$d/ddbkit/scripts/{} \;); \
-	done
+	for d in $(LUA54_LMOD) $(LUAJIT_LMOD); do $(call install_lua,$(DESTDIR)$$d); done
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(HARNESS_DIR)
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/ddbkit
 	install -m 755 tests/harness/ddb_local.sh tests/harness/deps.sh $(DESTDIR)$(HARNESS_DIR)/
 	install -m 644 tests/harness/daemon.sh tests/harness/proc.sh $(DESTDIR)$(HARNESS_DIR)/
 	install -m 755 $(SHIM) $(DESTDIR)$(HARNESS_DIR)/
 	install -m 644 tests/harness/package.json tests/harness/package-lock.json $(DESTDIR)$(HARNESS_DIR)/
+	@$(call ldconfig_or_say,$(PREFIX)/lib)
+
+# The Lua modules (ddbkit.*, and resty.ddbkit for those who look there) and
+# the shipped scripts into one Lua module directory: the scripts go to
+# ddbkit/scripts/, where ddbkit/store.lua looks for them once installed.
+install_lua = (cd lua && find ddbkit resty -name '*.lua' -exec install -D -m 644 {} $(1)/{} \;) && \
+  (cd scripts && find policies strategies examples -name '*.lua' \
+    -exec install -D -m 644 {} $(1)/ddbkit/scripts/{} \;)
+
+# The dynamic linker finds libddbkit.so.N by itself only in the directories
+# of its cache (ldconfig -v lists them). There, as root and not staging into
+# a DESTDIR, refresh the cache; anywhere else say how a program will find it.
+ldconfig_or_say = \
+  if [ -z "$(DESTDIR)" ] && ldconfig -v -N -X 2>/dev/null | sed -n 's/^\(\/[^:]*\):.*/\1/p' | grep -qx '$(1)'; then \
+    if [ "$$(id -u)" = 0 ]; then ldconfig; \
+    else echo "ddbkit: installed libddbkit into $(1); run ldconfig as root so programs find it"; fi; \
+  elif [ -z "$(DESTDIR)" ]; then \
+    echo "ddbkit: $(1) is not a directory the dynamic linker searches: run programs"; \
+    echo "ddbkit: with LD_LIBRARY_PATH=$(1), or add it to /etc/ld.so.conf.d/ and run ldconfig"; \
+  fi
+
+.PHONY: uninstall rock rock-install
+# Removes what install put under PREFIX (the same variables).
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/libddbkit.a $(DESTDIR)$(PREFIX)/lib/libddbkit.so \
+	  $(DESTDIR)$(PREFIX)/lib/$(LIB_SONAME) $(DESTDIR)$(PREFIX)/lib/libddbkit.so.$(DDBK_VER) \
+	  $(DESTDIR)$(PREFIX)/include/ddbkit.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/ddbkit.pc \
+	  $(DESTDIR)$(PREFIX)/bin/ddbkit
+	for d in $(LUA54_CMOD) $(LUAJIT_CMOD) $(LUA54_LMOD) $(LUAJIT_LMOD); do \
+	  rm -rf $(DESTDIR)$$d/ddbkit; rm -f $(DESTDIR)$$d/resty/ddbkit.lua; done
+	rm -rf $(DESTDIR)$(PREFIX)/share/ddbkit
+
+# `luarocks make` (ddbkit-VERSION-1.rockspec) drives these two with its own
+# LUA_INCDIR, LIBDIR and LUADIR. `rock` builds the one ddbkit.core the Lua
+# behind LUA_INCDIR loads, in build/ like `make all`, so objects already
+# built are reused: Lua 5.4's, or for a 5.1 lua.h LuaJIT's (built against
+# LuaJIT's headers, as OpenResty runs it).
+ROCK_LUA_NUM = $(shell sed -n 's/^\#define LUA_VERSION_NUM[[:space:]]*\([0-9]*\).*/\1/p' '$(LUA_INCDIR)/lua.h')
+ROCK_CORE = $(if $(filter 504,$(ROCK_LUA_NUM)),$(CORE54),$(if $(filter 501,$(ROCK_LUA_NUM)),$(COREJIT)))
+
+rock:
+	@test -n "$(ROCK_CORE)" || { echo "ddbkit: no Lua 5.4 or 5.1 lua.h in LUA_INCDIR='$(LUA_INCDIR)'" >&2; exit 1; }
+	@$(MAKE) --no-print-directory $(ROCK_CORE)
+
+rock-install: rock
+	install -D -m 755 $(ROCK_CORE) $(LIBDIR)/ddbkit/core.so
+	$(call install_lua,$(LUADIR))
 
 clean:
 	rm -rf $(B)
