@@ -253,5 +253,5 @@ return {
   lines_of = lines_of, contains = contains, lacks = lacks, words = words, clean_env = clean_env,
   cli = cli, show = show, exits = exits, one_line_error = one_line_error, free_port = free_port,
   PROMPT = PROMPT, CONTINUE = CONTINUE, count_prompts = count_prompts, new_repl = new_repl,
-  last_line = last_line,
+  last_line = last_line, Repl = Repl,
 }

@@ -26,7 +26,6 @@ local function rm_rf(dir)
   if dir and dir:match("^/.*/tmp%.[%w]+$") then sh("rm -rf " .. q(dir)) end
 end
 
-local function pause() sh("sleep 0.05") end
 
 local ROOT = (sh("sh -c " .. q("cd " .. q(H.spec_dir() .. "/../..") .. " && pwd -P")):gsub("\n$", ""))
 local HARNESS = ROOT .. "/tests/harness"
@@ -68,7 +67,9 @@ local function count(screen, needle)
   return n
 end
 
-local Term = {}
+-- A terminal running run_demo.sh: cli_helper's REPL terminal (private
+-- tmux server, screen, wait, type, key, close) with its own launch line.
+local Term = setmetatable({}, { __index = require("cli_helper").Repl })
 Term.__index = Term
 
 -- cmd: what to run (default run_demo.sh).
@@ -77,11 +78,6 @@ local function new_term(port, cmd)
   return setmetatable({ dir = dir, sock = dir .. "/tmux.sock", conf = dir .. "/tmux.conf",
                         name = H.unique("make-run"), port = port,
                         cmd = cmd or q(HARNESS .. "/run_demo.sh") }, Term)
-end
-
-function Term:tmux(args)
-  return (sh(string.format("timeout -k 2 20 env LC_ALL=C.UTF-8 tmux -f %s -S %s %s 2>&1",
-                           q(self.conf), q(self.sock), args)))
 end
 
 function Term:start()
@@ -105,50 +101,21 @@ function Term:start()
   self.started = true
 end
 
-function Term:screen()
-  return self:tmux("capture-pane -p -S - -t " .. q(self.name))
-end
-
-function Term:wait(pred, what, seconds)
-  local screen
-  for _ = 1, (seconds or 15) * 20 do
-    screen = self:screen()
-    if pred(screen) then return screen end
-    pause()
-  end
-  error("timed out waiting for " .. what .. "; the screen:\n" .. screen, 2)
-end
-
 function Term:prompts() return count(self:screen(), "ddbkit>") end
-
-function Term:keys(k)
-  local out = self:tmux("send-keys -t " .. q(self.name) .. " " .. k)
-  assert(out == "", "tmux send-keys: " .. out)
-end
-
-function Term:type(text)
-  local out = self:tmux("send-keys -t " .. q(self.name) .. " -l " .. q(text))
-  assert(out == "", "tmux send-keys: " .. out)
-end
-
-function Term:close()
-  if self.started then self:tmux("kill-server") end
-  rm_rf(self.dir)
-end
 
 -- Ctrl-C at the prompt, then a call, then Ctrl-D: what every case checks.
 local function ctrl_c_call_ctrl_d(t)
   t:wait(function(s) return count(s, "ddbkit>") >= 1 end, "the REPL's first prompt", 120)
   local n = t:prompts()
-  t:keys("C-c")
+  t:key("C-c")
   t:wait(function(s) return count(s, "ddbkit>") > n end, "a fresh prompt after Ctrl-C")
   assert(answers(t.port), "DynamoDB Local on port " .. t.port .. " died of the Ctrl-C")
   t:type("t = client:list_tables{} print('TABLES', #t.TableNames)")
-  t:keys("Enter")
+  t:key("Enter")
   local screen = t:wait(function(s) return s:find("TABLES%s+%d") or s:find("Error") end,
                         "the answer to list_tables")
   assert(screen:find("TABLES%s+%d"), "the call after Ctrl-C failed:\n" .. screen)
-  t:keys("C-d")
+  t:key("C-d")
   screen = t:wait(function(s) return s:find("EXIT:%d+") end, "run_demo.sh to end")
   assert(screen:find("EXIT:0", 1, true), "run_demo.sh should exit 0 after Ctrl-D:\n" .. screen)
 end
