@@ -60,6 +60,38 @@ local function run(code, name)
   return printed
 end
 
+-- What the synopsis says it prints: the `--> ...` comments, in order. Fields
+-- are separated by two or more spaces (print's tabs), a field ending in
+-- "..." matches any text starting so, and a trailing "(...)" is a remark.
+local function expectations(code)
+  local out = {}
+  for line in code:gmatch("[^\n]+") do
+    local e = line:match("%-%->%s*(.-)%s*$")
+    if e then
+      e = e:gsub("%s*%b()$", "")
+      local fields = {}
+      for f in (e .. "  "):gmatch("(.-)%s%s+") do fields[#fields + 1] = f end
+      out[#out + 1] = fields
+    end
+  end
+  return out
+end
+
+local function matches(fields, printed)
+  local got = {}
+  for f in (printed .. "\t"):gmatch("(.-)\t") do got[#got + 1] = f end
+  if #got ~= #fields then return false end
+  for i, f in ipairs(fields) do
+    local prefix = f:match("^(.-)%.%.%.$")
+    if prefix then
+      if got[i]:sub(1, #prefix) ~= prefix then return false end
+    elseif got[i] ~= f then
+      return false
+    end
+  end
+  return true
+end
+
 local function ensure_table(client, name, table_schema)
   local ok, err = client:create_table(schema.create_table_params(table_schema, name))
   if not ok then assert(err.code == "ResourceInUseException", tostring(err)) end
@@ -85,6 +117,14 @@ describe("the docs pages' synopses", function()
       end
       local out = run(s.text, name)
       assert.truthy(#out > 0, name .. " printed nothing")
+      -- each promised output appears, in order
+      local at = 1
+      for _, fields in ipairs(expectations(s.text)) do
+        while at <= #out and not matches(fields, out[at]) do at = at + 1 end
+        assert.truthy(at <= #out, name .. ": never printed " .. table.concat(fields, "  ")
+                      .. "; printed:\n" .. table.concat(out, "\n"))
+        at = at + 1
+      end
     end)
   end
 end)
