@@ -6,8 +6,7 @@
 -- before it (it needs nginx) is only compiled. The two tables `make run`
 -- creates are created first when missing, as the store pages assume.
 local H = require "test_helper"
-local ddbkit = require "ddbkit"
-local schema = require "ddbkit.schema"
+local DOC = require "doc_examples"
 
 local DOCS = H.spec_dir() .. "/../../docs/"
 local PAGES = { "client", "cache", "dedupe", "ratelimit", "adaptive", "lock",
@@ -17,48 +16,13 @@ local PAGES = { "client", "cache", "dedupe", "ratelimit", "adaptive", "lock",
 -- { text, fragment, line } of the page's Synopsis block, or nil.
 local function synopsis(page)
   local text = assert(H.read_file(DOCS .. page .. ".md"), "docs/" .. page .. ".md not found")
-  local in_syn, cur, prev, n = false, nil, "", 0
-  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-    n = n + 1
-    if cur then
-      if line:match("^```%s*$") then return cur end
-      cur.text = cur.text .. line .. "\n"
-    elseif line:match("^## ") then
-      in_syn = line:match("^## Synopsis%s*$") ~= nil
-    elseif in_syn and line:match("^```lua%s*$") then
-      cur = { text = "", fragment = prev:match("^<!%-%- fragment %-%->%s*$") ~= nil, line = n }
-    end
-    if line:match("%S") then prev = line end
+  for _, b in ipairs(DOC.blocks(text, "docs/" .. page .. ".md")) do
+    if b.lang == "lua" and b.section == "Synopsis" then return b end
   end
   return nil
 end
 
-local function compile(code, name, env)
-  if setfenv then
-    local f, err = loadstring(code, "=" .. name)
-    if f and env then setfenv(f, env) end
-    return f, err
-  end
-  return load(code, "=" .. name, "t", env)
-end
-
-local function run(code, name)
-  local printed = {}
-  local env = setmetatable({}, { __index = _G })
-  env.print = function(...)
-    local parts = {}
-    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
-    printed[#printed + 1] = table.concat(parts, "\t")
-  end
-  env.os = setmetatable({ getenv = function(k)
-    if k == "DDBKIT_ENDPOINT" then return H.endpoint end
-    return os.getenv(k)
-  end }, { __index = os })
-  local f, err = compile(code, name, env)
-  assert(f, err)
-  f()
-  return printed
-end
+local compile, run = DOC.compile, DOC.run
 
 -- What the synopsis says it prints: the `--> ...` comments, in order. Fields
 -- are separated by two or more spaces (print's tabs), a field ending in
@@ -92,19 +56,8 @@ local function matches(fields, printed)
   return true
 end
 
-local function ensure_table(client, name, table_schema)
-  local ok, err = client:create_table(schema.create_table_params(table_schema, name))
-  if not ok then assert(err.code == "ResourceInUseException", tostring(err)) end
-  assert(client:wait_for_table(name, 30000))
-end
-
 describe("the docs pages' synopses", function()
-  setup(function()
-    local c = H.client()
-    ensure_table(c, ddbkit.DEFAULT_TABLE_NAME, ddbkit.TABLE_SCHEMA)
-    ensure_table(c, ddbkit.IDEMPOTENCY_TABLE_NAME, ddbkit.IDEMPOTENCY_TABLE_SCHEMA)
-    c:close()
-  end)
+  setup(DOC.make_run_tables)
 
   for _, page in ipairs(PAGES) do
     it("docs/" .. page .. ".md has a Synopsis that runs as written", function()

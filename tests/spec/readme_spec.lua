@@ -17,7 +17,7 @@
 -- creates them when they are missing, as `make run` does.
 local H = require "test_helper"
 local ddbkit = require "ddbkit"
-local schema = require "ddbkit.schema"
+local DOC = require "doc_examples"
 
 local q = H.shell_quote
 local ROOT = H.spec_dir() .. "/../.."
@@ -31,31 +31,7 @@ local function sh(cmd)
   return out, ok == true or code == 0
 end
 
--- The fenced blocks of the README, in order: { lang, text, fragment, line }.
-local function blocks()
-  local out, cur, prev = {}, nil, ""
-  local n = 0
-  for line in (README .. "\n"):gmatch("([^\n]*)\n") do
-    n = n + 1
-    if cur then
-      if line:match("^```%s*$") then
-        out[#out + 1] = cur
-        cur = nil
-      else
-        cur.text = cur.text .. line .. "\n"
-      end
-    else
-      local lang = line:match("^```(%w*)%s*$")
-      if lang then
-        cur = { lang = lang, text = "", fragment = prev:match("^<!%-%- fragment %-%->%s*$") ~= nil,
-                line = n }
-      end
-      if line:match("%S") then prev = line end
-    end
-  end
-  assert(cur == nil, "README.md: a fenced block is not closed")
-  return out
-end
+local blocks = function() return DOC.blocks(README, "README.md") end
 
 local function of_lang(lang)
   local out = {}
@@ -63,38 +39,7 @@ local function of_lang(lang)
   return out
 end
 
-local function ensure_table(client, name, table_schema)
-  local ok, err = client:create_table(schema.create_table_params(table_schema, name))
-  if not ok then assert(err.code == "ResourceInUseException", tostring(err)) end
-  assert(client:wait_for_table(name, 30000))
-end
-
--- Runs `code` in an environment where print is captured and
--- os.getenv("DDBKIT_ENDPOINT") is the test's DynamoDB Local; returns the
--- printed lines.
-local function run_lua(code, name)
-  local printed = {}
-  local env = setmetatable({}, { __index = _G })
-  env.print = function(...)
-    local parts = {}
-    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
-    printed[#printed + 1] = table.concat(parts, "\t")
-  end
-  env.os = setmetatable({ getenv = function(k)
-    if k == "DDBKIT_ENDPOINT" then return H.endpoint end
-    return os.getenv(k)
-  end }, { __index = os })
-  local f, err
-  if setfenv then
-    f, err = loadstring(code, "=" .. name)
-    if f then setfenv(f, env) end
-  else
-    f, err = load(code, "=" .. name, "t", env)
-  end
-  assert(f, err)
-  f()
-  return printed
-end
+local run_lua = DOC.run
 
 local function has_line(lines, pattern)
   for _, l in ipairs(lines) do if l:find(pattern) then return true end end
@@ -105,12 +50,7 @@ describe("the README's Lua examples", function()
   local lua_blocks = of_lang("lua")
   local quick = lua_blocks[1]
 
-  setup(function()
-    local c = H.client()
-    ensure_table(c, ddbkit.DEFAULT_TABLE_NAME, ddbkit.TABLE_SCHEMA)
-    ensure_table(c, ddbkit.IDEMPOTENCY_TABLE_NAME, ddbkit.IDEMPOTENCY_TABLE_SCHEMA)
-    c:close()
-  end)
+  setup(DOC.make_run_tables)
 
   it("the first ```lua block is the quick start and runs as written", function()
     assert.truthy(quick.text:find('require "ddbkit"', 1, true))
@@ -290,12 +230,7 @@ describe("the README's OpenResty example", function()
     return code, body, h
   end
 
-  setup(function()
-    local c = H.client()
-    ensure_table(c, ddbkit.DEFAULT_TABLE_NAME, ddbkit.TABLE_SCHEMA)
-    ensure_table(c, ddbkit.IDEMPOTENCY_TABLE_NAME, ddbkit.IDEMPOTENCY_TABLE_SCHEMA)
-    c:close()
-  end)
+  setup(DOC.make_run_tables)
 
   it("passes nginx -t and serves the cache, the limit and idempotent POSTs through ddbkit", function()
     local prefix = H.mktemp_dir()
