@@ -9,50 +9,18 @@
 local H = require "test_helper"
 local q = H.shell_quote
 
-local function sh(cmd)
-  local p = assert(io.popen("env -u LD_PRELOAD " .. cmd))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local ROOT = (sh("sh -c " .. q("cd " .. q(H.spec_dir() .. "/../..") .. " && pwd -P")):gsub("\n$", ""))
-local BIN = ROOT .. "/build/ddbkit"
-do
-  local preload = os.getenv("LD_PRELOAD") or ""
-  local f = preload:find("asan", 1, true) and io.open(ROOT .. "/build/ddbkit-asan", "r")
-  if f then f:close() BIN = ROOT .. "/build/ddbkit-asan" end
-end
-local PATH = os.getenv("PATH") or "/usr/local/bin:/usr/bin:/bin"
-
-local function words(...)
-  local t = {}
-  for i, w in ipairs({ ... }) do t[i] = q(w) end
-  return table.concat(t, " ")
-end
+-- The command, its clean environment and the reports of a run: cli_helper's.
+local CH = require "cli_helper"
+local sh, BIN, words, show, exits, clean_env = CH.sh, CH.BIN, CH.words, CH.show, CH.exits, CH.clean_env
 
 local home
 
-local function env_prefix()
-  return table.concat({ "env -i", "PATH=" .. q(PATH), "HOME=" .. q(home),
-    "XDG_CONFIG_HOME=" .. q(home .. "/config"), "XDG_STATE_HOME=" .. q(home .. "/state"),
-    "DDBKIT_ENDPOINT=" .. q(H.endpoint) }, " ")
-end
+local function env_prefix() return clean_env(home, { DDBKIT_ENDPOINT = H.endpoint }) end
 
 -- `ddbkit <args>` (quoted), stdin from o.stdin (else /dev/null), bounded.
 -- Returns { out, err, status, cmd }.
 local function cli(args, o)
-  o = o or {}
-  local errfile, stdin = home .. "/stderr", "/dev/null"
-  if o.stdin then
-    stdin = home .. "/stdin"
-    H.write_file(stdin, o.stdin)
-  end
-  local cmd = string.format("timeout -k 5 60 %s %s %s 2>%s <%s; echo \"EXIT:$?\"",
-                            env_prefix(), q(BIN), args, q(errfile), q(stdin))
-  local out, status = sh(cmd):match("^(.-)EXIT:(%d+)\n$")
-  assert(out, "no exit status from " .. cmd)
-  return { out = out, err = H.read_file(errfile) or "", status = tonumber(status), cmd = cmd }
+  return CH.cli(home, args, { stdin = o and o.stdin, env = { DDBKIT_ENDPOINT = H.endpoint } })
 end
 
 -- The same on a terminal: `script` gives the command a pty; answer is
@@ -64,14 +32,6 @@ local function on_terminal(args, answer)
   local out, status = sh(cmd):match("^(.-)EXIT:(%d+)\n$")
   assert(out, "no exit status from " .. cmd)
   return { out = out, status = tonumber(status), cmd = cmd, err = "" }
-end
-
-local function show(r)
-  return string.format("\n$ %s\nexit %d\n--- stdout\n%s--- stderr\n%s", r.cmd, r.status, r.out, r.err)
-end
-
-local function exits(r, status)
-  assert(r.status == status, "exit status should be " .. status .. show(r))
 end
 
 local function contains(s, needle, r)
