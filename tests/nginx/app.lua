@@ -29,6 +29,7 @@ local function worker()
   local short = client(env("DDBKIT_TEST_PROXY"), { timeout_ms = 300, max_attempts = 2,
                                                     base_delay_ms = 10, max_backoff_ms = 20 })
   local store_table = env("DDBKIT_NGX_STORE_TABLE")
+  local native_client = client(env("DDBKIT_TEST_ENDPOINT"))
   W = {
     direct = direct,
     proxied = proxied,
@@ -38,6 +39,12 @@ local function worker()
     limiter = ddbkit.ratelimit.new{ client = direct, table_name = store_table,
                                     default_config = { limit = 10, window_ms = 600000 } },
     cache = ddbkit.cache.new{ client = direct, table_name = store_table },
+    -- the native layout, its leases shared by both workers; its own client
+    -- so each worker can say how many requests its decisions cost
+    native_client = native_client,
+    native = ddbkit.ratelimit.new{ client = native_client, table_name = store_table,
+                                   layout = "native", shared_dict = "ddbkit_rl", lease_ms = 600000,
+                                   default_config = { limit = 40, window_ms = 600000 } },
     idem = ddbkit.idempotency.new{ client = direct, table_name = env("DDBKIT_NGX_IDEM_TABLE"),
                                    lock_ttl_ms = 10000, lock_timeout_ms = 20000 },
   }
@@ -179,6 +186,20 @@ end
 function _M.limit()
   ngx.header["X-Worker"] = tostring(ngx.worker.pid())
   resty.rate_limit{ store = worker().limiter, resource = worker().run .. "-api" }
+end
+
+-- /native_limited?r=NAME: one decision of the shared-lease native limit
+-- on resource NAME of this run (a 429 ends the request here).
+function _M.native_limit()
+  local w = worker()
+  ngx.header["X-Worker"] = tostring(ngx.worker.pid())
+  resty.rate_limit{ store = w.native, resource = w.run .. "-" .. (ngx.var.arg_r or "native") }
+end
+
+-- Its header filter (so also on a 429): what this worker's decisions have
+-- cost in requests so far.
+function _M.native_header()
+  ngx.header["X-Native-Requests"] = tostring(worker().native_client:stats().requests)
 end
 
 function _M.granted()

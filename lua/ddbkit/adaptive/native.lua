@@ -57,7 +57,7 @@
 -- Costs (requests): acquire 0 while the priority's lease holds grants,
 -- when it knows the window (or its share) full, and for a paused
 -- background or a share of 0; else 1 PutItem (+1 per race lost, at most
--- 6; +1 for a give-back written alone). can_proceed, get_wait_time 0 with
+-- 10; +1 for a give-back written alone). can_proceed, get_wait_time 0 with
 -- a live lease, a known-full window, a share of 0 or a limit of 0; else
 -- 1 GetItem. get_status 1 GetItem. reset 1 DeleteItem. Cooldowns, configs,
 -- clear and close are ddbkit.ratelimit's; clear also deletes these items.
@@ -92,6 +92,7 @@ function _M.new(opts)
     default_config = ratelimit.config_error, resource_configs = ratelimit.check_resource_configs,
     adaptive_config = store.is_table, strategy = store.is_any, layout = N.is_layout,
     max_clock_skew_ms = store.is_non_negative, lease_ms = store.is_positive,
+    shared_dict = N.is_dict,
   })
   if opts.client == nil then error(NAME .. ".new: opts.client must be a ddbkit.client", 3) end
   local self = ratelimit.init(setmetatable({}, mt), NAME, opts, { limit = 200, window_ms = 3600000 })
@@ -111,13 +112,16 @@ function _M.new(opts)
   self.kind, self.grid_points, self.min_grid = KIND, 14, 2
   self.clear_kinds = { "ratelimit", "ratelimit_slot", "cooldown", KIND }
   self.states, self.nstates = {}, 0
+  self.shared = N.shared_of(NAME, opts.shared_dict)
   return self
 end
 
 local function forget(self, resource)
-  for p in pairs(OFF) do
+  local tbl, pk = ratelimit.table_of(self), store.key(self.policy, KIND, resource)
+  for p, off in pairs(OFF) do
     local k = resource .. "\0" .. p
     if self.states[k] then self.states[k] = nil; self.nstates = self.nstates - 1 end
+    if self.shared and tbl and pk then self.shared:forget(N.shared_key(tbl, pk, { off = off })) end
   end
   self.capacity[resource] = nil
 end
@@ -182,9 +186,9 @@ function _M:can_proceed(resource, priority)
   if not p then return nil, err end
   local share = A.share_of(p.cap, priority)
   if share <= 0 or p.cfg.limit <= 0 then return false end
-  local st = state(self, resource, priority)
-  if N.has_lease(self, st) then return true end
-  if N.known_full(self, st) then return false end
+  local st, P = state(self, resource, priority), N.shared_key(p.table, p.pk, { off = OFF[priority] })
+  if N.left(self, st, P) > 0 then return true end
+  if N.full_until(self, st, P) then return false end
   local u, uerr = usage(self, p)
   if not u then return nil, uerr end
   return u.used < p.cfg.limit and u[priority] < share
@@ -201,9 +205,10 @@ function _M:get_wait_time(resource, priority)
   if p.cfg.limit <= 0 then return p.cfg.window_ms end
   local share = A.share_of(p.cap, priority)
   if share <= 0 then return self.adaptive.recalculation_interval_ms end
-  local st = state(self, resource, priority)
-  if N.has_lease(self, st) then return 0 end
-  if N.known_full(self, st) then return max(0, ceil(st.full_until - self.runtime.mono_ms())) end
+  local st, P = state(self, resource, priority), N.shared_key(p.table, p.pk, { off = OFF[priority] })
+  if N.left(self, st, P) > 0 then return 0 end
+  local full = N.full_until(self, st, P)
+  if full then return max(0, ceil(full - self.runtime.mono_ms())) end
   local u, uerr = usage(self, p)
   if not u then return nil, uerr end
   local first
@@ -230,8 +235,8 @@ function _M:get_status(resource)
   if not u then return nil, uerr end
   local total, remaining, available = u.used, 0, 0
   for _, pr in ipairs({ "user", "background" }) do
-    local st = state(self, resource, pr)
-    local used = u[pr] - (N.has_lease(self, st) and st.left or 0)
+    local mine = N.left(self, state(self, resource, pr), N.shared_key(p.table, p.pk, { off = OFF[pr] }))
+    local used = u[pr] - mine
     total = total - (u[pr] - used)
     local share = pr == "user" and p.cap.user_reserved or p.cap.background_max
     remaining = remaining + (share - used)

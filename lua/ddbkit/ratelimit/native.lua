@@ -115,12 +115,15 @@
 -- Per process: the state (lease, item last seen) is per store object and
 -- resource; make one store per process (or OpenResty worker). At most
 -- MAX_RESOURCES are remembered; past that all are dropped (their leases
--- are lost capacity). Not built: OpenResty's sharing of one lease by all
--- workers through a lua_shared_dict; each worker holds its own leases
--- (exactness holds; writes are per worker). Tasks sharing a store
--- (coroutine runtime): spending never yields; a give-back is claimed by
--- one write only; a lease installed over another leaves the first one's
--- grants unspent (capacity, not exactness).
+-- are lost capacity). Tasks sharing a store (coroutine runtime): spending
+-- never yields; a give-back is claimed by one write only; a lease
+-- installed over another leaves the first one's grants unspent (capacity,
+-- not exactness).
+-- Per machine: with shared_dict (a lua_shared_dict's name, or a dict
+-- object), the lease state lives in that dict instead, and all workers of
+-- an nginx spend one lease and take the next one at a time
+-- (lua/ddbkit/ratelimit/shared.lua: how, and why the argument above still
+-- holds).
 --
 -- Config: every process on a resource must use the same { limit,
 -- window_ms } (as in the Node layout); set_resource_config drops this
@@ -131,9 +134,10 @@ local ddbkit_core = require "ddbkit.core"
 local store = require "ddbkit.store"
 local client_mod = require "ddbkit.client"
 local ratelimit = require "ddbkit.ratelimit"
+local shared = require "ddbkit.ratelimit.shared"
 
-local type, pairs, error, setmetatable, tostring, tonumber =
-      type, pairs, error, setmetatable, tostring, tonumber
+local type, pairs, ipairs, error, setmetatable, tostring, tonumber, pcall, assert =
+      type, pairs, ipairs, error, setmetatable, tostring, tonumber, pcall, assert
 local floor, ceil, max, min, random, format, concat = math.floor, math.ceil, math.max,
       math.min, math.random, string.format, table.concat
 local uuid = ddbkit_core.uuid
@@ -164,14 +168,48 @@ end
 
 local function is_layout(v) if v ~= "native" then return '"native"' end end
 
+local DICT_METHODS = { "get", "incr", "safe_add", "safe_set", "delete" }
+local function is_dict(v)
+  if type(v) == "string" and v ~= "" then return end
+  if type(v) == "table" or type(v) == "userdata" then
+    local ok = pcall(function()
+      for _, m in ipairs(DICT_METHODS) do assert(type(v[m]) == "function") end
+    end)
+    if ok then return end
+  end
+  return "the name of a lua_shared_dict, or a dict (an ngx.shared.DICT)"
+end
+
+-- opts.shared_dict -> the machine's lease store (ddbkit.ratelimit.shared), or nil.
+local function shared_of(name, v)
+  if v == nil then return nil end
+  local dict = v
+  if type(v) == "string" then
+    local sh = type(ngx) == "table" and ngx.shared   -- luacheck: ignore (ngx: OpenResty's global)
+    dict = sh and sh[v]
+    if not dict then
+      error(name .. ".new: opts.shared_dict: no lua_shared_dict named " .. v
+            .. " (nginx.conf needs `lua_shared_dict " .. v .. " 1m;`)", 4)
+    end
+  end
+  return shared.new(dict, function(...) return _M.internal.take(...) end)
+end
+
+-- The dict keys of a resource's lease (tag: see take).
+local function shared_key(tbl, pk, tag)
+  return tbl .. "\0" .. pk .. "\0" .. (tag and tag.off or 0)
+end
+
 --- native.new(opts) (through ddbkit.ratelimit.new{ layout = "native", ... }):
---- the Node layout's options plus max_clock_skew_ms (default 0) and
---- lease_ms (default: see the header).
+--- the Node layout's options plus max_clock_skew_ms (default 0), lease_ms
+--- (default: see the header) and shared_dict (OpenResty: one lease for
+--- all workers; see the header).
 function _M.new(opts)
   opts = store.options(NAME .. ".new", opts, {
     client = store.is_client, table_name = store.is_string, policy = store.is_any,
     default_config = ratelimit.config_error, resource_configs = ratelimit.check_resource_configs,
     layout = is_layout, max_clock_skew_ms = store.is_non_negative, lease_ms = store.is_positive,
+    shared_dict = is_dict,
   })
   if opts.client == nil then error(NAME .. ".new: opts.client must be a ddbkit.client", 3) end
   local self = ratelimit.init(setmetatable({}, mt), NAME, opts, { limit = 60, window_ms = 60000 })
@@ -182,6 +220,7 @@ function _M.new(opts)
   self.clear_kinds = { "ratelimit", "ratelimit_slot", "cooldown", KIND }
   self.states, self.nstates = {}, 0
   self.kind = KIND
+  self.shared = shared_of(NAME, opts.shared_dict)
   return self
 end
 
@@ -193,6 +232,10 @@ function _M.on_config(self, resource)
   if self.states[resource] then
     self.states[resource] = nil
     self.nstates = self.nstates - 1
+  end
+  if self.shared then
+    local tbl, pk = ratelimit.table_of(self), store.key(self.policy, self.kind, resource)
+    if tbl and pk then self.shared:forget(shared_key(tbl, pk)) end
   end
 end
 
@@ -476,10 +519,16 @@ end
 
 -- Methods ------------------------------------------------------------------
 
+local CODEC = { encode = encode, decode = decode }
+
 -- A decision on state st: from its lease, or a take (tag: see take).
+-- With a shared dict, from the machine's lease instead.
 local function spend(self, st, tbl, pk, cfg, tag)
   st.calls = st.calls + 1
   if cfg.limit <= 0 then return false end
+  if self.shared then
+    return self.shared:spend(self, shared_key(tbl, pk, tag), tbl, pk, cfg, tag, CODEC)
+  end
   local mono = self.runtime.mono_ms()
   if st.left > 0 then
     if mono < st.until_mono then
@@ -511,11 +560,19 @@ local function usage(self, tbl, pk, cfg)
   return used, ends[1], now
 end
 
-local function has_lease(self, st)
-  return st and st.left > 0 and self.runtime.mono_ms() < st.until_mono
+-- Grants left in the live lease (this process's, or the machine's with a
+-- shared dict; P: shared_key), 0 when none.
+local function left(self, st, P)
+  local mono = self.runtime.mono_ms()
+  if self.shared then return self.shared:left(P, mono) end
+  if st and st.left > 0 and mono < st.until_mono then return st.left end
+  return 0
 end
-local function known_full(self, st)
-  return st and st.full_until and self.runtime.mono_ms() < st.full_until
+-- The monotonic time the window is known full until, or nil.
+local function full_until(self, st, P)
+  local f
+  if self.shared then f = self.shared:full_until(P) else f = st and st.full_until end
+  if f and self.runtime.mono_ms() < f then return f end
 end
 
 --- store:can_proceed(resource) -> boolean | nil, err
@@ -524,9 +581,9 @@ function _M:can_proceed(resource)
   if not tbl then return nil, pk end
   local cfg = ratelimit.config_for(self, resource)
   if cfg.limit <= 0 then return false end
-  local st = self.states[resource]
-  if has_lease(self, st) then return true end
-  if known_full(self, st) then return false end
+  local st, P = self.states[resource], shared_key(tbl, pk)
+  if left(self, st, P) > 0 then return true end
+  if full_until(self, st, P) then return false end
   local used, err = usage(self, tbl, pk, cfg)
   if not used then return nil, err end
   return used < cfg.limit
@@ -541,8 +598,7 @@ function _M:get_status(resource)
   local cfg = ratelimit.config_for(self, resource)
   local used, _, now = usage(self, tbl, pk, cfg)
   if not used then return nil, _ end
-  local st = self.states[resource]
-  local mine = has_lease(self, st) and st.left or 0
+  local mine = left(self, self.states[resource], shared_key(tbl, pk))
   return { remaining = max(0, min(cfg.limit, cfg.limit - used + mine)),
            reset_time = now + cfg.window_ms, limit = cfg.limit }
 end
@@ -553,9 +609,10 @@ function _M:get_wait_time(resource)
   if not tbl then return nil, pk end
   local cfg = ratelimit.config_for(self, resource)
   if cfg.limit <= 0 then return cfg.window_ms end
-  local st = self.states[resource]
-  if has_lease(self, st) then return 0 end
-  if known_full(self, st) then return max(0, ceil(st.full_until - self.runtime.mono_ms())) end
+  local st, P = self.states[resource], shared_key(tbl, pk)
+  if left(self, st, P) > 0 then return 0 end
+  local full = full_until(self, st, P)
+  if full then return max(0, ceil(full - self.runtime.mono_ms())) end
   local used, first, now = usage(self, tbl, pk, cfg)
   if not used then return nil, first end
   if used < cfg.limit or not first then return 0 end
@@ -584,7 +641,8 @@ _M.decode, _M.encode = decode, encode
 -- For ddbkit.adaptive's native layout (lua/ddbkit/adaptive/native.lua),
 -- which runs the same leases with a tag per priority.
 _M.internal = { prepare = prepare, read = read, state_of = state_of, spend = spend,
-                params = params, live = live, has_lease = has_lease, known_full = known_full,
-                is_layout = is_layout, TTL_SLACK_S = TTL_SLACK_S }
+                take = take, params = params, live = live, left = left,
+                full_until = full_until, shared_key = shared_key, shared_of = shared_of,
+                is_layout = is_layout, is_dict = is_dict, TTL_SLACK_S = TTL_SLACK_S }
 
 return _M
