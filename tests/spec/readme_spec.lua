@@ -79,6 +79,7 @@ describe("the README's Lua examples", function()
         assert.are.equal(1, #out)
         assert.truthy(out[1]:match("^holding world%-7 with fence %d+$"), out[1])
       end },
+    { 'layout = "native"', function(out) assert.are.same({ "true\ttrue" }, out) end },
     { "ddbkit.idempotency.new", function(out) assert.are.same({ "9\t1", "9\t1" }, out) end },
     { 'runtime = "coroutine"', function(out)
         assert.are.equal(1, #out)
