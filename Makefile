@@ -280,7 +280,9 @@ $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(MARSHAL_SRC) engine/buf.c
 #   fuzz_jsjson      core.js_parse (JSON.parse) against jsjson.lua's own decoder
 #   fuzz_rln_buckets the native rate-limit item's lease buckets (ratelimit/native.lua decode)
 #   fuzz_repl_locals the REPL's rewrite of top-level locals (repl/locals.lua)
-FUZZ_LUA    := fuzz_response fuzz_cli_config fuzz_idem_key fuzz_jsjson fuzz_rln_buckets fuzz_repl_locals
+#   fuzz_rl_shared   the native rate limit's lease state in a shared dict (ratelimit/shared.lua)
+FUZZ_LUA    := fuzz_response fuzz_cli_config fuzz_idem_key fuzz_jsjson fuzz_rln_buckets fuzz_repl_locals \
+               fuzz_rl_shared
 FUZZ_CFLAGS := $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(LUA54_INC) -Iengine -Ibindings/core
 FUZZ_OBJ    := $(patsubst %.c,$(B)/fuzzobj/%.o,$(CORE_SRC) $(ENGINE_SRC))
 

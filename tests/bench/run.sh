@@ -135,7 +135,11 @@
 # one-process CPU rows), BENCH_RLL_CPU_LIMIT (20000), BENCH_RLL_LUA
 # (lua5.4 or luajit for the multi-process rows), BENCH_RLL_WARMUP (3 s of
 # unmeasured load per layout at the hot limit first: DynamoDB Local's JIT
-# warming up; 0 skips). To run only this section:
+# warming up; 0 skips). Then rows kind=nginx: an nginx of 2 workers
+# (rl_nginx.conf.in, bench_ratelimit_nginx.lua) each calling acquire from
+# a timer, the native layout with leases per worker ("native") and shared
+# through a lua_shared_dict ("native-shared"): BENCH_RLL_NGINX (1; 0
+# skips), BENCH_RLL_NGINX_LIMIT (20000). To run only this section:
 #   BENCH_TARGETS=ddblocal BENCH_SEQ=0 BENCH_SERVER_WARMUP=0 BENCH_CONC=0 \
 #   BENCH_LOCK=0 BENCH_IDEM=0 BENCH_BUDGETS=0 BENCH_RATELIMIT=0 tests/bench/run.sh
 # (BENCH_DDB_PORT picks DynamoDB Local's port; default a free one.)
@@ -227,6 +231,8 @@ RLL_CPU="${BENCH_RLL_CPU:-1}"
 RLL_CPU_LIMIT="${BENCH_RLL_CPU_LIMIT:-20000}"
 RLL_LUA="${BENCH_RLL_LUA:-lua5.4}"
 RLL_WARMUP="${BENCH_RLL_WARMUP:-3}"
+RLL_NGINX="${BENCH_RLL_NGINX:-1}"
+RLL_NGINX_LIMIT="${BENCH_RLL_NGINX_LIMIT:-20000}"
 for v in "$N_NGINX" "$N_DDBLOCAL" "$WARMUP" "$WARMUP_SDK" "$SERVER_WARMUP" "$ROUNDS" \
          "$LOCK_BENCH" "$LOCK_N" "$LOCK_WARMUP" "$LOCK_WORKERS" "$LOCK_GRANTS" "$LOCK_SECONDS" \
          "$IDEM_BENCH" "$IDEM_N" "$IDEM_WARMUP" "$IDEM_ROUNDS" \
@@ -633,6 +639,12 @@ run_lock_contention() {
         grep '^WORKER ' "$LOCK_DIR/w$i.out" | tee -a "$LOCK_RESULTS" >&2
     done
     f1="$(lock_fence "$url" "$key")" || f1=""
+    if [ "$f0" = 0 ] && [ -n "$f1" ]; then
+        # No item before: its first fence is 1000 x its creator's clock (ms)
+        # + 1 (engine/lock.c), so count from the lowest fence granted.
+        f0="$(cat "${holds[@]}" | awk '{ print $3 }' | sort -n | head -n 1)"
+        f0=$((f0 - 1))
+    fi
     check="$("${lua54_env[@]}" lua5.4 "$HERE/bench_lock.lua" check "${holds[@]}" | sed -n 's/^CHECK //p')" || check=""
     if [ -z "$f1" ] || [ -z "$check" ]; then
         say "FAILED: the lock's fence or the overlap check"
@@ -649,7 +661,7 @@ run_lock_contention() {
         END {
             split(chk, c, " "); ov = c[2]; sub(/^overlaps=/, "", ov)
             wall = (t1 - t0) / 1000
-            printf "RESULT target=ddblocal client=ddbkit-lua54 bench=lock-contended workers=%d grants=%d busy=%d requests=%d wall_s=%.3f grants_per_s=%.0f requests_per_grant=%.3f fence_delta=%d overlaps=%d\n", \
+            printf "RESULT target=ddblocal client=ddbkit-lua54 bench=lock-contended workers=%d grants=%d busy=%d requests=%d wall_s=%.3f grants_per_s=%.0f requests_per_grant=%.3f fence_delta=%s overlaps=%d\n", \
                 w, g, b, r, wall, (wall > 0 ? g / wall : 0), (g > 0 ? r / g : 0), fd, ov
         }')"
     printf '%s\n' "$line" >&2
@@ -865,6 +877,54 @@ print(t["wcu"], t["rcu"], t["throttled"], t["requests"])')" || { say "FAILED: co
     esac
 }
 
+# rll_nginx_row LAYOUT LIMIT: one row of kind=nginx: an nginx of 2 workers
+# (rl_nginx.conf.in) whose workers each run the load of
+# bench_ratelimit_nginx.lua from a timer, LAYOUT "native" (leases per
+# worker) or "native-shared" (one lease for both, lua_shared_dict). Same
+# simulator handling and RESULT line as rll_row (lua=luajit: nginx's).
+rll_nginx_row() {
+    local layout="$1" limit="$2" secs="$RLL_SECONDS" prefix resource start sim out f i files=()
+    resource="bench-rll-$RLL_RUN-nginx-$layout-$limit"
+    prefix="$RLL_DIR/nginx-$layout-$limit"
+    mkdir -p "$prefix/out"
+    rll_sim POST /reset >/dev/null || { say "FAILED: could not reset the partition simulator"; return 1; }
+    start=$(($(date +%s%3N) + 3000))
+    if ! RLN_ENDPOINT="$RLL_PROXY_URL" RLN_TABLE="$RLL_TABLE" RLN_RESOURCE="$resource" RLN_LAYOUT="$layout" \
+            RLN_LIMIT="$limit" RLN_WINDOW_MS="$RLL_WINDOW_MS" RLN_START_MS="$start" \
+            RLN_RUN_MS="$((secs * 1000))" RLN_OUT="$prefix/out" NGINX_CONF_IN="$HERE/rl_nginx.conf.in" \
+            bash tests/nginx/driver.sh start "$prefix" >/dev/null; then
+        say "FAILED: the bench nginx did not start"; return 1
+    fi
+    # each worker writes w<pid>.txt.done when its row ends: SECONDS after
+    # the start plus its last call; 60 s margin on top
+    for ((i = 0; i < (secs + 63) * 10; i++)); do
+        [ "$(ls "$prefix/out"/*.done 2>/dev/null | wc -l)" -ge 2 ] && break
+        sleep 0.1
+    done
+    bash tests/nginx/driver.sh stop "$prefix" >/dev/null 2>&1 || true
+    for f in "$prefix/out"/*.done; do
+        [ -e "$f" ] || { say "FAILED: nginx workers did not finish ($layout, limit $limit)"; return 1; }
+        if [ -s "$f" ]; then say "FAILED: nginx worker: $(cat "$f")"; return 1; fi
+        files+=("${f%.done}")
+    done
+    [ "${#files[@]}" -eq 2 ] || { say "FAILED: ${#files[@]} nginx workers finished, not 2"; return 1; }
+    sim="$(rll_sim GET "" | python3 -c 'import json, sys
+t = json.load(sys.stdin)["totals"]
+print(t["wcu"], t["rcu"], t["throttled"], t["requests"])')" || { say "FAILED: could not read the simulator"; return 1; }
+    if ! out="$("${lua54_env[@]}" lua5.4 "$HERE/bench_ratelimit_layouts.lua" analyze nginx "$layout" "$limit" \
+            "$RLL_WINDOW_MS" "$sim" "${files[@]}")"; then
+        printf '%s\n' "$out" >&2
+        say "FAILED: bench_ratelimit_layouts.lua analyze (nginx $layout, limit $limit)"
+        return 1
+    fi
+    out="$(printf '%s\n' "$out" | grep '^RESULT ' | sed "s/\$/ lua=luajit/")"
+    printf '%s\n' "$out" | tee -a "$RLL_RESULTS" >&2
+    case "$out" in
+        *" windows_over=0 "*) ;;
+        *) say "FAILED: nginx $layout, limit $limit: grants over the limit in some window (see above)"; return 1 ;;
+    esac
+}
+
 bench_rl_layouts() {
     local url="$1" port layout limit lua
     rm -rf "$RLL_DIR"
@@ -895,6 +955,12 @@ bench_rl_layouts() {
             rll_row procs "$layout" "$limit" "$RLL_PROCS" "$RLL_LUA" || FAILED=1
         done
     done
+    if [ "$RLL_NGINX" != 0 ]; then
+        for layout in native native-shared; do
+            say "ddblocal via the partition simulator: nginx, 2 workers, $layout, limit $RLL_NGINX_LIMIT per $RLL_WINDOW_MS ms, ${RLL_SECONDS}s"
+            rll_nginx_row "$layout" "$RLL_NGINX_LIMIT" || FAILED=1
+        done
+    fi
     if [ "$RLL_CPU" != 0 ]; then
         for layout in $RLL_LAYOUTS; do
             for lua in lua5.4 luajit; do
@@ -1173,6 +1239,20 @@ sdk_version="$(node -p 'require("./tests/bench/sdk/node_modules/@aws-sdk/client-
             print "| layout | limit | decisions/s | granted/s | requests/decision | decisions with no request | WCU/grant | throttled requests | windows over the limit (most in one) | utilisation | requests/refusal | time waiting on requests |"
             print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         }' "$RLL_RESULTS"
+        if grep -q ' kind=nginx ' "$RLL_RESULTS"; then
+            echo
+            printf 'Inside nginx: one nginx of 2 workers (LuaJIT, OpenResty runtime), each calling acquire on the same resource from a timer as fast as it can (a random 0..5 ms pause after a refusal) for %s s, through the same simulator; leases per worker ("native") or one lease for both workers through a lua_shared_dict ("native-shared").\n' "$RLL_SECONDS"
+            echo
+            awk "$AWK_KV"'
+            BEGIN {
+                print "| layout | limit | decisions/s | granted/s | requests/decision | decisions with no request | WCU/grant | throttled requests | windows over the limit (most in one) | utilisation | requests/refusal |"
+                print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            }
+            /^RESULT / && / kind=nginx / {
+                kv($0)
+                printf "| %s | %s | %d | %d | %s | %s%% | %s | %d | %d (%d) | %.1f%% | %s |\n", F["layout"], F["limit"], F["decisions_per_s"], F["grants_per_s"], F["req_per_decision"], F["zero_req_pct"], F["wcu_per_grant"], F["throttled"], F["windows_over"], F["max_in_window"], 100 * F["utilisation"], F["req_per_refusal"]
+            }' "$RLL_RESULTS"
+        fi
         if grep -q ' kind=cpu ' "$RLL_RESULTS"; then
             echo
             printf 'CPU per decision: one process, blocking runtime, limit %s per %s ms, %s s, through the same simulator; CPU = os.clock() (user+sys of the process) over the loop, including the worker'"'"'s own bookkeeping, divided by the calls.\n' "$RLL_CPU_LIMIT" "$RLL_WINDOW_MS" "$RLL_SECONDS"

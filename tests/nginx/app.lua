@@ -45,6 +45,10 @@ local function worker()
     native = ddbkit.ratelimit.new{ client = native_client, table_name = store_table,
                                    layout = "native", shared_dict = "ddbkit_rl", lease_ms = 600000,
                                    default_config = { limit = 40, window_ms = 600000 } },
+    -- the same, short windows: every sliding window is checked
+    native_fast = ddbkit.ratelimit.new{ client = native_client, table_name = store_table,
+                                        layout = "native", shared_dict = "ddbkit_rl",
+                                        default_config = { limit = 200, window_ms = 500 } },
     idem = ddbkit.idempotency.new{ client = direct, table_name = env("DDBKIT_NGX_IDEM_TABLE"),
                                    lock_ttl_ms = 10000, lock_timeout_ms = 20000 },
   }
@@ -194,6 +198,31 @@ function _M.native_limit()
   local w = worker()
   ngx.header["X-Worker"] = tostring(ngx.worker.pid())
   resty.rate_limit{ store = w.native, resource = w.run .. "-" .. (ngx.var.arg_r or "native") }
+end
+
+-- /native_hammer?r=NAME&ms=N&dir=D: acquire on the short-window native
+-- limit for N ms as fast as it can (1 ms pause after a refusal), then
+-- write the wall-clock time of each grant (taken when acquire returned:
+-- at or after the spend) to a file of its own in D. Several of these at
+-- once, over both workers, give the spec every grant of the machine.
+function _M.native_hammer()
+  local w = worker()
+  local core = require "ddbkit.core"
+  local resource = w.run .. "-" .. ngx.var.arg_r
+  local stop = core.mono_ms() + tonumber(ngx.var.arg_ms)
+  local ts, calls = {}, 0
+  while core.mono_ms() < stop do
+    local ok, err = w.native_fast:acquire(resource)
+    if ok == nil then return json(500, { error = tostring(err) }) end
+    calls = calls + 1
+    if ok then ts[#ts + 1] = ("%.3f"):format(core.now_ms())
+    else ngx.sleep(0.001) end
+    if calls % 64 == 0 then ngx.sleep(0) end   -- the worker's other requests run too
+  end
+  local f = assert(io.open(ngx.var.arg_dir .. "/g-" .. ngx.worker.pid() .. "-" .. ngx.var.connection, "w"))
+  f:write(table.concat(ts, "\n"), "\n")
+  f:close()
+  json(200, { worker = ngx.worker.pid(), grants = #ts, calls = calls })
 end
 
 -- Its header filter (so also on a 429): what this worker's decisions have

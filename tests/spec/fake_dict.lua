@@ -1,6 +1,6 @@
 -- An in-process stand-in for an ngx.shared.DICT (lua-nginx-module's
--- semantics for the methods ddbkit uses: get, incr, safe_add, safe_set,
--- delete, expiry in seconds, 0 = never), on a clock the spec moves
+-- semantics for the methods ddbkit uses: get, incr, add, set, delete,
+-- expiry in seconds, 0 = never; never full), on a clock the spec moves
 -- (state.T, ms). Several stores given the same one behave as the workers
 -- of one nginx. The real dict is exercised by openresty_spec in nginx.
 local M = {}
@@ -26,13 +26,13 @@ function M:get(key)
   return live(self, key)
 end
 
-function M:safe_set(key, value, ttl)
+function M:set(key, value, ttl)
   self.ops = self.ops + 1
   put(self, key, value, ttl)
   return true
 end
 
-function M:safe_add(key, value, ttl)
+function M:add(key, value, ttl)
   self.ops = self.ops + 1
   if live(self, key) ~= nil then return false, "exists" end
   put(self, key, value, ttl)

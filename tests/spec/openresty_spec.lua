@@ -149,7 +149,7 @@ describe("ddbkit in nginx (2 workers)", function()
 
   teardown(function()
     if prefix then
-      for _, d in ipairs{ "slow", "idem", "native" } do sh("bash " .. q(DRIVER) .. " reap " .. q(prefix .. "/" .. d)) end
+      for _, d in ipairs{ "slow", "idem", "native", "hammer" } do sh("bash " .. q(DRIVER) .. " reap " .. q(prefix .. "/" .. d)) end
       local out, ok = sh("bash " .. q(DRIVER) .. " stop " .. q(prefix))
       if not ok then print(out) end
     end
@@ -374,6 +374,34 @@ describe("ddbkit in nginx (2 workers)", function()
     end
     assert.are.equal(40, granted)
     assert.are.equal(20, refused)
+  end)
+
+  it("keeps every sliding window at the limit with six requests hammering one shared lease", function()
+    local dir = prefix .. "/hammer"
+    sh("mkdir -p " .. q(dir))
+    sh(string.format("bash %s burst %s ham 6 %s", q(DRIVER), q(dir),
+      q(base .. "/native_hammer?r=ham&ms=2500&dir=" .. dir)))
+    local order = wait_for("the 6 hammering requests to finish", 60, function()
+      local l = lines_of(dir .. "/order.log")
+      return #l >= 6 and l
+    end)
+    for _, line in ipairs(order) do
+      local i, code = line:match("^ham (%d+) (%d+)$")
+      assert.are.equal("200", code, "request " .. tostring(i) .. ": "
+        .. tostring(read_file(dir .. "/ham." .. tostring(i) .. ".body")) .. "\n" .. log_errors())
+    end
+    local times, files = {}, 0
+    for name in sh("ls " .. q(dir)):gmatch("g%-[^\n]+") do
+      files = files + 1
+      for _, l in ipairs(lines_of(dir .. "/" .. name)) do
+        if l ~= "" then times[#times + 1] = assert(tonumber(l), l) end
+      end
+    end
+    assert.are.equal(6, files)
+    table.sort(times)
+    -- 2.5 s of demand over a limit of 200 per 500 ms: the first window fills
+    assert.is_true(#times >= 200, #times .. " grants")
+    H.assert_at_most_per_window(times, 200, 500, "grants of the shared lease")
   end)
 
   it("runs the upstream once for concurrent idempotent POSTs with one key", function()

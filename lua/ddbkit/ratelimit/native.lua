@@ -168,7 +168,7 @@ end
 
 local function is_layout(v) if v ~= "native" then return '"native"' end end
 
-local DICT_METHODS = { "get", "incr", "safe_add", "safe_set", "delete" }
+local DICT_METHODS = { "get", "incr", "add", "set", "delete" }
 local function is_dict(v)
   if type(v) == "string" and v ~= "" then return end
   if type(v) == "table" or type(v) == "userdata" then

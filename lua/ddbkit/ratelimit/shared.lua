@@ -46,9 +46,14 @@
 -- (safe: the writes are conditional and the give-back is claimed once).
 -- Nothing here blocks a worker.
 --
--- A dict that is full (safe_add/safe_set fail) or loses keys to its LRU
--- costs capacity, never exactness: a lost lease is not spent again, a lost
--- counter is given back as wholly spent, a lost give-back is not made.
+-- Size: a resource in use keeps about ten keys (one holding the item, under
+-- 1 KB) for a window after its last lease. Writes use set and add, so a
+-- full dict drops its least recently used keys (other resources' idle
+-- ones first), and a dict that drops keys costs capacity, never
+-- exactness: a lease whose counter is gone is not spent again and is
+-- given back as wholly spent, a dropped lease or give-back is not given
+-- back, a dropped flag lets a second worker take (writes stay
+-- conditional, give-backs are claimed once).
 local min, max, tonumber, tostring, concat = math.min, math.max, tonumber, tostring,
       table.concat
 local uuid = require("ddbkit.core").uuid
@@ -59,21 +64,38 @@ local mt = { __index = _M }
 local FLAG_TTL_S = 5         -- a take longer than this lets another worker take too
 local POLL_MAX_MS = 8        -- waiting for a take: 1, 2, 4, 8, 8, ... ms
 local KEEP_S = 1             -- keys outlive what they describe by this much
+local MAX_PARSED = 1024      -- leases parsed and kept per worker (then all dropped)
 
 --- shared.new(dict, take) -> the machine's lease store on one dict; take
 --- is native.lua's take(self, st, tbl, pk, cfg, tag).
 function _M.new(dict, take)
-  return setmetatable({ dict = dict, take = take, parsed = {} }, mt)
+  return setmetatable({ dict = dict, take = take, parsed = {}, nparsed = 0 }, mt)
 end
 
--- "id:a:b:..." -> id, then n numbers; nil when the dict holds something else.
+-- The number at key k, or nil (absent, or something else: the dict may
+-- be shared with other code).
+local function num(dict, k)
+  local v = dict:get(k)
+  return type(v) == "number" and v or nil
+end
+
+-- "id:a:b:..." -> { id, then n numbers }; nil when the dict holds
+-- anything else (it holds only what publish wrote, unless shared with
+-- other code).
 local function fields(s, n)
   if type(s) ~= "string" then return nil end
-  local out = {}
-  for f in s:gmatch("[^:]+") do
-    out[#out + 1] = #out == 0 and f or tonumber(f)
+  local out, k, pos = {}, 0, 1
+  while true do
+    local stop = s:find(":", pos, true)
+    local f = s:sub(pos, (stop or 0) - 1)
+    k = k + 1
+    local v = k == 1 and f or tonumber(f)
+    if v == nil or v == "" or k > n + 1 then return nil end
+    out[k] = v
+    if not stop then break end
+    pos = stop + 1
   end
-  if #out ~= n + 1 then return nil end
+  if k ~= n + 1 then return nil end
   return out
 end
 
@@ -86,6 +108,8 @@ function _M:lease(P)
   local f = fields(s, 5)
   if not f then return nil end
   c = { s = s, id = f[1], n = f[2], until_ = f[3], take_now = f[4], take_mono = f[5], e = f[6] }
+  if self.nparsed >= MAX_PARSED then self.parsed, self.nparsed = {}, 0 end
+  if not self.parsed[P] then self.nparsed = self.nparsed + 1 end
   self.parsed[P] = c
   return c
 end
@@ -94,12 +118,12 @@ end
 function _M:left(P, mono)
   local l = self:lease(P)
   if not l or mono >= l.until_ then return 0 end
-  return max(0, l.n - (self.dict:get(P .. "c" .. l.id) or l.n))
+  return max(0, l.n - (num(self.dict, P .. "c" .. l.id) or l.n))
 end
 
 --- sh:full_until(P) -> the monotonic time the window is known full until, or nil.
 function _M:full_until(P)
-  return tonumber(self.dict:get(P .. "f"))
+  return num(self.dict, P .. "f")
 end
 
 -- One grant from the live lease: true, or false when there is none left.
@@ -112,7 +136,7 @@ local function from_lease(self, rt, P, mono, w)
   if not c or c > l.n then return false, l end
   local at = rt.mono_ms()
   if at >= l.until_ then return false, l end
-  if c == l.n then dict:safe_set(P .. "z" .. l.id, at, (l.until_ - at + w) / 1000 + KEEP_S) end
+  if c == l.n then dict:set(P .. "z" .. l.id, at, (l.until_ - at + w) / 1000 + KEEP_S) end
   return true, l
 end
 
@@ -129,7 +153,7 @@ end
 
 -- Claims the give-back of lease (or pending give-back) id; true once.
 local function claim(dict, P, id, ttl)
-  return dict:safe_add(P .. "r" .. id, true, ttl) == true
+  return dict:add(P .. "r" .. id, true, ttl) == true
 end
 
 -- The local state a take starts from: what the dict says of the last
@@ -138,18 +162,18 @@ end
 local function load(self, P, mono, w, decode)
   local dict = self.dict
   local st = { left = 0, calls = 0, item = item_of(dict, P, decode) }
-  st.full_seen = tonumber(dict:get(P .. "s"))
-  st.calls = dict:get(P .. "q") or 0
-  st.take_mono = dict:get(P .. "m")
+  st.full_seen = num(dict, P .. "s")
+  st.calls = num(dict, P .. "q") or 0
+  st.take_mono = num(dict, P .. "m")
   local l = self:lease(P)
   if l then
-    local c = dict:get(P .. "c" .. l.id)
+    local c = num(dict, P .. "c" .. l.id)
     if c and c < l.n and mono < l.until_ then return nil end
     -- exhausted, its end passed before the counter was read, or its
     -- counter lost: no more grants
     if claim(dict, P, l.id, w / 1000 + KEEP_S) then
       local spent = min(c or l.n, l.n)
-      local last = (c and c >= l.n and dict:get(P .. "z" .. l.id)) or l.until_
+      local last = (c and c >= l.n and num(dict, P .. "z" .. l.id)) or l.until_
       st.back = { e = l.e, n = l.n, spent = spent, last = l.take_now + (last - l.take_mono) }
       st.calls = st.calls + (c or 0)
     end
@@ -170,13 +194,13 @@ local function publish(self, P, st, w, encode)
   local dict = self.dict
   local keep = w / 1000 + KEEP_S
   if st.item then
-    dict:safe_set(P .. "i", concat({ tostring(st.item.v), st.item.w or "", encode(st.item.ends, st.item.sums) }, "\0"), keep)
+    dict:set(P .. "i", concat({ tostring(st.item.v), st.item.w or "", encode(st.item.ends, st.item.sums) }, "\0"), keep)
   else
     dict:delete(P .. "i")
   end
   if st.full_until then
-    dict:safe_set(P .. "f", st.full_until, keep)
-    dict:safe_set(P .. "s", st.full_seen, keep)
+    dict:set(P .. "f", st.full_until, keep)
+    dict:set(P .. "s", st.full_seen, keep)
   elseif st.n then
     dict:delete(P .. "f")
   end
@@ -185,16 +209,16 @@ local function publish(self, P, st, w, encode)
     -- so that the next take gives it back)
     local id = uuid()
     local ttl = (st.until_mono - st.take_mono) / 1000 + keep
-    if dict:safe_set(P .. "c" .. id, st.spent, ttl) then
-      if st.spent >= st.n then dict:safe_set(P .. "z" .. id, st.last_mono, ttl) end
-      dict:safe_set(P .. "l", concat({ id, st.n, st.until_mono, st.take_now, st.take_mono, st.e }, ":"), ttl)
+    if dict:set(P .. "c" .. id, st.spent, ttl) then
+      if st.spent >= st.n then dict:set(P .. "z" .. id, st.last_mono, ttl) end
+      dict:set(P .. "l", concat({ id, st.n, st.until_mono, st.take_now, st.take_mono, st.e }, ":"), ttl)
     end
-    dict:safe_set(P .. "q", 0, keep)
-    dict:safe_set(P .. "m", st.take_mono, keep)
+    dict:set(P .. "q", 0, keep)
+    dict:set(P .. "m", st.take_mono, keep)
   elseif st.back then
     -- not written (the window full): the next take may still give it back
     local b = st.back
-    dict:safe_set(P .. "b", concat({ uuid(), b.e, b.n, b.spent, b.last }, ":"), keep)
+    dict:set(P .. "b", concat({ uuid(), b.e, b.n, b.spent, b.last }, ":"), keep)
   end
 end
 
@@ -211,7 +235,7 @@ function _M:spend(store, P, tbl, pk, cfg, tag, codec)
     local full = self:full_until(P)
     if full and mono < full then return false end
     local flag = uuid()
-    if waited >= FLAG_TTL_S * 1000 or dict:safe_add(P .. "t", flag, FLAG_TTL_S) then
+    if waited >= FLAG_TTL_S * 1000 or dict:add(P .. "t", flag, FLAG_TTL_S) then
       local st = load(self, P, mono, cfg.window_ms, codec.decode)
       if st then
         local done, res, err = pcall(self.take, store, st, tbl, pk, cfg, tag)
@@ -231,11 +255,15 @@ function _M:spend(store, P, tbl, pk, cfg, tag, codec)
   end
 end
 
+-- For the fuzz target (tests/fuzz/fuzz_rl_shared.c): the readers of what
+-- the dict holds.
+_M.item_of, _M.load = item_of, load
+
 --- sh:forget(P): drops the machine's lease and state at P (reset, a new config).
 function _M:forget(P)
   local dict = self.dict
   for _, k in ipairs({ "l", "f", "s", "i", "b", "q", "m" }) do dict:delete(P .. k) end
-  self.parsed[P] = nil
+  if self.parsed[P] then self.parsed[P], self.nparsed = nil, self.nparsed - 1 end
 end
 
 return _M
