@@ -32,15 +32,8 @@ static const char HARNESS[] =
     "  return nil\n"
     "end\n";
 
-static lua_State *L;
-static int harness_ref = LUA_NOREF;
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!L)
-        L = lua_host_open("fuzz_repl_locals", HARNESS, sizeof HARNESS - 1, &harness_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, harness_ref);
-    lua_pushlstring(L, (const char *)data, size);
-    lua_host_check(L, "fuzz_repl_locals", 1);
+    lua_host_run_string("fuzz_repl_locals", HARNESS, sizeof HARNESS - 1, data, size);
     return 0;
 }

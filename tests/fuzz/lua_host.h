@@ -15,6 +15,8 @@
 #ifndef DDBK_FUZZ_LUA_HOST_H
 #define DDBK_FUZZ_LUA_HOST_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -71,6 +73,21 @@ static void lua_host_check(lua_State *L, const char *name, int nargs)
         abort();
     }
     lua_pop(L, 1);
+}
+
+/* lua_host_run_string(name, harness, len, data, size): the whole libFuzzer
+ * entry of a target whose harness takes the input as one Lua string: the
+ * host is opened on the first input and kept (one target per binary). */
+static inline void lua_host_run_string(const char *name, const char *harness, size_t len,
+                                       const uint8_t *data, size_t size)
+{
+    static lua_State *L;
+    static int ref = LUA_NOREF;
+    if (!L)
+        L = lua_host_open(name, harness, len, &ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    lua_pushlstring(L, (const char *)data, size);
+    lua_host_check(L, name, 1);
 }
 
 #endif

@@ -48,6 +48,14 @@ local function workers(k, state, opts)
   return out, dict
 end
 
+-- Worker w's first lease (1 grant: no demand seen yet), then, 10 ms later,
+-- a second one sized by the demand, from which it spends `more` grants.
+local function two_leases(w, state, resource, more)
+  assert.is_true(w.rl:acquire(resource))
+  state.T = state.T + 10
+  for _ = 1, more do assert.is_true(w.rl:acquire(resource)) end
+end
+
 local function close(ws) for _, w in ipairs(ws) do w.c:close() end end
 local function requests(ws)
   local n = 0
@@ -78,9 +86,7 @@ describe("the native layout with a shared dict (one lease per machine)", functio
     local state = { T = 1700001000000 }
     local ws = workers(2, state, { default_config = { limit = 100, window_ms = 60000 }, lease_ms = 60000 })
     local a, b = ws[1], ws[2]
-    assert.is_true(a.rl:acquire("one"))          -- a lease of 1 (no demand seen yet)
-    state.T = state.T + 10
-    assert.is_true(a.rl:acquire("one"))          -- the next one, sized by the demand: the rest
+    two_leases(a, state, "one", 1)               -- the second lease: the rest of the limit
     assert.equals(2, a.c:stats().requests)
     assert.equals(100, (counted("one")))
     local grants = 2
@@ -126,9 +132,7 @@ describe("the native layout with a shared dict (one lease per machine)", functio
     local state = { T = 1700003000000 }
     local ws = workers(2, state, { default_config = { limit = 100, window_ms = 10000 }, lease_ms = 1000 })
     local a, b = ws[1], ws[2]
-    assert.is_true(a.rl:acquire("back"))
-    state.T = state.T + 10
-    for _ = 1, 9 do assert.is_true(a.rl:acquire("back")) end   -- the second lease: sized by demand
+    two_leases(a, state, "back", 9)
     local held = counted("back")
     assert.is_true(held > 10, "leased " .. held)
     state.T = state.T + 1001                     -- both leases past their end, 10 grants spent
@@ -146,9 +150,7 @@ describe("the native layout with a shared dict (one lease per machine)", functio
     local state = { T = 1700004000000 }
     local ws, dict = workers(2, state, { default_config = { limit = 50, window_ms = 60000 }, lease_ms = 60000 })
     local a, b = ws[1], ws[2]
-    assert.is_true(a.rl:acquire("lost"))
-    state.T = state.T + 10
-    assert.is_true(a.rl:acquire("lost"))         -- the rest of the limit in one lease
+    two_leases(a, state, "lost", 1)              -- the rest of the limit in one lease
     for _, k in ipairs(dict:keys("lost%z0c")) do dict:delete(k) end   -- the LRU took the counter
     local grants = 0
     for _ = 1, 100 do if b.rl:acquire("lost") then grants = grants + 1 end end
@@ -161,9 +163,7 @@ describe("the native layout with a shared dict (one lease per machine)", functio
     local state = { T = 1700005000000 }
     local ws = workers(2, state, { default_config = { limit = 1000, window_ms = 10000 }, lease_ms = 1000 })
     local a, b = ws[1], ws[2]
-    assert.is_true(a.rl:acquire("flag"))
-    state.T = state.T + 10
-    for _ = 1, 4 do assert.is_true(a.rl:acquire("flag")) end
+    two_leases(a, state, "flag", 4)
     state.T = state.T + 1001                     -- the lease ended: 5 spent of what it held
     local held, before = counted("flag")
     local old_end = before[#before]
