@@ -105,7 +105,7 @@ describe("the native layout with a shared dict (one lease per machine)", functio
     close(ws)
   end)
 
-  it("grants exactly the limit across four workers taking turns, with fewer writes than one worker each", function()
+  it("grants exactly the limit across four workers taking turns, in a handful of writes", function()
     local state = { T = 1700002000000 }
     local ws = workers(4, state, { default_config = { limit = 1000, window_ms = 1000 } })
     local grants = 0
@@ -193,6 +193,21 @@ describe("the native layout with a shared dict (one lease per machine)", functio
     assert.is_true(held > 5)
     close(ws)
   end)
+  it("keeps a lease's keys a minute after its end, not a window of an hour", function()
+    local state = { T = 1700007000000 }
+    local ws, dict = workers(1, state, { default_config = { limit = 100, window_ms = 3600000 },
+                                         lease_ms = 1000 })
+    two_leases(ws[1], state, "ttl", 1)
+    local P = "%z0"                               -- the keys of priority tag 0
+    assert.is_true(#dict:keys("ttl" .. P .. "c") >= 1)
+    state.T = state.T + 1000 + 60000              -- both leases ended a minute ago
+    assert.is_true(#dict:keys("ttl" .. P .. "c") >= 1)   -- still within the minute (+1 s)
+    state.T = state.T + 1001
+    assert.same({}, dict:keys("ttl" .. P .. "[lcz]"))
+    assert.equals(1, #dict:keys("ttl" .. P .. "i"))  -- the item stays for the window
+    close(ws)
+  end)
+
   it("serves the adaptive store's priorities from one lease each per machine", function()
     local state = { T = 1700006000000 }
     local dict = fake_dict.new(state)

@@ -46,8 +46,10 @@
 -- (safe: the writes are conditional and the give-back is claimed once).
 -- Nothing here blocks a worker.
 --
--- Size: a resource in use keeps about ten keys (one holding the item, under
--- 1 KB) for a window after its last lease. Writes use set and add, so a
+-- Size: a resource in use keeps seven keys (one holding the item, under
+-- 1 KB) for a window after its last take, three per lease (its record,
+-- counter and last spend) for up to a minute after the lease's end, and a
+-- claim per give-back for 6 s. Writes use set and add, so a
 -- full dict drops its least recently used keys (other resources' idle
 -- ones first), and a dict that drops keys costs capacity, never
 -- exactness: a lease whose counter is gone is not spent again and is
@@ -64,6 +66,14 @@ local mt = { __index = _M }
 local FLAG_TTL_S = 5         -- a take longer than this lets another worker take too
 local POLL_MAX_MS = 8        -- waiting for a take: 1, 2, 4, 8, 8, ... ms
 local KEEP_S = 1             -- keys outlive what they describe by this much
+-- A lease's keys (l, c, z) last until its end plus this (at most): its
+-- give-back is still worth making that long after it ended (it frees
+-- capacity until the end + window_ms), and a resource taking a lease a
+-- second must not keep an hour of them in the dict.
+local RETIRE_MAX_S = 60
+-- A claim only has to outlive the moment between its add and the delete
+-- of what it claims, and a second taker whose flag wait ran out.
+local CLAIM_S = FLAG_TTL_S + KEEP_S
 local MAX_PARSED = 1024      -- leases parsed and kept per worker (then all dropped)
 
 --- shared.new(dict, take) -> the machine's lease store on one dict; take
@@ -126,6 +136,9 @@ function _M:full_until(P)
   return num(self.dict, P .. "f")
 end
 
+-- How long after its end a lease's keys stay (window w, ms).
+local function retire_s(w) return min(w / 1000, RETIRE_MAX_S) + KEEP_S end
+
 -- One grant from the live lease: true, or false when there is none left.
 local function from_lease(self, rt, P, mono, w)
   local l = self:lease(P)
@@ -136,7 +149,7 @@ local function from_lease(self, rt, P, mono, w)
   if not c or c > l.n then return false, l end
   local at = rt.mono_ms()
   if at >= l.until_ then return false, l end
-  if c == l.n then dict:set(P .. "z" .. l.id, at, (l.until_ - at + w) / 1000 + KEEP_S) end
+  if c == l.n then dict:set(P .. "z" .. l.id, at, (l.until_ - at) / 1000 + retire_s(w)) end
   return true, l
 end
 
@@ -152,8 +165,8 @@ local function item_of(dict, P, decode)
 end
 
 -- Claims the give-back of lease (or pending give-back) id; true once.
-local function claim(dict, P, id, ttl)
-  return dict:add(P .. "r" .. id, true, ttl) == true
+local function claim(dict, P, id)
+  return dict:add(P .. "r" .. id, true, CLAIM_S) == true
 end
 
 -- The local state a take starts from: what the dict says of the last
@@ -171,7 +184,7 @@ local function load(self, P, mono, w, decode)
     if c and c < l.n and mono < l.until_ then return nil end
     -- exhausted, its end passed before the counter was read, or its
     -- counter lost: no more grants
-    if claim(dict, P, l.id, w / 1000 + KEEP_S) then
+    if claim(dict, P, l.id) then
       local spent = min(c or l.n, l.n)
       local last = (c and c >= l.n and num(dict, P .. "z" .. l.id)) or l.until_
       st.back = { e = l.e, n = l.n, spent = spent, last = l.take_now + (last - l.take_mono) }
@@ -181,7 +194,7 @@ local function load(self, P, mono, w, decode)
   else
     local b = dict:get(P .. "b")
     local bf = fields(b, 4)
-    if bf and claim(dict, P, bf[1], w / 1000 + KEEP_S) then
+    if bf and claim(dict, P, bf[1]) then
       st.back = { e = bf[2], n = bf[3], spent = bf[4], last = bf[5] }
     end
     if b then dict:delete(P .. "b") end
@@ -208,7 +221,7 @@ local function publish(self, P, st, w, encode)
     -- a lease (maybe already exhausted or past its end: published anyway,
     -- so that the next take gives it back)
     local id = uuid()
-    local ttl = (st.until_mono - st.take_mono) / 1000 + keep
+    local ttl = (st.until_mono - st.take_mono) / 1000 + retire_s(w)
     if dict:set(P .. "c" .. id, st.spent, ttl) then
       if st.spent >= st.n then dict:set(P .. "z" .. id, st.last_mono, ttl) end
       dict:set(P .. "l", concat({ id, st.n, st.until_mono, st.take_now, st.take_mono, st.e }, ":"), ttl)
