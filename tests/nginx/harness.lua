@@ -18,12 +18,7 @@ function _M.start(H)
   local driver = H.spec_dir() .. "/../nginx/driver.sh"
   local N = { H = H, driver = driver }
 
-  local function sh(cmd)
-    local p = assert(io.popen("env -u LD_PRELOAD " .. cmd .. " 2>&1"))
-    local out = p:read("*a")
-    local ok, _, code = p:close()
-    return out, ok == true or code == 0
-  end
+  local sh = H.sh
   N.sh = sh
 
   -- A bounded poll: f() truthy within `seconds`, or the test fails with `what`.

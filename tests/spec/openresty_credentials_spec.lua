@@ -19,12 +19,7 @@ local CONF = H.spec_dir() .. "/../nginx/credentials.conf.in"
 local TTL = 6               -- seconds the fake's credentials live
 local TOKEN = "ctok-openresty-spec"
 
-local function sh(cmd)
-  local p = assert(io.popen("env -u LD_PRELOAD " .. cmd .. " 2>&1"))
-  local out = p:read("*a")
-  local ok, _, code = p:close()
-  return out, ok == true or code == 0
-end
+local sh = H.sh
 
 -- Issues of an endpoint of the fake, oldest first.
 local function issued(after_seq, endpoint)

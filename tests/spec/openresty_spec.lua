@@ -14,13 +14,7 @@ local schema = require "ddbkit.schema"
 local q = H.shell_quote
 local DRIVER = H.spec_dir() .. "/../nginx/driver.sh"
 
-local function sh(cmd)
-  local p = assert(io.popen("env -u LD_PRELOAD " .. cmd .. " 2>&1"))
-  local out = p:read("*a")
-  local ok, _, code = p:close()
-  if ok == true or code == 0 then return out, true end
-  return out, false
-end
+local sh = H.sh
 
 
 local function lines_of(path)

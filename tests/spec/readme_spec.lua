@@ -24,12 +24,7 @@ local ROOT = H.spec_dir() .. "/../.."
 local README = assert(H.read_file(ROOT .. "/README.md"), "README.md not found")
 local DRIVER = ROOT .. "/tests/nginx/driver.sh"
 
-local function sh(cmd)
-  local p = assert(io.popen("env -u LD_PRELOAD " .. cmd .. " 2>&1"))
-  local out = p:read("*a")
-  local ok, _, code = p:close()
-  return out, ok == true or code == 0
-end
+local sh = H.sh
 
 local blocks = function() return DOC.blocks(README, "README.md") end
 

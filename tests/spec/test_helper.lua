@@ -177,6 +177,15 @@ end
 
 function H.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
+-- Runs a shell command (its stderr with its stdout; a sanitized run's
+-- LD_PRELOAD kept from the tools) -> output, whether it exited 0.
+function H.sh(cmd)
+  local p = assert(io.popen("env -u LD_PRELOAD " .. cmd .. " 2>&1"))
+  local out = p:read("*a")
+  local ok, _, code = p:close()
+  return out, ok == true or code == 0
+end
+
 -- The folder of the calling spec file.
 function H.spec_dir()
   local src = debug.getinfo(2, "S").source
